@@ -1,0 +1,174 @@
+"""Moving a store's contents out and in: ``botwire export`` and ``botwire import``.
+
+A dump is JSON lines, one key per line, sorted by namespace and key::
+
+    {"namespace":"bot","key":"greeting","value":"hi","created_at":"2026-11-21T10:00:00.000000Z",
+     "updated_at":"2026-11-21T10:00:00.000000Z","expires_at":null,"ttl":null}
+
+Timestamps keep their microseconds and values their exact JSON text, so exporting what was
+imported gives the same bytes, whichever backends the data passed through.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any
+
+from botwire import _values
+from botwire.backends.base import Backend, Get, ListKeys, ListNamespaces, Op, Record, Restore
+from botwire.errors import InvalidRequest
+
+BATCH = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def format_time(us: int | None) -> str | None:
+    """Microseconds since the epoch as ISO 8601 UTC with microseconds."""
+    if us is None:
+        return None
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: Any, field: str) -> int | None:
+    """The inverse of :func:`format_time`."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{field} must be an ISO 8601 time or null")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, verb: str, total: int | None = None, stream: IO[str] | None = None) -> None:
+        self.verb = verb
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.started = self._drawn = time.monotonic()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.enabled and now - self._drawn >= 0.1:
+            self._drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        if self.total:
+            share = min(self.done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            line = f"{self.verb} [{bar:<30}] {share:4.0%} {self.done:,}/{self.total:,} keys"
+        else:
+            line = f"{self.verb} {self.done:,} keys"
+        self.stream.write(f"\r{line} ({rate:,.0f}/s)")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._draw(time.monotonic())
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _all_keys(backend: Backend, ns: str) -> list[str]:
+    keys: list[str] = []
+    after: str | None = None
+    while True:
+        (page,) = backend.execute([ListKeys(ns, "", 1000, after)])
+        keys.extend(info.key for info in page.keys)
+        if page.next_cursor is None:
+            return keys
+        after = page.next_cursor
+
+
+def _line(ns: str, key: str, record: Record) -> str:
+    enc = _values.to_json
+    return (
+        f'{{"namespace":{enc(ns)},"key":{enc(key)},"value":{record.value},'
+        f'"created_at":{enc(format_time(record.created_at))},'
+        f'"updated_at":{enc(format_time(record.updated_at))},'
+        f'"expires_at":{enc(format_time(record.expires_at))},"ttl":{enc(record.ttl)}}}\n'
+    )
+
+
+def export_lines(
+    backend: Backend, namespaces: Sequence[str] | None = None, progress: Progress | None = None
+) -> Iterator[str]:
+    """Dump lines for ``namespaces`` (default: all), sorted by namespace and key."""
+    if not namespaces:
+        (names,) = backend.execute([ListNamespaces("")])
+    else:
+        names = sorted({_values.check_namespace(ns) for ns in namespaces})
+    plan = [(ns, _all_keys(backend, ns)) for ns in names]
+    if progress is not None:
+        progress.total = sum(len(keys) for _, keys in plan)
+    for ns, keys in plan:
+        for start in range(0, len(keys), BATCH):
+            chunk = keys[start : start + BATCH]
+            records = backend.execute([Get(ns, key) for key in chunk])
+            for key, record in zip(chunk, records, strict=True):
+                if record is not None:  # deleted or expired since it was listed
+                    yield _line(ns, key, record)
+            if progress is not None:
+                progress.advance(len(chunk))
+
+
+def _restore_op(line: str, number: int) -> Restore | None:
+    try:
+        item = json.loads(line)
+        if not isinstance(item, dict):
+            raise InvalidRequest("each line must be a JSON object")
+        ns = _values.check_namespace(item["namespace"])
+        key = _values.check_key(item["key"])
+        value = _values.to_json(item["value"])
+        created = parse_time(item.get("created_at"), "created_at")
+        updated = parse_time(item.get("updated_at"), "updated_at")
+        expires = parse_time(item.get("expires_at"), "expires_at")
+        ttl = item.get("ttl")
+        if ttl is not None:
+            ttl = _values.check_ttl(ttl)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequest(
+            f"line {number} of the dump is not a botwire record: {exc!r}"
+        ) from None
+    if expires is not None and expires <= time.time() * 1_000_000:
+        return None  # expired while it was away
+    now = int(time.time() * 1_000_000)
+    return Restore(ns, key, value, created or now, updated or now, expires, ttl)
+
+
+def import_lines(backend: Backend, lines: Iterable[str], progress: Progress | None = None) -> int:
+    """Write every record of a dump (overwriting keys that exist); return how many."""
+    count = 0
+    batch: list[Op] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        op = _restore_op(line, number)
+        if op is not None:
+            batch.append(op)
+        if len(batch) >= BATCH:
+            count += _flush(backend, batch, progress)
+    return count + _flush(backend, batch, progress)
+
+
+def _flush(backend: Backend, batch: list[Op], progress: Progress | None) -> int:
+    count = len(batch)
+    if batch:
+        backend.execute(batch)
+        batch.clear()
+    if progress is not None:
+        progress.advance(count)
+    return count

@@ -1,0 +1,135 @@
+"""Validation of keys, namespaces, values and ttls: one place for every backend and the server."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from botwire.errors import InvalidKey, InvalidRequest, InvalidValue, ValueTooLarge
+
+MAX_KEY_BYTES = 512
+"""Longest key, in bytes of UTF-8."""
+MAX_NAMESPACE_BYTES = 256
+"""Longest namespace, in bytes of UTF-8."""
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+"""Largest value (and largest appended item), in bytes of its JSON text: 1 MiB by default."""
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""Compact JSON text, exactly as botwire stores it."""
+_CONTAINERS = (dict, list, tuple)
+
+
+def check_key(key: object, what: str = "key", max_bytes: int = MAX_KEY_BYTES) -> str:
+    """Return ``key`` when it is a valid key, else raise :class:`InvalidKey` naming the rule."""
+    if not isinstance(key, str):
+        raise InvalidKey(f"{what} must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKey(f"{what} must not be empty")
+    if _CONTROL.search(key):
+        raise InvalidKey(f"{what} {key!r} contains a control character (such as \\n or NUL)")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKey(f"{what} {key!r} is not valid Unicode (lone surrogate)") from None
+    if size > max_bytes:
+        raise InvalidKey(f"{what} is {size} bytes long; the limit is {max_bytes} bytes of UTF-8")
+    return key
+
+
+def check_namespace(namespace: object) -> str:
+    """Return ``namespace`` when valid: a key's rules, plus no ``/``."""
+    check_key(namespace, "namespace", MAX_NAMESPACE_BYTES)
+    assert isinstance(namespace, str)
+    if "/" in namespace:
+        raise InvalidKey(f"namespace {namespace!r} must not contain '/'")
+    return namespace
+
+
+def _check_dict_keys(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise InvalidValue(
+                        f"dict key {k!r} is a {type(k).__name__}; JSON objects need str keys"
+                    )
+                if isinstance(v, _CONTAINERS):
+                    stack.append(v)
+        else:
+            stack.extend(v for v in item if isinstance(v, _CONTAINERS))
+
+
+def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
+    """Encode ``value`` as JSON text that decodes to an equal value of the same types.
+
+    Raises:
+        InvalidValue: the value is not JSON (set, bytes, datetime, NaN, non-str dict keys, ...).
+        ValueTooLarge: its JSON text is larger than ``max_bytes``.
+    """
+    if isinstance(value, _CONTAINERS):
+        _check_dict_keys(value)
+    try:
+        text = to_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(
+            f"value is not JSON ({exc}); store str, int, float, bool, None, list or dict"
+        ) from None
+    except RecursionError:
+        raise InvalidValue("value is nested too deeply to store as JSON") from None
+    size = len(text)
+    if not text.isascii():
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidValue(
+                "value holds a str that is not valid Unicode (lone surrogate)"
+            ) from None
+    if size > max_bytes:
+        raise ValueTooLarge(
+            f"value is {size} bytes of JSON; the limit is {max_bytes} bytes "
+            "(raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES)"
+        )
+    return text
+
+
+decode_value = json.loads
+
+
+def check_ttl(ttl: object) -> float | None:
+    """Seconds (int, float or timedelta) as a positive float; ``None`` stays ``None``."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise InvalidRequest(
+            f"ttl must be seconds (int, float or timedelta), not {type(ttl).__name__}"
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return seconds
+
+
+def check_int(value: object, what: str) -> int:
+    """``value`` when it is an int (not a bool), else :class:`InvalidRequest`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+def check_iterable(items: Iterable[Any], what: str) -> Iterable[Any]:
+    """``items`` when it is an iterable other than a str or bytes (a classic slip)."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise InvalidRequest(
+            f"{what} must be a list or other iterable of str, not {type(items).__name__}"
+        )
+    return items

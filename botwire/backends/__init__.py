@@ -1,0 +1,61 @@
+"""Backends: the stores behind ``Memory``, chosen by URL."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+from botwire.backends.base import Backend
+from botwire.config import mask_url
+from botwire.errors import InvalidRequest
+
+_cache: dict[tuple[object, ...], Backend] = {}
+_cache_lock = threading.Lock()
+
+
+def create_backend(url: str, *, token: str | None = None, timeout: float = 30.0) -> Backend:
+    """A new backend for ``url``: ``sqlite:///path``, ``postgresql://...`` or ``http(s)://...``.
+
+    ``sqlite:///memory.db`` is relative to the working directory and ``sqlite:////abs/memory.db``
+    absolute. A query sets options: ``?synchronous=full``.
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from botwire.backends.sqlite import SQLiteBackend
+
+        if not url.startswith("sqlite:///"):
+            raise InvalidRequest(f"a SQLite URL looks like sqlite:///path/to/file.db, not {url!r}")
+        path, _, query = url[len("sqlite:///") :].partition("?")
+        options = {k: v[-1] for k, v in parse_qs(query).items()}
+        return SQLiteBackend(
+            path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL")
+        )
+    raise InvalidRequest(
+        f"unsupported store URL {mask_url(urlsplit(url).geturl())!r}; use sqlite:///path, "
+        "postgresql://user@host/db or http(s)://host:port"
+    )
+
+
+def open_backend(url: str, *, token: str | None = None, timeout: float = 30.0) -> Backend:
+    """The process-wide backend for ``url``: every ``Memory`` on one URL shares its connections."""
+    cache_key = (url, token, timeout, os.getpid())
+    backend = _cache.get(cache_key)
+    if backend is None:
+        with _cache_lock:
+            backend = _cache.get(cache_key)
+            if backend is None:
+                backend = _cache[cache_key] = create_backend(url, token=token, timeout=timeout)
+    return backend
+
+
+@atexit.register
+def _close_all() -> None:
+    for backend in list(_cache.values()):
+        with contextlib.suppress(Exception):  # closing at exit is best effort
+            backend.close()
+
+
+__all__ = ["Backend", "create_backend", "open_backend"]

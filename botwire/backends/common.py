@@ -1,0 +1,114 @@
+"""Logic that every backend shares: sizes, quota checks and the errors the contract defines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from botwire.backends.base import WRITE_OPS, Append, Incr, Op, Put, Quotas, Restore
+from botwire.errors import QuotaExceeded, VersionConflict, WrongType
+
+PURGE_BATCH = 500
+"""Most expired keys a purge deletes in one write transaction."""
+DAY_US = 86_400_000_000
+
+_Conn = TypeVar("_Conn")
+
+
+def nbytes(text: str) -> int:
+    """Bytes of ``text`` in UTF-8."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def list_size(
+    size: int, length: int, added: Sequence[int], removed: int, removed_bytes: int
+) -> int:
+    """Bytes of a list's JSON text after items are added and removed.
+
+    ``size`` and ``length`` describe the list before; ``added`` holds the sizes of new items.
+    The text of ``n`` items is ``2 + sum(item sizes) + (n - 1)`` bytes (brackets and commas).
+    """
+    items = size - length - 1 if length else 0
+    items += sum(added) - removed_bytes
+    length += len(added) - removed
+    return items + length + 1 if length else 2
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a bool",
+        float: "a float",
+        int: "an integer",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def not_an_integer(key: str, value: Any) -> WrongType:
+    """The error for ``incr`` on something else than an integer."""
+    return WrongType(f"cannot incr {key!r}: it holds {_type_name(value)}, not an integer")
+
+
+def not_a_list(key: str, value: Any) -> WrongType:
+    """The error for ``append`` to something else than a list."""
+    return WrongType(f"cannot append to {key!r}: it holds {_type_name(value)}, not a list")
+
+
+def version_conflict(key: str, expected: int, actual: int) -> VersionConflict:
+    """The error for a write whose ``if_version`` no longer holds."""
+    wanted = "to be absent" if expected == 0 else f"at version {expected}"
+    found = "absent" if actual == 0 else f"at version {actual}"
+    return VersionConflict(
+        f"{key!r} was expected {wanted} but is {found}; read it again and retry",
+        key=key,
+        expected=expected,
+        actual=actual,
+    )
+
+
+def check_quotas(
+    quotas: Quotas,
+    ops: Sequence[Op],
+    now: int,
+    count_writes: Callable[[_Conn, str, int, int], int],
+    stored_bytes: Callable[[_Conn, str, int], int],
+    conn: _Conn,
+) -> None:
+    """Enforce ``quotas`` for a batch that ran in the transaction of ``conn``.
+
+    ``count_writes(conn, ns, day, n)`` adds ``n`` writes to a namespace's count for the day and
+    returns the total; ``stored_bytes(conn, ns, now)`` sums the bytes of its live values. Both run
+    in the batch's transaction, so a rejected batch leaves no trace and the limits hold across
+    every process that shares the store. Namespaces with a ``/`` are botwire's own and exempt.
+    """
+    writes: dict[str, int] = {}
+    grows: set[str] = set()
+    for op in ops:
+        if isinstance(op, WRITE_OPS):
+            ns: str = op.ns  # type: ignore[union-attr]
+            if "/" not in ns:
+                writes[ns] = writes.get(ns, 0) + 1
+                if isinstance(op, (Put, Append, Incr, Restore)):
+                    grows.add(ns)
+    day = now // DAY_US
+    for ns in sorted(writes):
+        if quotas.writes_per_day is not None:
+            total = count_writes(conn, ns, day, writes[ns])
+            if total > quotas.writes_per_day:
+                retry_after = ((day + 1) * DAY_US - now) / 1_000_000
+                raise QuotaExceeded(
+                    f"namespace {ns!r} used its {quotas.writes_per_day} writes for today (UTC); "
+                    f"retry in {retry_after:.0f} s",
+                    retry_after=retry_after,
+                    quota="writes_per_day",
+                )
+        if quotas.bytes is not None and ns in grows:
+            used = stored_bytes(conn, ns, now)
+            if used > quotas.bytes:
+                raise QuotaExceeded(
+                    f"namespace {ns!r} would hold {used} bytes, above its quota of "
+                    f"{quotas.bytes}; delete keys to make room",
+                    quota="bytes",
+                )

@@ -1,0 +1,52 @@
+"""Where the store is (URL resolution), and the settings read from ``BOTWIRE_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from botwire._values import DEFAULT_MAX_VALUE_BYTES
+
+
+def default_path() -> Path:
+    """The embedded store's file when no URL is given.
+
+    Linux: ``$XDG_DATA_HOME/botwire/memory.db`` (``~/.local/share/botwire/memory.db``);
+    macOS: ``~/Library/Application Support/botwire/memory.db``;
+    Windows: ``%LOCALAPPDATA%\\botwire\\memory.db``.
+    """
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "botwire" / "memory.db"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """``url``, else ``$BOTWIRE_URL``, else the embedded store in the user data directory."""
+    return url or os.environ.get("BOTWIRE_URL") or "sqlite:///" + str(default_path())
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def debug_enabled() -> bool:
+    """``BOTWIRE_DEBUG=1``: log every operation with its duration."""
+    return os.environ.get("BOTWIRE_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def max_value_bytes() -> int:
+    """``$BOTWIRE_MAX_VALUE_BYTES``, else 1 MiB."""
+    raw = os.environ.get("BOTWIRE_MAX_VALUE_BYTES")
+    return int(raw) if raw else DEFAULT_MAX_VALUE_BYTES

@@ -1,0 +1,513 @@
+"""``Memory`` and ``AsyncMemory``: a namespaced key-value memory that survives restarts.
+
+Both classes share :class:`_MemoryBase`, which validates input and turns each call into a *plan*:
+the operations to run and how to read their results. ``Memory`` runs plans with
+``backend.execute`` and ``AsyncMemory`` with ``backend.aexecute``; nothing else differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, TypeVar
+
+from botwire import _values, config
+from botwire.backends import Backend, open_backend
+from botwire.backends.base import (
+    Append,
+    Clear,
+    Delete,
+    Expire,
+    Get,
+    Incr,
+    KeyPage,
+    ListKeys,
+    ListNamespaces,
+    Op,
+    Put,
+    Record,
+)
+from botwire.errors import InvalidRequest, VersionConflict
+
+T = TypeVar("T")
+Ttl = float | int | timedelta | None
+
+log = logging.getLogger("botwire")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_PAGE_SIZE = 1000
+_UPDATE_ATTEMPTS = 100
+
+
+def _datetime(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored value with its version and timestamps (UTC), as :meth:`Memory.entry` returns it."""
+
+    key: str
+    value: Any
+    version: int
+    """Grows on every write of the key, and stays ahead of any version the key had before it
+    was deleted; pass it to ``set(..., if_version=...)``."""
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Plan(Generic[T]):
+    ops: list[Op]
+    finish: Callable[[list[Any]], T]
+
+
+def _first(results: list[Any]) -> Any:
+    return results[0]
+
+
+class _MemoryBase:
+    """Everything ``Memory`` and ``AsyncMemory`` share: validation and the operations to run."""
+
+    def __init__(
+        self,
+        namespace: str,
+        url: str | None = None,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_value_bytes: int | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.namespace = _values.check_namespace(namespace)
+        if url is not None and base_url is not None and url != base_url:
+            raise InvalidRequest("pass url= or base_url= (its alias), not both")
+        self.url = config.resolve_url(url or base_url)
+        self.max_value_bytes = max_value_bytes or config.max_value_bytes()
+        self._backend = backend or open_backend(self.url, token=token, timeout=timeout)
+        self._debug = config.debug_enabled()
+        if self._debug and not log.handlers:
+            log.addHandler(logging.StreamHandler())
+            log.setLevel(logging.DEBUG)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.namespace!r}, url={config.mask_url(self.url)!r})"
+
+    @property
+    def backend(self) -> Backend:
+        """The store this memory reads and writes."""
+        return self._backend
+
+    def _key(self, key: object) -> str:
+        return _values.check_key(key)
+
+    def _encode(self, value: Any) -> str:
+        return _values.encode_value(value, self.max_value_bytes)
+
+    def _log(self, ops: Sequence[Op], started: float, error: BaseException | None) -> None:
+        elapsed = (time.perf_counter() - started) * 1000
+        names = ",".join(sorted({type(op).__name__ for op in ops}))
+        keys = [getattr(op, "key", None) for op in ops[:3]]
+        outcome = f" failed: {error!r}" if error else ""
+        log.debug(
+            "botwire %s ns=%r keys=%r%s (%d ops) %.3f ms%s",
+            names,
+            self.namespace,
+            keys,
+            "..." if len(ops) > 3 else "",
+            len(ops),
+            elapsed,
+            outcome,
+        )
+
+    # -- plans: the operations behind each call and how to read their results ----------------
+
+    def _plan_set(
+        self, key: str, value: Any, ttl: Ttl, if_version: int | None, keep_ttl: bool = False
+    ) -> _Plan[int]:
+        if if_version is not None:
+            _values.check_int(if_version, "if_version")
+        seconds = _values.check_ttl(ttl)
+        op = Put(self.namespace, self._key(key), self._encode(value), seconds, if_version, keep_ttl)
+        return _Plan([op], _first)
+
+    def _plan_get(self, key: str, default: Any, refresh_ttl: bool) -> _Plan[Any]:
+        def finish(results: list[Any]) -> Any:
+            record = results[0]
+            return default if record is None else _values.decode_value(record.value)
+
+        return _Plan([Get(self.namespace, self._key(key), True, refresh_ttl)], finish)
+
+    def _plan_entry(self, key: str) -> _Plan[Entry | None]:
+        key = self._key(key)
+
+        def finish(results: list[Any]) -> Entry | None:
+            record: Record | None = results[0]
+            if record is None:
+                return None
+            assert record.value is not None
+            return Entry(
+                key,
+                _values.decode_value(record.value),
+                record.version,
+                _datetime(record.created_at),
+                _datetime(record.updated_at),
+                None if record.expires_at is None else _datetime(record.expires_at),
+            )
+
+        return _Plan([Get(self.namespace, key)], finish)
+
+    def _plan_contains(self, key: str) -> _Plan[bool]:
+        return _Plan([Get(self.namespace, self._key(key), False)], lambda r: r[0] is not None)
+
+    def _plan_ttl(self, key: str) -> _Plan[float | None]:
+        key = self._key(key)
+
+        def finish(results: list[Any]) -> float | None:
+            record: Record | None = results[0]
+            if record is None or record.expires_at is None:
+                return None
+            return max(record.expires_at / 1_000_000 - float(self._backend.clock()), 0.0)
+
+        return _Plan([Get(self.namespace, key, False)], finish)
+
+    def _plan_delete(self, key: str) -> _Plan[bool]:
+        return _Plan([Delete(self.namespace, self._key(key))], _first)
+
+    def _plan_get_many(self, keys: Iterable[str]) -> _Plan[dict[str, Any]]:
+        names = [self._key(key) for key in _values.check_iterable(keys, "keys")]
+
+        def finish(results: list[Any]) -> dict[str, Any]:
+            return {
+                key: _values.decode_value(record.value)
+                for key, record in zip(names, results, strict=True)
+                if record is not None
+            }
+
+        return _Plan([Get(self.namespace, key) for key in names], finish)
+
+    def _plan_set_many(self, mapping: Mapping[str, Any], ttl: Ttl) -> _Plan[None]:
+        if not isinstance(mapping, Mapping):
+            raise InvalidRequest(
+                f"set_many needs a mapping of keys to values, not {type(mapping).__name__}"
+            )
+        seconds = _values.check_ttl(ttl)
+        ops: list[Op] = [
+            Put(self.namespace, self._key(key), self._encode(value), seconds)
+            for key, value in mapping.items()
+        ]
+        return _Plan(ops, lambda results: None)
+
+    def _plan_delete_many(self, keys: Iterable[str]) -> _Plan[int]:
+        ops: list[Op] = [
+            Delete(self.namespace, self._key(key)) for key in _values.check_iterable(keys, "keys")
+        ]
+        return _Plan(ops, sum)
+
+    def _plan_append(self, key: str, values: tuple[Any, ...], max_len: int | None) -> _Plan[int]:
+        if not values:
+            raise InvalidRequest("append needs at least one value")
+        if max_len is not None and _values.check_int(max_len, "max_len") < 1:
+            raise InvalidRequest(f"max_len must be at least 1, got {max_len}")
+        items = tuple(self._encode(value) for value in values)
+        return _Plan([Append(self.namespace, self._key(key), items, max_len)], _first)
+
+    def _plan_incr(self, key: str, by: int) -> _Plan[int]:
+        return _Plan([Incr(self.namespace, self._key(key), _values.check_int(by, "by"))], _first)
+
+    def _plan_expire(self, key: str, ttl: Ttl) -> _Plan[bool]:
+        return _Plan([Expire(self.namespace, self._key(key), _values.check_ttl(ttl))], _first)
+
+    def _plan_keys_page(self, prefix: str | None, after: str | None) -> _Plan[KeyPage]:
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidRequest(f"prefix must be a str, not {type(prefix).__name__}")
+        return _Plan([ListKeys(self.namespace, prefix or "", _PAGE_SIZE, after)], _first)
+
+    def _plan_clear(self) -> _Plan[int]:
+        return _Plan([Clear(self.namespace)], _first)
+
+    def _plan_update_write(self, key: str, record: Record | None, new: Any) -> _Plan[int]:
+        """Write ``new`` only if the key is still as ``record`` found it, keeping its expiry."""
+        return self._plan_set(key, new, None, 0 if record is None else record.version, True)
+
+    def _plan_read(self, key: str) -> _Plan[Record | None]:
+        return _Plan([Get(self.namespace, self._key(key))], _first)
+
+
+def _current(record: Record | None, default: Any) -> Any:
+    return default if record is None else _values.decode_value(record.value)  # type: ignore[arg-type]
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.001 * 2.0**attempt, 0.05) * random.random()
+
+
+class Memory(_MemoryBase):
+    """A namespaced key-value memory that survives restarts and is shared by every process.
+
+    Args:
+        namespace: the memory's name (no ``/``); keys of one namespace never meet another's.
+        url: where the store is: ``None`` uses ``$BOTWIRE_URL``, else an embedded SQLite file
+            in the user data directory; ``sqlite:///path``, ``postgresql://...`` or
+            ``http(s)://host:port`` (a ``botwire serve``).
+        base_url: alias of ``url``, for code written against the hosted BotWire SDK.
+        token: bearer token for a server (default ``$BOTWIRE_TOKEN``).
+        timeout: seconds to wait for the store.
+        max_value_bytes: largest value in bytes of JSON (default 1 MiB or
+            ``$BOTWIRE_MAX_VALUE_BYTES``).
+
+    Example::
+
+        mem = Memory("telegram-bot")
+        mem.set("user_42_prefs", {"language": "en"}, ttl=3600)
+        mem.get("user_42_prefs")   # {'language': 'en'}, after a restart too
+    """
+
+    def _run(self, plan: _Plan[T]) -> T:
+        if not self._debug:
+            return plan.finish(self._backend.execute(plan.ops))
+        started, error = time.perf_counter(), None
+        try:
+            return plan.finish(self._backend.execute(plan.ops))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._log(plan.ops, started, error)
+
+    def set(self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None) -> int:
+        """Store ``value`` (any JSON value) under ``key``; return the key's new version.
+
+        Args:
+            ttl: seconds (int, float or timedelta) until the key expires; ``None`` keeps it.
+            if_version: write only if the stored version is still this (``0``: only if absent).
+
+        Raises:
+            InvalidValue: (a TypeError) the value is not JSON; nothing is written.
+            ValueTooLarge: the value's JSON is above ``max_value_bytes``.
+            VersionConflict: ``if_version`` did not match.
+        """
+        return self._run(self._plan_set(key, value, ttl, if_version))
+
+    def get(self, key: str, default: Any = None, *, refresh_ttl: bool = False) -> Any:
+        """The value of ``key``, or ``default`` when it is missing or expired.
+
+        ``refresh_ttl=True`` restarts the key's expiry with the ttl it was written with.
+        """
+        return self._run(self._plan_get(key, default, refresh_ttl))
+
+    def entry(self, key: str) -> Entry | None:
+        """The value with its version and timestamps, or ``None`` when missing."""
+        return self._run(self._plan_entry(key))
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` holds a live value, without fetching it (also ``key in memory``)."""
+        return self._run(self._plan_contains(key))
+
+    __contains__ = has
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; ``True`` when there was something to delete."""
+        return self._run(self._plan_delete(key))
+
+    def keys(self, prefix: str | None = None) -> list[str]:
+        """Every live key (optionally those starting with ``prefix``), sorted, across all pages."""
+        found: list[str] = []
+        after: str | None = None
+        while True:
+            page = self._run(self._plan_keys_page(prefix, after))
+            found.extend(info.key for info in page.keys)
+            if page.next_cursor is None:
+                return found
+            after = page.next_cursor
+
+    list_keys = keys
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` that exist, in one round trip."""
+        return self._run(self._plan_get_many(keys))
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
+        """Store every item of ``mapping`` atomically, in one round trip."""
+        self._run(self._plan_set_many(mapping, ttl))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` atomically; return how many existed."""
+        return self._run(self._plan_delete_many(keys))
+
+    def append(self, key: str, *values: Any, max_len: int | None = None) -> int:
+        """Atomically append ``values`` to the list at ``key`` (created when missing).
+
+        With ``max_len`` only the newest ``max_len`` items are kept. The cost does not grow with
+        the list's length. Returns the new length.
+
+        Raises:
+            WrongType: ``key`` holds something else than a list; nothing changes.
+        """
+        return self._run(self._plan_append(key, values, max_len))
+
+    def incr(self, key: str, by: int = 1) -> int:
+        """Atomically add ``by`` to the integer at ``key`` (missing counts as 0); return it.
+
+        Raises:
+            WrongType: ``key`` holds something else than an integer; nothing changes.
+        """
+        return self._run(self._plan_incr(key, by))
+
+    def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        """Atomically replace the value with ``fn(value)`` (``fn(default)`` when missing).
+
+        ``fn`` may run more than once when other writers change the key meanwhile; no update
+        is lost. Returns the value written. Exceptions from ``fn`` propagate; nothing is written.
+        """
+        for attempt in range(_UPDATE_ATTEMPTS):
+            record = self._run(self._plan_read(key))
+            new = fn(_current(record, default))
+            try:
+                self._run(self._plan_update_write(key, record, new))
+                return new
+            except VersionConflict:
+                time.sleep(_backoff(attempt))
+        raise VersionConflict(f"update of {key!r} lost the race {_UPDATE_ATTEMPTS} times", key=key)
+
+    def expire(self, key: str, ttl: Ttl) -> bool:
+        """Expire ``key`` in ``ttl`` seconds (``None``: never); ``False`` when it is missing."""
+        return self._run(self._plan_expire(key, ttl))
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` when it never expires or is missing."""
+        return self._run(self._plan_ttl(key))
+
+    def clear(self) -> int:
+        """Delete every key of this namespace; return how many there were."""
+        return self._run(self._plan_clear())
+
+
+class AsyncMemory(_MemoryBase):
+    """``Memory`` with ``async`` methods; same arguments, same behaviour.
+
+    Example::
+
+        mem = AsyncMemory("discord-bot")
+        await mem.append("chat:42", {"role": "user", "text": "hi"}, max_len=100)
+        history = await mem.get("chat:42", [])
+    """
+
+    async def _run(self, plan: _Plan[T]) -> T:
+        if not self._debug:
+            return plan.finish(await self._backend.aexecute(plan.ops))
+        started, error = time.perf_counter(), None
+        try:
+            return plan.finish(await self._backend.aexecute(plan.ops))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._log(plan.ops, started, error)
+
+    async def set(
+        self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None
+    ) -> int:
+        """Store ``value`` under ``key``; see :meth:`Memory.set`."""
+        return await self._run(self._plan_set(key, value, ttl, if_version))
+
+    async def get(self, key: str, default: Any = None, *, refresh_ttl: bool = False) -> Any:
+        """The value of ``key`` or ``default``; see :meth:`Memory.get`."""
+        return await self._run(self._plan_get(key, default, refresh_ttl))
+
+    async def entry(self, key: str) -> Entry | None:
+        """The value with its version and timestamps; see :meth:`Memory.entry`."""
+        return await self._run(self._plan_entry(key))
+
+    async def has(self, key: str) -> bool:
+        """Whether ``key`` holds a live value, without fetching it."""
+        return await self._run(self._plan_contains(key))
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; see :meth:`Memory.delete`."""
+        return await self._run(self._plan_delete(key))
+
+    async def keys(self, prefix: str | None = None) -> list[str]:
+        """Every live key, sorted; see :meth:`Memory.keys`."""
+        found: list[str] = []
+        after: str | None = None
+        while True:
+            page = await self._run(self._plan_keys_page(prefix, after))
+            found.extend(info.key for info in page.keys)
+            if page.next_cursor is None:
+                return found
+            after = page.next_cursor
+
+    list_keys = keys
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` that exist, in one round trip."""
+        return await self._run(self._plan_get_many(keys))
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
+        """Store every item of ``mapping`` atomically, in one round trip."""
+        await self._run(self._plan_set_many(mapping, ttl))
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` atomically; return how many existed."""
+        return await self._run(self._plan_delete_many(keys))
+
+    async def append(self, key: str, *values: Any, max_len: int | None = None) -> int:
+        """Atomically append to the list at ``key``; see :meth:`Memory.append`."""
+        return await self._run(self._plan_append(key, values, max_len))
+
+    async def incr(self, key: str, by: int = 1) -> int:
+        """Atomically add ``by`` to the integer at ``key``; see :meth:`Memory.incr`."""
+        return await self._run(self._plan_incr(key, by))
+
+    async def update(
+        self, key: str, fn: Callable[[Any], Any | Awaitable[Any]], default: Any = None
+    ) -> Any:
+        """Atomically replace the value with ``fn(value)``; ``fn`` may be async.
+
+        See :meth:`Memory.update`.
+        """
+        for attempt in range(_UPDATE_ATTEMPTS):
+            record = await self._run(self._plan_read(key))
+            new = fn(_current(record, default))
+            if inspect.isawaitable(new):
+                new = await new
+            try:
+                await self._run(self._plan_update_write(key, record, new))
+                return new
+            except VersionConflict:
+                await asyncio.sleep(_backoff(attempt))
+        raise VersionConflict(f"update of {key!r} lost the race {_UPDATE_ATTEMPTS} times", key=key)
+
+    async def expire(self, key: str, ttl: Ttl) -> bool:
+        """Expire ``key`` in ``ttl`` seconds (``None``: never); see :meth:`Memory.expire`."""
+        return await self._run(self._plan_expire(key, ttl))
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; see :meth:`Memory.ttl`."""
+        return await self._run(self._plan_ttl(key))
+
+    async def clear(self) -> int:
+        """Delete every key of this namespace; return how many there were."""
+        return await self._run(self._plan_clear())
+
+
+def list_namespaces(url: str | None = None, prefix: str | None = None) -> list[str]:
+    """The namespaces that hold live keys in the store at ``url`` (default as for ``Memory``)."""
+    backend = open_backend(config.resolve_url(url))
+    (names,) = backend.execute([ListNamespaces(prefix or "")])
+    return list(names)
+
+
+async def alist_namespaces(url: str | None = None, prefix: str | None = None) -> list[str]:
+    """Async twin of :func:`list_namespaces`."""
+    backend = open_backend(config.resolve_url(url))
+    (names,) = await backend.aexecute([ListNamespaces(prefix or "")])
+    return list(names)
