@@ -73,8 +73,6 @@ def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
         InvalidValue: the value is not JSON (set, bytes, datetime, NaN, non-str dict keys, ...).
         ValueTooLarge: its JSON text is larger than ``max_bytes``.
     """
-    if isinstance(value, _CONTAINERS):
-        _check_dict_keys(value)
     try:
         text = to_json(value)
     except (TypeError, ValueError) as exc:
@@ -83,6 +81,8 @@ def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
         ) from None
     except RecursionError:
         raise InvalidValue("value is nested too deeply to store as JSON") from None
+    if isinstance(value, _CONTAINERS):  # after dumps, which refuses circular references
+        _check_dict_keys(value)
     size = len(text)
     if not text.isascii():
         try:

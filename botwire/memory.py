@@ -62,10 +62,14 @@ class Entry:
     expires_at: datetime | None
 
 
-@dataclass(frozen=True)
 class _Plan(Generic[T]):
-    ops: list[Op]
-    finish: Callable[[list[Any]], T]
+    """The operations behind one call, and how to turn their results into its return value."""
+
+    __slots__ = ("finish", "ops")
+
+    def __init__(self, ops: list[Op], finish: Callable[[list[Any]], T]) -> None:
+        self.ops = ops
+        self.finish = finish
 
 
 def _first(results: list[Any]) -> Any:
@@ -174,7 +178,10 @@ class _MemoryBase:
             record: Record | None = results[0]
             if record is None or record.expires_at is None:
                 return None
-            return max(record.expires_at / 1_000_000 - float(self._backend.clock()), 0.0)
+            remaining = record.expires_at / 1_000_000 - float(self._backend.clock())
+            if record.ttl is not None:
+                remaining = min(remaining, record.ttl)
+            return max(remaining, 0.0)
 
         return _Plan([Get(self.namespace, key, False)], finish)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -13,6 +14,27 @@ PURGE_BATCH = 500
 DAY_US = 86_400_000_000
 
 _Conn = TypeVar("_Conn")
+
+
+class Micros:
+    """A clock in integer microseconds that never repeats or goes back within a process.
+
+    Versions are taken from it (``max(old version + 1, now)``), so a key that is deleted and
+    created again gets a version above every version it had before.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        now = int(self.clock() * 1_000_000)
+        with self._lock:
+            if now <= self._last:
+                now = self._last + 1
+            self._last = now
+        return now
 
 
 def nbytes(text: str) -> int:

@@ -19,8 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botwire._values import to_json
@@ -46,6 +45,7 @@ from botwire.backends.base import (
 )
 from botwire.backends.common import (
     PURGE_BATCH,
+    Micros,
     check_quotas,
     list_size,
     nbytes,
@@ -98,6 +98,7 @@ MIGRATIONS: list[str] = [
 
 _ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl, list_lo, list_hi"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_ONE_WRITE_STATEMENT = (Put, Delete, Expire, Restore)
 
 # One statement for a plain set: an upsert keeps the common write to a single round through
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
@@ -114,10 +115,6 @@ ON CONFLICT (ns, key) DO UPDATE SET
     ttl = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN ttl ELSE excluded.ttl END,
     list_lo = NULL, list_hi = NULL
 """
-
-
-def _now_us(clock: Callable[[], float]) -> int:
-    return int(clock() * 1_000_000)
 
 
 def _expiry(now: int, ttl: float | None) -> int | None:
@@ -151,6 +148,7 @@ class SQLiteBackend(Backend):
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.clock = clock
+        self._micros = Micros(clock)
         self.quotas = quotas
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -240,31 +238,50 @@ class SQLiteBackend(Backend):
     def execute(self, ops: Sequence[Op]) -> list[Any]:
         """Run ``ops`` in one transaction (``BEGIN IMMEDIATE`` when any of them writes)."""
         conn = self._connection()
-        handlers = self._handlers
         try:
-            if len(ops) == 1 and type(ops[0]) is Get and not ops[0].refresh_ttl:
-                return [self._get(conn, ops[0], _now_us(self.clock))]
-            with self._transaction(conn, is_write(ops)) as now:
-                results = [handlers[type(op)](conn, op, now) for op in ops]
-                if self.quotas is not None:
-                    check_quotas(
-                        self.quotas, ops, now, self._count_writes, self._stored_bytes, conn
-                    )
-                return results
+            if len(ops) == 1:
+                op = ops[0]
+                if type(op) is Get and not op.refresh_ttl:  # a read needs no unique time
+                    return [self._get(conn, op, int(self.clock() * 1_000_000))]
+                if type(op) in _ONE_WRITE_STATEMENT and self.quotas is None:
+                    # One statement is atomic by itself: no BEGIN/COMMIT, as a plain upsert.
+                    now = self._micros()
+                    self._purge_if_due(conn, now, transaction=False)
+                    return [self._handlers[type(op)](conn, op, now)]
+            return self._in_transaction(conn, ops, self._micros(), is_write(ops))
         except sqlite3.OperationalError as exc:
             raise BackendUnavailable(
                 f"the SQLite store {self.path!r} failed: {exc}. If it says 'locked', another "
                 f"process held the write lock longer than timeout={self.timeout}s."
             ) from exc
 
-    @contextmanager
-    def _transaction(self, conn: sqlite3.Connection, write: bool) -> Iterator[int]:
+    def _in_transaction(
+        self, conn: sqlite3.Connection, ops: Sequence[Op], now: int, write: bool
+    ) -> list[Any]:
+        handlers = self._handlers
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
-            now = _now_us(self.clock)
-            if write and now >= self._next_purge:
-                self._purge(conn, now)
-            yield now
+            if write:
+                self._purge_if_due(conn, now, transaction=True)
+            results = [handlers[type(op)](conn, op, now) for op in ops]
+            if self.quotas is not None and write:
+                check_quotas(self.quotas, ops, now, self._count_writes, self._stored_bytes, conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return results
+
+    def _purge_if_due(self, conn: sqlite3.Connection, now: int, transaction: bool) -> None:
+        if now < self._next_purge:
+            return
+        self._next_purge = now + 1_000_000
+        if transaction:
+            self._purge(conn, now)
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._purge(conn, now)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -272,7 +289,6 @@ class SQLiteBackend(Backend):
 
     def _purge(self, conn: sqlite3.Connection, now: int) -> None:
         """Delete a bounded number of expired keys; runs at most once a second per process."""
-        self._next_purge = now + 1_000_000
         conn.execute(
             "DELETE FROM entries WHERE id IN "
             "(SELECT id FROM entries WHERE expires_at <= ? LIMIT ?)",

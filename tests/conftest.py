@@ -1,0 +1,70 @@
+"""Fixtures: one ``store`` per backend, so the contract suite runs unchanged on each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botwire import AsyncMemory, Memory
+from botwire.backends.base import Backend
+from botwire.backends.sqlite import SQLiteBackend
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Store:
+    """A backend under test, with the means to make memories on it and to move its time."""
+
+    def __init__(self, name: str, backend: Backend, clock: FakeClock | None = None) -> None:
+        self.name = name
+        self.backend = backend
+        self.clock = clock
+
+    def memory(self, namespace: str = "test", **kwargs: Any) -> Memory:
+        return Memory(namespace, backend=self.backend, **kwargs)
+
+    def amemory(self, namespace: str = "test", **kwargs: Any) -> AsyncMemory:
+        return AsyncMemory(namespace, backend=self.backend, **kwargs)
+
+    def advance(self, seconds: float) -> None:
+        """Move the store's time: a fake clock where the backend has one, else real sleep."""
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        else:
+            time.sleep(seconds)
+
+
+def _sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    clock = FakeClock()
+    backend = SQLiteBackend(tmp_path / "memory.db", clock=clock)
+    yield Store("sqlite", backend, clock)
+    backend.close()
+
+
+STORES = {"sqlite": _sqlite_store}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every backend in turn."""
+    yield from STORES[request.param](tmp_path)
+
+
+@pytest.fixture
+def mem(store: Store) -> Memory:
+    return store.memory()

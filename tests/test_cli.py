@@ -1,0 +1,124 @@
+"""The ``botwire`` command, run as users run it: a real process on a real store."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from botwire import Memory
+from botwire._transfer import Progress
+
+from .helpers import child_env
+
+
+def botwire(
+    *args: str, stdin: str | None = None, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = child_env()
+    if url:
+        env["BOTWIRE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "botwire.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_set_get_keys_rm(url: str) -> None:
+    assert botwire("set", "bot", "greeting", '"hello"', "--url", url).returncode == 0
+    assert botwire("set", "bot", "n", "5", "--url", url).returncode == 0
+    assert botwire("set", "bot", "text", '"[1,2]"', "--url", url).returncode == 0
+    assert botwire("get", "bot", "greeting", "--url", url).stdout == '"hello"\n'
+    assert botwire("get", "bot", "n", url=url).stdout == "5\n"
+    assert Memory("bot", url).get("text") == "[1,2]"
+    assert botwire("keys", "bot", "--url", url).stdout.split() == ["greeting", "n", "text"]
+    assert botwire("keys", "bot", "--prefix", "g", "--url", url).stdout.split() == ["greeting"]
+    assert botwire("namespaces", "--url", url).stdout.split() == ["bot"]
+    assert botwire("rm", "bot", "n", "--url", url).returncode == 0
+    assert botwire("rm", "bot", "n", "--url", url).returncode == 1
+    missing = botwire("get", "bot", "n", "--url", url)
+    assert missing.returncode == 1 and "not in" in missing.stderr
+
+
+def test_set_with_ttl(url: str) -> None:
+    assert botwire("set", "bot", "k", "1", "--ttl", "60", "--url", url).returncode == 0
+    remaining = Memory("bot", url).ttl("k")
+    assert remaining is not None and 55 < remaining <= 60
+
+
+def test_bad_input_is_a_clear_error_and_writes_nothing(url: str) -> None:
+    result = botwire("set", "bot", "k", "hello", "--url", url)
+    assert result.returncode == 2 and "not JSON" in result.stderr
+    result = botwire("set", "bot", "bad\nkey", "1", "--url", url)
+    assert result.returncode == 1 and "control character" in result.stderr
+    result = botwire("set", "a/b", "k", "1", "--url", url)
+    assert result.returncode == 1 and "'/'" in result.stderr
+    assert Memory("bot", url).keys() == []
+
+
+def test_export_import_round_trip(tmp_path: Path, url: str) -> None:
+    mem = Memory("chat:42", url)
+    mem.set("prefs", {"lang": "en", "n": 5})
+    mem.set("text", "[1,2]", ttl=3600)
+    mem.append("history", {"role": "user"}, "two", 3)
+    Memory("other", url).set("big", 2**80)
+    dump = botwire("export", "--url", url)
+    assert dump.returncode == 0 and "exported 4 keys" in dump.stderr
+    lines = dump.stdout.splitlines()
+    assert [(json.loads(x)["namespace"], json.loads(x)["key"]) for x in lines] == [
+        ("chat:42", "history"),
+        ("chat:42", "prefs"),
+        ("chat:42", "text"),
+        ("other", "big"),
+    ]
+    second = f"sqlite:///{tmp_path / 'copy.db'}"
+    loaded = botwire("import", "--url", second, stdin=dump.stdout)
+    assert loaded.returncode == 0 and "imported 4 keys" in loaded.stderr
+    copy = Memory("chat:42", second)
+    assert copy.get("history") == [{"role": "user"}, "two", 3]
+    assert copy.get("text") == "[1,2]"
+    remaining = copy.ttl("text")
+    assert remaining is not None and 3500 < remaining <= 3600
+    assert Memory("other", second).get("big") == 2**80
+    assert botwire("export", "--url", second).stdout == dump.stdout  # nothing lost or changed
+    only = botwire("export", "other", "--url", url).stdout
+    assert only.count("\n") == 1
+
+
+def test_import_reads_a_file_and_refuses_garbage(tmp_path: Path, url: str) -> None:
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text('{"namespace":"n","key":"k","value":1}\n\n', encoding="utf-8")
+    assert botwire("import", str(dump), "--url", url).returncode == 0
+    assert Memory("n", url).get("k") == 1
+    dump.write_text('{"namespace":"n","key":"k2","value":1}\nnot json\n', encoding="utf-8")
+    result = botwire("import", str(dump), "--url", url)
+    assert result.returncode == 1 and "line 2" in result.stderr
+    assert "k2" not in Memory("n", url)
+
+
+def test_progress_bar_draws_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    progress = Progress("exporting", 200, screen)
+    progress.advance(100)
+    progress.close()
+    assert "exporting [" in screen.getvalue() and "100/200 keys" in screen.getvalue()
+    quiet = io.StringIO()
+    Progress("exporting", 10, quiet).close()
+    assert quiet.getvalue() == ""

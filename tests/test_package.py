@@ -1,0 +1,110 @@
+"""The package's public surface, its weight at import, and its debug log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import botwire
+from botwire import Memory
+
+from .helpers import run_python
+
+
+def test_public_names() -> None:
+    assert botwire.__all__ == [
+        "AsyncMemory",
+        "BackendUnavailable",
+        "BotWireError",
+        "Entry",
+        "Forbidden",
+        "InvalidKey",
+        "InvalidRequest",
+        "InvalidValue",
+        "Memory",
+        "QuotaExceeded",
+        "Unauthorized",
+        "ValueTooLarge",
+        "VersionConflict",
+        "WrongType",
+        "__version__",
+        "alist_namespaces",
+        "list_namespaces",
+    ]
+    for name in botwire.__all__:
+        assert hasattr(botwire, name)
+
+
+def test_every_error_is_a_botwire_error() -> None:
+    for name in botwire.__all__:
+        obj = getattr(botwire, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, botwire.BotWireError)
+    assert issubclass(botwire.InvalidKey, ValueError)
+    assert issubclass(botwire.InvalidValue, TypeError)
+    assert issubclass(botwire.WrongType, TypeError)
+
+
+def test_import_botwire_imports_no_framework_and_no_server() -> None:
+    out = run_python(
+        """
+        import json, sys
+        import botwire
+        from botwire import Memory
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    modules = json.loads(out)
+    heavy = (
+        "langchain",
+        "langchain_core",
+        "crewai",
+        "autogen",
+        "autogen_core",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "pydantic",
+        "httpx",
+        "psycopg",
+        "botwire.server",
+    )
+    loaded = [m for m in modules if m.split(".")[0] in heavy or m.startswith("botwire.server")]
+    assert loaded == []
+
+
+def test_debug_logs_every_operation_with_its_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("BOTWIRE_DEBUG", "1")
+    mem = Memory("dbg", f"sqlite:///{tmp_path / 'd.db'}")
+    with caplog.at_level(logging.DEBUG, logger="botwire"):
+        mem.set("k", 1)
+        mem.get("k")
+        with pytest.raises(botwire.WrongType):
+            mem.append("k", 2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "botwire"]
+    assert len(messages) == 3
+    assert "Put" in messages[0] and "'k'" in messages[0] and " ms" in messages[0]
+    assert "Get" in messages[1]
+    assert "Append" in messages[2] and "failed" in messages[2]
+
+
+def test_no_debug_log_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("BOTWIRE_DEBUG", raising=False)
+    mem = Memory("dbg", f"sqlite:///{tmp_path / 'd.db'}")
+    with caplog.at_level(logging.DEBUG, logger="botwire"):
+        mem.set("k", 1)
+    assert [r for r in caplog.records if r.name == "botwire"] == []
+
+
+def test_repr_masks_passwords() -> None:
+    from botwire.config import mask_url
+
+    assert mask_url("postgresql://bob:secret@db/x") == "postgresql://bob:***@db/x"
+    assert mask_url("http://host:8765") == "http://host:8765"
