@@ -24,13 +24,14 @@ from botwire.errors import InvalidRequest
 
 BATCH = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def format_time(us: int | None) -> str | None:
     """Microseconds since the epoch as ISO 8601 UTC with microseconds."""
     if us is None:
         return None
-    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: Any, field: str) -> int | None:

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from botwire import config
-from botwire.backends import open_backend
+from botwire._transfer import format_time
+from botwire.backends import Backend, open_backend
 from botwire.errors import BotWireError
 from botwire.memory import Memory, list_namespaces
 
@@ -109,6 +110,56 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("serve")
+def _serve(args: argparse.Namespace) -> int:
+    from botwire.server import Settings, serve
+
+    settings = Settings.from_env(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        quota_writes_per_day=args.quota_writes_per_day,
+        quota_bytes=args.quota_bytes,
+        allow_anonymous=args.allow_anonymous or None,
+        max_body_bytes=args.max_body_bytes,
+        access_log=args.access_log or None,
+    )
+    serve(settings)
+    return 0
+
+
+def _token_store(args: argparse.Namespace) -> Backend:
+    from botwire.server import Settings
+    from botwire.server.app import open_server_backend
+
+    return open_server_backend(Settings.from_env(db=args.db))
+
+
+@command("token")
+def _token(args: argparse.Namespace) -> int:
+    from botwire.server.auth import create_token, list_tokens, revoke_token
+
+    backend = _token_store(args)
+    if args.action == "create":
+        token = create_token(
+            backend, args.name, args.prefix, read_only=args.read_only, ttl=args.ttl
+        )
+        print(token)
+        print("botwire: keep this token now; it is not shown again", file=sys.stderr)
+    elif args.action == "list":
+        for info in list_tokens(backend):
+            rights = "read" if info["read_only"] else "read,write"
+            expires = format_time(info["expires_at"]) or "never"
+            prefixes = ",".join(repr(p) for p in info["prefixes"])
+            print(f"{info['id']}  {info['name']}  {rights}  prefixes={prefixes}  expires={expires}")
+    else:
+        count = revoke_token(backend, args.name)
+        print(f"botwire: revoked {count} token(s)", file=sys.stderr)
+        return 0 if count else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="store URL (default: $BOTWIRE_URL, else the embedded store)")
@@ -135,6 +186,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("namespaces", nargs="*", help="namespaces to export (default: all)")
     p = sub.add_parser("import", parents=[common], help="load JSON lines written by export")
     p.add_argument("file", nargs="?", help="the dump (default: stdin)")
+
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", help="the server's store (default: $BOTWIRE_DB, else embedded)")
+    p = sub.add_parser("serve", parents=[db], help="run the HTTP server (botwire[server])")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument("--quota-writes-per-day", type=int, help="writes per namespace per UTC day")
+    p.add_argument("--quota-bytes", type=int, help="bytes of values per namespace")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve requests without tokens on a non-loopback address",
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+    p = sub.add_parser("token", help="create, list and revoke the server's bearer tokens")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("create", parents=[db], help="create a token and print it once")
+    t.add_argument("name")
+    t.add_argument(
+        "--prefix", action="append", required=True, help="namespace prefix (repeatable; '' = all)"
+    )
+    t.add_argument("--read-only", action="store_true", help="reads only")
+    t.add_argument("--ttl", type=float, help="seconds until the token expires")
+    actions.add_parser("list", parents=[db], help="list live tokens (never the tokens themselves)")
+    t = actions.add_parser("revoke", parents=[db], help="revoke tokens by name or id")
+    t.add_argument("name", help="a token's name or id (from `botwire token list`)")
     return parser
 
 

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from botwire import AsyncMemory, Memory
-from botwire.backends.base import Backend
+from botwire.backends.base import Backend, Clear, ListNamespaces
+from botwire.backends.http import HTTPBackend
 from botwire.backends.sqlite import SQLiteBackend
+
+from .helpers import Server
 
 
 class FakeClock:
@@ -49,20 +52,37 @@ class Store:
             time.sleep(seconds)
 
 
-def _sqlite_store(tmp_path: Path) -> Iterator[Store]:
+def _sqlite_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     clock = FakeClock()
     backend = SQLiteBackend(tmp_path / "memory.db", clock=clock)
     yield Store("sqlite", backend, clock)
     backend.close()
 
 
-STORES = {"sqlite": _sqlite_store}
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``botwire serve`` subprocess on SQLite for the whole run."""
+    db = tmp_path_factory.mktemp("server") / "server.db"
+    with Server(f"sqlite:///{db}") as server:
+        yield server
+
+
+def _http_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    server: Server = request.getfixturevalue("http_server")
+    backend = HTTPBackend(server.url)
+    (names,) = backend.execute([ListNamespaces("")])
+    backend.execute([Clear(ns) for ns in names])  # each test starts from an empty store
+    yield Store("http", backend)
+    backend.close()
+
+
+STORES = {"sqlite": _sqlite_store, "http": _http_store}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every backend in turn."""
-    yield from STORES[request.param](tmp_path)
+    yield from STORES[request.param](request, tmp_path)
 
 
 @pytest.fixture

@@ -47,3 +47,62 @@ def run_many(code: str, count: int, timeout: float = 300, **env: str) -> list[st
         assert proc.returncode == 0, err
         outputs.append(out)
     return outputs
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A real ``botwire serve`` subprocess on a free loopback port."""
+
+    def __init__(self, db: str, *args: str, **env: str) -> None:
+        self.db = db
+        self.args = args
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> Server:
+        import time
+
+        import httpx
+
+        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"botwire-serve-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "botwire.cli", "serve", "--db", self.db,
+             "--port", str(self.port), *self.args],
+            stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(**self.env),
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log.close()
+                raise RuntimeError(Path(log.name).read_text())
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"botwire serve did not answer on {self.url}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -9,15 +9,20 @@ import pytest
 
 from botwire import Memory
 
-from .helpers import run_many
+from .helpers import Server, run_many
 
 PROCESSES = 8
 EACH = 250
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "http"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield f"sqlite:///{tmp_path / 'shared.db'}"
+    """A store that many processes share: a SQLite file, or a server in front of one."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        with Server(f"sqlite:///{tmp_path / 'served.db'}") as server:
+            yield server.url
 
 
 @pytest.mark.slow

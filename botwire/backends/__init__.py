@@ -8,7 +8,7 @@ import os
 import threading
 from urllib.parse import parse_qs, urlsplit
 
-from botwire.backends.base import Backend
+from botwire.backends.base import Backend, Quotas
 from botwire.config import mask_url
 from botwire.errors import InvalidRequest
 
@@ -16,11 +16,14 @@ _cache: dict[tuple[object, ...], Backend] = {}
 _cache_lock = threading.Lock()
 
 
-def create_backend(url: str, *, token: str | None = None, timeout: float = 30.0) -> Backend:
+def create_backend(
+    url: str, *, token: str | None = None, timeout: float = 30.0, quotas: Quotas | None = None
+) -> Backend:
     """A new backend for ``url``: ``sqlite:///path``, ``postgresql://...`` or ``http(s)://...``.
 
     ``sqlite:///memory.db`` is relative to the working directory and ``sqlite:////abs/memory.db``
-    absolute. A query sets options: ``?synchronous=full``.
+    absolute. A query sets options: ``?synchronous=full``. ``quotas`` are enforced by stores
+    that hold data (SQLite, PostgreSQL); the HTTP backend leaves them to its server.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
@@ -31,8 +34,12 @@ def create_backend(url: str, *, token: str | None = None, timeout: float = 30.0)
         path, _, query = url[len("sqlite:///") :].partition("?")
         options = {k: v[-1] for k, v in parse_qs(query).items()}
         return SQLiteBackend(
-            path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL")
+            path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL"), quotas=quotas
         )
+    if scheme in ("http", "https"):
+        from botwire.backends.http import HTTPBackend
+
+        return HTTPBackend(url, token=token or os.environ.get("BOTWIRE_TOKEN"), timeout=timeout)
     raise InvalidRequest(
         f"unsupported store URL {mask_url(urlsplit(url).geturl())!r}; use sqlite:///path, "
         "postgresql://user@host/db or http(s)://host:port"

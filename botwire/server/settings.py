@@ -1,0 +1,78 @@
+"""The server's settings: one place, read from ``BOTWIRE_*`` variables and overridden by flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from botwire._values import DEFAULT_MAX_VALUE_BYTES
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How ``botwire serve`` runs. Every field has a ``BOTWIRE_<FIELD>`` variable."""
+
+    db: str | None = None
+    """The store: ``sqlite:///path`` or ``postgresql://...``; default: the embedded store."""
+    host: str = "127.0.0.1"
+    port: int = 8765
+    workers: int = 1
+    quota_writes_per_day: int | None = None
+    """Writes one namespace may make per UTC day; off when ``None``."""
+    quota_bytes: int | None = None
+    """Bytes of values one namespace may hold; off when ``None``."""
+    allow_anonymous: bool = False
+    """Serve requests without a token on a non-loopback address when no token exists."""
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body; larger ones get 413 before they are read whole."""
+    max_batch_ops: int = 10_000
+    token_cache_seconds: float = 2.0
+    """How long a token lookup is reused; a revoked token stops working within this time."""
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Settings from ``BOTWIRE_*`` variables, then ``overrides`` that are not ``None``."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = os.environ.get(f"BOTWIRE_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _parse(field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make :meth:`from_env` return these settings (for worker processes)."""
+        env = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                env[f"BOTWIRE_{field.name.upper()}"] = (
+                    str(value).lower() if isinstance(value, bool) else str(value)
+                )
+        return env
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server listens on this machine only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def _parse(kind: Any, raw: str) -> Any:
+    kind = str(kind)
+    if kind.startswith("bool"):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    return raw
