@@ -15,6 +15,8 @@ MAX_KEY_BYTES = 512
 """Longest key, in bytes of UTF-8."""
 MAX_NAMESPACE_BYTES = 256
 """Longest namespace, in bytes of UTF-8."""
+MAX_TTL = 100 * 365.25 * 86400
+"""Longest ttl: a hundred years, in seconds."""
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 """Largest value (and largest appended item), in bytes of its JSON text: 1 MiB by default."""
 
@@ -22,6 +24,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 """Compact JSON text, exactly as botwire stores it."""
 _CONTAINERS = (dict, list, tuple)
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (C0, DEL or C1)."""
+    return _CONTROL.search(text) is not None
 
 
 def check_key(key: object, what: str = "key", max_bytes: int = MAX_KEY_BYTES) -> str:
@@ -116,6 +123,8 @@ def check_ttl(ttl: object) -> float | None:
         )
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
+    if seconds > MAX_TTL:
+        raise InvalidRequest(f"ttl must be at most {MAX_TTL:.0f} seconds (100 years), got {ttl!r}")
     return seconds
 
 

@@ -506,15 +506,22 @@ class AsyncMemory(_MemoryBase):
         return await self._run(self._plan_clear())
 
 
-def list_namespaces(url: str | None = None, prefix: str | None = None) -> list[str]:
-    """The namespaces that hold live keys in the store at ``url`` (default as for ``Memory``)."""
-    backend = open_backend(config.resolve_url(url))
+def list_namespaces(
+    url: str | None = None, prefix: str | None = None, *, token: str | None = None
+) -> list[str]:
+    """The namespaces that hold live keys in the store at ``url`` (default as for ``Memory``).
+
+    On a server, only the namespaces the token may use.
+    """
+    backend = open_backend(config.resolve_url(url), token=token)
     (names,) = backend.execute([ListNamespaces(prefix or "")])
     return list(names)
 
 
-async def alist_namespaces(url: str | None = None, prefix: str | None = None) -> list[str]:
+async def alist_namespaces(
+    url: str | None = None, prefix: str | None = None, *, token: str | None = None
+) -> list[str]:
     """Async twin of :func:`list_namespaces`."""
-    backend = open_backend(config.resolve_url(url))
+    backend = open_backend(config.resolve_url(url), token=token)
     (names,) = await backend.aexecute([ListNamespaces(prefix or "")])
     return list(names)

@@ -73,7 +73,7 @@ class Server:
 
         import httpx
 
-        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"botwire-serve-{self.port}.log", "w")
+        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"botwire-serve-{self.port}.log", "w")  # noqa: SIM115 - the server writes to it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "botwire.cli", "serve", "--db", self.db,
              "--port", str(self.port), *self.args],

@@ -39,7 +39,8 @@ def create_backend(
     if scheme in ("http", "https"):
         from botwire.backends.http import HTTPBackend
 
-        return HTTPBackend(url, token=token or os.environ.get("BOTWIRE_TOKEN"), timeout=timeout)
+        token = token if token is not None else os.environ.get("BOTWIRE_TOKEN")
+        return HTTPBackend(url, token=token, timeout=timeout)
     raise InvalidRequest(
         f"unsupported store URL {mask_url(urlsplit(url).geturl())!r}; use sqlite:///path, "
         "postgresql://user@host/db or http(s)://host:port"
@@ -48,6 +49,8 @@ def create_backend(
 
 def open_backend(url: str, *, token: str | None = None, timeout: float = 30.0) -> Backend:
     """The process-wide backend for ``url``: every ``Memory`` on one URL shares its connections."""
+    if token is None and url.startswith(("http:", "https:")):
+        token = os.environ.get("BOTWIRE_TOKEN")
     cache_key = (url, token, timeout, os.getpid())
     backend = _cache.get(cache_key)
     if backend is None:

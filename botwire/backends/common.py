@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -35,6 +36,11 @@ class Micros:
                 now = self._last + 1
             self._last = now
         return now
+
+
+def expiry(now: int, ttl: float | None) -> int | None:
+    """When a key written at ``now`` with ``ttl`` seconds expires; at least a microsecond on."""
+    return None if ttl is None else now + max(1, math.ceil(ttl * 1_000_000))
 
 
 def nbytes(text: str) -> int:

@@ -48,6 +48,7 @@ from botwire.backends.common import (
     PURGE_BATCH,
     Micros,
     check_quotas,
+    expiry,
     list_size,
     nbytes,
     not_a_list,
@@ -116,10 +117,6 @@ ON CONFLICT (ns, key) DO UPDATE SET
     ttl = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN ttl ELSE excluded.ttl END,
     list_lo = NULL, list_hi = NULL
 """
-
-
-def _expiry(now: int, ttl: float | None) -> int | None:
-    return None if ttl is None else now + int(ttl * 1_000_000)
 
 
 class SQLiteBackend(Backend):
@@ -375,7 +372,7 @@ class SQLiteBackend(Backend):
         if expires_at is not None and expires_at <= now:
             return None
         if op.refresh_ttl and row[8] is not None:
-            expires_at = _expiry(now, row[8])
+            expires_at = expiry(now, row[8])
             conn.execute("UPDATE entries SET expires_at = ? WHERE id = ?", (expires_at, row[0]))
         value = None
         if op.value:
@@ -390,7 +387,7 @@ class SQLiteBackend(Backend):
             op.value,
             nbytes(op.value),
             now,
-            _expiry(now, op.ttl),
+            expiry(now, op.ttl),
             op.ttl,
             keep,
         )
@@ -514,7 +511,7 @@ class SQLiteBackend(Backend):
     def _expire(self, conn: sqlite3.Connection, op: Expire, now: int) -> bool:
         cursor = conn.execute(
             f"UPDATE entries SET expires_at = ?, ttl = ? WHERE ns = ? AND key = ? AND {_LIVE}",
-            (_expiry(now, op.ttl), op.ttl, op.ns, op.key, now),
+            (expiry(now, op.ttl), op.ttl, op.ns, op.key, now),
         )
         return cursor.rowcount > 0
 

@@ -54,9 +54,14 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 # -- middleware -----------------------------------------------------------------------------
 
 
-class BodyLimit:
-    """Refuse bodies above ``max_bytes`` with 413: from ``Content-Length`` before reading, or
-    while the body streams in, before it is buffered whole."""
+class RequestGuard:
+    """Refuse what must not reach the routes.
+
+    - A path with a control character: 400. (Routing would otherwise match ``k\n`` as ``k``,
+      since ``$`` in a route's pattern matches before a final newline.)
+    - A body above ``max_bytes``: 413, from ``Content-Length`` before reading, or while the body
+      streams in, before it is buffered whole.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -65,6 +70,10 @@ class BodyLimit:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _values.has_control(scope["path"]):
+            detail = "the path contains a control character; keys and namespaces may not"
+            await _send_json(send, 400, {"detail": detail, "error": "InvalidKey"})
             return
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -172,7 +181,9 @@ class PutBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     value: Any = Field(description="Any JSON value; a string comes back as that string.")
-    ttl: float | None = Field(default=None, gt=0, description="Seconds until the key expires.")
+    ttl: float | None = Field(
+        default=None, gt=0, le=_values.MAX_TTL, description="Seconds until the key expires."
+    )
 
 
 class EntryOut(BaseModel):
@@ -457,7 +468,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
                 headers = {"retry-after": str(max(1, round(exc.retry_after)))}
         return JSONResponse(_wire.error_to_json(exc), status, headers=headers)
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=context.metrics)
     return app
 
