@@ -171,9 +171,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for op in ["get", "set", "8 threads get"]:
         ours, base = ("botwire", op), ("baseline", op)
-        latency = lambda key: (  # noqa: E731
-            "" if op.startswith("8") else f" ({med(key, 1):.2f} / {med(key, 2):.2f})"
-        )
+
+        def latency(key: tuple[str, str]) -> str:
+            return "" if key[1].startswith("8") else f" ({med(key, 1):.2f} / {med(key, 2):.2f})"
+
         print(
             f"| {op} | {med(ours, 0):,.0f}{latency(ours)} | {med(base, 0):,.0f}{latency(base)} "
             f"| {med(ours, 0) / med(base, 0):.2f} | {med(ours, 0) / REFERENCE[op]:.2f} "
