@@ -160,6 +160,16 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("migrate")
+def _migrate(args: argparse.Namespace) -> int:
+    from botwire.backends import create_backend
+
+    backend = create_backend(config.resolve_url(args.url))
+    ran = backend.migrate()
+    print(f"botwire: {config.mask_url(backend.url)} is up to date ({ran} migration(s) run)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="store URL (default: $BOTWIRE_URL, else the embedded store)")
@@ -186,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("namespaces", nargs="*", help="namespaces to export (default: all)")
     p = sub.add_parser("import", parents=[common], help="load JSON lines written by export")
     p.add_argument("file", nargs="?", help="the dump (default: stdin)")
+
+    sub.add_parser("migrate", parents=[common], help="bring a store's schema up to date")
 
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", help="the server's store (default: $BOTWIRE_DB, else embedded)")

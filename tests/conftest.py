@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from botwire import AsyncMemory, Memory
 from botwire.backends.base import Backend, Clear, ListNamespaces
 from botwire.backends.http import HTTPBackend
+from botwire.backends.postgres import PostgresBackend
 from botwire.backends.sqlite import SQLiteBackend
 
 from .helpers import Server
@@ -76,7 +79,57 @@ def _http_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
     backend.close()
 
 
-STORES = {"sqlite": _sqlite_store, "http": _http_store}
+PG_URL = os.environ.get("BOTWIRE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A schema of its own on the test PostgreSQL server, dropped after the run.
+
+    Where no server answers, PostgreSQL tests skip, unless ``BOTWIRE_REQUIRE_POSTGRES=1``
+    (as in CI), where they fail.
+    """
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3, autocommit=True).close()
+    except psycopg.OperationalError as exc:
+        message = (
+            f"no PostgreSQL answers at {PG_URL} ({exc}); start one or point "
+            "BOTWIRE_TEST_POSTGRES_URL at one (database, user with CREATE rights)"
+        )
+        if os.environ.get("BOTWIRE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = f"botwire_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+    PostgresBackend(url).migrate()
+    yield url
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def empty_postgres(url: str) -> None:
+    """Remove every key (and quota count) from the test schema."""
+    import psycopg
+
+    from botwire.backends.postgres import parse_url
+
+    conninfo, schema, _ = parse_url(url)
+    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute("TRUNCATE botwire_entries, botwire_list_items, botwire_quota_usage")
+
+
+def _postgres_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = request.getfixturevalue("pg_url")
+    empty_postgres(url)
+    clock = FakeClock()
+    backend = PostgresBackend(url, clock=clock)
+    yield Store("postgres", backend, clock)
+    backend.close()
+
+
+STORES = {"sqlite": _sqlite_store, "http": _http_store, "postgres": _postgres_store}
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -41,6 +41,15 @@ def create_backend(
 
         token = token if token is not None else os.environ.get("BOTWIRE_TOKEN")
         return HTTPBackend(url, token=token, timeout=timeout)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from botwire.backends.postgres import PostgresBackend
+        except ImportError as exc:
+            raise ImportError(
+                "botwire's PostgreSQL store needs psycopg: pip install 'botwire[postgres]'"
+            ) from exc
+
+        return PostgresBackend(url, timeout=timeout, quotas=quotas)
     raise InvalidRequest(
         f"unsupported store URL {mask_url(urlsplit(url).geturl())!r}; use sqlite:///path, "
         "postgresql://user@host/db or http(s)://host:port"

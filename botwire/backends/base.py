@@ -192,6 +192,10 @@ class Backend(ABC):
         """Async twin of :meth:`execute`."""
         return await asyncio.to_thread(self.execute, ops)
 
+    def migrate(self) -> int:
+        """Bring the store's schema up to date; return how many migrations ran."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The backend reopens them if used again."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, NamedTuple
 
 from botwire.backends.base import WRITE_OPS, Append, Incr, Op, Put, Quotas, Restore
 from botwire.errors import QuotaExceeded, VersionConflict, WrongType
@@ -13,8 +13,6 @@ from botwire.errors import QuotaExceeded, VersionConflict, WrongType
 PURGE_BATCH = 500
 """Most expired keys a purge deletes in one write transaction."""
 DAY_US = 86_400_000_000
-
-_Conn = TypeVar("_Conn")
 
 
 class Micros:
@@ -96,20 +94,34 @@ def version_conflict(key: str, expected: int, actual: int) -> VersionConflict:
     )
 
 
-def check_quotas(
-    quotas: Quotas,
-    ops: Sequence[Op],
-    now: int,
-    count_writes: Callable[[_Conn, str, int, int], int],
-    stored_bytes: Callable[[_Conn, str, int], int],
-    conn: _Conn,
-) -> None:
-    """Enforce ``quotas`` for a batch that ran in the transaction of ``conn``.
+class CountWrites(NamedTuple):
+    """Question from :func:`quota_checks`: add ``writes`` to the namespace's count for ``day``
+    (locking it for the transaction) and answer the new total."""
 
-    ``count_writes(conn, ns, day, n)`` adds ``n`` writes to a namespace's count for the day and
-    returns the total; ``stored_bytes(conn, ns, now)`` sums the bytes of its live values. Both run
-    in the batch's transaction, so a rejected batch leaves no trace and the limits hold across
-    every process that shares the store. Namespaces with a ``/`` are botwire's own and exempt.
+    ns: str
+    day: int
+    writes: int
+
+
+class StoredBytes(NamedTuple):
+    """Question from :func:`quota_checks`: answer the bytes of the namespace's live values."""
+
+    ns: str
+    now: int
+
+
+QuotaChecks = Generator[CountWrites | StoredBytes, int, None]
+
+
+def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
+    """Enforce ``quotas`` for a batch, asking the backend what it needs to know.
+
+    A generator: it yields :class:`CountWrites` and :class:`StoredBytes` questions, the backend
+    answers each with ``send`` from inside the batch's transaction, and it raises
+    :class:`QuotaExceeded` when a limit is passed, so a refused batch leaves no trace and the
+    limits hold across every process that shares the store. Writes are counted whenever a quota
+    is on: the count's row lock is what serialises one namespace's writers. Namespaces with a
+    ``/`` are botwire's own and exempt.
     """
     writes: dict[str, int] = {}
     grows: set[str] = set()
@@ -121,19 +133,18 @@ def check_quotas(
                 if isinstance(op, (Put, Append, Incr, Restore)):
                     grows.add(ns)
     day = now // DAY_US
-    for ns in sorted(writes):
-        if quotas.writes_per_day is not None:
-            total = count_writes(conn, ns, day, writes[ns])
-            if total > quotas.writes_per_day:
-                retry_after = ((day + 1) * DAY_US - now) / 1_000_000
-                raise QuotaExceeded(
-                    f"namespace {ns!r} used its {quotas.writes_per_day} writes for today (UTC); "
-                    f"retry in {retry_after:.0f} s",
-                    retry_after=retry_after,
-                    quota="writes_per_day",
-                )
+    for ns in sorted(writes):  # a fixed order, so two batches never wait for each other
+        total = yield CountWrites(ns, day, writes[ns])
+        if quotas.writes_per_day is not None and total > quotas.writes_per_day:
+            retry_after = ((day + 1) * DAY_US - now) / 1_000_000
+            raise QuotaExceeded(
+                f"namespace {ns!r} used its {quotas.writes_per_day} writes for today (UTC); "
+                f"retry in {retry_after:.0f} s",
+                retry_after=retry_after,
+                quota="writes_per_day",
+            )
         if quotas.bytes is not None and ns in grows:
-            used = stored_bytes(conn, ns, now)
+            used = yield StoredBytes(ns, now)
             if used > quotas.bytes:
                 raise QuotaExceeded(
                     f"namespace {ns!r} would hold {used} bytes, above its quota of "

@@ -46,13 +46,15 @@ from botwire.backends.base import (
 )
 from botwire.backends.common import (
     PURGE_BATCH,
+    CountWrites,
     Micros,
-    check_quotas,
+    QuotaChecks,
     expiry,
     list_size,
     nbytes,
     not_a_list,
     not_an_integer,
+    quota_checks,
     version_conflict,
 )
 from botwire.errors import BackendUnavailable
@@ -226,6 +228,15 @@ class SQLiteBackend(Backend):
             conn.execute("ROLLBACK")
             raise
 
+    def migrate(self) -> int:
+        """Open the file, which migrates it; return how many migrations ran."""
+        before = 0
+        if os.path.exists(self.path):
+            with sqlite3.connect(self.path) as conn:
+                (before,) = conn.execute("PRAGMA user_version").fetchone()
+        self._connection()
+        return SCHEMA_VERSION - int(before)
+
     def close(self) -> None:
         """Close this process's connections; the next call reopens them."""
         with self._lock:
@@ -287,7 +298,7 @@ class SQLiteBackend(Backend):
                 self._purge_if_due(conn, now, transaction=True)
             results = [handlers[type(op)](conn, op, now) for op in ops]
             if self.quotas is not None and write:
-                check_quotas(self.quotas, ops, now, self._count_writes, self._stored_bytes, conn)
+                self._check_quotas(conn, quota_checks(self.quotas, ops, now))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -343,20 +354,27 @@ class SQLiteBackend(Backend):
         ).fetchall()
         return "[" + ",".join([item for (item,) in items]) + "]"
 
-    def _count_writes(self, conn: sqlite3.Connection, ns: str, day: int, writes: int) -> int:
-        (total,) = conn.execute(
-            "INSERT INTO quota_usage (ns, day, writes) VALUES (?, ?, ?) "
-            "ON CONFLICT (ns, day) DO UPDATE SET writes = writes + excluded.writes "
-            "RETURNING writes",
-            (ns, day, writes),
-        ).fetchone()
-        return int(total)
-
-    def _stored_bytes(self, conn: sqlite3.Connection, ns: str, now: int) -> int:
-        (total,) = conn.execute(
-            f"SELECT coalesce(sum(size), 0) FROM entries WHERE ns = ? AND {_LIVE}", (ns, now)
-        ).fetchone()
-        return int(total)
+    @staticmethod
+    def _check_quotas(conn: sqlite3.Connection, checks: QuotaChecks) -> None:
+        answer: int | None = None
+        while True:
+            try:
+                question = checks.send(answer)  # type: ignore[arg-type]
+            except StopIteration:
+                return
+            if isinstance(question, CountWrites):
+                row = conn.execute(
+                    "INSERT INTO quota_usage (ns, day, writes) VALUES (?, ?, ?)"
+                    " ON CONFLICT (ns, day) DO UPDATE SET writes = writes + excluded.writes"
+                    " RETURNING writes",
+                    question,
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    f"SELECT coalesce(sum(size), 0) FROM entries WHERE ns = ? AND {_LIVE}",
+                    question,
+                ).fetchone()
+            answer = int(row[0])
 
     # -- operations --------------------------------------------------------------------------
 
