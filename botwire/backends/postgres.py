@@ -215,7 +215,11 @@ class PostgresBackend(Backend):
     # -- connections ------------------------------------------------------------------------
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(self.timeout))}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, int(self.timeout)),
+            "application_name": "botwire",
+        }
         if self.schema:
             kwargs["options"] = f"-c search_path={self.schema}"
         return kwargs
@@ -332,8 +336,9 @@ class PostgresBackend(Backend):
             except PoolTimeout as exc:
                 raise self._unavailable(exc) from exc
             except psycopg.OperationalError as exc:
-                if committing or attempt >= 1:  # a broken commit may have landed: don't repeat it
+                if committing or attempt >= 2:  # a broken commit may have landed: don't repeat it
                     raise self._unavailable(exc) from exc
+                pool.check()  # the server dropped connections: find the others it dropped
         raise BackendUnavailable(f"{self.url}: a batch kept conflicting after {_RETRIES} tries")
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
@@ -358,8 +363,9 @@ class PostgresBackend(Backend):
             except PoolTimeout as exc:
                 raise self._unavailable(exc) from exc
             except psycopg.OperationalError as exc:
-                if committing or attempt >= 1:
+                if committing or attempt >= 2:
                     raise self._unavailable(exc) from exc
+                await pool.check()
         raise BackendUnavailable(f"{self.url}: a batch kept conflicting after {_RETRIES} tries")
 
     @staticmethod

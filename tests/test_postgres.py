@@ -1,0 +1,197 @@
+"""What only the PostgreSQL store has: several servers on one database, migrations, faults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from botwire import AsyncMemory, BackendUnavailable, Memory, QuotaExceeded
+from botwire.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
+
+from .conftest import PG_URL, FakeClock, empty_postgres
+from .helpers import Server, child_env
+
+
+@pytest.fixture
+def url(pg_url: str) -> str:
+    empty_postgres(pg_url)
+    return pg_url
+
+
+@pytest.fixture
+def fresh_schema_url(pg_url: str) -> Iterator[str]:
+    """A URL naming a schema that does not exist yet."""
+    schema = f"botwire_fresh_{uuid.uuid4().hex[:8]}"
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def sql(url: str, statement: str) -> list[tuple[object, ...]]:
+    conninfo, schema, _ = parse_url(url)
+    with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
+        cur = conn.execute(statement)
+        return cur.fetchall() if cur.description else []
+
+
+def botwire(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "botwire.cli", *args],
+        input=stdin, capture_output=True, text=True, env=child_env(), timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_servers_on_one_database_share_data_and_one_quota(url: str) -> None:
+    with (
+        Server(url, "--quota-writes-per-day", "100") as first,
+        Server(url, "--quota-writes-per-day", "100") as second,
+    ):
+        Memory("shared", first.url).set("greeting", {"from": "first"})
+        assert Memory("shared", second.url).get("greeting") == {"from": "first"}
+        Memory("shared", second.url).append("log", "second")
+        assert Memory("shared", first.url).get("log") == ["second"]
+
+        admitted: list[str] = []
+        refused: list[str] = []
+        lock = threading.Lock()
+
+        def writer(server: Server, name: str) -> None:
+            mem = Memory("quota", server.url)
+            for i in range(40):
+                key = f"{name}-{i}"
+                try:
+                    mem.set(key, i)
+                    with lock:
+                        admitted.append(key)
+                except QuotaExceeded:
+                    with lock:
+                        refused.append(key)
+
+        threads = [
+            threading.Thread(target=writer, args=(server, f"{server.port}-{n}"))
+            for server in (first, second)
+            for n in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(admitted) == 100 and len(refused) == 60
+        assert sorted(Memory("quota", second.url).keys()) == sorted(admitted)
+        hosts = {key.split("-")[0] for key in admitted}
+        assert hosts == {str(first.port), str(second.port)}  # both servers admitted writes
+
+
+def test_expired_rows_are_purged(url: str) -> None:
+    clock = FakeClock()
+    backend = PostgresBackend(url, clock=clock)
+    mem = Memory("purge", backend=backend)
+    mem.set_many({f"k{i}": i for i in range(20)}, ttl=10)
+    mem.append("list", *range(50))
+    mem.expire("list", 10)
+    clock.advance(11)
+    mem.set("fresh", 1)
+    assert sql(url, "SELECT count(*) FROM botwire_entries") == [(1,)]
+    assert sql(url, "SELECT count(*) FROM botwire_list_items") == [(0,)]
+    backend.close()
+
+
+def test_values_are_stored_as_their_exact_json_text(url: str) -> None:
+    mem = Memory("text", backend=PostgresBackend(url))
+    mem.set("obj", {"z": 1, "a": [2**70, "[1,2]"]})
+    assert sql(url, "SELECT value FROM botwire_entries WHERE key = 'obj'") == [
+        ('{"z":1,"a":[1180591620717411303424,"[1,2]"]}',)
+    ]
+    assert list(mem.get("obj")) == ["z", "a"]
+
+
+def test_an_unreachable_database_is_backend_unavailable_with_the_password_masked() -> None:
+    backend = PostgresBackend("postgresql://bob:s3cret@127.0.0.1:1/nowhere", timeout=1)
+    with pytest.raises(BackendUnavailable) as info:
+        Memory("ns", backend=backend).get("k")
+    assert "bob:***@127.0.0.1:1/nowhere" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def _terminate_botwire_connections() -> int:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'botwire' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def test_the_pool_recovers_when_connections_are_killed(url: str) -> None:
+    backend = PostgresBackend(url, timeout=5)
+    mem = Memory("recover", backend=backend)
+    mem.set("k", 1)
+    assert _terminate_botwire_connections() >= 1
+    assert mem.get("k") == 1  # a fresh connection, transparently
+    assert mem.incr("n") == 1
+    assert _terminate_botwire_connections() >= 1
+    assert mem.append("l", "x") == 1
+    backend.close()
+
+
+async def test_the_async_pool_recovers_too(url: str) -> None:
+    backend = PostgresBackend(url, timeout=5)
+    mem = AsyncMemory("recover-async", backend=backend)
+    await mem.set("k", 1)
+    assert _terminate_botwire_connections() >= 1
+    assert await mem.get("k") == 1
+    await backend.aclose()
+
+
+def test_migrate_command_and_the_migrations_table(fresh_schema_url: str) -> None:
+    refusing = PostgresBackend(fresh_schema_url + "&migrate=false")
+    with pytest.raises(BackendUnavailable, match="botwire migrate"):
+        Memory("ns", backend=refusing).get("k")
+    result = botwire("migrate", "--url", fresh_schema_url)
+    assert result.returncode == 0, result.stderr
+    assert f"({SCHEMA_VERSION} migration(s) run)" in result.stdout
+    assert [row[0] for row in sql(fresh_schema_url, "SELECT version FROM botwire_migrations")] == [
+        SCHEMA_VERSION
+    ]
+    again = botwire("migrate", "--url", fresh_schema_url)
+    assert "(0 migration(s) run)" in again.stdout
+    assert (
+        Memory("ns", backend=PostgresBackend(fresh_schema_url + "&migrate=false")).get("k") is None
+    )
+    sql(fresh_schema_url, f"INSERT INTO botwire_migrations (version) VALUES ({SCHEMA_VERSION + 1})")
+    with pytest.raises(BackendUnavailable, match="upgrade botwire"):
+        PostgresBackend(fresh_schema_url).migrate()
+
+
+@pytest.mark.slow
+def test_export_import_round_trip_sqlite_postgres_sqlite(tmp_path: Path, url: str) -> None:
+    first = f"sqlite:///{tmp_path / 'first.db'}"
+    chat = Memory("chat:42", first)
+    chat.set("prefs", {"lang": "en", "big": 2**80, "pi": 3.14159, "none": None})
+    chat.set("text", "[1,2]", ttl=3600)
+    chat.append("history", {"role": "user", "content": "héllo 🧠"}, "two", 3)
+    chat.set("odd key?#/ 🧠", True)
+    Memory("counters", first).incr("hits", 41)
+    Memory("expired", first).set("gone", 1, ttl=0.001)
+
+    dump1 = botwire("export", "--url", first)
+    assert dump1.returncode == 0, dump1.stderr
+    assert dump1.stdout.count("\n") == 5
+    loaded = botwire("import", "--url", url, stdin=dump1.stdout)
+    assert loaded.returncode == 0, loaded.stderr
+    dump2 = botwire("export", "--url", url)
+    third = f"sqlite:///{tmp_path / 'third.db'}"
+    assert botwire("import", "--url", third, stdin=dump2.stdout).returncode == 0
+    dump3 = botwire("export", "--url", third)
+    assert dump1.stdout == dump2.stdout == dump3.stdout
+    remaining = Memory("chat:42", url).ttl("text")
+    assert remaining is not None and 3500 < remaining <= 3600
+    assert Memory("chat:42", third).get("history")[0] == {"role": "user", "content": "héllo 🧠"}
