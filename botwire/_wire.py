@@ -13,6 +13,7 @@ from typing import Any
 
 from botwire import _values, errors
 from botwire.backends.base import (
+    OP_NAMES,
     Append,
     Clear,
     Delete,
@@ -30,18 +31,6 @@ from botwire.backends.base import (
 )
 from botwire.errors import BotWireError, InvalidRequest
 
-OP_NAMES: dict[type, str] = {
-    Get: "get",
-    Put: "put",
-    Delete: "delete",
-    Append: "append",
-    Incr: "incr",
-    Expire: "expire",
-    ListKeys: "list_keys",
-    Clear: "clear",
-    ListNamespaces: "list_namespaces",
-    Restore: "restore",
-}
 OP_TYPES: dict[str, type] = {name: cls for cls, name in OP_NAMES.items()}
 MAX_PAGE = 1000
 

@@ -112,6 +112,19 @@ class Restore(NamedTuple):
 
 
 Op = Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
+OP_NAMES: dict[type, str] = {
+    Get: "get",
+    Put: "put",
+    Delete: "delete",
+    Append: "append",
+    Incr: "incr",
+    Expire: "expire",
+    ListKeys: "list_keys",
+    Clear: "clear",
+    ListNamespaces: "list_namespaces",
+    Restore: "restore",
+}
+"""Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""
 WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore)
 """Operations that change the store (and count against a writes quota)."""
 
@@ -151,6 +164,11 @@ class Quotas(NamedTuple):
 
     writes_per_day: int | None = None
     bytes: int | None = None
+
+
+def handlers(backend: object) -> dict[type, Callable[..., Any]]:
+    """``{operation type: backend._<name>}`` for every operation, for a backend's dispatch."""
+    return {op: getattr(backend, f"_{name}") for op, name in OP_NAMES.items()}
 
 
 def is_write(ops: Sequence[Op]) -> bool:

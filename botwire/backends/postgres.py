@@ -50,6 +50,7 @@ from botwire.backends.base import (
     Quotas,
     Record,
     Restore,
+    handlers,
     is_write,
     prefix_upper_bound,
 )
@@ -200,18 +201,7 @@ class PostgresBackend(Backend):
         ] = weakref.WeakKeyDictionary()
         self._migrated = False
         self._next_purge = 0
-        self._handlers: dict[type, Callable[[Any, int], Steps]] = {
-            Get: self._get,
-            Put: self._put,
-            Delete: self._delete,
-            Append: self._append,
-            Incr: self._incr,
-            Expire: self._expire,
-            ListKeys: self._list_keys,
-            Clear: self._clear,
-            ListNamespaces: self._namespaces,
-            Restore: self._restore,
-        }
+        self._handlers: dict[type, Callable[[Any, int], Steps]] = handlers(self)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -666,7 +656,7 @@ class PostgresBackend(Backend):
         )
         return int(row[0])
 
-    def _namespaces(self, op: ListNamespaces, now: int) -> Steps:
+    def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix}
         sql = f"SELECT DISTINCT ns FROM botwire_entries WHERE {_LIVE} AND ns >= %(prefix)s"
         upper = prefix_upper_bound(op.prefix)

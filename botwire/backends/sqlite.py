@@ -41,6 +41,7 @@ from botwire.backends.base import (
     Quotas,
     Record,
     Restore,
+    handlers,
     is_write,
     prefix_upper_bound,
 )
@@ -155,18 +156,7 @@ class SQLiteBackend(Backend):
         self._connections: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._next_purge = 0
-        self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
-            Get: self._get,
-            Put: self._put,
-            Delete: self._delete,
-            Append: self._append,
-            Incr: self._incr,
-            Expire: self._expire,
-            ListKeys: self._list_keys,
-            Clear: self._clear,
-            ListNamespaces: self._namespaces,
-            Restore: self._restore,
-        }
+        self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -291,12 +281,12 @@ class SQLiteBackend(Backend):
     def _in_transaction(
         self, conn: sqlite3.Connection, ops: Sequence[Op], now: int, write: bool
     ) -> list[Any]:
-        handlers = self._handlers
+        run = self._handlers
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             if write:
                 self._purge_if_due(conn, now, transaction=True)
-            results = [handlers[type(op)](conn, op, now) for op in ops]
+            results = [run[type(op)](conn, op, now) for op in ops]
             if self.quotas is not None and write:
                 self._check_quotas(conn, quota_checks(self.quotas, ops, now))
         except BaseException:
@@ -557,7 +547,7 @@ class SQLiteBackend(Backend):
         conn.execute("DELETE FROM entries WHERE ns = ?", (op.ns,))
         return int(live)
 
-    def _namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
+    def _list_namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
         sql = f"SELECT DISTINCT ns FROM entries WHERE {_LIVE} AND ns >= ?"
         params: list[Any] = [now, op.prefix]
         upper = prefix_upper_bound(op.prefix)
