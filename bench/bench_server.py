@@ -104,21 +104,29 @@ def sequential(port: int, ops: int) -> dict[str, list[float]]:
     return result
 
 
-def threaded_gets(port: int, ops: int, threads: int = 8) -> float:
-    def work() -> None:
+def threaded_gets(port: int, ops: int, threads: int = 8) -> tuple[float, float, float]:
+    """Aggregate ops/s of ``threads`` clients doing GETs, with p50 and p99 latency in ms."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+
+    def work(n: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         for i in range(ops // threads):
+            started = time.perf_counter()
             conn.request("GET", f"/memory/bench/k{i % 100}")
             conn.getresponse().read()
+            latencies[n].append(time.perf_counter() - started)
         conn.close()
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
     started = time.perf_counter()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    return (ops // threads * threads) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    ordered = sorted(x for per in latencies for x in per)
+    p50, p99 = ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
+    return len(ordered) / elapsed, p50, p99
 
 
 def library(port: int, ops: int) -> dict[str, list[float]]:
@@ -151,7 +159,7 @@ def main() -> None:
                 for op, latencies in sequential(port, args.ops).items():
                     rows.setdefault((name, op), []).append(summary(latencies))
                 rows.setdefault((name, "8 threads get"), []).append(
-                    (threaded_gets(port, args.ops * 2), 0.0, 0.0)
+                    threaded_gets(port, args.ops * 2)
                 )
             for op, latencies in library(ports["botwire"], args.ops).items():
                 rows.setdefault(("botwire client", op), []).append(summary(latencies))
@@ -173,7 +181,7 @@ def main() -> None:
         ours, base = ("botwire", op), ("baseline", op)
 
         def latency(key: tuple[str, str]) -> str:
-            return "" if key[1].startswith("8") else f" ({med(key, 1):.2f} / {med(key, 2):.2f})"
+            return f" ({med(key, 1):.2f} / {med(key, 2):.2f})"
 
         print(
             f"| {op} | {med(ours, 0):,.0f}{latency(ours)} | {med(base, 0):,.0f}{latency(base)} "

@@ -1,6 +1,6 @@
 """A bot that remembers: run it twice and it knows what happened the first time.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from botwire import Memory

@@ -306,6 +306,16 @@ def test_every_acknowledged_write_survives_a_server_crash(tmp_path: Path) -> Non
     assert values == {f"k{i}": i for i in acknowledged}
 
 
+def test_only_batches_that_may_run_twice_are_resent_after_a_broken_connection() -> None:
+    from botwire.backends.base import Append, Delete, Get, Incr, Put
+    from botwire.backends.http import _idempotent
+
+    assert _idempotent([Get("n", "k"), Put("n", "k", "1"), Delete("n", "k")])
+    assert not _idempotent([Get("n", "k"), Append("n", "k", ("1",))])
+    assert not _idempotent([Incr("n", "k", 1)])
+    assert not _idempotent([Put("n", "k", "1", if_version=3)])
+
+
 def test_client_says_when_no_server_answers() -> None:
     mem = Memory("ns", f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(BackendUnavailable, match="is `botwire serve` running"):
@@ -445,6 +455,20 @@ def test_writes_per_day_quota(tmp_path: Path) -> None:
         Memory("other", server.url).set("k", 1)  # each namespace has its own quota
         metrics = httpx.get(server.url + "/metrics").text
         assert 'botwire_quota_rejections_total{quota="writes_per_day"} 2' in metrics
+
+
+@pytest.mark.slow
+def test_workers_share_the_store_and_its_quota(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'workers.db'}"
+    with Server(db, "--workers", "2", "--quota-writes-per-day", "30") as server:
+        admitted = refused = 0
+        for i in range(40):  # fresh connections, spread over both worker processes
+            with httpx.Client(base_url=server.url) as client:
+                status = client.put(path("w", f"k{i}"), json={"value": i}).status_code
+            admitted += status == 200
+            refused += status == 429
+        assert (admitted, refused) == (30, 10)
+        assert len(Memory("w", server.url).keys()) == 30
 
 
 def test_bytes_quota(tmp_path: Path) -> None:
