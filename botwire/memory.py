@@ -145,7 +145,7 @@ class _MemoryBase:
     def _plan_get(self, key: str, default: Any, refresh_ttl: bool) -> _Plan[Any]:
         def finish(results: list[Any]) -> Any:
             record = results[0]
-            return default if record is None else _values.decode_value(record.value)
+            return default if record is None else _decode(record)
 
         return _Plan([Get(self.namespace, self._key(key), True, refresh_ttl)], finish)
 
@@ -156,10 +156,9 @@ class _MemoryBase:
             record: Record | None = results[0]
             if record is None:
                 return None
-            assert record.value is not None
             return Entry(
                 key,
-                _values.decode_value(record.value),
+                _decode(record),
                 record.version,
                 _datetime(record.created_at),
                 _datetime(record.updated_at),
@@ -193,7 +192,7 @@ class _MemoryBase:
 
         def finish(results: list[Any]) -> dict[str, Any]:
             return {
-                key: _values.decode_value(record.value)
+                key: _decode(record)
                 for key, record in zip(names, results, strict=True)
                 if record is not None
             }
@@ -248,8 +247,13 @@ class _MemoryBase:
         return _Plan([Get(self.namespace, self._key(key))], _first)
 
 
+def _decode(record: Record) -> Any:
+    assert record.value is not None  # every Get that feeds this asks for the value
+    return _values.decode_value(record.value)
+
+
 def _current(record: Record | None, default: Any) -> Any:
-    return default if record is None else _values.decode_value(record.value)  # type: ignore[arg-type]
+    return default if record is None else _decode(record)
 
 
 def _backoff(attempt: int) -> float:

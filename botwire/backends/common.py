@@ -7,7 +7,17 @@ import threading
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple
 
-from botwire.backends.base import WRITE_OPS, Append, Incr, Op, Put, Quotas, Restore
+from botwire.backends.base import (
+    Append,
+    Clear,
+    Delete,
+    Expire,
+    Incr,
+    Op,
+    Put,
+    Quotas,
+    Restore,
+)
 from botwire.errors import QuotaExceeded, VersionConflict, WrongType
 
 PURGE_BATCH = 500
@@ -110,7 +120,7 @@ class StoredBytes(NamedTuple):
     now: int
 
 
-QuotaChecks = Generator[CountWrites | StoredBytes, int, None]
+QuotaChecks = Generator[CountWrites | StoredBytes, int | None, None]
 
 
 def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
@@ -126,15 +136,15 @@ def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
     writes: dict[str, int] = {}
     grows: set[str] = set()
     for op in ops:
-        if isinstance(op, WRITE_OPS):
-            ns: str = op.ns  # type: ignore[union-attr]
+        if isinstance(op, (Put, Delete, Append, Incr, Expire, Clear, Restore)):  # WRITE_OPS
+            ns = op.ns
             if "/" not in ns:
                 writes[ns] = writes.get(ns, 0) + 1
                 if isinstance(op, (Put, Append, Incr, Restore)):
                     grows.add(ns)
     day = now // DAY_US
     for ns in sorted(writes):  # a fixed order, so two batches never wait for each other
-        total = yield CountWrites(ns, day, writes[ns])
+        total = (yield CountWrites(ns, day, writes[ns])) or 0
         if quotas.writes_per_day is not None and total > quotas.writes_per_day:
             retry_after = ((day + 1) * DAY_US - now) / 1_000_000
             raise QuotaExceeded(
@@ -144,7 +154,7 @@ def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
                 quota="writes_per_day",
             )
         if quotas.bytes is not None and ns in grows:
-            used = yield StoredBytes(ns, now)
+            used = (yield StoredBytes(ns, now)) or 0
             if used > quotas.bytes:
                 raise QuotaExceeded(
                     f"namespace {ns!r} would hold {used} bytes, above its quota of "

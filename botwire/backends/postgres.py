@@ -401,13 +401,7 @@ class PostgresBackend(Backend):
                     query = steps.send(None)
                     continue
                 await cur.execute(query.sql, query.params)
-                if query.fetch == "one":
-                    result: Any = await cur.fetchone() if cur.description else None
-                elif query.fetch == "all":
-                    result = await cur.fetchall()
-                else:
-                    result = cur.rowcount
-                query = steps.send(result)
+                query = steps.send(await _afetch(cur, query.fetch))
         except StopIteration as done:
             return done.value
 
@@ -440,7 +434,7 @@ class PostgresBackend(Backend):
         answer: int | None = None
         while True:
             try:
-                question = checks.send(answer)  # type: ignore[arg-type]
+                question = checks.send(answer)
             except StopIteration:
                 return
             if isinstance(question, CountWrites):
@@ -672,6 +666,14 @@ def _fetch(cur: psycopg.Cursor[Any], fetch: str) -> Any:
         return cur.fetchone() if cur.description else None
     if fetch == "all":
         return cur.fetchall()
+    return cur.rowcount
+
+
+async def _afetch(cur: psycopg.AsyncCursor[Any], fetch: str) -> Any:
+    if fetch == "one":
+        return await cur.fetchone() if cur.description else None
+    if fetch == "all":
+        return await cur.fetchall()
     return cur.rowcount
 
 

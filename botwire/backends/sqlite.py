@@ -349,7 +349,7 @@ class SQLiteBackend(Backend):
         answer: int | None = None
         while True:
             try:
-                question = checks.send(answer)  # type: ignore[arg-type]
+                question = checks.send(answer)
             except StopIteration:
                 return
             if isinstance(question, CountWrites):
