@@ -195,3 +195,30 @@ def test_export_import_round_trip_sqlite_postgres_sqlite(tmp_path: Path, url: st
     remaining = Memory("chat:42", url).ttl("text")
     assert remaining is not None and 3500 < remaining <= 3600
     assert Memory("chat:42", third).get("history")[0] == {"role": "user", "content": "héllo 🧠"}
+
+
+def test_deadlocks_between_batches_are_retried_not_surfaced(url: str) -> None:
+    """Two clients write the same keys in opposite orders: PostgreSQL breaks the deadlocks,
+    botwire runs the losing batch again, and every batch lands whole."""
+    keys = [f"k{i}" for i in range(12)]
+    errors: list[BaseException] = []
+
+    def writer(order: list[str], tag: str) -> None:
+        mem = Memory("deadlock", backend=PostgresBackend(url))
+        try:
+            for round_ in range(8):
+                mem.set_many({key: f"{tag}{round_}" for key in order})
+        except BaseException as exc:  # collected: the assertion below reports it
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=writer, args=(keys, "a")),
+        threading.Thread(target=writer, args=(keys[::-1], "b")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    final = Memory("deadlock", backend=PostgresBackend(url)).get_many(keys)
+    assert set(final.values()) <= {"a7", "b7"} and len(set(final.values())) == 1
