@@ -15,36 +15,14 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
-from typing import IO, Any
+from typing import IO
 
 from botwire import _values
+from botwire._values import format_time, parse_time
 from botwire.backends.base import Backend, Get, ListKeys, ListNamespaces, Op, Record, Restore
 from botwire.errors import InvalidRequest
 
 BATCH = 500
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-
-
-def format_time(us: int | None) -> str | None:
-    """Microseconds since the epoch as ISO 8601 UTC with microseconds."""
-    if us is None:
-        return None
-    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
-
-
-def parse_time(text: Any, field: str) -> int | None:
-    """The inverse of :func:`format_time`."""
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        raise InvalidRequest(f"{field} must be an ISO 8601 time or null")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class Progress:

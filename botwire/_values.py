@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botwire.errors import InvalidKey, InvalidRequest, InvalidValue, ValueTooLarge
@@ -142,3 +142,32 @@ def check_iterable(items: Iterable[Any], what: str) -> Iterable[Any]:
             f"{what} must be a list or other iterable of str, not {type(items).__name__}"
         )
     return items
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def utc_datetime(us: int) -> datetime:
+    """Microseconds since the epoch (how every store keeps time) as an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def format_time(us: int | None) -> str | None:
+    """Microseconds since the epoch as ISO 8601 UTC with microseconds (``...T10:00:00.000000Z``)."""
+    if us is None:
+        return None
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time(text: Any, field: str) -> int | None:
+    """The inverse of :func:`format_time`."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{field} must be an ISO 8601 time or null")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from botwire import config
-from botwire._transfer import format_time
+from botwire._values import format_time
 from botwire.backends import Backend, open_backend
 from botwire.errors import BotWireError
 from botwire.memory import Memory, list_namespaces

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from botwire import _values, config
@@ -39,13 +39,8 @@ T = TypeVar("T")
 Ttl = float | int | timedelta | None
 
 log = logging.getLogger("botwire")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PAGE_SIZE = 1000
 _UPDATE_ATTEMPTS = 100
-
-
-def _datetime(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True)
@@ -160,9 +155,9 @@ class _MemoryBase:
                 key,
                 _decode(record),
                 record.version,
-                _datetime(record.created_at),
-                _datetime(record.updated_at),
-                None if record.expires_at is None else _datetime(record.expires_at),
+                _values.utc_datetime(record.created_at),
+                _values.utc_datetime(record.updated_at),
+                None if record.expires_at is None else _values.utc_datetime(record.expires_at),
             )
 
         return _Plan([Get(self.namespace, key)], finish)

@@ -222,3 +222,15 @@ def test_deadlocks_between_batches_are_retried_not_surfaced(url: str) -> None:
     assert errors == []
     final = Memory("deadlock", backend=PostgresBackend(url)).get_many(keys)
     assert set(final.values()) <= {"a7", "b7"} and len(set(final.values())) == 1
+
+
+async def test_the_async_path_purges_too(url: str) -> None:
+    """The server runs every batch through aexecute, so that path must purge as well."""
+    clock = FakeClock()
+    backend = PostgresBackend(url, clock=clock)
+    mem = AsyncMemory("purge-async", backend=backend)
+    await mem.set_many({f"k{i}": i for i in range(10)}, ttl=10)
+    clock.advance(11)
+    await mem.set("fresh", 1)
+    assert sql(url, "SELECT count(*) FROM botwire_entries") == [(1,)]
+    await backend.aclose()

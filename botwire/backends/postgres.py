@@ -314,7 +314,9 @@ class PostgresBackend(Backend):
             try:
                 with pool.connection(timeout=self.timeout) as conn:
                     now = self._micros()
-                    self._purge_if_due(conn, now)
+                    if self._purge_due(now):
+                        with conn.transaction(), conn.cursor() as cur:
+                            self._drive(cur, self._purge(now))
                     if self._one_statement(ops):  # atomic alone: no BEGIN/COMMIT round trips
                         with conn.cursor() as cur:
                             return [self._drive(cur, self._handlers[type(ops[0])](ops[0], now))]
@@ -345,6 +347,9 @@ class PostgresBackend(Backend):
             try:
                 async with pool.connection(timeout=self.timeout) as conn:
                     now = self._micros()
+                    if self._purge_due(now):
+                        async with conn.transaction(), conn.cursor() as cur:
+                            await self._adrive(cur, self._purge(now))
                     if self._one_statement(ops):
                         async with conn.cursor() as cur:
                             op = ops[0]
@@ -405,23 +410,30 @@ class PostgresBackend(Backend):
         except StopIteration as done:
             return done.value
 
-    def _purge_if_due(self, conn: psycopg.Connection[Any], now: int) -> None:
-        """Delete a bounded batch of expired keys, at most once a second per process.
-
-        Its own short transaction, skipping rows that writers hold.
-        """
+    def _purge_due(self, now: int) -> bool:
+        """Whether to purge now: at most once a second per process."""
         if now < self._next_purge:
-            return
+            return False
         self._next_purge = now + 1_000_000
-        with conn.transaction():
-            conn.execute(
-                "DELETE FROM botwire_entries WHERE id IN (SELECT id FROM botwire_entries"
-                " WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
-                (now, PURGE_BATCH),
-            )
-            conn.execute(
-                "DELETE FROM botwire_quota_usage WHERE day < %s", (now // 86_400_000_000 - 1,)
-            )
+        return True
+
+    @staticmethod
+    def _purge(now: int) -> Steps:
+        """Delete a bounded batch of expired keys, skipping rows that writers hold.
+
+        Runs in its own short transaction, before the batch's.
+        """
+        yield Query(
+            "DELETE FROM botwire_entries WHERE id IN (SELECT id FROM botwire_entries"
+            " WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (now, PURGE_BATCH),
+            "rowcount",
+        )
+        yield Query(
+            "DELETE FROM botwire_quota_usage WHERE day < %s",
+            (now // 86_400_000_000 - 1,),
+            "rowcount",
+        )
 
     # -- quotas -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from botwire import __version__, _values, _wire
-from botwire._transfer import format_time
+from botwire._values import format_time
 from botwire.backends import create_backend
 from botwire.backends.base import (
     Backend,
