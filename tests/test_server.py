@@ -409,6 +409,11 @@ def test_revoked_and_expired_tokens_are_refused(secured: tuple[Server, dict[str,
     time.sleep(1.2)
     with pytest.raises(Unauthorized, match="expired"):
         Memory("t", server.url, token=short).get("k")
+    with pytest.raises(Unauthorized):
+        Memory("t", server.url, token=token).set("k", "revoked write")
+    with pytest.raises(Unauthorized):
+        Memory("t", server.url, token=short).set("k", "expired write")
+    assert Memory("t", server.url, token=secured[1]["admin"]).get("k") == 2  # nothing written
 
 
 def test_no_tokens_beyond_loopback_refuses_to_start(tmp_path: Path) -> None:
