@@ -19,6 +19,10 @@ MAX_TTL = 100 * 365.25 * 86400
 """Longest ttl: a hundred years, in seconds."""
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 """Largest value (and largest appended item), in bytes of its JSON text: 1 MiB by default."""
+MAX_INT64 = 2**63 - 1
+"""Largest version, length or count the stores keep (a signed 64-bit integer)."""
+MAX_TIME_US = 253_402_300_799_999_999
+"""The last microsecond of the year 9999: the latest time a store keeps (and ISO 8601 writes)."""
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
@@ -46,6 +50,14 @@ def check_key(key: object, what: str = "key", max_bytes: int = MAX_KEY_BYTES) ->
     if size > max_bytes:
         raise InvalidKey(f"{what} is {size} bytes long; the limit is {max_bytes} bytes of UTF-8")
     return key
+
+
+def check_prefix(prefix: object, what: str = "prefix", max_bytes: int = MAX_KEY_BYTES) -> str:
+    """``prefix`` (``None`` reads as ``""``) when it could start a key: a key's rules, but empty
+    is allowed."""
+    if prefix is None or prefix == "":
+        return ""
+    return check_key(prefix, what, max_bytes)
 
 
 def check_namespace(namespace: object) -> str:
@@ -109,18 +121,47 @@ def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
 decode_value = json.loads
 
 
-def check_ttl(ttl: object) -> float | None:
-    """Seconds (int, float or timedelta) as a positive float; ``None`` stays ``None``."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def canonical_json(text: object, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
+    """The JSON text ``text`` as :func:`encode_value` writes it, validated the same way.
+
+    For values that arrive as JSON text (the server's batch route): whatever a client sends,
+    the store holds exactly what ``Memory.set`` would have stored for the same value, so a
+    number that overflows to infinity (``1e400``), a lone surrogate or a value above the limit
+    are refused, and spacing does not change a value's size.
+    """
+    if not isinstance(text, str):
+        raise InvalidRequest("a value must travel as its JSON text, in a string")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise InvalidValue("value is not valid JSON text") from None
+    return encode_value(value, max_bytes)
+
+
+def check_ttl(ttl: object, *, allow_now: bool = False) -> float | None:
+    """Seconds (int, float or timedelta) as a positive float; ``None`` stays ``None``.
+
+    With ``allow_now`` (``expire``), zero and negative ttls read as ``0.0``: expire now.
+    """
     if ttl is None:
         return None
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = float(ttl)
+        try:
+            seconds = float(ttl)
+        except OverflowError:
+            seconds = math.inf
     else:
         raise InvalidRequest(
             f"ttl must be seconds (int, float or timedelta), not {type(ttl).__name__}"
         )
+    if allow_now and seconds <= 0:
+        return 0.0
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
     if seconds > MAX_TTL:
@@ -128,10 +169,13 @@ def check_ttl(ttl: object) -> float | None:
     return seconds
 
 
-def check_int(value: object, what: str) -> int:
-    """``value`` when it is an int (not a bool), else :class:`InvalidRequest`."""
+def check_int(value: object, what: str, low: int = -MAX_INT64, high: int = MAX_INT64) -> int:
+    """``value`` when it is an int (not a bool) from ``low`` to ``high``, else
+    :class:`InvalidRequest` (by default: anything a signed 64-bit integer holds)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidRequest(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{what} must be from {low} to {high}, got {value}")
     return value
 
 

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from botwire._values import DEFAULT_MAX_VALUE_BYTES
+from botwire._values import DEFAULT_MAX_VALUE_BYTES, MAX_INT64, check_int
+from botwire.errors import InvalidRequest
 
 
 def default_path() -> Path:
@@ -46,7 +47,20 @@ def debug_enabled() -> bool:
     return os.environ.get("BOTWIRE_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def max_value_bytes() -> int:
-    """``$BOTWIRE_MAX_VALUE_BYTES``, else 1 MiB."""
-    raw = os.environ.get("BOTWIRE_MAX_VALUE_BYTES")
-    return int(raw) if raw else DEFAULT_MAX_VALUE_BYTES
+def max_value_bytes(value: int | None = None) -> int:
+    """``value``, else ``$BOTWIRE_MAX_VALUE_BYTES``, else 1 MiB: a positive number of bytes.
+
+    Raises:
+        InvalidRequest: the limit is not a positive integer (``0`` does not mean "default").
+    """
+    if value is None:
+        raw = os.environ.get("BOTWIRE_MAX_VALUE_BYTES")
+        if not raw:
+            return DEFAULT_MAX_VALUE_BYTES
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidRequest(
+                f"BOTWIRE_MAX_VALUE_BYTES must be a number of bytes, not {raw!r}"
+            ) from None
+    return check_int(value, "max_value_bytes", 1, MAX_INT64)

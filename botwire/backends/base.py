@@ -12,10 +12,16 @@ stores them exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class Get(NamedTuple):
@@ -176,6 +182,24 @@ def is_write(ops: Sequence[Op]) -> bool:
     return any(isinstance(op, WRITE_OPS) or (type(op) is Get and op.refresh_ttl) for op in ops)
 
 
+def resendable(ops: Sequence[Op]) -> bool:
+    """Whether a batch may run again when the first run's answer was lost, giving an answer
+    as true as the first run's would have been.
+
+    Reads qualify, and so do unconditional writes of a whole value (``put``, ``restore``): their
+    answer is the version of the value the caller wrote. ``delete`` and ``clear`` do not (the
+    second run would find nothing to delete), nor ``append``, ``incr`` and conditional writes.
+    Both the HTTP client (after a broken connection) and PostgreSQL (after a broken connection
+    in a statement that commits by itself) resend only such batches; any other batch whose
+    outcome is unknown raises ``BackendUnavailable`` and says so.
+    """
+    return all(
+        isinstance(op, (Get, ListKeys, ListNamespaces, Restore))
+        or (isinstance(op, Put) and op.if_version is None)
+        for op in ops
+    )
+
+
 def prefix_upper_bound(prefix: str) -> str | None:
     """The smallest string greater than every string that starts with ``prefix``.
 
@@ -190,17 +214,119 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return stripped[:-1] + chr(nxt)
 
 
+Steps = Generator[list[Op], list[Any], T]
+"""A call that needs several batches, each depending on the last (paging through keys): it
+yields a batch, receives its results, and returns its answer. :func:`run_steps` and
+:func:`arun_steps` drive it on a sync or an async ``execute``."""
+
+
+def run_steps(execute: Callable[[list[Op]], list[Any]], steps: Steps[T]) -> T:
+    """Drive ``steps``, running each batch it yields with ``execute``."""
+    try:
+        ops = next(steps)
+        while True:
+            ops = steps.send(execute(ops))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def arun_steps(execute: Callable[[list[Op]], Awaitable[list[Any]]], steps: Steps[T]) -> T:
+    """Async twin of :func:`run_steps`."""
+    try:
+        ops = next(steps)
+        while True:
+            ops = steps.send(await execute(ops))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+PAGE_SIZE = 1000
+"""Keys per ``ListKeys`` page."""
+
+
+def all_keys(ns: str, prefix: str = "") -> Steps[list[KeyInfo]]:
+    """Every live key of ``ns`` that starts with ``prefix``, in key order, page by page."""
+    found: list[KeyInfo] = []
+    after: str | None = None
+    while True:
+        (page,) = yield [ListKeys(ns, prefix, PAGE_SIZE, after)]
+        found.extend(page.keys)
+        if page.next_cursor is None:
+            return found
+        after = page.next_cursor
+
+
+_shutdown_hooks: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, list[AsyncGenerator[None, None]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _await_at_shutdown(callback: Callable[[], Awaitable[None]]) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await callback()
+
+
+def on_loop_shutdown(callback: Callable[[], Awaitable[None]]) -> None:
+    """Arrange for ``await callback()`` when the running event loop shuts down.
+
+    ``asyncio.run`` (and every runner that calls ``loop.shutdown_asyncgens()`` before closing
+    its loop) finalises the async generators still suspended in the loop; one of them, started
+    here and kept referenced until then, runs ``callback`` in that loop. Connection pools made
+    for a loop are closed this way instead of being left open when the loop is gone.
+    """
+    loop = asyncio.get_running_loop()
+    hook = _await_at_shutdown(callback)
+    step = hook.asend(None)  # its first step registers it with the loop, then it waits
+    with contextlib.suppress(StopIteration):
+        step.send(None)
+    _shutdown_hooks.setdefault(loop, []).append(hook)
+
+
+INHERITED: list[object] = []
+"""Connections a child process inherited through ``fork``: kept referenced and never used, so
+that neither garbage collection nor ``close()`` in the child touches sockets and files that the
+parent still uses."""
+
+_backends: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_backends):
+        backend._lock = threading.Lock()  # another thread may have held it during the fork
+        backend._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Backend(ABC):
     """A store that runs batches of operations atomically.
 
     Implement :meth:`execute`; :meth:`aexecute` defaults to running it in a worker thread, and
-    backends with native async I/O override it.
+    backends with native async I/O override it. A subclass calls ``super().__init__()``, which
+    registers it for :meth:`_after_fork`.
     """
 
     url: str
     """Where the store lives, with any password masked."""
     clock: Callable[[], float] = time.time
     """The store's clock, seconds since the epoch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        _backends.add(self)
+
+    def _after_fork(self) -> None:  # noqa: B027 - optional hook
+        """In a child process after ``fork``: forget the parent's connections (hand them to
+        :data:`INHERITED`) so that the next call opens the child's own."""
+
+    def now(self) -> int:
+        """The store's time in integer microseconds: one reading serves a whole batch, so every
+        operation in it judges expiry, and stamps what it writes, with the same time."""
+        return int(self.clock() * 1_000_000)
 
     @abstractmethod
     def execute(self, ops: Sequence[Op]) -> list[Any]:

@@ -1,12 +1,21 @@
-"""Logic that every backend shares: sizes, quota checks and the errors the contract defines."""
+"""Logic that every SQL backend shares: sizes, list and counter writes, quota checks and the
+errors the contract defines.
+
+Where an operation needs several statements, its logic is written once here as a generator of
+*questions* (:class:`LockRow`, :class:`AddItems`, ...; :class:`CountWrites`, ...): the backend
+answers each one with its own SQL inside the batch's transaction and sends the answer back. The
+SQL differs between engines; the decisions (what a list becomes, how its size changes, which
+error to raise) are made here, once.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-import threading
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Generator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
+from botwire._values import to_json
 from botwire.backends.base import (
     Append,
     Clear,
@@ -20,35 +29,21 @@ from botwire.backends.base import (
 )
 from botwire.errors import QuotaExceeded, VersionConflict, WrongType
 
+T = TypeVar("T")
+
 PURGE_BATCH = 500
 """Most expired keys a purge deletes in one write transaction."""
 DAY_US = 86_400_000_000
 
 
-class Micros:
-    """A clock in integer microseconds that never repeats or goes back within a process.
-
-    Versions are taken from it (``max(old version + 1, now)``), so a key that is deleted and
-    created again gets a version above every version it had before.
-    """
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int:
-        now = int(self.clock() * 1_000_000)
-        with self._lock:
-            if now <= self._last:
-                now = self._last + 1
-            self._last = now
-        return now
-
-
 def expiry(now: int, ttl: float | None) -> int | None:
-    """When a key written at ``now`` with ``ttl`` seconds expires; at least a microsecond on."""
-    return None if ttl is None else now + max(1, math.ceil(ttl * 1_000_000))
+    """When a key written at ``now`` with ``ttl`` seconds expires.
+
+    A positive ttl lasts at least a microsecond; ``0`` (``expire(key, 0)``) expires it now.
+    """
+    if ttl is None:
+        return None
+    return now if ttl <= 0 else now + max(1, math.ceil(ttl * 1_000_000))
 
 
 def nbytes(text: str) -> int:
@@ -161,3 +156,113 @@ def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
                     f"{quotas.bytes}; delete keys to make room",
                     quota="bytes",
                 )
+
+
+# -- lists and counters: the logic, written once ---------------------------------------------
+
+VALUE = 0
+"""``kind`` of a row that holds JSON text in ``value``."""
+LIST = 1
+"""``kind`` of a row whose items are rows of their own, ``list_lo <= seq < list_hi``."""
+
+
+class Row(NamedTuple):
+    """A key's row, as the shared write logic needs it."""
+
+    id: int
+    kind: int
+    value: str | None
+    size: int
+    list_lo: int | None
+    list_hi: int | None
+
+
+def fresh_row(entry_id: int, kind: int) -> Row:
+    """The row of a key (re)started as an empty value of ``kind``: ``[]`` or the integer 0."""
+    if kind == LIST:
+        return Row(entry_id, LIST, None, 2, 0, 0)
+    return Row(entry_id, VALUE, "0", 1, None, None)
+
+
+class LockRow(NamedTuple):
+    """Question: the key's live row, locked for the rest of the transaction. A missing or
+    expired key is (re)started as an empty value of ``kind`` (``LIST``: ``[]``; ``VALUE``:
+    ``0``) with no expiry and a fresh version. Answer: ``(Row, created)``."""
+
+    ns: str
+    key: str
+    kind: int
+
+
+class AddItems(NamedTuple):
+    """Question: store ``values`` as the list items ``first_seq``, ``first_seq + 1``, ...
+    Answer: ``None``."""
+
+    entry_id: int
+    first_seq: int
+    values: Sequence[str]
+
+
+class DropItems(NamedTuple):
+    """Question: delete the list items below ``below_seq``. Answer: ``(count, bytes)`` of the
+    deleted items."""
+
+    entry_id: int
+    below_seq: int
+
+
+class SaveList(NamedTuple):
+    """Question: record the list's new size and item range, a new version and the update
+    time (its expiry stays). Answer: ``None``."""
+
+    entry_id: int
+    size: int
+    lo: int
+    hi: int
+
+
+class SaveValue(NamedTuple):
+    """Question: replace the row's value with the JSON text ``text``, with a new version and
+    update time (its expiry stays). Answer: ``None``."""
+
+    entry_id: int
+    text: str
+
+
+RowQuestion = LockRow | AddItems | DropItems | SaveList | SaveValue
+RowSteps = Generator[RowQuestion, Any, T]
+
+
+def append_steps(key: str, ns: str, values: Sequence[str], max_len: int | None) -> RowSteps[int]:
+    """``append``: add ``values`` to the list at ``key``, keep the newest ``max_len``; return
+    the length. A JSON list written by ``set`` becomes rows of items the first time."""
+    row, _ = yield LockRow(ns, key, LIST)
+    if row.kind == VALUE:
+        current = json.loads(row.value or "null")
+        if not isinstance(current, list):
+            raise not_a_list(key, current)
+        lo, hi = 0, len(current)
+        if current:
+            yield AddItems(row.id, 0, [to_json(item) for item in current])
+    else:
+        lo, hi = row.list_lo or 0, row.list_hi or 0
+    yield AddItems(row.id, hi, values)
+    size = list_size(row.size, hi - lo, [nbytes(v) for v in values], 0, 0)
+    hi += len(values)
+    if max_len is not None and hi - lo > max_len:
+        removed, removed_bytes = yield DropItems(row.id, hi - max_len)
+        size = list_size(size, hi - lo, [], int(removed), int(removed_bytes))
+        lo = hi - max_len
+    yield SaveList(row.id, size, lo, hi)
+    return hi - lo
+
+
+def incr_steps(key: str, ns: str, by: int) -> RowSteps[int]:
+    """``incr``: add ``by`` to the integer at ``key`` (missing counts as 0); return it."""
+    row, created = yield LockRow(ns, key, VALUE)
+    current = 0 if created else ([] if row.kind == LIST else json.loads(row.value or "null"))
+    if type(current) is not int:
+        raise not_an_integer(key, current)
+    total = current + by
+    yield SaveValue(row.id, str(total))
+    return total

@@ -1,38 +1,34 @@
 """The HTTP backend: a batch of operations travels to ``botwire serve`` in one request.
 
-Connections are kept alive (httpx), every request has a timeout, and a batch that may safely run
-twice is retried when the connection breaks; one that may not (``append``, ``incr``, a conditional
-write) is retried only when it never reached the server.
+Connections are kept alive (httpx), every request has a timeout, and a batch is sent again when
+the connection breaks only where that cannot change its answer: when the request never left
+(no connection could be made), or when the batch is :func:`~botwire.backends.base.resendable`
+(reads and plain writes). Any other batch whose answer was lost raises ``BackendUnavailable``,
+saying that it may or may not have been written: a second run could report ``delete`` of an
+existing key as ``False`` or append twice.
+
+Async clients belong to their event loop and are closed when it shuts down; a child process
+after ``fork`` leaves the parent's connections alone and opens its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from botwire import _values, _wire
-from botwire.backends.base import Append, Backend, Incr, Op, Put
+from botwire.backends.base import INHERITED, Backend, Op, on_loop_shutdown, resendable
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable
 
 BATCH_PATH = "/v1/batch"
 RETRIES = 3
 _BACKOFF = (0.05, 0.2, 0.5)
-
-
-def _idempotent(ops: Sequence[Op]) -> bool:
-    """Whether running ``ops`` twice leaves the store as running them once."""
-    for op in ops:
-        if type(op) in (Append, Incr) or (type(op) is Put and op.if_version is not None):
-            return False
-    return True
 
 
 class HTTPBackend(Backend):
@@ -45,6 +41,7 @@ class HTTPBackend(Backend):
     """
 
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        super().__init__()
         self.base_url = url.rstrip("/")
         self.url = mask_url(self.base_url)
         self.timeout = timeout
@@ -52,10 +49,7 @@ class HTTPBackend(Backend):
         if token:
             self._headers["authorization"] = f"Bearer {token}"
         self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncClient
-        ] = weakref.WeakKeyDictionary()
+        self._async_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -72,10 +66,19 @@ class HTTPBackend(Backend):
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
+            for old in [old for old in self._async_clients if old.is_closed()]:
+                del self._async_clients[old]  # a loop closed without shutting down: let it go
             client = httpx.AsyncClient(
                 base_url=self.base_url, headers=self._headers, timeout=self.timeout
             )
             self._async_clients[loop] = client
+
+            async def close_at_shutdown() -> None:
+                if self._async_clients.get(loop) is client:
+                    del self._async_clients[loop]
+                await client.aclose()
+
+            on_loop_shutdown(close_at_shutdown)
         return client
 
     def close(self) -> None:
@@ -92,6 +95,11 @@ class HTTPBackend(Backend):
             await client.aclose()
         self.close()
 
+    def _after_fork(self) -> None:
+        INHERITED.append((self._client, self._async_clients))
+        self._client = None
+        self._async_clients = {}
+
     # -- the primitive ----------------------------------------------------------------------
 
     def execute(self, ops: Sequence[Op]) -> list[Any]:
@@ -107,6 +115,8 @@ class HTTPBackend(Backend):
             except httpx.TransportError as exc:
                 self._give_up_unless_retry(exc, ops, attempt)
                 time.sleep(_BACKOFF[attempt])
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._failed(exc) from exc
         return self._results(ops, response)
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
@@ -122,6 +132,8 @@ class HTTPBackend(Backend):
             except httpx.TransportError as exc:
                 self._give_up_unless_retry(exc, ops, attempt)
                 await asyncio.sleep(_BACKOFF[attempt])
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._failed(exc) from exc
         return self._results(ops, response)
 
     # -- shared by both ---------------------------------------------------------------------
@@ -134,7 +146,7 @@ class HTTPBackend(Backend):
         self, exc: httpx.TransportError, ops: Sequence[Op], attempt: int
     ) -> None:
         never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-        if attempt < RETRIES and (never_sent or _idempotent(ops)):
+        if attempt < RETRIES and (never_sent or resendable(ops)):
             return
         if isinstance(exc, httpx.ConnectError):
             hint = "is `botwire serve` running there?"
@@ -142,9 +154,16 @@ class HTTPBackend(Backend):
             hint = f"no answer within timeout={self.timeout}s"
         else:
             hint = "the connection broke"
+        if not never_sent and not resendable(ops):
+            hint += "; the batch may or may not have been written (read the keys to find out)"
         raise BackendUnavailable(
             f"cannot reach the botwire server at {self.url}: {hint} ({exc!r})"
         ) from exc
+
+    def _failed(self, exc: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"the request to the botwire server at {self.url} failed: {exc!r}"
+        )
 
     def _results(self, ops: Sequence[Op], response: httpx.Response) -> list[Any]:
         try:

@@ -14,26 +14,31 @@ stay strings and objects keep their key order. Expired rows are purged in small 
 URL: ``postgresql://user:password@host:5432/db``; ``?schema=NAME`` keeps botwire's tables in
 their own schema (created if missing); ``?migrate=false`` refuses to migrate on first use
 (run ``botwire migrate --url ...`` instead).
+
+Connections: a ``psycopg_pool`` pool for sync calls, and for async calls a small pool per event
+loop (:class:`AsyncPool`) that opens connections in the coroutine that needs one and runs no
+background task, so that a loop shutting down (``asyncio.run`` cancels every task) has nothing
+of ours to cancel; it is closed when that loop shuts down. A child process after ``fork`` leaves
+the parent's connections alone (closing them would end the parent's sessions) and opens its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import random
-import threading
 import time
-import weakref
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from botwire._values import to_json
 from botwire.backends.base import (
+    INHERITED,
     Append,
     Backend,
     Clear,
@@ -52,17 +57,26 @@ from botwire.backends.base import (
     Restore,
     handlers,
     is_write,
+    on_loop_shutdown,
     prefix_upper_bound,
+    resendable,
 )
 from botwire.backends.common import (
+    LIST,
     PURGE_BATCH,
+    AddItems,
     CountWrites,
-    Micros,
+    DropItems,
+    LockRow,
+    Row,
+    SaveList,
+    SaveValue,
+    StoredBytes,
+    append_steps,
     expiry,
-    list_size,
+    fresh_row,
+    incr_steps,
     nbytes,
-    not_a_list,
-    not_an_integer,
     quota_checks,
     version_conflict,
 )
@@ -110,28 +124,45 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (ns, day)
     );
     """,
+    # 2 (2026-11): a version floor for the whole database. Deleting keys raises it to their
+    # highest version (one statement-level trigger per DELETE, which locks the floor's row only
+    # when it rises), and a key is created with a version above it, so a key deleted and
+    # created again gets a version above any it had, whatever the writers' clocks say.
+    """
+    CREATE TABLE botwire_version_floor (value BIGINT NOT NULL);
+    INSERT INTO botwire_version_floor SELECT coalesce(max(version), 0) FROM botwire_entries;
+    CREATE FUNCTION botwire_raise_version_floor() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE botwire_version_floor f SET value = g.top
+        FROM (SELECT max(version) AS top FROM botwire_gone) g WHERE g.top > f.value;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER botwire_entries_version_floor AFTER DELETE ON botwire_entries
+        REFERENCING OLD TABLE AS botwire_gone
+        FOR EACH STATEMENT EXECUTE FUNCTION botwire_raise_version_floor();
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")
 _RETRIES = 10
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ONE_STATEMENT = (Get, Put, Delete, Expire, Restore, ListKeys, ListNamespaces, Clear)
+_NEW_VERSION = "greatest(%(now)s, (SELECT value + 1 FROM botwire_version_floor))"
+"""A new key's version: the time, or above every version deleted before."""
 
 _LIVE = "(expires_at IS NULL OR expires_at > %(now)s)"
-_COLUMNS = (
-    "id, kind, value, version, created_at, updated_at, expires_at, size, ttl, list_lo, list_hi"
-)
 _LIST_TEXT = (
     "(SELECT '[' || coalesce(string_agg(i.value, ',' ORDER BY i.seq), '') || ']'"
     " FROM botwire_list_items i WHERE i.entry_id = e.id)"
 )
-_UPSERT = """
+_UPSERT = f"""
 INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at, updated_at,
                                   expires_at, ttl)
-VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, %(now)s, %(now)s, %(now)s, %(expires_at)s, %(ttl)s)
+VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {_NEW_VERSION}, %(now)s, %(now)s,
+        %(expires_at)s, %(ttl)s)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = EXCLUDED.value, size = EXCLUDED.size,
-    version = greatest(e.version + 1, EXCLUDED.version),
+    version = greatest(e.version + 1, %(now)s),
     created_at = CASE WHEN e.expires_at <= %(now)s THEN %(now)s ELSE e.created_at END,
     updated_at = %(now)s,
     expires_at = CASE WHEN %(keep)s AND (e.expires_at IS NULL OR e.expires_at > %(now)s)
@@ -152,6 +183,71 @@ class Query(NamedTuple):
 
 
 Steps = Generator[Query, Any, Any]
+BEGIN = Query("BEGIN", fetch="rowcount")
+COMMIT = Query("COMMIT", fetch="rowcount")
+
+
+class _Attempt:
+    """What one attempt at a batch got to: whether a failure now leaves its outcome unknown."""
+
+    __slots__ = ("outcome_unknown",)
+
+    def __init__(self) -> None:
+        self.outcome_unknown = False
+        """Set once a statement that commits (``COMMIT``, or a statement run on its own) has
+        been sent: a broken connection from then on may have lost the answer, not the write."""
+
+
+class AsyncPool:
+    """Async connections for one event loop: at most ``size`` at once, each opened by the
+    coroutine that needs it and kept for the next one. No background tasks."""
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], size: int, timeout: float) -> None:
+        self.conninfo = conninfo
+        self.kwargs = kwargs
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self.closed = False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for the duration of the block; a broken one is not kept."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.timeout)
+        except TimeoutError:
+            raise PoolTimeout(f"no connection free within {self.timeout} s") from None
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while self._idle and conn is None:
+                conn = self._idle.pop()
+                if conn.closed or conn.broken:
+                    conn = None
+            if conn is None:
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, **self.kwargs)
+            yield conn
+        finally:
+            if conn is not None:
+                if self.closed or conn.broken or conn.closed or (
+                    conn.info.transaction_status != TransactionStatus.IDLE
+                ):
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                else:
+                    self._idle.append(conn)
+            self._slots.release()
+
+    async def check(self) -> None:
+        """Close the idle connections: after one broke, the server may have dropped them all."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        """Close the idle connections, and those in use as they come back."""
+        self.closed = True
+        await self.check()
 
 
 def parse_url(url: str) -> tuple[str, str | None, bool]:
@@ -161,7 +257,7 @@ def parse_url(url: str) -> tuple[str, str | None, bool]:
     options = {k: v for k, v in query if k in ("schema", "migrate")}
     rest = [(k, v) for k, v in query if k not in options]
     schema = options.get("schema") or None
-    if schema is not None and not schema.replace("_", "").isalnum():
+    if schema is not None and not (schema.isascii() and schema.replace("_", "").isalnum()):
         raise InvalidRequest(f"schema must be letters, digits and underscores, not {schema!r}")
     migrate = options.get("migrate", "true").lower() not in ("false", "0", "no")
     return urlunsplit(parts._replace(query=urlencode(rest))), schema, migrate
@@ -175,7 +271,7 @@ class PostgresBackend(Backend):
         timeout: seconds to wait for a connection (and the database) before giving up.
         clock: seconds since the epoch; tests inject a fake one.
         quotas: per-namespace limits, enforced in each write transaction.
-        pool_size: most connections this process opens.
+        pool_size: most connections this process opens (per event loop, for async calls).
     """
 
     def __init__(
@@ -187,21 +283,27 @@ class PostgresBackend(Backend):
         quotas: Quotas | None = None,
         pool_size: int = 10,
     ) -> None:
+        super().__init__()
         self.url = mask_url(url)
         self.conninfo, self.schema, self.auto_migrate = parse_url(url)
         self.timeout = timeout
         self.clock = clock
         self.quotas = quotas
         self.pool_size = pool_size
-        self._micros = Micros(clock)
-        self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
-        self._async_pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncConnectionPool
-        ] = weakref.WeakKeyDictionary()
+        self._async_pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncPool]] = {}
         self._migrated = False
         self._next_purge = 0
         self._handlers: dict[type, Callable[[Any, int], Steps]] = handlers(self)
+        self._answers: dict[type, Callable[[Any, int], Steps]] = {
+            LockRow: self._lock_row,
+            AddItems: self._add_items,
+            DropItems: self._drop_items,
+            SaveList: self._save_list,
+            SaveValue: self._save_value,
+            CountWrites: self._count_writes,
+            StoredBytes: self._stored_bytes,
+        }
 
     # -- connections ------------------------------------------------------------------------
 
@@ -212,7 +314,7 @@ class PostgresBackend(Backend):
             "application_name": "botwire",
         }
         if self.schema:
-            kwargs["options"] = f"-c search_path={self.schema}"
+            kwargs["options"] = f'-c search_path="{self.schema}"'
         return kwargs
 
     def _sync_pool(self) -> ConnectionPool:
@@ -229,38 +331,57 @@ class PostgresBackend(Backend):
                     self._pool = pool
         return self._pool
 
-    async def _async_pool(self) -> AsyncConnectionPool:
+    async def _async_pool(self) -> AsyncPool:
+        """This event loop's pool. Coroutines that ask at once share one pool being opened."""
         loop = asyncio.get_running_loop()
-        pool = self._async_pools.get(loop)
-        if pool is None:
-            if not self._migrated:
-                await asyncio.to_thread(self.migrate, True)
-            pool = AsyncConnectionPool(
-                self.conninfo, min_size=1, max_size=self.pool_size,
-                kwargs=self._connect_kwargs(), open=False, name="botwire-async",
-            )  # fmt: skip
-            await pool.open(wait=False)
-            self._async_pools[loop] = pool
+        opening = self._async_pools.get(loop)
+        if opening is None:
+            for old in [old for old in self._async_pools if old.is_closed()]:
+                del self._async_pools[old]  # a loop closed without shutting down: let it go
+            opening = self._async_pools[loop] = loop.create_task(self._open_async_pool(loop))
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and self._async_pools.get(loop) is opening:
+                del self._async_pools[loop]  # it failed to open: the next call tries afresh
+            raise
+
+    async def _open_async_pool(self, loop: asyncio.AbstractEventLoop) -> AsyncPool:
+        if not self._migrated:
+            await asyncio.to_thread(self.migrate, True)
+        pool = AsyncPool(self.conninfo, self._connect_kwargs(), self.pool_size, self.timeout)
+
+        async def close_at_shutdown() -> None:
+            self._async_pools.pop(loop, None)  # the loop is ending: all of its pools go
+            await pool.close()
+
+        on_loop_shutdown(close_at_shutdown)
         return pool
 
     def close(self) -> None:
         """Close the sync pool; it is opened again when needed."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     async def aclose(self) -> None:
         """Close this event loop's pool, and the sync one."""
-        pool = self._async_pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
+        opening = self._async_pools.pop(asyncio.get_running_loop(), None)
+        if opening is not None:
+            with contextlib.suppress(Exception):  # a pool that never opened has nothing to close
+                await (await opening).close()
         self.close()
 
-    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
+    def _after_fork(self) -> None:
+        INHERITED.append((self._pool, self._async_pools))
+        self._pool = None
+        self._async_pools = {}
+
+    def _unavailable(self, exc: BaseException, what: str = "is unavailable") -> BackendUnavailable:
         return BackendUnavailable(
-            f"PostgreSQL at {self.url} is unavailable ({type(exc).__name__}: {exc}); check that "
-            "it runs and accepts connections. botwire reconnects once it answers."
+            f"PostgreSQL at {self.url} {what} ({type(exc).__name__}: {exc}); check that it runs "
+            "and accepts connections. botwire reconnects once it answers."
         )
 
     # -- migrations -------------------------------------------------------------------------
@@ -269,34 +390,38 @@ class PostgresBackend(Backend):
         """Bring the database's schema up to date; return how many migrations ran.
 
         With ``auto=True`` (first use) and ``?migrate=false`` in the URL, refuse instead.
+        Processes that start at once take turns (an advisory lock), so the schema and every
+        migration are made exactly once.
         """
         try:
-            with psycopg.connect(self.conninfo, **self._connect_kwargs()) as conn:
+            with (
+                psycopg.connect(self.conninfo, **self._connect_kwargs()) as conn,
+                conn.transaction(),
+            ):
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
                 if self.schema:
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS botwire_migrations"
-                        " (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS botwire_migrations"
+                    " (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                row = conn.execute("SELECT max(version) FROM botwire_migrations").fetchone()
+                current = (row[0] if row else None) or 0
+                if current > SCHEMA_VERSION:
+                    raise BackendUnavailable(
+                        f"{self.url} has botwire schema {current}, newer than this botwire "
+                        f"({SCHEMA_VERSION}); upgrade botwire to use it"
                     )
-                    row = conn.execute("SELECT max(version) FROM botwire_migrations").fetchone()
-                    current = (row[0] if row else None) or 0
-                    if current > SCHEMA_VERSION:
-                        raise BackendUnavailable(
-                            f"{self.url} has botwire schema {current}, newer than this botwire "
-                            f"({SCHEMA_VERSION}); upgrade botwire to use it"
-                        )
-                    if current < SCHEMA_VERSION and auto and not self.auto_migrate:
-                        raise BackendUnavailable(
-                            f"{self.url} needs botwire's schema migrations; run "
-                            "`botwire migrate --url ...` (automatic migration is off)"
-                        )
-                    for number in range(current, SCHEMA_VERSION):
-                        conn.execute(MIGRATIONS[number])
-                        conn.execute(
-                            "INSERT INTO botwire_migrations (version) VALUES (%s)", (number + 1,)
-                        )
+                if current < SCHEMA_VERSION and auto and not self.auto_migrate:
+                    raise BackendUnavailable(
+                        f"{self.url} needs botwire's schema migrations; run "
+                        "`botwire migrate --url ...` (automatic migration is off)"
+                    )
+                for number in range(current, SCHEMA_VERSION):
+                    conn.execute(MIGRATIONS[number])
+                    conn.execute(
+                        "INSERT INTO botwire_migrations (version) VALUES (%s)", (number + 1,)
+                    )
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
         self._migrated = True
@@ -305,36 +430,21 @@ class PostgresBackend(Backend):
     # -- the primitive ----------------------------------------------------------------------
 
     def execute(self, ops: Sequence[Op]) -> list[Any]:
-        """Run ``ops`` in one transaction; retried whole on serialization failures."""
+        """Run ``ops`` in one transaction; retried whole where that is safe (see
+        :meth:`_after_failure`)."""
         if not ops:
             return []
         pool = self._sync_pool()
-        for attempt in range(_RETRIES):
-            committing = False
+        for tries in range(_RETRIES):
+            attempt = _Attempt()
             try:
                 with pool.connection(timeout=self.timeout) as conn:
-                    now = self._micros()
-                    if self._purge_due(now):
-                        with conn.transaction(), conn.cursor() as cur:
-                            self._drive(cur, self._purge(now))
-                    if self._one_statement(ops):  # atomic alone: no BEGIN/COMMIT round trips
-                        with conn.cursor() as cur:
-                            return [self._drive(cur, self._handlers[type(ops[0])](ops[0], now))]
-                    with conn.transaction(), conn.cursor() as cur:
-                        results = [
-                            self._drive(cur, self._handlers[type(op)](op, now)) for op in ops
-                        ]
-                        self._drive(cur, self._quota_steps(ops, now))
-                        committing = True
-                    return results
-            except _RETRYABLE:
-                time.sleep(_backoff(attempt))
-            except PoolTimeout as exc:
-                raise self._unavailable(exc) from exc
-            except psycopg.OperationalError as exc:
-                if committing or attempt >= 2:  # a broken commit may have landed: don't repeat it
-                    raise self._unavailable(exc) from exc
-                pool.check()  # the server dropped connections: find the others it dropped
+                    return _run(conn, self._batch(ops, attempt))  # type: ignore[no-any-return]
+            except (psycopg.Error, UnicodeError, OverflowError) as exc:
+                check = self._after_failure(exc, attempt, ops, tries)
+            if check:
+                pool.check()
+            time.sleep(_backoff(tries))
         raise BackendUnavailable(f"{self.url}: a batch kept conflicting after {_RETRIES} tries")
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
@@ -342,34 +452,66 @@ class PostgresBackend(Backend):
         if not ops:
             return []
         pool = await self._async_pool()
-        for attempt in range(_RETRIES):
-            committing = False
+        for tries in range(_RETRIES):
+            attempt = _Attempt()
             try:
-                async with pool.connection(timeout=self.timeout) as conn:
-                    now = self._micros()
-                    if self._purge_due(now):
-                        async with conn.transaction(), conn.cursor() as cur:
-                            await self._adrive(cur, self._purge(now))
-                    if self._one_statement(ops):
-                        async with conn.cursor() as cur:
-                            op = ops[0]
-                            return [await self._adrive(cur, self._handlers[type(op)](op, now))]
-                    async with conn.transaction(), conn.cursor() as cur:
-                        results = [
-                            await self._adrive(cur, self._handlers[type(op)](op, now)) for op in ops
-                        ]
-                        await self._adrive(cur, self._quota_steps(ops, now))
-                        committing = True
-                    return results
-            except _RETRYABLE:
-                await asyncio.sleep(_backoff(attempt))
-            except PoolTimeout as exc:
-                raise self._unavailable(exc) from exc
-            except psycopg.OperationalError as exc:
-                if committing or attempt >= 2:
-                    raise self._unavailable(exc) from exc
+                async with pool.connection() as conn:
+                    return await _arun(conn, self._batch(ops, attempt))  # type: ignore[no-any-return]
+            except (psycopg.Error, UnicodeError, OverflowError) as exc:
+                check = self._after_failure(exc, attempt, ops, tries)
+            if check:
                 await pool.check()
+            await asyncio.sleep(_backoff(tries))
         raise BackendUnavailable(f"{self.url}: a batch kept conflicting after {_RETRIES} tries")
+
+    def _after_failure(
+        self, exc: Exception, attempt: _Attempt, ops: Sequence[Op], tries: int
+    ) -> bool:
+        """Decide what a failed attempt means: raise the error to report, or return whether to
+        check the pool's connections before trying again.
+
+        Serialization failures and deadlocks are retried. A broken connection is retried
+        (twice) unless the batch may have committed and running it again would change its
+        answer (:func:`~botwire.backends.base.resendable`): then the caller learns that its
+        outcome is unknown instead of getting a wrong answer.
+        """
+        if isinstance(exc, _RETRYABLE):
+            return False
+        if isinstance(exc, PoolTimeout):
+            raise self._unavailable(exc) from exc
+        if isinstance(exc, psycopg.OperationalError):
+            if attempt.outcome_unknown and not resendable(ops):
+                raise self._unavailable(
+                    exc, "dropped the connection while the write was committing, so it may or "
+                    "may not have been written (read the key to find out)"
+                ) from exc  # fmt: skip
+            if tries >= 2:
+                raise self._unavailable(exc) from exc
+            return True
+        if isinstance(exc, (psycopg.DataError, UnicodeError, OverflowError)):
+            raise InvalidRequest(f"PostgreSQL refused the request: {exc}") from exc
+        raise self._unavailable(exc, "failed") from exc
+
+    def _batch(self, ops: Sequence[Op], attempt: _Attempt) -> Steps:
+        """Every statement of one attempt at a batch, with its transaction around them."""
+        now = self.now()
+        if self._purge_due(now):
+            yield BEGIN
+            yield from self._purge(now)
+            yield COMMIT
+        if self._one_statement(ops):  # atomic alone: no BEGIN/COMMIT round trips
+            attempt.outcome_unknown = True
+            op = ops[0]
+            return [(yield from self._handlers[type(op)](op, now))]
+        yield BEGIN
+        results = []
+        for op in ops:
+            results.append((yield from self._handlers[type(op)](op, now)))
+        if self.quotas is not None and is_write(ops):
+            yield from self._answer(quota_checks(self.quotas, ops, now), now)
+        attempt.outcome_unknown = True
+        yield COMMIT
+        return results
 
     def _one_statement(self, ops: Sequence[Op]) -> bool:
         """Whether the batch is one operation that runs as one statement, with no quota to check.
@@ -381,34 +523,6 @@ class PostgresBackend(Backend):
             and type(ops[0]) in _ONE_STATEMENT
             and (self.quotas is None or not is_write(ops))
         )
-
-    @staticmethod
-    def _drive(cur: psycopg.Cursor[Any], steps: Steps) -> Any:
-        try:
-            query = next(steps)
-            while True:
-                if query.fetch == "many":
-                    cur.executemany(query.sql, query.params)
-                    query = steps.send(None)
-                    continue
-                cur.execute(query.sql, query.params)
-                query = steps.send(_fetch(cur, query.fetch))
-        except StopIteration as done:
-            return done.value
-
-    @staticmethod
-    async def _adrive(cur: psycopg.AsyncCursor[Any], steps: Steps) -> Any:
-        try:
-            query = next(steps)
-            while True:
-                if query.fetch == "many":
-                    await cur.executemany(query.sql, query.params)
-                    query = steps.send(None)
-                    continue
-                await cur.execute(query.sql, query.params)
-                query = steps.send(await _afetch(cur, query.fetch))
-        except StopIteration as done:
-            return done.value
 
     def _purge_due(self, now: int) -> bool:
         """Whether to purge now: at most once a second per process."""
@@ -435,34 +549,111 @@ class PostgresBackend(Backend):
             "rowcount",
         )
 
-    # -- quotas -----------------------------------------------------------------------------
+    # -- answers to the questions of the shared logic (common.py) -----------------------------
 
-    def _quota_steps(self, ops: Sequence[Op], now: int) -> Steps:
-        """Quota checks, last in the batch's transaction: the usage row is locked last, in
-        namespace order, so writers of one namespace queue there without deadlocks."""
-        if self.quotas is None or not is_write(ops):
-            return
-        checks = quota_checks(self.quotas, ops, now)
-        answer: int | None = None
+    def _answer(self, steps: Any, now: int) -> Steps:
+        answer: Any = None
         while True:
             try:
-                question = checks.send(answer)
-            except StopIteration:
-                return
-            if isinstance(question, CountWrites):
-                row = yield Query(
-                    "INSERT INTO botwire_quota_usage AS q (ns, day, writes) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (ns, day) DO UPDATE SET writes = q.writes + EXCLUDED.writes"
-                    " RETURNING writes",
-                    tuple(question),
+                question = steps.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer = yield from self._answers[type(question)](question, now)
+
+    def _lock_row(self, q: LockRow, now: int) -> Steps:
+        empty = fresh_row(0, q.kind)
+        params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
+                  "size": empty.size, "lo": empty.list_lo}  # fmt: skip
+        columns = "id, kind, value, size, list_lo, list_hi, expires_at"
+        while True:
+            # INSERT ... DO NOTHING locks nothing when the key exists, and a delete (or the
+            # purge) may commit before the SELECT ... FOR UPDATE: then try the insert again.
+            created = yield Query(
+                "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
+                " updated_at, list_lo, list_hi) VALUES (%(ns)s, %(key)s, %(kind)s, %(value)s,"
+                f" %(size)s, {_NEW_VERSION}, %(now)s, %(now)s, %(lo)s, %(lo)s)"
+                f" ON CONFLICT (ns, key) DO NOTHING RETURNING {columns}",
+                params,
+            )
+            if created is not None:
+                return Row(*created[:6]), True
+            row = yield Query(
+                f"SELECT {columns} FROM botwire_entries"
+                " WHERE ns = %(ns)s AND key = %(key)s FOR UPDATE",
+                params,
+            )
+            if row is not None:
+                break
+        if row[6] is not None and row[6] <= now:  # expired: start afresh
+            if row[1] == LIST:
+                yield Query(
+                    "DELETE FROM botwire_list_items WHERE entry_id = %s", (row[0],), "rowcount"
                 )
-            else:
-                row = yield Query(
-                    "SELECT coalesce(sum(size), 0) FROM botwire_entries"
-                    f" WHERE ns = %(ns)s AND {_LIVE}",
-                    {"ns": question.ns, "now": question.now},
-                )
-            answer = int(row[0])
+            yield Query(
+                "UPDATE botwire_entries SET kind = %(kind)s, value = %(value)s, size = %(size)s,"
+                " version = greatest(version + 1, %(now)s), created_at = %(now)s,"
+                " updated_at = %(now)s, expires_at = NULL, ttl = NULL, list_lo = %(lo)s,"
+                " list_hi = %(lo)s WHERE id = %(id)s",
+                {**params, "id": row[0]},
+                "rowcount",
+            )
+            return empty._replace(id=row[0]), True
+        return Row(*row[:6]), False
+
+    @staticmethod
+    def _add_items(q: AddItems, now: int) -> Steps:
+        yield Query(
+            "INSERT INTO botwire_list_items (entry_id, seq, value)"
+            " SELECT %s, seq, value FROM unnest(%s::bigint[], %s::text[]) AS t(seq, value)",
+            (q.entry_id, list(range(q.first_seq, q.first_seq + len(q.values))), list(q.values)),
+            "rowcount",
+        )
+
+    @staticmethod
+    def _drop_items(q: DropItems, now: int) -> Steps:
+        removed, removed_bytes = yield Query(
+            "WITH gone AS (DELETE FROM botwire_list_items WHERE entry_id = %s AND seq < %s"
+            " RETURNING octet_length(value) AS bytes)"
+            " SELECT count(*), coalesce(sum(bytes), 0) FROM gone",
+            (q.entry_id, q.below_seq),
+        )
+        return int(removed), int(removed_bytes)
+
+    @staticmethod
+    def _save_list(q: SaveList, now: int) -> Steps:
+        yield Query(
+            "UPDATE botwire_entries SET kind = 1, value = NULL, size = %s, list_lo = %s,"
+            " list_hi = %s, version = greatest(version + 1, %s), updated_at = %s WHERE id = %s",
+            (q.size, q.lo, q.hi, now, now, q.entry_id),
+            "rowcount",
+        )
+
+    @staticmethod
+    def _save_value(q: SaveValue, now: int) -> Steps:
+        yield Query(
+            "UPDATE botwire_entries SET kind = 0, value = %s, size = %s,"
+            " version = greatest(version + 1, %s), updated_at = %s WHERE id = %s",
+            (q.text, nbytes(q.text), now, now, q.entry_id),
+            "rowcount",
+        )
+
+    @staticmethod
+    def _count_writes(q: CountWrites, now: int) -> Steps:
+        (writes,) = yield Query(
+            "INSERT INTO botwire_quota_usage AS q (ns, day, writes) VALUES (%s, %s, %s)"
+            " ON CONFLICT (ns, day) DO UPDATE SET writes = q.writes + EXCLUDED.writes"
+            " RETURNING writes",
+            tuple(q),
+        )
+        return int(writes)
+
+    @staticmethod
+    def _stored_bytes(q: StoredBytes, now: int) -> Steps:
+        (used,) = yield Query(
+            f"SELECT coalesce(sum(size), 0) FROM botwire_entries WHERE ns = %(ns)s AND {_LIVE}",
+            {"ns": q.ns, "now": q.now},
+        )
+        return int(used)
 
     # -- operations -------------------------------------------------------------------------
 
@@ -520,14 +711,16 @@ class PostgresBackend(Backend):
     def _restore(self, op: Restore, now: int) -> Steps:
         row = yield Query(
             "INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at,"
-            " updated_at, expires_at, ttl) VALUES (%s, %s, 0, %s, %s, %s, %s, %s, %s, %s)"
+            " updated_at, expires_at, ttl) VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s,"
+            f" {_NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s)"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = EXCLUDED.value,"
-            " size = EXCLUDED.size, version = greatest(e.version + 1, EXCLUDED.version),"
+            " size = EXCLUDED.size, version = greatest(e.version + 1, %(now)s),"
             " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
             " expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl, list_lo = NULL, list_hi = NULL"
             " RETURNING e.version",
-            (op.ns, op.key, op.value, nbytes(op.value), now, op.created_at, op.updated_at,
-             op.expires_at, op.ttl),
+            {"ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
+             "created_at": op.created_at, "updated_at": op.updated_at,
+             "expires_at": op.expires_at, "ttl": op.ttl},
         )  # fmt: skip
         return int(row[0])
 
@@ -538,92 +731,11 @@ class PostgresBackend(Backend):
         )
         return row is not None and (row[0] is None or row[0] > now)
 
-    def _locked_row(self, ns: str, key: str, now: int, kind: int) -> Steps:
-        """The key's row, locked for this transaction; created (or reset, when it had expired)
-        as an empty value of ``kind`` (``1``: list). Returns ``(row, created)``."""
-        created = yield Query(
-            "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
-            " updated_at, list_lo, list_hi) VALUES (%(ns)s, %(key)s, %(kind)s, %(value)s,"
-            " %(size)s, %(now)s, %(now)s, %(now)s, %(lo)s, %(lo)s)"
-            " ON CONFLICT (ns, key) DO NOTHING RETURNING " + _COLUMNS,
-            {"ns": ns, "key": key, "kind": kind, "now": now, "value": None if kind else "0",
-             "size": 2 if kind else 1, "lo": 0 if kind else None},
-        )  # fmt: skip
-        if created is not None:
-            return created, True
-        row = yield Query(
-            f"SELECT {_COLUMNS} FROM botwire_entries WHERE ns = %s AND key = %s FOR UPDATE",
-            (ns, key),
-        )
-        if row[6] is not None and row[6] <= now:  # expired: start afresh
-            yield Query("DELETE FROM botwire_list_items WHERE entry_id = %s", (row[0],), "rowcount")
-            row = yield Query(
-                "UPDATE botwire_entries SET kind = %(kind)s, value = %(value)s, size = %(size)s,"
-                " version = greatest(version + 1, %(now)s), created_at = %(now)s,"
-                " updated_at = %(now)s, expires_at = NULL, ttl = NULL, list_lo = %(lo)s,"
-                f" list_hi = %(lo)s WHERE id = %(id)s RETURNING {_COLUMNS}",
-                {"id": row[0], "kind": kind, "now": now, "value": None if kind else "0",
-                 "size": 2 if kind else 1, "lo": 0 if kind else None},
-            )  # fmt: skip
-            return row, True
-        return row, False
-
     def _append(self, op: Append, now: int) -> Steps:
-        row, _ = yield from self._locked_row(op.ns, op.key, now, 1)
-        entry_id, size = row[0], row[7]
-        if row[1] == 0:  # a JSON value: becomes a list of rows, once
-            current = json.loads(row[2])
-            if not isinstance(current, list):
-                raise not_a_list(op.key, current)
-            lo, hi = 0, len(current)
-            if current:
-                yield Query(
-                    "INSERT INTO botwire_list_items (entry_id, seq, value) VALUES (%s, %s, %s)",
-                    [(entry_id, seq, to_json(item)) for seq, item in enumerate(current)],
-                    "many",
-                )
-        else:
-            lo, hi = row[9], row[10]
-        yield Query(
-            "INSERT INTO botwire_list_items (entry_id, seq, value)"
-            " SELECT %s, seq, value FROM unnest(%s::bigint[], %s::text[]) AS t(seq, value)",
-            (entry_id, list(range(hi, hi + len(op.values))), list(op.values)),
-            "rowcount",
-        )
-        size = list_size(size, hi - lo, [nbytes(v) for v in op.values], 0, 0)
-        hi += len(op.values)
-        if op.max_len is not None and hi - lo > op.max_len:
-            new_lo = hi - op.max_len
-            removed, removed_bytes = yield Query(
-                "WITH gone AS (DELETE FROM botwire_list_items WHERE entry_id = %s AND seq < %s"
-                " RETURNING octet_length(value) AS bytes)"
-                " SELECT count(*), coalesce(sum(bytes), 0) FROM gone",
-                (entry_id, new_lo),
-            )
-            size = list_size(size, hi - lo, [], int(removed), int(removed_bytes))
-            lo = new_lo
-        yield Query(
-            "UPDATE botwire_entries SET kind = 1, value = NULL, size = %s, list_lo = %s,"
-            " list_hi = %s, version = greatest(version + 1, %s), updated_at = %s WHERE id = %s",
-            (size, lo, hi, now, now, entry_id),
-            "rowcount",
-        )
-        return hi - lo
+        return (yield from self._answer(append_steps(op.key, op.ns, op.values, op.max_len), now))
 
     def _incr(self, op: Incr, now: int) -> Steps:
-        row, created = yield from self._locked_row(op.ns, op.key, now, 0)
-        current = 0 if created else (None if row[1] == 1 else json.loads(row[2]))
-        if type(current) is not int:
-            raise not_an_integer(op.key, [] if row[1] == 1 else current)
-        total = current + op.by
-        text = str(total)
-        yield Query(
-            "UPDATE botwire_entries SET value = %s, size = %s,"
-            " version = greatest(version + 1, %s), updated_at = %s WHERE id = %s",
-            (text, len(text), now, now, row[0]),
-            "rowcount",
-        )
-        return total
+        return (yield from self._answer(incr_steps(op.key, op.ns, op.by), now))
 
     def _expire(self, op: Expire, now: int) -> Steps:
         count = yield Query(
@@ -671,6 +783,51 @@ class PostgresBackend(Backend):
             params["upper"] = upper
         rows = yield Query(sql + " ORDER BY ns", params, "all")
         return [ns for (ns,) in rows if "/" not in ns]
+
+
+# -- drivers: the only code that differs between sync and async ---------------------------
+
+
+def _run(conn: psycopg.Connection[Any], steps: Steps) -> Any:
+    """Run every statement ``steps`` yields on ``conn``; roll back if it fails mid-transaction."""
+    with conn.cursor() as cur:
+        try:
+            query = next(steps)
+            while True:
+                if query.fetch == "many":
+                    cur.executemany(query.sql, query.params)
+                    query = steps.send(None)
+                    continue
+                cur.execute(query.sql, query.params)
+                query = steps.send(_fetch(cur, query.fetch))
+        except StopIteration as done:
+            return done.value
+        except BaseException:
+            if conn.info.transaction_status != TransactionStatus.IDLE and not conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+            raise
+
+
+async def _arun(conn: psycopg.AsyncConnection[Any], steps: Steps) -> Any:
+    """Async twin of :func:`_run`."""
+    async with conn.cursor() as cur:
+        try:
+            query = next(steps)
+            while True:
+                if query.fetch == "many":
+                    await cur.executemany(query.sql, query.params)
+                    query = steps.send(None)
+                    continue
+                await cur.execute(query.sql, query.params)
+                query = steps.send(await _afetch(cur, query.fetch))
+        except StopIteration as done:
+            return done.value
+        except BaseException:
+            if conn.info.transaction_status != TransactionStatus.IDLE and not conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+            raise
 
 
 def _fetch(cur: psycopg.Cursor[Any], fetch: str) -> Any:

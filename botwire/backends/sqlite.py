@@ -10,21 +10,25 @@ a power cut the last transactions may roll back but the file stays intact. ``syn
 
 Lists are stored one row per item (``list_items``) with the item range (``list_lo``, ``list_hi``)
 on the key's row, so appending costs the same at 10 items as at 10,000.
+
+Each thread's connections close when the thread ends; a child process after ``fork`` leaves the
+parent's connections alone and opens its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from botwire._values import to_json
 from botwire.backends.base import (
+    INHERITED,
     Append,
     Backend,
     Clear,
@@ -46,21 +50,26 @@ from botwire.backends.base import (
     prefix_upper_bound,
 )
 from botwire.backends.common import (
+    LIST,
     PURGE_BATCH,
+    AddItems,
     CountWrites,
-    Micros,
-    QuotaChecks,
+    DropItems,
+    LockRow,
+    Row,
+    SaveList,
+    SaveValue,
+    StoredBytes,
+    append_steps,
     expiry,
-    list_size,
+    fresh_row,
+    incr_steps,
     nbytes,
-    not_a_list,
-    not_an_integer,
     quota_checks,
     version_conflict,
 )
-from botwire.errors import BackendUnavailable
+from botwire.errors import BackendUnavailable, InvalidRequest
 
-SCHEMA_VERSION = 1
 MIGRATIONS: list[str] = [
     # 1: the first schema.
     """
@@ -99,20 +108,34 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (ns, day)
     ) WITHOUT ROWID;
     """,
+    # 2 (2026-11): a version floor for the whole store. Deleting a key (or purging it) raises
+    # the floor to its version, and a key is created with a version above the floor, so a key
+    # deleted and created again gets a version above any it had, whatever the clocks of the
+    # processes that wrote it say.
+    """
+    CREATE TABLE version_floor (value INTEGER NOT NULL);
+    INSERT INTO version_floor SELECT coalesce(max(version), 0) FROM entries;
+    CREATE TRIGGER entries_version_floor AFTER DELETE ON entries
+    BEGIN UPDATE version_floor SET value = old.version WHERE value < old.version; END;
+    """,
 ]
+SCHEMA_VERSION = len(MIGRATIONS)
 
-_ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl, list_lo, list_hi"
+_ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl"
+_GET = f"SELECT {_ROW} FROM entries WHERE ns = ? AND key = ?"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
+"""A new key's version: the time (``?5``), or above every version deleted before."""
 _ONE_WRITE_STATEMENT = (Put, Delete, Expire, Restore)
 
 # One statement for a plain set: an upsert keeps the common write to a single round through
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
-_UPSERT = """
+_UPSERT = f"""
 INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at, expires_at, ttl)
-VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5, ?5, ?6, ?7)
+VALUES (?1, ?2, 0, ?3, ?4, {_NEW_VERSION}, ?5, ?5, ?6, ?7)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = excluded.value, size = excluded.size,
-    version = max(version + 1, excluded.version),
+    version = max(version + 1, ?5),
     created_at = CASE WHEN expires_at <= ?5 THEN ?5 ELSE created_at END,
     updated_at = ?5,
     expires_at = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN expires_at
@@ -120,6 +143,33 @@ ON CONFLICT (ns, key) DO UPDATE SET
     ttl = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN ttl ELSE excluded.ttl END,
     list_lo = NULL, list_hi = NULL
 """
+
+
+class _ThreadConnections:
+    """One thread's connections. They close when the thread ends (its thread-local storage,
+    which holds this, goes away), but never in a child process after ``fork``."""
+
+    __slots__ = ("__weakref__", "nowait", "pid", "wait")
+
+    def __init__(self) -> None:
+        self.wait: sqlite3.Connection | None = None
+        self.nowait: sqlite3.Connection | None = None
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        for conn in (self.wait, self.nowait):
+            if conn is not None:
+                conn.close()
+        self.wait = self.nowait = None
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(Exception):  # at exit, sqlite3 may be gone already
+                self.close()
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class SQLiteBackend(Backend):
@@ -131,6 +181,10 @@ class SQLiteBackend(Backend):
         synchronous: ``"NORMAL"`` (crash-safe, the default) or ``"FULL"`` (power-cut-safe).
         clock: seconds since the epoch; tests inject a fake one to move time.
         quotas: per-namespace limits, enforced in the write transaction.
+
+    Raises:
+        InvalidRequest: ``path`` is ``:memory:`` (each connection would get its own empty
+            database, and nothing would survive the process).
     """
 
     def __init__(
@@ -142,41 +196,52 @@ class SQLiteBackend(Backend):
         clock: Callable[[], float] = time.time,
         quotas: Quotas | None = None,
     ) -> None:
+        super().__init__()
         self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
+            raise InvalidRequest(
+                "botwire's SQLite store is a file that survives restarts and is shared by "
+                "threads and processes; an in-memory database is neither. Use a file, e.g. "
+                "sqlite:///memory.db (or a temporary folder's file in tests)."
+            )
         self.url = "sqlite:///" + self.path
         self.timeout = timeout
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+            raise InvalidRequest(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.clock = clock
-        self._micros = Micros(clock)
         self.quotas = quotas
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._pid = os.getpid()
+        self._threads: weakref.WeakSet[_ThreadConnections] = weakref.WeakSet()
         self._next_purge = 0
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
+        self._answers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
+            LockRow: self._lock_row,
+            AddItems: self._add_items,
+            DropItems: self._drop_items,
+            SaveList: self._save_list,
+            SaveValue: self._save_value,
+            CountWrites: self._count_writes,
+            StoredBytes: self._stored_bytes,
+        }
 
     # -- connections -------------------------------------------------------------------------
 
     def _connection(self, wait: bool = True) -> sqlite3.Connection:
         """This thread's connection; ``wait=False`` gives one that never waits for a lock."""
-        name = "conn" if wait else "nowait"
-        conn: sqlite3.Connection | None = getattr(self._local, name, None)
-        if conn is not None and self._pid == os.getpid():
-            return conn
-        with self._lock:
-            if self._pid != os.getpid():
-                # Forked: the parent's connections must not be used (nor closed) here.
-                self._pid = os.getpid()
-                self._connections = []
-                self._local = threading.local()
+        mine: _ThreadConnections | None = getattr(self._local, "mine", None)
+        if mine is None:
+            mine = self._local.mine = _ThreadConnections()
+            with self._lock:
+                self._threads.add(mine)
+        conn = mine.wait if wait else mine.nowait
+        if conn is None:
             conn = self._open()
-            if not wait:
+            if wait:
+                mine.wait = conn
+            else:
                 conn.execute("PRAGMA busy_timeout=0")
-            self._connections.append(conn)
-            setattr(self._local, name, conn)
+                mine.nowait = conn
         return conn
 
     def _open(self) -> sqlite3.Connection:
@@ -186,9 +251,13 @@ class SQLiteBackend(Backend):
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            self._migrate(conn)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                self._migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
         except (sqlite3.Error, OSError) as exc:
             raise BackendUnavailable(
                 f"cannot open the SQLite store {self.path!r}: {exc}. Check that the folder is "
@@ -230,11 +299,16 @@ class SQLiteBackend(Backend):
     def close(self) -> None:
         """Close this process's connections; the next call reopens them."""
         with self._lock:
-            if self._pid == os.getpid():
-                for conn in self._connections:
-                    conn.close()
-            self._connections = []
+            threads, self._threads = list(self._threads), weakref.WeakSet()
             self._local = threading.local()
+        for mine in threads:
+            if mine.pid == os.getpid():
+                mine.close()
+
+    def _after_fork(self) -> None:
+        INHERITED.extend(self._threads)
+        self._threads = weakref.WeakSet()
+        self._local = threading.local()
 
     # -- the primitive -----------------------------------------------------------------------
 
@@ -243,8 +317,8 @@ class SQLiteBackend(Backend):
         conn = self._connection()
         try:
             return self._run(conn, ops)
-        except sqlite3.OperationalError as exc:
-            raise self._unavailable(exc) from exc
+        except (sqlite3.Error, OverflowError, UnicodeError) as exc:
+            raise self._translate(exc) from exc
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
         """Run ``ops`` on the event loop when no other process holds the lock, else in a thread.
@@ -256,27 +330,35 @@ class SQLiteBackend(Backend):
         try:
             return self._run(self._connection(wait=False), ops)
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise self._unavailable(exc) from exc
+            if not _busy(exc):
+                raise self._translate(exc) from exc
+        except (sqlite3.Error, OverflowError, UnicodeError) as exc:
+            raise self._translate(exc) from exc
         return await asyncio.to_thread(self.execute, ops)
 
-    def _run(self, conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any]:
-        if len(ops) == 1:
-            op = ops[0]
-            if type(op) is Get and not op.refresh_ttl:  # a read needs no unique time
-                return [self._get(conn, op, int(self.clock() * 1_000_000))]
-            if type(op) in _ONE_WRITE_STATEMENT and self.quotas is None:
-                # One statement is atomic by itself: no BEGIN/COMMIT, as a plain upsert.
-                now = self._micros()
-                self._purge_if_due(conn, now, transaction=False)
-                return [self._handlers[type(op)](conn, op, now)]
-        return self._in_transaction(conn, ops, self._micros(), is_write(ops))
-
-    def _unavailable(self, exc: sqlite3.OperationalError) -> BackendUnavailable:
+    def _translate(self, exc: Exception) -> BackendUnavailable | InvalidRequest:
+        if isinstance(exc, (sqlite3.DataError, OverflowError, UnicodeError)):
+            return InvalidRequest(f"the SQLite store refused the request: {exc}")
         return BackendUnavailable(
             f"the SQLite store {self.path!r} failed: {exc}. If it says 'locked', another "
             f"process held the write lock longer than timeout={self.timeout}s."
         )
+
+    def _run(self, conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any]:
+        now = self.now()
+        if len(ops) == 1:
+            op = ops[0]
+            if type(op) is Get and not op.refresh_ttl:
+                row = conn.execute(_GET, (op.ns, op.key)).fetchone()
+                if row is None or row[1] != LIST or not op.value:
+                    return [self._record(conn, op, row, now)]
+                # A list's items are rows of their own: the entry and its items are read
+                # again below, in one transaction, so that they come from one snapshot.
+            elif type(op) in _ONE_WRITE_STATEMENT and self.quotas is None:
+                # One statement is atomic by itself: no BEGIN/COMMIT, as a plain upsert.
+                self._purge_if_due(conn, now, transaction=False)
+                return [self._handlers[type(op)](conn, op, now)]
+        return self._in_transaction(conn, ops, now, is_write(ops))
 
     def _in_transaction(
         self, conn: sqlite3.Connection, ops: Sequence[Op], now: int, write: bool
@@ -288,7 +370,7 @@ class SQLiteBackend(Backend):
                 self._purge_if_due(conn, now, transaction=True)
             results = [run[type(op)](conn, op, now) for op in ops]
             if self.quotas is not None and write:
-                self._check_quotas(conn, quota_checks(self.quotas, ops, now))
+                self._answer(conn, quota_checks(self.quotas, ops, now), now)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -319,23 +401,96 @@ class SQLiteBackend(Backend):
         )
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
 
-    # -- helpers -----------------------------------------------------------------------------
+    # -- answers to the questions of the shared logic (common.py) -----------------------------
 
-    def _live_row(self, conn: sqlite3.Connection, ns: str, key: str, now: int) -> Any:
-        """The key's row, or ``None``; an expired row is deleted so the key can be created."""
-        row = conn.execute(
-            f"SELECT {_ROW} FROM entries WHERE ns = ? AND key = ?", (ns, key)
-        ).fetchone()
-        if row is not None and row[6] is not None and row[6] <= now:
-            conn.execute("DELETE FROM entries WHERE id = ?", (row[0],))
-            return None
-        return row
+    def _answer(self, conn: sqlite3.Connection, steps: Any, now: int) -> Any:
+        answer: Any = None
+        while True:
+            try:
+                question = steps.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer = self._answers[type(question)](conn, question, now)
 
-    def _current_version(self, conn: sqlite3.Connection, ns: str, key: str, now: int) -> int:
+    def _lock_row(self, conn: sqlite3.Connection, q: LockRow, now: int) -> tuple[Row, bool]:
+        # The transaction holds the write lock already (BEGIN IMMEDIATE): nothing to lock.
+        empty = fresh_row(0, q.kind)
         row = conn.execute(
-            f"SELECT version FROM entries WHERE ns = ? AND key = ? AND {_LIVE}", (ns, key, now)
+            "SELECT id, kind, value, size, list_lo, list_hi, expires_at FROM entries"
+            " WHERE ns = ? AND key = ?",
+            (q.ns, q.key),
         ).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            (entry_id,) = conn.execute(
+                "INSERT INTO entries (ns, key, kind, value, size, version, created_at,"
+                f" updated_at, list_lo, list_hi) VALUES (?1, ?2, ?3, ?4, ?6, {_NEW_VERSION},"
+                " ?5, ?5, ?7, ?7) RETURNING id",
+                (q.ns, q.key, q.kind, empty.value, now, empty.size, empty.list_lo),
+            ).fetchone()
+            return empty._replace(id=entry_id), True
+        if row[6] is not None and row[6] <= now:  # expired: start afresh
+            if row[1] == LIST:
+                conn.execute("DELETE FROM list_items WHERE entry_id = ?", (row[0],))
+            conn.execute(
+                "UPDATE entries SET kind = ?, value = ?, size = ?, version = max(version + 1, ?),"
+                " created_at = ?, updated_at = ?, expires_at = NULL, ttl = NULL, list_lo = ?,"
+                " list_hi = ? WHERE id = ?",
+                (q.kind, empty.value, empty.size, now, now, now, empty.list_lo, empty.list_lo,
+                 row[0]),
+            )  # fmt: skip
+            return empty._replace(id=row[0]), True
+        return Row(*row[:6]), False
+
+    @staticmethod
+    def _add_items(conn: sqlite3.Connection, q: AddItems, now: int) -> None:
+        conn.executemany(
+            "INSERT INTO list_items (entry_id, seq, value) VALUES (?, ?, ?)",
+            [(q.entry_id, q.first_seq + i, value) for i, value in enumerate(q.values)],
+        )
+
+    @staticmethod
+    def _drop_items(conn: sqlite3.Connection, q: DropItems, now: int) -> tuple[int, int]:
+        sizes = conn.execute(
+            "DELETE FROM list_items WHERE entry_id = ? AND seq < ?"
+            " RETURNING length(CAST(value AS BLOB))",
+            (q.entry_id, q.below_seq),
+        ).fetchall()
+        return len(sizes), sum(size for (size,) in sizes)
+
+    @staticmethod
+    def _save_list(conn: sqlite3.Connection, q: SaveList, now: int) -> None:
+        conn.execute(
+            "UPDATE entries SET kind = 1, value = NULL, size = ?, list_lo = ?, list_hi = ?,"
+            " version = max(version + 1, ?), updated_at = ? WHERE id = ?",
+            (q.size, q.lo, q.hi, now, now, q.entry_id),
+        )
+
+    @staticmethod
+    def _save_value(conn: sqlite3.Connection, q: SaveValue, now: int) -> None:
+        conn.execute(
+            "UPDATE entries SET kind = 0, value = ?, size = ?, version = max(version + 1, ?),"
+            " updated_at = ? WHERE id = ?",
+            (q.text, nbytes(q.text), now, now, q.entry_id),
+        )
+
+    @staticmethod
+    def _count_writes(conn: sqlite3.Connection, q: CountWrites, now: int) -> int:
+        (writes,) = conn.execute(
+            "INSERT INTO quota_usage (ns, day, writes) VALUES (?, ?, ?)"
+            " ON CONFLICT (ns, day) DO UPDATE SET writes = writes + excluded.writes"
+            " RETURNING writes",
+            q,
+        ).fetchone()
+        return int(writes)
+
+    @staticmethod
+    def _stored_bytes(conn: sqlite3.Connection, q: StoredBytes, now: int) -> int:
+        (used,) = conn.execute(
+            f"SELECT coalesce(sum(size), 0) FROM entries WHERE ns = ? AND {_LIVE}", q
+        ).fetchone()
+        return int(used)
+
+    # -- operations --------------------------------------------------------------------------
 
     @staticmethod
     def _list_text(conn: sqlite3.Connection, entry_id: int) -> str:
@@ -344,36 +499,8 @@ class SQLiteBackend(Backend):
         ).fetchall()
         return "[" + ",".join([item for (item,) in items]) + "]"
 
-    @staticmethod
-    def _check_quotas(conn: sqlite3.Connection, checks: QuotaChecks) -> None:
-        answer: int | None = None
-        while True:
-            try:
-                question = checks.send(answer)
-            except StopIteration:
-                return
-            if isinstance(question, CountWrites):
-                row = conn.execute(
-                    "INSERT INTO quota_usage (ns, day, writes) VALUES (?, ?, ?)"
-                    " ON CONFLICT (ns, day) DO UPDATE SET writes = writes + excluded.writes"
-                    " RETURNING writes",
-                    question,
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    f"SELECT coalesce(sum(size), 0) FROM entries WHERE ns = ? AND {_LIVE}",
-                    question,
-                ).fetchone()
-            answer = int(row[0])
-
-    # -- operations --------------------------------------------------------------------------
-
-    def _get(self, conn: sqlite3.Connection, op: Get, now: int) -> Record | None:
-        row = conn.execute(
-            "SELECT id, kind, value, version, created_at, updated_at, expires_at, size, ttl "
-            "FROM entries WHERE ns = ? AND key = ?",
-            (op.ns, op.key),
-        ).fetchone()
+    def _record(self, conn: sqlite3.Connection, op: Get, row: Any, now: int) -> Record | None:
+        """The :class:`Record` of a row read by ``_GET``; ``None`` when missing or expired."""
         if row is None:
             return None
         expires_at = row[6]
@@ -384,8 +511,11 @@ class SQLiteBackend(Backend):
             conn.execute("UPDATE entries SET expires_at = ? WHERE id = ?", (expires_at, row[0]))
         value = None
         if op.value:
-            value = row[2] if row[1] == 0 else self._list_text(conn, row[0])
+            value = self._list_text(conn, row[0]) if row[1] == LIST else row[2]
         return Record(value, row[3], row[4], row[5], expires_at, row[7], row[8])
+
+    def _get(self, conn: sqlite3.Connection, op: Get, now: int) -> Record | None:
+        return self._record(conn, op, conn.execute(_GET, (op.ns, op.key)).fetchone(), now)
 
     def _put(self, conn: sqlite3.Connection, op: Put, now: int) -> int:
         keep = op.keep_ttl and op.ttl is None
@@ -416,16 +546,19 @@ class SQLiteBackend(Backend):
                 (*params, op.if_version),
             ).fetchone()
         if row is None:
-            actual = self._current_version(conn, op.ns, op.key, now)
-            raise version_conflict(op.key, op.if_version or 0, actual)
+            found = conn.execute(
+                f"SELECT version FROM entries WHERE ns = ? AND key = ? AND {_LIVE}",
+                (op.ns, op.key, now),
+            ).fetchone()
+            raise version_conflict(op.key, op.if_version or 0, 0 if found is None else found[0])
         return int(row[0])
 
     def _restore(self, conn: sqlite3.Connection, op: Restore, now: int) -> int:
         (version,) = conn.execute(
             "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at,"
-            " expires_at, ttl) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            f" expires_at, ttl) VALUES (?1, ?2, 0, ?3, ?4, {_NEW_VERSION}, ?6, ?7, ?8, ?9)"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value,"
-            " size = excluded.size, version = max(version + 1, excluded.version),"
+            " size = excluded.size, version = max(version + 1, ?5),"
             " created_at = excluded.created_at, updated_at = excluded.updated_at,"
             " expires_at = excluded.expires_at, ttl = excluded.ttl, list_lo = NULL, list_hi = NULL"
             " RETURNING version",
@@ -450,71 +583,10 @@ class SQLiteBackend(Backend):
         return row is not None and (row[0] is None or row[0] > now)
 
     def _append(self, conn: sqlite3.Connection, op: Append, now: int) -> int:
-        row = self._live_row(conn, op.ns, op.key, now)
-        if row is None:
-            (entry_id,) = conn.execute(
-                "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at,"
-                " list_lo, list_hi) VALUES (?, ?, 1, 2, ?, ?, ?, 0, 0) RETURNING id",
-                (op.ns, op.key, now, now, now),
-            ).fetchone()
-            lo = hi = 0
-            size = 2
-        elif row[1] == 0:  # a JSON value: becomes a list of rows, once
-            current = json.loads(row[2])
-            if not isinstance(current, list):
-                raise not_a_list(op.key, current)
-            entry_id, lo, hi, size = row[0], 0, len(current), row[7]
-            conn.executemany(
-                "INSERT INTO list_items (entry_id, seq, value) VALUES (?, ?, ?)",
-                [(entry_id, seq, to_json(item)) for seq, item in enumerate(current)],
-            )
-        else:
-            entry_id, lo, hi, size = row[0], row[9], row[10], row[7]
-        conn.executemany(
-            "INSERT INTO list_items (entry_id, seq, value) VALUES (?, ?, ?)",
-            [(entry_id, hi + i, value) for i, value in enumerate(op.values)],
-        )
-        size = list_size(size, hi - lo, [nbytes(v) for v in op.values], 0, 0)
-        hi += len(op.values)
-        if op.max_len is not None and hi - lo > op.max_len:
-            new_lo = hi - op.max_len
-            removed, removed_bytes = conn.execute(
-                "SELECT count(*), coalesce(sum(length(CAST(value AS BLOB))), 0) FROM list_items"
-                " WHERE entry_id = ? AND seq < ?",
-                (entry_id, new_lo),
-            ).fetchone()
-            conn.execute(
-                "DELETE FROM list_items WHERE entry_id = ? AND seq < ?", (entry_id, new_lo)
-            )
-            size = list_size(size, hi - lo, [], removed, removed_bytes)
-            lo = new_lo
-        conn.execute(
-            "UPDATE entries SET kind = 1, value = NULL, size = ?, list_lo = ?, list_hi = ?,"
-            " version = max(version + 1, ?), updated_at = ? WHERE id = ?",
-            (size, lo, hi, now, now, entry_id),
-        )
-        return hi - lo
+        return int(self._answer(conn, append_steps(op.key, op.ns, op.values, op.max_len), now))
 
     def _incr(self, conn: sqlite3.Connection, op: Incr, now: int) -> int:
-        row = self._live_row(conn, op.ns, op.key, now)
-        if row is None:
-            conn.execute(
-                "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
-                " VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
-                (op.ns, op.key, str(op.by), len(str(op.by)), now, now, now),
-            )
-            return op.by
-        current = None if row[1] == 1 else json.loads(row[2])
-        if type(current) is not int:
-            raise not_an_integer(op.key, [] if row[1] == 1 else current)
-        total = current + op.by
-        text = str(total)
-        conn.execute(
-            "UPDATE entries SET value = ?, size = ?, version = max(version + 1, ?), updated_at = ?"
-            " WHERE id = ?",
-            (text, len(text), now, now, row[0]),
-        )
-        return total
+        return int(self._answer(conn, incr_steps(op.key, op.ns, op.by), now))
 
     def _expire(self, conn: sqlite3.Connection, op: Expire, now: int) -> bool:
         cursor = conn.execute(
