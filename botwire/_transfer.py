@@ -19,7 +19,16 @@ from typing import IO
 
 from botwire import _values
 from botwire._values import format_time, parse_time
-from botwire.backends.base import Backend, Get, ListKeys, ListNamespaces, Op, Record, Restore
+from botwire.backends.base import (
+    Backend,
+    Get,
+    ListNamespaces,
+    Op,
+    Record,
+    Restore,
+    all_keys,
+    run_steps,
+)
 from botwire.errors import InvalidRequest
 
 BATCH = 500
@@ -61,17 +70,6 @@ class Progress:
         self.stream.flush()
 
 
-def _all_keys(backend: Backend, ns: str) -> list[str]:
-    keys: list[str] = []
-    after: str | None = None
-    while True:
-        (page,) = backend.execute([ListKeys(ns, "", 1000, after)])
-        keys.extend(info.key for info in page.keys)
-        if page.next_cursor is None:
-            return keys
-        after = page.next_cursor
-
-
 def _line(ns: str, key: str, record: Record) -> str:
     enc = _values.to_json
     return (
@@ -90,7 +88,7 @@ def export_lines(
         (names,) = backend.execute([ListNamespaces("")])
     else:
         names = sorted({_values.check_namespace(ns) for ns in namespaces})
-    plan = [(ns, _all_keys(backend, ns)) for ns in names]
+    plan = [(ns, [info.key for info in run_steps(backend.execute, all_keys(ns))]) for ns in names]
     if progress is not None:
         progress.total = sum(len(keys) for _, keys in plan)
     for ns, keys in plan:

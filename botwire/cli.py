@@ -75,7 +75,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 @command("namespaces")
 def _namespaces(args: argparse.Namespace) -> int:
-    for name in list_namespaces(args.url, args.prefix):
+    for name in list_namespaces(args.prefix, url=args.url):
         print(name)
     return 0
 

@@ -26,12 +26,15 @@ from botwire.backends.base import (
     Expire,
     Get,
     Incr,
-    KeyPage,
-    ListKeys,
+    KeyInfo,
     ListNamespaces,
     Op,
     Put,
     Record,
+    Steps,
+    all_keys,
+    arun_steps,
+    run_steps,
 )
 from botwire.errors import InvalidRequest, VersionConflict
 
@@ -39,7 +42,6 @@ T = TypeVar("T")
 Ttl = float | int | timedelta | None
 
 log = logging.getLogger("botwire")
-_PAGE_SIZE = 1000
 _UPDATE_ATTEMPTS = 100
 
 
@@ -89,7 +91,7 @@ class _MemoryBase:
         if url is not None and base_url is not None and url != base_url:
             raise InvalidRequest("pass url= or base_url= (its alias), not both")
         self.url = config.resolve_url(url or base_url)
-        self.max_value_bytes = max_value_bytes or config.max_value_bytes()
+        self.max_value_bytes = config.max_value_bytes(max_value_bytes)
         self._backend = backend or open_backend(self.url, token=token, timeout=timeout)
         self._debug = config.debug_enabled()
         if self._debug and not log.handlers:
@@ -132,7 +134,7 @@ class _MemoryBase:
         self, key: str, value: Any, ttl: Ttl, if_version: int | None, keep_ttl: bool = False
     ) -> _Plan[int]:
         if if_version is not None:
-            _values.check_int(if_version, "if_version")
+            _values.check_int(if_version, "if_version", 0)
         seconds = _values.check_ttl(ttl)
         op = Put(self.namespace, self._key(key), self._encode(value), seconds, if_version, keep_ttl)
         return _Plan([op], _first)
@@ -215,8 +217,8 @@ class _MemoryBase:
     def _plan_append(self, key: str, values: tuple[Any, ...], max_len: int | None) -> _Plan[int]:
         if not values:
             raise InvalidRequest("append needs at least one value")
-        if max_len is not None and _values.check_int(max_len, "max_len") < 1:
-            raise InvalidRequest(f"max_len must be at least 1, got {max_len}")
+        if max_len is not None:
+            _values.check_int(max_len, "max_len", 1)
         items = tuple(self._encode(value) for value in values)
         return _Plan([Append(self.namespace, self._key(key), items, max_len)], _first)
 
@@ -224,12 +226,11 @@ class _MemoryBase:
         return _Plan([Incr(self.namespace, self._key(key), _values.check_int(by, "by"))], _first)
 
     def _plan_expire(self, key: str, ttl: Ttl) -> _Plan[bool]:
-        return _Plan([Expire(self.namespace, self._key(key), _values.check_ttl(ttl))], _first)
+        seconds = _values.check_ttl(ttl, allow_now=True)
+        return _Plan([Expire(self.namespace, self._key(key), seconds)], _first)
 
-    def _plan_keys_page(self, prefix: str | None, after: str | None) -> _Plan[KeyPage]:
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidRequest(f"prefix must be a str, not {type(prefix).__name__}")
-        return _Plan([ListKeys(self.namespace, prefix or "", _PAGE_SIZE, after)], _first)
+    def _keys_steps(self, prefix: str | None) -> Steps[list[KeyInfo]]:
+        return all_keys(self.namespace, _values.check_prefix(prefix))
 
     def _plan_clear(self) -> _Plan[int]:
         return _Plan([Clear(self.namespace)], _first)
@@ -255,6 +256,16 @@ def _backoff(attempt: int) -> float:
     return min(0.001 * 2.0**attempt, 0.05) * random.random()
 
 
+def _lost_every_race(key: str, last: VersionConflict | None) -> VersionConflict:
+    return VersionConflict(
+        f"update of {key!r} lost the race {_UPDATE_ATTEMPTS} times: other writers change it "
+        "faster than fn runs; retry later, or use incr/append for counters and lists",
+        key=key,
+        expected=0 if last is None else last.expected,
+        actual=0 if last is None else last.actual,
+    )
+
+
 class Memory(_MemoryBase):
     """A namespaced key-value memory that survives restarts and is shared by every process.
 
@@ -276,17 +287,34 @@ class Memory(_MemoryBase):
         mem.get("user_42_prefs")   # {'language': 'en'}, after a restart too
     """
 
-    def _run(self, plan: _Plan[T]) -> T:
+    def _execute(self, ops: list[Op]) -> list[Any]:
         if not self._debug:
-            return plan.finish(self._backend.execute(plan.ops))
+            return self._backend.execute(ops)
         started, error = time.perf_counter(), None
         try:
-            return plan.finish(self._backend.execute(plan.ops))
+            return self._backend.execute(ops)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            self._log(plan.ops, started, error)
+            self._log(ops, started, error)
+
+    def _run(self, plan: _Plan[T]) -> T:
+        return plan.finish(self._execute(plan.ops))
+
+    def close(self) -> None:
+        """Release the connections to the store; they are opened again if the memory is used.
+
+        ``with Memory(...) as mem:`` closes them at the end of the block. Memories on the same
+        URL share connections, so this releases theirs too (they reopen them when used).
+        """
+        self._backend.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def set(self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None) -> int:
         """Store ``value`` (any JSON value) under ``key``; return the key's new version.
@@ -325,14 +353,7 @@ class Memory(_MemoryBase):
 
     def keys(self, prefix: str | None = None) -> list[str]:
         """Every live key (optionally those starting with ``prefix``), sorted, across all pages."""
-        found: list[str] = []
-        after: str | None = None
-        while True:
-            page = self._run(self._plan_keys_page(prefix, after))
-            found.extend(info.key for info in page.keys)
-            if page.next_cursor is None:
-                return found
-            after = page.next_cursor
+        return [info.key for info in run_steps(self._execute, self._keys_steps(prefix))]
 
     list_keys = keys
 
@@ -373,18 +394,21 @@ class Memory(_MemoryBase):
         ``fn`` may run more than once when other writers change the key meanwhile; no update
         is lost. Returns the value written. Exceptions from ``fn`` propagate; nothing is written.
         """
+        last: VersionConflict | None = None
         for attempt in range(_UPDATE_ATTEMPTS):
             record = self._run(self._plan_read(key))
             new = fn(_current(record, default))
             try:
                 self._run(self._plan_update_write(key, record, new))
                 return new
-            except VersionConflict:
+            except VersionConflict as conflict:
+                last = conflict
                 time.sleep(_backoff(attempt))
-        raise VersionConflict(f"update of {key!r} lost the race {_UPDATE_ATTEMPTS} times", key=key)
+        raise _lost_every_race(key, last)
 
     def expire(self, key: str, ttl: Ttl) -> bool:
-        """Expire ``key`` in ``ttl`` seconds (``None``: never); ``False`` when it is missing."""
+        """Expire ``key`` in ``ttl`` seconds (``None``: never; ``0`` or less: now); ``False``
+        when it is missing."""
         return self._run(self._plan_expire(key, ttl))
 
     def ttl(self, key: str) -> float | None:
@@ -406,17 +430,34 @@ class AsyncMemory(_MemoryBase):
         history = await mem.get("chat:42", [])
     """
 
-    async def _run(self, plan: _Plan[T]) -> T:
+    async def _execute(self, ops: list[Op]) -> list[Any]:
         if not self._debug:
-            return plan.finish(await self._backend.aexecute(plan.ops))
+            return await self._backend.aexecute(ops)
         started, error = time.perf_counter(), None
         try:
-            return plan.finish(await self._backend.aexecute(plan.ops))
+            return await self._backend.aexecute(ops)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            self._log(plan.ops, started, error)
+            self._log(ops, started, error)
+
+    async def _run(self, plan: _Plan[T]) -> T:
+        return plan.finish(await self._execute(plan.ops))
+
+    async def aclose(self) -> None:
+        """Release the connections this event loop holds to the store (and the sync ones).
+
+        ``async with AsyncMemory(...) as mem:`` does it at the end of the block. Without it,
+        connections are closed when the event loop shuts down (``asyncio.run`` does that).
+        """
+        await self._backend.aclose()
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def set(
         self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None
@@ -442,14 +483,7 @@ class AsyncMemory(_MemoryBase):
 
     async def keys(self, prefix: str | None = None) -> list[str]:
         """Every live key, sorted; see :meth:`Memory.keys`."""
-        found: list[str] = []
-        after: str | None = None
-        while True:
-            page = await self._run(self._plan_keys_page(prefix, after))
-            found.extend(info.key for info in page.keys)
-            if page.next_cursor is None:
-                return found
-            after = page.next_cursor
+        return [info.key for info in await arun_steps(self._execute, self._keys_steps(prefix))]
 
     list_keys = keys
 
@@ -480,6 +514,7 @@ class AsyncMemory(_MemoryBase):
 
         See :meth:`Memory.update`.
         """
+        last: VersionConflict | None = None
         for attempt in range(_UPDATE_ATTEMPTS):
             record = await self._run(self._plan_read(key))
             new = fn(_current(record, default))
@@ -488,9 +523,10 @@ class AsyncMemory(_MemoryBase):
             try:
                 await self._run(self._plan_update_write(key, record, new))
                 return new
-            except VersionConflict:
+            except VersionConflict as conflict:
+                last = conflict
                 await asyncio.sleep(_backoff(attempt))
-        raise VersionConflict(f"update of {key!r} lost the race {_UPDATE_ATTEMPTS} times", key=key)
+        raise _lost_every_race(key, last)
 
     async def expire(self, key: str, ttl: Ttl) -> bool:
         """Expire ``key`` in ``ttl`` seconds (``None``: never); see :meth:`Memory.expire`."""
@@ -506,21 +542,25 @@ class AsyncMemory(_MemoryBase):
 
 
 def list_namespaces(
-    url: str | None = None, prefix: str | None = None, *, token: str | None = None
+    prefix: str | None = None, *, url: str | None = None, token: str | None = None
 ) -> list[str]:
-    """The namespaces that hold live keys in the store at ``url`` (default as for ``Memory``).
+    """The namespaces that hold live keys (those starting with ``prefix``), sorted.
 
-    On a server, only the namespaces the token may use.
+    Args:
+        prefix: only namespaces that start with it.
+        url: the store, as for ``Memory`` (default ``$BOTWIRE_URL``, else the embedded store).
+        token: for a server: it lists only the namespaces the token may use.
     """
     backend = open_backend(config.resolve_url(url), token=token)
-    (names,) = backend.execute([ListNamespaces(prefix or "")])
+    (names,) = backend.execute([ListNamespaces(_values.check_prefix(prefix, "namespace prefix"))])
     return list(names)
 
 
 async def alist_namespaces(
-    url: str | None = None, prefix: str | None = None, *, token: str | None = None
+    prefix: str | None = None, *, url: str | None = None, token: str | None = None
 ) -> list[str]:
     """Async twin of :func:`list_namespaces`."""
     backend = open_backend(config.resolve_url(url), token=token)
-    (names,) = await backend.aexecute([ListNamespaces(prefix or "")])
+    ops = [ListNamespaces(_values.check_prefix(prefix, "namespace prefix"))]
+    (names,) = await backend.aexecute(ops)
     return list(names)

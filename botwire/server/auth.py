@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from botwire._values import to_json
-from botwire.backends.base import WRITE_OPS, Backend, Delete, Get, ListKeys, Op, Put, Record
+from botwire.backends.base import (
+    PAGE_SIZE,
+    WRITE_OPS,
+    Backend,
+    Delete,
+    Get,
+    ListKeys,
+    Op,
+    Put,
+    Record,
+    all_keys,
+    run_steps,
+)
 from botwire.errors import Forbidden, InvalidRequest, Unauthorized
 
 TOKENS_NS = "/tokens"
@@ -69,19 +81,15 @@ def create_token(
 
 
 def _token_records(backend: Backend) -> list[tuple[str, dict[str, Any], Record]]:
+    keys = [info.key for info in run_steps(backend.execute, all_keys(TOKENS_NS))]
     found = []
-    after: str | None = None
-    while True:
-        (page,) = backend.execute([ListKeys(TOKENS_NS, "", 1000, after)])
-        keys = [info.key for info in page.keys]
-        for key, record in zip(
-            keys, backend.execute([Get(TOKENS_NS, k) for k in keys]), strict=True
-        ):
+    for start in range(0, len(keys), PAGE_SIZE):
+        chunk = keys[start : start + PAGE_SIZE]
+        records = backend.execute([Get(TOKENS_NS, key) for key in chunk])
+        for key, record in zip(chunk, records, strict=True):
             if record is not None and record.value is not None:
                 found.append((key, json.loads(record.value), record))
-        if page.next_cursor is None:
-            return found
-        after = page.next_cursor
+    return found
 
 
 def list_tokens(backend: Backend) -> list[dict[str, Any]]:
