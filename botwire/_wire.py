@@ -7,31 +7,20 @@ Errors come back as ``{"detail": message, "error": class name, ...}`` with an HT
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
-from botwire import _values, errors
+from botwire import errors
 from botwire.backends.base import (
     OP_NAMES,
-    Append,
-    Clear,
-    Delete,
-    Expire,
     Get,
-    Incr,
     KeyInfo,
     KeyPage,
     ListKeys,
-    ListNamespaces,
     Op,
-    Put,
     Record,
-    Restore,
 )
 from botwire.errors import BotWireError, InvalidRequest
 
-OP_TYPES: dict[str, type] = {name: cls for cls, name in OP_NAMES.items()}
 MAX_PAGE = 1000
 
 
@@ -40,98 +29,6 @@ def op_to_json(op: Op) -> dict[str, Any]:
     data = op._asdict()
     data["op"] = OP_NAMES[type(op)]
     return data
-
-
-# -- decoding and validating what a client sent --------------------------------------------
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def check_json_text(text: object, max_bytes: int) -> str:
-    """``text`` when it is the JSON text of a value within the size limit."""
-    if not isinstance(text, str):
-        raise InvalidRequest("a value must travel as its JSON text, in a string")
-    try:
-        json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise errors.InvalidValue("value is not valid JSON text") from None
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-    if size > max_bytes:
-        raise errors.ValueTooLarge(f"value is {size} bytes of JSON; the limit is {max_bytes} bytes")
-    return text
-
-
-def _optional(data: dict[str, Any], name: str, check: Callable[[Any], Any]) -> Any:
-    value = data.get(name)
-    return None if value is None else check(value)
-
-
-def _flag(data: dict[str, Any], name: str) -> bool:
-    value = data.get(name, False)
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be true or false")
-    return value
-
-
-def _text(data: dict[str, Any], name: str) -> str:
-    value = data.get(name, "")
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string")
-    return value
-
-
-def op_from_json(data: object, max_value_bytes: int) -> Op:
-    """Validate one operation a client sent; raise a :class:`BotWireError` naming what is wrong."""
-    if not isinstance(data, dict):
-        raise InvalidRequest("each operation must be a JSON object")
-    kind = data.get("op")
-    if kind == "list_namespaces":
-        return ListNamespaces(_text(data, "prefix"))
-    if kind not in OP_TYPES:
-        raise InvalidRequest(f"unknown operation {kind!r}; expected one of {sorted(OP_TYPES)}")
-    ns = _values.check_namespace(data.get("ns"))
-    if kind == "clear":
-        return Clear(ns)
-    if kind == "list_keys":
-        limit = _values.check_int(data.get("limit", MAX_PAGE), "limit")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
-        after = _optional(data, "after", lambda v: _text({"after": v}, "after"))
-        return ListKeys(ns, _text(data, "prefix"), limit, after)
-    key = _values.check_key(data.get("key"))
-    ttl = _values.check_ttl(data.get("ttl"))
-    if kind == "get":
-        return Get(ns, key, data.get("value", True) is not False, _flag(data, "refresh_ttl"))
-    if kind == "delete":
-        return Delete(ns, key)
-    if kind == "put":
-        value = check_json_text(data.get("value"), max_value_bytes)
-        if_version = _optional(data, "if_version", lambda v: _values.check_int(v, "if_version"))
-        return Put(ns, key, value, ttl, if_version, _flag(data, "keep_ttl"))
-    if kind == "append":
-        values = data.get("values")
-        if not isinstance(values, list) or not values:
-            raise InvalidRequest("append needs a non-empty list of values")
-        max_len = _optional(data, "max_len", lambda v: _values.check_int(v, "max_len"))
-        if max_len is not None and max_len < 1:
-            raise InvalidRequest("max_len must be at least 1")
-        items = tuple(check_json_text(v, max_value_bytes) for v in values)
-        return Append(ns, key, items, max_len)
-    if kind == "incr":
-        return Incr(ns, key, _values.check_int(data.get("by", 1), "by"))
-    if kind == "expire":
-        return Expire(ns, key, ttl)
-    # restore
-    value = check_json_text(data.get("value"), max_value_bytes)
-    times = [_optional(data, f, lambda v: _values.check_int(v, "time")) for f in _RESTORE_TIMES]
-    if times[0] is None or times[1] is None:
-        raise InvalidRequest("restore needs created_at and updated_at")
-    return Restore(ns, key, value, times[0], times[1], times[2], ttl)
-
-
-_RESTORE_TIMES = ("created_at", "updated_at", "expires_at")
 
 
 # -- results --------------------------------------------------------------------------------

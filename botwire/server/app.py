@@ -37,10 +37,11 @@ from botwire.backends.base import (
     Quotas,
     Record,
 )
-from botwire.config import resolve_url
+from botwire.config import default_path, mask_url
 from botwire.errors import BotWireError, InvalidRequest, QuotaExceeded
 from botwire.server.auth import Authenticator, Scope
 from botwire.server.metrics import Metrics
+from botwire.server.schemas import batch_openapi, parse_batch
 from botwire.server.settings import Settings
 
 log = logging.getLogger("botwire.server")
@@ -318,7 +319,9 @@ async def list_keys(
     """One page of keys in key order, with the cursor of the next page."""
     context, scope = await authorize(request)
     ns = _values.check_namespace(namespace)
-    (page,) = await context.run(scope, [ListKeys(ns, prefix, limit, cursor)])
+    after = None if cursor is None else _values.check_key(cursor, "cursor")
+    page_op = ListKeys(ns, _values.check_prefix(prefix), limit, after)
+    (page,) = await context.run(scope, [page_op])
     keys = [
         {"key": info.key, "bytes": info.size, "updated_at": format_time(info.updated_at)}
         for info in page.keys
@@ -328,72 +331,19 @@ async def list_keys(
 
 native = APIRouter(tags=["native"], responses=ERRORS)
 
-BATCH_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["ops"],
-                    "properties": {
-                        "ops": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["op"],
-                                "properties": {
-                                    "op": {"type": "string", "enum": sorted(_wire.OP_TYPES)},
-                                    "ns": {"type": "string"},
-                                    "key": {"type": "string"},
-                                    "value": {},
-                                    "values": {"type": "array", "items": {"type": "string"}},
-                                    "ttl": {"type": ["number", "null"]},
-                                    "if_version": {"type": ["integer", "null"]},
-                                    "max_len": {"type": ["integer", "null"]},
-                                    "by": {"type": "integer"},
-                                    "prefix": {"type": "string"},
-                                    "limit": {"type": "integer"},
-                                    "after": {"type": ["string", "null"]},
-                                },
-                            },
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
-
-
 class BatchOut(BaseModel):
     results: list[Any]
 
 
-@native.post("/v1/batch", response_model=BatchOut, openapi_extra=BATCH_SCHEMA)
+@native.post("/v1/batch", response_model=BatchOut, openapi_extra=batch_openapi())
 async def batch(request: Request) -> Response:
     """Run many operations in one transaction: all take effect, or none does.
 
     Values travel as their JSON text in a string. One bad operation rejects the whole batch.
     """
     context, scope = await authorize(request)
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        raise InvalidRequest("the body is not JSON") from None
-    raw_ops = data.get("ops") if isinstance(data, dict) else None
-    if not isinstance(raw_ops, list):
-        raise InvalidRequest('the body must be {"ops": [...]}')
-    if len(raw_ops) > context.settings.max_batch_ops:
-        raise InvalidRequest(f"a batch holds at most {context.settings.max_batch_ops} operations")
-    max_bytes = context.settings.max_value_bytes
-    ops = []
-    for index, raw in enumerate(raw_ops):
-        try:
-            ops.append(_wire.op_from_json(raw, max_bytes))
-        except BotWireError as exc:
-            exc.args = (f"operation {index}: {exc}",)
-            raise
+    settings = context.settings
+    ops = parse_batch(await request.body(), settings.max_batch_ops, settings.max_value_bytes)
     results = await context.run(scope, ops)
     if scope.prefixes != ("",):  # a scoped token sees only its own namespaces
         results = [
@@ -423,10 +373,16 @@ async def metrics(request: Request) -> str:
 
 
 def open_server_backend(settings: Settings) -> Backend:
-    """The store the server keeps its data in, with the quotas it enforces."""
-    url = resolve_url(settings.db) if settings.db else resolve_url(None)
+    """The store the server keeps its data in, with the quotas it enforces.
+
+    ``settings.db`` (``--db`` or ``$BOTWIRE_DB``), else the embedded store. ``$BOTWIRE_URL``
+    is where *clients* find a store (often this very server) and plays no part here.
+    """
+    url = settings.db or "sqlite:///" + str(default_path())
     if url.split(":", 1)[0].lower() in ("http", "https"):
-        raise InvalidRequest("the server stores into sqlite:///... or postgresql://..., not HTTP")
+        raise InvalidRequest(
+            f"the server stores into sqlite:///... or postgresql://..., not {mask_url(url)}"
+        )
     quotas = Quotas(settings.quota_writes_per_day, settings.quota_bytes)
     return create_backend(url, quotas=None if quotas == Quotas() else quotas)
 

@@ -1,0 +1,251 @@
+"""The batch route's operations as pydantic models: they validate what a client sends and
+describe it in the OpenAPI schema.
+
+Each model checks the shape and types of one operation (strictly: ``"1"`` is not an integer);
+:meth:`OpIn.to_op` then applies the rules every value, key and ttl obeys in the library
+(:mod:`botwire._values`), so the server never stores what ``Memory`` would refuse.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from botwire import _values
+from botwire._values import MAX_INT64, MAX_TIME_US
+from botwire._wire import MAX_PAGE
+from botwire.backends.base import (
+    Append,
+    Clear,
+    Delete,
+    Expire,
+    Get,
+    Incr,
+    ListKeys,
+    ListNamespaces,
+    Op,
+    Put,
+    Restore,
+)
+from botwire.errors import BotWireError, InvalidRequest
+
+Version = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Time = Annotated[int, Field(ge=0, le=MAX_TIME_US, description="Microseconds since the epoch.")]
+Seconds = Annotated[float, Field(description="Seconds (a positive number).")]
+JsonText = Annotated[str, Field(description="A value's JSON text, e.g. '{\"a\":1}' or '\"hi\"'.")]
+
+
+class OpIn(BaseModel):
+    """One operation of a batch."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        """The operation to run, after the library's own rules for keys, values and ttls."""
+        raise NotImplementedError
+
+
+class KeyOpIn(OpIn):
+    ns: str
+    key: str
+
+
+class GetIn(KeyOpIn):
+    """Read a key (``value: false``: everything but the value)."""
+
+    op: Literal["get"]
+    value: bool = True
+    refresh_ttl: bool = False
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Get(_ns(self.ns), _key(self.key), self.value, self.refresh_ttl)
+
+
+class PutIn(KeyOpIn):
+    """Write a value; ``if_version`` makes it conditional (``0``: only if absent)."""
+
+    op: Literal["put"]
+    value: JsonText
+    ttl: Seconds | None = None
+    if_version: Version | None = None
+    keep_ttl: bool = False
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Put(
+            _ns(self.ns), _key(self.key), _values.canonical_json(self.value, max_value_bytes),
+            _values.check_ttl(self.ttl), self.if_version, self.keep_ttl,
+        )  # fmt: skip
+
+
+class DeleteIn(KeyOpIn):
+    """Delete a key."""
+
+    op: Literal["delete"]
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Delete(_ns(self.ns), _key(self.key))
+
+
+class AppendIn(KeyOpIn):
+    """Append items to a list, keeping the newest ``max_len``."""
+
+    op: Literal["append"]
+    values: Annotated[list[JsonText], Field(min_length=1)]
+    max_len: Annotated[int, Field(ge=1, le=MAX_INT64)] | None = None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        items = tuple(_values.canonical_json(v, max_value_bytes) for v in self.values)
+        return Append(_ns(self.ns), _key(self.key), items, self.max_len)
+
+
+class IncrIn(KeyOpIn):
+    """Add ``by`` to an integer."""
+
+    op: Literal["incr"]
+    by: Annotated[int, Field(ge=-MAX_INT64, le=MAX_INT64)] = 1
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Incr(_ns(self.ns), _key(self.key), self.by)
+
+
+class ExpireIn(KeyOpIn):
+    """Set (``ttl`` seconds; zero or less: now) or remove (``null``) a key's expiry."""
+
+    op: Literal["expire"]
+    ttl: float | None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Expire(_ns(self.ns), _key(self.key), _values.check_ttl(self.ttl, allow_now=True))
+
+
+class ListKeysIn(OpIn):
+    """One page of keys after the cursor ``after``."""
+
+    op: Literal["list_keys"]
+    ns: str
+    prefix: str = ""
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = MAX_PAGE
+    after: str | None = None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        after = None if self.after is None else _values.check_key(self.after, "cursor")
+        return ListKeys(_ns(self.ns), _values.check_prefix(self.prefix), self.limit, after)
+
+
+class ClearIn(OpIn):
+    """Delete every key of a namespace."""
+
+    op: Literal["clear"]
+    ns: str
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Clear(_ns(self.ns))
+
+
+class ListNamespacesIn(OpIn):
+    """Namespaces with live keys."""
+
+    op: Literal["list_namespaces"]
+    prefix: str = ""
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return ListNamespaces(_values.check_prefix(self.prefix, "namespace prefix"))
+
+
+class RestoreIn(KeyOpIn):
+    """Write a value with its original timestamps (``botwire import``)."""
+
+    op: Literal["restore"]
+    value: JsonText
+    created_at: Time
+    updated_at: Time
+    expires_at: Time | None = None
+    ttl: Seconds | None = None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Restore(
+            _ns(self.ns), _key(self.key), _values.canonical_json(self.value, max_value_bytes),
+            self.created_at, self.updated_at, self.expires_at, _values.check_ttl(self.ttl),
+        )  # fmt: skip
+
+
+AnyOpIn = Annotated[
+    GetIn | PutIn | DeleteIn | AppendIn | IncrIn | ExpireIn | ListKeysIn | ClearIn
+    | ListNamespacesIn | RestoreIn,
+    Field(discriminator="op"),
+]  # fmt: skip
+
+
+class BatchIn(BaseModel):
+    """Operations to run in one transaction: all take effect, or none does."""
+
+    model_config = ConfigDict(extra="ignore")
+    ops: list[AnyOpIn]
+
+
+_batch = TypeAdapter(BatchIn)
+
+
+def _ns(ns: str) -> str:
+    return _values.check_namespace(ns)
+
+
+def _key(key: str) -> str:
+    return _values.check_key(key)
+
+
+def parse_batch(body: bytes, max_ops: int, max_value_bytes: int) -> list[Op]:
+    """The operations of a batch request body, validated.
+
+    Raises:
+        BotWireError: naming the operation that is wrong (``operation 3: ...``) and why; the
+            message never repeats what was sent (it may not even be printable JSON).
+    """
+    try:
+        batch = _batch.validate_json(body)
+    except ValidationError as exc:
+        raise InvalidRequest(_describe(exc)) from None
+    if len(batch.ops) > max_ops:
+        raise InvalidRequest(f"a batch holds at most {max_ops} operations")
+    ops = []
+    for index, op in enumerate(batch.ops):
+        try:
+            ops.append(op.to_op(max_value_bytes))
+        except BotWireError as exc:
+            exc.args = (f"operation {index}: {exc}",)
+            raise
+    return ops
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_input=False, include_url=False)[0]
+    loc = list(error["loc"])
+    if error["type"] == "json_invalid":
+        return f"the body is not JSON ({error['msg']})"
+    if not loc:
+        return f'the body must be {{"ops": [...]}}: {error["msg"]}'
+    if loc[0] == "ops" and len(loc) >= 2 and isinstance(loc[1], int):
+        field = ".".join(str(part) for part in loc[3:])
+        where = f"operation {loc[1]}" + (f": {field}" if field else "")
+        return f"{where}: {error['msg']}"
+    return f"{'.'.join(str(p) for p in loc)}: {error['msg']}"
+
+
+def batch_openapi() -> dict[str, Any]:
+    """The request body of ``POST /v1/batch`` for the OpenAPI schema, from :class:`BatchIn`."""
+    schema = BatchIn.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items() if key != "discriminator"}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    body = {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+    return {"requestBody": body}
