@@ -138,6 +138,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     yield from STORES[request.param](request, tmp_path)
 
 
+@pytest.fixture(params=["http", "postgres", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store that many processes can share, by URL: a SQLite file, a server of its own in
+    front of one, or the test PostgreSQL schema (emptied)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    elif request.param == "postgres":
+        pg_url = request.getfixturevalue("pg_url")
+        empty_postgres(pg_url)
+        yield pg_url
+    else:
+        with Server(f"sqlite:///{tmp_path / 'served.db'}") as server:
+            yield server.url
+
+
 @pytest.fixture
 def mem(store: Store) -> Memory:
     return store.memory()

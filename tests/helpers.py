@@ -60,7 +60,7 @@ def free_port() -> int:
 class Server:
     """A real ``botwire serve`` subprocess on a free loopback port."""
 
-    def __init__(self, db: str, *args: str, **env: str) -> None:
+    def __init__(self, db: str | None, *args: str, **env: str) -> None:
         self.db = db
         self.args = args
         self.env = env
@@ -74,9 +74,10 @@ class Server:
         import httpx
 
         log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"botwire-serve-{self.port}.log", "w")  # noqa: SIM115 - the server writes to it
+        db = ["--db", self.db] if self.db is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "botwire.cli", "serve", "--db", self.db,
-             "--port", str(self.port), *self.args],
+            [sys.executable, "-m", "botwire.cli", "serve", *db, "--port", str(self.port),
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(**self.env),
         )  # fmt: skip
         deadline = time.monotonic() + 30

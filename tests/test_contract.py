@@ -551,13 +551,26 @@ def test_set_without_ttl_removes_the_expiry(store: Store) -> None:
     assert mem.get("k") == 2
 
 
-@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), "10", True, 1e12])
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), "10", True, 1e12, 10**400])
 def test_bad_ttl_is_refused(mem: Memory, ttl: Any) -> None:
     with pytest.raises(InvalidRequest, match="ttl"):
         mem.set("k", 1, ttl=ttl)
-    with pytest.raises(InvalidRequest, match="ttl"):
-        mem.expire("k", ttl)
+    if not (isinstance(ttl, (int, float)) and ttl <= 0):  # expire(k, 0) means "now"
+        with pytest.raises(InvalidRequest, match="ttl"):
+            mem.expire("k", ttl)
     assert "k" not in mem
+
+
+@pytest.mark.parametrize("ttl", [0, -5, 0.0, timedelta(0)])
+def test_expire_with_zero_or_less_expires_now(mem: Memory, ttl: Any) -> None:
+    mem.set("k", 1)
+    mem.append("l", 1)
+    assert mem.expire("k", ttl) is True
+    assert mem.expire("l", ttl) is True
+    assert "k" not in mem and mem.get("l") is None
+    assert mem.keys() == []
+    assert mem.expire("k", 0) is False
+    assert mem.set("k", 2, if_version=0) > 0  # the key is gone: it can be created afresh
 
 
 # -- async ----------------------------------------------------------------------------------

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from botwire import Memory
 
-from .conftest import empty_postgres
-from .helpers import Server, run_many
+from .helpers import run_many
 
 PROCESSES = 8
 EACH = 250
-
-
-@pytest.fixture(params=["sqlite", "http", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store that many processes share: a SQLite file, a server in front of one, or a
-    PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-    elif request.param == "postgres":
-        pg_url = request.getfixturevalue("pg_url")
-        empty_postgres(pg_url)
-        yield pg_url
-    else:
-        with Server(f"sqlite:///{tmp_path / 'served.db'}") as server:
-            yield server.url
 
 
 @pytest.mark.slow

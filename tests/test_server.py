@@ -32,6 +32,7 @@ from botwire import (
 from botwire.backends.http import HTTPBackend
 from botwire.server.settings import Settings
 
+from .conftest import empty_postgres
 from .helpers import Server, child_env, free_port, start_python
 
 
@@ -306,14 +307,30 @@ def test_every_acknowledged_write_survives_a_server_crash(tmp_path: Path) -> Non
     assert values == {f"k{i}": i for i in acknowledged}
 
 
-def test_only_batches_that_may_run_twice_are_resent_after_a_broken_connection() -> None:
-    from botwire.backends.base import Append, Delete, Get, Incr, Put
-    from botwire.backends.http import _idempotent
+def test_only_batches_whose_answer_cannot_change_are_resendable() -> None:
+    from botwire.backends.base import (
+        Append,
+        Clear,
+        Delete,
+        Expire,
+        Get,
+        Incr,
+        ListKeys,
+        ListNamespaces,
+        Put,
+        Restore,
+        resendable,
+    )  # fmt: skip
 
-    assert _idempotent([Get("n", "k"), Put("n", "k", "1"), Delete("n", "k")])
-    assert not _idempotent([Get("n", "k"), Append("n", "k", ("1",))])
-    assert not _idempotent([Incr("n", "k", 1)])
-    assert not _idempotent([Put("n", "k", "1", if_version=3)])
+    assert resendable([Get("n", "k"), Put("n", "k", "1"), ListKeys("n"), ListNamespaces()])
+    assert resendable([Restore("n", "k", "1", 1, 1)])
+    assert not resendable([Get("n", "k"), Delete("n", "k")])
+    assert not resendable([Clear("n")])
+    assert not resendable([Get("n", "k"), Append("n", "k", ("1",))])
+    assert not resendable([Incr("n", "k", 1)])
+    assert not resendable([Expire("n", "k", 5)])
+    assert not resendable([Put("n", "k", "1", if_version=3)])
+    assert not resendable([Put("n", "k", "1", if_version=0)])
 
 
 def test_client_says_when_no_server_answers() -> None:
@@ -391,7 +408,7 @@ def test_token_from_the_environment_and_scoped_listing(
     monkeypatch.setenv("BOTWIRE_TOKEN", tokens["bots"])
     backend = HTTPBackend(server.url, token=os.environ["BOTWIRE_TOKEN"])
     assert Memory("bot:2", backend=backend).get("k") == 1
-    names = list_namespaces(server.url)
+    names = list_namespaces(url=server.url)
     assert "private" not in names and "bot:2" in names
 
 
@@ -495,14 +512,27 @@ def test_bytes_quota(tmp_path: Path) -> None:
 # -- fuzzing from the OpenAPI schema --------------------------------------------------------
 
 
-def test_schema_fuzz_finds_no_server_error(tmp_path: Path) -> None:
-    """Schemathesis drives every route with input generated from the OpenAPI schema."""
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_schema_fuzz_finds_no_server_error(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    """Schemathesis drives every route with input generated from the OpenAPI schema, on a
+    SQLite and on a PostgreSQL store."""
     from schemathesis import openapi
 
+    from botwire.backends.base import Backend
+    from botwire.backends.postgres import PostgresBackend
     from botwire.backends.sqlite import SQLiteBackend
     from botwire.server import create_app
 
-    app = create_app(Settings(), backend=SQLiteBackend(tmp_path / "fuzz.db"))
+    backend: Backend
+    if engine == "postgres":
+        pg_url = request.getfixturevalue("pg_url")
+        empty_postgres(pg_url)
+        backend = PostgresBackend(pg_url)
+    else:
+        backend = SQLiteBackend(tmp_path / "fuzz.db")
+    app = create_app(Settings(), backend=backend)
     schema = openapi.from_asgi("/openapi.json", app)
     server_errors: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
