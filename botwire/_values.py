@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -140,6 +140,16 @@ def canonical_json(text: object, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> st
     except (ValueError, RecursionError):
         raise InvalidValue("value is not valid JSON text") from None
     return encode_value(value, max_bytes)
+
+
+def check_fields(fields: object, what: str) -> str:
+    """The JSON text of ``fields``, a mapping of field names to JSON values (a filter on the
+    fields of a dict value)."""
+    if not isinstance(fields, Mapping):
+        raise InvalidRequest(
+            f"{what} must be a dict of field names to values, not {type(fields).__name__}"
+        )
+    return encode_value(dict(fields))
 
 
 def check_ttl(ttl: object, *, allow_now: bool = False) -> float | None:

@@ -90,9 +90,13 @@ class _MemoryBase:
         self.namespace = _values.check_namespace(namespace)
         if url is not None and base_url is not None and url != base_url:
             raise InvalidRequest("pass url= or base_url= (its alias), not both")
-        self.url = config.resolve_url(url or base_url)
         self.max_value_bytes = config.max_value_bytes(max_value_bytes)
-        self._backend = backend or open_backend(self.url, token=token, timeout=timeout)
+        if backend is None:
+            self.url = config.resolve_url(url or base_url)
+            backend = open_backend(self.url, token=token, timeout=timeout)
+        else:
+            self.url = url or base_url or backend.url
+        self._backend = backend
         self._debug = config.debug_enabled()
         if self._debug and not log.handlers:
             log.addHandler(logging.StreamHandler())
@@ -214,13 +218,23 @@ class _MemoryBase:
         ]
         return _Plan(ops, sum)
 
-    def _plan_append(self, key: str, values: tuple[Any, ...], max_len: int | None) -> _Plan[int]:
+    def _plan_append(
+        self,
+        key: str,
+        values: tuple[Any, ...],
+        max_len: int | None,
+        ttl: Ttl,
+        keep_first: Mapping[str, Any] | None,
+    ) -> _Plan[int]:
         if not values:
             raise InvalidRequest("append needs at least one value")
         if max_len is not None:
             _values.check_int(max_len, "max_len", 1)
+        seconds = _values.check_ttl(ttl)
+        first = None if keep_first is None else _values.check_fields(keep_first, "keep_first")
         items = tuple(self._encode(value) for value in values)
-        return _Plan([Append(self.namespace, self._key(key), items, max_len)], _first)
+        op = Append(self.namespace, self._key(key), items, max_len, seconds, first)
+        return _Plan([op], _first)
 
     def _plan_incr(self, key: str, by: int) -> _Plan[int]:
         return _Plan([Incr(self.namespace, self._key(key), _values.check_int(by, "by"))], _first)
@@ -369,16 +383,34 @@ class Memory(_MemoryBase):
         """Delete ``keys`` atomically; return how many existed."""
         return self._run(self._plan_delete_many(keys))
 
-    def append(self, key: str, *values: Any, max_len: int | None = None) -> int:
+    def append(
+        self,
+        key: str,
+        *values: Any,
+        max_len: int | None = None,
+        ttl: Ttl = None,
+        keep_first: Mapping[str, Any] | None = None,
+    ) -> int:
         """Atomically append ``values`` to the list at ``key`` (created when missing).
 
-        With ``max_len`` only the newest ``max_len`` items are kept. The cost does not grow with
-        the list's length. Returns the new length.
+        The cost does not grow with the list's length. Returns the new length.
+
+        Args:
+            max_len: keep only the newest ``max_len`` items (a window).
+            ttl: restart the key's expiry: it expires ``ttl`` seconds from now (an idle chat
+                expires; every append keeps it alive). ``None`` keeps its expiry.
+            keep_first: when ``max_len`` trims the list, keep its first item if that is a dict
+                holding these fields with equal values (``{"role": "system"}`` keeps the
+                system prompt that opened a chat); it counts toward ``max_len``.
 
         Raises:
             WrongType: ``key`` holds something else than a list; nothing changes.
+
+        Example::
+
+            mem.append("chat:42", {"role": "user", "content": "hi"}, max_len=50, ttl=86400)
         """
-        return self._run(self._plan_append(key, values, max_len))
+        return self._run(self._plan_append(key, values, max_len, ttl, keep_first))
 
     def incr(self, key: str, by: int = 1) -> int:
         """Atomically add ``by`` to the integer at ``key`` (missing counts as 0); return it.
@@ -499,9 +531,16 @@ class AsyncMemory(_MemoryBase):
         """Delete ``keys`` atomically; return how many existed."""
         return await self._run(self._plan_delete_many(keys))
 
-    async def append(self, key: str, *values: Any, max_len: int | None = None) -> int:
+    async def append(
+        self,
+        key: str,
+        *values: Any,
+        max_len: int | None = None,
+        ttl: Ttl = None,
+        keep_first: Mapping[str, Any] | None = None,
+    ) -> int:
         """Atomically append to the list at ``key``; see :meth:`Memory.append`."""
-        return await self._run(self._plan_append(key, values, max_len))
+        return await self._run(self._plan_append(key, values, max_len, ttl, keep_first))
 
     async def incr(self, key: str, by: int = 1) -> int:
         """Atomically add ``by`` to the integer at ``key``; see :meth:`Memory.incr`."""

@@ -20,7 +20,8 @@ from botwire import (
     VersionConflict,
     WrongType,
 )
-from botwire.backends.base import Get, Incr, ListNamespaces, Put
+from botwire._values import to_json
+from botwire.backends.base import Get, Incr, ListKeys, ListNamespaces, Put
 
 from .conftest import Store
 
@@ -366,6 +367,77 @@ def test_append_keeps_order_and_trims(mem: Memory) -> None:
     assert mem.get("chat") == [6, 7, 8, 9]
     mem.set("chat", "replaced")
     assert mem.get("chat") == "replaced"
+
+
+def _sizes(store: Store, ns: str = "test") -> dict[str, int]:
+    (page,) = store.backend.execute([ListKeys(ns)])
+    return {info.key: info.size for info in page.keys}
+
+
+def test_append_keeps_a_first_item_that_matches(store: Store) -> None:
+    mem = store.memory()
+    system = {"role": "system", "content": "be brief"}
+    window = {"max_len": 3, "keep_first": {"role": "system"}}
+    assert mem.append("chat", system, **window) == 1
+    for n in range(10):
+        assert mem.append("chat", {"role": "user", "n": n}, **window) == min(n + 2, 3)
+    assert mem.get("chat") == [system, {"role": "user", "n": 8}, {"role": "user", "n": 9}]
+    mem.append("chat", *({"n": n} for n in range(10, 15)), **window)
+    assert mem.get("chat") == [system, {"n": 13}, {"n": 14}]
+    assert mem.append("chat", {"n": 15}, max_len=1, keep_first={"role": "system"}) == 1
+    assert mem.get("chat") == [system]
+    mem.append("plain", {"role": "user", "n": 0}, **window)
+    for n in range(1, 5):
+        mem.append("plain", {"role": "user", "n": n}, **window)  # no match: a plain window
+    assert [item["n"] for item in mem.get("plain")] == [2, 3, 4]
+    mem.set("set", [system, 1, 2, 3])  # a list written by set, then trimmed
+    assert mem.append("set", 4, **window) == 3
+    assert mem.get("set") == [system, 3, 4]
+    assert _sizes(store) == {k: len(to_json(mem.get(k))) for k in ("chat", "plain", "set")}
+
+
+@pytest.mark.parametrize(
+    ("first", "fields", "kept"),
+    [
+        ({"n": 1}, {"n": 1.0}, True),
+        ({"n": 1}, {"n": True}, False),
+        ({"n": True}, {"n": True}, True),
+        ({"a": [1, {"b": None}]}, {"a": [1, {"b": None}]}, True),
+        ({"a": 1}, {}, True),
+        ({"a": 1}, {"b": None}, False),
+        ("system", {"role": "system"}, False),
+    ],
+)
+def test_keep_first_compares_json_values(mem: Memory, first: Any, fields: Any, kept: bool) -> None:
+    mem.append("l", first, 2, 3, max_len=2, keep_first=fields)
+    assert mem.get("l") == ([first, 3] if kept else [2, 3])
+
+
+@pytest.mark.parametrize("fields", [["role"], "role", 5, '["x"]'])
+def test_keep_first_must_be_fields(mem: Memory, fields: Any) -> None:
+    with pytest.raises(InvalidRequest, match="keep_first"):
+        mem.append("l", 1, max_len=2, keep_first=fields)
+    assert "l" not in mem
+
+
+def test_append_with_a_ttl_restarts_the_expiry(store: Store) -> None:
+    mem = store.memory()
+    mem.append("chat", 1, ttl=1.0)
+    store.advance(0.6)
+    mem.append("chat", 2, ttl=1.0)  # a write restarts the idle timer
+    store.advance(0.6)
+    assert mem.get("chat") == [1, 2]
+    remaining = mem.ttl("chat")
+    assert remaining is not None and remaining <= 0.41
+    mem.append("chat", 3)  # without a ttl, the expiry stays
+    store.advance(0.6)
+    assert mem.get("chat") is None
+    mem.set("kept", [1], ttl=100)
+    mem.append("kept", 2)
+    assert mem.ttl("kept") is not None
+    with pytest.raises(InvalidRequest, match="ttl"):
+        mem.append("new", 1, ttl=0)
+    assert "new" not in mem
 
 
 def test_append_to_a_list_written_by_set(mem: Memory) -> None:

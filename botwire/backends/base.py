@@ -65,6 +65,11 @@ class Append(NamedTuple):
     key: str
     values: tuple[str, ...]
     max_len: int | None = None
+    ttl: float | None = None
+    """Restart the key's expiry: it expires ``ttl`` seconds from now. ``None`` keeps it."""
+    keep_first: str | None = None
+    """JSON text of an object. When ``max_len`` trims the list and its first item is an object
+    holding each of these fields with an equal value, the first item stays (and counts)."""
 
 
 class Incr(NamedTuple):

@@ -204,21 +204,38 @@ class AddItems(NamedTuple):
 
 
 class DropItems(NamedTuple):
-    """Question: delete the list items below ``below_seq``. Answer: ``(count, bytes)`` of the
-    deleted items."""
+    """Question: delete the list items ``from_seq <= seq < below_seq``. Answer:
+    ``(count, bytes)`` of the deleted items."""
 
     entry_id: int
+    from_seq: int
     below_seq: int
+
+
+class ReadItem(NamedTuple):
+    """Question: the JSON text of the list item ``seq``. Answer: ``str``."""
+
+    entry_id: int
+    seq: int
+
+
+class MoveItem(NamedTuple):
+    """Question: renumber the list item ``from_seq`` as ``to_seq`` (free). Answer: ``None``."""
+
+    entry_id: int
+    from_seq: int
+    to_seq: int
 
 
 class SaveList(NamedTuple):
     """Question: record the list's new size and item range, a new version and the update
-    time (its expiry stays). Answer: ``None``."""
+    time; with ``ttl``, restart its expiry (else it stays). Answer: ``None``."""
 
     entry_id: int
     size: int
     lo: int
     hi: int
+    ttl: float | None = None
 
 
 class SaveValue(NamedTuple):
@@ -229,40 +246,69 @@ class SaveValue(NamedTuple):
     text: str
 
 
-RowQuestion = LockRow | AddItems | DropItems | SaveList | SaveValue
+RowQuestion = LockRow | AddItems | DropItems | ReadItem | MoveItem | SaveList | SaveValue
 RowSteps = Generator[RowQuestion, Any, T]
 
 
-def append_steps(key: str, ns: str, values: Sequence[str], max_len: int | None) -> RowSteps[int]:
-    """``append``: add ``values`` to the list at ``key``, keep the newest ``max_len``; return
-    the length. A JSON list written by ``set`` becomes rows of items the first time."""
-    row, _ = yield LockRow(ns, key, LIST)
+def append_steps(op: Append) -> RowSteps[int]:
+    """``append``: add the values to the list, keep the newest ``max_len`` (and, with
+    ``keep_first``, a first item that matches it); return the length. A JSON list written by
+    ``set`` becomes rows of items the first time."""
+    row, _ = yield LockRow(op.ns, op.key, LIST)
     if row.kind == VALUE:
         current = json.loads(row.value or "null")
         if not isinstance(current, list):
-            raise not_a_list(key, current)
+            raise not_a_list(op.key, current)
         lo, hi = 0, len(current)
         if current:
             yield AddItems(row.id, 0, [to_json(item) for item in current])
     else:
         lo, hi = row.list_lo or 0, row.list_hi or 0
-    yield AddItems(row.id, hi, values)
-    size = list_size(row.size, hi - lo, [nbytes(v) for v in values], 0, 0)
-    hi += len(values)
-    if max_len is not None and hi - lo > max_len:
-        removed, removed_bytes = yield DropItems(row.id, hi - max_len)
+    yield AddItems(row.id, hi, op.values)
+    size = list_size(row.size, hi - lo, [nbytes(v) for v in op.values], 0, 0)
+    hi += len(op.values)
+    if op.max_len is not None and hi - lo > op.max_len:
+        new_lo = hi - op.max_len
+        keep = False
+        if op.keep_first is not None:
+            first = yield ReadItem(row.id, lo)
+            keep = fields_match(json.loads(first), json.loads(op.keep_first))
+        if keep:  # the first item stays: it moves up to just before the newest max_len - 1
+            removed, removed_bytes = yield DropItems(row.id, lo + 1, new_lo + 1)
+            yield MoveItem(row.id, lo, new_lo)
+        else:
+            removed, removed_bytes = yield DropItems(row.id, lo, new_lo)
         size = list_size(size, hi - lo, [], int(removed), int(removed_bytes))
-        lo = hi - max_len
-    yield SaveList(row.id, size, lo, hi)
+        lo = new_lo
+    yield SaveList(row.id, size, lo, hi, op.ttl)
     return hi - lo
 
 
-def incr_steps(key: str, ns: str, by: int) -> RowSteps[int]:
+def fields_match(item: Any, fields: dict[str, Any]) -> bool:
+    """Whether ``item`` is an object holding each of ``fields`` with an equal JSON value
+    (``1`` equals ``1.0`` but not ``true``)."""
+    return isinstance(item, dict) and all(
+        name in item and json_equal(item[name], want) for name, want in fields.items()
+    )
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of decoded JSON values, where booleans are not numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b) and (isinstance(a, (int, float)) == isinstance(b, (int, float)))
+
+
+def incr_steps(op: Incr) -> RowSteps[int]:
     """``incr``: add ``by`` to the integer at ``key`` (missing counts as 0); return it."""
-    row, created = yield LockRow(ns, key, VALUE)
+    row, created = yield LockRow(op.ns, op.key, VALUE)
     current = 0 if created else ([] if row.kind == LIST else json.loads(row.value or "null"))
     if type(current) is not int:
-        raise not_an_integer(key, current)
-    total = current + by
+        raise not_an_integer(op.key, current)
+    total = current + op.by
     yield SaveValue(row.id, str(total))
     return total

@@ -68,6 +68,8 @@ from botwire.backends.common import (
     CountWrites,
     DropItems,
     LockRow,
+    MoveItem,
+    ReadItem,
     Row,
     SaveList,
     SaveValue,
@@ -299,6 +301,8 @@ class PostgresBackend(Backend):
             LockRow: self._lock_row,
             AddItems: self._add_items,
             DropItems: self._drop_items,
+            ReadItem: self._read_item,
+            MoveItem: self._move_item,
             SaveList: self._save_list,
             SaveValue: self._save_value,
             CountWrites: self._count_writes,
@@ -612,21 +616,41 @@ class PostgresBackend(Backend):
     @staticmethod
     def _drop_items(q: DropItems, now: int) -> Steps:
         removed, removed_bytes = yield Query(
-            "WITH gone AS (DELETE FROM botwire_list_items WHERE entry_id = %s AND seq < %s"
-            " RETURNING octet_length(value) AS bytes)"
+            "WITH gone AS (DELETE FROM botwire_list_items WHERE entry_id = %s AND seq >= %s"
+            " AND seq < %s RETURNING octet_length(value) AS bytes)"
             " SELECT count(*), coalesce(sum(bytes), 0) FROM gone",
-            (q.entry_id, q.below_seq),
+            (q.entry_id, q.from_seq, q.below_seq),
         )
         return int(removed), int(removed_bytes)
 
     @staticmethod
-    def _save_list(q: SaveList, now: int) -> Steps:
+    def _read_item(q: ReadItem, now: int) -> Steps:
+        (text,) = yield Query(
+            "SELECT value FROM botwire_list_items WHERE entry_id = %s AND seq = %s",
+            (q.entry_id, q.seq),
+        )
+        return str(text)
+
+    @staticmethod
+    def _move_item(q: MoveItem, now: int) -> Steps:
         yield Query(
-            "UPDATE botwire_entries SET kind = 1, value = NULL, size = %s, list_lo = %s,"
-            " list_hi = %s, version = greatest(version + 1, %s), updated_at = %s WHERE id = %s",
-            (q.size, q.lo, q.hi, now, now, q.entry_id),
+            "UPDATE botwire_list_items SET seq = %s WHERE entry_id = %s AND seq = %s",
+            (q.to_seq, q.entry_id, q.from_seq),
             "rowcount",
         )
+
+    @staticmethod
+    def _save_list(q: SaveList, now: int) -> Steps:
+        yield Query(
+            "UPDATE botwire_entries SET kind = 1, value = NULL, size = %(size)s,"
+            " list_lo = %(lo)s, list_hi = %(hi)s, version = greatest(version + 1, %(now)s),"
+            " updated_at = %(now)s,"
+            " expires_at = CASE WHEN %(ttl)s::float8 IS NULL THEN expires_at"
+            " ELSE %(expires_at)s END, ttl = coalesce(%(ttl)s, ttl) WHERE id = %(id)s",
+            {"size": q.size, "lo": q.lo, "hi": q.hi, "now": now, "ttl": q.ttl,
+             "expires_at": expiry(now, q.ttl), "id": q.entry_id},
+            "rowcount",
+        )  # fmt: skip
 
     @staticmethod
     def _save_value(q: SaveValue, now: int) -> Steps:
@@ -732,10 +756,10 @@ class PostgresBackend(Backend):
         return row is not None and (row[0] is None or row[0] > now)
 
     def _append(self, op: Append, now: int) -> Steps:
-        return (yield from self._answer(append_steps(op.key, op.ns, op.values, op.max_len), now))
+        return (yield from self._answer(append_steps(op), now))
 
     def _incr(self, op: Incr, now: int) -> Steps:
-        return (yield from self._answer(incr_steps(op.key, op.ns, op.by), now))
+        return (yield from self._answer(incr_steps(op), now))
 
     def _expire(self, op: Expire, now: int) -> Steps:
         count = yield Query(

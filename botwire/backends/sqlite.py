@@ -56,6 +56,8 @@ from botwire.backends.common import (
     CountWrites,
     DropItems,
     LockRow,
+    MoveItem,
+    ReadItem,
     Row,
     SaveList,
     SaveValue,
@@ -219,6 +221,8 @@ class SQLiteBackend(Backend):
             LockRow: self._lock_row,
             AddItems: self._add_items,
             DropItems: self._drop_items,
+            ReadItem: self._read_item,
+            MoveItem: self._move_item,
             SaveList: self._save_list,
             SaveValue: self._save_value,
             CountWrites: self._count_writes,
@@ -451,18 +455,34 @@ class SQLiteBackend(Backend):
     @staticmethod
     def _drop_items(conn: sqlite3.Connection, q: DropItems, now: int) -> tuple[int, int]:
         sizes = conn.execute(
-            "DELETE FROM list_items WHERE entry_id = ? AND seq < ?"
+            "DELETE FROM list_items WHERE entry_id = ? AND seq >= ? AND seq < ?"
             " RETURNING length(CAST(value AS BLOB))",
-            (q.entry_id, q.below_seq),
+            (q.entry_id, q.from_seq, q.below_seq),
         ).fetchall()
         return len(sizes), sum(size for (size,) in sizes)
 
     @staticmethod
+    def _read_item(conn: sqlite3.Connection, q: ReadItem, now: int) -> str:
+        (text,) = conn.execute(
+            "SELECT value FROM list_items WHERE entry_id = ? AND seq = ?", (q.entry_id, q.seq)
+        ).fetchone()
+        return str(text)
+
+    @staticmethod
+    def _move_item(conn: sqlite3.Connection, q: MoveItem, now: int) -> None:
+        conn.execute(
+            "UPDATE list_items SET seq = ? WHERE entry_id = ? AND seq = ?",
+            (q.to_seq, q.entry_id, q.from_seq),
+        )
+
+    @staticmethod
     def _save_list(conn: sqlite3.Connection, q: SaveList, now: int) -> None:
         conn.execute(
-            "UPDATE entries SET kind = 1, value = NULL, size = ?, list_lo = ?, list_hi = ?,"
-            " version = max(version + 1, ?), updated_at = ? WHERE id = ?",
-            (q.size, q.lo, q.hi, now, now, q.entry_id),
+            "UPDATE entries SET kind = 1, value = NULL, size = ?1, list_lo = ?2, list_hi = ?3,"
+            " version = max(version + 1, ?4), updated_at = ?4,"
+            " expires_at = CASE WHEN ?6 IS NULL THEN expires_at ELSE ?5 END,"
+            " ttl = coalesce(?6, ttl) WHERE id = ?7",
+            (q.size, q.lo, q.hi, now, expiry(now, q.ttl), q.ttl, q.entry_id),
         )
 
     @staticmethod
@@ -583,10 +603,10 @@ class SQLiteBackend(Backend):
         return row is not None and (row[0] is None or row[0] > now)
 
     def _append(self, conn: sqlite3.Connection, op: Append, now: int) -> int:
-        return int(self._answer(conn, append_steps(op.key, op.ns, op.values, op.max_len), now))
+        return int(self._answer(conn, append_steps(op), now))
 
     def _incr(self, conn: sqlite3.Connection, op: Incr, now: int) -> int:
-        return int(self._answer(conn, incr_steps(op.key, op.ns, op.by), now))
+        return int(self._answer(conn, incr_steps(op), now))
 
     def _expire(self, conn: sqlite3.Connection, op: Expire, now: int) -> bool:
         cursor = conn.execute(

@@ -93,10 +93,17 @@ class AppendIn(KeyOpIn):
     op: Literal["append"]
     values: Annotated[list[JsonText], Field(min_length=1)]
     max_len: Annotated[int, Field(ge=1, le=MAX_INT64)] | None = None
+    ttl: Seconds | None = None
+    keep_first: JsonText | None = None
 
     def to_op(self, max_value_bytes: int) -> Op:
         items = tuple(_values.canonical_json(v, max_value_bytes) for v in self.values)
-        return Append(_ns(self.ns), _key(self.key), items, self.max_len)
+        keep_first = None
+        if self.keep_first is not None:
+            fields = _values.decode_value(_values.canonical_json(self.keep_first))
+            keep_first = _values.check_fields(fields, "keep_first")
+        ttl = _values.check_ttl(self.ttl)
+        return Append(_ns(self.ns), _key(self.key), items, self.max_len, ttl, keep_first)
 
 
 class IncrIn(KeyOpIn):
