@@ -27,6 +27,21 @@ from botwire.memory import AsyncMemory, Entry, Memory, alist_namespaces, list_na
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "BotWireChatHistory": "botwire.langchain",
+    "BotWireStore": "botwire.langchain",
+    "BotWireByteStore": "botwire.langchain",
+}
+"""Framework classes reachable from ``botwire`` itself, imported on first use only."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'botwire' has no attribute {name!r}")
+
 __all__ = [
     "AsyncMemory",
     "BackendUnavailable",

@@ -108,3 +108,17 @@ def test_repr_masks_passwords() -> None:
 
     assert mask_url("postgresql://bob:secret@db/x") == "postgresql://bob:***@db/x"
     assert mask_url("http://host:8765") == "http://host:8765"
+
+
+MINIMUM_VERSIONS = {"langchain-core": "0.3", "langchain-classic": "1.0"}
+"""The frameworks the dev extras install, at versions the adapters are written for. A resolver
+that meets conflicting extras can fall back to an ancient placeholder release silently."""
+
+
+@pytest.mark.parametrize(("distribution", "minimum"), sorted(MINIMUM_VERSIONS.items()))
+def test_installed_framework_versions(distribution: str, minimum: str) -> None:
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    assert Version(version(distribution)) >= Version(minimum)

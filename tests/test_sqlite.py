@@ -40,7 +40,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     acknowledged.extend(int(line) for line in proc.stdout)  # printed before the kill
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
 
     backend = SQLiteBackend(path)
     mem = Memory("crash", backend=backend)

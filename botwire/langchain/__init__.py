@@ -1,0 +1,22 @@
+"""LangChain integration: a chat message history and key-value stores on any botwire store.
+
+    from botwire.langchain import BotWireChatHistory
+    history = BotWireChatHistory("user-42")          # embedded store, or url=/BOTWIRE_URL
+    history.add_messages([HumanMessage("hi"), AIMessage("hello!")])
+
+Needs langchain-core: ``pip install 'botwire[langchain]'``.
+"""
+
+from __future__ import annotations
+
+try:
+    import langchain_core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "botwire's LangChain integration needs langchain-core: pip install 'botwire[langchain]'"
+    ) from exc
+
+from botwire.langchain.chat_history import BotWireChatHistory
+from botwire.langchain.store import BotWireByteStore, BotWireStore
+
+__all__ = ["BotWireByteStore", "BotWireChatHistory", "BotWireStore"]

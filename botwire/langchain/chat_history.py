@@ -1,0 +1,163 @@
+"""``BotWireChatHistory``: a LangChain chat history that survives restarts and is shared by
+every worker of a bot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import (
+    BaseMessage,
+    message_chunk_to_message,
+    message_to_dict,
+    messages_from_dict,
+)
+
+from botwire import AsyncMemory, Memory, _values
+from botwire.errors import InvalidValue, WrongType
+from botwire.langchain._shared import memories
+
+LEADING = {"type": "system"}
+"""A window never drops the system message that opens a conversation."""
+
+
+class BotWireChatHistory(BaseChatMessageHistory):
+    """A LangChain ``BaseChatMessageHistory`` kept in botwire: one list per session.
+
+    ``add_messages`` is one atomic append, whatever the session's length, so workers that write
+    one session at once lose nothing and keep each one's order; the async methods use
+    ``AsyncMemory`` (real async I/O on a server or PostgreSQL). Messages are stored as
+    LangChain's own ``message_to_dict`` and come back equal, every field included; a streamed
+    ``AIMessageChunk`` is stored as the ``AIMessage`` it adds up to.
+
+    Args:
+        session_id: the conversation; any text (spaces, ``:``, ``/``, unicode), no control
+            characters, up to 512 bytes.
+        namespace: the botwire namespace that holds the sessions.
+        url: the store (default ``$BOTWIRE_URL``, else the embedded file).
+        memory: an existing ``Memory`` or ``AsyncMemory`` whose store (and connections) to
+            use instead of ``url``; the sessions stay in ``namespace``.
+        max_messages: keep only the newest ``max_messages`` messages, and a system message
+            that opened the conversation (it counts toward the limit).
+        ttl: seconds (or a timedelta) after which an idle session expires; every write
+            restarts it.
+
+    Raises:
+        InvalidKey: a ``session_id`` that is empty, too long or has a control character.
+
+    Example::
+
+        from langchain_core.runnables.history import RunnableWithMessageHistory
+        chain = RunnableWithMessageHistory(
+            prompt | model, lambda session_id: BotWireChatHistory(session_id, max_messages=50),
+            input_messages_key="question", history_messages_key="history",
+        )
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        namespace: str = "langchain-sessions",
+        url: str | None = None,
+        memory: Memory | AsyncMemory | None = None,
+        max_messages: int | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> None:
+        super().__init__()
+        self.session_id = _values.check_key(session_id, "session_id")
+        if max_messages is not None:
+            _values.check_int(max_messages, "max_messages", 1)
+        self.max_messages = max_messages
+        self.ttl = _values.check_ttl(ttl)
+        self._memory, self._amemory = memories(namespace, url, memory)
+
+    def __repr__(self) -> str:
+        return f"BotWireChatHistory({self.session_id!r}, namespace={self._memory.namespace!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """The session's messages, oldest first."""
+        return self._decode(self._memory.get(self.session_id))
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """The session's messages, oldest first (native async)."""
+        return self._decode(await self._amemory.get(self.session_id))
+
+    def _decode(self, stored: Any) -> list[BaseMessage]:
+        return messages_from_dict(self._as_list(stored))
+
+    def _as_list(self, stored: Any) -> list[Any]:
+        """The stored message dicts. The hosted BotWire SDK wrote a session as one string of
+        JSON (``messages_to_dict`` output); it reads the same until the first write converts it."""
+        if stored is None:
+            return []
+        if isinstance(stored, str):
+            try:
+                stored = json.loads(stored)
+            except ValueError:
+                stored = None
+        if not isinstance(stored, list):
+            raise WrongType(
+                f"session {self.session_id!r} in namespace {self._memory.namespace!r} holds "
+                "something else than a chat history; use another session_id or clear() it"
+            )
+        return stored
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append ``messages`` in one atomic write.
+
+        Raises:
+            InvalidValue: an item is not a LangChain message (nothing is written).
+        """
+        items = self._encode(messages)
+        if not items:
+            return
+        try:
+            self._memory.append(self.session_id, *items, **self._window())
+        except WrongType:  # a session the hosted SDK wrote: made a list in place, atomically
+            self._memory.update(self.session_id, self._as_list)
+            self._memory.append(self.session_id, *items, **self._window())
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append ``messages`` in one atomic write (native async)."""
+        items = self._encode(messages)
+        if not items:
+            return
+        try:
+            await self._amemory.append(self.session_id, *items, **self._window())
+        except WrongType:
+            await self._amemory.update(self.session_id, self._as_list)
+            await self._amemory.append(self.session_id, *items, **self._window())
+
+    def clear(self) -> None:
+        """Delete the session."""
+        self._memory.delete(self.session_id)
+
+    async def aclear(self) -> None:
+        """Delete the session (native async)."""
+        await self._amemory.delete(self.session_id)
+
+    def _window(self) -> dict[str, Any]:
+        return {"max_len": self.max_messages, "ttl": self.ttl, "keep_first": LEADING}
+
+    @staticmethod
+    def _encode(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+        if isinstance(messages, BaseMessage):
+            messages = [messages]
+        items = []
+        for number, message in enumerate(messages):
+            if not isinstance(message, BaseMessage):
+                raise InvalidValue(
+                    f"add_messages takes LangChain messages; item {number} is a "
+                    f"{type(message).__name__}: {message!r:.80}"
+                )
+            items.append(message_to_dict(message_chunk_to_message(message)))
+        return items
