@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,36 +20,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import psycopg
+from _shared import start_serve
 
 from botwire import Memory
 from botwire.backends import create_backend
 
-HERE = Path(__file__).resolve().parent
 VALUE = {"language": "en", "timezone": "Europe/Berlin", "name": "Ada", "turns": 12}
 MESSAGE = {"role": "user", "content": "What did I tell you about my travel plans yesterday?"}
-
-
-def start_server(db: str) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botwire.cli", "serve", "--db", db, "--port", str(port)],
-        env=dict(os.environ, PYTHONPATH=str(HERE.parent)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(url + "/healthz", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def operation(mem: Memory, op: str, worker: int) -> Callable[[int], object]:
@@ -103,7 +79,7 @@ def main() -> None:
     schema = f"botwire_bench_{uuid.uuid4().hex[:8]}"
     pg = f"{args.pg}{'&' if '?' in args.pg else '?'}schema={schema}"
     create_backend(pg).migrate()
-    servers = [start_server(f"sqlite:///{folder / 'served.db'}"), start_server(pg)]
+    servers = [start_serve(f"sqlite:///{folder / 'served.db'}"), start_serve(pg)]
     stores = {
         "SQLite, direct": f"sqlite:///{folder / 'direct.db'}",
         "PostgreSQL, direct": pg,
