@@ -11,12 +11,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+
+
 def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: botwire importable, no store chosen by the
+    environment, and no connection beyond this machine (``netguard``)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([str(NETGUARD), str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("BOTWIRE_URL", None)
     env.update(extra)
     return env
+
+
+def assert_stayed_local(stderr: str) -> None:
+    """Fail when a child process tried to reach another machine."""
+    from .netguard.guard import MARK
+
+    assert MARK not in stderr, stderr
 
 
 def start_python(code: str, **env: str) -> subprocess.Popen[str]:
@@ -35,6 +47,7 @@ def run_python(code: str, timeout: float = 120, **env: str) -> str:
     proc = start_python(code, **env)
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
+    assert_stayed_local(err)
     return out
 
 
@@ -45,6 +58,7 @@ def run_many(code: str, count: int, timeout: float = 300, **env: str) -> list[st
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)
         assert proc.returncode == 0, err
+        assert_stayed_local(err)
         outputs.append(out)
     return outputs
 
@@ -67,6 +81,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
+        self.log: str | None = None
 
     def start(self) -> Server:
         import time
@@ -74,6 +89,7 @@ class Server:
         import httpx
 
         log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"botwire-serve-{self.port}.log", "w")  # noqa: SIM115 - the server writes to it
+        self.log = log.name
         db = ["--db", self.db] if self.db is not None else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "botwire.cli", "serve", *db, "--port", str(self.port),
@@ -101,6 +117,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.log is not None:
+            assert_stayed_local(Path(self.log).read_text(errors="replace"))
 
     def __enter__(self) -> Server:
         return self.start()
