@@ -113,7 +113,9 @@ def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
     if size > max_bytes:
         raise ValueTooLarge(
             f"value is {size} bytes of JSON; the limit is {max_bytes} bytes "
-            "(raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES)"
+            "(raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES)",
+            size=size,
+            limit=max_bytes,
         )
     return text
 

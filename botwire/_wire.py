@@ -84,6 +84,8 @@ def error_to_json(exc: BotWireError) -> dict[str, Any]:
         body.update(key=exc.key, expected=exc.expected, actual=exc.actual)
     if isinstance(exc, errors.QuotaExceeded):
         body.update(retry_after=exc.retry_after, quota=exc.quota)
+    if isinstance(exc, errors.ValueTooLarge):
+        body.update(size=exc.size, limit=exc.limit)
     return body
 
 
@@ -110,6 +112,13 @@ def error_from_json(status: int, body: Any, retry_after: str | None = None) -> B
             detail, key=body.get("key", ""), expected=body.get("expected", 0),
             actual=body.get("actual", 0),
         )  # fmt: skip
+    if cls is errors.ValueTooLarge:
+        size, limit = body.get("size"), body.get("limit")
+        return errors.ValueTooLarge(
+            detail,
+            size=size if isinstance(size, int) else None,
+            limit=limit if isinstance(limit, int) else None,
+        )
     if cls is errors.QuotaExceeded:
         wait = body.get("retry_after") if isinstance(body, dict) else None
         if wait is None and retry_after:

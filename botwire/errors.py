@@ -34,7 +34,17 @@ class InvalidValue(BotWireError, TypeError):
 
 
 class ValueTooLarge(BotWireError, ValueError):
-    """A value (or an appended item) is larger than the store's size limit."""
+    """A value (or an appended item) is larger than the store's size limit.
+
+    Attributes:
+        size: bytes of the value's JSON text, when known.
+        limit: the limit it passed, in bytes, when known.
+    """
+
+    def __init__(self, message: str, *, size: int | None = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class WrongType(BotWireError, TypeError):
