@@ -580,6 +580,22 @@ class AsyncMemory(_MemoryBase):
         return await self._run(self._plan_clear())
 
 
+M = TypeVar("M", Memory, AsyncMemory)
+
+
+def on_store(
+    kind: type[M], namespace: str, url: str | None = None, memory: _MemoryBase | None = None
+) -> M:
+    """A ``kind`` (``Memory`` or ``AsyncMemory``) on ``namespace``: on the store of ``memory``
+    when given (sharing its connections and value limit), else on ``url``'s. For adapters whose
+    users pass ``url=`` or ``memory=``."""
+    if memory is None:
+        return kind(namespace, url)
+    if not isinstance(memory, _MemoryBase):
+        raise TypeError(f"memory= takes a botwire Memory or AsyncMemory, not {type(memory)}")
+    return kind(namespace, backend=memory.backend, max_value_bytes=memory.max_value_bytes)
+
+
 def list_namespaces(
     prefix: str | None = None, *, url: str | None = None, token: str | None = None
 ) -> list[str]:
@@ -603,3 +619,11 @@ async def alist_namespaces(
     ops = [ListNamespaces(_values.check_prefix(prefix, "namespace prefix"))]
     (names,) = await backend.aexecute(ops)
     return list(names)
+
+
+def __getattr__(name: str) -> object:
+    if name == "memory_tools":  # the hosted SDK's path: from botwire.memory import memory_tools
+        from botwire.crewai import memory_tools
+
+        return memory_tools
+    raise AttributeError(f"module 'botwire.memory' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from langchain_core.messages import (
 
 from botwire import AsyncMemory, Memory, _values
 from botwire.errors import InvalidValue, WrongType
-from botwire.langchain._shared import memories
+from botwire.memory import on_store
 
 LEADING = {"type": "system"}
 """A window never drops the system message that opens a conversation."""
@@ -73,7 +73,8 @@ class BotWireChatHistory(BaseChatMessageHistory):
             _values.check_int(max_messages, "max_messages", 1)
         self.max_messages = max_messages
         self.ttl = _values.check_ttl(ttl)
-        self._memory, self._amemory = memories(namespace, url, memory)
+        self._memory = on_store(Memory, namespace, url, memory)
+        self._amemory = on_store(AsyncMemory, namespace, url, self._memory)
 
     def __repr__(self) -> str:
         return f"BotWireChatHistory({self.session_id!r}, namespace={self._memory.namespace!r})"

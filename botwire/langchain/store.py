@@ -13,7 +13,7 @@ from langchain_core.stores import BaseStore
 
 from botwire import AsyncMemory, Memory, _values
 from botwire.errors import InvalidValue, WrongType
-from botwire.langchain._shared import memories
+from botwire.memory import on_store
 
 V = TypeVar("V")
 
@@ -30,7 +30,8 @@ class _BotWireBaseStore(BaseStore[str, V], Generic[V]):
         ttl: float | timedelta | None = None,
     ) -> None:
         self.ttl = _values.check_ttl(ttl)
-        self._memory, self._amemory = memories(namespace, url, memory)
+        self._memory = on_store(Memory, namespace, url, memory)
+        self._amemory = on_store(AsyncMemory, namespace, url, self._memory)
 
     def _encode(self, value: V) -> Any:
         return value
