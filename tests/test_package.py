@@ -110,7 +110,7 @@ def test_repr_masks_passwords() -> None:
     assert mask_url("http://host:8765") == "http://host:8765"
 
 
-MINIMUM_VERSIONS = {"langchain-core": "0.3", "langchain-classic": "1.0"}
+MINIMUM_VERSIONS = {"langchain-core": "0.3", "langchain-classic": "1.0", "crewai": "1.0"}
 """The frameworks the dev extras install, at versions the adapters are written for. A resolver
 that meets conflicting extras can fall back to an ancient placeholder release silently."""
 
