@@ -72,11 +72,20 @@ class Progress:
 
 def _line(ns: str, key: str, record: Record) -> str:
     enc = _values.to_json
+    times = {}
+    for field in ("created_at", "updated_at", "expires_at"):
+        us = getattr(record, field)
+        try:
+            times[field] = format_time(None if us is None else _values.check_time(us, field))
+        except (InvalidRequest, OverflowError) as exc:
+            raise InvalidRequest(
+                f"cannot export key {key!r} of namespace {ns!r}: its {field} ({us}) is not a "
+                f"time from 1970 to 9999 ({exc}); correct or delete that key, then export again"
+            ) from None
     return (
         f'{{"namespace":{enc(ns)},"key":{enc(key)},"value":{record.value},'
-        f'"created_at":{enc(format_time(record.created_at))},'
-        f'"updated_at":{enc(format_time(record.updated_at))},'
-        f'"expires_at":{enc(format_time(record.expires_at))},"ttl":{enc(record.ttl)}}}\n'
+        f'"created_at":{enc(times["created_at"])},"updated_at":{enc(times["updated_at"])},'
+        f'"expires_at":{enc(times["expires_at"])},"ttl":{enc(record.ttl)}}}\n'
     )
 
 
@@ -110,9 +119,11 @@ def _restore_op(line: str, number: int) -> Restore | None:
         ns = _values.check_namespace(item["namespace"])
         key = _values.check_key(item["key"])
         value = _values.to_json(item["value"])
-        created = parse_time(item.get("created_at"), "created_at")
-        updated = parse_time(item.get("updated_at"), "updated_at")
-        expires = parse_time(item.get("expires_at"), "expires_at")
+        created, updated, expires = (
+            None if (us := parse_time(item.get(field), field)) is None
+            else _values.check_time(us, field)
+            for field in ("created_at", "updated_at", "expires_at")
+        )  # fmt: skip
         ttl = item.get("ttl")
         if ttl is not None:
             ttl = _values.check_ttl(ttl)

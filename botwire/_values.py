@@ -209,6 +209,11 @@ def utc_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def check_time(us: object, what: str) -> int:
+    """``us`` when it is a time botwire keeps: integer microseconds from 1970 to the end of 9999."""
+    return check_int(us, what, 0, MAX_TIME_US)
+
+
 def format_time(us: int | None) -> str | None:
     """Microseconds since the epoch as ISO 8601 UTC with microseconds (``...T10:00:00.000000Z``)."""
     if us is None:

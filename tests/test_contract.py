@@ -331,7 +331,13 @@ def test_incr(mem: Memory) -> None:
     assert mem.incr("n", -20) == -9
     assert mem.get("n") == -9
     mem.set("big", 2**62)
-    assert mem.incr("big", 2**62) == 2**63
+    assert mem.incr("big", 2**62 - 1) == 2**63 - 1  # counters are 64-bit, as in Redis
+    with pytest.raises(InvalidRequest, match="64-bit"):
+        mem.incr("big")
+    mem.set("huge", 2**70)
+    with pytest.raises(InvalidRequest, match="64-bit"):
+        mem.incr("huge", -1)
+    assert mem.get("big") == 2**63 - 1 and mem.get("huge") == 2**70
 
 
 @pytest.mark.parametrize("stored", ["5", 1.5, True, None, [1], {"a": 1}])

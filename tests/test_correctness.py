@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -356,21 +357,28 @@ async def _use(mem: AsyncMemory) -> None:
     await mem.set("k", 1)
 
 
-def _botwire_connections() -> int:
+def _named(url: str) -> tuple[str, str]:
+    """``url`` with an application_name of its own, so that its connections can be counted
+    whatever else uses the database."""
+    name = f"botwire-test-{uuid.uuid4().hex[:8]}"
+    return f"{url}&application_name={name}", name
+
+
+def _connections(name: str) -> int:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'botwire'"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
         ).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def test_async_pools_close_when_their_event_loop_ends(pg_url: str) -> None:
-    before = _botwire_connections()
-    mem = AsyncMemory("loops", backend=PostgresBackend(pg_url))
+    url, name = _named(pg_url)
+    mem = AsyncMemory("loops", backend=PostgresBackend(url))
     for _ in range(3):
         asyncio.run(_use(mem))
-        assert _botwire_connections() == before
+        assert _connections(name) == 0
 
 
 def test_async_http_clients_close_when_their_event_loop_ends(http_server: Server) -> None:
@@ -383,15 +391,16 @@ def test_async_http_clients_close_when_their_event_loop_ends(http_server: Server
 
 
 def test_coroutines_that_start_at_once_share_one_pool(pg_url: str) -> None:
-    before = _botwire_connections()
+    url, name = _named(pg_url)
 
     async def main() -> None:
-        backend = PostgresBackend(pg_url)  # no pool yet: ten coroutines ask for one at once
+        backend = PostgresBackend(url)  # no pool yet: ten coroutines ask for one at once
         mem = AsyncMemory("first-use", backend=backend)
         await asyncio.gather(*(mem.get(f"k{i}") for i in range(10)))
         assert len(backend._async_pools) == 1
+        assert 1 <= _connections(name) <= 10
         await mem.aclose()
-        assert _botwire_connections() == before
+        assert _connections(name) == 0
 
     asyncio.run(main())
 
@@ -411,8 +420,6 @@ def test_memories_close_as_context_managers(url: str) -> None:
 
 @pytest.mark.slow
 def test_processes_that_start_at_once_on_a_fresh_schema_migrate_it_once(pg_url: str) -> None:
-    import uuid
-
     schema = f"botwire_race_{uuid.uuid4().hex[:8]}"
     url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
     try:

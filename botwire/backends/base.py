@@ -182,9 +182,16 @@ def handlers(backend: object) -> dict[type, Callable[..., Any]]:
     return {op: getattr(backend, f"_{name}") for op, name in OP_NAMES.items()}
 
 
+def changes(op: Op) -> bool:
+    """Whether an operation changes the store: every write, and a ``get`` that restarts a key's
+    expiry (``refresh_ttl``). Such operations count against write quotas and need a token that
+    may write."""
+    return isinstance(op, WRITE_OPS) or (type(op) is Get and op.refresh_ttl)
+
+
 def is_write(ops: Sequence[Op]) -> bool:
     """Whether a batch changes the store."""
-    return any(isinstance(op, WRITE_OPS) or (type(op) is Get and op.refresh_ttl) for op in ops)
+    return any(changes(op) for op in ops)
 
 
 def resendable(ops: Sequence[Op]) -> bool:

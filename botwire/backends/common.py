@@ -13,23 +13,63 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Generator, Sequence
+from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeVar
 
-from botwire._values import to_json
+from botwire._values import MAX_INT64, to_json
 from botwire.backends.base import (
     Append,
-    Clear,
-    Delete,
-    Expire,
     Incr,
     Op,
     Put,
     Quotas,
     Restore,
+    changes,
 )
-from botwire.errors import QuotaExceeded, VersionConflict, WrongType
+from botwire.errors import InvalidRequest, QuotaExceeded, ValueTooLarge, VersionConflict, WrongType
 
 T = TypeVar("T")
+
+class ReadBudget:
+    """How many bytes of values a batch may still read: ``botwire serve`` caps what one request
+    answers, so that a small request cannot make a huge answer (a thousand reads of one large
+    value). A batch may always read one value, whatever its size; the values it reads after
+    that must fit in ``limit`` with it.
+
+    A store charges each value against the budget in :data:`read_budget`, if one is set, before
+    it reads the value (its size is on the key's row), and raises :class:`ValueTooLarge` when
+    it would not fit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.restart()
+
+    def restart(self) -> None:
+        """A new attempt at the batch (after a retry) starts with the whole budget."""
+        self.spent = 0
+        self.reads = 0
+
+    def left(self) -> int | None:
+        """Bytes the next value may have (``None``: any, it is the first)."""
+        return None if self.reads == 0 else self.limit - self.spent
+
+    def charge(self, size: int) -> None:
+        """Count a value of ``size`` bytes, or refuse it."""
+        left = self.left()
+        if left is not None and size > left:
+            raise ValueTooLarge(
+                f"the batch would answer with more than {self.limit} bytes of values "
+                "(the server's max_response_bytes); read fewer or smaller keys per request",
+                size=self.spent + size,
+                limit=self.limit,
+            )
+        self.spent += size
+        self.reads += 1
+
+
+read_budget: ContextVar[ReadBudget | None] = ContextVar("botwire_read_budget", default=None)
+"""The budget of the batch being run (set by the server around each request's batch)."""
 
 PURGE_BATCH = 500
 """Most expired keys a purge deletes in one write transaction."""
@@ -131,8 +171,8 @@ def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
     writes: dict[str, int] = {}
     grows: set[str] = set()
     for op in ops:
-        if isinstance(op, (Put, Delete, Append, Incr, Expire, Clear, Restore)):  # WRITE_OPS
-            ns = op.ns
+        if changes(op):
+            ns = op.ns  # type: ignore[union-attr]  # every operation that changes has one
             if "/" not in ns:
                 writes[ns] = writes.get(ns, 0) + 1
                 if isinstance(op, (Put, Append, Incr, Restore)):
@@ -310,5 +350,10 @@ def incr_steps(op: Incr) -> RowSteps[int]:
     if type(current) is not int:
         raise not_an_integer(op.key, current)
     total = current + op.by
+    if not -MAX_INT64 <= total <= MAX_INT64:  # counters are 64-bit, as in Redis
+        raise InvalidRequest(
+            f"incr of {op.key!r} by {op.by} would leave the range of a 64-bit integer "
+            f"(it holds {current})"
+        )
     yield SaveValue(row.id, str(total))
     return total

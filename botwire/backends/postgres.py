@@ -80,6 +80,7 @@ from botwire.backends.common import (
     incr_steps,
     nbytes,
     quota_checks,
+    read_budget,
     version_conflict,
 )
 from botwire.config import mask_url
@@ -312,11 +313,9 @@ class PostgresBackend(Backend):
     # -- connections ------------------------------------------------------------------------
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(1, int(self.timeout)),
-            "application_name": "botwire",
-        }
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(self.timeout))}
+        if "application_name" not in self.conninfo:  # ?application_name=... names a service
+            kwargs["application_name"] = "botwire"
         if self.schema:
             kwargs["options"] = f'-c search_path="{self.schema}"'
         return kwargs
@@ -499,6 +498,8 @@ class PostgresBackend(Backend):
     def _batch(self, ops: Sequence[Op], attempt: _Attempt) -> Steps:
         """Every statement of one attempt at a batch, with its transaction around them."""
         now = self.now()
+        if (budget := read_budget.get()) is not None:
+            budget.restart()
         if self._purge_due(now):
             yield BEGIN
             yield from self._purge(now)
@@ -682,7 +683,11 @@ class PostgresBackend(Backend):
     # -- operations -------------------------------------------------------------------------
 
     def _get(self, op: Get, now: int) -> Steps:
+        budget = read_budget.get() if op.value else None
+        left = None if budget is None else budget.left()
         value = f"CASE WHEN e.kind = 1 THEN {_LIST_TEXT} ELSE e.value END" if op.value else "NULL"
+        if left is not None:  # a value over the budget is not even read
+            value = f"CASE WHEN e.size > {int(left)} THEN NULL ELSE {value} END"
         params = {"ns": op.ns, "key": op.key, "now": now}
         if op.refresh_ttl:
             row = yield Query(
@@ -698,7 +703,12 @@ class PostgresBackend(Backend):
                 f" FROM botwire_entries e WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}",
                 params,
             )
-        return None if row is None else Record(*row)
+        if row is None:
+            return None
+        record = Record(*row)
+        if budget is not None:
+            budget.charge(record.size)
+        return record
 
     def _put(self, op: Put, now: int) -> Steps:
         params = {

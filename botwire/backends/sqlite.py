@@ -68,6 +68,7 @@ from botwire.backends.common import (
     incr_steps,
     nbytes,
     quota_checks,
+    read_budget,
     version_conflict,
 )
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -350,6 +351,8 @@ class SQLiteBackend(Backend):
 
     def _run(self, conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any]:
         now = self.now()
+        if (budget := read_budget.get()) is not None:
+            budget.restart()
         if len(ops) == 1:
             op = ops[0]
             if type(op) is Get and not op.refresh_ttl:
@@ -531,6 +534,8 @@ class SQLiteBackend(Backend):
             conn.execute("UPDATE entries SET expires_at = ? WHERE id = ?", (expires_at, row[0]))
         value = None
         if op.value:
+            if (budget := read_budget.get()) is not None:
+                budget.charge(row[7])
             value = self._list_text(conn, row[0]) if row[1] == LIST else row[2]
         return Record(value, row[3], row[4], row[5], expires_at, row[7], row[8])
 
