@@ -123,6 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         quota_bytes=args.quota_bytes,
         allow_anonymous=args.allow_anonymous or None,
         max_body_bytes=args.max_body_bytes,
+        metrics_token=args.metrics_token,
         access_log=args.access_log or None,
     )
     serve(settings)
@@ -157,6 +158,28 @@ def _token(args: argparse.Namespace) -> int:
         count = revoke_token(backend, args.name)
         print(f"botwire: revoked {count} token(s)", file=sys.stderr)
         return 0 if count else 1
+    return 0
+
+
+@command("auth")
+def _auth(args: argparse.Namespace) -> int:
+    from botwire.server import Settings
+    from botwire.server.auth import disable_auth, tokens_required
+
+    backend = _token_store(args)
+    if args.action == "status":
+        required = tokens_required(backend)
+        print("tokens required" if required else "tokens not required")
+        return 0
+    left = disable_auth(backend)
+    within = Settings.from_env().token_cache_seconds
+    print(
+        "botwire: this store no longer requires tokens: servers on it answer requests without "
+        f"one (on loopback, or everywhere with --allow-anonymous) within {within:g} s. {left} "
+        "live token(s) still work when sent; revoke them with `botwire token revoke`. "
+        "Creating a token requires tokens again.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -213,20 +236,45 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve requests without tokens on a non-loopback address",
     )
+    p.add_argument(
+        "--metrics-token", help="a bearer token that may read /metrics once tokens are on"
+    )
     p.add_argument("--access-log", action="store_true", help="log every request")
 
     p = sub.add_parser("token", help="create, list and revoke the server's bearer tokens")
     actions = p.add_subparsers(dest="action", required=True)
-    t = actions.add_parser("create", parents=[db], help="create a token and print it once")
+    t = actions.add_parser(
+        "create",
+        parents=[db],
+        help="create a token and print it once",
+        description="Create a bearer token and print it once. From then on the store requires "
+        "tokens (until `botwire auth disable`).",
+        epilog="A prefix matches at a word boundary: --prefix user-1 grants user-1, user-1:chat, "
+        "user-1.x and user-1-x, but not user-10 or user-1x. A prefix that ends in a character "
+        "other than a letter or digit (user-, team:) grants every namespace that starts with "
+        "it. --prefix '*' grants every namespace.",
+    )
     t.add_argument("name")
     t.add_argument(
-        "--prefix", action="append", required=True, help="namespace prefix (repeatable; '' = all)"
+        "--prefix", action="append", required=True, help="namespace prefix (repeatable; '*' = all)"
     )
     t.add_argument("--read-only", action="store_true", help="reads only")
-    t.add_argument("--ttl", type=float, help="seconds until the token expires")
+    t.add_argument("--ttl", type=float, help="seconds until the token expires (up to 100 years)")
     actions.add_parser("list", parents=[db], help="list live tokens (never the tokens themselves)")
     t = actions.add_parser("revoke", parents=[db], help="revoke tokens by name or id")
     t.add_argument("name", help="a token's name or id (from `botwire token list`)")
+
+    p = sub.add_parser("auth", help="whether the server's store requires tokens")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", parents=[db], help="say whether tokens are required")
+    actions.add_parser(
+        "disable",
+        parents=[db],
+        help="stop requiring tokens (requests without one are served again)",
+        description="Stop requiring tokens on this store. Once a token has been created, a "
+        "store requires tokens for good, even when none is left; this turns that off. Live "
+        "tokens keep working when sent.",
+    )
     return parser
 
 

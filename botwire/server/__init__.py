@@ -15,10 +15,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "botwire's server needs FastAPI and uvicorn: pip install 'botwire[server]'"
     ) from exc
 
-from botwire.backends.base import ListKeys
 from botwire.errors import InvalidRequest
 from botwire.server.app import create_app, open_server_backend
-from botwire.server.auth import TOKENS_NS
+from botwire.server.auth import tokens_required
 from botwire.server.settings import Settings
 
 
@@ -31,10 +30,10 @@ def serve(settings: Settings) -> None:
     """
     backend = open_server_backend(settings)
     try:
-        (page,) = backend.execute([ListKeys(TOKENS_NS, "", 1, None)])
+        required = tokens_required(backend)
     finally:
         backend.close()
-    if not settings.loopback and not settings.allow_anonymous and not page.keys:
+    if not settings.loopback and not settings.allow_anonymous and not required:
         raise InvalidRequest(
             f"refusing to serve {settings.host} without tokens: anyone could read and write. "
             "Create one with `botwire token create NAME --prefix P`, or pass --allow-anonymous."

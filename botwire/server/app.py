@@ -7,21 +7,30 @@ Routes:
 - ``POST /v1/batch``: many operations in one request and one transaction (the Python client).
 - ``/healthz``, ``/metrics`` (Prometheus) and the OpenAPI docs at ``/docs``.
 
-Every refusal is a 4xx with a JSON ``detail``; request bodies are capped before they are read whole.
+A request passes, in order: :class:`Observe` (metrics; an unexpected error becomes a JSON 500
+with a request id, the connection kept), :class:`RequestGuard` (header, path and body limits),
+:class:`Authenticate` (the token, and the namespace of a compatible route), then its route. So a
+client without a valid token learns nothing but 401, whatever it sends. Every refusal is a 4xx
+with a JSON ``detail``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from botwire import __version__, _values, _wire
 from botwire._values import format_time
@@ -37,8 +46,9 @@ from botwire.backends.base import (
     Quotas,
     Record,
 )
+from botwire.backends.common import ReadBudget, read_budget
 from botwire.config import default_path, mask_url
-from botwire.errors import BotWireError, InvalidRequest, QuotaExceeded
+from botwire.errors import BotWireError, Forbidden, InvalidRequest, QuotaExceeded, Unauthorized
 from botwire.server.auth import Authenticator, Scope
 from botwire.server.metrics import Metrics
 from botwire.server.schemas import batch_openapi, parse_batch
@@ -51,58 +61,43 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
+SCOPE_KEY = "botwire.scope"
+"""Where :class:`Authenticate` leaves the request's :class:`Scope` in the ASGI scope."""
+PROTECTED = ("/memory/", "/memory", "/v1/")
 
-# -- middleware -----------------------------------------------------------------------------
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
-class RequestGuard:
-    """Refuse what must not reach the routes.
+async def _send_error(send: Send, exc: BotWireError, context: Context | None = None) -> None:
+    headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, Unauthorized) else []
+    if context is not None:
+        context.metrics.errors[type(exc).__name__] += 1
+    await _send_json(send, _wire.error_status(exc), _wire.error_to_json(exc), headers)
 
-    - A path with a control character: 400. (Routing would otherwise match ``k\n`` as ``k``,
-      since ``$`` in a route's pattern matches before a final newline.)
-    - A body above ``max_bytes``: 413, from ``Content-Length`` before reading, or while the body
-      streams in, before it is buffered whole.
-    """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if _values.has_control(scope["path"]):
-            detail = "the path contains a control character; keys and namespaces may not"
-            await _send_json(send, 400, {"detail": detail, "error": "InvalidKey"})
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit():
-                    await _send_json(send, 400, {"detail": "Content-Length must be a number"})
-                    return
-                if int(value) > self.max_bytes:
-                    await _send_json(send, 413, {"detail": self._message()})
-                    return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._message())
-            return message
-
-        await self.app(scope, limited, send)
-
-    def _message(self) -> str:
-        return f"request body is larger than {self.max_bytes} bytes (max_body_bytes)"
+# -- middleware (outermost first) ------------------------------------------------------------
 
 
 class Observe:
-    """Count requests and their latency per route for ``/metrics``."""
+    """Count requests and their latency per route for ``/metrics``, and answer an unexpected
+    error with a JSON 500 that carries a request id (also in the log), keeping the connection
+    open for the client's next request."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -114,31 +109,157 @@ class Observe:
             return
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def record_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
             await send(message)
 
         try:
             await self.app(scope, receive, record_status)
+        except Exception:
+            request_id = uuid.uuid4().hex[:16]
+            log.exception("request %s (%s %s) failed", request_id, scope["method"], scope["path"])
+            if responded:
+                raise  # too late for a clean answer
+            status = 500
+            body = {
+                "detail": f"internal error; the server's log has the details under {request_id}",
+                "error": "InternalError",
+                "request_id": request_id,
+            }
+            await _send_json(send, 500, body, [(b"x-request-id", request_id.encode())])
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+class RequestGuard:
+    """Refuse what must not reach the routes.
+
+    - More headers, or more header bytes, than the settings allow: 431, before anything else.
+    - A path or query whose percent-encoded bytes are not UTF-8 (``%FF``): 400. (Decoding them
+      leniently would make ``%FF`` and ``%FE`` the same key.)
+    - A path with a control character: 400. (Routing would otherwise match ``k\\n`` as ``k``.)
+    - A body above ``max_bytes``: 413, from ``Content-Length`` before reading, or while the body
+      streams in, before it is buffered whole.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        if len(headers) > self.settings.max_headers or (
+            sum(len(name) + len(value) for name, value in headers) > self.settings.max_header_bytes
+        ):
+            detail = (
+                f"request headers are too large (at most {self.settings.max_headers} headers "
+                f"and {self.settings.max_header_bytes} bytes)"
+            )
+            await _send_json(send, 431, {"detail": detail, "error": "InvalidRequest"})
+            return
+        problem = _path_problem(scope)
+        if problem is not None:
+            await _send_json(send, 400, {"detail": problem, "error": "InvalidKey"})
+            return
+        for name, value in headers:
+            if name == b"content-length":
+                if not (value.isdigit() and len(value) < 20):
+                    await _send_json(send, 400, {"detail": "Content-Length must be a number"})
+                    return
+                if int(value) > self.settings.max_body_bytes:
+                    await _send_json(send, 413, {"detail": self._message()})
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.settings.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _send_json(send, 413, {"detail": self._message()})
+
+    def _message(self) -> str:
+        return f"request body is larger than {self.settings.max_body_bytes} bytes (max_body_bytes)"
 
 
-# -- dependencies ---------------------------------------------------------------------------
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _path_problem(scope: MutableMapping[str, Any]) -> str | None:
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+        unquote_to_bytes(scope.get("query_string", b"").replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the URL is not valid UTF-8 once percent-decoded (such as %FF): encode keys as UTF-8"
+    if _values.has_control(scope["path"]):
+        return "the path contains a control character; keys and namespaces may not"
+    return None
+
+
+class Authenticate:
+    """Authenticate every request to a data route before its route reads anything.
+
+    The request's :class:`Scope` goes to the route in the ASGI scope; a compatible route's
+    namespace (the first path segment) is checked here too, so that a token outside its
+    prefixes, or a read-only token that writes, gets 403 before its body is read. ``/metrics``
+    needs a token once tokens are on (any valid token, or ``metrics_token``).
+    """
+
+    def __init__(self, app: ASGIApp, context: Context) -> None:
+        self.app = app
+        self.context = context
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.startswith(PROTECTED) or path == "/metrics"):
+            await self.app(scope, receive, send)
+            return
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+        try:
+            if path == "/metrics":
+                await self._metrics(authorization)
+            else:
+                token_scope = await self.context.auth.scope(authorization)
+                if path.startswith("/memory/"):
+                    ns = path[len("/memory/") :].split("/", 1)[0]
+                    if ns:
+                        token_scope.check_namespace(ns, scope["method"] in ("PUT", "DELETE"))
+                scope[SCOPE_KEY] = token_scope
+        except (Unauthorized, Forbidden) as exc:
+            await _send_error(send, exc, self.context)
+            return
+        await self.app(scope, receive, send)
+
+    async def _metrics(self, authorization: str | None) -> None:
+        token = self.context.settings.metrics_token
+        if token and authorization == f"Bearer {token}":
+            return
+        if authorization or await self.context.auth.required():
+            await self.context.auth.scope(authorization)
+
+
+# -- the server's state ------------------------------------------------------------------------
 
 
 class Context:
@@ -155,19 +276,20 @@ class Context:
         )
 
     async def run(self, scope: Scope, ops: list[Op]) -> list[Any]:
+        """Run ``ops`` for a request: each one within the token's rights, and the values they
+        read within ``max_response_bytes``."""
         for op in ops:
             scope.check(op)
-        return await self.backend.aexecute(ops)
+        budget = read_budget.set(ReadBudget(self.settings.max_response_bytes))
+        try:
+            return await self.backend.aexecute(ops)
+        finally:
+            read_budget.reset(budget)
 
 
-async def authorize(request: Request) -> tuple[Context, Scope]:
-    """The server's context and what the request's token may touch.
-
-    Called first thing by every data route rather than declared as dependencies: FastAPI's
-    dependency solving costs more than the store's own work on the hot routes.
-    """
+def _state(request: Request) -> tuple[Context, Scope]:
     context: Context = request.app.state.context
-    return context, await context.auth.scope(request.headers.get("authorization"))
+    return context, request.scope[SCOPE_KEY]
 
 
 Namespace = Annotated[str, Path(description="The namespace (no '/').")]
@@ -183,8 +305,9 @@ class PutBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     value: Any = Field(description="Any JSON value; a string comes back as that string.")
     ttl: float | None = Field(
-        default=None, gt=0, le=_values.MAX_TTL, description="Seconds until the key expires."
-    )
+        default=None, gt=0, le=_values.MAX_TTL, strict=True,
+        description="Seconds until the key expires (a positive number).",
+    )  # fmt: skip
 
 
 class EntryOut(BaseModel):
@@ -231,8 +354,14 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 412, 413, 429, 503)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 412, 413, 429, 431, 503)
 }
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as JSON, without the input that failed (it may not even be printable
+    JSON: ``NaN``) or anything else from the request."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
 
 
 def _json(body: str, status: int = 200, version: int | None = None) -> Response:
@@ -259,27 +388,37 @@ def _if_version(if_match: str | None, if_none_match: str | None) -> int | None:
     if if_match is None:
         return None
     tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit() and len(tag) <= 19):
         raise InvalidRequest('If-Match must be a version as sent in ETag, e.g. "17"')
-    return int(tag)
+    return _values.check_int(int(tag), "If-Match", 0)
 
 
 # -- routes ---------------------------------------------------------------------------------
 
 memory = APIRouter(prefix="/memory", tags=["memory"], responses=ERRORS)
 
+PUT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PutBody.model_json_schema()}},
+    }
+}
 
-@memory.put("/{namespace}/{key:path}", response_model=WrittenOut)
+
+@memory.put("/{namespace}/{key:path}", response_model=WrittenOut, openapi_extra=PUT_BODY)
 async def put_value(
     namespace: Namespace,
     key: Key,
-    body: PutBody,
     request: Request,
     if_match: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Store a value (a string or any JSON value) with an optional ``ttl`` in seconds."""
-    context, scope = await authorize(request)
+    context, scope = _state(request)
+    try:
+        body = PutBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return JSONResponse({"detail": validation_errors(exc.errors())}, 422)
     ns, key = _values.check_namespace(namespace), _values.check_key(key)
     value = _values.encode_value(body.value, context.settings.max_value_bytes)
     ttl = _values.check_ttl(body.ttl)
@@ -291,7 +430,7 @@ async def put_value(
 @memory.get("/{namespace}/{key:path}", response_model=EntryOut)
 async def get_value(namespace: Namespace, key: Key, request: Request) -> Response:
     """A value with its version and timestamps; 404 when missing or expired."""
-    context, scope = await authorize(request)
+    context, scope = _state(request)
     ns, key = _values.check_namespace(namespace), _values.check_key(key)
     (record,) = await context.run(scope, [Get(ns, key)])
     if record is None:
@@ -302,7 +441,7 @@ async def get_value(namespace: Namespace, key: Key, request: Request) -> Respons
 @memory.delete("/{namespace}/{key:path}", response_model=DeletedOut)
 async def delete_value(namespace: Namespace, key: Key, request: Request) -> Any:
     """Delete a key; ``deleted`` says whether it existed."""
-    context, scope = await authorize(request)
+    context, scope = _state(request)
     ns, key = _values.check_namespace(namespace), _values.check_key(key)
     (deleted,) = await context.run(scope, [Delete(ns, key)])
     return {"namespace": ns, "key": key, "deleted": deleted}
@@ -317,7 +456,7 @@ async def list_keys(
     prefix: Annotated[str, Query()] = "",
 ) -> Any:
     """One page of keys in key order, with the cursor of the next page."""
-    context, scope = await authorize(request)
+    context, scope = _state(request)
     ns = _values.check_namespace(namespace)
     after = None if cursor is None else _values.check_key(cursor, "cursor")
     page_op = ListKeys(ns, _values.check_prefix(prefix), limit, after)
@@ -331,6 +470,7 @@ async def list_keys(
 
 native = APIRouter(tags=["native"], responses=ERRORS)
 
+
 class BatchOut(BaseModel):
     results: list[Any]
 
@@ -340,12 +480,13 @@ async def batch(request: Request) -> Response:
     """Run many operations in one transaction: all take effect, or none does.
 
     Values travel as their JSON text in a string. One bad operation rejects the whole batch.
+    The values a batch reads may total at most ``max_response_bytes`` (413 beyond that).
     """
-    context, scope = await authorize(request)
+    context, scope = _state(request)
     settings = context.settings
     ops = parse_batch(await request.body(), settings.max_batch_ops, settings.max_value_bytes)
     results = await context.run(scope, ops)
-    if scope.prefixes != ("",):  # a scoped token sees only its own namespaces
+    if scope.prefixes != ("*",):  # a scoped token sees only its own namespaces
         results = [
             [ns for ns in result if scope.allows(ns)] if isinstance(op, ListNamespaces) else result
             for op, result in zip(ops, results, strict=True)
@@ -356,7 +497,7 @@ async def batch(request: Request) -> Response:
 
 @native.get("/healthz")
 async def healthz(request: Request) -> Any:
-    """Whether the server can reach its store."""
+    """Whether the server can reach its store (open to all)."""
     context: Context = request.app.state.context
     await context.backend.aexecute([Get("/health", "ping", False)])
     return {"status": "ok", "version": __version__}
@@ -364,7 +505,8 @@ async def healthz(request: Request) -> Any:
 
 @native.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> str:
-    """Prometheus metrics: requests, latency, errors and quota rejections."""
+    """Prometheus metrics: requests, latency, errors and quota rejections. Once tokens are on,
+    it needs one (any valid token, or the server's ``metrics_token``)."""
     context: Context = request.app.state.context
     return context.metrics.render()
 
@@ -424,11 +566,37 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
                 headers = {"retry-after": str(max(1, round(exc.retry_after)))}
         return JSONResponse(_wire.error_to_json(exc), status, headers=headers)
 
-    app.add_middleware(RequestGuard, max_bytes=settings.max_body_bytes)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        context.metrics.errors["RequestValidationError"] += 1
+        return JSONResponse({"detail": validation_errors(exc.errors())}, 422)
+
+    app.add_middleware(Authenticate, context=context)
+    app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(Observe, metrics=context.metrics)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """The factory uvicorn's worker processes call: settings from ``BOTWIRE_*`` variables."""
-    return create_app(Settings.from_env())
+    """The factory uvicorn's worker processes call: settings from ``BOTWIRE_*`` variables.
+
+    With several workers, each one exits when the supervisor that started it is gone (killed
+    with SIGKILL, say), instead of serving on as an orphan.
+    """
+    settings = Settings.from_env()
+    if settings.workers > 1:
+        _exit_with_parent()
+    return create_app(settings)
+
+
+def _exit_with_parent() -> None:
+    import signal
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="botwire-parent-watch", daemon=True).start()

@@ -2,7 +2,8 @@
 
 A token is shown once, when it is created; the store keeps only its SHA-256 (tokens are 256 random
 bits, so a fast hash is enough). Tokens live in the namespace ``/tokens``, which no client can name
-(namespaces cannot contain ``/``), and expire through the store's own TTL.
+(namespaces cannot contain ``/``), and expire through the store's own TTL. The first token also
+records, in ``/auth``, that the store requires tokens from then on.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from botwire import _values
 from botwire._values import to_json
 from botwire.backends.base import (
     PAGE_SIZE,
-    WRITE_OPS,
     Backend,
     Delete,
     Get,
@@ -27,6 +28,7 @@ from botwire.backends.base import (
     Put,
     Record,
     all_keys,
+    changes,
     run_steps,
 )
 from botwire.errors import Forbidden, InvalidRequest, Unauthorized
@@ -39,27 +41,66 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+AUTH_NS = "/auth"
+"""Where the store records that it requires tokens (the key ``required``)."""
+REQUIRED = "required"
+ALL = ("*", "")
+"""Prefixes that grant every namespace."""
+
+
+def prefix_allows(prefix: str, ns: str) -> bool:
+    """Whether a token prefix grants namespace ``ns``.
+
+    A prefix matches at a word boundary: ``user-1`` grants ``user-1``, ``user-1:chat``,
+    ``user-1.x`` and ``user-1-x``, but not ``user-10`` or ``user-1x``. A prefix that ends in a
+    character other than a letter or digit (``user-``, ``team:``) grants every namespace that
+    starts with it. ``*`` (or an empty prefix) grants all.
+    """
+    if prefix in ALL or ns == prefix:
+        return True
+    if not ns.startswith(prefix):
+        return False
+    return not prefix[-1].isalnum() or not ns[len(prefix)].isalnum()
+
+
 @dataclass(frozen=True)
 class Scope:
-    """What one request may touch: namespaces starting with one of ``prefixes``."""
+    """What one request may touch: namespaces one of ``prefixes`` grants (:func:`prefix_allows`)."""
 
     name: str
     prefixes: tuple[str, ...]
     read_only: bool
 
     def allows(self, ns: str) -> bool:
-        return any(ns.startswith(prefix) for prefix in self.prefixes)
+        return any(prefix_allows(prefix, ns) for prefix in self.prefixes)
+
+    def check_namespace(self, ns: str, writes: bool) -> None:
+        """Raise :class:`Forbidden` unless this scope may use ``ns`` (and write to it)."""
+        if not self.allows(ns):
+            raise Forbidden(f"token {self.name!r} may not use namespace {ns!r}")
+        if writes and self.read_only:
+            raise Forbidden(f"token {self.name!r} is read-only")
 
     def check(self, op: Op) -> None:
         """Raise :class:`Forbidden` unless this scope may run ``op``."""
         ns = getattr(op, "ns", None)
-        if ns is not None and not self.allows(ns):
-            raise Forbidden(f"token {self.name!r} may not use namespace {ns!r}")
-        if self.read_only and (isinstance(op, WRITE_OPS) or (type(op) is Get and op.refresh_ttl)):
-            raise Forbidden(f"token {self.name!r} is read-only")
+        if ns is not None:
+            self.check_namespace(ns, changes(op))
 
 
-ANONYMOUS = Scope("anonymous", ("",), False)
+ANONYMOUS = Scope("anonymous", ("*",), False)
+
+
+def check_prefixes(prefixes: list[str]) -> list[str]:
+    """Token prefixes, validated: each is ``*`` or could start a namespace."""
+    if not prefixes:
+        raise InvalidRequest("a token needs at least one namespace prefix (--prefix, '*' for all)")
+    for prefix in prefixes:
+        if prefix not in ALL:
+            _values.check_prefix(prefix, "namespace prefix", _values.MAX_NAMESPACE_BYTES)
+            if "/" in prefix:
+                raise InvalidRequest(f"namespace prefix {prefix!r} cannot contain '/'")
+    return prefixes
 
 
 def create_token(
@@ -70,14 +111,47 @@ def create_token(
     read_only: bool = False,
     ttl: float | None = None,
 ) -> str:
-    """Store a new token and return it (the only time it is seen)."""
-    if not name or not prefixes:
-        raise InvalidRequest("a token needs a name and at least one namespace prefix")
+    """Store a new token and return it (the only time it is seen).
+
+    From then on the store requires tokens, for good: a server on it refuses requests without
+    one even when no token is left, until :func:`disable_auth`.
+
+    Raises:
+        InvalidRequest: no name, no prefix, a bad prefix, or a ttl that is not a positive
+            number of seconds up to 100 years.
+    """
+    _values.check_key(name, "token name")
+    prefixes = check_prefixes(prefixes)
+    seconds = _values.check_ttl(ttl)
     token = PREFIX + secrets.token_urlsafe(32)
     digest = _hash(token)
     record = {"name": name, "prefixes": prefixes, "read_only": read_only, "hash": digest}
-    backend.execute([Put(TOKENS_NS, digest, to_json(record), ttl)])
+    backend.execute(
+        [Put(AUTH_NS, REQUIRED, "true"), Put(TOKENS_NS, digest, to_json(record), seconds)]
+    )
     return token
+
+
+_REQUIRED_OPS: list[Op] = [Get(AUTH_NS, REQUIRED, False), ListKeys(TOKENS_NS, "", 1)]
+"""Whether a store requires tokens: it recorded so, or it holds one (tokens made before that
+record existed)."""
+
+
+def _required(results: list[Any]) -> bool:
+    marker, page = results
+    return marker is not None or bool(page.keys)
+
+
+def tokens_required(backend: Backend) -> bool:
+    """Whether the store requires tokens (a token was created, and auth not disabled since)."""
+    return _required(backend.execute(_REQUIRED_OPS))
+
+
+def disable_auth(backend: Backend) -> int:
+    """Stop requiring tokens on this store; return how many live tokens remain (they still
+    work when a request sends one)."""
+    (page,) = backend.execute([Delete(AUTH_NS, REQUIRED), ListKeys(TOKENS_NS, "", PAGE_SIZE)])[1:]
+    return len(page.keys)
 
 
 def _token_records(backend: Backend) -> list[tuple[str, dict[str, Any], Record]]:
@@ -119,8 +193,10 @@ def revoke_token(backend: Backend, name_or_id: str) -> int:
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Scope`, or refuses it.
 
-    Lookups are cached for ``cache_seconds`` so that a hot server does not ask its store about
-    the same token on every request.
+    Token lookups are cached for ``cache_seconds`` so that a hot server does not ask its store
+    about the same token on every request. Whether the store requires tokens is cached only
+    once it does: a request without a token always asks, so the first token created shuts
+    anonymous access at once, on every server of the store.
     """
 
     def __init__(self, backend: Backend, *, anonymous_ok: bool, cache_seconds: float) -> None:
@@ -128,21 +204,21 @@ class Authenticator:
         self.anonymous_ok = anonymous_ok
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Scope | None]] = {}
-        self._any: tuple[float, bool] = (0.0, False)
+        self._required_seen = -1e9
 
-    async def _any_tokens(self) -> bool:
-        checked, found = self._any
-        if time.monotonic() - checked < self.cache_seconds:
-            return found
-        (page,) = await self.backend.aexecute([ListKeys(TOKENS_NS, "", 1, None)])
-        found = bool(page.keys)
-        self._any = (time.monotonic(), found)
-        return found
+    async def required(self) -> bool:
+        """Whether the store requires tokens (see :func:`tokens_required`)."""
+        if time.monotonic() - self._required_seen < self.cache_seconds:
+            return True
+        if not _required(await self.backend.aexecute(_REQUIRED_OPS)):
+            return False
+        self._required_seen = time.monotonic()
+        return True
 
     async def scope(self, authorization: str | None) -> Scope:
         """The scope of a request, given its ``Authorization`` header."""
         if not authorization:
-            if not await self._any_tokens():
+            if not await self.required():
                 if self.anonymous_ok:
                     return ANONYMOUS
                 raise Unauthorized(

@@ -9,6 +9,9 @@ import bisect
 from collections import Counter
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+"""Methods counted under their own name; any other is counted as ``other``, so that clients
+cannot make up label values (and series) without end. Routes are the app's own route paths."""
 
 
 class Metrics:
@@ -22,7 +25,8 @@ class Metrics:
         self._sums: dict[str, float] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, status)] += 1
+        """Count a request: ``route`` is the matched route's path (or ``unmatched``)."""
+        self.requests[(method if method in METHODS else "other", route, status)] += 1
         counts = self._buckets.setdefault(route, [0] * (len(BUCKETS) + 1))
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         self._sums[route] = self._sums.get(route, 0.0) + seconds

@@ -171,9 +171,13 @@ class RestoreIn(KeyOpIn):
     ttl: Seconds | None = None
 
     def to_op(self, max_value_bytes: int) -> Op:
+        expires_at = self.expires_at
         return Restore(
             _ns(self.ns), _key(self.key), _values.canonical_json(self.value, max_value_bytes),
-            self.created_at, self.updated_at, self.expires_at, _values.check_ttl(self.ttl),
+            _values.check_time(self.created_at, "created_at"),
+            _values.check_time(self.updated_at, "updated_at"),
+            None if expires_at is None else _values.check_time(expires_at, "expires_at"),
+            _values.check_ttl(self.ttl),
         )  # fmt: skip
 
 

@@ -30,6 +30,14 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body; larger ones get 413 before they are read whole."""
     max_batch_ops: int = 10_000
+    max_response_bytes: int = 4 * 1024 * 1024
+    """Most bytes of values one batch answers with (a batch may always read one value)."""
+    max_header_bytes: int = 16 * 1024
+    """Largest total size of a request's headers; more gets 431."""
+    max_headers: int = 100
+    """Most headers a request may carry; more gets 431."""
+    metrics_token: str | None = None
+    """A bearer token that may read ``/metrics`` (besides any valid token) once tokens are on."""
     token_cache_seconds: float = 2.0
     """How long a token lookup is reused; a revoked token stops working within this time."""
     access_log: bool = False
