@@ -39,21 +39,32 @@ from .helpers import Server, child_env, free_port
 MiB = 1024 * 1024
 
 
+def _store_url(engine: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty store: a SQLite file in ``folder`` or a PostgreSQL schema of its own."""
+    if engine == "sqlite":
+        yield f"sqlite:///{folder / 'store.db'}"
+        return
+    request.getfixturevalue("pg_url")  # skips (or fails in CI) where no PostgreSQL answers
+    schema = f"botwire_hard_{uuid.uuid4().hex[:8]}"
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server of this module's own, on SQLite or on a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        with Server(f"sqlite:///{tmp_path_factory.mktemp('hard') / 'hard.db'}") as server:
+    for db in _store_url(request.param, tmp_path_factory.mktemp("hard"), request):
+        with Server(db) as server:
             yield server
-        return
-    request.getfixturevalue("pg_url")  # skips (or fails in CI) where no PostgreSQL answers
-    schema = f"botwire_hard_{uuid.uuid4().hex[:8]}"
-    with Server(f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}") as server:
-        yield server
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty store for one test, on SQLite or PostgreSQL."""
+    yield from _store_url(request.param, tmp_path, request)
 
 
 @pytest.fixture
@@ -324,14 +335,20 @@ def test_metrics_labels_come_only_from_known_routes_and_methods(client: httpx.Cl
 # -- timestamps a tenant could plant ------------------------------------------------------------
 
 
-def test_export_refuses_a_row_it_cannot_write_and_says_which(tmp_path: Path) -> None:
-    path = tmp_path / "planted.db"
-    mem = Memory("victim", f"sqlite:///{path}")
+def test_export_refuses_a_row_it_cannot_write_and_says_which(db: str) -> None:
+    mem = Memory("victim", db)
     mem.set_many({"a": 1, "b": 2, "c": 3})
-    with sqlite3.connect(path) as conn:  # a row from before the check, or edited by hand
-        conn.execute("UPDATE entries SET created_at = ? WHERE key = 'b'", (2**62,))
+    if db.startswith("sqlite"):  # a row from before the check, or edited by hand
+        with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+            conn.execute("UPDATE entries SET created_at = ? WHERE key = 'b'", (2**62,))
+    else:
+        from botwire.backends.postgres import parse_url
+
+        conninfo, schema, _ = parse_url(db)
+        with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as c:
+            c.execute("UPDATE botwire_entries SET created_at = %s WHERE key = 'b'", (2**62,))
     result = subprocess.run(
-        [sys.executable, "-m", "botwire.cli", "export", "--url", f"sqlite:///{path}"],
+        [sys.executable, "-m", "botwire.cli", "export", "--url", db],
         capture_output=True, text=True, env=child_env(), timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
@@ -356,8 +373,7 @@ def make_token(db: str, name: str, *args: str) -> str:
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    db = f"sqlite:///{tmp_path / 'auth.db'}"
+def secured(db: str) -> Iterator[tuple[Server, dict[str, str]]]:
     tokens = {
         "user-1": make_token(db, "u1", "--prefix", "user-1"),
         "user-": make_token(db, "users", "--prefix", "user-"),
@@ -441,8 +457,7 @@ def test_scopes_hold_on_the_wire(secured: tuple[Server, dict[str, str]]) -> None
     assert Memory("user-10", server.url, token=tokens["all"]).keys() == ["k"]
 
 
-def test_once_a_token_was_made_tokens_are_required_for_good(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'once.db'}"
+def test_once_a_token_was_made_tokens_are_required_for_good(db: str) -> None:
     with Server(db, BOTWIRE_TOKEN_CACHE_SECONDS="30") as server:
         assert httpx.put(f"{server.url}/memory/ns/k", json={"value": 1}).status_code == 200
         token = make_token(db, "first", "--prefix", "*")
@@ -490,8 +505,7 @@ def test_token_create_refuses_bad_prefixes_and_documents_the_rule(tmp_path: Path
     assert "word boundary" in " ".join(help_text.split()) and "user-10" in help_text
 
 
-def test_a_get_that_refreshes_the_ttl_is_a_write(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'refresh.db'}"
+def test_a_get_that_refreshes_the_ttl_is_a_write(db: str) -> None:
     with Server(db, "--quota-writes-per-day", "3") as server:
         mem = Memory("q", server.url)
         mem.set("k", 1, ttl=60)
