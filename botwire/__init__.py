@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from botwire._search import Hit, Item
 from botwire.errors import (
     BackendUnavailable,
     BotWireError,
@@ -23,7 +24,15 @@ from botwire.errors import (
     VersionConflict,
     WrongType,
 )
-from botwire.memory import AsyncMemory, Entry, Memory, alist_namespaces, list_namespaces
+from botwire.memory import (
+    AsyncMemory,
+    Entry,
+    Memory,
+    alist_namespaces,
+    asearch_namespaces,
+    list_namespaces,
+    search_namespaces,
+)
 
 __version__ = "0.1.0"
 
@@ -48,9 +57,11 @@ __all__ = [
     "BotWireError",
     "Entry",
     "Forbidden",
+    "Hit",
     "InvalidKey",
     "InvalidRequest",
     "InvalidValue",
+    "Item",
     "Memory",
     "QuotaExceeded",
     "Unauthorized",
@@ -59,5 +70,7 @@ __all__ = [
     "WrongType",
     "__version__",
     "alist_namespaces",
+    "asearch_namespaces",
     "list_namespaces",
+    "search_namespaces",
 ]

@@ -18,6 +18,8 @@ from botwire.backends.base import (
     ListKeys,
     Op,
     Record,
+    Search,
+    SearchHit,
 )
 from botwire.errors import BotWireError, InvalidRequest
 
@@ -49,6 +51,12 @@ def result_from_json(op: Op, data: Any) -> Any:
         return None if data is None else Record(**data)
     if type(op) is ListKeys:
         return KeyPage([KeyInfo(*item) for item in data["keys"]], data["next_cursor"])
+    if type(op) is Search:  # each hit travels as an array of its fields
+        return [
+            SearchHit(ns, key, score, value, None if items is None else [tuple(i) for i in items],
+                      updated_at)
+            for ns, key, score, value, items, updated_at in data
+        ]  # fmt: skip
     return data
 
 

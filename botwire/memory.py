@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from botwire import _values, config
+from botwire._search import Hit, hits, search_op
 from botwire.backends import Backend, open_backend
 from botwire.backends.base import (
     Append,
@@ -31,6 +32,7 @@ from botwire.backends.base import (
     Op,
     Put,
     Record,
+    Search,
     Steps,
     all_keys,
     arun_steps,
@@ -246,6 +248,12 @@ class _MemoryBase:
     def _keys_steps(self, prefix: str | None) -> Steps[list[KeyInfo]]:
         return all_keys(self.namespace, _values.check_prefix(prefix))
 
+    def _plan_search(
+        self, query: str, prefix: str | None, where: Mapping[str, Any] | None, limit: int
+    ) -> _Plan[list[Hit]]:
+        op = search_op(self.namespace, query, prefix, where, limit)
+        return _Plan([op], lambda results: hits(results[0]))
+
     def _plan_clear(self) -> _Plan[int]:
         return _Plan([Clear(self.namespace)], _first)
 
@@ -451,6 +459,36 @@ class Memory(_MemoryBase):
         """Delete every key of this namespace; return how many there were."""
         return self._run(self._plan_clear())
 
+    def search(
+        self,
+        query: str,
+        *,
+        prefix: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 10,
+    ) -> list[Hit]:
+        """Keys whose key or text matches ``query``, most relevant first, then newest first.
+
+        Every word must match, in any case and with or without accents; ``"quoted words"``
+        match as a phrase; the last word also matches as a prefix (``pyth`` finds ``Python``).
+        Other characters (``*``, ``-``, ``AND``, a stray quote) are plain text. Each item of a
+        list is searched on its own, and a list's hit carries its matching ``items`` (with
+        their positions) instead of the whole list. An empty query lists every key that
+        passes the filters, newest first.
+
+        Args:
+            prefix: only keys that start with it.
+            where: conditions on top-level fields of dict values (and list items):
+                ``{"role": "user", "stars": {"$gte": 4}, "tag": {"$in": ["a", "b"]}}``
+                (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$in``).
+            limit: most keys to return (1 to 1,000), and most items per list.
+
+        Example::
+
+            mem.search("travel plans", where={"role": "user"}, limit=5)
+        """
+        return self._run(self._plan_search(query, prefix, where, limit))
+
 
 class AsyncMemory(_MemoryBase):
     """``Memory`` with ``async`` methods; same arguments, same behaviour.
@@ -579,6 +617,17 @@ class AsyncMemory(_MemoryBase):
         """Delete every key of this namespace; return how many there were."""
         return await self._run(self._plan_clear())
 
+    async def search(
+        self,
+        query: str,
+        *,
+        prefix: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 10,
+    ) -> list[Hit]:
+        """Ranked full-text search; see :meth:`Memory.search`."""
+        return await self._run(self._plan_search(query, prefix, where, limit))
+
 
 M = TypeVar("M", Memory, AsyncMemory)
 
@@ -619,6 +668,56 @@ async def alist_namespaces(
     ops = [ListNamespaces(_values.check_prefix(prefix, "namespace prefix"))]
     (names,) = await backend.aexecute(ops)
     return list(names)
+
+
+def search_namespaces(
+    query: str,
+    namespace_prefix: str,
+    *,
+    url: str | None = None,
+    prefix: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    limit: int = 10,
+    token: str | None = None,
+) -> list[Hit]:
+    """:meth:`Memory.search` across every namespace that starts with ``namespace_prefix``
+    (``"user:"`` for a bot that keeps one namespace per user); each hit names its namespace.
+
+    A ``Memory`` stands for one namespace, so this searches the store, as
+    :func:`list_namespaces` lists it. On a server, the token must grant every namespace the
+    prefix covers (``user:`` needs a token for ``user:`` or ``*``).
+    """
+    backend = open_backend(config.resolve_url(url), token=token)
+    (found,) = backend.execute([_cross_search(query, namespace_prefix, prefix, where, limit)])
+    return hits(found)
+
+
+async def asearch_namespaces(
+    query: str,
+    namespace_prefix: str,
+    *,
+    url: str | None = None,
+    prefix: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    limit: int = 10,
+    token: str | None = None,
+) -> list[Hit]:
+    """Async twin of :func:`search_namespaces`."""
+    backend = open_backend(config.resolve_url(url), token=token)
+    op = _cross_search(query, namespace_prefix, prefix, where, limit)
+    (found,) = await backend.aexecute([op])
+    return hits(found)
+
+
+def _cross_search(
+    query: str,
+    namespace_prefix: str,
+    prefix: str | None,
+    where: Mapping[str, Any] | None,
+    limit: int,
+) -> Search:
+    ns_prefix = _values.check_prefix(namespace_prefix, "namespace prefix")
+    return search_op(None, query, prefix, where, limit)._replace(ns_prefix=ns_prefix)
 
 
 def __getattr__(name: str) -> object:

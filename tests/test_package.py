@@ -21,9 +21,11 @@ def test_public_names() -> None:
         "BotWireError",
         "Entry",
         "Forbidden",
+        "Hit",
         "InvalidKey",
         "InvalidRequest",
         "InvalidValue",
+        "Item",
         "Memory",
         "QuotaExceeded",
         "Unauthorized",
@@ -32,7 +34,9 @@ def test_public_names() -> None:
         "WrongType",
         "__version__",
         "alist_namespaces",
+        "asearch_namespaces",
         "list_namespaces",
+        "search_namespaces",
     ]
     for name in botwire.__all__:
         assert hasattr(botwire, name)

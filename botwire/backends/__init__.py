@@ -22,8 +22,10 @@ def create_backend(
     """A new backend for ``url``: ``sqlite:///path``, ``postgresql://...`` or ``http(s)://...``.
 
     ``sqlite:///memory.db`` is relative to the working directory and ``sqlite:////abs/memory.db``
-    absolute. A query sets options: ``?synchronous=full``. ``quotas`` are enforced by stores
-    that hold data (SQLite, PostgreSQL); the HTTP backend leaves them to its server.
+    absolute. A query sets options: ``?synchronous=full``, ``?search=off`` (no full-text index,
+    cheaper writes, for every process of the store; ``?search=on`` builds it again). ``quotas``
+    are enforced by stores that hold data (SQLite, PostgreSQL); the HTTP backend leaves them to
+    its server.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
@@ -33,9 +35,13 @@ def create_backend(
             raise InvalidRequest(f"a SQLite URL looks like sqlite:///path/to/file.db, not {url!r}")
         path, _, query = url[len("sqlite:///") :].partition("?")
         options = {k: v[-1] for k, v in parse_qs(query).items()}
+        search = options.get("search")
+        if search not in (None, "on", "off"):
+            raise InvalidRequest(f"?search= takes on or off, not {search!r}")
         return SQLiteBackend(
-            path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL"), quotas=quotas
-        )
+            path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL"), quotas=quotas,
+            search=None if search is None else search == "on",
+        )  # fmt: skip
     if scheme in ("http", "https"):
         from botwire.backends.http import HTTPBackend
 

@@ -122,7 +122,28 @@ class Restore(NamedTuple):
     ttl: float | None = None
 
 
-Op = Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
+class Search(NamedTuple):
+    """Ranked full-text search. Result: ``list[SearchHit]``, best first, then newest first.
+
+    ``query`` is parsed by :func:`botwire._search.parse_query` (empty: every key, newest first);
+    ``where`` is the JSON text of a filter on the fields of dict values (and list items).
+    Searches ``ns``, or with ``ns=None`` every namespace that starts with ``ns_prefix``. A list
+    value's hit carries its best ``limit`` matching items, not the list.
+    """
+
+    ns: str | None
+    query: str
+    prefix: str = ""
+    """Only keys that start with this."""
+    where: str | None = None
+    limit: int = 10
+    ns_prefix: str = ""
+
+
+Op = (
+    Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
+    | Search
+)  # fmt: skip
 OP_NAMES: dict[type, str] = {
     Get: "get",
     Put: "put",
@@ -134,6 +155,7 @@ OP_NAMES: dict[type, str] = {
     Clear: "clear",
     ListNamespaces: "list_namespaces",
     Restore: "restore",
+    Search: "search",
 }
 """Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""
 WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore)
@@ -168,6 +190,19 @@ class KeyPage(NamedTuple):
 
     keys: list[KeyInfo]
     next_cursor: str | None
+
+
+class SearchHit(NamedTuple):
+    """A key that matched a :class:`Search`, as a backend returns it."""
+
+    ns: str
+    key: str
+    score: float
+    value: str | None
+    """The value's JSON text; ``None`` for a list (see ``items``)."""
+    items: list[tuple[int, str]] | None
+    """A list's matching items: ``(position, JSON text)``, best first."""
+    updated_at: int
 
 
 class Quotas(NamedTuple):
@@ -348,8 +383,11 @@ class Backend(ABC):
         """Async twin of :meth:`execute`."""
         return await asyncio.to_thread(self.execute, ops)
 
-    def migrate(self) -> int:
-        """Bring the store's schema up to date; return how many migrations ran."""
+    def migrate(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bring the store's schema up to date; return how many migrations ran.
+
+        ``progress(done, total)`` follows work through existing data (indexing it, say).
+        """
         return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -10,12 +10,15 @@ error to raise) are made here, once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeVar
 
+from botwire._search import Condition, Scalar, document
 from botwire._values import MAX_INT64, to_json
 from botwire.backends.base import (
     Append,
@@ -24,6 +27,7 @@ from botwire.backends.base import (
     Put,
     Quotas,
     Restore,
+    SearchHit,
     changes,
 )
 from botwire.errors import InvalidRequest, QuotaExceeded, ValueTooLarge, VersionConflict, WrongType
@@ -172,7 +176,7 @@ def quota_checks(quotas: Quotas, ops: Sequence[Op], now: int) -> QuotaChecks:
     grows: set[str] = set()
     for op in ops:
         if changes(op):
-            ns = op.ns  # type: ignore[union-attr]  # every operation that changes has one
+            ns: str = op.ns  # type: ignore[union-attr,assignment]  # every write names one
             if "/" not in ns:
                 writes[ns] = writes.get(ns, 0) + 1
                 if isinstance(op, (Put, Append, Incr, Restore)):
@@ -236,11 +240,14 @@ class LockRow(NamedTuple):
 
 class AddItems(NamedTuple):
     """Question: store ``values`` as the list items ``first_seq``, ``first_seq + 1``, ...
+    of the key ``key`` in ``ns`` (a store that indexes items as it writes them needs both).
     Answer: ``None``."""
 
     entry_id: int
     first_seq: int
     values: Sequence[str]
+    ns: str
+    key: str
 
 
 class DropItems(NamedTuple):
@@ -301,10 +308,10 @@ def append_steps(op: Append) -> RowSteps[int]:
             raise not_a_list(op.key, current)
         lo, hi = 0, len(current)
         if current:
-            yield AddItems(row.id, 0, [to_json(item) for item in current])
+            yield AddItems(row.id, 0, [to_json(item) for item in current], op.ns, op.key)
     else:
         lo, hi = row.list_lo or 0, row.list_hi or 0
-    yield AddItems(row.id, hi, op.values)
+    yield AddItems(row.id, hi, op.values, op.ns, op.key)
     size = list_size(row.size, hi - lo, [nbytes(v) for v in op.values], 0, 0)
     hi += len(op.values)
     if op.max_len is not None and hi - lo > op.max_len:
@@ -357,3 +364,95 @@ def incr_steps(op: Incr) -> RowSteps[int]:
         )
     yield SaveValue(row.id, str(total))
     return total
+
+
+# -- search: what both engines share ------------------------------------------------------------
+
+SEARCH_OFF = (
+    "full-text search is off for this store; turn it on for every process with "
+    "?search=on in the store's URL (its values are then indexed again)"
+)
+
+
+def namespace_token(ns: str) -> str:
+    """A word that stands for a namespace in the search index, so that a search of one
+    namespace only reads that namespace's documents."""
+    return "n" + hashlib.blake2b(ns.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
+def indexed_text(ns: str, key: str, json_text: str | None) -> str | None:
+    """What a store indexes for a key's value (or one list item): the namespace's token and
+    the document; ``None`` for botwire's own namespaces (``/tokens``), which are never found."""
+    if "/" in ns:
+        return None
+    return namespace_token(ns) + " " + document(key, json_text)
+
+
+class JsonFields(ABC):
+    """How one engine reads a top-level field of a value's JSON text in SQL (``where``).
+
+    ``VALUE`` in the SQL it writes stands for the value's JSON text; the backend replaces it.
+    """
+
+    placeholder = "?"
+
+    @abstractmethod
+    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
+        """SQL true when the field holds ``value`` (a JSON scalar of the same type)."""
+
+    @abstractmethod
+    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
+        """SQL true when the field ``op`` (``<``, ``>``, ...) ``value``: numbers with numbers,
+        strings with strings."""
+
+    def where(self, found: list[Condition]) -> tuple[str, list[Any]]:
+        """A whole filter: ``AND`` and each condition, with its parameters."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for condition in found:
+            sql, values = self.condition(condition)
+            parts.append(f" AND {sql}")
+            params.extend(values)
+        return "".join(parts), params
+
+    def condition(self, condition: Condition) -> tuple[str, list[Any]]:
+        field, op, value = condition
+        if op == "$eq":
+            return self.equal(field, value)
+        if op == "$ne":
+            sql, params = self.equal(field, value)
+            return f"NOT coalesce({sql}, FALSE)", params
+        if op == "$in":
+            tests = [self.equal(field, item) for item in value]
+            return "(" + " OR ".join(t for t, _ in tests) + ")", [p for _, ps in tests for p in ps]
+        if isinstance(value, bool) or value is None:
+            return "FALSE", []  # order holds between numbers, or between strings, only
+        return self.compare(field, _ORDER[op], value)
+
+
+_ORDER = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def search_hits(rows: list[Any]) -> list[SearchHit]:
+    """Hits from the rows of a search, best first, one row per matching document:
+    ``(entry_id, best score, ns, key, updated_at, kind, value, list_lo, item seq, item value,
+    size)``; the documents of one key follow each other, its best items first."""
+    hits: list[SearchHit] = []
+    last = None
+    budget = read_budget.get()
+    for entry_id, best, ns, key, updated_at, kind, value, lo, seq, item, size in rows:
+        if entry_id != last:
+            last = entry_id
+            if kind == VALUE:
+                if budget is not None:
+                    budget.charge(size)
+                hits.append(SearchHit(ns, key, float(best), value, None, updated_at))
+                continue
+            hits.append(SearchHit(ns, key, float(best), None, [], updated_at))
+        if kind == LIST and item is not None:
+            if budget is not None:
+                budget.charge(nbytes(item))
+            items = hits[-1].items
+            assert items is not None
+            items.append((seq - (lo or 0), item))
+    return hits

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
@@ -37,6 +38,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from botwire._search import Scalar, conditions, parse_query
 from botwire.backends.base import (
     INHERITED,
     Append,
@@ -55,6 +57,7 @@ from botwire.backends.base import (
     Quotas,
     Record,
     Restore,
+    Search,
     handlers,
     is_write,
     on_loop_shutdown,
@@ -64,9 +67,11 @@ from botwire.backends.base import (
 from botwire.backends.common import (
     LIST,
     PURGE_BATCH,
+    VALUE,
     AddItems,
     CountWrites,
     DropItems,
+    JsonFields,
     LockRow,
     MoveItem,
     ReadItem,
@@ -78,15 +83,20 @@ from botwire.backends.common import (
     expiry,
     fresh_row,
     incr_steps,
+    indexed_text,
+    namespace_token,
     nbytes,
     quota_checks,
     read_budget,
+    search_hits,
     version_conflict,
 )
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
 
-MIGRATIONS: list[str] = [
+Migration = str | Callable[[psycopg.Connection[Any], "Progress | None"], None]
+Progress = Callable[[int, int], None]
+MIGRATIONS: list[Migration] = [
     # 1: the first schema. Keys sort by code point (COLLATE "C"), as on every backend.
     """
     CREATE TABLE botwire_entries (
@@ -144,6 +154,17 @@ MIGRATIONS: list[str] = [
         REFERENCING OLD TABLE AS botwire_gone
         FOR EACH STATEMENT EXECUTE FUNCTION botwire_raise_version_floor();
     """,
+    # 3 (2026-11): full-text search. Each value and each list item carries its tsvector (the
+    # text botwire.tools folds, in the 'simple' configuration, with its namespace's token),
+    # computed in the statement that writes it, and a GIN index finds them. Then the values
+    # written before are indexed.
+    """
+    ALTER TABLE botwire_entries ADD COLUMN tsv tsvector;
+    ALTER TABLE botwire_list_items ADD COLUMN tsv tsvector;
+    CREATE INDEX botwire_entries_search ON botwire_entries USING GIN (tsv);
+    CREATE INDEX botwire_list_items_search ON botwire_list_items USING GIN (tsv);
+    """,
+    lambda conn, progress: _index_existing(conn, progress),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")
@@ -160,11 +181,11 @@ _LIST_TEXT = (
 )
 _UPSERT = f"""
 INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at, updated_at,
-                                  expires_at, ttl)
+                                  expires_at, ttl, tsv)
 VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {_NEW_VERSION}, %(now)s, %(now)s,
-        %(expires_at)s, %(ttl)s)
+        %(expires_at)s, %(ttl)s, to_tsvector('simple', %(doc)s))
 ON CONFLICT (ns, key) DO UPDATE SET
-    kind = 0, value = EXCLUDED.value, size = EXCLUDED.size,
+    kind = 0, value = EXCLUDED.value, size = EXCLUDED.size, tsv = EXCLUDED.tsv,
     version = greatest(e.version + 1, %(now)s),
     created_at = CASE WHEN e.expires_at <= %(now)s THEN %(now)s ELSE e.created_at END,
     updated_at = %(now)s,
@@ -351,7 +372,7 @@ class PostgresBackend(Backend):
 
     async def _open_async_pool(self, loop: asyncio.AbstractEventLoop) -> AsyncPool:
         if not self._migrated:
-            await asyncio.to_thread(self.migrate, True)
+            await asyncio.to_thread(lambda: self.migrate(auto=True))
         pool = AsyncPool(self.conninfo, self._connect_kwargs(), self.pool_size, self.timeout)
 
         async def close_at_shutdown() -> None:
@@ -389,10 +410,11 @@ class PostgresBackend(Backend):
 
     # -- migrations -------------------------------------------------------------------------
 
-    def migrate(self, auto: bool = False) -> int:
+    def migrate(self, progress: Progress | None = None, *, auto: bool = False) -> int:
         """Bring the database's schema up to date; return how many migrations ran.
 
         With ``auto=True`` (first use) and ``?migrate=false`` in the URL, refuse instead.
+        ``progress(done, total)`` follows a migration that works through existing rows.
         Processes that start at once take turns (an advisory lock), so the schema and every
         migration are made exactly once.
         """
@@ -421,7 +443,11 @@ class PostgresBackend(Backend):
                         "`botwire migrate --url ...` (automatic migration is off)"
                     )
                 for number in range(current, SCHEMA_VERSION):
-                    conn.execute(MIGRATIONS[number])
+                    step = MIGRATIONS[number]
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn, progress)
                     conn.execute(
                         "INSERT INTO botwire_migrations (version) VALUES (%s)", (number + 1,)
                     )
@@ -568,15 +594,18 @@ class PostgresBackend(Backend):
     def _lock_row(self, q: LockRow, now: int) -> Steps:
         empty = fresh_row(0, q.kind)
         params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
-                  "size": empty.size, "lo": empty.list_lo}  # fmt: skip
+                  "size": empty.size, "lo": empty.list_lo,
+                  "doc": indexed_text(q.ns, q.key, empty.value) if q.kind == VALUE else None,
+                  }  # fmt: skip
         columns = "id, kind, value, size, list_lo, list_hi, expires_at"
         while True:
             # INSERT ... DO NOTHING locks nothing when the key exists, and a delete (or the
             # purge) may commit before the SELECT ... FOR UPDATE: then try the insert again.
             created = yield Query(
                 "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
-                " updated_at, list_lo, list_hi) VALUES (%(ns)s, %(key)s, %(kind)s, %(value)s,"
-                f" %(size)s, {_NEW_VERSION}, %(now)s, %(now)s, %(lo)s, %(lo)s)"
+                " updated_at, list_lo, list_hi, tsv) VALUES (%(ns)s, %(key)s, %(kind)s, %(value)s,"
+                f" %(size)s, {_NEW_VERSION}, %(now)s, %(now)s, %(lo)s, %(lo)s,"
+                " to_tsvector('simple', %(doc)s))"
                 f" ON CONFLICT (ns, key) DO NOTHING RETURNING {columns}",
                 params,
             )
@@ -598,7 +627,7 @@ class PostgresBackend(Backend):
                 "UPDATE botwire_entries SET kind = %(kind)s, value = %(value)s, size = %(size)s,"
                 " version = greatest(version + 1, %(now)s), created_at = %(now)s,"
                 " updated_at = %(now)s, expires_at = NULL, ttl = NULL, list_lo = %(lo)s,"
-                " list_hi = %(lo)s WHERE id = %(id)s",
+                " list_hi = %(lo)s, tsv = to_tsvector('simple', %(doc)s) WHERE id = %(id)s",
                 {**params, "id": row[0]},
                 "rowcount",
             )
@@ -607,12 +636,15 @@ class PostgresBackend(Backend):
 
     @staticmethod
     def _add_items(q: AddItems, now: int) -> Steps:
+        docs = [indexed_text(q.ns, q.key, value) for value in q.values]
         yield Query(
-            "INSERT INTO botwire_list_items (entry_id, seq, value)"
-            " SELECT %s, seq, value FROM unnest(%s::bigint[], %s::text[]) AS t(seq, value)",
-            (q.entry_id, list(range(q.first_seq, q.first_seq + len(q.values))), list(q.values)),
+            "INSERT INTO botwire_list_items (entry_id, seq, value, tsv)"
+            " SELECT %s, seq, value, to_tsvector('simple', doc)"
+            " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(seq, value, doc)",
+            (q.entry_id, list(range(q.first_seq, q.first_seq + len(q.values))), list(q.values),
+             docs),
             "rowcount",
-        )
+        )  # fmt: skip
 
     @staticmethod
     def _drop_items(q: DropItems, now: int) -> Steps:
@@ -643,7 +675,7 @@ class PostgresBackend(Backend):
     @staticmethod
     def _save_list(q: SaveList, now: int) -> Steps:
         yield Query(
-            "UPDATE botwire_entries SET kind = 1, value = NULL, size = %(size)s,"
+            "UPDATE botwire_entries SET kind = 1, value = NULL, tsv = NULL, size = %(size)s,"
             " list_lo = %(lo)s, list_hi = %(hi)s, version = greatest(version + 1, %(now)s),"
             " updated_at = %(now)s,"
             " expires_at = CASE WHEN %(ttl)s::float8 IS NULL THEN expires_at"
@@ -715,6 +747,7 @@ class PostgresBackend(Backend):
             "ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
             "expires_at": expiry(now, op.ttl), "ttl": op.ttl,
             "keep": op.keep_ttl and op.ttl is None, "if_version": op.if_version,
+            "doc": indexed_text(op.ns, op.key, op.value),
         }  # fmt: skip
         if op.if_version is None:
             row = yield Query(_UPSERT + " RETURNING e.version", params)
@@ -728,7 +761,7 @@ class PostgresBackend(Backend):
                 " version = greatest(version + 1, %(now)s), updated_at = %(now)s,"
                 " expires_at = CASE WHEN %(keep)s THEN expires_at ELSE %(expires_at)s END,"
                 " ttl = CASE WHEN %(keep)s THEN ttl ELSE %(ttl)s END,"
-                " list_lo = NULL, list_hi = NULL"
+                " list_lo = NULL, list_hi = NULL, tsv = to_tsvector('simple', %(doc)s)"
                 f" WHERE ns = %(ns)s AND key = %(key)s AND version = %(if_version)s AND {_LIVE}"
                 " RETURNING version",
                 params,
@@ -745,16 +778,19 @@ class PostgresBackend(Backend):
     def _restore(self, op: Restore, now: int) -> Steps:
         row = yield Query(
             "INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at,"
-            " updated_at, expires_at, ttl) VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s,"
-            f" {_NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s)"
+            " updated_at, expires_at, ttl, tsv) VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s,"
+            f" {_NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s,"
+            " to_tsvector('simple', %(doc)s))"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = EXCLUDED.value,"
+            " tsv = EXCLUDED.tsv,"
             " size = EXCLUDED.size, version = greatest(e.version + 1, %(now)s),"
             " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
             " expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl, list_lo = NULL, list_hi = NULL"
             " RETURNING e.version",
             {"ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
              "created_at": op.created_at, "updated_at": op.updated_at,
-             "expires_at": op.expires_at, "ttl": op.ttl},
+             "expires_at": op.expires_at, "ttl": op.ttl,
+             "doc": indexed_text(op.ns, op.key, op.value)},
         )  # fmt: skip
         return int(row[0])
 
@@ -808,6 +844,79 @@ class PostgresBackend(Backend):
         )
         return int(row[0])
 
+    def _search(self, op: Search, now: int) -> Steps:
+        query = parse_query(op.query)
+        where, where_params = _JSON.where(conditions(op.where) if op.where else [])
+        where = where.replace("VALUE", "coalesce(li.value, e.value)")
+        filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)"]
+        params: list[Any] = [now]
+        if op.ns is not None:
+            filters.append("e.ns = %s")
+            params.append(op.ns)
+        else:
+            filters.append("e.ns >= %s AND strpos(e.ns, '/') = 0")
+            params.append(op.ns_prefix)
+            if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
+                filters.append("e.ns < %s")
+                params.append(upper)
+        if op.prefix:
+            filters.append("e.key >= %s")
+            params.append(op.prefix)
+            if (upper := prefix_upper_bound(op.prefix)) is not None:
+                filters.append("e.key < %s")
+                params.append(upper)
+        if query.groups:
+            text = query.tsquery()
+            if op.ns is not None:
+                text = f"'{namespace_token(op.ns)}' & ({text})"
+            candidates = (
+                "WITH q AS (SELECT to_tsquery('simple', %s) AS query)"
+                " SELECT e.id, -1::bigint, ts_rank(e.tsv, q.query) FROM botwire_entries e, q"
+                " WHERE e.tsv @@ q.query AND e.kind = 0"
+                " UNION ALL SELECT i.entry_id, i.seq, ts_rank(i.tsv, q.query)"
+                " FROM botwire_list_items i, q WHERE i.tsv @@ q.query"
+            )
+            head: list[Any] = [text]
+        elif not query.listing:  # only punctuation or emoji: nothing to find
+            return []
+        else:  # an empty query: every key (that passes the filters), newest first
+            candidates = (
+                "SELECT id, -1::bigint, 0.0::real FROM botwire_entries WHERE kind = 0"
+                " UNION ALL SELECT entry_id, seq, 0.0::real FROM botwire_list_items"
+            )
+            head = []
+        rows = yield Query(
+            f"""
+            WITH c(entry_id, seq, score) AS ({candidates}),
+            f AS (
+                SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
+                JOIN botwire_entries e ON e.id = c.entry_id
+                LEFT JOIN botwire_list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
+                    AND li.seq = c.seq
+                WHERE {" AND ".join(filters)} {where}
+            ),
+            top AS (
+                SELECT entry_id, max(score) AS best FROM f GROUP BY entry_id
+                ORDER BY best DESC, max(updated_at) DESC, entry_id DESC LIMIT %s
+            ),
+            ranked AS (
+                SELECT f.entry_id, f.seq, f.score, row_number() OVER (
+                    PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
+                FROM f JOIN top USING (entry_id)
+            )
+            SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.kind, e.value,
+                   e.list_lo, r.seq, li.value, e.size
+            FROM top JOIN botwire_entries e ON e.id = top.entry_id
+            JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= %s
+            LEFT JOIN botwire_list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id
+                AND li.seq = r.seq
+            ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
+            """,
+            [*head, *params, *where_params, op.limit, op.limit],
+            "all",
+        )
+        return search_hits(rows)
+
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix}
         sql = f"SELECT DISTINCT ns FROM botwire_entries WHERE {_LIVE} AND ns >= %(prefix)s"
@@ -817,6 +926,61 @@ class PostgresBackend(Backend):
             params["upper"] = upper
         rows = yield Query(sql + " ORDER BY ns", params, "all")
         return [ns for (ns,) in rows if "/" not in ns]
+
+
+class _PostgresJson(JsonFields):
+    """Fields of JSON text through ``jsonb``: equality is JSON equality (``1`` equals ``1.0``,
+    not ``true``)."""
+
+    placeholder = "%s"
+
+    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
+        return "((VALUE)::jsonb -> %s) = %s::jsonb", [field, json.dumps(value)]
+
+    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
+        if isinstance(value, str):
+            return (
+                f"(jsonb_typeof((VALUE)::jsonb -> %s) = 'string'"
+                f" AND ((VALUE)::jsonb ->> %s) COLLATE \"C\" {op} %s)",
+                [field, field, value],
+            )
+        return (
+            f"(jsonb_typeof((VALUE)::jsonb -> %s) = 'number'"
+            f" AND ((VALUE)::jsonb ->> %s)::numeric {op} %s::numeric)",
+            [field, field, value],
+        )
+
+
+_JSON = _PostgresJson()
+
+
+def _index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
+    """Migration 3's second step: the tsvector of every value and item written before."""
+    (total,) = conn.execute(
+        "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
+        " + (SELECT count(*) FROM botwire_list_items)"
+    ).fetchone() or (0,)
+    done = 0
+    for sql, update in [
+        ("SELECT id, NULL, ns, key, value FROM botwire_entries WHERE kind = 0",
+         "UPDATE botwire_entries SET tsv = to_tsvector('simple', %s) WHERE id = %s"),
+        ("SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM botwire_list_items i"
+         " JOIN botwire_entries e ON e.id = i.entry_id",
+         "UPDATE botwire_list_items SET tsv = to_tsvector('simple', %s)"
+         " WHERE entry_id = %s AND seq = %s"),
+    ]:  # fmt: skip
+        with conn.cursor(name="botwire_index") as rows:
+            rows.execute(sql)
+            while batch := rows.fetchmany(1000):
+                params = [
+                    (indexed_text(ns, key, value), entry_id, *(() if seq is None else (seq,)))
+                    for entry_id, seq, ns, key, value in batch
+                ]
+                with conn.cursor() as cur:
+                    cur.executemany(update, params)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
 
 
 # -- drivers: the only code that differs between sync and async ---------------------------

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from botwire._search import Scalar, conditions, document, parse_query
 from botwire.backends.base import (
     INHERITED,
     Append,
@@ -45,6 +47,8 @@ from botwire.backends.base import (
     Quotas,
     Record,
     Restore,
+    Search,
+    SearchHit,
     handlers,
     is_write,
     prefix_upper_bound,
@@ -52,9 +56,11 @@ from botwire.backends.base import (
 from botwire.backends.common import (
     LIST,
     PURGE_BATCH,
+    SEARCH_OFF,
     AddItems,
     CountWrites,
     DropItems,
+    JsonFields,
     LockRow,
     MoveItem,
     ReadItem,
@@ -66,12 +72,23 @@ from botwire.backends.common import (
     expiry,
     fresh_row,
     incr_steps,
+    namespace_token,
     nbytes,
     quota_checks,
     read_budget,
+    search_hits,
     version_conflict,
 )
 from botwire.errors import BackendUnavailable, InvalidRequest
+
+_QUEUE_EVERYTHING = """
+    INSERT OR IGNORE INTO search_pending
+        SELECT id, -1 FROM entries WHERE kind = 0 AND instr(ns, '/') = 0;
+    INSERT OR IGNORE INTO search_pending
+        SELECT i.entry_id, i.seq FROM list_items i JOIN entries e ON e.id = i.entry_id
+        WHERE instr(e.ns, '/') = 0;
+"""
+"""Every document of the store, for the index to catch up with."""
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -121,6 +138,59 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER entries_version_floor AFTER DELETE ON entries
     BEGIN UPDATE version_floor SET value = old.version WHERE value < old.version; END;
     """,
+    # 3 (2026-11): full-text search. FTS5 holds one document per value and per list item; its
+    # rowids are search_docs ids. A transaction that writes one FTS5 row costs about four times
+    # a plain upsert (FTS5 writes a segment per commit), while rows added in batches cost
+    # little, so writes only note the documents they change in search_pending (triggers, so
+    # that every write path does), in their own transaction, and the index catches up in
+    # batches: before every search, in the search's transaction (never stale), and now and then
+    # during writes. Existing values are queued here and indexed the same way.
+    """
+    CREATE VIRTUAL TABLE search_fts USING fts5(ns, doc, tokenize = 'unicode61');
+    CREATE TABLE search_docs (
+        id INTEGER PRIMARY KEY,     -- the document's rowid in search_fts
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL        -- -1: the entry's value; else the list item's seq
+    );
+    CREATE UNIQUE INDEX search_docs_of ON search_docs (entry_id, seq);
+    CREATE TABLE search_pending (
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,       -- -1: the value; -2: the entry is gone; else an item
+        PRIMARY KEY (entry_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE search_state (enabled INTEGER NOT NULL);
+    INSERT INTO search_state VALUES (1);
+    -- In a trigger, the conflict clause of the statement that fired it wins over the trigger's
+    -- own (an upsert's would turn INSERT OR IGNORE into an error): hence NOT EXISTS.
+    CREATE TRIGGER search_entry_new AFTER INSERT ON entries
+    WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending SELECT new.id, -1 WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = new.id AND seq = -1); END;
+    CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind ON entries
+    WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending SELECT new.id, -1 WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = new.id AND seq = -1); END;
+    CREATE TRIGGER search_entry_gone AFTER DELETE ON entries
+    WHEN instr(old.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending SELECT old.id, -2 WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = old.id AND seq = -2); END;
+    CREATE TRIGGER search_item_new AFTER INSERT ON list_items
+    WHEN (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending SELECT new.entry_id, new.seq WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = new.entry_id AND seq = new.seq); END;
+    CREATE TRIGGER search_item_gone AFTER DELETE ON list_items
+    WHEN (SELECT enabled FROM search_state)
+        AND EXISTS (SELECT 1 FROM entries WHERE id = old.entry_id)
+    BEGIN INSERT INTO search_pending SELECT old.entry_id, old.seq WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = old.entry_id AND seq = old.seq); END;
+    CREATE TRIGGER search_item_moved AFTER UPDATE OF seq ON list_items
+    WHEN (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending SELECT old.entry_id, old.seq WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = old.entry_id AND seq = old.seq);
+          INSERT INTO search_pending SELECT new.entry_id, new.seq WHERE NOT EXISTS
+        (SELECT 1 FROM search_pending WHERE entry_id = new.entry_id AND seq = new.seq); END;
+    """
+    + _QUEUE_EVERYTHING,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -130,6 +200,41 @@ _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
 """A new key's version: the time (``?5``), or above every version deleted before."""
 _ONE_WRITE_STATEMENT = (Put, Delete, Expire, Restore)
+SEARCH_CATCH_UP = 256
+"""Write batches of one process between two catch-ups of the search index (see migration 3)."""
+SEARCH_BATCH = 2000
+"""Most documents one catch-up during writes indexes."""
+
+
+class _SearchBehind(Exception):
+    """A search read a snapshot in which writes had noted documents not indexed yet."""
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _SQLiteJson(JsonFields):
+    """Fields of JSON text through SQLite's JSON functions (``json_type`` tells ``true`` from
+    ``1``, and ``integer``/``real`` from ``text``)."""
+
+    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
+        path = f'$."{field}"'
+        if value is None or isinstance(value, bool):
+            return "json_type(VALUE, ?) = ?", [path, json.dumps(value)]
+        kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
+        return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) = ?)", [
+            path, path, value]  # fmt: skip
+
+    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
+        path = f'$."{field}"'
+        kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
+        return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) {op} ?)", [
+            path, path, value]  # fmt: skip
+
+
+_JSON = _SQLiteJson()
 
 # One statement for a plain set: an upsert keeps the common write to a single round through
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
@@ -171,6 +276,18 @@ class _ThreadConnections:
                 self.close()
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a SQL script, one at a time (a trigger's body holds semicolons)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
@@ -184,6 +301,9 @@ class SQLiteBackend(Backend):
         synchronous: ``"NORMAL"`` (crash-safe, the default) or ``"FULL"`` (power-cut-safe).
         clock: seconds since the epoch; tests inject a fake one to move time.
         quotas: per-namespace limits, enforced in the write transaction.
+        search: turn full-text indexing on or off for the whole store (every process that
+            uses it), from the first connection on; ``None`` leaves it as the store has it
+            (on, for a new store). Off makes writes cheaper; ``search`` then refuses.
 
     Raises:
         InvalidRequest: ``path`` is ``:memory:`` (each connection would get its own empty
@@ -198,6 +318,7 @@ class SQLiteBackend(Backend):
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
         quotas: Quotas | None = None,
+        search: bool | None = None,
     ) -> None:
         super().__init__()
         self.path = os.fspath(path)
@@ -214,9 +335,12 @@ class SQLiteBackend(Backend):
             raise InvalidRequest(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.clock = clock
         self.quotas = quotas
+        self.search = search
         self._local = threading.local()
         self._threads: weakref.WeakSet[_ThreadConnections] = weakref.WeakSet()
         self._next_purge = 0
+        self._writes = 0
+        """Write batches since this process last caught the search index up."""
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
         self._answers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
             LockRow: self._lock_row,
@@ -260,6 +384,8 @@ class SQLiteBackend(Backend):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 self._migrate(conn)
+                if self.search is not None:
+                    self._set_search(conn, self.search)
             except BaseException:
                 conn.close()
                 raise
@@ -283,23 +409,58 @@ class SQLiteBackend(Backend):
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()  # another process may
             for number in range(version, SCHEMA_VERSION):  # have migrated it
-                for statement in MIGRATIONS[number].split(";\n"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(MIGRATIONS[number]):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def migrate(self) -> int:
-        """Open the file, which migrates it; return how many migrations ran."""
+    def _set_search(self, conn: sqlite3.Connection, enabled: bool) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (current,) = conn.execute("SELECT enabled FROM search_state").fetchone()
+            if bool(current) != enabled:
+                conn.execute("UPDATE search_state SET enabled = ?", (int(enabled),))
+                if enabled:  # every document is indexed again
+                    for statement in _statements(_QUEUE_EVERYTHING):
+                        conn.execute(statement)
+                else:
+                    conn.execute("DELETE FROM search_fts")
+                    conn.execute("DELETE FROM search_docs")
+                    conn.execute("DELETE FROM search_pending")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def migrate(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Open the file, which migrates it, then index what the search index lacks (a store
+        of an earlier release: all its values); return how many migrations ran.
+
+        ``progress(done, total)`` is called as documents are indexed.
+        """
         before = 0
         if os.path.exists(self.path):
             with sqlite3.connect(self.path) as conn:
                 (before,) = conn.execute("PRAGMA user_version").fetchone()
-        self._connection()
-        return SCHEMA_VERSION - int(before)
+        conn = self._connection()
+        (total,) = conn.execute("SELECT count(*) FROM search_pending").fetchone()
+        done = 0
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                indexed = self._catch_up(conn, SEARCH_BATCH)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            done += indexed
+            if progress is not None:
+                progress(min(done, total), total)
+            if indexed < SEARCH_BATCH:
+                return SCHEMA_VERSION - int(before)
 
     def close(self) -> None:
         """Close this process's connections; the next call reopens them."""
@@ -361,20 +522,34 @@ class SQLiteBackend(Backend):
                     return [self._record(conn, op, row, now)]
                 # A list's items are rows of their own: the entry and its items are read
                 # again below, in one transaction, so that they come from one snapshot.
-            elif type(op) in _ONE_WRITE_STATEMENT and self.quotas is None:
+            elif (
+                type(op) in _ONE_WRITE_STATEMENT
+                and self.quotas is None
+                and self._writes < SEARCH_CATCH_UP
+            ):
                 # One statement is atomic by itself: no BEGIN/COMMIT, as a plain upsert.
                 self._purge_if_due(conn, now, transaction=False)
+                self._writes += 1
                 return [self._handlers[type(op)](conn, op, now)]
-        return self._in_transaction(conn, ops, now, is_write(ops))
+        searching = any(type(op) is Search for op in ops)
+        try:
+            return self._in_transaction(conn, ops, now, is_write(ops), searching)
+        except _SearchBehind:  # a read saw documents waiting: index them first, in a write
+            return self._in_transaction(conn, ops, now, True, True)
 
     def _in_transaction(
-        self, conn: sqlite3.Connection, ops: Sequence[Op], now: int, write: bool
+        self, conn: sqlite3.Connection, ops: Sequence[Op], now: int, write: bool, searching: bool
     ) -> list[Any]:
         run = self._handlers
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             if write:
                 self._purge_if_due(conn, now, transaction=True)
+                if searching:
+                    self._catch_up(conn, None)
+                elif self._writes >= SEARCH_CATCH_UP:
+                    self._catch_up(conn, SEARCH_BATCH)
+                self._writes += 1
             results = [run[type(op)](conn, op, now) for op in ops]
             if self.quotas is not None and write:
                 self._answer(conn, quota_checks(self.quotas, ops, now), now)
@@ -407,6 +582,82 @@ class SQLiteBackend(Backend):
             (now, PURGE_BATCH),
         )
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
+        self._catch_up(conn, SEARCH_BATCH)
+
+    # -- the search index ----------------------------------------------------------------------
+
+    def _catch_up(self, conn: sqlite3.Connection, limit: int | None) -> int:
+        """Bring the documents that writes noted in ``search_pending`` (at most ``limit``) into
+        the FTS5 index, in the current write transaction; return how many were handled.
+
+        Each noted document is reconciled with what the store holds now, so the order and the
+        number of writes that noted it do not matter.
+        """
+        self._writes = 0
+        sql = "SELECT entry_id, seq FROM search_pending ORDER BY seq = -2 DESC, entry_id, seq"
+        pending = conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        if not pending:
+            return 0
+        gone = [(entry_id,) for entry_id, seq in pending if seq == -2]
+        conn.executemany(
+            "DELETE FROM search_fts WHERE rowid IN (SELECT id FROM search_docs WHERE entry_id = ?)",
+            gone,
+        )
+        conn.executemany("DELETE FROM search_docs WHERE entry_id = ?", gone)
+        docs = [(entry_id, seq) for entry_id, seq in pending if seq != -2]
+        texts = self._documents(conn, docs)
+        known = dict(
+            ((entry_id, seq), doc_id)
+            for chunk in _chunks(docs, 400)
+            for entry_id, seq, doc_id in conn.execute(
+                "SELECT entry_id, seq, id FROM search_docs WHERE (entry_id, seq) IN "
+                f"(VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                [number for doc in chunk for number in doc],
+            )
+        )
+        stale = [(doc_id,) for doc, doc_id in known.items()]
+        conn.executemany("DELETE FROM search_fts WHERE rowid = ?", stale)
+        rows = []
+        for doc in docs:
+            found = texts.get(doc)
+            if found is None:
+                if doc in known:
+                    conn.execute("DELETE FROM search_docs WHERE id = ?", (known[doc],))
+                continue
+            doc_id = known.get(doc)
+            if doc_id is None:
+                (doc_id,) = conn.execute(
+                    "INSERT INTO search_docs (entry_id, seq) VALUES (?, ?) RETURNING id", doc
+                ).fetchone()
+            rows.append((doc_id, *found))
+        conn.executemany("INSERT INTO search_fts (rowid, ns, doc) VALUES (?, ?, ?)", rows)
+        conn.executemany("DELETE FROM search_pending WHERE entry_id = ? AND seq = ?", pending)
+        return len(pending)
+
+    @staticmethod
+    def _documents(
+        conn: sqlite3.Connection, docs: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], tuple[str, str]]:
+        """``(namespace token, text)`` of each document that exists now."""
+        found: dict[tuple[int, int], tuple[str, str]] = {}
+        values = [entry_id for entry_id, seq in docs if seq == -1]
+        for chunk in _chunks(values, 500):
+            for entry_id, ns, key, value in conn.execute(
+                "SELECT id, ns, key, value FROM entries WHERE kind = 0 AND id IN "
+                f"({','.join(['?'] * len(chunk))})",
+                chunk,
+            ):
+                found[(entry_id, -1)] = (namespace_token(ns), document(key, value))
+        items = [doc for doc in docs if doc[1] >= 0]
+        for chunk in _chunks(items, 400):
+            for entry_id, seq, ns, key, value in conn.execute(
+                "SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM list_items i"
+                " JOIN entries e ON e.id = i.entry_id WHERE (i.entry_id, i.seq) IN"
+                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
+                [number for doc in chunk for number in doc],
+            ):
+                found[(entry_id, seq)] = (namespace_token(ns), document(key, value))
+        return found
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------
 
@@ -643,6 +894,79 @@ class SQLiteBackend(Backend):
         ).fetchone()
         conn.execute("DELETE FROM entries WHERE ns = ?", (op.ns,))
         return int(live)
+
+    def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
+        (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
+        if not enabled:
+            raise InvalidRequest(SEARCH_OFF)
+        if conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone() is not None:
+            raise _SearchBehind
+        query = parse_query(op.query)
+        where, where_params = _JSON.where(conditions(op.where) if op.where else [])
+        where = where.replace("VALUE", "coalesce(li.value, e.value)")
+        filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)"]
+        params: list[Any] = [now]
+        if op.ns is not None:
+            filters.append("e.ns = ?")
+            params.append(op.ns)
+        else:
+            filters.append("e.ns >= ? AND instr(e.ns, '/') = 0")
+            params.append(op.ns_prefix)
+            if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
+                filters.append("e.ns < ?")
+                params.append(upper)
+        if op.prefix:
+            filters.append("e.key >= ?")
+            params.append(op.prefix)
+            if (upper := prefix_upper_bound(op.prefix)) is not None:
+                filters.append("e.key < ?")
+                params.append(upper)
+        if query.groups:
+            match = query.fts5()
+            if op.ns is not None:
+                match = f'ns : "{namespace_token(op.ns)}" AND doc : ({match})'
+            candidates = (
+                "SELECT d.entry_id, d.seq, -bm25(search_fts, 0.0, 1.0) FROM search_fts"
+                " JOIN search_docs d ON d.id = search_fts.rowid WHERE search_fts MATCH ?"
+            )
+            head: list[Any] = [match]
+        elif not query.listing:  # only punctuation or emoji: nothing to find
+            return []
+        else:  # an empty query: every key (that passes the filters), newest first
+            candidates = (
+                "SELECT id, -1, 0.0 FROM entries WHERE kind = 0"
+                " UNION ALL SELECT entry_id, seq, 0.0 FROM list_items"
+            )
+            head = []
+        rows = conn.execute(
+            f"""
+            WITH c(entry_id, seq, score) AS ({candidates}),
+            f AS (
+                SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
+                JOIN entries e ON e.id = c.entry_id
+                LEFT JOIN list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
+                    AND li.seq = c.seq
+                WHERE {" AND ".join(filters)} {where}
+            ),
+            top AS (
+                SELECT entry_id, max(score) AS best FROM f GROUP BY entry_id
+                ORDER BY best DESC, max(updated_at) DESC, entry_id DESC LIMIT ?
+            ),
+            ranked AS (
+                SELECT f.entry_id, f.seq, f.score, row_number() OVER (
+                    PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
+                FROM f JOIN top USING (entry_id)
+            )
+            SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.kind, e.value,
+                   e.list_lo, r.seq, li.value, e.size
+            FROM top JOIN entries e ON e.id = top.entry_id
+            JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= ?
+            LEFT JOIN list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id AND li.seq = r.seq
+            ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
+            """,
+            [*head, *params, *where_params, op.limit, op.limit],
+        ).fetchall()
+        return search_hits(rows)
 
     def _list_namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
         sql = f"SELECT DISTINCT ns FROM entries WHERE {_LIVE} AND ns >= ?"

@@ -1,0 +1,263 @@
+"""Full-text search: what is indexed, how text and queries are normalised, how filters read.
+
+Every engine shares this; each only renders a parsed query and a filter in its own SQL
+(FTS5 ``MATCH`` on SQLite, ``tsquery`` on PostgreSQL).
+
+- A *document* is the key and every string of a value (dict values, list elements, nested;
+  not numbers or booleans), or, for an append-list, the key and the strings of one item: a
+  10,000-message chat is searchable message by message.
+- Text is folded before the engine sees it: lower case, accents removed (``café`` → ``cafe``),
+  compatibility forms unified, words of letters and digits only (emoji and punctuation fall
+  away), and each CJK character a word of its own, so that both engines tokenise alike and a
+  CJK phrase matches inside a sentence that has no spaces.
+- A query is words that must all match; ``"quoted words"`` must match as a phrase; the last
+  bare word also matches as a prefix (``pyth`` finds ``Python``). Anything else a user or a
+  model may type (``*``, ``-``, ``:``, ``(``, ``AND``, ``NEAR``, a stray quote) is text, never
+  engine syntax, so a query never fails to parse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from botwire._values import check_int, check_prefix, decode_value
+from botwire.backends.base import Search, SearchHit
+from botwire.errors import InvalidRequest
+
+MAX_QUERY_CHARS = 1000
+MAX_LIMIT = 1000
+
+_WORD = re.compile(r"[^\W_]+")
+_CJK = re.compile(
+    "[\u2e80-\u2fdf\u3005\u3007\u3040-\u30ff\u3100-\u312f\u3131-\u318f\u31a0-\u31bf"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff"
+    "\U00020000-\U0003134f]"
+)
+
+
+_KANA_MARKS = "\u3099\u309a"
+"""Voicing marks of Japanese kana: part of the letter (で is not て), not an accent."""
+
+
+def fold(text: str) -> str:
+    """``text`` in lower case without accents, compatibility forms unified (``ﬁ`` → ``fi``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(
+        c for c in decomposed if not unicodedata.combining(c) or c in _KANA_MARKS
+    )
+    return unicodedata.normalize("NFC", bare).casefold()
+
+
+def _runs(text: str) -> list[list[str]]:
+    """The words of ``text``, grouped by the run of letters and digits they came from: a run
+    with CJK characters gives several words (each CJK character one of them)."""
+    runs = []
+    for run in _WORD.findall(fold(text)):
+        found = []
+        start = 0
+        for match in _CJK.finditer(run):
+            if match.start() > start:
+                found.append(run[start : match.start()])
+            found.append(match.group())
+            start = match.end()
+        if start < len(run):
+            found.append(run[start:])
+        runs.append(found)
+    return runs
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` as the index keeps them (see the module's docstring)."""
+    return [word for run in _runs(text) for word in run]
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a decoded JSON value: dict values and list elements, nested."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+
+
+def document(key: str, json_text: str | None) -> str:
+    """The indexed text of a key and a value (or list item) given as JSON text: its words,
+    separated by spaces."""
+    parts = [key]
+    if json_text is not None:
+        parts.extend(strings(json.loads(json_text)))
+    return " ".join(word for part in parts for word in words(part))
+
+
+class ParsedQuery(NamedTuple):
+    """A query as groups of words that must all match: one word, or a phrase of several."""
+
+    groups: tuple[tuple[str, ...], ...]
+    prefix: bool
+    """Whether the last group (a single word) also matches as a prefix."""
+    listing: bool = False
+    """An empty query: every key (that passes the filters) matches, newest first. A query of
+    only punctuation or emoji matches nothing."""
+
+    def fts5(self) -> str:
+        """The query in FTS5's syntax: every word quoted, so that none is an operator."""
+        parts = [f'"{" ".join(group)}"' for group in self.groups]
+        if self.prefix:
+            parts[-1] += "*"
+        return " ".join(parts)
+
+    def tsquery(self) -> str:
+        """The query in PostgreSQL's ``to_tsquery`` syntax, every word a quoted lexeme."""
+        parts = [" <-> ".join(f"'{word}'" for word in group) for group in self.groups]
+        if self.prefix:
+            parts[-1] += ":*"
+        return " & ".join(f"({part})" if " " in part else part for part in parts)
+
+
+def parse_query(text: str) -> ParsedQuery:
+    """Parse what a user or a model typed; never raises on syntax (see the module's docs)."""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"a search query must be a str, not {type(text).__name__}")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidRequest(f"a search query has at most {MAX_QUERY_CHARS} characters")
+    groups: list[tuple[str, ...]] = []
+    prefix = False
+    for number, segment in enumerate(text.split('"')):
+        if number % 2 == 1:  # inside quotes: one phrase
+            phrase = tuple(words(segment))
+            if phrase:
+                groups.append(phrase)
+                prefix = False
+            continue
+        for run in _runs(segment):  # a run with CJK characters is a phrase of them
+            groups.append(tuple(run))
+            prefix = len(run) == 1
+    return ParsedQuery(tuple(groups), prefix, not text.strip())
+
+
+# -- filters on the fields of dict values ----------------------------------------------------
+
+OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in")
+Scalar = str | int | float | bool | None
+
+
+class Condition(NamedTuple):
+    """One field of a ``where`` filter: ``field op value`` (``$in``: value is a list)."""
+
+    field: str
+    op: str
+    value: Any
+
+
+def check_where(where: object) -> str | None:
+    """A ``where`` filter as canonical JSON text (for an operation), after checking it.
+
+    ``{"field": value, "other": {"$gt": 3}, "tag": {"$in": ["a", "b"]}}``: every condition on
+    a top-level field of a dict value (or list item) must hold. Values are strings, numbers,
+    booleans or null; ``$gt`` and friends compare numbers with numbers and strings with strings.
+    """
+    if where is None:
+        return None
+    conditions(where)
+    return json.dumps(where, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def conditions(where: object) -> list[Condition]:
+    """The conditions of a ``where`` filter (a mapping, or its JSON text)."""
+    if isinstance(where, str):
+        where = json.loads(where)
+    if not isinstance(where, Mapping):
+        raise InvalidRequest(f"where must be a dict of field names to values, not {where!r:.60}")
+    found = []
+    for name, test in where.items():
+        if not isinstance(name, str) or not name or '"' in name or "\\" in name:
+            raise InvalidRequest(f"where: {name!r} is not a field name (no quotes or backslashes)")
+        if isinstance(test, Mapping):
+            if not test:
+                raise InvalidRequest(f"where: {name!r} has an empty condition")
+            for op, value in test.items():
+                if op not in OPERATORS:
+                    raise InvalidRequest(f"where: unknown operator {op!r}; use one of {OPERATORS}")
+                found.append(Condition(name, op, _operand(name, op, value)))
+        else:
+            found.append(Condition(name, "$eq", _operand(name, "$eq", test)))
+    return found
+
+
+def _operand(name: str, op: str, value: Any) -> Any:
+    if op == "$in":
+        if not isinstance(value, list) or not value:
+            raise InvalidRequest(f"where: {name!r} $in takes a non-empty list of values")
+        return [_scalar(name, item) for item in value]
+    return _scalar(name, value)
+
+
+def _scalar(name: str, value: Any) -> Scalar:
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, (int, float)) and value == value and abs(value) != float("inf"):
+        return value
+    raise InvalidRequest(f"where: {name!r} compares with {value!r:.40}; use a string, number, "
+                         "boolean or null")  # fmt: skip
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a list value that matched: its position in the list and its value."""
+
+    position: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A key that matched a search, best first.
+
+    ``value`` is the key's value; for a list, ``value`` is ``None`` and ``items`` holds the
+    items that matched (best first), not the whole list. ``score`` is the engine's relevance
+    (higher is better; comparable within one result, not between stores).
+    """
+
+    key: str
+    value: Any
+    score: float
+    items: list[Item] | None = None
+    namespace: str = field(default="")
+
+
+def search_op(
+    ns: str | None, query: str, prefix: str | None, where: object, limit: int
+) -> Search:
+    """A :class:`Search` operation, every argument checked (``InvalidRequest`` says which)."""
+    parse_query(query)
+    return Search(
+        ns,
+        query,
+        check_prefix(prefix),
+        check_where(where),
+        check_int(limit, "limit", 1, MAX_LIMIT),
+    )
+
+
+def hits(found: list[SearchHit]) -> list[Hit]:
+    """The hits a store answered, with their values decoded."""
+    decoded = []
+    for hit in found:
+        value = None if hit.value is None else decode_value(hit.value)
+        items = None
+        if hit.items is not None:
+            items = [Item(position, decode_value(text)) for position, text in hit.items]
+        decoded.append(Hit(hit.key, value, hit.score, items, hit.ns))
+    return decoded
