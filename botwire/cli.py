@@ -73,6 +73,26 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("search")
+def _search(args: argparse.Namespace) -> int:
+    found = Memory(args.namespace, args.url).search(args.query, limit=args.limit)
+    for hit in found:
+        shown = [(hit.key, hit.value)] if hit.items is None else [
+            (f"{hit.key}[{item.position}]", item.value) for item in hit.items]  # fmt: skip
+        for name, value in shown:
+            print(f"{hit.score:8.3f}  {name}  {_snippet(value)}")
+    if not found:
+        print(f"botwire: nothing in {args.namespace!r} matches {args.query!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _snippet(value: object, width: int = 72) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 @command("namespaces")
 def _namespaces(args: argparse.Namespace) -> int:
     for name in list_namespaces(args.prefix, url=args.url):
@@ -185,10 +205,18 @@ def _auth(args: argparse.Namespace) -> int:
 
 @command("migrate")
 def _migrate(args: argparse.Namespace) -> int:
+    from botwire._transfer import Progress
     from botwire.backends import create_backend
 
     backend = create_backend(config.resolve_url(args.url))
-    ran = backend.migrate()
+    progress = Progress("indexing")
+
+    def advance(done: int, total: int) -> None:
+        progress.total = total
+        progress.advance(done - progress.done)
+
+    ran = backend.migrate(progress=advance)
+    progress.close()
     print(f"botwire: {config.mask_url(backend.url)} is up to date ({ran} migration(s) run)")
     return 0
 
@@ -213,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", parents=[common], help="list a namespace's keys")
     p.add_argument("namespace")
     p.add_argument("--prefix")
+    p = sub.add_parser(
+        "search", parents=[common], help="full-text search of a namespace: score, key, snippet"
+    )
+    p.add_argument("namespace")
+    p.add_argument("query", help='words to find; "quoted words" match as a phrase')
+    p.add_argument("--limit", type=int, default=10, help="most keys to show (default 10)")
     p = sub.add_parser("namespaces", parents=[common], help="list namespaces with live keys")
     p.add_argument("--prefix")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")

@@ -51,7 +51,7 @@ from botwire.config import default_path, mask_url
 from botwire.errors import BotWireError, Forbidden, InvalidRequest, QuotaExceeded, Unauthorized
 from botwire.server.auth import Authenticator, Scope
 from botwire.server.metrics import Metrics
-from botwire.server.schemas import batch_openapi, parse_batch
+from botwire.server.schemas import batch_openapi, parse_batch, search_request
 from botwire.server.settings import Settings
 
 log = logging.getLogger("botwire.server")
@@ -493,6 +493,43 @@ async def batch(request: Request) -> Response:
         ]
     body = _values.to_json({"results": [_wire.result_to_json(r) for r in results]})
     return Response(body, media_type="application/json")
+
+
+@native.get("/v1/search")
+async def search(
+    request: Request,
+    q: Annotated[str, Query(description="the words to find; \"quoted words\" are a phrase")] = "",
+    ns: Annotated[str | None, Query(description="the namespace to search")] = None,
+    ns_prefix: Annotated[
+        str, Query(description="without ns: every namespace that starts with this")
+    ] = "",
+    prefix: Annotated[str, Query(description="only keys that start with this")] = "",
+    where: Annotated[
+        str | None, Query(description='JSON filter on dict fields: {"role": "user"}')
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+) -> Response:
+    """Ranked full-text search, for clients in any language (Python's client uses the batch).
+
+    Answers ``{"hits": [{"namespace", "key", "score", "value", "items", "updated_at"}]}``:
+    ``value`` is the key's value, or ``null`` for a list, whose matching ``items`` (each with
+    its ``position``) come instead.
+    """
+    context, scope = _state(request)
+    op = search_request(ns, q, prefix, where, limit, ns_prefix)
+    (found,) = await context.run(scope, [op])
+    enc = _values.to_json
+    hits = []
+    for hit in found:
+        items = "null" if hit.items is None else "[" + ",".join(
+            f'{{"position":{position},"value":{text}}}' for position, text in hit.items
+        ) + "]"  # fmt: skip
+        hits.append(
+            f'{{"namespace":{enc(hit.ns)},"key":{enc(hit.key)},"score":{enc(hit.score)},'
+            f'"value":{hit.value or "null"},"items":{items},'
+            f'"updated_at":{enc(format_time(hit.updated_at))}}}'
+        )
+    return Response('{"hits":[' + ",".join(hits) + "]}", media_type="application/json")
 
 
 @native.get("/healthz")

@@ -27,6 +27,7 @@ from botwire.backends.base import (
     Op,
     Put,
     Record,
+    Search,
     all_keys,
     changes,
     run_steps,
@@ -81,11 +82,31 @@ class Scope:
         if writes and self.read_only:
             raise Forbidden(f"token {self.name!r} is read-only")
 
+    def grants_all_under(self, prefix: str) -> bool:
+        """Whether every namespace that starts with ``prefix`` is granted (a search across
+        them): ``user:`` is, for a token of ``user:`` or ``*``; ``user-1`` is not, for a token
+        of ``user-1``, which does not grant ``user-10``."""
+        for granted in self.prefixes:
+            if granted in ALL:
+                return True
+            if prefix.startswith(granted) and (
+                not granted[-1].isalnum()
+                or (len(prefix) > len(granted) and not prefix[len(granted)].isalnum())
+            ):
+                return True
+        return False
+
     def check(self, op: Op) -> None:
         """Raise :class:`Forbidden` unless this scope may run ``op``."""
         ns = getattr(op, "ns", None)
         if ns is not None:
             self.check_namespace(ns, changes(op))
+        elif isinstance(op, Search) and not self.grants_all_under(op.ns_prefix):
+            raise Forbidden(
+                f"token {self.name!r} may not search every namespace that starts with "
+                f"{op.ns_prefix!r}; search a prefix it grants whole (such as 'user:' for a "
+                "token of 'user:')"
+            )
 
 
 ANONYMOUS = Scope("anonymous", ("*",), False)

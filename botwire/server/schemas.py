@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from botwire import _values
+from botwire._search import MAX_LIMIT as MAX_SEARCH_LIMIT
+from botwire._search import search_op
 from botwire._values import MAX_INT64, MAX_TIME_US
 from botwire._wire import MAX_PAGE
 from botwire.backends.base import (
@@ -27,6 +29,7 @@ from botwire.backends.base import (
     Op,
     Put,
     Restore,
+    Search,
 )
 from botwire.errors import BotWireError, InvalidRequest
 
@@ -160,6 +163,35 @@ class ListNamespacesIn(OpIn):
         return ListNamespaces(_values.check_prefix(self.prefix, "namespace prefix"))
 
 
+class SearchIn(OpIn):
+    """Ranked full-text search of ``ns``, or of every namespace that starts with
+    ``ns_prefix`` when ``ns`` is null."""
+
+    op: Literal["search"]
+    ns: str | None = None
+    query: str = ""
+    prefix: str = ""
+    where: JsonText | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10
+    ns_prefix: str = ""
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return search_request(
+            self.ns, self.query, self.prefix, self.where, self.limit, self.ns_prefix
+        )
+
+
+def search_request(
+    ns: str | None, query: str, prefix: str, where: str | None, limit: int, ns_prefix: str
+) -> Search:
+    """A search a client sent (its filter as JSON text), checked as ``Memory.search`` checks."""
+    fields = None if where is None else _values.decode_value(_values.canonical_json(where))
+    op = search_op(None if ns is None else _ns(ns), query, prefix, fields, limit)
+    if ns is None:
+        op = op._replace(ns_prefix=_values.check_prefix(ns_prefix, "namespace prefix"))
+    return op
+
+
 class RestoreIn(KeyOpIn):
     """Write a value with its original timestamps (``botwire import``)."""
 
@@ -183,7 +215,7 @@ class RestoreIn(KeyOpIn):
 
 AnyOpIn = Annotated[
     GetIn | PutIn | DeleteIn | AppendIn | IncrIn | ExpireIn | ListKeysIn | ClearIn
-    | ListNamespacesIn | RestoreIn,
+    | ListNamespacesIn | RestoreIn | SearchIn,
     Field(discriminator="op"),
 ]  # fmt: skip
 
