@@ -1,0 +1,166 @@
+"""Full-text search benchmark: latency, what indexing costs writes, and the naive alternative.
+
+    python bench/bench_search.py [--sizes 10000,100000] [--queries 300] [--rounds 5]
+
+- Search: a namespace of N chat-like messages (`{"role", "content"}`, 6 to 30 words drawn from
+  a 5,000-word vocabulary with a Zipf-like spread, as real text is), then `--queries` searches of
+  one to three words (the last also a prefix), each `Memory.search(q, limit=10)`: p50 and p99,
+  on SQLite and on PostgreSQL.
+- Naive: what a bot does without search: load the namespace (`get_many` of every key) and scan
+  the text in Python, lower-cased, for every word; a few queries, p50.
+- Writes: `set` of a new message and `append` to a chat, on a store with the index and on one
+  with `?search=off`, interleaved rounds; the index's cost is the ratio. (SQLite only: on
+  PostgreSQL each write computes its tsvector in the same statement and round trip.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _shared import medians, per_op, pg_schema
+
+from botwire import Memory
+from botwire.backends.postgres import PostgresBackend
+
+VOCABULARY = 5000
+
+
+def vocabulary(rng: random.Random) -> list[str]:
+    consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
+    found: set[str] = set()
+    while len(found) < VOCABULARY:
+        syllables = rng.randint(1, 4)
+        found.add("".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(syllables)))
+    return sorted(found)
+
+
+def sentence(rng: random.Random, words: list[str], weights: list[float]) -> str:
+    return " ".join(rng.choices(words, weights, k=rng.randint(6, 30))).capitalize() + "."
+
+
+def fill(
+    mem: Memory, size: int, rng: random.Random, words: list[str], weights: list[float]
+) -> None:
+    for start in range(0, size, 500):
+        mem.set_many(
+            {
+                f"msg:{n:07}": {
+                    "role": rng.choice(["user", "assistant"]),
+                    "content": sentence(rng, words, weights),
+                }
+                for n in range(start, min(size, start + 500))
+            }
+        )
+
+
+def queries(rng: random.Random, words: list[str], count: int) -> list[str]:
+    """Words people search for: not the commonest (they match everything), not the rarest."""
+    middle = words[50:1500]
+    found = []
+    for _ in range(count):
+        picked = rng.sample(middle, rng.randint(1, 3))
+        if rng.random() < 0.3:  # a word typed halfway: the prefix match
+            picked[-1] = picked[-1][: max(2, len(picked[-1]) - 2)]
+        found.append(" ".join(picked))
+    return found
+
+
+def latencies(mem: Memory, texts: list[str]) -> list[float]:
+    found = []
+    for text in texts:
+        started = time.perf_counter()
+        mem.search(text, limit=10)
+        found.append((time.perf_counter() - started) * 1000)
+    return found
+
+
+def naive(mem: Memory, text: str) -> list[str]:
+    wanted = text.lower().split()
+    values = mem.get_many(mem.keys())
+    return [
+        key for key, value in values.items()
+        if all(word in str(value.get("content", "")).lower() for word in wanted)
+    ][:10]  # fmt: skip
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=2000)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    words = vocabulary(rng)
+    weights = [1 / (rank + 1) ** 0.9 for rank in range(len(words))]  # a Zipf-like spread
+    folder = Path(tempfile.mkdtemp(prefix="botwire-bench-search-"))
+    texts = queries(rng, words, args.queries)
+    rows = []
+    with pg_schema() as pg:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            stores = {"SQLite": Memory(f"chat-{size}", f"sqlite:///{folder / f'{size}.db'}")}
+            if pg is not None:
+                stores["PostgreSQL"] = Memory(f"chat-{size}", backend=PostgresBackend(pg))
+            for name, mem in stores.items():
+                started = time.perf_counter()
+                fill(mem, size, rng, words, weights)
+                mem.search("warm up")  # SQLite indexes what the writes queued, in a batch
+                loaded = time.perf_counter() - started
+                found = latencies(mem, texts)
+                slow = [latencies(mem, [text])[0] for text in texts[:5]]
+                naive_ms = []
+                for text in texts[:3]:
+                    started_naive = time.perf_counter()
+                    naive(mem, text)
+                    naive_ms.append((time.perf_counter() - started_naive) * 1000)
+                p50 = statistics.median(found)
+                rows.append(
+                    (name, size, p50, percentile(found, 0.99), statistics.median(naive_ms),
+                     loaded, sum(slow) / len(slow))
+                )  # fmt: skip
+    print(f"{args.queries} searches of 1 to 3 words (limit=10) per store\n")
+    print("| store | entries | p50 ms | p99 ms | naive scan p50 ms | naive / search | fill s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, size, p50, p99, naive_p50, loaded, _ in rows:
+        print(
+            f"| {name} | {size:,} | {p50:.2f} | {p99:.2f} | {naive_p50:,.0f} | "
+            f"{naive_p50 / p50:,.0f}x | {loaded:.1f} |"
+        )
+
+    on = Memory("writes", f"sqlite:///{folder / 'on.db'}")
+    off = Memory("writes", f"sqlite:///{folder / 'off.db'}?search=off")
+    message = {"role": "user", "content": sentence(rng, words, weights)}
+    cases: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        for name, mem in (("on", on), ("off", off)):
+            base = (r + 1) * args.ops
+            cases.setdefault(f"set {name}", []).append(
+                per_op(lambda i, m=mem, b=base: m.set(f"k{b + i}", message), args.ops)
+            )
+            mem.delete("chat")
+            cases.setdefault(f"append {name}", []).append(
+                per_op(lambda i, m=mem: m.append("chat", message, max_len=1000), args.ops)
+            )
+    med = medians(cases)
+    print(f"\nwrites on SQLite, µs per call, median of {args.rounds} interleaved rounds\n")
+    print("| call | with the index | ?search=off | ratio | target |")
+    print("|---|---:|---:|---:|---|")
+    for call in ("set", "append"):
+        with_index, without = med[f"{call} on"], med[f"{call} off"]
+        print(
+            f"| `{call}` | {with_index:.1f} | {without:.1f} | {with_index / without:.2f} | ≤ 1.5 |"
+        )
+
+
+if __name__ == "__main__":
+    main()

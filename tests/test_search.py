@@ -1,0 +1,477 @@
+"""Full-text search: one corpus, one table of cases, the same answers on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
+from botwire._search import document, parse_query, words
+from botwire.backends.postgres import MIGRATIONS as PG_MIGRATIONS
+from botwire.backends.postgres import PostgresBackend
+from botwire.backends.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from botwire.backends.sqlite import SQLiteBackend, _statements
+
+from .conftest import PG_URL, Store
+from .helpers import Server, child_env, start_python
+
+CHAT = [
+    {"role": "user", "content": "I fly to Lisbon on Tuesday"},
+    {"role": "assistant", "content": "Have a nice flight to Lisbon"},
+    {"role": "user", "content": "Book a hotel near the station"},
+]
+CORPUS: dict[str, Any] = {
+    "greeting": "Hello World from Python",
+    "prefs": {"lang": "en", "note": "Loves café crème", "stars": 5, "tags": ["coffee", "paris"]},
+    "ru": "Привет, как дела?",
+    "jp": "東京駅で会いましょう",
+    "trip": {"city": "Lisbon", "when": "next Tuesday", "budget": 1200, "kind": "work"},
+    "trip2": {"city": "Porto", "when": "in May", "budget": 800, "kind": "holiday"},
+    "emoji": "party 🎉 time",
+    "syntax": 'He said "AND" NEAR (the) door: -minus *star* OR',
+    "numbers": {"n": 42, "flag": True, "none": None},
+    "user:ann:notes": "Ann prefers window seats",
+}
+
+
+def fill(mem: Memory) -> None:
+    for key, value in CORPUS.items():
+        mem.set(key, value)
+    mem.append("chat", *CHAT)
+
+
+@pytest.fixture
+def mem(store: Store) -> Memory:
+    memory = store.memory("search")
+    fill(memory)
+    return memory
+
+
+def found(hits: list[Hit]) -> dict[str, Any]:
+    """Each hit's key, with the positions of its matching items for a list."""
+    return {h.key: (None if h.items is None else sorted(i.position for i in h.items)) for h in hits}
+
+
+CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    # words, case, prefixes
+    ("python", {}, {"greeting": None}),
+    ("pyth", {}, {"greeting": None}),
+    ("HELLO world", {}, {"greeting": None}),
+    ("hello moon", {}, {}),
+    ("greeting", {}, {"greeting": None}),  # the key is text too
+    # accents, scripts
+    ("cafe creme", {}, {"prefs": None}),
+    ("Café", {}, {"prefs": None}),
+    ("привет", {}, {"ru": None}),
+    ("ПРИВЕТ ДЕЛА", {}, {"ru": None}),
+    ("東京", {}, {"jp": None}),
+    ("京駅", {}, {"jp": None}),
+    ("駅東", {}, {}),
+    # list items, one by one
+    ("lisbon", {}, {"trip": None, "chat": [0, 1]}),
+    ("tuesday lisbon", {}, {"trip": None, "chat": [0]}),
+    ("hotel", {}, {"chat": [2]}),
+    ("user", {}, {"chat": [0, 2], "user:ann:notes": None}),
+    # phrases
+    ('"nice flight"', {}, {"chat": [1]}),
+    ('"flight nice"', {}, {}),
+    ('"window seats" ann', {}, {"user:ann:notes": None}),
+    # what a user or a model may type
+    ("AND", {}, {"syntax": None}),
+    ("NEAR(", {}, {"syntax": None, "chat": [2]}),  # the last word is also a prefix
+    ("-minus", {}, {"syntax": None}),
+    ("*star*", {}, {"syntax": None}),
+    ("door:", {}, {"syntax": None}),
+    ('he said "and', {}, {"syntax": None}),
+    ("OR", {}, {"syntax": None}),
+    ('"', {}, {}),
+    ("(", {}, {}),
+    ("🎉", {}, {}),
+    ("party 🎉", {}, {"emoji": None}),
+    ("^~$%@!", {}, {}),
+    # numbers and booleans are not text
+    ("42", {}, {}),
+    ("1200", {}, {}),
+    ("true", {}, {}),
+    # filters, with and without words
+    ("lisbon", {"where": {"kind": "work"}}, {"trip": None}),
+    ("lisbon", {"where": {"role": "user"}}, {"chat": [0]}),
+    ("", {"where": {"budget": {"$gt": 1000}}}, {"trip": None}),
+    ("", {"where": {"budget": {"$lte": 800}}}, {"trip2": None}),
+    ("", {"where": {"budget": {"$gte": 800, "$lt": 1200}}}, {"trip2": None}),
+    ("", {"where": {"kind": {"$in": ["holiday", "x"]}}}, {"trip2": None}),
+    ("", {"where": {"kind": {"$ne": "work"}, "budget": {"$gte": 0}}}, {"trip2": None}),
+    ("", {"where": {"stars": 5}}, {"prefs": None}),
+    ("", {"where": {"stars": 5.0}}, {"prefs": None}),
+    ("", {"where": {"flag": True}}, {"numbers": None}),
+    ("", {"where": {"flag": 1}}, {}),
+    ("", {"where": {"none": None}}, {"numbers": None}),
+    ("", {"where": {"city": {"$gt": "M"}}}, {"trip2": None}),
+    ("", {"where": {"role": "assistant"}}, {"chat": [1]}),
+    # key prefixes
+    ("seats", {"prefix": "user:"}, {"user:ann:notes": None}),
+    ("seats", {"prefix": "x"}, {}),
+]
+
+
+@pytest.mark.parametrize(("query", "kwargs", "want"), CASES, ids=[repr(c[:2]) for c in CASES])
+def test_the_same_hits_on_every_store(mem: Memory, query: str, kwargs: Any, want: Any) -> None:
+    hits = mem.search(query, **kwargs)
+    assert found(hits) == want
+    for hit in hits:
+        assert hit.namespace == "search"
+        if hit.items is None:
+            assert hit.value == (CORPUS[hit.key])
+        else:
+            assert hit.value is None
+            assert [i.value for i in hit.items] == [CHAT[i.position] for i in hit.items]
+        if query.strip():
+            assert hit.score > 0
+
+
+def test_the_more_it_matches_the_higher_it_ranks(store: Store) -> None:
+    mem = store.memory("rank")
+    mem.set("once", "kiwi with a long tail of other words that dilute it quite a lot")
+    mem.set("thrice", "kiwi kiwi kiwi")
+    mem.set("none", "mango")
+    assert [h.key for h in mem.search("kiwi")] == ["thrice", "once"]
+
+
+def test_an_empty_query_lists_newest_first(store: Store) -> None:
+    mem = store.memory("newest")
+    for n in range(5):
+        store.advance(0.01)
+        mem.set(f"k{n}", {"n": n})
+    assert [h.key for h in mem.search("")] == ["k4", "k3", "k2", "k1", "k0"]
+    assert [h.key for h in mem.search("", limit=2)] == ["k4", "k3"]
+    assert [h.key for h in mem.search("", where={"n": {"$lt": 2}})] == ["k1", "k0"]
+
+
+def test_limit_caps_keys_and_items(store: Store) -> None:
+    mem = store.memory("limits")
+    mem.append("log", *({"text": f"apple number {n}"} for n in range(30)))
+    mem.set("single", "apple")
+    (log,) = [h for h in mem.search("apple", limit=5) if h.key == "log"]
+    assert log.items is not None and len(log.items) == 5
+    assert len(mem.search("apple", limit=1)) == 1
+
+
+def test_a_changed_value_is_found_by_its_new_words_only(store: Store) -> None:
+    mem = store.memory("changes")
+    mem.set("k", "the old words")
+    assert found(mem.search("old")) == {"k": None}
+    mem.set("k", "brand new text")
+    assert mem.search("old") == [] and found(mem.search("brand")) == {"k": None}
+    mem.update("k", lambda v: v + " updated")
+    assert found(mem.search("updated")) == {"k": None}
+    mem.set("k", ["as", "a list"])  # a set list is a value: one document
+    assert found(mem.search("list")) == {"k": None}
+    mem.append("k", "appended item")  # now items, one by one
+    assert found(mem.search("appended")) == {"k": [2]} and found(mem.search("list")) == {"k": [1]}
+    mem.append("k", "x", "y", "z", max_len=2)
+    assert mem.search("appended") == [] and found(mem.search("z")) == {"k": [1]}
+    mem.set("k", "plain again")
+    assert mem.search("z") == [] and found(mem.search("plain")) == {"k": None}
+    mem.incr("count")  # a number: the key only
+    assert found(mem.search("count")) == {"count": None}
+
+
+def test_deleted_cleared_and_expired_keys_are_not_found(store: Store) -> None:
+    mem = store.memory("gone")
+    mem.set_many({"a": "zebra one", "b": "zebra two"})
+    mem.append("l", "zebra three")
+    mem.set("short", "zebra brief", ttl=0.5)
+    assert set(found(mem.search("zebra"))) == {"a", "b", "l", "short"}
+    store.advance(0.8)
+    assert set(found(mem.search("zebra"))) == {"a", "b", "l"}
+    assert mem.delete("a")
+    assert set(found(mem.search("zebra"))) == {"b", "l"}
+    mem.expire("b", 0)
+    assert set(found(mem.search("zebra"))) == {"l"}
+    mem.clear()
+    assert mem.search("zebra") == [] and mem.search("") == []
+
+
+def test_namespaces_are_apart_and_can_be_searched_together(store: Store) -> None:
+    for user in ("user:1", "user:2", "user:10", "users"):
+        store.memory(user).set("note", f"meeting notes of {user}")
+    assert found(store.memory("user:1").search("meeting")) == {"note": None}
+    if store.name == "http":
+        url = store.backend.url  # a real server, through botwire.search_namespaces
+        hits = search_namespaces("meeting", "user:", url=url)
+    else:
+        from botwire._search import hits as decode
+        from botwire.memory import _cross_search
+
+        (raw,) = store.backend.execute([_cross_search("meeting", "user:", None, None, 10)])
+        hits = decode(raw)
+    assert sorted(h.namespace for h in hits) == ["user:1", "user:10", "user:2"]
+
+
+async def test_async_search(store: Store) -> None:
+    mem = store.amemory("async-search")
+    await mem.append("chat", *CHAT)
+    hits = await mem.search("lisbon", where={"role": "assistant"})
+    assert found(hits) == {"chat": [1]}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"query": 5}, "query"),
+        ({"query": "x" * 1001}, "query"),
+        ({"query": "x", "limit": 0}, "limit"),
+        ({"query": "x", "limit": 1001}, "limit"),
+        ({"query": "x", "where": ["role"]}, "where"),
+        ({"query": "x", "where": {"a": {"$regex": "x"}}}, "operator"),
+        ({"query": "x", "where": {"a": {"$in": []}}}, "\\$in"),
+        ({"query": "x", "where": {"a": float("nan")}}, "where"),
+        ({"query": "x", "where": {"a": [1]}}, "where"),
+        ({"query": "x", "where": {'a"b': 1}}, "field name"),
+        ({"query": "x", "prefix": "a\x00"}, "control"),
+    ],
+)
+def test_bad_searches_are_refused(mem: Memory, kwargs: dict[str, Any], problem: str) -> None:
+    with pytest.raises((InvalidRequest, InvalidKey), match=problem):
+        mem.search(**kwargs)
+
+
+# -- the parts every engine shares --------------------------------------------------------------
+
+
+def test_words_and_documents() -> None:
+    assert words("Héllo, WORLD! ﬁne café-crème 🎉 v2") == [
+        "hello", "world", "fine", "cafe", "creme", "v2"]  # fmt: skip
+    assert words("東京駅で") == ["東", "京", "駅", "で"]
+    assert words("snake_case") == ["snake", "case"]
+    assert document("user:1", '{"a": "Hi", "n": 5, "l": ["x", {"b": "Yo"}], "t": true}') == (
+        "user 1 hi x yo"
+    )
+    assert parse_query('say "new york" pi').fts5() == '"say" "new york" "pi"*'
+    assert parse_query('say "new york" pi').tsquery() == "'say' & ('new' <-> 'york') & 'pi':*"
+    assert parse_query('"new york"').fts5() == '"new york"'
+    assert parse_query("   ").listing and not parse_query("🎉").listing
+
+
+# -- SQLite: crash safety, migration, search turned off ------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_crash_during_indexed_writes_leaves_index_and_data_consistent(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    proc = start_python(
+        f"""
+        from botwire import Memory
+        mem = Memory("crash", "sqlite:///{path}")
+        for i in range(1_000_000):
+            mem.set(f"k{{i}}", f"word{{i}} and some filler text")
+            mem.append("log", {{"text": f"note{{i}}"}})
+            print(i, flush=True)
+        """
+    )
+    assert proc.stdout is not None
+    acknowledged = []
+    for line in proc.stdout:
+        acknowledged.append(int(line))
+        if len(acknowledged) >= 600:  # past a catch-up or two of the index
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    acknowledged.extend(int(line) for line in proc.stdout)
+    proc.wait()
+    mem = Memory("crash", backend=SQLiteBackend(path))
+    for i in acknowledged[:: max(1, len(acknowledged) // 60)] + acknowledged[-5:]:
+        assert found(mem.search(f'"word{i}"')) == {f"k{i}": None}  # quoted: no prefix
+        assert found(mem.search(f'"note{i}"')) == {"log": [i]}
+    mem.backend.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO search_fts (search_fts) VALUES ('integrity-check')")
+        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+        (docs,) = conn.execute("SELECT count(*) FROM search_docs").fetchone()
+        (fts,) = conn.execute("SELECT count(*) FROM search_fts").fetchone()
+        (values,) = conn.execute("SELECT count(*) FROM entries WHERE kind = 0").fetchone()
+        (items,) = conn.execute("SELECT count(*) FROM list_items").fetchone()
+        assert docs == fts == values + items
+
+
+def _old_sqlite_store(path: Path) -> None:
+    """A store file as the previous release wrote it (schema 2, no search index)."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for migration in SQLITE_MIGRATIONS[:2]:
+            for statement in _statements(migration):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version=2")
+        conn.execute(
+            "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
+            " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at, list_lo,"
+            " list_hi) VALUES ('old', 'log', 1, 20, 1, 1, 1, 0, 2)"
+        )
+        conn.executemany(
+            "INSERT INTO list_items (entry_id, seq, value) VALUES (2, ?, ?)",
+            [(0, '"first scroll"'), (1, '"second scroll"')],
+        )
+
+
+def test_a_store_from_the_previous_release_upgrades_and_is_searchable(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_sqlite_store(path)
+    progress: list[tuple[int, int]] = []
+    assert SQLiteBackend(path).migrate(progress=lambda done, total: progress.append((done, total)))
+    assert progress[-1] == (3, 3)
+    mem = Memory("old", f"sqlite:///{path}")
+    assert found(mem.search("manuscript")) == {"doc": None}
+    assert found(mem.search("scroll")) == {"log": [0, 1]}
+    other = tmp_path / "lazy.db"  # upgraded on first use, indexed by the first search
+    _old_sqlite_store(other)
+    assert found(Memory("old", f"sqlite:///{other}").search("ancient")) == {"doc": None}
+
+
+def test_the_migrate_command_indexes_with_a_progress_bar(tmp_path: Path) -> None:
+    path = tmp_path / "cli.db"
+    _old_sqlite_store(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "botwire.cli", "migrate", "--url", f"sqlite:///{path}"],
+        capture_output=True, text=True, env=child_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and "1 migration(s) run" in result.stdout
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (3,)
+
+
+def test_search_can_be_turned_off_and_on_for_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "off.db"
+    Memory("ns", f"sqlite:///{path}").set("k", "findable words")
+    off = Memory("ns", f"sqlite:///{path}?search=off")
+    off.set("k2", "more words")
+    with pytest.raises(InvalidRequest, match="search is off"):
+        off.search("words")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+    on = Memory("ns", f"sqlite:///{path}?search=on")
+    assert set(found(on.search("words"))) == {"k", "k2"}
+    with pytest.raises(InvalidRequest, match="on or off"):
+        Memory("ns", f"sqlite:///{path}?search=maybe").get("k")
+
+
+# -- PostgreSQL: a database of the previous release ----------------------------------------------
+
+
+def test_a_postgres_schema_from_the_previous_release_upgrades(pg_url: str) -> None:
+    schema = f"botwire_old_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET search_path = "{schema}"')
+        conn.execute(
+            "CREATE TABLE botwire_migrations (version INT PRIMARY KEY,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for number, migration in enumerate(PG_MIGRATIONS[:2], 1):
+            assert isinstance(migration, str)
+            conn.execute(migration)
+            conn.execute("INSERT INTO botwire_migrations (version) VALUES (%s)", (number,))
+        conn.execute(
+            "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
+            " updated_at) VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
+        )
+    try:
+        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+        progress: list[tuple[int, int]] = []
+        assert PostgresBackend(url).migrate(lambda done, total: progress.append((done, total)))
+        assert progress[-1] == (1, 1)
+        assert found(Memory("old", url).search("manuscript")) == {"doc": None}
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# -- the server and the command line -------------------------------------------------------------
+
+
+def test_the_server_search_route_for_other_languages(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'route.db'}"
+    with Server(db) as server:
+        fill(Memory("shop", server.url))
+        Memory("secret", server.url).set("k", "lisbon secrets")
+        response = httpx.get(f"{server.url}/v1/search", params={"ns": "shop", "q": "lisbon"})
+        assert response.status_code == 200
+        body = response.json()["hits"]
+        assert {h["key"] for h in body} == {"trip", "chat"}
+        chat = next(h for h in body if h["key"] == "chat")
+        assert chat["value"] is None and {i["position"] for i in chat["items"]} == {0, 1}
+        trip = next(h for h in body if h["key"] == "trip")
+        assert trip["value"] == CORPUS["trip"] and trip["namespace"] == "shop"
+        where = httpx.get(
+            f"{server.url}/v1/search", params={"ns": "shop", "q": "", "where": '{"budget": 800}'}
+        ).json()["hits"]
+        assert [h["key"] for h in where] == ["trip2"]
+        for params in [{"ns": "shop", "q": "x", "limit": "0"}, {"ns": "a/b", "q": "x"},
+                       {"ns": "shop", "where": "{bad"}]:  # fmt: skip
+            assert httpx.get(f"{server.url}/v1/search", params=params).status_code in (400, 422)
+
+
+def test_tokens_scope_searches(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'scoped.db'}"
+
+    def token(name: str, prefix: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "botwire.cli", "token", "create", name, "--prefix", prefix,
+             "--db", db], capture_output=True, text=True, env=child_env(), timeout=60,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    admin, users, one = token("admin", "*"), token("users", "user:"), token("one", "user:1")
+    with Server(db) as server:
+        for ns in ("user:1", "user:10", "team"):
+            Memory(ns, server.url, token=admin).set("note", "meeting notes")
+        hits = search_namespaces("meeting", "user:", url=server.url, token=users)
+        assert sorted(h.namespace for h in hits) == ["user:1", "user:10"]
+        with pytest.raises(Exception, match="may not search"):
+            search_namespaces("meeting", "user:1", url=server.url, token=one)
+        assert len(search_namespaces("meeting", "user:1:", url=server.url, token=one)) == 0
+        with pytest.raises(Exception, match="may not use namespace"):
+            Memory("team", server.url, token=users).search("meeting")
+        refused = httpx.get(
+            f"{server.url}/v1/search", params={"ns": "team", "q": "meeting"},
+            headers={"authorization": f"Bearer {one}"},
+        )  # fmt: skip
+        assert refused.status_code == 403
+        assert httpx.get(f"{server.url}/v1/search", params={"ns": "team"}).status_code == 401
+
+
+def test_the_search_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    fill(Memory("shop", url))
+    result = subprocess.run(
+        [sys.executable, "-m", "botwire.cli", "search", "shop", "lisbon", "--limit", "5",
+         "--url", url], capture_output=True, text=True, env=child_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("chat[0]" in line and "I fly to Lisbon" in line for line in lines)
+    assert any(" trip " in line and '"city": "Lisbon"' in line for line in lines)
+    nothing = subprocess.run(
+        [sys.executable, "-m", "botwire.cli", "search", "shop", "zzz", "--url", url],
+        capture_output=True, text=True, env=child_env(), timeout=60,
+    )  # fmt: skip
+    assert nothing.returncode == 1 and "nothing" in nothing.stderr
+
+
+def test_hits_are_exported_from_botwire() -> None:
+    import botwire
+
+    assert botwire.Hit is Hit and asyncio.iscoroutinefunction(botwire.asearch_namespaces)
