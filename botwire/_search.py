@@ -32,7 +32,6 @@ from botwire.errors import InvalidRequest
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 1000
 
-_WORD = re.compile(r"[^\W_]+")
 _CJK = re.compile(
     "[\u2e80-\u2fdf\u3005\u3007\u3040-\u30ff\u3100-\u312f\u3131-\u318f\u31a0-\u31bf"
     "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff"
@@ -40,40 +39,55 @@ _CJK = re.compile(
 )
 
 
-_KANA_MARKS = "\u3099\u309a"
-"""Voicing marks of Japanese kana: part of the letter (で is not て), not an accent."""
+_ACCENTS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+"""Combining diacritical marks: the accents that folding removes (not the marks of Indic or
+Hebrew script, nor the voicing marks of Japanese kana, which are part of their letters)."""
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 
 def fold(text: str) -> str:
     """``text`` in lower case without accents, compatibility forms unified (``ﬁ`` → ``fi``)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(
-        c for c in decomposed if not unicodedata.combining(c) or c in _KANA_MARKS
-    )
+    if text.isascii():
+        return text.lower()
+    bare = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
     return unicodedata.normalize("NFC", bare).casefold()
 
 
 def _runs(text: str) -> list[list[str]]:
-    """The words of ``text``, grouped by the run of letters and digits they came from: a run
-    with CJK characters gives several words (each CJK character one of them)."""
-    runs = []
-    for run in _WORD.findall(fold(text)):
-        found = []
-        start = 0
-        for match in _CJK.finditer(run):
-            if match.start() > start:
-                found.append(run[start : match.start()])
-            found.append(match.group())
-            start = match.end()
-        if start < len(run):
-            found.append(run[start:])
-        runs.append(found)
+    """The words of ``text``, grouped by the run of letters, digits and marks they came from:
+    a run with CJK characters gives several words (each CJK character one of them)."""
+    folded = fold(text)
+    if folded.isascii():
+        return [[run] for run in _ASCII_WORD.findall(folded)]
+    runs: list[list[str]] = []
+    run: list[str] = []
+    word: list[str] = []
+    for char in folded + " ":
+        kind = unicodedata.category(char)[0]
+        if kind in "LNM" and char != "_":
+            if _CJK.match(char):
+                if word:
+                    run.append("".join(word))
+                    word = []
+                run.append(char)
+            else:
+                word.append(char)
+            continue
+        if word:
+            run.append("".join(word))
+            word = []
+        if run:
+            runs.append(run)
+            run = []
     return runs
 
 
 def words(text: str) -> list[str]:
     """The words of ``text`` as the index keeps them (see the module's docstring)."""
-    return [word for run in _runs(text) for word in run]
+    folded = fold(text)
+    if folded.isascii():
+        return _ASCII_WORD.findall(folded)
+    return [word for run in _runs(folded) for word in run]
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -92,10 +106,11 @@ def strings(value: Any) -> Iterator[str]:
 def document(key: str, json_text: str | None) -> str:
     """The indexed text of a key and a value (or list item) given as JSON text: its words,
     separated by spaces."""
-    parts = [key]
+    text = key
     if json_text is not None:
-        parts.extend(strings(json.loads(json_text)))
-    return " ".join(word for part in parts for word in words(part))
+        value = json.loads(json_text)
+        text = f"{key} {value}" if isinstance(value, str) else " ".join([key, *strings(value)])
+    return " ".join(words(text))
 
 
 class ParsedQuery(NamedTuple):

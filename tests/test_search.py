@@ -203,6 +203,20 @@ def test_deleted_cleared_and_expired_keys_are_not_found(store: Store) -> None:
     assert mem.search("zebra") == [] and mem.search("") == []
 
 
+def test_a_new_key_in_the_place_of_a_deleted_one(store: Store) -> None:
+    """SQLite gives a deleted row's id to the next new row: the index must tell them apart."""
+    mem = store.memory("reuse")
+    mem.set("old", "walrus")
+    mem.append("list", "narwhal")
+    mem.delete("list")
+    mem.append("fresh", "octopus")  # may take the list's id, before the index caught up
+    mem.delete("old")
+    mem.set("new", "penguin")
+    assert mem.search("walrus") == [] and mem.search("narwhal") == []
+    assert found(mem.search("octopus")) == {"fresh": [0]}
+    assert found(mem.search("penguin")) == {"new": None}
+
+
 def test_namespaces_are_apart_and_can_be_searched_together(store: Store) -> None:
     for user in ("user:1", "user:2", "user:10", "users"):
         store.memory(user).set("note", f"meeting notes of {user}")
@@ -301,7 +315,7 @@ def test_a_crash_during_indexed_writes_leaves_index_and_data_consistent(tmp_path
         (fts,) = conn.execute("SELECT count(*) FROM search_fts").fetchone()
         (values,) = conn.execute("SELECT count(*) FROM entries WHERE kind = 0").fetchone()
         (items,) = conn.execute("SELECT count(*) FROM list_items").fetchone()
-        assert docs == fts == values + items
+        assert fts == values + items and docs == items
 
 
 def _old_sqlite_store(path: Path) -> None:

@@ -10,6 +10,7 @@ error to raise) are made here, once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -374,6 +375,7 @@ SEARCH_OFF = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def namespace_token(ns: str) -> str:
     """A word that stands for a namespace in the search index, so that a search of one
     namespace only reads that namespace's documents."""

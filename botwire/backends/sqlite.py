@@ -82,9 +82,8 @@ from botwire.backends.common import (
 from botwire.errors import BackendUnavailable, InvalidRequest
 
 _QUEUE_EVERYTHING = """
-    INSERT OR IGNORE INTO search_pending
-        SELECT id, -1 FROM entries WHERE kind = 0 AND instr(ns, '/') = 0;
-    INSERT OR IGNORE INTO search_pending
+    INSERT INTO search_pending SELECT id, -1 FROM entries WHERE kind = 0 AND instr(ns, '/') = 0;
+    INSERT INTO search_pending
         SELECT i.entry_id, i.seq FROM list_items i JOIN entries e ON e.id = i.entry_id
         WHERE instr(e.ns, '/') = 0;
 """
@@ -138,57 +137,47 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER entries_version_floor AFTER DELETE ON entries
     BEGIN UPDATE version_floor SET value = old.version WHERE value < old.version; END;
     """,
-    # 3 (2026-11): full-text search. FTS5 holds one document per value and per list item; its
-    # rowids are search_docs ids. A transaction that writes one FTS5 row costs about four times
-    # a plain upsert (FTS5 writes a segment per commit), while rows added in batches cost
-    # little, so writes only note the documents they change in search_pending (triggers, so
-    # that every write path does), in their own transaction, and the index catches up in
-    # batches: before every search, in the search's transaction (never stale), and now and then
-    # during writes. Existing values are queued here and indexed the same way.
+    # 3 (2026-11): full-text search. FTS5 holds one document per value and per list item. A
+    # transaction that writes one FTS5 row costs about four times a plain upsert (FTS5 writes a
+    # segment per commit), while rows added in batches cost little, so writes only note the
+    # documents they change in search_pending (triggers, so that every write path does), in
+    # their own transaction, and the index catches up in batches: before every search, in the
+    # search's transaction (never stale), and now and then during writes. Existing values are
+    # queued here and indexed the same way.
     """
     CREATE VIRTUAL TABLE search_fts USING fts5(ns, doc, tokenize = 'unicode61');
-    CREATE TABLE search_docs (
-        id INTEGER PRIMARY KEY,     -- the document's rowid in search_fts
+    CREATE TABLE search_docs (      -- list items' documents: rowid -id in search_fts
+        id INTEGER PRIMARY KEY,     -- (a value's document has its entry's id as rowid)
         entry_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL        -- -1: the entry's value; else the list item's seq
+        seq INTEGER NOT NULL
     );
     CREATE UNIQUE INDEX search_docs_of ON search_docs (entry_id, seq);
-    CREATE TABLE search_pending (
+    CREATE TABLE search_pending (   -- a queue, in rowid order; a document may be noted twice
         entry_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL,       -- -1: the value; -2: the entry is gone; else an item
-        PRIMARY KEY (entry_id, seq)
-    ) WITHOUT ROWID;
+        seq INTEGER NOT NULL        -- -1: the value; -2: the entry is gone; else an item
+    );
     CREATE TABLE search_state (enabled INTEGER NOT NULL);
     INSERT INTO search_state VALUES (1);
-    -- In a trigger, the conflict clause of the statement that fired it wins over the trigger's
-    -- own (an upsert's would turn INSERT OR IGNORE into an error): hence NOT EXISTS.
     CREATE TRIGGER search_entry_new AFTER INSERT ON entries
     WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending SELECT new.id, -1 WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = new.id AND seq = -1); END;
+    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
     CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind ON entries
     WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending SELECT new.id, -1 WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = new.id AND seq = -1); END;
+    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
     CREATE TRIGGER search_entry_gone AFTER DELETE ON entries
     WHEN instr(old.ns, '/') = 0 AND (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending SELECT old.id, -2 WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = old.id AND seq = -2); END;
+    BEGIN INSERT INTO search_pending VALUES (old.id, -2); END;
     CREATE TRIGGER search_item_new AFTER INSERT ON list_items
     WHEN (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending SELECT new.entry_id, new.seq WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = new.entry_id AND seq = new.seq); END;
+    BEGIN INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
     CREATE TRIGGER search_item_gone AFTER DELETE ON list_items
     WHEN (SELECT enabled FROM search_state)
         AND EXISTS (SELECT 1 FROM entries WHERE id = old.entry_id)
-    BEGIN INSERT INTO search_pending SELECT old.entry_id, old.seq WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = old.entry_id AND seq = old.seq); END;
+    BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq); END;
     CREATE TRIGGER search_item_moved AFTER UPDATE OF seq ON list_items
     WHEN (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending SELECT old.entry_id, old.seq WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = old.entry_id AND seq = old.seq);
-          INSERT INTO search_pending SELECT new.entry_id, new.seq WHERE NOT EXISTS
-        (SELECT 1 FROM search_pending WHERE entry_id = new.entry_id AND seq = new.seq); END;
+    BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq);
+          INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
     """
     + _QUEUE_EVERYTHING,
 ]
@@ -587,52 +576,79 @@ class SQLiteBackend(Backend):
     # -- the search index ----------------------------------------------------------------------
 
     def _catch_up(self, conn: sqlite3.Connection, limit: int | None) -> int:
-        """Bring the documents that writes noted in ``search_pending`` (at most ``limit``) into
-        the FTS5 index, in the current write transaction; return how many were handled.
+        """Bring the documents that writes noted in ``search_pending`` (the oldest ``limit``
+        notes, or all) into the FTS5 index, in the current write transaction; return how many
+        notes were handled.
 
         Each noted document is reconciled with what the store holds now, so the order and the
-        number of writes that noted it do not matter.
+        number of writes that noted it do not matter. A value's document has the entry's id as
+        its rowid; a list item's has minus its ``search_docs`` id.
         """
         self._writes = 0
-        sql = "SELECT entry_id, seq FROM search_pending ORDER BY seq = -2 DESC, entry_id, seq"
-        pending = conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
-        if not pending:
+        if limit is None:  # everything: notes this adds (entry ids in use again) too
+            handled = 0
+            while indexed := self._catch_up(conn, SEARCH_BATCH):
+                handled += indexed
+            return handled
+        sql = "SELECT rowid, entry_id, seq FROM search_pending ORDER BY rowid LIMIT ?"
+        notes = conn.execute(sql, (limit,)).fetchall()
+        if not notes:
             return 0
-        gone = [(entry_id,) for entry_id, seq in pending if seq == -2]
+        gone = sorted({(entry_id,) for _, entry_id, seq in notes if seq == -2})
+        conn.executemany("DELETE FROM search_fts WHERE rowid = ?", gone)
         conn.executemany(
-            "DELETE FROM search_fts WHERE rowid IN (SELECT id FROM search_docs WHERE entry_id = ?)",
+            "DELETE FROM search_fts WHERE rowid IN"
+            " (SELECT -id FROM search_docs WHERE entry_id = ?)",
             gone,
         )
         conn.executemany("DELETE FROM search_docs WHERE entry_id = ?", gone)
-        docs = [(entry_id, seq) for entry_id, seq in pending if seq != -2]
+        # An entry id freed by a delete may be in use again: note the new entry's documents.
+        conn.executemany(
+            "INSERT INTO search_pending SELECT id, -1 FROM entries WHERE id = ? AND kind = 0",
+            gone,
+        )
+        conn.executemany(
+            "INSERT INTO search_pending SELECT entry_id, seq FROM list_items WHERE entry_id = ?",
+            gone,
+        )
+        docs = sorted({(entry_id, seq) for _, entry_id, seq in notes if seq != -2})
         texts = self._documents(conn, docs)
+        values = [entry_id for entry_id, seq in docs if seq == -1]
+        rows = [(entry_id, *texts[(entry_id, -1)]) for entry_id in values
+                if (entry_id, -1) in texts]  # fmt: skip
+        conn.executemany(
+            "DELETE FROM search_fts WHERE rowid = ?",
+            [(entry_id,) for entry_id in values if (entry_id, -1) not in texts],
+        )
+        items = [doc for doc in docs if doc[1] >= 0]
         known = dict(
             ((entry_id, seq), doc_id)
-            for chunk in _chunks(docs, 400)
+            for chunk in _chunks(items, 400)
             for entry_id, seq, doc_id in conn.execute(
                 "SELECT entry_id, seq, id FROM search_docs WHERE (entry_id, seq) IN "
                 f"(VALUES {','.join(['(?, ?)'] * len(chunk))})",
                 [number for doc in chunk for number in doc],
             )
         )
-        stale = [(doc_id,) for doc, doc_id in known.items()]
-        conn.executemany("DELETE FROM search_fts WHERE rowid = ?", stale)
-        rows = []
-        for doc in docs:
-            found = texts.get(doc)
-            if found is None:
-                if doc in known:
-                    conn.execute("DELETE FROM search_docs WHERE id = ?", (known[doc],))
+        gone_items = [doc_id for doc, doc_id in known.items() if doc not in texts]
+        conn.executemany("DELETE FROM search_fts WHERE rowid = ?", [(-i,) for i in gone_items])
+        conn.executemany("DELETE FROM search_docs WHERE id = ?", [(i,) for i in gone_items])
+        (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM search_docs").fetchone()
+        new = []
+        for doc in items:
+            if doc not in texts:
                 continue
             doc_id = known.get(doc)
             if doc_id is None:
-                (doc_id,) = conn.execute(
-                    "INSERT INTO search_docs (entry_id, seq) VALUES (?, ?) RETURNING id", doc
-                ).fetchone()
-            rows.append((doc_id, *found))
-        conn.executemany("INSERT INTO search_fts (rowid, ns, doc) VALUES (?, ?, ?)", rows)
-        conn.executemany("DELETE FROM search_pending WHERE entry_id = ? AND seq = ?", pending)
-        return len(pending)
+                doc_id, next_id = next_id, next_id + 1
+                new.append((doc_id, *doc))
+            rows.append((-doc_id, *texts[doc]))
+        conn.executemany("INSERT INTO search_docs (id, entry_id, seq) VALUES (?, ?, ?)", new)
+        conn.executemany(
+            "INSERT OR REPLACE INTO search_fts (rowid, ns, doc) VALUES (?, ?, ?)", rows
+        )
+        conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
+        return len(notes)
 
     @staticmethod
     def _documents(
@@ -926,8 +942,9 @@ class SQLiteBackend(Backend):
             if op.ns is not None:
                 match = f'ns : "{namespace_token(op.ns)}" AND doc : ({match})'
             candidates = (
-                "SELECT d.entry_id, d.seq, -bm25(search_fts, 0.0, 1.0) FROM search_fts"
-                " JOIN search_docs d ON d.id = search_fts.rowid WHERE search_fts MATCH ?"
+                "SELECT coalesce(d.entry_id, search_fts.rowid), coalesce(d.seq, -1),"
+                " -bm25(search_fts, 0.0, 1.0) FROM search_fts LEFT JOIN search_docs d"
+                " ON search_fts.rowid < 0 AND d.id = -search_fts.rowid WHERE search_fts MATCH ?"
             )
             head: list[Any] = [match]
         elif not query.listing:  # only punctuation or emoji: nothing to find
