@@ -33,6 +33,7 @@ from botwire.backends.base import (
     Put,
     Record,
     Search,
+    Slice,
     Steps,
     all_keys,
     arun_steps,
@@ -248,6 +249,19 @@ class _MemoryBase:
     def _keys_steps(self, prefix: str | None) -> Steps[list[KeyInfo]]:
         return all_keys(self.namespace, _values.check_prefix(prefix))
 
+    def _plan_slice(
+        self, key: str, start: int | None, stop: int | None, default: Any
+    ) -> _Plan[Any]:
+        for bound, name in ((start, "start"), (stop, "stop")):
+            if bound is not None:
+                _values.check_int(bound, name)
+
+        def finish(results: list[Any]) -> Any:
+            text = results[0]
+            return default if text is None else _values.decode_value(text)
+
+        return _Plan([Slice(self.namespace, self._key(key), start, stop)], finish)
+
     def _plan_search(
         self, query: str, prefix: str | None, where: Mapping[str, Any] | None, limit: int
     ) -> _Plan[list[Hit]]:
@@ -428,6 +442,21 @@ class Memory(_MemoryBase):
         """
         return self._run(self._plan_incr(key, by))
 
+    def slice(
+        self, key: str, start: int | None = None, stop: int | None = None, default: Any = None
+    ) -> Any:
+        """The items ``[start:stop]`` of the list at ``key`` (Python's slice rules: ``-20``
+        starts 20 from the end), reading only those; ``default`` when the key is missing.
+
+        Raises:
+            WrongType: ``key`` holds something else than a list.
+
+        Example::
+
+            mem.slice("chat:42", -20)   # the newest 20 messages, whatever the chat's length
+        """
+        return self._run(self._plan_slice(key, start, stop, default))
+
     def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
         """Atomically replace the value with ``fn(value)`` (``fn(default)`` when missing).
 
@@ -583,6 +612,12 @@ class AsyncMemory(_MemoryBase):
     async def incr(self, key: str, by: int = 1) -> int:
         """Atomically add ``by`` to the integer at ``key``; see :meth:`Memory.incr`."""
         return await self._run(self._plan_incr(key, by))
+
+    async def slice(
+        self, key: str, start: int | None = None, stop: int | None = None, default: Any = None
+    ) -> Any:
+        """The items ``[start:stop]`` of the list at ``key``; see :meth:`Memory.slice`."""
+        return await self._run(self._plan_slice(key, start, stop, default))
 
     async def update(
         self, key: str, fn: Callable[[Any], Any | Awaitable[Any]], default: Any = None

@@ -446,6 +446,29 @@ def test_append_with_a_ttl_restarts_the_expiry(store: Store) -> None:
     assert "new" not in mem
 
 
+@pytest.mark.parametrize(
+    ("start", "stop"), [(None, None), (-3, None), (2, 5), (0, -1), (-100, 2), (7, 3), (9, None)]
+)
+def test_slice_reads_part_of_a_list(mem: Memory, start: Any, stop: Any) -> None:
+    items = [{"n": n} for n in range(10)]
+    mem.append("rows", *items[:6])
+    mem.append("rows", *items[6:])
+    mem.set("value", items)  # a list written by set slices the same
+    assert mem.slice("rows", start, stop) == items[start:stop]
+    assert mem.slice("value", start, stop) == items[start:stop]
+    mem.append("window", *items, max_len=4)
+    assert mem.slice("window", start, stop) == items[6:][start:stop]
+
+
+def test_slice_of_what_is_not_a_list(mem: Memory) -> None:
+    assert mem.slice("missing", -2) is None and mem.slice("missing", default=[]) == []
+    mem.set("text", "abc")
+    with pytest.raises(WrongType, match="slice"):
+        mem.slice("text", 0, 1)
+    with pytest.raises(InvalidRequest, match="start"):
+        mem.slice("text", "1")  # type: ignore[arg-type]
+
+
 def test_append_to_a_list_written_by_set(mem: Memory) -> None:
     mem.set("l", [1, {"a": "b"}, "[x]"])
     assert mem.append("l", 4) == 4

@@ -122,6 +122,19 @@ class Restore(NamedTuple):
     ttl: float | None = None
 
 
+class Slice(NamedTuple):
+    """Read part of a list: the items ``[start:stop]``, Python's slice rules (negative counts
+    from the end). Result: their JSON text (``"[...]"``), or ``None`` when the key is missing.
+
+    Raises ``WrongType`` when the key holds something else than a list.
+    """
+
+    ns: str
+    key: str
+    start: int | None = None
+    stop: int | None = None
+
+
 class Search(NamedTuple):
     """Ranked full-text search. Result: ``list[SearchHit]``, best first, then newest first.
 
@@ -142,7 +155,7 @@ class Search(NamedTuple):
 
 Op = (
     Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
-    | Search
+    | Slice | Search
 )  # fmt: skip
 OP_NAMES: dict[type, str] = {
     Get: "get",
@@ -155,6 +168,7 @@ OP_NAMES: dict[type, str] = {
     Clear: "clear",
     ListNamespaces: "list_namespaces",
     Restore: "restore",
+    Slice: "slice",
     Search: "search",
 }
 """Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""

@@ -10,8 +10,6 @@ error to raise) are made here, once.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
@@ -127,9 +125,9 @@ def not_an_integer(key: str, value: Any) -> WrongType:
     return WrongType(f"cannot incr {key!r}: it holds {_type_name(value)}, not an integer")
 
 
-def not_a_list(key: str, value: Any) -> WrongType:
-    """The error for ``append`` to something else than a list."""
-    return WrongType(f"cannot append to {key!r}: it holds {_type_name(value)}, not a list")
+def not_a_list(key: str, value: Any, verb: str = "append to") -> WrongType:
+    """The error for ``append`` to (or ``slice`` of) something else than a list."""
+    return WrongType(f"cannot {verb} {key!r}: it holds {_type_name(value)}, not a list")
 
 
 def version_conflict(key: str, expected: int, actual: int) -> VersionConflict:
@@ -375,19 +373,14 @@ SEARCH_OFF = (
 )
 
 
-@functools.lru_cache(maxsize=4096)
-def namespace_token(ns: str) -> str:
-    """A word that stands for a namespace in the search index, so that a search of one
-    namespace only reads that namespace's documents."""
-    return "n" + hashlib.blake2b(ns.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
-
-
 def indexed_text(ns: str, key: str, json_text: str | None) -> str | None:
-    """What a store indexes for a key's value (or one list item): the namespace's token and
-    the document; ``None`` for botwire's own namespaces (``/tokens``), which are never found."""
+    """What a store indexes for a key's value (or one list item), or ``None`` for botwire's
+    own namespaces (``/tokens``), which are never found. The namespace is not in the text:
+    a search keeps to its namespace by a condition on the key's row, which costs less than a
+    word that every document of a large namespace holds."""
     if "/" in ns:
         return None
-    return namespace_token(ns) + " " + document(key, json_text)
+    return document(key, json_text)
 
 
 class JsonFields(ABC):
@@ -458,3 +451,18 @@ def search_hits(rows: list[Any]) -> list[SearchHit]:
             assert items is not None
             items.append((seq - (lo or 0), item))
     return hits
+
+
+def item_range(lo: int, hi: int, start: int | None, stop: int | None) -> tuple[int, int]:
+    """The item sequence numbers ``[first, last)`` of ``items[start:stop]`` of a list whose
+    items are numbered ``lo`` to ``hi - 1``."""
+    first, last, _ = slice(start, stop).indices(hi - lo)
+    return lo + first, lo + max(first, last)
+
+
+def sliced_value(key: str, json_text: str, start: int | None, stop: int | None) -> str:
+    """``[start:stop]`` of a list stored as one JSON value (written by ``set``)."""
+    value = json.loads(json_text)
+    if not isinstance(value, list):
+        raise not_a_list(key, value, "slice")
+    return to_json(value[start:stop])

@@ -58,6 +58,7 @@ from botwire.backends.base import (
     Record,
     Restore,
     Search,
+    Slice,
     handlers,
     is_write,
     on_loop_shutdown,
@@ -84,11 +85,12 @@ from botwire.backends.common import (
     fresh_row,
     incr_steps,
     indexed_text,
-    namespace_token,
+    item_range,
     nbytes,
     quota_checks,
     read_budget,
     search_hits,
+    sliced_value,
     version_conflict,
 )
 from botwire.config import mask_url
@@ -155,7 +157,7 @@ MIGRATIONS: list[Migration] = [
         FOR EACH STATEMENT EXECUTE FUNCTION botwire_raise_version_floor();
     """,
     # 3 (2026-11): full-text search. Each value and each list item carries its tsvector (the
-    # text botwire.tools folds, in the 'simple' configuration, with its namespace's token),
+    # text botwire._search folds, in the 'simple' configuration),
     # computed in the statement that writes it, and a GIN index finds them. Then the values
     # written before are indexed.
     """
@@ -844,6 +846,28 @@ class PostgresBackend(Backend):
         )
         return int(row[0])
 
+    def _slice(self, op: Slice, now: int) -> Steps:
+        row = yield Query(
+            "SELECT id, kind, value, list_lo, list_hi FROM botwire_entries"
+            f" WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}",
+            {"ns": op.ns, "key": op.key, "now": now},
+        )
+        if row is None:
+            return None
+        entry_id, kind, value, lo, hi = row
+        if kind == VALUE:
+            text = sliced_value(op.key, value, op.start, op.stop)
+        else:
+            first, last = item_range(lo, hi, op.start, op.stop)
+            (text,) = yield Query(
+                "SELECT '[' || coalesce(string_agg(value, ',' ORDER BY seq), '') || ']'"
+                " FROM botwire_list_items WHERE entry_id = %s AND seq >= %s AND seq < %s",
+                (entry_id, first, last),
+            )
+        if (budget := read_budget.get()) is not None:
+            budget.charge(nbytes(text))
+        return text
+
     def _search(self, op: Search, now: int) -> Steps:
         query = parse_query(op.query)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
@@ -867,8 +891,6 @@ class PostgresBackend(Backend):
                 params.append(upper)
         if query.groups:
             text = query.tsquery()
-            if op.ns is not None:
-                text = f"'{namespace_token(op.ns)}' & ({text})"
             candidates = (
                 "WITH q AS (SELECT to_tsquery('simple', %s) AS query)"
                 " SELECT e.id, -1::bigint, ts_rank(e.tsv, q.query) FROM botwire_entries e, q"

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from botwire._search import Scalar, conditions, document, parse_query
+from botwire._search import Scalar, conditions, parse_query
 from botwire.backends.base import (
     INHERITED,
     Append,
@@ -49,6 +49,7 @@ from botwire.backends.base import (
     Restore,
     Search,
     SearchHit,
+    Slice,
     handlers,
     is_write,
     prefix_upper_bound,
@@ -57,6 +58,7 @@ from botwire.backends.common import (
     LIST,
     PURGE_BATCH,
     SEARCH_OFF,
+    VALUE,
     AddItems,
     CountWrites,
     DropItems,
@@ -72,11 +74,13 @@ from botwire.backends.common import (
     expiry,
     fresh_row,
     incr_steps,
-    namespace_token,
+    indexed_text,
+    item_range,
     nbytes,
     quota_checks,
     read_budget,
     search_hits,
+    sliced_value,
     version_conflict,
 )
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -145,7 +149,7 @@ MIGRATIONS: list[str] = [
     # search's transaction (never stale), and now and then during writes. Existing values are
     # queued here and indexed the same way.
     """
-    CREATE VIRTUAL TABLE search_fts USING fts5(ns, doc, tokenize = 'unicode61');
+    CREATE VIRTUAL TABLE search_fts USING fts5(doc, tokenize = 'unicode61');
     CREATE TABLE search_docs (      -- list items' documents: rowid -id in search_fts
         id INTEGER PRIMARY KEY,     -- (a value's document has its entry's id as rowid)
         entry_id INTEGER NOT NULL,
@@ -197,6 +201,18 @@ SEARCH_BATCH = 2000
 
 class _SearchBehind(Exception):
     """A search read a snapshot in which writes had noted documents not indexed yet."""
+
+
+def _documents_of(matches: list[tuple[int, float]]) -> tuple[str, list[Any]]:
+    """SQL for the documents that FTS5 matched (rowids with scores): ``(entry_id, seq,
+    score)``, with its parameters."""
+    values = ",".join(["(?, ?)"] * len(matches))
+    return (
+        f"SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.score"
+        f" FROM (SELECT column1 AS rowid, column2 AS score FROM (VALUES {values})) m"
+        " LEFT JOIN search_docs d ON m.rowid < 0 AND d.id = -m.rowid",
+        [number for match in matches for number in match],
+    )
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -645,7 +661,7 @@ class SQLiteBackend(Backend):
             rows.append((-doc_id, *texts[doc]))
         conn.executemany("INSERT INTO search_docs (id, entry_id, seq) VALUES (?, ?, ?)", new)
         conn.executemany(
-            "INSERT OR REPLACE INTO search_fts (rowid, ns, doc) VALUES (?, ?, ?)", rows
+            "INSERT OR REPLACE INTO search_fts (rowid, doc) VALUES (?, ?)", rows
         )
         conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
         return len(notes)
@@ -653,9 +669,9 @@ class SQLiteBackend(Backend):
     @staticmethod
     def _documents(
         conn: sqlite3.Connection, docs: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], tuple[str, str]]:
-        """``(namespace token, text)`` of each document that exists now."""
-        found: dict[tuple[int, int], tuple[str, str]] = {}
+    ) -> dict[tuple[int, int], tuple[str]]:
+        """The text of each document that exists now (as a one-item tuple, for SQL)."""
+        found: dict[tuple[int, int], tuple[str]] = {}
         values = [entry_id for entry_id, seq in docs if seq == -1]
         for chunk in _chunks(values, 500):
             for entry_id, ns, key, value in conn.execute(
@@ -663,7 +679,8 @@ class SQLiteBackend(Backend):
                 f"({','.join(['?'] * len(chunk))})",
                 chunk,
             ):
-                found[(entry_id, -1)] = (namespace_token(ns), document(key, value))
+                if (text := indexed_text(ns, key, value)) is not None:
+                    found[(entry_id, -1)] = (text,)
         items = [doc for doc in docs if doc[1] >= 0]
         for chunk in _chunks(items, 400):
             for entry_id, seq, ns, key, value in conn.execute(
@@ -672,7 +689,8 @@ class SQLiteBackend(Backend):
                 f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
                 [number for doc in chunk for number in doc],
             ):
-                found[(entry_id, seq)] = (namespace_token(ns), document(key, value))
+                if (text := indexed_text(ns, key, value)) is not None:
+                    found[(entry_id, seq)] = (text,)
         return found
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------
@@ -911,6 +929,29 @@ class SQLiteBackend(Backend):
         conn.execute("DELETE FROM entries WHERE ns = ?", (op.ns,))
         return int(live)
 
+    def _slice(self, conn: sqlite3.Connection, op: Slice, now: int) -> str | None:
+        row = conn.execute(
+            f"SELECT id, kind, value, list_lo, list_hi FROM entries"
+            f" WHERE ns = ? AND key = ? AND {_LIVE}",
+            (op.ns, op.key, now),
+        ).fetchone()
+        if row is None:
+            return None
+        entry_id, kind, value, lo, hi = row
+        if kind == VALUE:
+            text = sliced_value(op.key, value, op.start, op.stop)
+        else:
+            first, last = item_range(lo, hi, op.start, op.stop)
+            items = conn.execute(
+                "SELECT value FROM list_items WHERE entry_id = ? AND seq >= ? AND seq < ?"
+                " ORDER BY seq",
+                (entry_id, first, last),
+            ).fetchall()
+            text = "[" + ",".join([item for (item,) in items]) + "]"
+        if (budget := read_budget.get()) is not None:
+            budget.charge(nbytes(text))
+        return text
+
     def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
         (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
         if not enabled:
@@ -939,25 +980,50 @@ class SQLiteBackend(Backend):
                 params.append(upper)
         if query.groups:
             match = query.fts5()
-            if op.ns is not None:
-                match = f'ns : "{namespace_token(op.ns)}" AND doc : ({match})'
-            candidates = (
-                "SELECT coalesce(d.entry_id, search_fts.rowid), coalesce(d.seq, -1),"
-                " -bm25(search_fts, 0.0, 1.0) FROM search_fts LEFT JOIN search_docs d"
-                " ON search_fts.rowid < 0 AND d.id = -search_fts.rowid WHERE search_fts MATCH ?"
+            # FTS5 finds its best documents quickly (ORDER BY rank LIMIT): join and group only
+            # those; when there are more, and filters or a long list leave too few keys,
+            # search them all.
+            cap = op.limit * 5 + 50
+            matched = "SELECT rowid, -rank AS score FROM search_fts WHERE search_fts MATCH ?"
+            best = conn.execute(f"{matched} ORDER BY rank LIMIT ?", (match, cap + 1)).fetchall()
+            if not best:
+                return []
+            if len(best) <= cap:  # every match is here
+                return self._ranked(conn, op, _documents_of(best), filters, params, where,
+                                    where_params)  # fmt: skip
+            hits = self._ranked(
+                conn, op, _documents_of(best[:cap]), filters, params, where, where_params
             )
-            head: list[Any] = [match]
-        elif not query.listing:  # only punctuation or emoji: nothing to find
+            if len(hits) >= op.limit:
+                return hits
+            everything = (f"SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.score"
+                          f" FROM ({matched}) m LEFT JOIN search_docs d"
+                          " ON m.rowid < 0 AND d.id = -m.rowid", [match])  # fmt: skip
+            return self._ranked(conn, op, everything, filters, params, where, where_params)
+        if not query.listing:  # only punctuation or emoji: nothing to find
             return []
-        else:  # an empty query: every key (that passes the filters), newest first
-            candidates = (
-                "SELECT id, -1, 0.0 FROM entries WHERE kind = 0"
-                " UNION ALL SELECT entry_id, seq, 0.0 FROM list_items"
-            )
-            head = []
+        candidates: tuple[str, list[Any]] = (  # an empty query: every key, newest first
+            "SELECT id, -1, 0.0 FROM entries WHERE kind = 0"
+            " UNION ALL SELECT entry_id, seq, 0.0 FROM list_items",
+            [],
+        )
+        return self._ranked(conn, op, candidates, filters, params, where, where_params)
+
+    @staticmethod
+    def _ranked(
+        conn: sqlite3.Connection,
+        op: Search,
+        candidates: tuple[str, list[Any]],
+        filters: list[str],
+        params: list[Any],
+        where: str,
+        where_params: list[Any],
+    ) -> list[SearchHit]:
+        """The keys among ``candidates`` (SQL for documents with scores, and its parameters)
+        that pass the filters, best first, each with its best items."""
         rows = conn.execute(
             f"""
-            WITH c(entry_id, seq, score) AS ({candidates}),
+            WITH c(entry_id, seq, score) AS ({candidates[0]}),
             f AS (
                 SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
                 JOIN entries e ON e.id = c.entry_id
@@ -981,7 +1047,7 @@ class SQLiteBackend(Backend):
             LEFT JOIN list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id AND li.seq = r.seq
             ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
             """,
-            [*head, *params, *where_params, op.limit, op.limit],
+            [*candidates[1], *params, *where_params, op.limit, op.limit],
         ).fetchall()
         return search_hits(rows)
 

@@ -30,6 +30,7 @@ from botwire.backends.base import (
     Put,
     Restore,
     Search,
+    Slice,
 )
 from botwire.errors import BotWireError, InvalidRequest
 
@@ -163,6 +164,17 @@ class ListNamespacesIn(OpIn):
         return ListNamespaces(_values.check_prefix(self.prefix, "namespace prefix"))
 
 
+class SliceIn(KeyOpIn):
+    """Read the items ``[start:stop]`` of a list (negative counts from the end)."""
+
+    op: Literal["slice"]
+    start: Annotated[int, Field(ge=-MAX_INT64, le=MAX_INT64)] | None = None
+    stop: Annotated[int, Field(ge=-MAX_INT64, le=MAX_INT64)] | None = None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Slice(_ns(self.ns), _key(self.key), self.start, self.stop)
+
+
 class SearchIn(OpIn):
     """Ranked full-text search of ``ns``, or of every namespace that starts with
     ``ns_prefix`` when ``ns`` is null."""
@@ -215,7 +227,7 @@ class RestoreIn(KeyOpIn):
 
 AnyOpIn = Annotated[
     GetIn | PutIn | DeleteIn | AppendIn | IncrIn | ExpireIn | ListKeysIn | ClearIn
-    | ListNamespacesIn | RestoreIn | SearchIn,
+    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn,
     Field(discriminator="op"),
 ]  # fmt: skip
 
