@@ -10,8 +10,8 @@
   the text in Python, lower-cased, for every word; a few queries, p50.
 - Writes: `set` of a new message, `append` to a chat, and `append` to a chat kept to its newest
   1,000 messages (each append also drops one: two changes to the index), on a store with the
-  index and on one with `?search=off`, interleaved rounds; the index's cost is the ratio. (SQLite only: on
-  PostgreSQL each write computes its tsvector in the same statement and round trip.)
+  index and on one with `?search=off`, interleaved rounds; the index's cost is the ratio.
+  (SQLite only: on PostgreSQL each write computes its tsvector in the same statement.)
 """
 
 from __future__ import annotations
