@@ -11,9 +11,12 @@ Every engine shares this; each only renders a parsed query and a filter in its o
   away), and each CJK character a word of its own, so that both engines tokenise alike and a
   CJK phrase matches inside a sentence that has no spaces.
 - A query is words that must all match; ``"quoted words"`` must match as a phrase; the last
-  bare word also matches as a prefix (``pyth`` finds ``Python``). Anything else a user or a
-  model may type (``*``, ``-``, ``:``, ``(``, ``AND``, ``NEAR``, a stray quote) is text, never
-  engine syntax, so a query never fails to parse.
+  bare word also matches as a prefix (``pyth`` finds ``Python``). With ``match="any"`` a
+  document matches when any of them does, and more matches rank higher: the way to find what
+  is relevant to a question (``"what does the user like to eat?"``), whose common words
+  (``what``, ``the``: :data:`COMMON_WORDS`) are left out unless nothing else is left.
+  Anything else a user or a model may type (``*``, ``-``, ``:``, ``(``, ``AND``, ``NEAR``, a
+  stray quote) is text, never engine syntax, so a query never fails to parse.
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ from botwire.errors import InvalidRequest
 
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 1000
+MATCHES = ("all", "any")
+
+_COMMON = """a about above after again all am an and any are as at be been before being below
+    between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself
+    just me more most my myself no nor not now of off on once only or other our ours ourselves
+    out over own same she should so some such than that the their theirs them themselves then
+    there these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours yourself yourselves"""
+COMMON_WORDS = frozenset(_COMMON.split())
+"""English words too common to tell documents apart, left out of ``match="any"`` queries."""
 
 _CJK = re.compile(
     "[\u2e80-\u2fdf\u3005\u3007\u3040-\u30ff\u3100-\u312f\u3131-\u318f\u31a0-\u31bf"
@@ -122,28 +136,49 @@ class ParsedQuery(NamedTuple):
     listing: bool = False
     """An empty query: every key (that passes the filters) matches, newest first. A query of
     only punctuation or emoji matches nothing."""
+    any: bool = False
+    """Whether one group matching is enough (``match="any"``)."""
 
     def fts5(self) -> str:
         """The query in FTS5's syntax: every word quoted, so that none is an operator."""
         parts = [f'"{" ".join(group)}"' for group in self.groups]
         if self.prefix:
             parts[-1] += "*"
-        return " ".join(parts)
+        return (" OR " if self.any else " ").join(parts)
 
     def tsquery(self) -> str:
         """The query in PostgreSQL's ``to_tsquery`` syntax, every word a quoted lexeme."""
         parts = [" <-> ".join(f"'{word}'" for word in group) for group in self.groups]
         if self.prefix:
             parts[-1] += ":*"
-        return " & ".join(f"({part})" if " " in part else part for part in parts)
+        joined = [f"({part})" if " " in part else part for part in parts]
+        return (" | " if self.any else " & ").join(joined)
 
 
-def parse_query(text: str) -> ParsedQuery:
+def check_match(match: object) -> str:
+    """``match`` if it is ``"all"`` or ``"any"``."""
+    if match not in MATCHES:
+        raise InvalidRequest(f'match must be "all" (every word) or "any" (any word), not {match!r}')
+    return str(match)
+
+
+def parse_query(text: str, match: str = "all") -> ParsedQuery:
     """Parse what a user or a model typed; never raises on syntax (see the module's docs)."""
     if not isinstance(text, str):
         raise InvalidRequest(f"a search query must be a str, not {type(text).__name__}")
     if len(text) > MAX_QUERY_CHARS:
         raise InvalidRequest(f"a search query has at most {MAX_QUERY_CHARS} characters")
+    parsed = _parse(text)
+    if check_match(match) == "all":
+        return parsed
+    telling = [group for group in parsed.groups if len(group) > 1 or group[0] not in COMMON_WORDS]
+    if not telling:
+        return parsed._replace(any=True)
+    prefix = parsed.prefix and telling[-1] == parsed.groups[-1]
+    return parsed._replace(groups=tuple(telling), prefix=prefix, any=True)
+
+
+def _parse(text: str) -> ParsedQuery:
     groups: list[tuple[str, ...]] = []
     prefix = False
     for number, segment in enumerate(text.split('"')):
@@ -157,6 +192,28 @@ def parse_query(text: str) -> ParsedQuery:
             groups.append(tuple(run))
             prefix = len(run) == 1
     return ParsedQuery(tuple(groups), prefix, not text.strip())
+
+
+def coverage(query: str, text: str) -> float:
+    """The share of ``query``'s words (and phrases) that ``text`` contains, from 0.0 to 1.0, as
+    ``match="any"`` reads the query: a relevance that means the same on every store."""
+    parsed = parse_query(query, "any")
+    if not parsed.groups:
+        return 0.0
+    found = words(text)
+    present = set(found)
+    last = len(parsed.groups) - 1
+    matched = 0
+    for number, group in enumerate(parsed.groups):
+        if len(group) == 1:
+            word = group[0]
+            if word in present or (
+                parsed.prefix and number == last and any(w.startswith(word) for w in present)
+            ):
+                matched += 1
+        elif any(tuple(found[i : i + len(group)]) == group for i in range(len(found))):
+            matched += 1
+    return matched / len(parsed.groups)
 
 
 # -- filters on the fields of dict values ----------------------------------------------------
@@ -253,16 +310,17 @@ class Hit:
 
 
 def search_op(
-    ns: str | None, query: str, prefix: str | None, where: object, limit: int
+    ns: str | None, query: str, prefix: str | None, where: object, limit: int, match: str = "all"
 ) -> Search:
     """A :class:`Search` operation, every argument checked (``InvalidRequest`` says which)."""
-    parse_query(query)
+    parse_query(query, match)
     return Search(
         ns,
         query,
         check_prefix(prefix),
         check_where(where),
         check_int(limit, "limit", 1, MAX_LIMIT),
+        match=match,
     )
 
 

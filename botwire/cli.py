@@ -75,7 +75,9 @@ def _keys(args: argparse.Namespace) -> int:
 
 @command("search")
 def _search(args: argparse.Namespace) -> int:
-    found = Memory(args.namespace, args.url).search(args.query, limit=args.limit)
+    found = Memory(args.namespace, args.url).search(
+        args.query, limit=args.limit, match="any" if args.any else "all"
+    )
     for hit in found:
         shown = [(hit.key, hit.value)] if hit.items is None else [
             (f"{hit.key}[{item.position}]", item.value) for item in hit.items]  # fmt: skip
@@ -247,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("namespace")
     p.add_argument("query", help='words to find; "quoted words" match as a phrase')
     p.add_argument("--limit", type=int, default=10, help="most keys to show (default 10)")
+    p.add_argument("--any", action="store_true", help="any word is enough (best matches first)")
     p = sub.add_parser("namespaces", parents=[common], help="list namespaces with live keys")
     p.add_argument("--prefix")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from botwire import _values, config
 from botwire._search import Hit, hits, search_op
@@ -263,9 +263,14 @@ class _MemoryBase:
         return _Plan([Slice(self.namespace, self._key(key), start, stop)], finish)
 
     def _plan_search(
-        self, query: str, prefix: str | None, where: Mapping[str, Any] | None, limit: int
+        self,
+        query: str,
+        prefix: str | None,
+        where: Mapping[str, Any] | None,
+        limit: int,
+        match: str,
     ) -> _Plan[list[Hit]]:
-        op = search_op(self.namespace, query, prefix, where, limit)
+        op = search_op(self.namespace, query, prefix, where, limit, match)
         return _Plan([op], lambda results: hits(results[0]))
 
     def _plan_clear(self) -> _Plan[int]:
@@ -495,12 +500,16 @@ class Memory(_MemoryBase):
         prefix: str | None = None,
         where: Mapping[str, Any] | None = None,
         limit: int = 10,
+        match: Literal["all", "any"] = "all",
     ) -> list[Hit]:
         """Keys whose key or text matches ``query``, most relevant first, then newest first.
 
         Every word must match, in any case and with or without accents; ``"quoted words"``
         match as a phrase; the last word also matches as a prefix (``pyth`` finds ``Python``).
-        Other characters (``*``, ``-``, ``AND``, a stray quote) are plain text. Each item of a
+        Other characters (``*``, ``-``, ``AND``, a stray quote) are plain text. With
+        ``match="any"``, any word is enough and keys that match more words rank higher, which
+        finds what is relevant to a question; its common words (``what``, ``is``) are left
+        out unless nothing else is left. Each item of a
         list is searched on its own, and a list's hit carries its matching ``items`` (with
         their positions) instead of the whole list. An empty query lists every key that
         passes the filters, newest first.
@@ -511,12 +520,13 @@ class Memory(_MemoryBase):
                 ``{"role": "user", "stars": {"$gte": 4}, "tag": {"$in": ["a", "b"]}}``
                 (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$in``).
             limit: most keys to return (1 to 1,000), and most items per list.
+            match: ``"all"`` (every word must match) or ``"any"`` (one is enough).
 
         Example::
 
             mem.search("travel plans", where={"role": "user"}, limit=5)
         """
-        return self._run(self._plan_search(query, prefix, where, limit))
+        return self._run(self._plan_search(query, prefix, where, limit, match))
 
 
 class AsyncMemory(_MemoryBase):
@@ -659,9 +669,10 @@ class AsyncMemory(_MemoryBase):
         prefix: str | None = None,
         where: Mapping[str, Any] | None = None,
         limit: int = 10,
+        match: Literal["all", "any"] = "all",
     ) -> list[Hit]:
         """Ranked full-text search; see :meth:`Memory.search`."""
-        return await self._run(self._plan_search(query, prefix, where, limit))
+        return await self._run(self._plan_search(query, prefix, where, limit, match))
 
 
 M = TypeVar("M", Memory, AsyncMemory)
@@ -713,6 +724,7 @@ def search_namespaces(
     prefix: str | None = None,
     where: Mapping[str, Any] | None = None,
     limit: int = 10,
+    match: Literal["all", "any"] = "all",
     token: str | None = None,
 ) -> list[Hit]:
     """:meth:`Memory.search` across every namespace that starts with ``namespace_prefix``
@@ -723,7 +735,9 @@ def search_namespaces(
     prefix covers (``user:`` needs a token for ``user:`` or ``*``).
     """
     backend = open_backend(config.resolve_url(url), token=token)
-    (found,) = backend.execute([_cross_search(query, namespace_prefix, prefix, where, limit)])
+    (found,) = backend.execute(
+        [_cross_search(query, namespace_prefix, prefix, where, limit, match)]
+    )
     return hits(found)
 
 
@@ -735,11 +749,12 @@ async def asearch_namespaces(
     prefix: str | None = None,
     where: Mapping[str, Any] | None = None,
     limit: int = 10,
+    match: Literal["all", "any"] = "all",
     token: str | None = None,
 ) -> list[Hit]:
     """Async twin of :func:`search_namespaces`."""
     backend = open_backend(config.resolve_url(url), token=token)
-    op = _cross_search(query, namespace_prefix, prefix, where, limit)
+    op = _cross_search(query, namespace_prefix, prefix, where, limit, match)
     (found,) = await backend.aexecute([op])
     return hits(found)
 
@@ -750,9 +765,10 @@ def _cross_search(
     prefix: str | None,
     where: Mapping[str, Any] | None,
     limit: int,
+    match: str,
 ) -> Search:
     ns_prefix = _values.check_prefix(namespace_prefix, "namespace prefix")
-    return search_op(None, query, prefix, where, limit)._replace(ns_prefix=ns_prefix)
+    return search_op(None, query, prefix, where, limit, match)._replace(ns_prefix=ns_prefix)
 
 
 def __getattr__(name: str) -> object:

@@ -148,6 +148,33 @@ def test_the_more_it_matches_the_higher_it_ranks(store: Store) -> None:
     assert [h.key for h in mem.search("kiwi")] == ["thrice", "once"]
 
 
+ANY_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("lisbon porto", {"trip": None, "trip2": None, "chat": [0, 1]}),
+    ("What is the plan for a hotel in Porto?", {"trip2": None, "chat": [2]}),  # not "the"
+    ("what is the", {"syntax": None, "chat": [2]}),  # only common words: they are the query
+    ('"nice flight" hotel', {"chat": [1, 2]}),
+    ("zzz qqq", {}),
+    ("", {k: None for k in CORPUS} | {"chat": [0, 1, 2]}),
+]
+
+
+@pytest.mark.parametrize(("query", "want"), ANY_CASES, ids=[c[0] for c in ANY_CASES])
+def test_match_any_word(mem: Memory, query: str, want: dict[str, Any]) -> None:
+    assert found(mem.search(query, match="any", limit=20)) == want
+
+
+def test_match_any_ranks_keys_that_match_more_words_first(store: Store) -> None:
+    mem = store.memory("any-rank")
+    mem.set("both", "the user likes green tea in the morning")
+    mem.set("one", "the user likes football")
+    mem.set("other", "the office has a green door")
+    mem.set("none", "what is it, then?")
+    hits = mem.search("What does the user like: green tea?", match="any")
+    assert hits[0].key == "both"
+    assert {h.key for h in hits} == {"both", "one", "other"}
+    assert [h.key for h in mem.search("green tea", match="all")] == ["both"]
+
+
 def test_an_empty_query_lists_newest_first(store: Store) -> None:
     mem = store.memory("newest")
     for n in range(5):
@@ -254,6 +281,8 @@ async def test_async_search(store: Store) -> None:
         ({"query": "x", "where": {"a": [1]}}, "where"),
         ({"query": "x", "where": {'a"b': 1}}, "field name"),
         ({"query": "x", "prefix": "a\x00"}, "control"),
+        ({"query": "x", "match": "some"}, "match"),
+        ({"query": "x", "match": None}, "match"),
     ],
 )
 def test_bad_searches_are_refused(mem: Memory, kwargs: dict[str, Any], problem: str) -> None:
@@ -433,8 +462,12 @@ def test_the_server_search_route_for_other_languages(tmp_path: Path) -> None:
             f"{server.url}/v1/search", params={"ns": "shop", "q": "", "where": '{"budget": 800}'}
         ).json()["hits"]
         assert [h["key"] for h in where] == ["trip2"]
+        either = httpx.get(
+            f"{server.url}/v1/search", params={"ns": "shop", "q": "hotel porto", "match": "any"}
+        ).json()["hits"]
+        assert {h["key"] for h in either} == {"trip2", "chat"}
         for params in [{"ns": "shop", "q": "x", "limit": "0"}, {"ns": "a/b", "q": "x"},
-                       {"ns": "shop", "where": "{bad"}]:  # fmt: skip
+                       {"ns": "shop", "where": "{bad"}, {"ns": "shop", "match": "x"}]:  # fmt: skip
             assert httpx.get(f"{server.url}/v1/search", params=params).status_code in (400, 422)
 
 

@@ -151,6 +151,8 @@ class Search(NamedTuple):
     where: str | None = None
     limit: int = 10
     ns_prefix: str = ""
+    match: str = "all"
+    """``"all"``: every word of the query must match; ``"any"``: one is enough."""
 
 
 Op = (

@@ -869,7 +869,7 @@ class PostgresBackend(Backend):
         return text
 
     def _search(self, op: Search, now: int) -> Steps:
-        query = parse_query(op.query)
+        query = parse_query(op.query, op.match)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
         where = where.replace("VALUE", "coalesce(li.value, e.value)")
         filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)"]

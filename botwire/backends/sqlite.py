@@ -958,7 +958,7 @@ class SQLiteBackend(Backend):
             raise InvalidRequest(SEARCH_OFF)
         if conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone() is not None:
             raise _SearchBehind
-        query = parse_query(op.query)
+        query = parse_query(op.query, op.match)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
         where = where.replace("VALUE", "coalesce(li.value, e.value)")
         filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)"]

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
@@ -508,6 +508,9 @@ async def search(
         str | None, Query(description='JSON filter on dict fields: {"role": "user"}')
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    match: Annotated[
+        Literal["all", "any"], Query(description="every word must match, or any word")
+    ] = "all",
 ) -> Response:
     """Ranked full-text search, for clients in any language (Python's client uses the batch).
 
@@ -516,7 +519,7 @@ async def search(
     its ``position``) come instead.
     """
     context, scope = _state(request)
-    op = search_request(ns, q, prefix, where, limit, ns_prefix)
+    op = search_request(ns, q, prefix, where, limit, ns_prefix, match)
     (found,) = await context.run(scope, [op])
     enc = _values.to_json
     hits = []

@@ -186,19 +186,26 @@ class SearchIn(OpIn):
     where: JsonText | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10
     ns_prefix: str = ""
+    match: Literal["all", "any"] = "all"
 
     def to_op(self, max_value_bytes: int) -> Op:
         return search_request(
-            self.ns, self.query, self.prefix, self.where, self.limit, self.ns_prefix
+            self.ns, self.query, self.prefix, self.where, self.limit, self.ns_prefix, self.match
         )
 
 
 def search_request(
-    ns: str | None, query: str, prefix: str, where: str | None, limit: int, ns_prefix: str
+    ns: str | None,
+    query: str,
+    prefix: str,
+    where: str | None,
+    limit: int,
+    ns_prefix: str,
+    match: str = "all",
 ) -> Search:
     """A search a client sent (its filter as JSON text), checked as ``Memory.search`` checks."""
     fields = None if where is None else _values.decode_value(_values.canonical_json(where))
-    op = search_op(None if ns is None else _ns(ns), query, prefix, fields, limit)
+    op = search_op(None if ns is None else _ns(ns), query, prefix, fields, limit, match)
     if ns is None:
         op = op._replace(ns_prefix=_values.check_prefix(ns_prefix, "namespace prefix"))
     return op
