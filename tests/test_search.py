@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
-from botwire._search import document, parse_query, words
+from botwire._search import coverage, document, parse_query, words
 from botwire.backends.postgres import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.postgres import PostgresBackend
 from botwire.backends.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -305,6 +305,20 @@ def test_words_and_documents() -> None:
     assert parse_query('say "new york" pi').tsquery() == "'say' & ('new' <-> 'york') & 'pi':*"
     assert parse_query('"new york"').fts5() == '"new york"'
     assert parse_query("   ").listing and not parse_query("🎉").listing
+    anyway = parse_query('What is "new york" like, pi?', "any")
+    assert anyway.fts5() == '"new york" OR "like" OR "pi"*'
+    assert anyway.tsquery() == "('new' <-> 'york') | 'like' | 'pi':*"
+    assert parse_query("what is the", "any").groups == (("what",), ("is",), ("the",))
+
+
+def test_coverage_is_the_share_of_the_query_found() -> None:
+    question = 'What is the "green tea" she likes?'  # "green tea", likes (a prefix); not "what"
+    assert coverage(question, "She likes green tea") == 1.0
+    assert coverage(question, "Tea, green and black") == 0.0  # not the phrase
+    assert coverage(question, "Green tea is good") == 0.5
+    assert coverage(question, "The likeses") == 0.5  # the last word is a prefix
+    assert coverage("", "anything") == 0.0
+    assert coverage("Café", "un CAFE") == 1.0
 
 
 # -- SQLite: crash safety, migration, search turned off ------------------------------------------
