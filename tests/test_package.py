@@ -68,6 +68,8 @@ def test_import_botwire_imports_no_framework_and_no_server() -> None:
         "crewai",
         "autogen",
         "autogen_core",
+        "autogen_agentchat",
+        "autogen_ext",
         "fastapi",
         "starlette",
         "uvicorn",
@@ -114,7 +116,15 @@ def test_repr_masks_passwords() -> None:
     assert mask_url("http://host:8765") == "http://host:8765"
 
 
-MINIMUM_VERSIONS = {"langchain-core": "0.3", "langchain-classic": "1.0", "crewai": "1.0"}
+MINIMUM_VERSIONS = {
+    "langchain-core": "0.3",
+    "langchain-classic": "1.0",
+    "crewai": "1.0",
+    "autogen-core": "0.7",
+    "autogen-agentchat": "0.7",
+    "autogen-ext": "0.7",
+    "pyautogen": "0.10",
+}
 """The frameworks the dev extras install, at versions the adapters are written for. A resolver
 that meets conflicting extras can fall back to an ancient placeholder release silently."""
 
@@ -126,3 +136,14 @@ def test_installed_framework_versions(distribution: str, minimum: str) -> None:
     from packaging.version import Version
 
     assert Version(version(distribution)) >= Version(minimum)
+
+
+@pytest.mark.parametrize("distribution", ["autogen-core", "autogen-agentchat", "autogen-ext"])
+def test_autogen_is_the_0_7_series(distribution: str) -> None:
+    """Beside crewai, a resolver without bounds settles on autogen-core 0.0.2, an empty
+    placeholder; botwire.autogen is written for AutoGen 0.7."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    assert Version(version(distribution)).release[:2] == (0, 7)
