@@ -106,6 +106,13 @@ def test_memories_round_trip_exactly(url: str) -> None:
         )
         json_fact = next(r for r in found.results if r.mime_type is MemoryMimeType.JSON)
         assert json_fact.content == {"city": "Lisbon", "nights": 3}
+        # ListMemory answers every query with everything, in order; botwire with what is
+        # relevant (on purpose: an agent's memories outgrow a model's context)
+        theirs = ListMemory()
+        for fact in FACTS:
+            await theirs.add(fact)
+        assert (await theirs.query("peanuts")).results == FACTS
+        assert (await memory.query("peanuts")).results == [FACTS[3]]
         await memory.close()
 
     run(main())
