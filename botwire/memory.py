@@ -765,7 +765,7 @@ def _cross_search(
     prefix: str | None,
     where: Mapping[str, Any] | None,
     limit: int,
-    match: str,
+    match: str = "all",
 ) -> Search:
     ns_prefix = _values.check_prefix(namespace_prefix, "namespace prefix")
     return search_op(None, query, prefix, where, limit, match)._replace(ns_prefix=ns_prefix)
