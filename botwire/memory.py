@@ -246,8 +246,18 @@ class _MemoryBase:
         seconds = _values.check_ttl(ttl, allow_now=True)
         return _Plan([Expire(self.namespace, self._key(key), seconds)], _first)
 
-    def _keys_steps(self, prefix: str | None) -> Steps[list[KeyInfo]]:
-        return all_keys(self.namespace, _values.check_prefix(prefix))
+    def _keys_steps(
+        self,
+        prefix: str | None,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Steps[list[KeyInfo]]:
+        if after is not None:
+            after = _values.check_key(after, "after")
+        if limit is not None:
+            _values.check_int(limit, "limit", 1)
+        return all_keys(self.namespace, _values.check_prefix(prefix), after, bool(reverse), limit)
 
     def _plan_slice(
         self, key: str, start: int | None, stop: int | None, default: Any
@@ -392,9 +402,24 @@ class Memory(_MemoryBase):
         """Delete ``key``; ``True`` when there was something to delete."""
         return self._run(self._plan_delete(key))
 
-    def keys(self, prefix: str | None = None) -> list[str]:
-        """Every live key (optionally those starting with ``prefix``), sorted, across all pages."""
-        return [info.key for info in run_steps(self._execute, self._keys_steps(prefix))]
+    def keys(
+        self,
+        prefix: str | None = None,
+        *,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The live keys (those starting with ``prefix``), sorted, across all pages.
+
+        Args:
+            after: only the keys that come after this one in the listing's order.
+            reverse: from the last key down (``keys("msg:", reverse=True, limit=1)``: the
+                newest of keys that sort by time).
+            limit: at most this many.
+        """
+        steps = self._keys_steps(prefix, after, reverse, limit)
+        return [info.key for info in run_steps(self._execute, steps)]
 
     list_keys = keys
 
@@ -590,9 +615,17 @@ class AsyncMemory(_MemoryBase):
         """Delete ``key``; see :meth:`Memory.delete`."""
         return await self._run(self._plan_delete(key))
 
-    async def keys(self, prefix: str | None = None) -> list[str]:
-        """Every live key, sorted; see :meth:`Memory.keys`."""
-        return [info.key for info in await arun_steps(self._execute, self._keys_steps(prefix))]
+    async def keys(
+        self,
+        prefix: str | None = None,
+        *,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The live keys, sorted; see :meth:`Memory.keys`."""
+        steps = self._keys_steps(prefix, after, reverse, limit)
+        return [info.key for info in await arun_steps(self._execute, steps)]
 
     list_keys = keys
 

@@ -548,6 +548,30 @@ def test_keys_with_prefix_and_more_than_one_page(mem: Memory) -> None:
     assert mem.keys("nothing") == []
 
 
+def test_keys_from_a_point_backwards_and_limited(mem: Memory) -> None:
+    mem.set_many({f"cp:{n:05}": n for n in range(1500)})
+    mem.set_many({"cp;": 1, "co": 2, "cp:00007x": 3})
+    everything = mem.keys("cp:")
+    assert mem.keys("cp:", reverse=True) == everything[::-1]  # across pages
+    assert mem.keys("cp:", reverse=True, limit=1) == ["cp:01499"]  # the last, in one page
+    assert mem.keys("cp:", reverse=True, limit=1200)[-1] == "cp:00300"
+    assert mem.keys("cp:", after="cp:00007", limit=2) == ["cp:00007x", "cp:00008"]
+    assert mem.keys("cp:", after="cp:00008", reverse=True) == ["cp:00007x", *everything[:8][::-1]]
+    assert mem.keys("cp:", after="cp:01499") == []
+    assert mem.keys(reverse=True, limit=2) == ["cp;", "cp:01499"]
+    assert mem.keys("nothing", reverse=True, limit=3) == []
+    for bad in ({"limit": 0}, {"limit": "2"}, {"after": "a\x00"}, {"after": 5}):
+        with pytest.raises((InvalidRequest, InvalidKey)):
+            mem.keys("cp:", **bad)
+
+
+async def test_async_keys_from_a_point_backwards(store: Store) -> None:
+    amem = store.amemory("rev")
+    await amem.set_many({f"k{n}": n for n in range(5)})
+    assert await amem.keys("k", reverse=True, limit=2) == ["k4", "k3"]
+    assert await amem.keys(after="k1", limit=2) == ["k2", "k3"]
+
+
 def test_keys_prefix_with_odd_characters(mem: Memory) -> None:
     mem.set_many({"a?b": 1, "a?c": 2, "a": 3, "a/b": 4, "🧠x": 5, "🧠": 6, "🧡": 7})
     assert mem.keys("a?") == ["a?b", "a?c"]

@@ -89,13 +89,15 @@ class Expire(NamedTuple):
 
 
 class ListKeys(NamedTuple):
-    """One page of live keys in key order. Result: :class:`KeyPage`."""
+    """One page of live keys in key order (``reverse``: from the last). Result:
+    :class:`KeyPage`."""
 
     ns: str
     prefix: str = ""
     limit: int = 1000
     after: str | None = None
-    """Cursor: list the keys that sort after this one."""
+    """Cursor: list the keys that come after this one in the listing's order."""
+    reverse: bool = False
 
 
 class Clear(NamedTuple):
@@ -307,16 +309,24 @@ PAGE_SIZE = 1000
 """Keys per ``ListKeys`` page."""
 
 
-def all_keys(ns: str, prefix: str = "") -> Steps[list[KeyInfo]]:
-    """Every live key of ``ns`` that starts with ``prefix``, in key order, page by page."""
+def all_keys(
+    ns: str,
+    prefix: str = "",
+    after: str | None = None,
+    reverse: bool = False,
+    limit: int | None = None,
+) -> Steps[list[KeyInfo]]:
+    """The live keys of ``ns`` that start with ``prefix`` and come after ``after``, in key
+    order (``reverse``: from the last), at most ``limit`` of them, page by page."""
     found: list[KeyInfo] = []
-    after: str | None = None
-    while True:
-        (page,) = yield [ListKeys(ns, prefix, PAGE_SIZE, after)]
+    while limit is None or len(found) < limit:
+        size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(found))
+        (page,) = yield [ListKeys(ns, prefix, size, after, reverse)]
         found.extend(page.keys)
         if page.next_cursor is None:
-            return found
+            break
         after = page.next_cursor
+    return found
 
 
 _shutdown_hooks: weakref.WeakKeyDictionary[

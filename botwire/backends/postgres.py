@@ -831,9 +831,10 @@ class PostgresBackend(Backend):
             sql += " AND key < %(upper)s"
             params["upper"] = upper
         if op.after is not None:
-            sql += " AND key > %(after)s"
+            sql += " AND key < %(after)s" if op.reverse else " AND key > %(after)s"
             params["after"] = op.after
-        rows = yield Query(sql + " ORDER BY key LIMIT %(limit)s", params, "all")
+        order = " ORDER BY key DESC" if op.reverse else " ORDER BY key"
+        rows = yield Query(sql + order + " LIMIT %(limit)s", params, "all")
         more = len(rows) > op.limit
         keys = [KeyInfo(*row) for row in rows[: op.limit]]
         return KeyPage(keys, keys[-1].key if more else None)

@@ -913,9 +913,9 @@ class SQLiteBackend(Backend):
             sql += " AND key < ?"
             params.append(upper)
         if op.after is not None:
-            sql += " AND key > ?"
+            sql += " AND key < ?" if op.reverse else " AND key > ?"
             params.append(op.after)
-        sql += " ORDER BY key LIMIT ?"
+        sql += " ORDER BY key DESC LIMIT ?" if op.reverse else " ORDER BY key LIMIT ?"
         params.append(op.limit + 1)
         rows = conn.execute(sql, params).fetchall()
         more = len(rows) > op.limit

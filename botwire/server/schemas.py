@@ -131,17 +131,19 @@ class ExpireIn(KeyOpIn):
 
 
 class ListKeysIn(OpIn):
-    """One page of keys after the cursor ``after``."""
+    """One page of keys after the cursor ``after`` (``reverse``: from the last key down)."""
 
     op: Literal["list_keys"]
     ns: str
     prefix: str = ""
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = MAX_PAGE
     after: str | None = None
+    reverse: bool = False
 
     def to_op(self, max_value_bytes: int) -> Op:
         after = None if self.after is None else _values.check_key(self.after, "cursor")
-        return ListKeys(_ns(self.ns), _values.check_prefix(self.prefix), self.limit, after)
+        prefix = _values.check_prefix(self.prefix)
+        return ListKeys(_ns(self.ns), prefix, self.limit, after, self.reverse)
 
 
 class ClearIn(OpIn):
