@@ -70,6 +70,7 @@ def test_import_botwire_imports_no_framework_and_no_server() -> None:
         "autogen_core",
         "autogen_agentchat",
         "autogen_ext",
+        "langgraph",
         "fastapi",
         "starlette",
         "uvicorn",
@@ -124,6 +125,8 @@ MINIMUM_VERSIONS = {
     "autogen-agentchat": "0.7",
     "autogen-ext": "0.7",
     "pyautogen": "0.10",
+    "langgraph": "1.0",
+    "langgraph-checkpoint": "3.0",
 }
 """The frameworks the dev extras install, at versions the adapters are written for. A resolver
 that meets conflicting extras can fall back to an ancient placeholder release silently."""
