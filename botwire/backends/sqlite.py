@@ -259,14 +259,15 @@ ON CONFLICT (ns, key) DO UPDATE SET
 
 
 class _ThreadConnections:
-    """One thread's connections. They close when the thread ends (its thread-local storage,
-    which holds this, goes away), but never in a child process after ``fork``."""
+    """One thread's connections. When the thread ends (its thread-local storage, which holds
+    this, goes away) they go to the backend's idle connections for the next thread, or close;
+    never in a child process after ``fork``."""
 
-    __slots__ = ("__weakref__", "nowait", "pid", "wait")
+    __slots__ = ("__weakref__", "idle", "nowait", "pid", "wait")
 
-    def __init__(self) -> None:
-        self.wait: sqlite3.Connection | None = None
-        self.nowait: sqlite3.Connection | None = None
+    def __init__(self, idle: _Idle) -> None:
+        self.idle = idle
+        self.wait, self.nowait = idle.take()
         self.pid = os.getpid()
 
     def close(self) -> None:
@@ -278,7 +279,42 @@ class _ThreadConnections:
     def __del__(self) -> None:
         if self.pid == os.getpid():
             with contextlib.suppress(Exception):  # at exit, sqlite3 may be gone already
-                self.close()
+                if not self.idle.give(self.wait, self.nowait):
+                    self.close()
+
+
+class _Idle:
+    """The connections of threads that ended, for threads that start: opening a connection
+    costs milliseconds, and thread pools (LangGraph's, a server's) start threads often."""
+
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[sqlite3.Connection | None, sqlite3.Connection | None]] = []
+        self._closed = False
+
+    def take(self) -> tuple[sqlite3.Connection | None, sqlite3.Connection | None]:
+        with self._lock:
+            return self._pairs.pop() if self._pairs else (None, None)
+
+    def give(self, wait: sqlite3.Connection | None, nowait: sqlite3.Connection | None) -> bool:
+        """Keep a pair for the next thread; ``False`` when full or closed (close it then)."""
+        if wait is None and nowait is None:
+            return True
+        with self._lock:
+            if self._closed or len(self._pairs) >= self.SIZE:
+                return False
+            self._pairs.append((wait, nowait))
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            pairs, self._pairs, self._closed = self._pairs, [], True
+        for pair in pairs:
+            for conn in pair:
+                if conn is not None:
+                    conn.close()
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -291,6 +327,11 @@ def _statements(script: str) -> Iterator[str]:
             statement = ""
     if statement.strip():
         yield statement
+
+
+def _may_write(ops: Sequence[Op]) -> bool:
+    """Whether a batch writes, or may (a search first indexes what writes noted)."""
+    return is_write(ops) or any(type(op) is Search for op in ops)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -343,6 +384,10 @@ class SQLiteBackend(Backend):
         self.search = search
         self._local = threading.local()
         self._threads: weakref.WeakSet[_ThreadConnections] = weakref.WeakSet()
+        self._idle = _Idle()
+        self._writing = threading.Lock()
+        """Held by this process's thread that writes: the others queue here, handed the turn at
+        once, rather than polling SQLite's lock with sleeps (other processes still do)."""
         self._next_purge = 0
         self._writes = 0
         """Write batches since this process last caught the search index up."""
@@ -365,7 +410,7 @@ class SQLiteBackend(Backend):
         """This thread's connection; ``wait=False`` gives one that never waits for a lock."""
         mine: _ThreadConnections | None = getattr(self._local, "mine", None)
         if mine is None:
-            mine = self._local.mine = _ThreadConnections()
+            mine = self._local.mine = _ThreadConnections(self._idle)
             with self._lock:
                 self._threads.add(mine)
         conn = mine.wait if wait else mine.nowait
@@ -472,13 +517,18 @@ class SQLiteBackend(Backend):
         with self._lock:
             threads, self._threads = list(self._threads), weakref.WeakSet()
             self._local = threading.local()
+            idle, self._idle = self._idle, _Idle()
+        idle.close()
         for mine in threads:
             if mine.pid == os.getpid():
                 mine.close()
 
     def _after_fork(self) -> None:
         INHERITED.extend(self._threads)
+        INHERITED.append(self._idle)  # the parent's: never closed here
         self._threads = weakref.WeakSet()
+        self._idle = _Idle()
+        self._writing = threading.Lock()  # a thread of the parent may have held it
         self._local = threading.local()
 
     # -- the primitive -----------------------------------------------------------------------
@@ -487,7 +537,10 @@ class SQLiteBackend(Backend):
         """Run ``ops`` in one transaction (``BEGIN IMMEDIATE`` when any of them writes)."""
         conn = self._connection()
         try:
-            return self._run(conn, ops)
+            if not _may_write(ops):
+                return self._run(conn, ops)
+            with self._writing:
+                return self._run(conn, ops)
         except (sqlite3.Error, OverflowError, UnicodeError) as exc:
             raise self._translate(exc) from exc
 
@@ -498,6 +551,9 @@ class SQLiteBackend(Backend):
         batch first runs right here with a busy timeout of zero. Only when another writer holds
         the lock (``SQLITE_BUSY``, nothing done yet) does it wait, in a thread, as ``execute``.
         """
+        writing = _may_write(ops)
+        if writing and not self._writing.acquire(blocking=False):
+            return await asyncio.to_thread(self.execute, ops)  # another thread is writing
         try:
             return self._run(self._connection(wait=False), ops)
         except sqlite3.OperationalError as exc:
@@ -505,6 +561,9 @@ class SQLiteBackend(Backend):
                 raise self._translate(exc) from exc
         except (sqlite3.Error, OverflowError, UnicodeError) as exc:
             raise self._translate(exc) from exc
+        finally:
+            if writing:
+                self._writing.release()
         return await asyncio.to_thread(self.execute, ops)
 
     def _translate(self, exc: Exception) -> BackendUnavailable | InvalidRequest:
