@@ -315,8 +315,9 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             if only_ns is not None and before_id:
                 cursor = prefix + before_id
             while limit is None or len(found) < limit:
+                page = PAGE if filter or limit is None else min(PAGE, limit - len(found))
                 keys = yield Call(thread, "keys", (prefix,),
-                                  {"after": cursor, "reverse": True, "limit": PAGE})  # fmt: skip
+                                  {"after": cursor, "reverse": True, "limit": page})  # fmt: skip
                 if not keys:
                     break
                 cursor = keys[-1]
@@ -338,7 +339,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
                     found.append(item)
                     if limit is not None and len(found) >= limit:
                         break
-                if len(keys) < PAGE:
+                if len(keys) < page:
                     break
         return found
 

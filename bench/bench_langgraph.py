@@ -1,0 +1,156 @@
+"""LangGraph checkpointer benchmark: `BotWireSaver` against `langgraph-checkpoint-sqlite`'s
+`SqliteSaver`, side by side.
+
+    python bench/bench_langgraph.py [--rounds 5] [--runs 10]
+
+- A 20-step graph run: a `StateGraph(MessagesState)` whose node adds a message until there are
+  20, on a new thread each run (`--runs` runs per round): every step writes a checkpoint and
+  its writes, as LangGraph does.
+- Reads on a thread of 1,000 checkpoints (each holding ten chat messages): `get_tuple` of the
+  latest, `get_tuple` of one by id, `list(limit=10)`, and `list` of the whole thread.
+
+`BotWireSaver` on the embedded store and `SqliteSaver` on a file in the same directory, with
+the same durability (WAL, `synchronous=NORMAL`: a committed write survives a process crash;
+`SqliteSaver`'s connection gets the pragma botwire uses). `BotWireSaver` through `botwire serve`
+and on PostgreSQL, and LangGraph's `InMemorySaver` (nothing persisted), are shown for scale.
+Rounds interleave every case; the tables have the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _shared import medians, pg_schema, start_serve
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from botwire.langgraph import BotWireSaver
+
+STEPS = 20
+CHECKPOINTS = 1_000
+
+
+def sqlite_saver(path: Path) -> SqliteSaver:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return SqliteSaver(conn)
+
+
+def build(saver: BaseCheckpointSaver[Any]) -> Any:
+    def step(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"step {len(state['messages'])}: a short reply")]}
+
+    def more(state: MessagesState) -> str:
+        return "step" if len(state["messages"]) < STEPS else END
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_conditional_edges("step", more)
+    return builder.compile(checkpointer=saver)
+
+
+def run_graph(saver: BaseCheckpointSaver[Any], runs: int) -> float:
+    """Milliseconds per 20-step run."""
+    graph = build(saver)
+    start = time.perf_counter()
+    for _ in range(runs):
+        config = {"configurable": {"thread_id": f"run-{time.monotonic_ns()}"}}
+        state = graph.invoke({"messages": [HumanMessage("go")]}, config)
+        assert len(state["messages"]) == STEPS
+    return (time.perf_counter() - start) / runs * 1e3
+
+
+def fill(saver: BaseCheckpointSaver[Any], thread: str) -> list[str]:
+    """A thread of 1,000 checkpoints, each holding ten messages; their ids, oldest first."""
+    messages = [HumanMessage("What did I tell you about my travel plans?"),
+                AIMessage("You fly to Lisbon on Tuesday.")] * 5  # fmt: skip
+    config: dict[str, Any] = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    ids = []
+    for step in range(CHECKPOINTS):
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": messages}
+        checkpoint["channel_versions"] = {"messages": step + 1}
+        config = saver.put(config, checkpoint, {"source": "loop", "step": step}, {})  # type: ignore[arg-type]
+        ids.append(config["configurable"]["checkpoint_id"])
+    return ids
+
+
+def reads(saver: BaseCheckpointSaver[Any], thread: str, ids: list[str]) -> dict[str, float]:
+    """Microseconds per call of each read."""
+    latest = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    one = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": ids[500]}}
+
+    def timed(call: Callable[[], object], times: int) -> float:
+        start = time.perf_counter()
+        for _ in range(times):
+            call()
+        return (time.perf_counter() - start) / times * 1e6
+
+    found = saver.get_tuple(latest)
+    assert found is not None and found.config["configurable"]["checkpoint_id"] == ids[-1]
+    assert len(list(saver.list(latest))) == CHECKPOINTS  # type: ignore[arg-type]
+    return {
+        "get_tuple latest": timed(lambda: saver.get_tuple(latest), 200),  # type: ignore[arg-type]
+        "get_tuple by id": timed(lambda: saver.get_tuple(one), 200),  # type: ignore[arg-type]
+        "list limit 10": timed(lambda: list(saver.list(latest, limit=10)), 100),  # type: ignore[arg-type]
+        "list 1,000": timed(lambda: list(saver.list(latest)), 5),  # type: ignore[arg-type]
+    }
+
+
+READS = ("get_tuple latest", "get_tuple by id", "list limit 10", "list 1,000")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="botwire-bench-lg-"))
+    server, server_url = start_serve(f"sqlite:///{folder / 'served.db'}")
+    with pg_schema() as pg:
+        savers: dict[str, BaseCheckpointSaver[Any]] = {
+            "BotWireSaver": BotWireSaver(f"sqlite:///{folder / 'botwire.db'}"),
+            "SqliteSaver": sqlite_saver(folder / "sqlite_saver.db"),
+            "BotWireSaver over HTTP": BotWireSaver(server_url),
+            "InMemorySaver": InMemorySaver(),
+        }
+        if pg is not None:
+            savers["BotWireSaver on PostgreSQL"] = BotWireSaver(pg)
+        threads = {name: fill(saver, "long") for name, saver in savers.items()}
+        cases: dict[str, list[float]] = {}
+        try:
+            for _ in range(args.rounds):
+                for name, saver in savers.items():
+                    cases.setdefault(f"{name} run", []).append(run_graph(saver, args.runs))
+                    for read, value in reads(saver, "long", threads[name]).items():
+                        cases.setdefault(f"{name} {read}", []).append(value)
+        finally:
+            server.terminate()
+    med = medians(cases)
+    print(f"median of {args.rounds} rounds\n")
+    print("| saver | 20-step run, ms | " + " | ".join(f"{r}, µs" for r in READS) + " |")
+    print("|---|---:|" + "---:|" * len(READS))
+    for name in savers:
+        cells = [f"{med[f'{name} run']:,.1f}"] + [f"{med[f'{name} {r}']:,.0f}" for r in READS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n| BotWireSaver / SqliteSaver | 20-step run | " + " | ".join(READS) + " |")
+    print("|---|---:|" + "---:|" * len(READS))
+    ratios = [med[f"BotWireSaver {case}"] / med[f"SqliteSaver {case}"] for case in ("run", *READS)]
+    print("| ratio (target ≤ 1.5) | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+    print("\n" + json.dumps({k: round(v, 1) for k, v in med.items()}))
+
+
+if __name__ == "__main__":
+    main()
