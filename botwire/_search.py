@@ -4,7 +4,8 @@ Every engine shares this; each only renders a parsed query and a filter in its o
 (FTS5 ``MATCH`` on SQLite, ``tsquery`` on PostgreSQL).
 
 - A *document* is the key and every string of a value (dict values, list elements, nested;
-  not numbers or booleans), or, for an append-list, the key and the strings of one item: a
+  not numbers or booleans, nor strings of over 100 characters with no space, such as tokens
+  and base64 data), or, for an append-list, the key and the strings of one item: a
   10,000-message chat is searchable message by message.
 - Text is folded before the engine sees it: lower case, accents removed (``café`` → ``cafe``),
   compatibility forms unified, words of letters and digits only (emoji and punctuation fall
@@ -117,14 +118,26 @@ def strings(value: Any) -> Iterator[str]:
             stack.extend(reversed(item))
 
 
+TOKEN_CHARS = 100
+"""A string longer than this with no space in it is not text (an id, a token, base64 data):
+it is not indexed."""
+_SPACE = re.compile(r"\s")
+
+
+def is_text(string: str) -> bool:
+    """Whether a string of a value is indexed (see :data:`TOKEN_CHARS`)."""
+    return len(string) <= TOKEN_CHARS or _SPACE.search(string) is not None
+
+
 def document(key: str, json_text: str | None) -> str:
     """The indexed text of a key and a value (or list item) given as JSON text: its words,
     separated by spaces."""
-    text = key
+    parts = [key]
     if json_text is not None:
         value = json.loads(json_text)
-        text = f"{key} {value}" if isinstance(value, str) else " ".join([key, *strings(value)])
-    return " ".join(words(text))
+        found = [value] if isinstance(value, str) else strings(value)
+        parts.extend(string for string in found if is_text(string))
+    return " ".join(words(" ".join(parts)))
 
 
 class ParsedQuery(NamedTuple):

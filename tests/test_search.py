@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -301,6 +302,10 @@ def test_words_and_documents() -> None:
     assert document("user:1", '{"a": "Hi", "n": 5, "l": ["x", {"b": "Yo"}], "t": true}') == (
         "user 1 hi x yo"
     )
+    blob = "QmFzZTY0" * 20  # 160 characters with no space: data, not text
+    assert document("k", json.dumps({"data": blob, "note": "hi"})) == "k hi"
+    assert document("k", json.dumps(blob)) == "k"
+    assert document("k", json.dumps("a b " + blob)) == "k a b " + blob.lower()
     assert parse_query('say "new york" pi').fts5() == '"say" "new york" "pi"*'
     assert parse_query('say "new york" pi').tsquery() == "'say' & ('new' <-> 'york') & 'pi':*"
     assert parse_query('"new york"').fts5() == '"new york"'
