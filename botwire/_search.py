@@ -27,9 +27,10 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from botwire._values import check_int, check_prefix, decode_value
+from botwire._values import check_int, check_prefix, decode_value, utc_datetime
 from botwire.backends.base import Search, SearchHit
 from botwire.errors import InvalidRequest
 
@@ -320,6 +321,9 @@ class Hit:
     score: float
     items: list[Item] | None = None
     namespace: str = field(default="")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    """When the key was first written, and last (UTC)."""
 
 
 def search_op(
@@ -345,5 +349,6 @@ def hits(found: list[SearchHit]) -> list[Hit]:
         items = None
         if hit.items is not None:
             items = [Item(position, decode_value(text)) for position, text in hit.items]
-        decoded.append(Hit(hit.key, value, hit.score, items, hit.ns))
+        decoded.append(Hit(hit.key, value, hit.score, items, hit.ns,
+                           utc_datetime(hit.created_at), utc_datetime(hit.updated_at)))  # fmt: skip
     return decoded

@@ -54,8 +54,8 @@ def result_from_json(op: Op, data: Any) -> Any:
     if type(op) is Search:  # each hit travels as an array of its fields
         return [
             SearchHit(ns, key, score, value, None if items is None else [tuple(i) for i in items],
-                      updated_at)
-            for ns, key, score, value, items, updated_at in data
+                      updated_at, created_at)
+            for ns, key, score, value, items, updated_at, created_at in data
         ]  # fmt: skip
     return data
 

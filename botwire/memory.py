@@ -62,6 +62,19 @@ class Entry:
     expires_at: datetime | None
 
 
+def _entry(key: str, record: Record | None) -> Entry | None:
+    if record is None:
+        return None
+    return Entry(
+        key,
+        _decode(record),
+        record.version,
+        _values.utc_datetime(record.created_at),
+        _values.utc_datetime(record.updated_at),
+        None if record.expires_at is None else _values.utc_datetime(record.expires_at),
+    )
+
+
 class _Plan(Generic[T]):
     """The operations behind one call, and how to turn their results into its return value."""
 
@@ -155,21 +168,16 @@ class _MemoryBase:
 
     def _plan_entry(self, key: str) -> _Plan[Entry | None]:
         key = self._key(key)
+        return _Plan([Get(self.namespace, key)], lambda results: _entry(key, results[0]))
 
-        def finish(results: list[Any]) -> Entry | None:
-            record: Record | None = results[0]
-            if record is None:
-                return None
-            return Entry(
-                key,
-                _decode(record),
-                record.version,
-                _values.utc_datetime(record.created_at),
-                _values.utc_datetime(record.updated_at),
-                None if record.expires_at is None else _values.utc_datetime(record.expires_at),
-            )
+    def _plan_entries(self, keys: Iterable[str], refresh_ttl: bool) -> _Plan[dict[str, Entry]]:
+        names = [self._key(key) for key in _values.check_iterable(keys, "keys")]
 
-        return _Plan([Get(self.namespace, key)], finish)
+        def finish(results: list[Any]) -> dict[str, Entry]:
+            found = (_entry(key, record) for key, record in zip(names, results, strict=True))
+            return {entry.key: entry for entry in found if entry is not None}
+
+        return _Plan([Get(self.namespace, key, refresh_ttl=refresh_ttl) for key in names], finish)
 
     def _plan_contains(self, key: str) -> _Plan[bool]:
         return _Plan([Get(self.namespace, self._key(key), False)], lambda r: r[0] is not None)
@@ -427,6 +435,11 @@ class Memory(_MemoryBase):
         """The values of ``keys`` that exist, in one round trip."""
         return self._run(self._plan_get_many(keys))
 
+    def entries(self, keys: Iterable[str], *, refresh_ttl: bool = False) -> dict[str, Entry]:
+        """The :class:`Entry` (value, version, timestamps) of each of ``keys`` that exists, in
+        one round trip; ``refresh_ttl`` restarts each one's expiry, as ``get`` does."""
+        return self._run(self._plan_entries(keys, refresh_ttl))
+
     def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
         """Store every item of ``mapping`` atomically, in one round trip."""
         self._run(self._plan_set_many(mapping, ttl))
@@ -632,6 +645,10 @@ class AsyncMemory(_MemoryBase):
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of ``keys`` that exist, in one round trip."""
         return await self._run(self._plan_get_many(keys))
+
+    async def entries(self, keys: Iterable[str], *, refresh_ttl: bool = False) -> dict[str, Entry]:
+        """The entries of ``keys`` that exist; see :meth:`Memory.entries`."""
+        return await self._run(self._plan_entries(keys, refresh_ttl))
 
     async def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
         """Store every item of ``mapping`` atomically, in one round trip."""

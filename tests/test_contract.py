@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from datetime import datetime, timedelta, timezone
@@ -323,6 +324,27 @@ def test_entry_carries_timestamps(store: Store) -> None:
     mem.set("k", 3)
     entry = mem.entry("k")
     assert entry is not None and entry.expires_at is None
+
+
+def test_entries_in_one_round_trip(store: Store) -> None:
+    mem = store.memory()
+    mem.set("a", 1)
+    mem.set("b", [1, 2], ttl=1.0)
+    found = mem.entries(["a", "b", "missing"])
+    assert set(found) == {"a", "b"}
+    assert found["a"] == mem.entry("a") and found["b"] == mem.entry("b")
+    store.advance(0.6)
+    assert set(mem.entries(["b"], refresh_ttl=True)) == {"b"}  # its expiry starts again
+    store.advance(0.6)
+    assert mem.entries(["b"])["b"].value == [1, 2]
+    store.advance(0.6)
+    assert mem.entries(["a", "b"]).keys() == {"a"}
+
+    async def main() -> None:
+        amem = store.amemory()
+        assert (await amem.entries(["a"]))["a"].value == 1
+
+    asyncio.run(main())
 
 
 def test_incr(mem: Memory) -> None:

@@ -176,6 +176,19 @@ def test_match_any_ranks_keys_that_match_more_words_first(store: Store) -> None:
     assert [h.key for h in mem.search("green tea", match="all")] == ["both"]
 
 
+def test_hits_carry_when_their_key_was_written(store: Store) -> None:
+    mem = store.memory("times")
+    mem.set("k", "first words")
+    store.advance(0.05)
+    mem.set("k", "second words")
+    (hit,) = mem.search("second")
+    entry = mem.entry("k")
+    assert entry is not None
+    assert (hit.created_at, hit.updated_at) == (entry.created_at, entry.updated_at)
+    assert hit.created_at is not None and hit.updated_at is not None
+    assert hit.created_at < hit.updated_at
+
+
 def test_an_empty_query_lists_newest_first(store: Store) -> None:
     mem = store.memory("newest")
     for n in range(5):
@@ -477,6 +490,7 @@ def test_the_server_search_route_for_other_languages(tmp_path: Path) -> None:
         assert chat["value"] is None and {i["position"] for i in chat["items"]} == {0, 1}
         trip = next(h for h in body if h["key"] == "trip")
         assert trip["value"] == CORPUS["trip"] and trip["namespace"] == "shop"
+        assert trip["created_at"] <= trip["updated_at"]
         where = httpx.get(
             f"{server.url}/v1/search", params={"ns": "shop", "q": "", "where": '{"budget": 800}'}
         ).json()["hits"]

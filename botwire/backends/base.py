@@ -221,6 +221,7 @@ class SearchHit(NamedTuple):
     items: list[tuple[int, str]] | None
     """A list's matching items: ``(position, JSON text)``, best first."""
     updated_at: int
+    created_at: int
 
 
 class Quotas(NamedTuple):

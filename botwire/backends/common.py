@@ -430,20 +430,20 @@ _ORDER = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 def search_hits(rows: list[Any]) -> list[SearchHit]:
     """Hits from the rows of a search, best first, one row per matching document:
-    ``(entry_id, best score, ns, key, updated_at, kind, value, list_lo, item seq, item value,
-    size)``; the documents of one key follow each other, its best items first."""
+    ``(entry_id, best score, ns, key, updated_at, created_at, kind, value, list_lo, item seq,
+    item value, size)``; the documents of one key follow each other, its best items first."""
     hits: list[SearchHit] = []
     last = None
     budget = read_budget.get()
-    for entry_id, best, ns, key, updated_at, kind, value, lo, seq, item, size in rows:
+    for entry_id, best, ns, key, updated, created, kind, value, lo, seq, item, size in rows:
         if entry_id != last:
             last = entry_id
             if kind == VALUE:
                 if budget is not None:
                     budget.charge(size)
-                hits.append(SearchHit(ns, key, float(best), value, None, updated_at))
+                hits.append(SearchHit(ns, key, float(best), value, None, updated, created))
                 continue
-            hits.append(SearchHit(ns, key, float(best), None, [], updated_at))
+            hits.append(SearchHit(ns, key, float(best), None, [], updated, created))
         if kind == LIST and item is not None:
             if budget is not None:
                 budget.charge(nbytes(item))

@@ -927,7 +927,8 @@ class PostgresBackend(Backend):
                     PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
                 FROM f JOIN top USING (entry_id)
             )
-            SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.kind, e.value,
+            SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.created_at, e.kind,
+                   e.value,
                    e.list_lo, r.seq, li.value, e.size
             FROM top JOIN botwire_entries e ON e.id = top.entry_id
             JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= %s

@@ -514,7 +514,8 @@ async def search(
 ) -> Response:
     """Ranked full-text search, for clients in any language (Python's client uses the batch).
 
-    Answers ``{"hits": [{"namespace", "key", "score", "value", "items", "updated_at"}]}``:
+    Answers ``{"hits": [{"namespace", "key", "score", "value", "items", "created_at",
+    "updated_at"}]}``:
     ``value`` is the key's value, or ``null`` for a list, whose matching ``items`` (each with
     its ``position``) come instead.
     """
@@ -530,6 +531,7 @@ async def search(
         hits.append(
             f'{{"namespace":{enc(hit.ns)},"key":{enc(hit.key)},"score":{enc(hit.score)},'
             f'"value":{hit.value or "null"},"items":{items},'
+            f'"created_at":{enc(format_time(hit.created_at))},'
             f'"updated_at":{enc(format_time(hit.updated_at))}}}'
         )
     return Response('{"hits":[' + ",".join(hits) + "]}", media_type="application/json")
