@@ -7,8 +7,7 @@ sort by time), holding the checkpoint and its metadata as LangGraph's serializer
 and the pending writes of a checkpoint are one list, ``w|{checkpoint_ns}|{checkpoint_id}``:
 ``put_writes`` is one atomic append, whatever the step wrote.
 
-Every method is written once, as steps that name the memory calls they need; a sync and an
-async driver run them on ``Memory`` and ``AsyncMemory``.
+Every method is written once, as steps (``botwire.langgraph._steps``).
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from __future__ import annotations
 import base64
 import builtins
 import random
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -35,22 +34,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from botwire import AsyncMemory, Memory, _values, list_namespaces
+from botwire import _values
 from botwire.errors import InvalidRequest
-from botwire.memory import alist_namespaces
+from botwire.langgraph._steps import Call, Driver, Steps
 
-
-class Call(NamedTuple):
-    """One call a step needs: ``method(*args, **kwargs)`` on the memory of ``thread``'s
-    namespace (``None``: list the threads' namespaces)."""
-
-    thread: str | None
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] | None = None
-
-
-Steps = Generator[Call, Any, Any]
 PAGE = 100
 """Checkpoints read per round trip when listing."""
 
@@ -109,15 +96,13 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         self.url = url
         self.namespace_prefix = _values.check_namespace(namespace_prefix)
         self.ttl = _values.check_ttl(ttl)
-        self._memory = Memory(namespace_prefix, url)
-        self._amemory = AsyncMemory(namespace_prefix, backend=self._memory.backend)
+        self._driver = Driver(url)
 
     def __repr__(self) -> str:
         return f"BotWireSaver(namespace_prefix={self.namespace_prefix!r})"
 
-    # -- running steps -------------------------------------------------------------------------
-
     def _namespace(self, thread_id: object) -> str:
+        """The namespace of a thread (``/`` and ``%`` escaped)."""
         thread = _values.check_key(str(thread_id), "thread_id")
         return _values.check_namespace(f"{self.namespace_prefix}:{_escape(thread, '/')}")
 
@@ -125,34 +110,10 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         return _unescape(namespace[len(self.namespace_prefix) + 1 :])
 
     def _run(self, steps: Steps) -> Any:
-        try:
-            call = next(steps)
-            while True:
-                if call.thread is None:
-                    answer: Any = list_namespaces(f"{self.namespace_prefix}:", url=self.url)
-                else:
-                    memory = Memory(self._namespace(call.thread), backend=self._memory.backend)
-                    answer = getattr(memory, call.method)(*call.args, **(call.kwargs or {}))
-                call = steps.send(answer)
-        except StopIteration as done:
-            return done.value
+        return self._driver.run(steps)
 
     async def _arun(self, steps: Steps) -> Any:
-        try:
-            call = next(steps)
-            while True:
-                if call.thread is None:
-                    answer: Any = await alist_namespaces(
-                        f"{self.namespace_prefix}:", url=self.url
-                    )
-                else:
-                    memory = AsyncMemory(
-                        self._namespace(call.thread), backend=self._memory.backend
-                    )
-                    answer = await getattr(memory, call.method)(*call.args, **(call.kwargs or {}))
-                call = steps.send(answer)
-        except StopIteration as done:
-            return done.value
+        return await self._driver.arun(steps)
 
     # -- the interface, sync and async ---------------------------------------------------------
 
@@ -269,22 +230,24 @@ class BotWireSaver(BaseCheckpointSaver[str]):
 
     def close(self) -> None:
         """Close the saver's connections (they reopen if it is used again)."""
-        self._memory.close()
+        self._driver.close()
 
     # -- the steps -----------------------------------------------------------------------------
 
     def _get_tuple(self, config: RunnableConfig) -> Steps:
         thread = config["configurable"]["thread_id"]
+        namespace = self._namespace(thread)
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
         if not checkpoint_id:
-            latest = yield Call(thread, "keys", (_checkpoints(checkpoint_ns),),
+            latest = yield Call(namespace, "keys", (_checkpoints(checkpoint_ns),),
                                 {"reverse": True, "limit": 1})  # fmt: skip
             if not latest:
                 return None
             checkpoint_id = _parse(latest[0])[1]
         key = _checkpoints(checkpoint_ns) + checkpoint_id
-        found = yield Call(thread, "get_many", ([key, _writes_key(checkpoint_ns, checkpoint_id)],))
+        pair = [key, _writes_key(checkpoint_ns, checkpoint_id)]
+        found = yield Call(namespace, "get_many", (pair,))
         if key not in found:
             return None
         writes = found.get(_writes_key(checkpoint_ns, checkpoint_id), [])
@@ -300,7 +263,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         if limit is not None and limit <= 0:
             return []
         if config is None:
-            namespaces = yield Call(None, "list_namespaces")
+            namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
             threads = [self._thread_of(ns) for ns in namespaces]
         else:
             threads = [config["configurable"]["thread_id"]]
@@ -310,13 +273,14 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         before_id = get_checkpoint_id(before) if before else None
         found: builtins.list[CheckpointTuple] = []
         for thread in threads:
+            namespace = self._namespace(thread)
             prefix = "c|" if only_ns is None else _checkpoints(only_ns)
             cursor = None
             if only_ns is not None and before_id:
                 cursor = prefix + before_id
             while limit is None or len(found) < limit:
                 page = PAGE if filter or limit is None else min(PAGE, limit - len(found))
-                keys = yield Call(thread, "keys", (prefix,),
+                keys = yield Call(namespace, "keys", (prefix,),
                                   {"after": cursor, "reverse": True, "limit": page})  # fmt: skip
                 if not keys:
                     break
@@ -328,7 +292,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
                 ]  # fmt: skip
                 wanted = [key for key, _, _ in named]
                 wanted += [_writes_key(ns, cid) for _, ns, cid in named]
-                values = yield Call(thread, "get_many", (wanted,))
+                values = yield Call(namespace, "get_many", (wanted,))
                 for key, ns, cid in named:
                     if key not in values:
                         continue  # deleted since it was listed
@@ -356,7 +320,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             "run_id": merged.get("run_id"),
         }
         key = _checkpoints(checkpoint_ns) + checkpoint["id"]
-        yield Call(thread, "set", (key, record), {"ttl": self.ttl})
+        yield Call(self._namespace(thread), "set", (key, record), {"ttl": self.ttl})
         return {
             "configurable": {
                 "thread_id": thread,
@@ -375,39 +339,41 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             for idx, (channel, value) in enumerate(writes)
         ]  # fmt: skip
         if items:
+            namespace = self._namespace(configurable["thread_id"])
             key = _writes_key(configurable.get("checkpoint_ns", ""), configurable["checkpoint_id"])
-            yield Call(configurable["thread_id"], "append", (key, *items), {"ttl": self.ttl})
+            yield Call(namespace, "append", (key, *items), {"ttl": self.ttl})
 
     def _delete_thread(self, thread_id: str) -> Steps:
-        yield Call(thread_id, "clear")
+        yield Call(self._namespace(thread_id), "clear")
 
     def _delete_for_runs(self, run_ids: Sequence[str]) -> Steps:
         runs = set(run_ids)
         if not runs:
             return
-        namespaces = yield Call(None, "list_namespaces")
-        for thread in (self._thread_of(ns) for ns in namespaces):
-            keys = yield Call(thread, "keys", ("c|",))
-            records = (yield Call(thread, "get_many", (keys,))) if keys else {}
+        namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
+        for namespace in namespaces:
+            keys = yield Call(namespace, "keys", ("c|",))
+            records = (yield Call(namespace, "get_many", (keys,))) if keys else {}
             doomed = [key for key, record in records.items() if record.get("run_id") in runs]
             doomed += [_writes_key(*_parse(key)) for key in list(doomed)]
             if doomed:
-                yield Call(thread, "delete_many", (doomed,))
+                yield Call(namespace, "delete_many", (doomed,))
 
     def _copy_thread(self, source: str, target: str) -> Steps:
-        keys = yield Call(source, "keys")
+        keys = yield Call(self._namespace(source), "keys")
         if keys:
-            values = yield Call(source, "get_many", (keys,))
-            yield Call(target, "set_many", (values,), {"ttl": self.ttl})
+            values = yield Call(self._namespace(source), "get_many", (keys,))
+            yield Call(self._namespace(target), "set_many", (values,), {"ttl": self.ttl})
 
     def _prune(self, thread_ids: Sequence[str], strategy: str) -> Steps:
         if strategy not in ("keep_latest", "delete"):
             raise InvalidRequest(f"prune: strategy is 'keep_latest' or 'delete', not {strategy!r}")
         for thread in thread_ids:
+            namespace = self._namespace(thread)
             if strategy == "delete":
-                yield Call(thread, "clear")
+                yield Call(namespace, "clear")
                 continue
-            keys = yield Call(thread, "keys", ("c|",))
+            keys = yield Call(namespace, "keys", ("c|",))
             newest: dict[str, str] = {}
             for key in keys:  # in key order: the last of each namespace is its newest
                 newest[_parse(key)[0]] = key
@@ -415,7 +381,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             doomed = [key for key in keys if key not in kept]
             doomed += [_writes_key(*_parse(key)) for key in list(doomed)]
             if doomed:
-                yield Call(thread, "delete_many", (doomed,))
+                yield Call(namespace, "delete_many", (doomed,))
 
     # -- records -------------------------------------------------------------------------------
 

@@ -1,0 +1,77 @@
+"""Each LangGraph method is written once, as steps that name the botwire calls they need; a sync
+and an async driver run them on ``Memory`` and ``AsyncMemory``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, NamedTuple
+
+from botwire import AsyncMemory, Memory, config
+from botwire.backends import open_backend
+from botwire.memory import (
+    alist_namespaces,
+    asearch_namespaces,
+    list_namespaces,
+    search_namespaces,
+)
+
+
+class Call(NamedTuple):
+    """``method(*args, **kwargs)`` on the memory of ``namespace``, or with ``namespace=None``
+    a function of the whole store (``list_namespaces``, ``search_namespaces``)."""
+
+    namespace: str | None
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+
+
+Steps = Generator[Call, Any, Any]
+
+_STORE: dict[str, Callable[..., Any]] = {
+    "list_namespaces": list_namespaces,
+    "search_namespaces": search_namespaces,
+}
+_ASTORE: dict[str, Callable[..., Awaitable[Any]]] = {
+    "list_namespaces": alist_namespaces,
+    "search_namespaces": asearch_namespaces,
+}
+
+
+class Driver:
+    """Runs steps on the store at ``url``, sharing one backend (its connections)."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.backend = open_backend(config.resolve_url(url))
+
+    def run(self, steps: Steps) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                kwargs = call.kwargs or {}
+                if call.namespace is None:
+                    answer = _STORE[call.method](*call.args, url=self.url, **kwargs)
+                else:
+                    memory = Memory(call.namespace, backend=self.backend)
+                    answer = getattr(memory, call.method)(*call.args, **kwargs)
+                call = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    async def arun(self, steps: Steps) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                kwargs = call.kwargs or {}
+                if call.namespace is None:
+                    answer = await _ASTORE[call.method](*call.args, url=self.url, **kwargs)
+                else:
+                    memory = AsyncMemory(call.namespace, backend=self.backend)
+                    answer = await getattr(memory, call.method)(*call.args, **kwargs)
+                call = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+
+    def close(self) -> None:
+        self.backend.close()
