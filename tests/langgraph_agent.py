@@ -10,8 +10,9 @@ from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
-from botwire.langgraph import BotWireSaver
+from botwire.langgraph import BotWireSaver, BotWireStore
 
 
 def graph(url: str, replies: list[str]) -> CompiledStateGraph[Any, Any, Any, Any]:
@@ -38,3 +39,23 @@ def thread(thread_id: str) -> dict[str, Any]:
 
 def texts(messages: Iterator[Any] | list[Any]) -> list[str]:
     return [str(message.content) for message in messages]
+
+
+def graph_with_store(url: str) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """A graph that keeps what the user asks it to remember in a ``BotWireStore`` (long-term,
+    across threads) and answers other messages from what it finds there."""
+
+    def chat(state: MessagesState, *, store: BaseStore) -> dict[str, Any]:
+        text = str(state["messages"][-1].content)
+        if text.startswith("remember:"):
+            fact = text.removeprefix("remember:").strip()
+            store.put(("memories", "user"), f"fact-{len(fact)}", {"text": fact})
+            return {"messages": [AIMessage("Noted.")]}
+        found = store.search(("memories", "user"), query=text, limit=1)
+        answer = f"You told me: {found[0].value['text']}" if found else "I do not know."
+        return {"messages": [AIMessage(answer)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", chat)
+    builder.add_edge(START, "chat")
+    return builder.compile(checkpointer=BotWireSaver(url), store=BotWireStore(url))

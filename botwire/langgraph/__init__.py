@@ -1,7 +1,8 @@
-"""LangGraph integration: a checkpointer (each thread's state) on any botwire store.
+"""LangGraph integration: a checkpointer (each thread's state) and a store (long-term memory
+across threads) on any botwire store.
 
-    from botwire.langgraph import BotWireSaver
-    graph = builder.compile(checkpointer=BotWireSaver())
+    from botwire.langgraph import BotWireSaver, BotWireStore
+    graph = builder.compile(checkpointer=BotWireSaver(), store=BotWireStore())
 
 Needs LangGraph: ``pip install 'botwire[langgraph]'``.
 """
@@ -16,5 +17,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from botwire.langgraph.checkpoint import BotWireSaver
+from botwire.langgraph.store import BotWireStore
 
-__all__ = ["BotWireSaver"]
+__all__ = ["BotWireSaver", "BotWireStore"]

@@ -1,0 +1,429 @@
+"""``BotWireStore``: LangGraph long-term memory on any botwire store.
+
+A LangGraph namespace (a tuple of labels) is a botwire namespace: ``{namespace_prefix}:`` and
+each label followed by ``.`` (labels hold no ``.``; ``/`` and ``%`` are escaped), so that a
+prefix such as ``("users", "1")`` is the text prefix ``users.1.`` and never matches
+``("users", "10")``. An item is a key whose value is ``{"value": {...}}``, with
+``"vectors"`` beside it when the store embeds: its timestamps are the key's own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    IndexConfig,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+    ensure_embeddings,
+    get_text_at_path,
+    tokenize_path,
+    validate_op_namespace,
+)
+
+from botwire import _values, config
+from botwire.errors import InvalidRequest, InvalidValue
+from botwire.langgraph._steps import Call, Driver, Steps
+from botwire.memory import Entry
+
+TEXT_CANDIDATES = 1000
+"""A text query with a filter considers this many of its best matches."""
+
+
+class _Found(NamedTuple):
+    labels: tuple[str, ...]
+    entry: Entry
+
+
+def _escape(label: str) -> str:
+    return label.replace("%", "%25").replace("/", "%2F")
+
+
+def _unescape(label: str) -> str:
+    return label.replace("%2F", "/").replace("%25", "%")
+
+
+class BotWireStore(BaseStore):
+    """A LangGraph ``BaseStore`` kept in botwire: facts an agent keeps across threads, shared
+    by every process on the store (the embedded file, ``botwire serve`` or PostgreSQL).
+
+    ``search`` with a ``query`` ranks by botwire's full-text search (any of the query's words,
+    more matches first), or, with ``index``, by cosine similarity of embeddings computed on
+    ``put`` (numpy when installed), as LangGraph's ``InMemoryStore`` does. Filters take
+    LangGraph's operators (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``) and nested
+    values.
+
+    Args:
+        url: the store (default ``$BOTWIRE_URL``, else the embedded file).
+        namespace_prefix: the botwire namespaces of the items start with it.
+        index: ``{"embed": ..., "dims": ..., "fields": [...]}`` as LangGraph's stores take it.
+        ttl: LangGraph's ``TTLConfig``: ``default_ttl`` in minutes for new items, and
+            ``refresh_on_read`` (default ``True``) to restart an item's expiry when it is read.
+
+    Example::
+
+        store = BotWireStore()
+        store.put(("users", "42"), "prefs", {"units": "metric"})
+        graph = builder.compile(checkpointer=BotWireSaver(), store=store)
+    """
+
+    supports_ttl = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace_prefix: str = "langgraph",
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+    ) -> None:
+        self.url = url
+        self.namespace_prefix = _values.check_namespace(namespace_prefix)
+        self.ttl_config = ttl
+        self.index_config = index
+        self.embeddings = ensure_embeddings(index.get("embed")) if index else None
+        self._fields = [(p, tokenize_path(p)) for p in (index or {}).get("fields") or ["$"]]
+        self._driver = Driver(url)
+
+    def __repr__(self) -> str:
+        return f"BotWireStore(namespace_prefix={self.namespace_prefix!r})"
+
+    # -- namespaces ----------------------------------------------------------------------------
+
+    def _namespace(self, labels: Sequence[str]) -> str:
+        encoded = "".join(_escape(label) + "." for label in labels)
+        return _values.check_namespace(f"{self.namespace_prefix}:{encoded}")
+
+    def _labels(self, namespace: str) -> tuple[str, ...]:
+        body = namespace[len(self.namespace_prefix) + 1 : -1]
+        return tuple(_unescape(label) for label in body.split("."))
+
+    # -- the batch -----------------------------------------------------------------------------
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run LangGraph's operations: reads first, as they see the store before the batch,
+        then the writes (the last put of a key wins)."""
+        ops = self._check(ops)
+        texts = self._texts(ops)
+        vectors = self.embeddings.embed_documents(texts) if texts and self.embeddings else []
+        queries = self._queries(ops)
+        asked = [self.embeddings.embed_query(q) for q in queries] if self.embeddings else []
+        results: list[Result] = self._driver.run(
+            self._batch(ops, dict(zip(texts, vectors, strict=True)),
+                        dict(zip(queries, asked, strict=True)))
+        )  # fmt: skip
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Async :meth:`batch` (``AsyncMemory``, and the embeddings' async methods)."""
+        ops = self._check(ops)
+        texts = self._texts(ops)
+        vectors = (await self.embeddings.aembed_documents(texts)
+                   if texts and self.embeddings else [])  # fmt: skip
+        queries = self._queries(ops)
+        asked = [await self.embeddings.aembed_query(q) for q in queries] if self.embeddings else []
+        results: list[Result] = await self._driver.arun(
+            self._batch(ops, dict(zip(texts, vectors, strict=True)),
+                        dict(zip(queries, asked, strict=True)))
+        )  # fmt: skip
+        return results
+
+    def close(self) -> None:
+        """Close the store's connections (they reopen if it is used again)."""
+        self._driver.close()
+
+    def _check(self, ops: Iterable[Op]) -> list[Op]:
+        """The batch's operations, every one checked before any runs."""
+        checked = list(ops)
+        for op in checked:
+            if not isinstance(op, (GetOp, PutOp, SearchOp, ListNamespacesOp)):
+                raise InvalidRequest(f"unknown LangGraph store operation: {op!r:.80}")
+            validate_op_namespace(op)
+            if isinstance(op, (GetOp, PutOp)):
+                self._namespace(op.namespace)
+                _values.check_key(op.key)
+            if isinstance(op, SearchOp) and op.filter:
+                _check_filter(op.filter)
+            if isinstance(op, PutOp):
+                if op.value is not None and not isinstance(op.value, dict):
+                    raise InvalidValue(f"a store item's value is a dict, not {op.value!r:.60}")
+                if op.value is not None:  # refused here, before any op of the batch runs
+                    _values.encode_value({"value": op.value}, config.max_value_bytes())
+                if op.ttl is not None and (not isinstance(op.ttl, (int, float)) or op.ttl <= 0):
+                    raise InvalidRequest(f"ttl is a positive number of minutes, not {op.ttl!r}")
+        return checked
+
+    def _paths(self, op: PutOp) -> list[tuple[str, list[str] | str]]:
+        if op.index is False or op.value is None or self.embeddings is None:
+            return []
+        if op.index is None:
+            return [(path, tokens) for path, tokens in self._fields]
+        return [(path, tokenize_path(path)) for path in op.index]
+
+    def _texts(self, ops: list[Op]) -> list[str]:
+        """The texts the batch's puts embed (each once)."""
+        found: dict[str, None] = {}
+        for op in ops:
+            if isinstance(op, PutOp):
+                for _, tokens in self._paths(op):
+                    found.update(dict.fromkeys(get_text_at_path(op.value, tokens)))
+        return list(found)
+
+    def _queries(self, ops: list[Op]) -> list[str]:
+        """The queries the batch's searches embed (none without an index)."""
+        if self.embeddings is None:
+            return []
+        return list({op.query: None for op in ops if isinstance(op, SearchOp) and op.query})
+
+    def _batch(
+        self, ops: list[Op], vectors: dict[str, list[float]], queries: dict[str, list[float]]
+    ) -> Steps:
+        results: list[Result] = [None] * len(ops)
+        gets: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        for number, op in enumerate(ops):
+            if isinstance(op, GetOp):
+                gets[(self._namespace(op.namespace), self._refresh(op.refresh_ttl))].append(number)
+        for (namespace, refresh), numbers in gets.items():
+            keys = [ops[n].key for n in numbers]  # type: ignore[union-attr]
+            entries = yield Call(namespace, "entries", (keys,), {"refresh_ttl": refresh})
+            for n in numbers:
+                op = ops[n]
+                assert isinstance(op, GetOp)
+                if (entry := entries.get(op.key)) is not None:
+                    results[n] = _item(op.namespace, entry)
+        namespaces: list[str] | None = None
+        for number, op in enumerate(ops):
+            if isinstance(op, SearchOp):
+                results[number] = yield from self._search(op, queries.get(op.query or ""))
+            elif isinstance(op, ListNamespacesOp):
+                if namespaces is None:
+                    namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
+                results[number] = self._list_namespaces(op, namespaces)
+        yield from self._write([op for op in ops if isinstance(op, PutOp)], vectors)
+        return results
+
+    def _refresh(self, asked: bool) -> bool:
+        """Whether a read restarts expiries: when asked and the store has a TTL config that
+        does not turn it off (without one, nothing expires unless a put said so)."""
+        return bool(asked and self.ttl_config and self.ttl_config.get("refresh_on_read", True))
+
+    def _write(self, puts: list[PutOp], vectors: dict[str, list[float]]) -> Steps:
+        last = {(op.namespace, op.key): op for op in puts}
+        deletes: dict[str, list[str]] = defaultdict(list)
+        writes: dict[tuple[str, float | None], dict[str, Any]] = defaultdict(dict)
+        for op in last.values():
+            namespace = self._namespace(op.namespace)
+            if op.value is None:
+                deletes[namespace].append(op.key)
+                continue
+            record: dict[str, Any] = {"value": op.value}
+            embedded = self._embedded(op, vectors)
+            if embedded:
+                record["vectors"] = embedded
+            ttl = None if op.ttl is None else op.ttl * 60
+            writes[(namespace, ttl)][op.key] = record
+        for namespace, keys in deletes.items():
+            yield Call(namespace, "delete_many", (keys,))
+        for (namespace, ttl), records in writes.items():
+            yield Call(namespace, "set_many", (records,), {"ttl": ttl})
+
+    def _embedded(self, op: PutOp, vectors: dict[str, list[float]]) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for path, tokens in self._paths(op):
+            texts = get_text_at_path(op.value, tokens)
+            for number, text in enumerate(texts):
+                found[f"{path}.{number}" if len(texts) > 1 else path] = vectors[text]
+        return found
+
+    # -- search --------------------------------------------------------------------------------
+
+    def _search(self, op: SearchOp, query_vector: list[float] | None) -> Steps:
+        prefix = self._namespace(op.namespace_prefix) if op.namespace_prefix else (
+            f"{self.namespace_prefix}:")  # fmt: skip
+        if op.query and query_vector is None:  # full text
+            limit = TEXT_CANDIDATES if op.filter else min(TEXT_CANDIDATES, op.offset + op.limit)
+            hits = yield Call(None, "search_namespaces", (op.query, prefix),
+                              {"limit": limit, "match": "any"})  # fmt: skip
+            ranked = [
+                (hit.score, self._labels(hit.namespace), hit.key, hit.value, hit.created_at,
+                 hit.updated_at)
+                for hit in hits if isinstance(hit.value, dict) and _matches(hit.value, op.filter)
+            ]  # fmt: skip
+            chosen = ranked[op.offset : op.offset + op.limit]
+            items = [
+                SearchItem(labels, key, value["value"], created, updated, score)
+                for score, labels, key, value, created, updated in chosen
+            ]
+        else:
+            found = yield from self._scan(prefix)
+            found = [f for f in found if _matches(f.entry.value, op.filter)]
+            if query_vector is None:  # newest first
+                found.sort(key=lambda f: f.entry.updated_at, reverse=True)
+                items = [_search_item(f, None) for f in found[op.offset : op.offset + op.limit]]
+            else:
+                items = _by_similarity(found, query_vector, op.offset, op.limit)
+        yield from self._touch(items, op.refresh_ttl)
+        return items
+
+    def _scan(self, prefix: str) -> Steps:
+        """Every item in the namespaces that start with ``prefix``."""
+        found: list[_Found] = []
+        namespaces = yield Call(None, "list_namespaces", (prefix,))
+        for namespace in namespaces:
+            keys = yield Call(namespace, "keys")
+            entries = (yield Call(namespace, "entries", (keys,))) if keys else {}
+            labels = self._labels(namespace)
+            found.extend(
+                _Found(labels, entry) for entry in entries.values()
+                if isinstance(entry.value, dict) and "value" in entry.value
+            )  # fmt: skip
+        return found
+
+    def _touch(self, items: list[SearchItem], asked: bool) -> Steps:
+        if not self._refresh(asked):
+            return
+        keys: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            keys[self._namespace(item.namespace)].append(item.key)
+        for namespace, names in keys.items():
+            yield Call(namespace, "entries", (names,), {"refresh_ttl": True})
+
+    # -- namespaces ----------------------------------------------------------------------------
+
+    def _list_namespaces(self, op: ListNamespacesOp, namespaces: list[str]) -> list[Any]:
+        found = [self._labels(namespace) for namespace in namespaces]
+        if op.match_conditions:
+            found = [ns for ns in found if all(_does_match(c, ns) for c in op.match_conditions)]
+        if op.max_depth is not None:
+            found = sorted({ns[: op.max_depth] for ns in found})
+        else:
+            found = sorted(found)
+        return found[op.offset : op.offset + op.limit]
+
+
+def _item(labels: tuple[str, ...], entry: Entry) -> Item:
+    return Item(value=entry.value["value"], key=entry.key, namespace=labels,
+                created_at=entry.created_at, updated_at=entry.updated_at)  # fmt: skip
+
+
+def _search_item(found: _Found, score: float | None) -> SearchItem:
+    entry = found.entry
+    return SearchItem(found.labels, entry.key, entry.value["value"], entry.created_at,
+                      entry.updated_at, score)  # fmt: skip
+
+
+def _by_similarity(
+    found: list[_Found], query: list[float], offset: int, limit: int
+) -> list[SearchItem]:
+    """Items by the best cosine similarity of any of their vectors to ``query``; those without
+    vectors after them, as LangGraph's ``InMemoryStore`` ranks."""
+    scored: list[tuple[float, _Found]] = []
+    scoreless: list[_Found] = []
+    for item in found:
+        vectors = list((item.entry.value.get("vectors") or {}).values())
+        if vectors:
+            scored.append((max(_cosine(query, vectors)), item))
+        else:
+            scoreless.append(item)
+    scored.sort(key=lambda pair: pair[0], reverse=True)
+    kept = [_search_item(item, score) for score, item in scored[offset : offset + limit]]
+    if len(kept) < limit:
+        kept.extend(_search_item(item, None) for item in scoreless[: limit - len(kept)])
+    return kept
+
+
+def _cosine(query: list[float], vectors: list[list[float]]) -> list[float]:
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with most installs
+        norm = math.sqrt(sum(x * x for x in query))
+        found = []
+        for vector in vectors:
+            other = math.sqrt(sum(x * x for x in vector))
+            dot = sum(a * b for a, b in zip(query, vector, strict=False))
+            found.append(dot / (norm * other) if norm and other else 0.0)
+        return found
+    matrix = np.array(vectors, dtype=float)
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(np.array(query, dtype=float))
+    dots = matrix @ np.array(query, dtype=float)
+    similarity = np.divide(dots, norms, out=np.zeros_like(dots), where=norms != 0)
+    return [float(x) for x in similarity]
+
+
+def _does_match(condition: MatchCondition, labels: tuple[str, ...]) -> bool:
+    path = condition.path
+    if len(labels) < len(path):
+        return False
+    if condition.match_type == "prefix":
+        pairs = zip(labels, path, strict=False)
+    elif condition.match_type == "suffix":
+        pairs = zip(reversed(labels), reversed(path), strict=False)
+    else:
+        raise InvalidRequest(f"unknown namespace match type {condition.match_type!r}")
+    return all(want == "*" or have == want for have, want in pairs)
+
+
+OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+
+
+def _check_filter(filter: Any) -> None:
+    """Refuse an operator LangGraph's stores do not know, wherever it is in ``filter``."""
+    if isinstance(filter, dict):
+        for key, wanted in filter.items():
+            if isinstance(key, str) and key.startswith("$") and key not in OPERATORS:
+                raise InvalidRequest(f"unknown filter operator {key!r}; use one of {OPERATORS}")
+            _check_filter(wanted)
+
+
+def _matches(record: Any, filter: dict[str, Any] | None) -> bool:
+    """Whether a stored item passes a LangGraph filter."""
+    if not filter:
+        return True
+    value = record.get("value") if isinstance(record, dict) else None
+    if not isinstance(value, dict):
+        return False
+    return all(_compare(value.get(key), wanted) for key, wanted in filter.items())
+
+
+def _compare(value: Any, wanted: Any) -> bool:
+    """LangGraph's filter semantics (those of its stores): operators, nested dicts, lists."""
+    if isinstance(wanted, dict):
+        if any(key.startswith("$") for key in wanted):
+            return all(_apply(value, op, operand) for op, operand in wanted.items())
+        if not isinstance(value, dict):
+            return False
+        return all(_compare(value.get(key), sub) for key, sub in wanted.items())
+    if isinstance(wanted, (list, tuple)):
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(wanted)
+            and all(_compare(v, w) for v, w in zip(value, wanted, strict=False))
+        )
+    return bool(value == wanted)
+
+
+def _apply(value: Any, op: str, operand: Any) -> bool:
+    if op == "$eq":
+        return bool(value == operand)
+    if op == "$ne":
+        return bool(value != operand)
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        try:
+            left, right = float(value), float(operand)
+        except (TypeError, ValueError):
+            return False
+        return {"$gt": left > right, "$gte": left >= right, "$lt": left < right,
+                "$lte": left <= right}[op]  # fmt: skip
+    raise InvalidRequest(f"unknown filter operator {op!r}; use one of {OPERATORS}")
