@@ -9,6 +9,13 @@
 - Reads on a thread of 1,000 checkpoints (each holding ten chat messages): `get_tuple` of the
   latest, `get_tuple` of one by id, `list(limit=10)`, and `list` of the whole thread.
 
+- The store: `BotWireStore` against `InMemoryStore` and `langgraph-checkpoint-sqlite`'s
+  `SqliteStore` (same directory, same pragmas), with 1,000 items in ten namespaces: `put` of a
+  changed value, `get`, `search` of one namespace (`limit=10`), `search` of all ten with a
+  filter on a text field (botwire filters in the store) and with `$gte` (in Python, over
+  every item: LangGraph's comparisons read `"2"` as 2), and (botwire only: the others ignore a
+  query without an index) a text query.
+
 `BotWireSaver` on the embedded store and `SqliteSaver` on a file in the same directory, with
 the same durability (WAL, `synchronous=NORMAL`: a committed write survives a process crash;
 `SqliteSaver`'s connection gets the pragma botwire uses). `BotWireSaver` through `botwire serve`
@@ -33,8 +40,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.store.memory import InMemoryStore
 
-from botwire.langgraph import BotWireSaver
+from botwire.langgraph import BotWireSaver, BotWireStore
 
 STEPS = 20
 CHECKPOINTS = 1_000
@@ -110,6 +118,53 @@ def reads(saver: BaseCheckpointSaver[Any], thread: str, ids: list[str]) -> dict[
 
 
 READS = ("get_tuple latest", "get_tuple by id", "list limit 10", "list 1,000")
+STORE_CASES = ("put", "get", "search one namespace", "filter on text", "filter with $gte",
+               "text query")  # fmt: skip
+ITEMS = 1_000
+
+
+def sqlite_store(path: Path) -> Any:
+    from langgraph.store.sqlite import SqliteStore
+
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    store = SqliteStore(conn)
+    store.setup()
+    return store
+
+
+def fill_store(store: Any) -> None:
+    for n in range(ITEMS):
+        store.put(("users", str(n % 10)), f"fact-{n}",
+                  {"text": f"fact {n} about travel and food", "n": n,
+                   "kind": "trip" if n % 100 == 0 else "note"})  # fmt: skip
+
+
+def store_ops(store: Any, round_number: int) -> dict[str, float]:
+    """Microseconds per call of each store operation."""
+
+    def timed(call: Callable[[int], object], times: int) -> float:
+        start = time.perf_counter()
+        for i in range(times):
+            call(i)
+        return (time.perf_counter() - start) / times * 1e6
+
+    def put(i: int) -> None:
+        store.put(("users", str(i % 10)), f"fact-{i}", {"text": "changed", "n": round_number})
+
+    found = {
+        "put": timed(put, 200),
+        "get": timed(lambda i: store.get(("users", str(i % 10)), f"fact-{i}"), 200),
+        "search one namespace": timed(lambda i: store.search(("users", str(i % 10))), 50),
+        "filter on text": timed(lambda i: store.search(("users",), filter={"kind": "trip"}), 20),
+        "filter with $gte": timed(
+            lambda i: store.search(("users",), filter={"n": {"$gte": ITEMS - 5}}), 20
+        ),
+    }
+    if isinstance(store, BotWireStore):
+        found["text query"] = timed(lambda i: store.search(("users",), query="fact 7"), 50)
+    return found
 
 
 def main() -> None:
@@ -129,13 +184,23 @@ def main() -> None:
         if pg is not None:
             savers["BotWireSaver on PostgreSQL"] = BotWireSaver(pg)
         threads = {name: fill(saver, "long") for name, saver in savers.items()}
+        stores: dict[str, Any] = {
+            "BotWireStore": BotWireStore(f"sqlite:///{folder / 'botwire.db'}"),
+            "SqliteStore": sqlite_store(folder / "sqlite_store.db"),
+            "InMemoryStore": InMemoryStore(),
+        }
+        for store in stores.values():
+            fill_store(store)
         cases: dict[str, list[float]] = {}
         try:
-            for _ in range(args.rounds):
+            for round_number in range(args.rounds):
                 for name, saver in savers.items():
                     cases.setdefault(f"{name} run", []).append(run_graph(saver, args.runs))
                     for read, value in reads(saver, "long", threads[name]).items():
                         cases.setdefault(f"{name} {read}", []).append(value)
+                for name, store in stores.items():
+                    for case, value in store_ops(store, round_number).items():
+                        cases.setdefault(f"{name} {case}", []).append(value)
         finally:
             server.terminate()
     med = medians(cases)
@@ -149,6 +214,14 @@ def main() -> None:
     print("|---|---:|" + "---:|" * len(READS))
     ratios = [med[f"BotWireSaver {case}"] / med[f"SqliteSaver {case}"] for case in ("run", *READS)]
     print("| ratio (target ≤ 1.5) | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+    print(f"\nstores, {ITEMS:,} items in ten namespaces; µs per call\n")
+    print("| store | " + " | ".join(STORE_CASES) + " |")
+    print("|---|" + "---:|" * len(STORE_CASES))
+    for name in stores:
+        cells = [f"{med[f'{name} {c}']:,.0f}" if f"{name} {c}" in med else "" for c in STORE_CASES]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    ratios = [med[f"BotWireStore {c}"] / med[f"SqliteStore {c}"] for c in STORE_CASES[:5]]
+    print("| BotWireStore / SqliteStore | " + " | ".join(f"{r:.2f}" for r in ratios) + " | |")
     print("\n" + json.dumps({k: round(v, 1) for k, v in med.items()}))
 
 

@@ -873,23 +873,26 @@ class PostgresBackend(Backend):
         query = parse_query(op.query, op.match)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
         where = where.replace("VALUE", "coalesce(li.value, e.value)")
-        filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)"]
-        params: list[Any] = [now]
+        scope: list[str] = []  # which keys: namespace and key prefix
+        scope_params: list[Any] = []
         if op.ns is not None:
-            filters.append("e.ns = %s")
-            params.append(op.ns)
+            scope.append("e.ns = %s")
+            scope_params.append(op.ns)
         else:
-            filters.append("e.ns >= %s AND strpos(e.ns, '/') = 0")
-            params.append(op.ns_prefix)
+            scope.append("e.ns >= %s AND strpos(e.ns, '/') = 0")
+            scope_params.append(op.ns_prefix)
             if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
-                filters.append("e.ns < %s")
-                params.append(upper)
+                scope.append("e.ns < %s")
+                scope_params.append(upper)
         if op.prefix:
-            filters.append("e.key >= %s")
-            params.append(op.prefix)
+            scope.append("e.key >= %s")
+            scope_params.append(op.prefix)
             if (upper := prefix_upper_bound(op.prefix)) is not None:
-                filters.append("e.key < %s")
-                params.append(upper)
+                scope.append("e.key < %s")
+                scope_params.append(upper)
+        filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)",
+                   *scope]  # fmt: skip
+        params: list[Any] = [now, *scope_params]
         if query.groups:
             text = query.tsquery()
             candidates = (
@@ -902,12 +905,15 @@ class PostgresBackend(Backend):
             head: list[Any] = [text]
         elif not query.listing:  # only punctuation or emoji: nothing to find
             return []
-        else:  # an empty query: every key (that passes the filters), newest first
+        else:  # an empty query: every key in scope (that passes the filters), newest first
+            within = " AND ".join(scope)
             candidates = (
-                "SELECT id, -1::bigint, 0.0::real FROM botwire_entries WHERE kind = 0"
-                " UNION ALL SELECT entry_id, seq, 0.0::real FROM botwire_list_items"
+                "SELECT e.id, -1::bigint, 0.0::real FROM botwire_entries e"
+                f" WHERE e.kind = 0 AND {within}"
+                " UNION ALL SELECT li.entry_id, li.seq, 0.0::real FROM botwire_list_items li"
+                f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {within}"
             )
-            head = []
+            head = [*scope_params, *scope_params]
         rows = yield Query(
             f"""
             WITH c(entry_id, seq, score) AS ({candidates}),

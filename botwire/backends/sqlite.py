@@ -1015,28 +1015,31 @@ class SQLiteBackend(Backend):
         (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
         if not enabled:
             raise InvalidRequest(SEARCH_OFF)
-        if conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone() is not None:
-            raise _SearchBehind
         query = parse_query(op.query, op.match)
+        if query.groups and conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone():
+            raise _SearchBehind  # the index must hold every write first (a listing reads none)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
         where = where.replace("VALUE", "coalesce(li.value, e.value)")
-        filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)"]
-        params: list[Any] = [now]
+        scope: list[str] = []  # which keys: namespace and key prefix
+        scope_params: list[Any] = []
         if op.ns is not None:
-            filters.append("e.ns = ?")
-            params.append(op.ns)
+            scope.append("e.ns = ?")
+            scope_params.append(op.ns)
         else:
-            filters.append("e.ns >= ? AND instr(e.ns, '/') = 0")
-            params.append(op.ns_prefix)
+            scope.append("e.ns >= ? AND instr(e.ns, '/') = 0")
+            scope_params.append(op.ns_prefix)
             if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
-                filters.append("e.ns < ?")
-                params.append(upper)
+                scope.append("e.ns < ?")
+                scope_params.append(upper)
         if op.prefix:
-            filters.append("e.key >= ?")
-            params.append(op.prefix)
+            scope.append("e.key >= ?")
+            scope_params.append(op.prefix)
             if (upper := prefix_upper_bound(op.prefix)) is not None:
-                filters.append("e.key < ?")
-                params.append(upper)
+                scope.append("e.key < ?")
+                scope_params.append(upper)
+        filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)",
+                   *scope]  # fmt: skip
+        params: list[Any] = [now, *scope_params]
         if query.groups:
             match = query.fts5()
             # FTS5 finds its best documents quickly (ORDER BY rank LIMIT): join and group only
@@ -1061,10 +1064,12 @@ class SQLiteBackend(Backend):
             return self._ranked(conn, op, everything, filters, params, where, where_params)
         if not query.listing:  # only punctuation or emoji: nothing to find
             return []
-        candidates: tuple[str, list[Any]] = (  # an empty query: every key, newest first
-            "SELECT id, -1, 0.0 FROM entries WHERE kind = 0"
-            " UNION ALL SELECT entry_id, seq, 0.0 FROM list_items",
-            [],
+        within = " AND ".join(scope)
+        candidates: tuple[str, list[Any]] = (  # an empty query: every key in scope, newest first
+            f"SELECT e.id, -1, 0.0 FROM entries e WHERE e.kind = 0 AND {within}"
+            " UNION ALL SELECT li.entry_id, li.seq, 0.0 FROM list_items li"
+            f" JOIN entries e ON e.id = li.entry_id WHERE {within}",
+            [*scope_params, *scope_params],
         )
         return self._ranked(conn, op, candidates, filters, params, where, where_params)
 

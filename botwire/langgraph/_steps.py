@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from botwire import AsyncMemory, Memory, config
 from botwire.backends import open_backend
+from botwire.errors import BotWireError
 from botwire.memory import (
     alist_namespaces,
     asearch_namespaces,
@@ -46,29 +47,39 @@ class Driver:
         self.backend = open_backend(config.resolve_url(url))
 
     def run(self, steps: Steps) -> Any:
+        """Run ``steps``; a botwire error of a call is raised inside them, at its ``yield``."""
         try:
             call = next(steps)
             while True:
                 kwargs = call.kwargs or {}
-                if call.namespace is None:
-                    answer = _STORE[call.method](*call.args, url=self.url, **kwargs)
-                else:
-                    memory = Memory(call.namespace, backend=self.backend)
-                    answer = getattr(memory, call.method)(*call.args, **kwargs)
+                try:
+                    if call.namespace is None:
+                        answer = _STORE[call.method](*call.args, url=self.url, **kwargs)
+                    else:
+                        memory = Memory(call.namespace, backend=self.backend)
+                        answer = getattr(memory, call.method)(*call.args, **kwargs)
+                except BotWireError as exc:
+                    call = steps.throw(exc)
+                    continue
                 call = steps.send(answer)
         except StopIteration as done:
             return done.value
 
     async def arun(self, steps: Steps) -> Any:
+        """Async :meth:`run`."""
         try:
             call = next(steps)
             while True:
                 kwargs = call.kwargs or {}
-                if call.namespace is None:
-                    answer = await _ASTORE[call.method](*call.args, url=self.url, **kwargs)
-                else:
-                    memory = AsyncMemory(call.namespace, backend=self.backend)
-                    answer = await getattr(memory, call.method)(*call.args, **kwargs)
+                try:
+                    if call.namespace is None:
+                        answer = await _ASTORE[call.method](*call.args, url=self.url, **kwargs)
+                    else:
+                        memory = AsyncMemory(call.namespace, backend=self.backend)
+                        answer = await getattr(memory, call.method)(*call.args, **kwargs)
+                except BotWireError as exc:
+                    call = steps.throw(exc)
+                    continue
                 call = steps.send(answer)
         except StopIteration as done:
             return done.value

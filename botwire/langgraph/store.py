@@ -3,8 +3,9 @@
 A LangGraph namespace (a tuple of labels) is a botwire namespace: ``{namespace_prefix}:`` and
 each label followed by ``.`` (labels hold no ``.``; ``/`` and ``%`` are escaped), so that a
 prefix such as ``("users", "1")`` is the text prefix ``users.1.`` and never matches
-``("users", "10")``. An item is a key whose value is ``{"value": {...}}``, with
-``"vectors"`` beside it when the store embeds: its timestamps are the key's own.
+``("users", "10")``. An item is a key whose value is the item's own dict (so ``Memory`` and
+the other integrations read it as it is), with its embeddings under ``"__vectors__"`` when the
+store embeds; its timestamps are the key's own.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from botwire.errors import InvalidRequest, InvalidValue
 from botwire.langgraph._steps import Call, Driver, Steps
 from botwire.memory import Entry
 
+VECTORS = "__vectors__"
+"""The field of a stored item that holds its embeddings (numbers: never searched as text)."""
 TEXT_CANDIDATES = 1000
 """A text query with a filter considers this many of its best matches."""
 
@@ -160,7 +163,9 @@ class BotWireStore(BaseStore):
                 if op.value is not None and not isinstance(op.value, dict):
                     raise InvalidValue(f"a store item's value is a dict, not {op.value!r:.60}")
                 if op.value is not None:  # refused here, before any op of the batch runs
-                    _values.encode_value({"value": op.value}, config.max_value_bytes())
+                    if VECTORS in op.value:
+                        raise InvalidValue(f"{VECTORS!r} is a field botwire keeps for itself")
+                    _values.encode_value(op.value, config.max_value_bytes())
                 if op.ttl is not None and (not isinstance(op.ttl, (int, float)) or op.ttl <= 0):
                     raise InvalidRequest(f"ttl is a positive number of minutes, not {op.ttl!r}")
         return checked
@@ -228,10 +233,10 @@ class BotWireStore(BaseStore):
             if op.value is None:
                 deletes[namespace].append(op.key)
                 continue
-            record: dict[str, Any] = {"value": op.value}
+            record: dict[str, Any] = dict(op.value)
             embedded = self._embedded(op, vectors)
             if embedded:
-                record["vectors"] = embedded
+                record[VECTORS] = embedded
             ttl = None if op.ttl is None else op.ttl * 60
             writes[(namespace, ttl)][op.key] = record
         for namespace, keys in deletes.items():
@@ -252,10 +257,12 @@ class BotWireStore(BaseStore):
     def _search(self, op: SearchOp, query_vector: list[float] | None) -> Steps:
         prefix = self._namespace(op.namespace_prefix) if op.namespace_prefix else (
             f"{self.namespace_prefix}:")  # fmt: skip
+        where = _pushed(op.filter)  # what the store filters exactly as LangGraph does
+        whole = len(where or {}) == len(op.filter or {})
         if op.query and query_vector is None:  # full text
             limit = TEXT_CANDIDATES if op.filter else min(TEXT_CANDIDATES, op.offset + op.limit)
             hits = yield Call(None, "search_namespaces", (op.query, prefix),
-                              {"limit": limit, "match": "any"})  # fmt: skip
+                              {"limit": limit, "match": "any", "where": where})  # fmt: skip
             ranked = [
                 (hit.score, self._labels(hit.namespace), hit.key, hit.value, hit.created_at,
                  hit.updated_at)
@@ -263,11 +270,14 @@ class BotWireStore(BaseStore):
             ]  # fmt: skip
             chosen = ranked[op.offset : op.offset + op.limit]
             items = [
-                SearchItem(labels, key, value["value"], created, updated, score)
+                SearchItem(labels, key, _own(value), created, updated, score)
                 for score, labels, key, value, created, updated in chosen
             ]
         else:
-            found = yield from self._scan(prefix)
+            if query_vector is None and whole:  # a page of the newest: only it is read
+                found = yield from self._newest(prefix, op.offset + op.limit, where)
+            else:
+                found = yield from self._everything(prefix, where)
             found = [f for f in found if _matches(f.entry.value, op.filter)]
             if query_vector is None:  # newest first
                 found.sort(key=lambda f: f.entry.updated_at, reverse=True)
@@ -277,18 +287,45 @@ class BotWireStore(BaseStore):
         yield from self._touch(items, op.refresh_ttl)
         return items
 
+    def _listed(self, prefix: str, count: int, where: dict[str, str] | None) -> Steps:
+        """The newest ``count`` items under ``prefix`` (that pass ``where``) in one search,
+        and whether that is all of them; ``None`` where the store's search is turned off."""
+        try:
+            hits = yield Call(None, "search_namespaces", ("", prefix),
+                              {"limit": count, "where": where})  # fmt: skip
+        except InvalidRequest:  # ?search=off
+            return None
+        found = [_Found(self._labels(hit.namespace),
+                        Entry(hit.key, hit.value, 0, hit.created_at, hit.updated_at, None))
+                 for hit in hits if _is_item(hit.value)]  # fmt: skip
+        return found, len(hits) < count
+
+    def _newest(self, prefix: str, count: int, where: dict[str, str] | None) -> Steps:
+        """At least the newest ``count`` items under ``prefix`` (that pass ``where``), reading
+        no more where a search can list them."""
+        if count <= TEXT_CANDIDATES:
+            listed = yield from self._listed(prefix, count, where)
+            if listed is not None:
+                return listed[0]
+        return (yield from self._scan(prefix))
+
+    def _everything(self, prefix: str, where: dict[str, str] | None) -> Steps:
+        """Every item under ``prefix`` (that passes ``where``): one search when they are fewer
+        than a search returns."""
+        listed = yield from self._listed(prefix, TEXT_CANDIDATES, where)
+        if listed is not None and listed[1]:
+            return listed[0]
+        return (yield from self._scan(prefix))
+
     def _scan(self, prefix: str) -> Steps:
-        """Every item in the namespaces that start with ``prefix``."""
+        """Every item in the namespaces that start with ``prefix``, namespace by namespace."""
         found: list[_Found] = []
         namespaces = yield Call(None, "list_namespaces", (prefix,))
         for namespace in namespaces:
             keys = yield Call(namespace, "keys")
             entries = (yield Call(namespace, "entries", (keys,))) if keys else {}
             labels = self._labels(namespace)
-            found.extend(
-                _Found(labels, entry) for entry in entries.values()
-                if isinstance(entry.value, dict) and "value" in entry.value
-            )  # fmt: skip
+            found.extend(_Found(labels, e) for e in entries.values() if _is_item(e.value))
         return found
 
     def _touch(self, items: list[SearchItem], asked: bool) -> Steps:
@@ -313,14 +350,23 @@ class BotWireStore(BaseStore):
         return found[op.offset : op.offset + op.limit]
 
 
+def _is_item(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _own(value: dict[str, Any]) -> dict[str, Any]:
+    """An item's value without what the store keeps beside it."""
+    return {k: v for k, v in value.items() if k != VECTORS} if VECTORS in value else value
+
+
 def _item(labels: tuple[str, ...], entry: Entry) -> Item:
-    return Item(value=entry.value["value"], key=entry.key, namespace=labels,
+    return Item(value=_own(entry.value), key=entry.key, namespace=labels,
                 created_at=entry.created_at, updated_at=entry.updated_at)  # fmt: skip
 
 
 def _search_item(found: _Found, score: float | None) -> SearchItem:
     entry = found.entry
-    return SearchItem(found.labels, entry.key, entry.value["value"], entry.created_at,
+    return SearchItem(found.labels, entry.key, _own(entry.value), entry.created_at,
                       entry.updated_at, score)  # fmt: skip
 
 
@@ -328,16 +374,17 @@ def _by_similarity(
     found: list[_Found], query: list[float], offset: int, limit: int
 ) -> list[SearchItem]:
     """Items by the best cosine similarity of any of their vectors to ``query``; those without
-    vectors after them, as LangGraph's ``InMemoryStore`` ranks."""
+    vectors after them, oldest first, as LangGraph's ``InMemoryStore`` ranks."""
     scored: list[tuple[float, _Found]] = []
     scoreless: list[_Found] = []
     for item in found:
-        vectors = list((item.entry.value.get("vectors") or {}).values())
+        vectors = list((item.entry.value.get(VECTORS) or {}).values())
         if vectors:
             scored.append((max(_cosine(query, vectors)), item))
         else:
             scoreless.append(item)
     scored.sort(key=lambda pair: pair[0], reverse=True)
+    scoreless.sort(key=lambda item: item.entry.created_at)  # oldest first, as InMemoryStore
     kept = [_search_item(item, score) for score, item in scored[offset : offset + limit]]
     if len(kept) < limit:
         kept.extend(_search_item(item, None) for item in scoreless[: limit - len(kept)])
@@ -378,6 +425,19 @@ def _does_match(condition: MatchCondition, labels: tuple[str, ...]) -> bool:
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 
 
+def _pushed(filter: dict[str, Any] | None) -> dict[str, str] | None:
+    """The conditions of a LangGraph filter that botwire's ``where`` reads exactly as LangGraph
+    does: a top-level field equal to a string. (Numbers, booleans and null compare otherwise
+    in LangGraph: ``"2"`` passes ``{"$gte": 2}``, ``True`` equals ``1``, a missing field equals
+    ``None``; those conditions are checked here, in Python.)"""
+    pushed = {
+        field: wanted for field, wanted in (filter or {}).items()
+        if isinstance(wanted, str) and not field.startswith("$") and '"' not in field
+        and "\\" not in field
+    }  # fmt: skip
+    return pushed or None
+
+
 def _check_filter(filter: Any) -> None:
     """Refuse an operator LangGraph's stores do not know, wherever it is in ``filter``."""
     if isinstance(filter, dict):
@@ -391,10 +451,9 @@ def _matches(record: Any, filter: dict[str, Any] | None) -> bool:
     """Whether a stored item passes a LangGraph filter."""
     if not filter:
         return True
-    value = record.get("value") if isinstance(record, dict) else None
-    if not isinstance(value, dict):
+    if not isinstance(record, dict):
         return False
-    return all(_compare(value.get(key), wanted) for key, wanted in filter.items())
+    return all(_compare(record.get(key), wanted) for key, wanted in filter.items())
 
 
 def _compare(value: Any, wanted: Any) -> bool:
