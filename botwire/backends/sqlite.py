@@ -385,6 +385,7 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
         self._threads: weakref.WeakSet[_ThreadConnections] = weakref.WeakSet()
         self._idle = _Idle()
+        self._opening = threading.Lock()
         self._writing = threading.Lock()
         """Held by this process's thread that writes: the others queue here, handed the turn at
         once, rather than polling SQLite's lock with sleeps (other processes still do)."""
@@ -424,27 +425,43 @@ class SQLiteBackend(Backend):
         return conn
 
     def _open(self) -> sqlite3.Connection:
+        """A new connection, set up (and the file migrated, the first time). Threads of this
+        process open one at a time; switching a new file to WAL can find another process's
+        lock without waiting for it, so that is tried again until ``timeout``."""
+        deadline = time.monotonic() + self.timeout
+        with self._opening:
+            while True:
+                try:
+                    return self._connect()
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise self._unavailable(exc) from exc
+                    time.sleep(0.01)
+                except (sqlite3.Error, OSError) as exc:
+                    raise self._unavailable(exc) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
         try:
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                self._migrate(conn)
-                if self.search is not None:
-                    self._set_search(conn, self.search)
-            except BaseException:
-                conn.close()
-                raise
-        except (sqlite3.Error, OSError) as exc:
-            raise BackendUnavailable(
-                f"cannot open the SQLite store {self.path!r}: {exc}. Check that the folder is "
-                "writable and the file is a botwire store."
-            ) from exc
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._migrate(conn)
+            if self.search is not None:
+                self._set_search(conn, self.search)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"cannot open the SQLite store {self.path!r}: {exc}. Check that the folder is "
+            "writable and the file is a botwire store."
+        )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -528,7 +545,8 @@ class SQLiteBackend(Backend):
         INHERITED.append(self._idle)  # the parent's: never closed here
         self._threads = weakref.WeakSet()
         self._idle = _Idle()
-        self._writing = threading.Lock()  # a thread of the parent may have held it
+        self._writing = threading.Lock()  # a thread of the parent may have held these
+        self._opening = threading.Lock()
         self._local = threading.local()
 
     # -- the primitive -----------------------------------------------------------------------
