@@ -1,8 +1,8 @@
 """Memory as tools for a language model: the words a model reads, written once.
 
-The CrewAI tools (``botwire.crewai``), the MCP server (``botwire mcp``) and the AG2 capability
-(``botwire.ag2``) all wrap :class:`MemoryTools`: the same names, descriptions, argument
-descriptions and results everywhere. A result is short text a model can act on; bad input from a
+Every integration that gives a model tools (today the CrewAI tools, ``botwire.crewai``) wraps
+:class:`MemoryTools`: the same names, descriptions, argument descriptions and results
+everywhere. A result is short text a model can act on; bad input from a
 model (an empty key, a value over the limit, a quota hit, a store that cannot be reached) comes
 back as a result that says what was wrong and what to do, never as an exception that would stop
 an agent. Mistakes of the Python code that calls a tool (a key that is not a ``str``) still
