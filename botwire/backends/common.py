@@ -26,8 +26,10 @@ from botwire.backends.base import (
     Put,
     Quotas,
     Restore,
+    Search,
     SearchHit,
     changes,
+    prefix_upper_bound,
 )
 from botwire.errors import InvalidRequest, QuotaExceeded, ValueTooLarge, VersionConflict, WrongType
 
@@ -426,6 +428,31 @@ class JsonFields(ABC):
 
 
 _ORDER = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def search_scope(op: Search, mark: str, no_slash: str) -> tuple[list[str], list[Any]]:
+    """The SQL conditions (on ``e``, the entries) and parameters of the keys a search covers:
+    its namespace, or those that start with its namespace prefix (never botwire's own, which
+    hold a ``/``: ``no_slash`` says so in the engine's SQL), and its key prefix. ``mark`` is
+    the engine's parameter placeholder."""
+    scope: list[str] = []
+    params: list[Any] = []
+    if op.ns is not None:
+        scope.append(f"e.ns = {mark}")
+        params.append(op.ns)
+    else:
+        scope.append(f"e.ns >= {mark} AND {no_slash}")
+        params.append(op.ns_prefix)
+        if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
+            scope.append(f"e.ns < {mark}")
+            params.append(upper)
+    if op.prefix:
+        scope.append(f"e.key >= {mark}")
+        params.append(op.prefix)
+        if (upper := prefix_upper_bound(op.prefix)) is not None:
+            scope.append(f"e.key < {mark}")
+            params.append(upper)
+    return scope, params
 
 
 def search_hits(rows: list[Any]) -> list[SearchHit]:

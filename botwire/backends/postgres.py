@@ -90,6 +90,7 @@ from botwire.backends.common import (
     quota_checks,
     read_budget,
     search_hits,
+    search_scope,
     sliced_value,
     version_conflict,
 )
@@ -873,23 +874,7 @@ class PostgresBackend(Backend):
         query = parse_query(op.query, op.match)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
         where = where.replace("VALUE", "coalesce(li.value, e.value)")
-        scope: list[str] = []  # which keys: namespace and key prefix
-        scope_params: list[Any] = []
-        if op.ns is not None:
-            scope.append("e.ns = %s")
-            scope_params.append(op.ns)
-        else:
-            scope.append("e.ns >= %s AND strpos(e.ns, '/') = 0")
-            scope_params.append(op.ns_prefix)
-            if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
-                scope.append("e.ns < %s")
-                scope_params.append(upper)
-        if op.prefix:
-            scope.append("e.key >= %s")
-            scope_params.append(op.prefix)
-            if (upper := prefix_upper_bound(op.prefix)) is not None:
-                scope.append("e.key < %s")
-                scope_params.append(upper)
+        scope, scope_params = search_scope(op, "%s", "strpos(e.ns, '/') = 0")
         filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)",
                    *scope]  # fmt: skip
         params: list[Any] = [now, *scope_params]

@@ -80,6 +80,7 @@ from botwire.backends.common import (
     quota_checks,
     read_budget,
     search_hits,
+    search_scope,
     sliced_value,
     version_conflict,
 )
@@ -1038,23 +1039,7 @@ class SQLiteBackend(Backend):
             raise _SearchBehind  # the index must hold every write first (a listing reads none)
         where, where_params = _JSON.where(conditions(op.where) if op.where else [])
         where = where.replace("VALUE", "coalesce(li.value, e.value)")
-        scope: list[str] = []  # which keys: namespace and key prefix
-        scope_params: list[Any] = []
-        if op.ns is not None:
-            scope.append("e.ns = ?")
-            scope_params.append(op.ns)
-        else:
-            scope.append("e.ns >= ? AND instr(e.ns, '/') = 0")
-            scope_params.append(op.ns_prefix)
-            if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
-                scope.append("e.ns < ?")
-                scope_params.append(upper)
-        if op.prefix:
-            scope.append("e.key >= ?")
-            scope_params.append(op.prefix)
-            if (upper := prefix_upper_bound(op.prefix)) is not None:
-                scope.append("e.key < ?")
-                scope_params.append(upper)
+        scope, scope_params = search_scope(op, "?", "instr(e.ns, '/') = 0")
         filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)",
                    *scope]  # fmt: skip
         params: list[Any] = [now, *scope_params]

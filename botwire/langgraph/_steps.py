@@ -3,6 +3,7 @@ and an async driver run them on ``Memory`` and ``AsyncMemory``."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple
 
@@ -51,13 +52,8 @@ class Driver:
         try:
             call = next(steps)
             while True:
-                kwargs = call.kwargs or {}
                 try:
-                    if call.namespace is None:
-                        answer = _STORE[call.method](*call.args, url=self.url, **kwargs)
-                    else:
-                        memory = Memory(call.namespace, backend=self.backend)
-                        answer = getattr(memory, call.method)(*call.args, **kwargs)
+                    answer = self._target(call, _STORE, Memory)(*call.args, **call.kwargs or {})
                 except BotWireError as exc:
                     call = steps.throw(exc)
                     continue
@@ -70,19 +66,24 @@ class Driver:
         try:
             call = next(steps)
             while True:
-                kwargs = call.kwargs or {}
                 try:
-                    if call.namespace is None:
-                        answer = await _ASTORE[call.method](*call.args, url=self.url, **kwargs)
-                    else:
-                        memory = AsyncMemory(call.namespace, backend=self.backend)
-                        answer = await getattr(memory, call.method)(*call.args, **kwargs)
+                    target = self._target(call, _ASTORE, AsyncMemory)
+                    answer = await target(*call.args, **call.kwargs or {})
                 except BotWireError as exc:
                     call = steps.throw(exc)
                     continue
                 call = steps.send(answer)
         except StopIteration as done:
             return done.value
+
+    def _target(
+        self, call: Call, functions: dict[str, Callable[..., Any]], kind: type[Any]
+    ) -> Callable[..., Any]:
+        """What ``call`` names: a method of ``kind`` (``Memory`` or ``AsyncMemory``) on its
+        namespace, or a function of the store (from ``functions``) on this store's URL."""
+        if call.namespace is None:
+            return functools.partial(functions[call.method], url=self.url)
+        return getattr(kind(call.namespace, backend=self.backend), call.method)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.backend.close()

@@ -36,35 +36,25 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from botwire import _values
 from botwire.errors import InvalidRequest
+from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 
 PAGE = 100
 """Checkpoints read per round trip when listing."""
 
 
-def _escape(text: str, *special: str) -> str:
-    text = text.replace("%", "%25")
-    for char in special:
-        text = text.replace(char, f"%{ord(char):02X}")
-    return text
-
-
-def _unescape(text: str) -> str:
-    return text.replace("%2F", "/").replace("%7C", "|").replace("%25", "%")
-
-
 def _checkpoints(checkpoint_ns: str) -> str:
-    return f"c|{_escape(checkpoint_ns, '|')}|"
+    return f"c|{escape(checkpoint_ns, '|')}|"
 
 
 def _writes_key(checkpoint_ns: str, checkpoint_id: str) -> str:
-    return f"w|{_escape(checkpoint_ns, '|')}|{checkpoint_id}"
+    return f"w|{escape(checkpoint_ns, '|')}|{checkpoint_id}"
 
 
 def _parse(key: str) -> tuple[str, str]:
     """The ``(checkpoint_ns, checkpoint_id)`` of a checkpoint key."""
     _, ns, checkpoint_id = key.split("|")
-    return _unescape(ns), checkpoint_id
+    return unescape(ns), checkpoint_id
 
 
 class BotWireSaver(BaseCheckpointSaver[str]):
@@ -104,10 +94,10 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def _namespace(self, thread_id: object) -> str:
         """The namespace of a thread (``/`` and ``%`` escaped)."""
         thread = _values.check_key(str(thread_id), "thread_id")
-        return _values.check_namespace(f"{self.namespace_prefix}:{_escape(thread, '/')}")
+        return _values.check_namespace(f"{self.namespace_prefix}:{escape(thread, '/')}")
 
     def _thread_of(self, namespace: str) -> str:
-        return _unescape(namespace[len(self.namespace_prefix) + 1 :])
+        return unescape(namespace[len(self.namespace_prefix) + 1 :])
 
     def _run(self, steps: Steps) -> Any:
         return self._driver.run(steps)

@@ -36,6 +36,7 @@ from langgraph.store.base import (
 
 from botwire import _values, config
 from botwire.errors import InvalidRequest, InvalidValue
+from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 from botwire.memory import Entry
 
@@ -48,14 +49,6 @@ TEXT_CANDIDATES = 1000
 class _Found(NamedTuple):
     labels: tuple[str, ...]
     entry: Entry
-
-
-def _escape(label: str) -> str:
-    return label.replace("%", "%25").replace("/", "%2F")
-
-
-def _unescape(label: str) -> str:
-    return label.replace("%2F", "/").replace("%25", "%")
 
 
 class BotWireStore(BaseStore):
@@ -106,12 +99,12 @@ class BotWireStore(BaseStore):
     # -- namespaces ----------------------------------------------------------------------------
 
     def _namespace(self, labels: Sequence[str]) -> str:
-        encoded = "".join(_escape(label) + "." for label in labels)
+        encoded = "".join(escape(label, "/") + "." for label in labels)
         return _values.check_namespace(f"{self.namespace_prefix}:{encoded}")
 
     def _labels(self, namespace: str) -> tuple[str, ...]:
         body = namespace[len(self.namespace_prefix) + 1 : -1]
-        return tuple(_unescape(label) for label in body.split("."))
+        return tuple(unescape(label) for label in body.split("."))
 
     # -- the batch -----------------------------------------------------------------------------
 
