@@ -51,6 +51,7 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'botwire' has no attribute {name!r}")
 
+
 __all__ = [
     "AsyncMemory",
     "BackendUnavailable",

@@ -130,9 +130,7 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
         if not text.strip():
             raise InvalidRequest("query needs text to look for; to list memories, use content")
         k = _values.check_int(k, "k", 1, 1000)
-        return MemoryQueryResult(
-            results=await self._relevant(text, k, _check_threshold(threshold))
-        )
+        return MemoryQueryResult(results=await self._relevant(text, k, _check_threshold(threshold)))
 
     async def _relevant(self, text: str, k: int, threshold: float | None) -> list[MemoryContent]:
         # a threshold can leave out some of the best-ranked: ask for more than k then
@@ -203,8 +201,10 @@ def _encode(content: MemoryContent) -> dict[str, Any]:
 def _check_threshold(threshold: object) -> float | None:
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
-        0.0 <= threshold <= 1.0
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not (0.0 <= threshold <= 1.0)
     ):
         raise InvalidRequest(f"score_threshold is a share from 0.0 to 1.0, not {threshold!r}")
     return float(threshold)

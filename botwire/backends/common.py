@@ -35,6 +35,7 @@ from botwire.errors import InvalidRequest, QuotaExceeded, ValueTooLarge, Version
 
 T = TypeVar("T")
 
+
 class ReadBudget:
     """How many bytes of values a batch may still read: ``botwire serve`` caps what one request
     answers, so that a small request cannot make a huge answer (a thousand reads of one large

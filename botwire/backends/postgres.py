@@ -255,8 +255,11 @@ class AsyncPool:
             yield conn
         finally:
             if conn is not None:
-                if self.closed or conn.broken or conn.closed or (
-                    conn.info.transaction_status != TransactionStatus.IDLE
+                if (
+                    self.closed
+                    or conn.broken
+                    or conn.closed
+                    or (conn.info.transaction_status != TransactionStatus.IDLE)
                 ):
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -956,7 +959,7 @@ class _PostgresJson(JsonFields):
         if isinstance(value, str):
             return (
                 f"(jsonb_typeof((VALUE)::jsonb -> %s) = 'string'"
-                f" AND ((VALUE)::jsonb ->> %s) COLLATE \"C\" {op} %s)",
+                f' AND ((VALUE)::jsonb ->> %s) COLLATE "C" {op} %s)',
                 [field, field, value],
             )
         return (

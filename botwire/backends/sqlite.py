@@ -741,9 +741,7 @@ class SQLiteBackend(Backend):
                 new.append((doc_id, *doc))
             rows.append((-doc_id, *texts[doc]))
         conn.executemany("INSERT INTO search_docs (id, entry_id, seq) VALUES (?, ?, ?)", new)
-        conn.executemany(
-            "INSERT OR REPLACE INTO search_fts (rowid, doc) VALUES (?, ?)", rows
-        )
+        conn.executemany("INSERT OR REPLACE INTO search_fts (rowid, doc) VALUES (?, ?)", rows)
         conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
         return len(notes)
 
