@@ -2,7 +2,7 @@
 
     botwire set NS KEY JSON [--ttl S]     botwire get NS KEY       botwire rm NS KEY
     botwire keys NS [--prefix P]          botwire namespaces       botwire export [NS ...]
-    botwire import [FILE]
+    botwire import [FILE]                 botwire mcp [--namespace NS] [--read-only]
 
 Every command takes ``--url`` (default ``$BOTWIRE_URL``, else the embedded store).
 """
@@ -132,6 +132,14 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("mcp")
+def _mcp(args: argparse.Namespace) -> int:
+    from botwire.mcp import run_stdio
+
+    run_stdio(args.namespace, args.url, read_only=args.read_only)
+    return 0
+
+
 @command("serve")
 def _serve(args: argparse.Namespace) -> int:
     from botwire.server import Settings, serve
@@ -258,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="the dump (default: stdin)")
 
     sub.add_parser("migrate", parents=[common], help="bring a store's schema up to date")
+    p = sub.add_parser(
+        "mcp",
+        parents=[common],
+        help="serve a namespace to an MCP client over stdio (botwire[mcp])",
+        description="An MCP server over stdin/stdout: memory tools (remember, recall, forget, "
+        "list_memory, search_memory, append_note) and botwire:// resources, for a client's "
+        'config: {"command": "botwire", "args": ["mcp", "--namespace", "claude"]}. A server '
+        "URL takes its token from $BOTWIRE_TOKEN.",
+    )
+    p.add_argument("--namespace", default="default", help="the memory to serve (default: default)")
+    p.add_argument("--read-only", action="store_true", help="offer only the tools that read")
 
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", help="the server's store (default: $BOTWIRE_DB, else embedded)")

@@ -1,12 +1,12 @@
 """Memory as tools for a language model: the words a model reads, written once.
 
-Every integration that gives a model tools (today the CrewAI tools, ``botwire.crewai``) wraps
-:class:`MemoryTools`: the same names, descriptions, argument descriptions and results
-everywhere. A result is short text a model can act on; bad input from a
+Every integration that gives a model tools (the CrewAI tools, ``botwire.crewai``, and the MCP
+server, ``botwire mcp``) wraps :class:`MemoryTools`: the same names, descriptions, argument
+schemas and results everywhere. A result is short text a model can act on; bad input from a
 model (an empty key, a value over the limit, a quota hit, a store that cannot be reached) comes
-back as a result that says what was wrong and what to do, never as an exception that would stop
-an agent. Mistakes of the Python code that calls a tool (a key that is not a ``str``) still
-raise.
+back as a :class:`Refusal`, a result that says what was wrong and what to do, never as an
+exception that would stop an agent. Mistakes of the Python code that calls a tool (a key that
+is not a ``str``) still raise.
 
     tools = MemoryTools(Memory("crew-memory"))
     tools.remember("budget", "5000 EUR")     # "stored 'budget'"
@@ -16,9 +16,11 @@ raise.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from botwire._search import Hit
 from botwire.errors import (
     BackendUnavailable,
     BotWireError,
@@ -27,13 +29,43 @@ from botwire.errors import (
     QuotaExceeded,
     Unauthorized,
     ValueTooLarge,
+    WrongType,
 )
 from botwire.memory import Memory
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 MAX_VALUE_CHARS = 2_000
 """Longest value ``recall`` shows in full; longer ones are cut with a note of how much more."""
+MAX_HIT_CHARS = 500
+"""Longest value ``search_memory`` shows for each match."""
 MAX_KEYS_SHOWN = 50
 """Most keys ``list_memory`` (and a missed ``recall``) name before noting how many more."""
+MAX_MATCHES = 20
+"""Most matches ``search_memory`` returns."""
+
+JsonValue = str | int | float | bool | list[Any] | dict[str, Any] | None
+"""What ``remember`` takes as a value: text stays text, a number stays a number."""
+
+
+class Refusal(str):
+    """A tool's result that says the call did nothing, and why: the text a model reads, marked
+    so that a protocol with an error flag (MCP's ``isError``) can set it."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a tool: what to pass, its type, its default (``...``: none, the
+    argument is required) and, for a number, its bounds."""
+
+    description: str
+    type: Any = str
+    default: Any = ...
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,13 +74,28 @@ class ToolSpec:
 
     name: str
     description: str
-    arguments: dict[str, str]
-    """Each argument's name and what to pass."""
+    arguments: dict[str, Arg]
+    """Each argument, by name."""
     writes: bool = False
     """Left out of a read-only memory."""
 
+    def args_model(self) -> type[BaseModel]:
+        """The arguments as a pydantic model: what frameworks validate a call with, and where
+        the JSON schema a model reads comes from. (Needs pydantic, which every framework that
+        takes tools brings.)"""
+        from pydantic import Field, create_model
 
-KEY = "A short name for the fact, such as 'budget' or 'client:acme:contact'."
+        fields: dict[str, Any] = {
+            name: (
+                arg.type,
+                Field(arg.default, description=arg.description, ge=arg.minimum, le=arg.maximum),
+            )
+            for name, arg in self.arguments.items()
+        }
+        return create_model(f"{self.name.title().replace('_', '')}Args", **fields)
+
+
+KEY = Arg("A short name for the fact, such as 'budget' or 'client:acme:contact'.")
 
 REMEMBER = ToolSpec(
     "remember",
@@ -56,7 +103,7 @@ REMEMBER = ToolSpec(
     "recall it in a later conversation, even after a restart. Use it for what will matter later: "
     "the user's preferences, names, budgets, decisions, open tasks. Storing under a key that "
     "exists replaces its value.",
-    {"key": KEY, "value": "The fact to store: text, or a number, list or object."},
+    {"key": KEY, "value": Arg("The fact to store: text, or a number, list or object.", JsonValue)},
     writes=True,
 )
 RECALL = ToolSpec(
@@ -70,7 +117,7 @@ LIST_MEMORY = ToolSpec(
     "list_memory",
     "List the keys of the facts in long-term memory, optionally only those that start with a "
     "prefix. Use it to see what you already know before you recall or remember.",
-    {"prefix": "Only keys that start with this text; empty for all keys."},
+    {"prefix": Arg("Only keys that start with this text; empty for all keys.", default="")},
 )
 FORGET = ToolSpec(
     "forget",
@@ -79,7 +126,39 @@ FORGET = ToolSpec(
     {"key": KEY},
     writes=True,
 )
-SPECS = (REMEMBER, RECALL, LIST_MEMORY, FORGET)
+SEARCH_MEMORY = ToolSpec(
+    "search_memory",
+    "Search long-term memory by meaning words, when you do not know the key: the facts and "
+    "notes that contain any of the words, best matches first. Use it to find what the user "
+    "told you before about a subject, such as 'travel plans' or 'what does the user eat'.",
+    {
+        "query": Arg("Words to look for; case, accents and punctuation do not matter."),
+        "limit": Arg("Most matches to return.", int, 5, 1, MAX_MATCHES),
+    },
+)
+APPEND_NOTE = ToolSpec(
+    "append_note",
+    "Add a line to a running list of notes under a key (a log, a to-do list, a diary), keeping "
+    "the notes already there. Use it instead of remember when the key collects many notes over "
+    "time; recall shows them all.",
+    {"key": KEY, "text": Arg("The note to add, as one short line of text.")},
+    writes=True,
+)
+SPECS = (REMEMBER, RECALL, LIST_MEMORY, FORGET, SEARCH_MEMORY, APPEND_NOTE)
+
+INSTRUCTIONS = (
+    "Long-term memory that lasts between conversations and is shared with other agents that "
+    "use the same namespace. Before asking the user for something they may have told you "
+    "before, search_memory or recall it; store what will matter later with remember (one fact "
+    "per key) or append_note (running notes). Keys are short plain text such as 'budget' or "
+    "'client:acme:contact'."
+)
+"""What an MCP client shows a model about the memory as a whole."""
+
+
+def offered(*, read_only: bool = False) -> list[ToolSpec]:
+    """The tools a memory offers: all of :data:`SPECS`, or those that only read."""
+    return [spec for spec in SPECS if not (read_only and spec.writes)]
 
 
 class MemoryTools:
@@ -87,7 +166,7 @@ class MemoryTools:
 
     Args:
         memory: the namespace the tools read and write.
-        read_only: leave out the tools that write (``remember``, ``forget``).
+        read_only: leave out the tools that write (``remember``, ``forget``, ``append_note``).
     """
 
     def __init__(self, memory: Memory, *, read_only: bool = False) -> None:
@@ -99,7 +178,28 @@ class MemoryTools:
     @property
     def specs(self) -> list[ToolSpec]:
         """The tools this memory offers (no writing tools when read-only)."""
-        return [spec for spec in SPECS if not (self.read_only and spec.writes)]
+        return offered(read_only=self.read_only)
+
+    def call(self, name: str, arguments: Mapping[str, Any]) -> str:
+        """Call the tool ``name`` with a model's ``arguments`` (a JSON object): arguments that
+        do not fit the tool's schema, and a tool this memory does not offer, are refusals too.
+        For protocols that hand over a tool call as a name and JSON (MCP)."""
+        from pydantic import ValidationError
+
+        spec = next((spec for spec in self.specs if spec.name == name), None)
+        if spec is None:
+            offered = ", ".join(spec.name for spec in self.specs)
+            return Refusal(f"there is no tool {name!r} here; the tools are: {offered}")
+        try:
+            valid = spec.args_model().model_validate(dict(arguments))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            return Refusal(f"{name} was called with bad arguments ({problems}). Call it again.")
+        result: str = getattr(self, name)(**dict(valid))
+        return result
 
     def remember(self, key: str, value: Any) -> str:
         """Store ``value`` under ``key``; text is stored as that text."""
@@ -144,6 +244,43 @@ class MemoryTools:
             return _advice(exc, f"could not forget {key!r}")
         return f"forgot {key!r}" if deleted else f"no memory under {key!r}; nothing to forget"
 
+    def search_memory(self, query: str, limit: int = 5) -> str:
+        """The facts and notes that match any word of ``query``, best first, one per line."""
+        _needs_str(query, "query")
+        if not query.strip():
+            return Refusal(
+                "the query is empty: say what to look for, such as 'budget', or use list_memory "
+                "to see every key."
+            )
+        try:
+            hits = self.memory.search(query, limit=max(1, min(limit, MAX_MATCHES)), match="any")
+        except BotWireError as exc:
+            return _advice(exc, f"could not search for {query!r}")
+        if not hits:
+            return f"nothing in memory matches {query!r}; try other words, or list_memory"
+        lines = [f"- {name} = {render(value, MAX_HIT_CHARS)}" for name, value in _matches(hits)]
+        head = f"{len(hits)} {'key matches' if len(hits) == 1 else 'keys match'} {query!r}:"
+        return "\n".join([head, *lines])
+
+    def append_note(self, key: str, text: str) -> str:
+        """Add ``text`` to the list of notes under ``key`` (atomically: concurrent notes all
+        land)."""
+        self._writable()
+        _needs_str(key, "key")
+        _needs_str(text, "text")
+        if not text.strip():
+            return Refusal(f"the note is empty; nothing was added to {key!r}")
+        try:
+            count = self.memory.append(key, text)
+        except WrongType:
+            return Refusal(
+                f"could not add a note to {key!r}: it holds a single fact, not a list of notes. "
+                "Use another key for notes, or remember to replace the fact."
+            )
+        except BotWireError as exc:
+            return _advice(exc, f"could not add a note to {key!r}")
+        return f"added a note to {key!r} ({count} note{'s' if count != 1 else ''})"
+
     def _known_keys(self) -> str:
         keys = self.memory.keys()
         if not keys:
@@ -164,6 +301,15 @@ def render(value: Any, max_chars: int = MAX_VALUE_CHARS) -> str:
     return f"{text[:max_chars]}… ({len(text) - max_chars:,} more characters)"
 
 
+def _matches(hits: list[Hit]) -> Iterator[tuple[str, Any]]:
+    """Each match as a name and a value: a key, or one item of a list (``'notes'[3]``)."""
+    for hit in hits:
+        if hit.items is None:
+            yield repr(hit.key), hit.value
+        else:
+            yield from ((f"{hit.key!r}[{item.position}]", item.value) for item in hit.items)
+
+
 def _listing(keys: list[str], noun: str, *, count: bool = True) -> str:
     shown = ", ".join(keys[:MAX_KEYS_SHOWN])
     head = f"{len(keys)} {noun}{'s' if len(keys) != 1 else ''}: " if count else ""
@@ -178,8 +324,12 @@ def _needs_str(value: object, what: str) -> None:
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
 
 
-def _advice(exc: BotWireError, failed: str) -> str:
-    """A refusal turned into what the model should do next."""
+def _advice(exc: BotWireError, failed: str) -> Refusal:
+    """A refusal of the store, turned into what the model should do next."""
+    return Refusal(_next_step(exc, failed))
+
+
+def _next_step(exc: BotWireError, failed: str) -> str:
     if isinstance(exc, InvalidKey):
         return f"{failed}: {exc}. Use a short key of plain text, such as 'budget'."
     if isinstance(exc, ValueTooLarge):
@@ -216,12 +366,18 @@ def _duration(seconds: float | None) -> str:
 
 
 __all__ = [
+    "APPEND_NOTE",
     "FORGET",
+    "INSTRUCTIONS",
     "LIST_MEMORY",
     "RECALL",
     "REMEMBER",
+    "SEARCH_MEMORY",
     "SPECS",
+    "Arg",
     "MemoryTools",
+    "Refusal",
     "ToolSpec",
+    "offered",
     "render",
 ]

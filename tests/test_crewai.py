@@ -30,7 +30,9 @@ def crew(llm: ScriptedCrewLLM, tools: list[BaseTool], description: str) -> Crew:
 
 def test_each_tool_is_a_crewai_tool_with_a_schema(store: Store) -> None:
     tools = memory_tools("crew", memory=store.memory())
-    assert [tool.name for tool in tools] == ["remember", "recall", "list_memory", "forget"]
+    assert [tool.name for tool in tools] == [
+        "remember", "recall", "list_memory", "forget", "search_memory", "append_note"
+    ]  # fmt: skip
     by_name = {tool.name: tool for tool in tools}
     for tool in tools:
         assert isinstance(tool, BaseTool)
@@ -47,13 +49,24 @@ def test_each_tool_is_a_crewai_tool_with_a_schema(store: Store) -> None:
     assert store.memory("crew").get("budget") == 5000  # a number stays a number
     assert by_name["recall"].run(key="budget") == "'budget' = 5000"
     assert by_name["list_memory"].run() == "1 key: budget"
+    assert by_name["append_note"].run(key="log", text="budget agreed") == (
+        "added a note to 'log' (1 note)"
+    )
+    found = by_name["search_memory"].run(query="budget").splitlines()
+    assert found[0] == "2 keys match 'budget':"
+    assert sorted(found[1:]) == ["- 'budget' = 5000", "- 'log'[0] = budget agreed"]
+    search = by_name["search_memory"].args_schema.model_json_schema()
+    assert search["properties"]["limit"] == {
+        "default": 5, "description": "Most matches to return.", "maximum": 20, "minimum": 1,
+        "title": "Limit", "type": "integer",
+    }  # fmt: skip
     assert by_name["forget"].run(key="budget") == "forgot 'budget'"
     Agent(role="r", goal="g", backstory="b", tools=tools, llm=ScriptedCrewLLM(model="s"))
 
 
 def test_read_only_leaves_out_the_writing_tools(tmp_path: Path) -> None:
     tools = memory_tools("crew", url=f"sqlite:///{tmp_path / 'ro.db'}", read_only=True)
-    assert [tool.name for tool in tools] == ["recall", "list_memory"]
+    assert [tool.name for tool in tools] == ["recall", "list_memory", "search_memory"]
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def test_import_botwire_imports_no_framework_and_no_server() -> None:
         "autogen_agentchat",
         "autogen_ext",
         "langgraph",
+        "mcp",
         "fastapi",
         "starlette",
         "uvicorn",
@@ -127,9 +128,23 @@ MINIMUM_VERSIONS = {
     "pyautogen": "0.10",
     "langgraph": "1.0",
     "langgraph-checkpoint": "3.0",
+    "mcp": "1.30",
 }
 """The frameworks the dev extras install, at versions the adapters are written for. A resolver
 that meets conflicting extras can fall back to an ancient placeholder release silently."""
+
+
+def test_the_all_extra_holds_every_integration_and_dev_installs_it() -> None:
+    """CI installs the dev extra, so a resolver that could not settle ``all`` fails CI."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    (everything,) = extras["all"]
+    assert everything.startswith("botwire[") and everything.endswith("]")
+    assert set(everything[len("botwire[") : -1].split(",")) == set(extras) - {"all", "dev"}
+    assert "botwire[all]" in extras["dev"]
+    assert extras["mcp"] == ["mcp>=1.30,<2"]  # crewai pins mcp<2
 
 
 @pytest.mark.parametrize(("distribution", "minimum"), sorted(MINIMUM_VERSIONS.items()))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from botwire import Memory
-from botwire.tools import FORGET, LIST_MEMORY, RECALL, REMEMBER, MemoryTools, render
+from botwire.tools import SPECS, MemoryTools, Refusal, render
 
 from .conftest import Store
 from .helpers import Server, free_port
@@ -81,7 +81,10 @@ def test_long_values_and_long_listings_are_cut_with_a_count(tools: MemoryTools) 
     ],
 )
 def test_a_bad_key_from_a_model_is_advice(tools: MemoryTools, key: str, problem: str) -> None:
-    for result in (tools.remember(key, 1), tools.recall(key), tools.forget(key)):
+    for result in (
+        tools.remember(key, 1), tools.recall(key), tools.forget(key), tools.append_note(key, "x")
+    ):  # fmt: skip
+        assert isinstance(result, Refusal)
         assert problem in result and "Use a short key of plain text" in result
     assert tools.memory.keys() == []
 
@@ -89,6 +92,8 @@ def test_a_bad_key_from_a_model_is_advice(tools: MemoryTools, key: str, problem:
 def test_a_value_over_the_limit_is_advice(store: Store) -> None:
     tools = MemoryTools(store.memory("crew", max_value_bytes=100))
     result = tools.remember("k", "x" * 200)
+    assert isinstance(result, Refusal)
+    assert isinstance(tools.append_note("k", "x" * 200), Refusal)
     assert result == (
         "could not store 'k': the value is too long (202 bytes; the limit is 100). "
         "Store a shorter summary instead."
@@ -103,10 +108,13 @@ def test_programming_errors_still_raise(tools: MemoryTools) -> None:
         tools.list_memory(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Memory"):
         MemoryTools("crew")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="text must be a str"):
+        tools.append_note("k", 5)  # type: ignore[arg-type]
     read_only = MemoryTools(tools.memory, read_only=True)
-    assert [s.name for s in read_only.specs] == ["recall", "list_memory"]
-    with pytest.raises(PermissionError, match="read-only"):
-        read_only.remember("k", 1)
+    assert [s.name for s in read_only.specs] == ["recall", "list_memory", "search_memory"]
+    for write in (read_only.remember, read_only.append_note):
+        with pytest.raises(PermissionError, match="read-only"):
+            write("k", "x")
     assert tools.memory.keys() == []
 
 
@@ -135,8 +143,87 @@ def test_a_quota_hit_is_advice(tmp_path: Path) -> None:
 
 
 def test_descriptions_say_what_and_when() -> None:
-    assert "Use recall before asking the user" in RECALL.description
-    for spec in (REMEMBER, RECALL, LIST_MEMORY, FORGET):
+    by_name = {spec.name: spec for spec in SPECS}
+    assert list(by_name) == [
+        "remember", "recall", "list_memory", "forget", "search_memory", "append_note"
+    ]  # fmt: skip
+    assert "Use recall before asking the user" in by_name["recall"].description
+    assert "when you do not know the key" in by_name["search_memory"].description
+    for spec in SPECS:
         assert spec.description.endswith(".") and len(spec.description) < 400
-        assert all(text.endswith((".", ".'", "keys.")) for text in spec.arguments.values())
-    assert REMEMBER.writes and FORGET.writes and not RECALL.writes
+        assert all(arg.description.endswith(".") for arg in spec.arguments.values())
+    writers = {spec.name for spec in SPECS if spec.writes}
+    assert writers == {"remember", "forget", "append_note"}
+
+
+def test_search_finds_facts_and_notes_by_their_words(tools: MemoryTools) -> None:
+    tools.remember("budget", "5000 EUR for the Lisbon trip")
+    tools.remember("diet", {"likes": "vegetarian food", "allergy": "peanuts"})
+    tools.append_note("log", "booked flights")
+    tools.append_note("log", "the trip to Lisbon starts on May 3")
+    found = tools.search_memory("When does the Lisbon trip start?")
+    lines = found.splitlines()
+    assert lines[0] == "2 keys match 'When does the Lisbon trip start?':"
+    assert sorted(lines[1:]) == [
+        "- 'budget' = 5000 EUR for the Lisbon trip",
+        "- 'log'[1] = the trip to Lisbon starts on May 3",
+    ]
+    assert tools.search_memory("vegetarian") == (
+        "1 key matches 'vegetarian':\n"
+        """- 'diet' = {"likes": "vegetarian food", "allergy": "peanuts"}"""
+    )
+    assert tools.search_memory("trip", limit=1).startswith("1 key matches 'trip':")
+    assert tools.search_memory("submarine") == (
+        "nothing in memory matches 'submarine'; try other words, or list_memory"
+    )
+    tools.remember("essay", "word " * 400)
+    assert tools.search_memory("word").endswith("… (1,500 more characters)")
+
+
+@pytest.mark.parametrize("query", ['budget" OR (*', "budget AND NOT -x", "budget:* NEAR/2 ^"])
+def test_search_syntax_in_a_query_is_plain_text(tools: MemoryTools, query: str) -> None:
+    tools.remember("budget", "5000 EUR")
+    found = tools.search_memory(query)
+    assert not isinstance(found, Refusal)
+    assert found.splitlines()[1:] == ["- 'budget' = 5000 EUR"]
+    assert tools.memory.keys() == ["budget"]
+
+
+def test_an_empty_query_is_advice(tools: MemoryTools) -> None:
+    tools.remember("budget", 1)
+    for query in ("", "   "):
+        result = tools.search_memory(query)
+        assert isinstance(result, Refusal) and "the query is empty" in result
+
+
+def test_notes_pile_up_under_one_key(tools: MemoryTools) -> None:
+    assert tools.append_note("todo", "call Ana") == "added a note to 'todo' (1 note)"
+    assert tools.append_note("todo", "book the hotel") == "added a note to 'todo' (2 notes)"
+    assert tools.recall("todo") == """'todo' = ["call Ana", "book the hotel"]"""
+    empty = tools.append_note("todo", "  ")
+    assert isinstance(empty, Refusal) and "the note is empty" in empty
+    tools.remember("budget", 5000)
+    onto_a_fact = tools.append_note("budget", "raise it")
+    assert isinstance(onto_a_fact, Refusal)
+    assert "holds a single fact, not a list of notes" in onto_a_fact
+    assert tools.memory.get("budget") == 5000
+    assert tools.memory.get("todo") == ["call Ana", "book the hotel"]
+
+
+def test_call_validates_a_models_arguments(tools: MemoryTools) -> None:
+    assert tools.call("remember", {"key": "k", "value": [1, "a"]}) == "stored 'k'"
+    assert tools.call("list_memory", {}) == "1 key: k"
+    refusals = {
+        "missing": tools.call("remember", {"value": 1}),
+        "wrong type": tools.call("recall", {"key": 5}),
+        "out of range": tools.call("search_memory", {"query": "k", "limit": 500}),
+        "unknown tool": tools.call("drop_tables", {}),
+    }
+    assert all(isinstance(result, Refusal) for result in refusals.values())
+    assert "key: Field required" in refusals["missing"]
+    assert "key: Input should be a valid string" in refusals["wrong type"]
+    assert "limit: Input should be less than or equal to 20" in refusals["out of range"]
+    assert refusals["unknown tool"].startswith("there is no tool 'drop_tables' here")
+    read_only = MemoryTools(tools.memory, read_only=True)
+    assert isinstance(read_only.call("forget", {"key": "k"}), Refusal)
+    assert tools.memory.get("k") == [1, "a"]

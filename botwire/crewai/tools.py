@@ -10,37 +10,20 @@ import asyncio
 from typing import Any
 
 from crewai.tools import BaseTool
-from pydantic import BaseModel, Field, PrivateAttr, create_model
+from pydantic import PrivateAttr
 
 from botwire.memory import AsyncMemory, Memory, on_store
 from botwire.tools import MemoryTools, ToolSpec
 
-JsonValue = str | int | float | bool | list[Any] | dict[str, Any] | None
-"""What ``remember`` takes as a value: text stays text, a number stays a number."""
-
-_TYPES: dict[str, tuple[Any, Any]] = {
-    "key": (str, ...),
-    "value": (JsonValue, ...),
-    "prefix": (str, ""),
-}
-
-
-def _args_schema(spec: ToolSpec) -> type[BaseModel]:
-    fields: dict[str, Any] = {
-        name: (_TYPES[name][0], Field(_TYPES[name][1], description=description))
-        for name, description in spec.arguments.items()
-    }
-    return create_model(f"{spec.name.title().replace('_', '')}Args", **fields)
-
 
 class BotWireTool(BaseTool):
-    """One botwire memory tool (``remember``, ``recall``, ``list_memory`` or ``forget``)."""
+    """One botwire memory tool (``remember``, ``recall``, ``search_memory``, ...)."""
 
     _tools: MemoryTools = PrivateAttr()
 
     def __init__(self, tools: MemoryTools, spec: ToolSpec) -> None:
         super().__init__(
-            name=spec.name, description=spec.description, args_schema=_args_schema(spec)
+            name=spec.name, description=spec.description, args_schema=spec.args_model()
         )
         self._tools = tools
 
@@ -61,13 +44,14 @@ def memory_tools(
     read_only: bool = False,
 ) -> list[BaseTool]:
     """CrewAI tools over the botwire namespace ``namespace``: ``remember(key, value)``,
-    ``recall(key)``, ``list_memory(prefix)`` and ``forget(key)``.
+    ``recall(key)``, ``list_memory(prefix)``, ``forget(key)``, ``search_memory(query, limit)``
+    and ``append_note(key, text)``.
 
     Args:
         namespace: the memory the tools share (one per crew, user or team, as you choose).
         url: the store (default ``$BOTWIRE_URL``, else the embedded file on this machine).
         memory: an existing ``Memory`` whose store (and connections) to use instead of ``url``.
-        read_only: leave out ``remember`` and ``forget``.
+        read_only: leave out the tools that write (``remember``, ``forget``, ``append_note``).
 
     Returns:
         ``crewai.tools.BaseTool`` instances, for ``Agent(tools=...)``.

@@ -5,6 +5,7 @@ Routes:
   BotWire service, so its clients work unchanged. Versions travel as ``ETag``; ``If-Match`` and
   ``If-None-Match: *`` make a write conditional (412 when it no longer holds).
 - ``POST /v1/batch``: many operations in one request and one transaction (the Python client).
+- ``/mcp/{ns}``: the MCP server (:mod:`botwire.server.mcp`), when the ``mcp`` extra is installed.
 - ``/healthz``, ``/metrics`` (Prometheus) and the OpenAPI docs at ``/docs``.
 
 A request passes, in order: :class:`Observe` (metrics; an unexpected error becomes a JSON 500
@@ -23,14 +24,15 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.routing import Route
 
 from botwire import __version__, _values, _wire
 from botwire._values import format_time
@@ -54,6 +56,9 @@ from botwire.server.metrics import Metrics
 from botwire.server.schemas import batch_openapi, parse_batch, search_request
 from botwire.server.settings import Settings
 
+if TYPE_CHECKING:
+    from botwire.server.mcp import MCPEndpoint
+
 log = logging.getLogger("botwire.server")
 
 Message = MutableMapping[str, Any]
@@ -63,7 +68,7 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 SCOPE_KEY = "botwire.scope"
 """Where :class:`Authenticate` leaves the request's :class:`Scope` in the ASGI scope."""
-PROTECTED = ("/memory/", "/memory", "/v1/")
+PROTECTED = ("/memory/", "/memory", "/v1/", "/mcp")
 
 
 async def _send_json(
@@ -87,7 +92,7 @@ async def _send_json(
 async def _send_error(send: Send, exc: BotWireError, context: Context | None = None) -> None:
     headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, Unauthorized) else []
     if context is not None:
-        context.metrics.errors[type(exc).__name__] += 1
+        context.metrics.refused(type(exc).__name__)
     await _send_json(send, _wire.error_status(exc), _wire.error_to_json(exc), headers)
 
 
@@ -217,9 +222,10 @@ def _path_problem(scope: MutableMapping[str, Any]) -> str | None:
 class Authenticate:
     """Authenticate every request to a data route before its route reads anything.
 
-    The request's :class:`Scope` goes to the route in the ASGI scope; a compatible route's
-    namespace (the first path segment) is checked here too, so that a token outside its
-    prefixes, or a read-only token that writes, gets 403 before its body is read. ``/metrics``
+    The request's :class:`Scope` goes to the route in the ASGI scope; the namespace of a
+    compatible route or of ``/mcp/{ns}`` (the path segment after the route's name) is checked
+    here too, so that a token outside its prefixes, or a read-only token that writes, gets 403
+    before its body is read. ``/metrics``
     needs a token once tokens are on (any valid token, or ``metrics_token``).
     """
 
@@ -241,10 +247,10 @@ class Authenticate:
                 await self._metrics(authorization)
             else:
                 token_scope = await self.context.auth.scope(authorization)
-                if path.startswith("/memory/"):
-                    ns = path[len("/memory/") :].split("/", 1)[0]
-                    if ns:
-                        token_scope.check_namespace(ns, scope["method"] in ("PUT", "DELETE"))
+                ns = _path_namespace(path)
+                if ns:
+                    writes = path.startswith("/memory/") and scope["method"] in ("PUT", "DELETE")
+                    token_scope.check_namespace(ns, writes)
                 scope[SCOPE_KEY] = token_scope
         except (Unauthorized, Forbidden) as exc:
             await _send_error(send, exc, self.context)
@@ -257,6 +263,14 @@ class Authenticate:
             return
         if authorization or await self.context.auth.required():
             await self.context.auth.scope(authorization)
+
+
+def _path_namespace(path: str) -> str | None:
+    """The namespace a path names: ``/memory/{ns}/...`` and ``/mcp/{ns}``."""
+    for route in ("/memory/", "/mcp/"):
+        if path.startswith(route):
+            return path[len(route) :].split("/", 1)[0] or None
+    return None
 
 
 # -- the server's state ------------------------------------------------------------------------
@@ -498,7 +512,7 @@ async def batch(request: Request) -> Response:
 @native.get("/v1/search")
 async def search(
     request: Request,
-    q: Annotated[str, Query(description="the words to find; \"quoted words\" are a phrase")] = "",
+    q: Annotated[str, Query(description='the words to find; "quoted words" are a phrase')] = "",
     ns: Annotated[str | None, Query(description="the namespace to search")] = None,
     ns_prefix: Annotated[
         str, Query(description="without ns: every namespace that starts with this")
@@ -582,9 +596,14 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     store = backend or open_server_backend(settings)
     context = Context(settings, store, Metrics())
 
+    mcp = _mcp_endpoint(context)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with AsyncExitStack() as running:
+            if mcp is not None:
+                await running.enter_async_context(mcp.run())
+            yield
         await store.aclose()
 
     app = FastAPI(
@@ -596,27 +615,50 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.state.context = context
     app.include_router(memory)
     app.include_router(native)
+    methods = ["GET", "POST", "DELETE"]
+    app.router.routes += [
+        Route("/mcp/{namespace}", mcp or _no_mcp, methods=methods, include_in_schema=False),
+        Route("/mcp", _name_the_namespace, methods=methods, include_in_schema=False),
+    ]
 
     @app.exception_handler(BotWireError)
     async def botwire_error(request: Request, exc: BotWireError) -> Response:
         status = _wire.error_status(exc)
-        context.metrics.errors[type(exc).__name__] += 1
+        quota = exc.quota if isinstance(exc, QuotaExceeded) else None
+        context.metrics.refused(type(exc).__name__, quota)
         headers = None
-        if isinstance(exc, QuotaExceeded):
-            context.metrics.quota_rejections[exc.quota] += 1
-            if exc.retry_after is not None:
-                headers = {"retry-after": str(max(1, round(exc.retry_after)))}
+        if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+            headers = {"retry-after": str(max(1, round(exc.retry_after)))}
         return JSONResponse(_wire.error_to_json(exc), status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        context.metrics.errors["RequestValidationError"] += 1
+        context.metrics.refused("RequestValidationError")
         return JSONResponse({"detail": validation_errors(exc.errors())}, 422)
 
     app.add_middleware(Authenticate, context=context)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(Observe, metrics=context.metrics)
     return app
+
+
+def _mcp_endpoint(context: Context) -> MCPEndpoint | None:
+    """``/mcp/{namespace}``: the MCP server, when the ``mcp`` extra is installed."""
+    try:
+        from botwire.server.mcp import MCPEndpoint
+    except ImportError:
+        return None
+    return MCPEndpoint(context)
+
+
+async def _no_mcp(request: Request) -> Response:
+    detail = "this server has no MCP endpoint: install it with pip install 'botwire[mcp]'"
+    return JSONResponse({"detail": detail}, 404)
+
+
+async def _name_the_namespace(request: Request) -> Response:
+    detail = "name the namespace to serve over MCP in the URL: /mcp/{namespace}"
+    return JSONResponse({"detail": detail}, 404)
 
 
 def app_from_env() -> FastAPI:

@@ -31,6 +31,12 @@ class Metrics:
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         self._sums[route] = self._sums.get(route, 0.0) + seconds
 
+    def refused(self, error: str, quota: str | None = None) -> None:
+        """Count a refusal: ``error`` is its error's name, ``quota`` the quota it hit."""
+        self.errors[error] += 1
+        if quota is not None:
+            self.quota_rejections[quota] += 1
+
     def render(self) -> str:
         lines = [
             "# HELP botwire_requests_total HTTP requests by method, route and status.",

@@ -1,0 +1,197 @@
+"""The MCP server: botwire's memory tools and resources on the MCP SDK's low-level server.
+
+One server serves both transports. What differs is *where* a request is served from: the stdio
+server (``botwire mcp``) has one store and one namespace; at ``/mcp/{namespace}`` in
+``botwire serve`` each request has its own, seen through its token (:mod:`botwire.server.mcp`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, unquote
+
+import anyio
+import anyio.to_thread
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.shared.exceptions import McpError
+from pydantic import AnyUrl
+
+from botwire import __version__
+from botwire.backends.base import Backend
+from botwire.errors import BotWireError
+from botwire.memory import AsyncMemory, Memory
+from botwire.tools import INSTRUCTIONS, MemoryTools, Refusal, ToolSpec, offered
+
+Where = Callable[[], tuple[Backend, str]]
+"""The store and the namespace of the request being served (called in its context)."""
+
+SCHEME = "botwire://"
+PAGE = 100
+"""Keys per page of ``resources/list``."""
+MAX_LISTED = 1_000
+"""Most keys the ``botwire://{namespace}`` listing names."""
+
+
+def resource_uri(namespace: str, key: str | None = None) -> str:
+    """``botwire://{namespace}/{key}``, each part percent-encoded (``botwire://{namespace}``
+    without a key: its listing)."""
+    uri = SCHEME + quote(namespace, safe="")
+    return uri if key is None else f"{uri}/{quote(key, safe='')}"
+
+
+def create_server(
+    where: Where, *, read_only: bool = False, max_value_bytes: int | None = None
+) -> Server[Any, Any]:
+    """An MCP server of botwire memory.
+
+    Args:
+        where: the store and namespace each request is served from.
+        read_only: offer only the tools that read.
+        max_value_bytes: the largest value ``remember`` and ``append_note`` store (default: the
+            store's usual limit, ``$BOTWIRE_MAX_VALUE_BYTES``).
+    """
+    server: Server[Any, Any] = Server("botwire", version=__version__, instructions=INSTRUCTIONS)
+    tools = [_tool(spec) for spec in offered(read_only=read_only)]
+
+    @server.list_tools()  # type: ignore[no-untyped-call, untyped-decorator]
+    async def list_tools() -> list[types.Tool]:
+        return tools
+
+    @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
+    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        backend, namespace = where()
+        memory = Memory(namespace, backend=backend, max_value_bytes=max_value_bytes)
+        call = MemoryTools(memory, read_only=read_only).call
+        result = await anyio.to_thread.run_sync(call, name, arguments)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=result)],
+            isError=isinstance(result, Refusal),
+        )
+
+    @server.list_resources()  # type: ignore[no-untyped-call, untyped-decorator]
+    async def list_resources(request: types.ListResourcesRequest) -> types.ListResourcesResult:
+        backend, namespace = where()
+        after = request.params.cursor if request.params else None
+        keys = await _read(AsyncMemory(namespace, backend=backend).keys(after=after, limit=PAGE))
+        resources = [types.Resource(uri=AnyUrl(resource_uri(namespace, k)), name=k) for k in keys]
+        if not after:  # the first page starts with the namespace's listing
+            listing = types.Resource(
+                uri=AnyUrl(resource_uri(namespace)),
+                name=namespace,
+                mimeType="application/json",
+                description=f"The keys stored in the namespace {namespace!r}.",
+            )
+            resources.insert(0, listing)
+        more = keys[-1] if len(keys) == PAGE else None
+        return types.ListResourcesResult(resources=resources, nextCursor=more)
+
+    @server.list_resource_templates()  # type: ignore[no-untyped-call, untyped-decorator]
+    async def list_resource_templates() -> list[types.ResourceTemplate]:
+        return [
+            types.ResourceTemplate(
+                uriTemplate=SCHEME + "{namespace}/{key}",
+                name="memory",
+                description="The value stored under a key: text as it is, anything else as JSON.",
+            ),
+            types.ResourceTemplate(
+                uriTemplate=SCHEME + "{namespace}",
+                name="keys",
+                mimeType="application/json",
+                description="The keys stored in a namespace.",
+            ),
+        ]
+
+    @server.read_resource()  # type: ignore[no-untyped-call, untyped-decorator]
+    async def read_resource(uri: Any) -> list[ReadResourceContents]:
+        namespace, key = _parse(str(uri))
+        backend, _ = where()
+        memory = AsyncMemory(namespace, backend=backend)
+        if key is None:
+            keys = await _read(memory.keys(limit=MAX_LISTED + 1))
+            listing = {
+                "namespace": namespace,
+                "keys": keys[:MAX_LISTED],
+                "more": len(keys) > MAX_LISTED,
+            }
+            return [
+                ReadResourceContents(json.dumps(listing, ensure_ascii=False), "application/json")
+            ]
+        missing = object()
+        value = await _read(memory.get(key, missing))
+        if value is missing:
+            raise McpError(
+                types.ErrorData(
+                    code=RESOURCE_NOT_FOUND, message=f"no memory under {key!r} in {namespace!r}"
+                )
+            )
+        if isinstance(value, str):
+            return [ReadResourceContents(value, "text/plain")]
+        return [ReadResourceContents(json.dumps(value, ensure_ascii=False), "application/json")]
+
+    return server
+
+
+RESOURCE_NOT_FOUND = -32002
+"""The JSON-RPC error code MCP gives a resource that does not exist."""
+
+
+async def _read(call: Any) -> Any:
+    """Await a memory call, a botwire refusal turned into an MCP error that says what was wrong."""
+    try:
+        return await call
+    except BotWireError as exc:
+        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=str(exc))) from exc
+
+
+def _parse(uri: str) -> tuple[str, str | None]:
+    """The namespace and key (``None``: the namespace's listing) a ``botwire://`` URI names."""
+    if not uri.startswith(SCHEME):
+        raise McpError(
+            types.ErrorData(
+                code=types.INVALID_PARAMS,
+                message=f"botwire's resources are botwire://{{namespace}}/{{key}}, not {uri!r}",
+            )
+        )
+    namespace, _, key = uri[len(SCHEME) :].partition("/")
+    return unquote(namespace), unquote(key) if key else None
+
+
+def _tool(spec: ToolSpec) -> types.Tool:
+    """A tool as MCP lists it: its JSON schema is the one the CrewAI tools validate with."""
+    schema = spec.args_model().model_json_schema()
+    schema.pop("title", None)
+    hints = types.ToolAnnotations(
+        readOnlyHint=not spec.writes,
+        destructiveHint=spec.name == "forget",
+        idempotentHint=spec.name != "append_note",
+        openWorldHint=False,
+    )
+    return types.Tool(
+        name=spec.name, description=spec.description, inputSchema=schema, annotations=hints
+    )
+
+
+def run_stdio(namespace: str, url: str | None = None, *, read_only: bool = False) -> None:
+    """Serve ``namespace`` of the store at ``url`` (default ``$BOTWIRE_URL``, else the embedded
+    store) over stdin and stdout until the client hangs up: ``botwire mcp``."""
+    from mcp.server.stdio import stdio_server
+
+    memory = Memory(namespace, url)
+    server = create_server(
+        lambda: (memory.backend, memory.namespace),
+        read_only=read_only,
+        max_value_bytes=memory.max_value_bytes,
+    )
+
+    async def serve() -> None:
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    try:
+        anyio.run(serve)
+    finally:
+        memory.close()

@@ -1,0 +1,420 @@
+"""The MCP server (botwire.mcp) driven by the MCP SDK's own client: in process, as a real
+``botwire mcp`` stdio subprocess, and at ``/mcp/{namespace}`` on a live ``botwire serve``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import McpError
+from mcp.shared.memory import create_connected_server_and_client_session
+
+from botwire import Memory
+from botwire.backends import create_backend
+from botwire.mcp import create_server, resource_uri
+from botwire.server.auth import create_token
+from botwire.tools import SPECS, MemoryTools
+
+from .conftest import Store
+from .helpers import Server, child_env, run_python
+
+ALL_TOOLS = ["remember", "recall", "list_memory", "forget", "search_memory", "append_note"]
+
+
+@asynccontextmanager
+async def session(
+    store: Store, namespace: str = "claude", **options: Any
+) -> AsyncIterator[ClientSession]:
+    server = create_server(lambda: (store.backend, namespace), **options)
+    async with create_connected_server_and_client_session(server) as client:
+        yield client
+
+
+def text(result: types.CallToolResult) -> str:
+    (content,) = result.content
+    assert isinstance(content, types.TextContent)
+    return content.text
+
+
+def resource_text(result: types.ReadResourceResult) -> tuple[str, str | None]:
+    (content,) = result.contents
+    assert isinstance(content, types.TextResourceContents)
+    return content.text, content.mimeType
+
+
+# -- in process --------------------------------------------------------------------------------
+
+
+async def test_tools_are_listed_with_schemas_a_model_can_follow(store: Store) -> None:
+    async with session(store) as client:
+        listed = (await client.list_tools()).tools
+        init = client.get_server_capabilities()
+    assert init is not None and init.tools is not None and init.resources is not None
+    assert [tool.name for tool in listed] == ALL_TOOLS
+    by_name = {tool.name: tool for tool in listed}
+    for spec in SPECS:
+        tool = by_name[spec.name]
+        assert tool.description == spec.description
+        assert tool.inputSchema["type"] == "object"
+        assert set(tool.inputSchema["properties"]) == set(spec.arguments)
+        for name, arg in spec.arguments.items():
+            assert tool.inputSchema["properties"][name]["description"] == arg.description
+        assert tool.annotations is not None
+        assert tool.annotations.readOnlyHint is (not spec.writes)
+    assert by_name["remember"].inputSchema["required"] == ["key", "value"]
+    assert by_name["append_note"].inputSchema["required"] == ["key", "text"]
+    limit = by_name["search_memory"].inputSchema["properties"]["limit"]
+    assert (limit["type"], limit["default"], limit["minimum"], limit["maximum"]) == (
+        "integer", 5, 1, 20
+    )  # fmt: skip
+    assert "required" not in by_name["list_memory"].inputSchema
+    assert by_name["forget"].annotations is not None
+    assert by_name["forget"].annotations.destructiveHint is True
+
+
+async def test_each_tool_answers_as_the_crewai_tools_do(store: Store) -> None:
+    """The MCP results are the words of botwire.tools, call for call."""
+    twin = MemoryTools(store.memory("twin"))
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("remember", {"key": "budget", "value": {"amount": 5000, "currency": "EUR"}}),
+        ("remember", {"key": "city", "value": "Lisbon in May"}),
+        ("recall", {"key": "budget"}),
+        ("recall", {"key": "nope"}),
+        ("append_note", {"key": "log", "text": "booked the Lisbon flights"}),
+        ("append_note", {"key": "log", "text": "hotel still open"}),
+        ("list_memory", {}),
+        ("list_memory", {"prefix": "b"}),
+        ("search_memory", {"query": "what about Lisbon?", "limit": 1}),
+        ("search_memory", {"query": "hotel"}),
+        ("forget", {"key": "city"}),
+        ("forget", {"key": "city"}),
+    ]
+    async with session(store) as client:
+        for name, arguments in calls:
+            result = await client.call_tool(name, arguments)
+            assert result.isError is False
+            assert text(result) == twin.call(name, arguments), name
+    memory = store.memory("claude")
+    assert memory.keys() == ["budget", "log"]
+    assert memory.get("log") == ["booked the Lisbon flights", "hotel still open"]
+    assert memory.get("budget") == {"amount": 5000, "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "problem"),
+    [
+        ("remember", {"key": "", "value": "x"}, "key must not be empty"),
+        ("remember", {"key": "a\nb", "value": "x"}, "control character"),
+        ("append_note", {"key": "log\x00", "text": "x"}, "control character"),
+        ("remember", {"key": "big", "value": "x" * 300}, "the value is too long"),
+        ("append_note", {"key": "big", "text": "x" * 300}, "the value is too long"),
+        ("remember", {"key": 7, "value": "x"}, "key: Input should be a valid string"),
+        ("remember", {"key": "k"}, "value: Field required"),
+        ("append_note", {"key": "k", "text": " "}, "the note is empty"),
+        ("search_memory", {"query": ""}, "the query is empty"),
+        ("search_memory", {"query": "x", "limit": 0}, "greater than or equal to 1"),
+        ("drop_everything", {}, "there is no tool 'drop_everything' here"),
+    ],
+)
+async def test_bad_input_from_a_model_is_an_error_result_and_writes_nothing(
+    store: Store, name: str, arguments: dict[str, Any], problem: str
+) -> None:
+    async with session(store, max_value_bytes=200) as client:
+        result = await client.call_tool(name, arguments)
+        assert result.isError is True
+        assert problem in text(result)
+        after = await client.call_tool("list_memory", {})  # the session goes on
+        assert text(after) == "the memory is empty"
+    assert store.memory("claude").keys() == []
+
+
+@pytest.mark.parametrize("query", ['budget" OR (*', "budget AND -x NEAR/2", "budget:* ^ {}"])
+async def test_a_query_with_search_syntax_is_plain_text(store: Store, query: str) -> None:
+    store.memory("claude").set("budget", "5000 EUR")
+    async with session(store) as client:
+        result = await client.call_tool("search_memory", {"query": query})
+    assert result.isError is False
+    assert text(result).splitlines()[1:] == ["- 'budget' = 5000 EUR"]
+    assert store.memory("claude").keys() == ["budget"]
+
+
+async def test_read_only_offers_and_runs_only_the_reading_tools(store: Store) -> None:
+    store.memory("claude").set("budget", 5000)
+    async with session(store, read_only=True) as client:
+        listed = [tool.name for tool in (await client.list_tools()).tools]
+        assert listed == ["recall", "list_memory", "search_memory"]
+        for name in ("remember", "forget", "append_note"):
+            refused = await client.call_tool(name, {"key": "budget", "value": 1, "text": "x"})
+            assert refused.isError is True and "there is no tool" in text(refused)
+        assert text(await client.call_tool("recall", {"key": "budget"})) == "'budget' = 5000"
+    assert store.memory("claude").get("budget") == 5000
+
+
+async def test_resources_read_values_and_list_keys(store: Store) -> None:
+    memory = store.memory("claude")
+    memory.set_many({"budget": {"amount": 5000}, "name": "Ana", "client:acme/contact": "Bob"})
+    store.memory("other").set("x", 1)
+    async with session(store) as client:
+        listed = (await client.list_resources()).resources
+        templates = (await client.list_resource_templates()).resourceTemplates
+        value = await client.read_resource("botwire://claude/budget")
+        name = await client.read_resource(resource_uri("claude", "name"))
+        odd = await client.read_resource(resource_uri("claude", "client:acme/contact"))
+        elsewhere = await client.read_resource("botwire://other/x")
+        listing = await client.read_resource("botwire://claude")
+        with pytest.raises(McpError, match="no memory under 'missing' in 'claude'"):
+            await client.read_resource("botwire://claude/missing")
+        with pytest.raises(McpError, match=r"botwire://\{namespace\}/\{key\}"):
+            await client.read_resource("file:///etc/passwd")
+        with pytest.raises(McpError, match="control character"):
+            await client.read_resource("botwire://claude/a%0Ab")
+    assert [str(r.uri) for r in listed] == [
+        "botwire://claude",
+        "botwire://claude/budget",
+        "botwire://claude/client%3Aacme%2Fcontact",
+        "botwire://claude/name",
+    ]
+    assert [r.name for r in listed[1:]] == ["budget", "client:acme/contact", "name"]
+    assert [t.uriTemplate for t in templates] == [
+        "botwire://{namespace}/{key}",
+        "botwire://{namespace}",
+    ]
+    assert resource_text(value) == ('{"amount": 5000}', "application/json")
+    assert resource_text(name) == ("Ana", "text/plain")
+    assert resource_text(odd) == ("Bob", "text/plain")
+    assert resource_text(elsewhere) == ("1", "application/json")
+    keys, mime = resource_text(listing)
+    assert mime == "application/json"
+    assert json.loads(keys) == {
+        "namespace": "claude", "keys": ["budget", "client:acme/contact", "name"], "more": False
+    }  # fmt: skip
+
+
+async def test_the_resource_list_comes_a_page_at_a_time(store: Store) -> None:
+    store.memory("claude").set_many({f"k{n:03}": n for n in range(250)})
+    seen: list[str] = []
+    pages = 0
+    async with session(store) as client:
+        cursor = None
+        while True:
+            page = await client.list_resources(
+                params=types.PaginatedRequestParams(cursor=cursor) if cursor else None
+            )
+            seen += [str(r.uri) for r in page.resources]
+            pages += 1
+            if page.nextCursor is None:
+                break
+            cursor = page.nextCursor
+    assert pages == 3
+    assert seen == ["botwire://claude"] + [f"botwire://claude/k{n:03}" for n in range(250)]
+
+
+# -- botwire mcp over stdio ----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def stdio_session(
+    db: str, *args: str
+) -> AsyncIterator[tuple[ClientSession, types.InitializeResult]]:
+    """``botwire mcp --url db *args`` as a subprocess, driven by the SDK's stdio client."""
+    command = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "botwire.cli", "mcp", "--url", db, *args],
+        env=child_env(),
+    )
+    async with stdio_client(command) as streams, ClientSession(*streams) as client:
+        yield client, await client.initialize()
+
+
+@pytest.mark.slow
+async def test_botwire_mcp_remembers_across_server_processes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'claude.db'}"
+    async with stdio_session(db, "--namespace", "claude") as (client, info):
+        assert info.serverInfo.name == "botwire"
+        assert info.instructions is not None and "Long-term memory" in info.instructions
+        stored = await client.call_tool("remember", {"key": "editor", "value": "vim"})
+        assert text(stored) == "stored 'editor'"
+        await client.call_tool("append_note", {"key": "log", "text": "prefers short answers"})
+    async with stdio_session(db, "--namespace", "claude", "--read-only") as (client, _):
+        assert text(await client.call_tool("recall", {"key": "editor"})) == "'editor' = vim"
+        found = await client.call_tool("search_memory", {"query": "short answers"})
+        assert text(found).endswith("- 'log'[0] = prefers short answers")
+        listed = [tool.name for tool in (await client.list_tools()).tools]
+        assert "remember" not in listed
+    assert Memory("claude", db).get("editor") == "vim"
+
+
+def test_botwire_mcp_refuses_a_bad_namespace_before_it_serves(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    out = run_python(
+        f"""
+        import subprocess, sys
+        done = subprocess.run(
+            [sys.executable, "-m", "botwire.cli", "mcp", "--url", {db!r}, "--namespace", "a/b"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )
+        print(done.returncode, done.stdout == "", done.stderr.strip())
+        """
+    )
+    assert out.strip() == "1 True botwire: namespace 'a/b' must not contain '/'"
+
+
+# -- /mcp in botwire serve ---------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def remote(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=30) as http,
+        streamable_http_client(url, http_client=http) as (read, write, _),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+async def refused_status(url: str, token: str | None) -> int:
+    """The HTTP status that stopped the SDK's client from connecting."""
+    try:
+        async with remote(url, token):
+            pass
+    except Exception as exc:
+        errors: list[BaseException] = [exc]
+        while errors:
+            error = errors.pop()
+            if isinstance(error, httpx.HTTPStatusError):
+                return error.response.status_code
+            errors += getattr(error, "exceptions", ())
+        raise
+    raise AssertionError(f"{url} let the client in")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Any:
+    """A live server whose store requires tokens: one for team-a, one read-only for team-b."""
+    db = f"sqlite:///{tmp_path / 'served.db'}"
+    backend = create_backend(db)
+    tokens = {
+        "a": create_token(backend, "team-a", ["team-a"]),
+        "b-read": create_token(backend, "team-b-reader", ["team-b"], read_only=True),
+        "all": create_token(backend, "admin", ["*"]),
+    }
+    backend.close()
+    with Server(db, "--quota-writes-per-day", "3") as server:
+        yield server, tokens
+
+
+@pytest.mark.slow
+async def test_mcp_on_the_server_is_scoped_by_the_token(served: Any) -> None:
+    server, tokens = served
+    async with remote(server.url + "/mcp/team-a", tokens["a"]) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ALL_TOOLS
+        stored = await client.call_tool("remember", {"key": "plan", "value": "ship on Friday"})
+        assert text(stored) == "stored 'plan'"
+        assert text(await client.call_tool("recall", {"key": "plan"})) == "'plan' = ship on Friday"
+        value = await client.read_resource("botwire://team-a/plan")
+        assert resource_text(value) == ("ship on Friday", "text/plain")
+        with pytest.raises(McpError, match="may not use namespace 'team-b'"):
+            await client.read_resource("botwire://team-b/plan")
+        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+        assert listed == ["botwire://team-a", "botwire://team-a/plan"]
+    async with remote(server.url + "/mcp/team-b", tokens["all"]) as client:
+        assert text(await client.call_tool("remember", {"key": "plan", "value": "b's"})) == (
+            "stored 'plan'"
+        )
+    async with remote(server.url + "/mcp/team-b", tokens["b-read"]) as client:
+        refused = await client.call_tool("remember", {"key": "plan", "value": "overwritten"})
+        assert refused.isError is True
+        assert "access to the memory was refused" in text(refused) and "read-only" in text(refused)
+        assert text(await client.call_tool("recall", {"key": "plan"})) == "'plan' = b's"
+    assert await refused_status(server.url + "/mcp/team-b", tokens["a"]) == 403
+    async with httpx.AsyncClient() as http:
+        other = await http.post(
+            server.url + "/mcp/team-b",
+            headers={"Authorization": f"Bearer {tokens['a']}"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        )
+        assert other.status_code == 403
+        assert other.json()["detail"] == "token 'team-a' may not use namespace 'team-b'"
+    assert Memory("team-b", server.url, token=tokens["all"]).get("plan") == "b's"
+
+
+@pytest.mark.slow
+async def test_mcp_on_the_server_needs_a_token(served: Any) -> None:
+    server, _ = served
+    async with httpx.AsyncClient() as http:
+        for token in (None, "wrong"):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            answer = await http.post(
+                server.url + "/mcp/team-a",
+                headers={**headers, "Accept": "application/json, text/event-stream"},
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            )
+            assert answer.status_code == 401
+            assert answer.headers["www-authenticate"] == "Bearer"
+            assert "detail" in answer.json()
+    assert await refused_status(server.url + "/mcp/team-a", None) == 401
+
+
+@pytest.mark.slow
+async def test_a_quota_hit_over_mcp_is_a_tool_error_and_the_session_goes_on(served: Any) -> None:
+    server, tokens = served
+    async with remote(server.url + "/mcp/team-a", tokens["a"]) as client:
+        for n in range(3):
+            stored = await client.call_tool("remember", {"key": f"k{n}", "value": n})
+            assert stored.isError is False
+        refused = await client.call_tool("append_note", {"key": "log", "text": "one more"})
+        assert refused.isError is True
+        assert text(refused).startswith("could not add a note to 'log': the memory takes no more")
+        assert text(await client.call_tool("recall", {"key": "k2"})) == "'k2' = 2"
+        assert text(await client.call_tool("list_memory", {})) == "3 keys: k0, k1, k2"
+    metrics = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {tokens['a']}"})
+    assert 'botwire_quota_rejections_total{quota="writes_per_day"} 1' in metrics.text
+
+
+@pytest.mark.slow
+def test_the_mcp_endpoint_answers_odd_requests_with_a_4xx(served: Any) -> None:
+    server, tokens = served
+    auth = {"Authorization": f"Bearer {tokens['a']}"}
+    json_accept = {**auth, "Accept": "application/json, text/event-stream"}
+    with httpx.Client(base_url=server.url) as http:
+        answers = {
+            "no namespace": http.post("/mcp", headers=auth, json={}),
+            "junk body": http.post(
+                "/mcp/team-a", headers={**json_accept, "Content-Type": "application/json"},
+                content=b"{not json",
+            ),
+            "not JSON-RPC": http.post("/mcp/team-a", headers=json_accept, json={"a": 1}),
+            "a batch": http.post("/mcp/team-a", headers=json_accept, json=[1, 2]),
+            "unknown method": http.post(
+                "/mcp/team-a", headers=json_accept,
+                json={"jsonrpc": "2.0", "id": 1, "method": "nope/nothing"},
+            ),
+            "wrong accept": http.post(
+                "/mcp/team-a", headers=auth,
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            ),
+            "a GET": http.get("/mcp/team-a", headers=auth),
+            "a foreign host": http.post(
+                "/mcp/team-a", headers={**json_accept, "Host": "evil.example:80"},
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            ),
+        }  # fmt: skip
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert all(400 <= status < 500 or status == 200 for status in statuses.values()), statuses
+    assert statuses["no namespace"] == 404
+    assert "/mcp/{namespace}" in answers["no namespace"].json()["detail"]
+    assert statuses["a foreign host"] == 421
+    unknown = answers["unknown method"]
+    assert unknown.status_code == 200 and unknown.json()["error"]["code"] < 0
+    assert statuses["junk body"] == 400 and statuses["wrong accept"] == 406
