@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botwire._search import Hit
@@ -79,6 +80,7 @@ class ToolSpec:
     writes: bool = False
     """Left out of a read-only memory."""
 
+    @cached_property
     def args_model(self) -> type[BaseModel]:
         """The arguments as a pydantic model: what frameworks validate a call with, and where
         the JSON schema a model reads comes from. (Needs pydantic, which every framework that
@@ -191,7 +193,7 @@ class MemoryTools:
             offered = ", ".join(spec.name for spec in self.specs)
             return Refusal(f"there is no tool {name!r} here; the tools are: {offered}")
         try:
-            valid = spec.args_model().model_validate(dict(arguments))
+            valid = spec.args_model.model_validate(dict(arguments))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}"

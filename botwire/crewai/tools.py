@@ -22,9 +22,7 @@ class BotWireTool(BaseTool):
     _tools: MemoryTools = PrivateAttr()
 
     def __init__(self, tools: MemoryTools, spec: ToolSpec) -> None:
-        super().__init__(
-            name=spec.name, description=spec.description, args_schema=spec.args_model()
-        )
+        super().__init__(name=spec.name, description=spec.description, args_schema=spec.args_model)
         self._tools = tools
 
     def _run(self, **kwargs: Any) -> str:

@@ -162,7 +162,7 @@ def _parse(uri: str) -> tuple[str, str | None]:
 
 def _tool(spec: ToolSpec) -> types.Tool:
     """A tool as MCP lists it: its JSON schema is the one the CrewAI tools validate with."""
-    schema = spec.args_model().model_json_schema()
+    schema = spec.args_model.model_json_schema()
     schema.pop("title", None)
     hints = types.ToolAnnotations(
         readOnlyHint=not spec.writes,
