@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from botwire._search import Hit, Item
+from botwire._version import __version__
 from botwire.errors import (
     BackendUnavailable,
     BotWireError,
@@ -18,6 +19,7 @@ from botwire.errors import (
     InvalidKey,
     InvalidRequest,
     InvalidValue,
+    MissingExtra,
     QuotaExceeded,
     Unauthorized,
     ValueTooLarge,
@@ -33,8 +35,6 @@ from botwire.memory import (
     list_namespaces,
     search_namespaces,
 )
-
-__version__ = "0.1.0"
 
 _LAZY = {
     "BotWireChatHistory": "botwire.langchain",
@@ -62,6 +62,7 @@ __all__ = [
     "InvalidKey",
     "InvalidRequest",
     "InvalidValue",
+    "MissingExtra",
     "Item",
     "Memory",
     "QuotaExceeded",

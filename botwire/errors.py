@@ -12,7 +12,8 @@ Every error botwire raises on purpose is a :class:`BotWireError`::
     ├── Unauthorized                             no token, or a token the server does not know
     ├── Forbidden                                a token outside its namespace scope
     ├── InvalidRequest        (also ValueError)  any other request the store refuses
-    └── BackendUnavailable                       the store cannot be reached or opened
+    ├── BackendUnavailable                       the store cannot be reached or opened
+    └── MissingExtra          (also ImportError) an optional part whose packages are missing
 
 Errors raised by a driver (sqlite3, psycopg, httpx) are translated once, where the backend
 calls it, into the most specific of these.
@@ -100,6 +101,17 @@ class BackendUnavailable(BotWireError):
     """The store could not be reached or opened; the message names it (passwords masked)."""
 
 
+class MissingExtra(BotWireError, ImportError):
+    """An optional part of botwire (an integration, the server) whose packages are not
+    installed; the message says what to install."""
+
+    def __init__(self, needs: str, extra: str) -> None:
+        from botwire._version import install_hint
+
+        super().__init__(f"{needs}: {install_hint(extra)}")
+        self.extra = extra
+
+
 __all__ = [
     "BackendUnavailable",
     "BotWireError",
@@ -107,6 +119,7 @@ __all__ = [
     "InvalidKey",
     "InvalidRequest",
     "InvalidValue",
+    "MissingExtra",
     "QuotaExceeded",
     "Unauthorized",
     "ValueTooLarge",

@@ -27,6 +27,7 @@ def test_public_names() -> None:
         "InvalidValue",
         "Item",
         "Memory",
+        "MissingExtra",
         "QuotaExceeded",
         "Unauthorized",
         "ValueTooLarge",

@@ -7,17 +7,17 @@
         model_context=BotWireChatCompletionContext("user-42", buffer_size=20),
     )
 
-Needs AutoGen 0.7 (autogen-core, autogen-agentchat): ``pip install 'botwire[autogen]'``.
+Needs AutoGen 0.7 (autogen-core, autogen-agentchat): ``pip install 'botwire[autogen]>=0.3'``.
 """
 
 from __future__ import annotations
 
+from botwire.errors import MissingExtra
+
 try:
     import autogen_core  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "botwire's AutoGen integration needs autogen-core: pip install 'botwire[autogen]'"
-    ) from exc
+    raise MissingExtra("botwire's AutoGen integration needs autogen-core", "autogen") from exc
 
 from botwire.autogen.context import (
     BotWireChatCompletionContext,

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from botwire.backends.base import Backend, Quotas
 from botwire.config import mask_url
-from botwire.errors import InvalidRequest
+from botwire.errors import InvalidRequest, MissingExtra
 
 _cache: dict[tuple[object, ...], Backend] = {}
 _cache_lock = threading.Lock()
@@ -51,9 +51,7 @@ def create_backend(
         try:
             from botwire.backends.postgres import PostgresBackend
         except ImportError as exc:
-            raise ImportError(
-                "botwire's PostgreSQL store needs psycopg: pip install 'botwire[postgres]'"
-            ) from exc
+            raise MissingExtra("botwire's PostgreSQL store needs psycopg", "postgres") from exc
 
         return PostgresBackend(url, timeout=timeout, quotas=quotas)
     raise InvalidRequest(

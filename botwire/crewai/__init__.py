@@ -3,17 +3,17 @@
     from botwire.crewai import memory_tools
     agent = Agent(role="assistant", goal="...", backstory="...", tools=memory_tools("crew"))
 
-Needs CrewAI: ``pip install 'botwire[crewai]'``.
+Needs CrewAI: ``pip install 'botwire[crewai]>=0.3'``.
 """
 
 from __future__ import annotations
 
+from botwire.errors import MissingExtra
+
 try:
     import crewai.tools  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "botwire's CrewAI integration needs crewai: pip install 'botwire[crewai]'"
-    ) from exc
+    raise MissingExtra("botwire's CrewAI integration needs crewai", "crewai") from exc
 
 from botwire.crewai.tools import BotWireTool, memory_tools
 

@@ -4,17 +4,17 @@
     history = BotWireChatHistory("user-42")          # embedded store, or url=/BOTWIRE_URL
     history.add_messages([HumanMessage("hi"), AIMessage("hello!")])
 
-Needs langchain-core: ``pip install 'botwire[langchain]'``.
+Needs langchain-core: ``pip install 'botwire[langchain]>=0.3'``.
 """
 
 from __future__ import annotations
 
+from botwire.errors import MissingExtra
+
 try:
     import langchain_core  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "botwire's LangChain integration needs langchain-core: pip install 'botwire[langchain]'"
-    ) from exc
+    raise MissingExtra("botwire's LangChain integration needs langchain-core", "langchain") from exc
 
 from botwire.langchain.chat_history import BotWireChatHistory
 from botwire.langchain.store import BotWireByteStore, BotWireStore

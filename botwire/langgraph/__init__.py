@@ -4,17 +4,17 @@ across threads) on any botwire store.
     from botwire.langgraph import BotWireSaver, BotWireStore
     graph = builder.compile(checkpointer=BotWireSaver(), store=BotWireStore())
 
-Needs LangGraph: ``pip install 'botwire[langgraph]'``.
+Needs LangGraph: ``pip install 'botwire[langgraph]>=0.3'``.
 """
 
 from __future__ import annotations
 
+from botwire.errors import MissingExtra
+
 try:
     import langgraph.checkpoint.base  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "botwire's LangGraph integration needs langgraph: pip install 'botwire[langgraph]'"
-    ) from exc
+    raise MissingExtra("botwire's LangGraph integration needs langgraph", "langgraph") from exc
 
 from botwire.langgraph.checkpoint import BotWireSaver
 from botwire.langgraph.store import BotWireStore

@@ -7,15 +7,17 @@ the server's tokens. Tools: ``remember``, ``recall``, ``forget``, ``list_memory`
 ``search_memory`` and ``append_note`` (worded by :mod:`botwire.tools`, as the CrewAI tools are).
 Resources: ``botwire://{namespace}/{key}`` (a value) and ``botwire://{namespace}`` (its keys).
 
-Needs the MCP SDK: ``pip install 'botwire[mcp]'``.
+Needs the MCP SDK: ``pip install 'botwire[mcp]>=0.3'``.
 """
 
 from __future__ import annotations
 
+from botwire.errors import MissingExtra
+
 try:
     import mcp.server.lowlevel  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("botwire's MCP server needs mcp: pip install 'botwire[mcp]'") from exc
+    raise MissingExtra("botwire's MCP server needs mcp", "mcp") from exc
 
 from botwire.mcp.server import Where, create_server, resource_uri, run_stdio
 

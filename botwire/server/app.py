@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from botwire import __version__, _values, _wire
 from botwire._values import format_time
+from botwire._version import install_hint
 from botwire.backends import create_backend
 from botwire.backends.base import (
     Backend,
@@ -560,11 +561,12 @@ async def healthz(request: Request) -> Any:
 
 
 @native.get("/metrics", response_class=PlainTextResponse)
-async def metrics(request: Request) -> str:
-    """Prometheus metrics: requests, latency, errors and quota rejections. Once tokens are on,
-    it needs one (any valid token, or the server's ``metrics_token``)."""
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, errors and quota rejections, for the whole server
+    (every worker). Once tokens are on, it needs one (any valid token, or the server's
+    ``metrics_token``)."""
     context: Context = request.app.state.context
-    return context.metrics.render()
+    return Response(context.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 # -- the application ------------------------------------------------------------------------
@@ -652,7 +654,7 @@ def _mcp_endpoint(context: Context) -> MCPEndpoint | None:
 
 
 async def _no_mcp(request: Request) -> Response:
-    detail = "this server has no MCP endpoint: install it with pip install 'botwire[mcp]'"
+    detail = "this server has no MCP endpoint: " + install_hint("mcp")
     return JSONResponse({"detail": detail}, 404)
 
 
