@@ -15,7 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from botwire import _values
 from botwire._values import format_time, parse_time
@@ -31,43 +31,18 @@ from botwire.backends.base import (
 )
 from botwire.errors import InvalidRequest
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 BATCH = 500
 
 
-class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+def progress_bar(verb: str, stream: IO[str] | None = None) -> tqdm[Any]:
+    """A progress bar of keys on ``stream`` (default stderr), drawn only on a terminal."""
+    from tqdm import tqdm
 
-    def __init__(self, verb: str, total: int | None = None, stream: IO[str] | None = None) -> None:
-        self.verb = verb
-        self.total = total
-        self.done = 0
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self.started = self._drawn = time.monotonic()
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        now = time.monotonic()
-        if self.enabled and now - self._drawn >= 0.1:
-            self._drawn = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.started, 1e-9)
-        if self.total:
-            share = min(self.done / self.total, 1.0)
-            bar = "#" * int(share * 30)
-            line = f"{self.verb} [{bar:<30}] {share:4.0%} {self.done:,}/{self.total:,} keys"
-        else:
-            line = f"{self.verb} {self.done:,} keys"
-        self.stream.write(f"\r{line} ({rate:,.0f}/s)")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self._draw(time.monotonic())
-            self.stream.write("\n")
-        self.stream.flush()
+    out = stream or sys.stderr
+    return tqdm(desc=verb, unit=" keys", file=out, disable=not out.isatty(), mininterval=0.1)
 
 
 def _line(ns: str, key: str, record: Record) -> str:
@@ -90,7 +65,7 @@ def _line(ns: str, key: str, record: Record) -> str:
 
 
 def export_lines(
-    backend: Backend, namespaces: Sequence[str] | None = None, progress: Progress | None = None
+    backend: Backend, namespaces: Sequence[str] | None = None, progress: tqdm[Any] | None = None
 ) -> Iterator[str]:
     """Dump lines for ``namespaces`` (default: all), sorted by namespace and key."""
     if not namespaces:
@@ -100,6 +75,7 @@ def export_lines(
     plan = [(ns, [info.key for info in run_steps(backend.execute, all_keys(ns))]) for ns in names]
     if progress is not None:
         progress.total = sum(len(keys) for _, keys in plan)
+        progress.refresh()
     for ns, keys in plan:
         for start in range(0, len(keys), BATCH):
             chunk = keys[start : start + BATCH]
@@ -108,7 +84,7 @@ def export_lines(
                 if record is not None:  # deleted or expired since it was listed
                     yield _line(ns, key, record)
             if progress is not None:
-                progress.advance(len(chunk))
+                progress.update(len(chunk))
 
 
 def _restore_op(line: str, number: int) -> Restore | None:
@@ -137,7 +113,7 @@ def _restore_op(line: str, number: int) -> Restore | None:
     return Restore(ns, key, value, created or now, updated or now, expires, ttl)
 
 
-def import_lines(backend: Backend, lines: Iterable[str], progress: Progress | None = None) -> int:
+def import_lines(backend: Backend, lines: Iterable[str], progress: tqdm[Any] | None = None) -> int:
     """Write every record of a dump (overwriting keys that exist); return how many."""
     count = 0
     batch: list[Op] = []
@@ -152,11 +128,11 @@ def import_lines(backend: Backend, lines: Iterable[str], progress: Progress | No
     return count + _flush(backend, batch, progress)
 
 
-def _flush(backend: Backend, batch: list[Op], progress: Progress | None) -> int:
+def _flush(backend: Backend, batch: list[Op], progress: tqdm[Any] | None) -> int:
     count = len(batch)
     if batch:
         backend.execute(batch)
         batch.clear()
     if progress is not None:
-        progress.advance(count)
+        progress.update(count)
     return count

@@ -69,55 +69,96 @@ def check_namespace(namespace: object) -> str:
     return namespace
 
 
+def encode_value(
+    value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES, key: str | None = None
+) -> str:
+    """Encode ``value`` as JSON text that decodes to an equal value of the same types.
+
+    ``key`` (where the value goes) is named in the errors, with the path to the part of the
+    value that is wrong: ``value['a'][2] of key 'prefs': set is not JSON``.
+
+    Raises:
+        InvalidValue: the value is not JSON (set, bytes, datetime, NaN, non-str dict keys, ...).
+        ValueTooLarge: its JSON text is larger than ``max_bytes``.
+    """
+    of_key = "" if key is None else f" of key {key!r}"
+    try:
+        text = to_json(value)
+        if isinstance(value, _CONTAINERS):  # after dumps, which refuses circular references
+            _check_dict_keys(value)
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        path, problem = _not_json(value)
+        raise InvalidValue(
+            f"{path}{of_key}: {problem}; store str, int, float, bool, None, list or dict"
+        ) from None
+    if size > max_bytes:
+        raise ValueTooLarge(
+            f"value{of_key} is {size} bytes of JSON; the limit is {max_bytes} bytes "
+            "(raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES)",
+            size=size,
+            limit=max_bytes,
+        )
+    return text
+
+
 def _check_dict_keys(value: Any) -> None:
+    """Raise ``TypeError`` on a dict key that is not a ``str`` (``json`` would quietly turn
+    ``1`` into ``"1"``, and the value would not come back as it went in)."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str):
-                    raise InvalidValue(
-                        f"dict key {k!r} is a {type(k).__name__}; JSON objects need str keys"
-                    )
+                    raise TypeError(k)
                 if isinstance(v, _CONTAINERS):
                     stack.append(v)
         else:
             stack.extend(v for v in item if isinstance(v, _CONTAINERS))
 
 
-def encode_value(value: Any, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
-    """Encode ``value`` as JSON text that decodes to an equal value of the same types.
+_MAX_DEPTH = 500
+"""How deep a value may nest before :func:`_not_json` calls it too deep (``json`` gives up
+around the interpreter's recursion limit)."""
 
-    Raises:
-        InvalidValue: the value is not JSON (set, bytes, datetime, NaN, non-str dict keys, ...).
-        ValueTooLarge: its JSON text is larger than ``max_bytes``.
-    """
-    try:
-        text = to_json(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValue(
-            f"value is not JSON ({exc}); store str, int, float, bool, None, list or dict"
-        ) from None
-    except RecursionError:
-        raise InvalidValue("value is nested too deeply to store as JSON") from None
-    if isinstance(value, _CONTAINERS):  # after dumps, which refuses circular references
-        _check_dict_keys(value)
-    size = len(text)
-    if not text.isascii():
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidValue(
-                "value holds a str that is not valid Unicode (lone surrogate)"
-            ) from None
-    if size > max_bytes:
-        raise ValueTooLarge(
-            f"value is {size} bytes of JSON; the limit is {max_bytes} bytes "
-            "(raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES)",
-            size=size,
-            limit=max_bytes,
-        )
-    return text
+
+def _not_json(value: Any) -> tuple[str, str]:
+    """The path to the first part of ``value`` that is not JSON, and what is wrong with it."""
+    stack: list[tuple[Any, str, frozenset[int]]] = [(value, "value", frozenset())]
+    too_deep = None
+    while stack:
+        item, path, parents = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path, "str is not valid Unicode (lone surrogate)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return path, f"{item} is not JSON"
+        elif isinstance(item, (bool, int)) or item is None:
+            pass
+        elif isinstance(item, _CONTAINERS):
+            if id(item) in parents:
+                return path, "it contains itself (a circular reference)"
+            if len(parents) >= _MAX_DEPTH:
+                too_deep = too_deep or path
+                continue
+            inner = parents | {id(item)}
+            if isinstance(item, dict):
+                for k in item:
+                    if not isinstance(k, str):
+                        return path, f"dict key {k!r} is not a str"
+                children = [(v, f"{path}[{k!r}]") for k, v in item.items()]
+            else:
+                children = [(v, f"{path}[{n}]") for n, v in enumerate(item)]
+            stack.extend((child, where, inner) for child, where in reversed(children))
+        else:
+            return path, f"{type(item).__name__} is not JSON"
+    if too_deep is not None:
+        return too_deep, "it is nested too deeply to store as JSON"
+    return "value", "it is not JSON"
 
 
 decode_value = json.loads

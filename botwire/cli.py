@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from botwire import config
+from botwire import __version__, config
 from botwire._values import format_time
 from botwire.backends import Backend, open_backend
 from botwire.errors import BotWireError
@@ -63,7 +63,14 @@ def _set(args: argparse.Namespace) -> int:
 
 @command("rm")
 def _rm(args: argparse.Namespace) -> int:
-    return 0 if Memory(args.namespace, args.url).delete(args.key) else 1
+    if Memory(args.namespace, args.url).delete(args.key):
+        return 0
+    print(f"botwire: {args.key!r} is not in {args.namespace!r}; nothing removed", file=sys.stderr)
+    return 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @command("keys")
@@ -104,31 +111,31 @@ def _namespaces(args: argparse.Namespace) -> int:
 
 @command("export")
 def _export(args: argparse.Namespace) -> int:
-    from botwire._transfer import Progress, export_lines
+    from botwire._transfer import export_lines, progress_bar
 
-    progress = Progress("exporting")
-    out = sys.stdout
-    for line in export_lines(open_backend(config.resolve_url(args.url)), args.namespaces, progress):
-        out.write(line)
-    out.flush()
-    progress.close()
-    print(f"botwire: exported {progress.done:,} keys", file=sys.stderr)
+    backend = open_backend(config.resolve_url(args.url))
+    written = 0
+    with progress_bar("exporting") as progress:
+        for line in export_lines(backend, args.namespaces, progress):
+            sys.stdout.write(line)
+            written += 1
+    sys.stdout.flush()
+    print(f"botwire: exported {_count(written, 'key')}", file=sys.stderr)
     return 0
 
 
 @command("import")
 def _import(args: argparse.Namespace) -> int:
-    from botwire._transfer import Progress, import_lines
+    from botwire._transfer import import_lines, progress_bar
 
-    progress = Progress("importing")
     backend = open_backend(config.resolve_url(args.url))
-    if args.file:
-        with open(args.file, encoding="utf-8") as source:
-            count = import_lines(backend, source, progress)
-    else:
-        count = import_lines(backend, sys.stdin, progress)
-    progress.close()
-    print(f"botwire: imported {count:,} keys", file=sys.stderr)
+    with progress_bar("importing") as progress:
+        if args.file:
+            with open(args.file, encoding="utf-8") as source:
+                count = import_lines(backend, source, progress)
+        else:
+            count = import_lines(backend, sys.stdin, progress)
+    print(f"botwire: imported {_count(count, 'key')}", file=sys.stderr)
     return 0
 
 
@@ -186,7 +193,7 @@ def _token(args: argparse.Namespace) -> int:
             print(f"{info['id']}  {info['name']}  {rights}  prefixes={prefixes}  expires={expires}")
     else:
         count = revoke_token(backend, args.name)
-        print(f"botwire: revoked {count} token(s)", file=sys.stderr)
+        print(f"botwire: revoked {_count(count, 'token')}", file=sys.stderr)
         return 0 if count else 1
     return 0
 
@@ -205,8 +212,9 @@ def _auth(args: argparse.Namespace) -> int:
     within = Settings.from_env().token_cache_seconds
     print(
         "botwire: this store no longer requires tokens: servers on it answer requests without "
-        f"one (on loopback, or everywhere with --allow-anonymous) within {within:g} s. {left} "
-        "live token(s) still work when sent; revoke them with `botwire token revoke`. "
+        f"one (on loopback, or everywhere with --allow-anonymous) within {within:g} s. "
+        f"Live tokens ({left:,}) still work when sent; revoke them with "
+        "`botwire token revoke`. "
         "Creating a token requires tokens again.",
         file=sys.stderr,
     )
@@ -215,19 +223,18 @@ def _auth(args: argparse.Namespace) -> int:
 
 @command("migrate")
 def _migrate(args: argparse.Namespace) -> int:
-    from botwire._transfer import Progress
+    from botwire._transfer import progress_bar
     from botwire.backends import create_backend
 
     backend = create_backend(config.resolve_url(args.url))
-    progress = Progress("indexing")
+    with progress_bar("indexing") as progress:
 
-    def advance(done: int, total: int) -> None:
-        progress.total = total
-        progress.advance(done - progress.done)
+        def advance(done: int, total: int) -> None:
+            progress.total = total
+            progress.update(done - progress.n)
 
-    ran = backend.migrate(progress=advance)
-    progress.close()
-    print(f"botwire: {config.mask_url(backend.url)} is up to date ({ran} migration(s) run)")
+        ran = backend.migrate(progress=advance)
+    print(f"botwire: {config.mask_url(backend.url)} is up to date ({_count(ran, 'migration')} run)")
     return 0
 
 
@@ -235,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="store URL (default: $BOTWIRE_URL, else the embedded store)")
     parser = argparse.ArgumentParser(prog="botwire", description="Persistent memory for AI agents.")
+    parser.add_argument("--version", action="version", version=f"botwire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("get", parents=[common], help="print a key's value as JSON")

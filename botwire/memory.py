@@ -129,8 +129,8 @@ class _MemoryBase:
     def _key(self, key: object) -> str:
         return _values.check_key(key)
 
-    def _encode(self, value: Any) -> str:
-        return _values.encode_value(value, self.max_value_bytes)
+    def _encode(self, value: Any, key: str) -> str:
+        return _values.encode_value(value, self.max_value_bytes, key)
 
     def _log(self, ops: Sequence[Op], started: float, error: BaseException | None) -> None:
         elapsed = (time.perf_counter() - started) * 1000
@@ -156,7 +156,8 @@ class _MemoryBase:
         if if_version is not None:
             _values.check_int(if_version, "if_version", 0)
         seconds = _values.check_ttl(ttl)
-        op = Put(self.namespace, self._key(key), self._encode(value), seconds, if_version, keep_ttl)
+        key = self._key(key)
+        op = Put(self.namespace, key, self._encode(value, key), seconds, if_version, keep_ttl)
         return _Plan([op], _first)
 
     def _plan_get(self, key: str, default: Any, refresh_ttl: bool) -> _Plan[Any]:
@@ -217,10 +218,10 @@ class _MemoryBase:
                 f"set_many needs a mapping of keys to values, not {type(mapping).__name__}"
             )
         seconds = _values.check_ttl(ttl)
-        ops: list[Op] = [
-            Put(self.namespace, self._key(key), self._encode(value), seconds)
-            for key, value in mapping.items()
-        ]
+        ops: list[Op] = []
+        for key, value in mapping.items():
+            key = self._key(key)
+            ops.append(Put(self.namespace, key, self._encode(value, key), seconds))
         return _Plan(ops, lambda results: None)
 
     def _plan_delete_many(self, keys: Iterable[str]) -> _Plan[int]:
@@ -243,8 +244,9 @@ class _MemoryBase:
             _values.check_int(max_len, "max_len", 1)
         seconds = _values.check_ttl(ttl)
         first = None if keep_first is None else _values.check_fields(keep_first, "keep_first")
-        items = tuple(self._encode(value) for value in values)
-        op = Append(self.namespace, self._key(key), items, max_len, seconds, first)
+        key = self._key(key)
+        items = tuple(self._encode(value, key) for value in values)
+        op = Append(self.namespace, key, items, max_len, seconds, first)
         return _Plan([op], _first)
 
     def _plan_incr(self, key: str, by: int) -> _Plan[int]:

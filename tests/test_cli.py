@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from botwire import Memory
-from botwire._transfer import Progress
+from botwire._transfer import progress_bar
 
 from .helpers import child_env
 
@@ -115,10 +115,62 @@ def test_progress_bar_draws_on_a_terminal() -> None:
             return True
 
     screen = Terminal()
-    progress = Progress("exporting", 200, screen)
-    progress.advance(100)
-    progress.close()
-    assert "exporting [" in screen.getvalue() and "100/200 keys" in screen.getvalue()
+    with progress_bar("exporting", screen) as progress:
+        progress.total = 200
+        progress.update(100)
+    assert "exporting:  50%" in screen.getvalue() and "100/200" in screen.getvalue()
     quiet = io.StringIO()
-    Progress("exporting", 10, quiet).close()
+    with progress_bar("exporting", quiet) as progress:
+        progress.update(10)
     assert quiet.getvalue() == ""
+
+
+def test_version_and_python_dash_m() -> None:
+    from botwire import __version__
+
+    assert botwire("--version").stdout == f"botwire {__version__}\n"
+    as_module = subprocess.run(
+        [sys.executable, "-m", "botwire", "--version"],
+        capture_output=True, text=True, env=child_env(), timeout=60,
+    )  # fmt: skip
+    assert as_module.returncode == 0 and as_module.stdout == f"botwire {__version__}\n"
+
+
+def test_messages_read_as_a_person_writes(url: str) -> None:
+    missing = botwire("rm", "bot", "nothing-here", "--url", url)
+    assert missing.returncode == 1
+    assert missing.stderr == "botwire: 'nothing-here' is not in 'bot'; nothing removed\n"
+    Memory("one", url).set("k", 1)
+    assert botwire("export", "one", "--url", url).stderr == "botwire: exported 1 key\n"
+    assert botwire("export", "none", "--url", url).stderr == "botwire: exported 0 keys\n"
+
+
+def test_a_missing_extra_is_one_line_saying_what_to_install(url: str) -> None:
+    """Without FastAPI (the server extra), ``botwire serve`` says what to install, and no
+    traceback."""
+    code = (
+        "import sys; sys.modules['fastapi'] = None; from botwire.cli import main; sys.exit(main())"
+    )
+    for command in (["serve"], ["mcp", "--url", url]):
+        missing = "mcp.server.lowlevel" if command[0] == "mcp" else "fastapi"
+        done = subprocess.run(
+            [sys.executable, "-c", code.replace("fastapi", missing), *command],
+            capture_output=True, text=True, env=child_env(), timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 1
+        extra = "mcp" if command[0] == "mcp" else "server"
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert f"pip install 'botwire[{extra}]>=0.3.0'" in done.stderr
+        assert f"pip install -e '.[{extra}]'" in done.stderr
+
+
+def test_serve_says_what_it_serves_and_who_may_come_in(tmp_path: Path) -> None:
+    from .helpers import Server
+
+    db = f"sqlite:///{tmp_path / 'announced.db'}"
+    with Server(db) as server:
+        assert server.log is not None
+        log = Path(server.log).read_text()
+    assert f"botwire serve: store {db}\n" in log
+    assert f"botwire serve: listening on http://127.0.0.1:{server.port} (1 worker)\n" in log
+    assert "botwire serve: no token required (loopback only;" in log

@@ -25,6 +25,7 @@ from botwire import (
     BackendUnavailable,
     BotWireError,
     InvalidRequest,
+    InvalidValue,
     Memory,
     VersionConflict,
     list_namespaces,
@@ -631,3 +632,32 @@ def test_the_batch_schema_is_generated_from_its_models(http_server: Server) -> N
     for field in ("keep_ttl", "refresh_ttl", "created_at", "expires_at", "max_len", "after"):
         assert f'"{field}"' in text
     assert '"$ref"' not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": [1, 2, {3}]}, "value['a'][2] of key 'prefs': set is not JSON"),
+        ({"a": {"b": float("nan")}}, "value['a']['b'] of key 'prefs': nan is not JSON"),
+        ([1, float("-inf")], "value[1] of key 'prefs': -inf is not JSON"),
+        ({"ok": 1, 2: "x"}, "value of key 'prefs': dict key 2 is not a str"),
+        ({"t": (1, b"x")}, "value['t'][1] of key 'prefs': bytes is not JSON"),
+        ({"s": "a\ud800"}, "value['s'] of key 'prefs': str is not valid Unicode"),
+    ],
+)
+def test_a_value_that_is_not_json_names_its_key_and_the_bad_part(
+    tmp_path: Path, value: Any, message: str
+) -> None:
+    mem = Memory("values", f"sqlite:///{tmp_path / 'v.db'}")
+    with pytest.raises(InvalidValue) as info:
+        mem.set("prefs", value)
+    assert str(info.value).startswith(message)
+    with pytest.raises(InvalidValue, match=r"\(a circular reference\)"):
+        loop: list[Any] = [1]
+        loop.append({"again": loop})
+        mem.set("loop", loop)
+    with pytest.raises(InvalidValue, match=r"^value\['b'\] of key 'second': set is not JSON"):
+        mem.set_many({"first": 1, "second": {"b": {1}}})
+    with pytest.raises(InvalidValue, match=r"^value of key 'chat': object is not JSON"):
+        mem.append("chat", "fine", object())
+    assert mem.keys() == []

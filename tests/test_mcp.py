@@ -379,7 +379,7 @@ async def test_a_quota_hit_over_mcp_is_a_tool_error_and_the_session_goes_on(serv
         assert text(await client.call_tool("recall", {"key": "k2"})) == "'k2' = 2"
         assert text(await client.call_tool("list_memory", {})) == "3 keys: k0, k1, k2"
     metrics = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {tokens['a']}"})
-    assert 'botwire_quota_rejections_total{quota="writes_per_day"} 1' in metrics.text
+    assert 'botwire_quota_rejections_total{quota="writes_per_day"} 1.0' in metrics.text
 
 
 @pytest.mark.slow

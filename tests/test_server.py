@@ -476,7 +476,7 @@ def test_writes_per_day_quota(tmp_path: Path) -> None:
         assert mem.get("k4") == 4  # reads are not writes
         Memory("other", server.url).set("k", 1)  # each namespace has its own quota
         metrics = httpx.get(server.url + "/metrics").text
-        assert 'botwire_quota_rejections_total{quota="writes_per_day"} 2' in metrics
+        assert 'botwire_quota_rejections_total{quota="writes_per_day"} 2.0' in metrics
 
 
 @pytest.mark.slow
@@ -491,6 +491,22 @@ def test_workers_share_the_store_and_its_quota(tmp_path: Path) -> None:
             refused += status == 429
         assert (admitted, refused) == (30, 10)
         assert len(Memory("w", server.url).keys()) == 30
+        scrapes = set()
+        for _ in range(6):  # fresh connections again: each scrape may reach either worker
+            with httpx.Client(base_url=server.url) as client:
+                text = client.get("/metrics").text
+            scrapes.add(_sample(text, 'botwire_quota_rejections_total{quota="writes_per_day"}'))
+            assert _sample(text, 'botwire_requests_total{method="PUT"', 'status="200"}') == 30
+        assert scrapes == {10.0}  # every worker reports the whole server's numbers
+
+
+def _sample(text: str, *parts: str) -> float:
+    """The sum of the samples of the lines that hold every one of ``parts``."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if not line.startswith("#") and all(part in line for part in parts)
+    )
 
 
 def test_bytes_quota(tmp_path: Path) -> None:

@@ -1,77 +1,79 @@
 """Prometheus metrics for ``/metrics``: requests, latency, errors and quota rejections.
 
-Counted per server process; with ``--workers N`` each worker reports its own.
+Kept by ``prometheus_client``. With ``--workers N``, :func:`share_between_workers` puts it in
+its multiprocess mode before the workers start: each worker writes its counts to files in one
+directory, and ``/metrics``, whichever worker answers, adds up every worker's, so the server
+reports one set of numbers.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
+import os
+import tempfile
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import disable_created_metrics as _no_created_series
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+"""Where every worker writes its counts in multiprocess mode (``prometheus_client``'s name)."""
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """Methods counted under their own name; any other is counted as ``other``, so that clients
 cannot make up label values (and series) without end. Routes are the app's own route paths."""
 
+# A *_created series per counter would double what a scrape carries.
+_no_created_series()  # type: ignore[no-untyped-call]
+
+
+def share_between_workers() -> str:
+    """Turn on multiprocess mode for the worker processes about to start; return the directory
+    their counts go to (the caller removes it when the server stops). Call it before a worker
+    imports ``prometheus_client``: the workers inherit the environment."""
+    directory = tempfile.mkdtemp(prefix="botwire-metrics-")
+    os.environ[MULTIPROCESS_DIR] = directory
+    return directory
+
 
 class Metrics:
-    """Counters and a latency histogram, rendered in the Prometheus text format."""
+    """The server's counters and latency histogram."""
 
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.quota_rejections: Counter[str] = Counter()
-        self._buckets: dict[str, list[int]] = {}
-        self._sums: dict[str, float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "botwire_requests", "HTTP requests by method, route and status.",
+            ["method", "route", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "botwire_request_duration_seconds", "Time to answer a request.", ["route"],
+            buckets=BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "botwire_errors", "Requests refused, by error.", ["error"], registry=self.registry
+        )
+        self.quota_rejections = Counter(
+            "botwire_quota_rejections", "Writes refused by a namespace quota.", ["quota"],
+            registry=self.registry,
+        )  # fmt: skip
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count a request: ``route`` is the matched route's path (or ``unmatched``)."""
-        self.requests[(method if method in METHODS else "other", route, status)] += 1
-        counts = self._buckets.setdefault(route, [0] * (len(BUCKETS) + 1))
-        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self._sums[route] = self._sums.get(route, 0.0) + seconds
+        method = method if method in METHODS else "other"
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
 
     def refused(self, error: str, quota: str | None = None) -> None:
         """Count a refusal: ``error`` is its error's name, ``quota`` the quota it hit."""
-        self.errors[error] += 1
+        self.errors.labels(error).inc()
         if quota is not None:
-            self.quota_rejections[quota] += 1
+            self.quota_rejections.labels(quota).inc()
 
-    def render(self) -> str:
-        lines = [
-            "# HELP botwire_requests_total HTTP requests by method, route and status.",
-            "# TYPE botwire_requests_total counter",
-        ]
-        for (method, route, status), count in sorted(self.requests.items()):
-            labels = f'method="{method}",route="{route}",status="{status}"'
-            lines.append(f"botwire_requests_total{{{labels}}} {count}")
-        lines += [
-            "# HELP botwire_request_duration_seconds Time to answer a request.",
-            "# TYPE botwire_request_duration_seconds histogram",
-        ]
-        for route, counts in sorted(self._buckets.items()):
-            total = 0
-            for bound, count in zip((*BUCKETS, "+Inf"), counts, strict=True):
-                total += count
-                labels = f'route="{route}",le="{bound}"'
-                lines.append(f"botwire_request_duration_seconds_bucket{{{labels}}} {total}")
-            lines.append(
-                f'botwire_request_duration_seconds_sum{{route="{route}"}} {self._sums[route]}'
-            )
-            lines.append(f'botwire_request_duration_seconds_count{{route="{route}"}} {total}')
-        lines += [
-            "# HELP botwire_errors_total Requests refused, by error.",
-            "# TYPE botwire_errors_total counter",
-        ]
-        lines += [
-            f'botwire_errors_total{{error="{name}"}} {n}' for name, n in sorted(self.errors.items())
-        ]
-        lines += [
-            "# HELP botwire_quota_rejections_total Writes refused by a namespace quota.",
-            "# TYPE botwire_quota_rejections_total counter",
-        ]
-        lines += [
-            f'botwire_quota_rejections_total{{quota="{name}"}} {n}'
-            for name, n in sorted(self.quota_rejections.items())
-        ]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The Prometheus text format: this process's counts, or in multiprocess mode every
+        worker's, added up."""
+        directory = os.environ.get(MULTIPROCESS_DIR)
+        if not directory:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, directory)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker)

@@ -1,0 +1,7 @@
+"""``python -m botwire``: the ``botwire`` command."""
+
+import sys
+
+from botwire.cli import main
+
+sys.exit(main())
