@@ -1,199 +1,175 @@
-"""Server benchmark: `botwire serve` against a baseline FastAPI + SQLite server, side by side.
+"""Server benchmark: `botwire serve` under `wrk`, beside the baseline server and a bare ASGI app.
 
-    python bench/bench_server.py [--rounds 5] [--ops 1000]
+    python bench/bench_server.py [--rounds 3] [--seconds 3]      (needs wrk: apt-get install wrk)
 
-Both servers run as uvicorn subprocesses with one worker on loopback, each on its own fresh
-SQLite file, and are measured by the same clients in interleaved rounds:
-- sequential GET and PUT on the compatible routes from one keep-alive connection (http.client);
-- 8 threads, each with its own connection, doing GETs (aggregate ops/s);
-- botwire's own Python client (`Memory` over HTTP, httpx) against `botwire serve`.
-Reported: medians over rounds of ops/s, p50 and p99 latency.
+Three servers on loopback, each one uvicorn worker on this machine's two cores:
+- `botwire serve` on a fresh SQLite file;
+- the baseline, built the way the original hosted BotWire server was (FastAPI + SQLite,
+  `bench/baseline_server.py`), on a fresh SQLite file;
+- a bare ASGI app that answers every request with a fixed body (`bench/bare_asgi.py`): the
+  ceiling for any Python server here.
+`wrk` (one thread) sends GET and PUT on the compatible routes (`/memory/{ns}/{key}`), over 1 and
+8 connections, for `--seconds` each; PUTs change the value every time, and every answer must be
+a 2xx. Rounds interleave the servers; the table has the median requests per second over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
-import socket
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
-from botwire import Memory
+from _shared import free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
-VALUE = {"language": "en", "timezone": "Europe/Berlin", "name": "Ada", "turns": 12}
-REFERENCE = {"get": 1124, "set": 845, "8 threads get": 1632}
+SCRIPTS = {
+    "GET": """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/memory/bench/k" .. (counter % 100))
+end
+""",
+    "PUT": """
+counter = 0
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local body = '{"value": {"language": "en", "name": "Ada", "turns": ' .. counter .. '}}'
+  return wrk.format("PUT", "/memory/bench/k" .. (counter % 100), nil, body)
+end
+""",
+}
+CONNECTIONS = (1, 8)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, path: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server on {port} did not start")
-
-
-def start_servers(folder: Path) -> tuple[list[subprocess.Popen[bytes]], dict[str, int]]:
-    ports = {"botwire": free_port(), "baseline": free_port()}
+def start(folder: Path) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
+    ports = {name: free_port() for name in ("botwire", "baseline", "bare ASGI")}
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "botwire.cli", "serve", "--db",
-             f"sqlite:///{folder / 'botwire.db'}", "--port", str(ports["botwire"])],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             f"sqlite:///{folder / 'botwire.db'}", "--port", str(ports["botwire"])], **quiet,
         ),
         subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "baseline_server:app", "--port",
-             str(ports["baseline"]), "--no-access-log", "--log-level", "warning"],
-            cwd=HERE, env=dict(env, BASELINE_DB=str(folder / "baseline.db")),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [*uvicorn, "baseline_server:app", "--port", str(ports["baseline"])], cwd=HERE,
+            **{**quiet, "env": dict(env, BASELINE_DB=str(folder / "baseline.db"))},
+        ),
+        subprocess.Popen(
+            [*uvicorn, "bare_asgi:app", "--lifespan", "off", "--port", str(ports["bare ASGI"])],
+            cwd=HERE, **quiet,
         ),
     ]  # fmt: skip
-    wait_ready(ports["botwire"], "/healthz")
-    wait_ready(ports["baseline"], "/docs")
-    return procs, ports
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    wait_ready(urls["botwire"] + "/healthz")
+    wait_ready(urls["baseline"] + "/docs")
+    wait_ready(urls["bare ASGI"] + "/")
+    for name in ("botwire", "baseline"):  # the keys the GETs read
+        with httpx.Client(base_url=urls[name]) as client:
+            for n in range(100):
+                client.put(f"/memory/bench/k{n}", json={"value": {"turns": n}}).raise_for_status()
+    return procs, urls
 
 
-def timed(calls: int, fn: Callable[[int], object]) -> list[float]:
-    latencies = []
-    for i in range(calls):
-        started = time.perf_counter()
-        fn(i)
-        latencies.append(time.perf_counter() - started)
-    return latencies
+def wrk(url: str, method: str, connections: int, seconds: float) -> float:
+    """Requests per second of ``method`` requests; fails when any answer was not a 2xx."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(SCRIPTS[method])
+        script.flush()
+        duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", duration, "-s", script.name, url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    if "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
+        raise RuntimeError(f"{url}: not every answer was a 2xx\n{done.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    assert match is not None, done.stdout
+    return float(match.group(1))
 
 
-def sequential(port: int, ops: int) -> dict[str, list[float]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"content-type": "application/json"}
-
-    def put(i: int) -> None:
-        body = json.dumps({"value": {**VALUE, "turns": i}})
-        conn.request("PUT", f"/memory/bench/k{i % 100}", body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 200
-
-    def get(i: int) -> None:
-        conn.request("GET", f"/memory/bench/k{i % 100}")
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 200
-
-    result = {"set": timed(ops, put), "get": timed(ops, get)}
-    conn.close()
-    return result
-
-
-def threaded_gets(port: int, ops: int, threads: int = 8) -> tuple[float, float, float]:
-    """Aggregate ops/s of ``threads`` clients doing GETs, with p50 and p99 latency in ms."""
-    latencies: list[list[float]] = [[] for _ in range(threads)]
+def python_load(url: str, method: str, connections: int, seconds: float) -> float:
+    """Requests per second from Python threads, one keep-alive connection each: where wrk is
+    missing (a Python client costs about as much as the server, so this reads lower)."""
+    host, port = url.removeprefix("http://").split(":")
+    counts = [0] * connections
+    deadline = time.monotonic() + seconds
 
     def work(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port)
-        for i in range(ops // threads):
-            started = time.perf_counter()
-            conn.request("GET", f"/memory/bench/k{i % 100}")
-            conn.getresponse().read()
-            latencies[n].append(time.perf_counter() - started)
+        conn = http.client.HTTPConnection(host, int(port))
+        while time.monotonic() < deadline:
+            i = counts[n] = counts[n] + 1
+            body = f'{{"value": {{"language": "en", "name": "Ada", "turns": {i}}}}}'
+            conn.request(method, f"/memory/bench/k{i % 100}", body if method == "PUT" else None,
+                         {"content-type": "application/json"})  # fmt: skip
+            response = conn.getresponse()
+            response.read()
+            if response.status >= 300:
+                raise RuntimeError(f"{url}: {method} answered {response.status}")
         conn.close()
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - started
-    ordered = sorted(x for per in latencies for x in per)
-    p50, p99 = ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
-    return len(ordered) / elapsed, p50, p99
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(connections)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - started)
 
 
-def library(port: int, ops: int) -> dict[str, list[float]]:
-    mem = Memory("bench-lib", f"http://127.0.0.1:{port}")
-    result = {
-        "set": timed(ops, lambda i: mem.set(f"k{i % 100}", {**VALUE, "turns": i})),
-        "get": timed(ops, lambda i: mem.get(f"k{i % 100}")),
-    }
-    mem.backend.close()
-    return result
-
-
-def summary(latencies: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(latencies)
-    ops = len(ordered) / sum(ordered)
-    return ops, ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
+def measure(url: str, method: str, connections: int, seconds: float) -> float:
+    """Requests per second, with wrk where it is installed."""
+    load = wrk if shutil.which("wrk") else python_load
+    return load(url, method, connections, seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ops", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="botwire-bench-server-"))
-    procs, ports = start_servers(folder)
-    rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    if shutil.which("wrk") is None:
+        sys.exit("bench_server.py needs wrk: apt-get install wrk")
+    procs, urls = start(Path(tempfile.mkdtemp(prefix="botwire-bench-server-")))
+    cases: dict[tuple[str, str, int], list[float]] = {}
     try:
         for _ in range(args.rounds):
-            for name, port in ports.items():
-                for op, latencies in sequential(port, args.ops).items():
-                    rows.setdefault((name, op), []).append(summary(latencies))
-                rows.setdefault((name, "8 threads get"), []).append(
-                    threaded_gets(port, args.ops * 2)
-                )
-            for op, latencies in library(ports["botwire"], args.ops).items():
-                rows.setdefault(("botwire client", op), []).append(summary(latencies))
+            for method in SCRIPTS:
+                for connections in CONNECTIONS:
+                    for name, url in urls.items():
+                        rps = wrk(url, method, connections, args.seconds)
+                        cases.setdefault((name, method, connections), []).append(rps)
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait()
+        stop(procs)
+    med = {case: statistics.median(values) for case, values in cases.items()}
+    print(f"requests per second, median of {args.rounds} rounds of {args.seconds:g} s (wrk -t1)\n")
+    print("| case | botwire serve | baseline | bare ASGI | botwire / baseline | botwire / bare |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for method in SCRIPTS:
+        for connections in CONNECTIONS:
+            ours, base, bare = (med[(name, method, connections)] for name in urls)
+            print(
+                f"| {method}, {connections} connection{'s' if connections > 1 else ''} | "
+                f"{ours:,.0f} | {base:,.0f} | {bare:,.0f} | {ours / base:.2f} | {ours / bare:.0%} |"
+            )
 
-    def med(key: tuple[str, str], index: int) -> float:
-        return statistics.median(sample[index] for sample in rows[key])
 
-    print(f"median of {args.rounds} rounds, {args.ops} requests per case, one worker each\n")
-    print(
-        "| case | botwire serve ops/s (p50 / p99 ms) | baseline ops/s (p50 / p99 ms) | ratio "
-        "| vs reference figure |"
-    )
-    print("|---|---:|---:|---:|---:|")
-    for op in ["get", "set", "8 threads get"]:
-        ours, base = ("botwire", op), ("baseline", op)
-
-        def latency(key: tuple[str, str]) -> str:
-            return f" ({med(key, 1):.2f} / {med(key, 2):.2f})"
-
-        print(
-            f"| {op} | {med(ours, 0):,.0f}{latency(ours)} | {med(base, 0):,.0f}{latency(base)} "
-            f"| {med(ours, 0) / med(base, 0):.2f} | {med(ours, 0) / REFERENCE[op]:.2f} "
-            f"(of {REFERENCE[op]:,}) |"
-        )
-    print("\nbotwire's Python client (Memory over HTTP, httpx) against botwire serve:\n")
-    print("| case | ops/s | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|")
-    for op in ["get", "set"]:
-        key = ("botwire client", op)
-        print(f"| Memory.{op} | {med(key, 0):,.0f} | {med(key, 1):.2f} | {med(key, 2):.2f} |")
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+_valid_keys: dict[str, None] = {}
+"""Keys found valid lately (up to 4,096): a bot reads and writes the same keys over and over,
+and a key found valid once is valid for good."""
+
+
 def check_key(key: object, what: str = "key", max_bytes: int = MAX_KEY_BYTES) -> str:
     """Return ``key`` when it is a valid key, else raise :class:`InvalidKey` naming the rule."""
+    if type(key) is str and max_bytes == MAX_KEY_BYTES and key in _valid_keys:
+        return key
     if not isinstance(key, str):
         raise InvalidKey(f"{what} must be a str, not {type(key).__name__}")
     if not key:
@@ -49,6 +56,10 @@ def check_key(key: object, what: str = "key", max_bytes: int = MAX_KEY_BYTES) ->
         raise InvalidKey(f"{what} {key!r} is not valid Unicode (lone surrogate)") from None
     if size > max_bytes:
         raise InvalidKey(f"{what} is {size} bytes long; the limit is {max_bytes} bytes of UTF-8")
+    if max_bytes == MAX_KEY_BYTES and type(key) is str:
+        if len(_valid_keys) >= 4096:
+            _valid_keys.clear()
+        _valid_keys[key] = None
     return key
 
 

@@ -165,7 +165,7 @@ class _MemoryBase:
             record = results[0]
             return default if record is None else _decode(record)
 
-        return _Plan([Get(self.namespace, self._key(key), True, refresh_ttl)], finish)
+        return _Plan([Get(self.namespace, self._key(key), True, refresh_ttl, False)], finish)
 
     def _plan_entry(self, key: str) -> _Plan[Entry | None]:
         key = self._key(key)

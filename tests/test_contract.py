@@ -753,3 +753,25 @@ async def test_async_memory_mirrors_memory(store: Store) -> None:
     assert await mem.delete("k") is True
     assert await mem.clear() == 3
     assert store.memory("async").keys() == []
+
+
+def test_a_read_of_the_value_alone_answers_as_a_full_read(store: Store) -> None:
+    """``Get(meta=False)`` (what ``Memory.get`` sends) gives the same value, expiry and
+    absence as a full read, for values, lists and expired keys."""
+    mem = store.memory("value-alone")
+    mem.set("v", {"a": [1, "x"]})
+    mem.append("chat", "one", "two")
+    mem.set("soon", 1, ttl=1)
+    store.advance(2)
+    for key in ("v", "chat", "soon", "missing"):
+        full, alone = store.backend.execute(
+            [Get("value-alone", key), Get("value-alone", key, meta=False)]
+        )
+        single = store.backend.execute([Get("value-alone", key, meta=False)])[0]
+        for lean in (alone, single):
+            if full is None:
+                assert lean is None, key
+            else:
+                assert lean is not None and lean.value == full.value, key
+                assert lean.expires_at == full.expires_at, key
+    assert mem.get("chat") == ["one", "two"] and mem.get("soon") is None

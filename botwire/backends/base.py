@@ -33,6 +33,9 @@ class Get(NamedTuple):
     """``False`` fetches everything but the value (membership, ttl)."""
     refresh_ttl: bool = False
     """Restart the key's expiry from now with its own ttl (a sliding expiry)."""
+    meta: bool = True
+    """``False``: the caller reads the value alone, so a store may answer a :class:`Record`
+    whose version, timestamps and size are left at 0 (a cheaper read)."""
 
 
 class Put(NamedTuple):
