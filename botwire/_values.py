@@ -101,7 +101,8 @@ def encode_value(
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
         path, problem = _not_json(value)
         raise InvalidValue(
-            f"{path}{of_key}: {problem}; store str, int, float, bool, None, list or dict"
+            f"{path}{of_key}: {problem}; a value must be JSON: str, int, float, bool, None, "
+            "list or dict"
         ) from None
     if size > max_bytes:
         raise ValueTooLarge(

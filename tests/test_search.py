@@ -421,7 +421,7 @@ def test_the_migrate_command_indexes_with_a_progress_bar(tmp_path: Path) -> None
         [sys.executable, "-m", "botwire.cli", "migrate", "--url", f"sqlite:///{path}"],
         capture_output=True, text=True, env=child_env(), timeout=60,
     )  # fmt: skip
-    assert result.returncode == 0 and "1 migration(s) run" in result.stdout
+    assert result.returncode == 0 and "(1 migration run)" in result.stdout
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (3,)

@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from botwire.config import mask_url
 from botwire.errors import InvalidRequest
 from botwire.server.app import create_app, open_server_backend
-from botwire.server.auth import tokens_required
+from botwire.server.auth import settle_auth
 from botwire.server.metrics import share_between_workers
 from botwire.server.settings import Settings
 
@@ -34,7 +34,7 @@ def serve(settings: Settings) -> None:
     """
     backend = open_server_backend(settings)
     try:
-        required = tokens_required(backend)
+        required = settle_auth(backend)
     finally:
         backend.close()
     if not settings.loopback and not settings.allow_anonymous and not required:

@@ -17,6 +17,7 @@ with a JSON ``detail``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -274,6 +275,43 @@ def _path_namespace(path: str) -> str | None:
     return None
 
 
+class KeyRoutes:
+    """``GET``, ``PUT`` and ``DELETE /memory/{ns}/{key}``, the routes a bot calls on every turn,
+    called straight from here.
+
+    They are FastAPI routes (the OpenAPI docs describe them, and these are their functions),
+    but FastAPI's work per request, searching its routes and solving each parameter, costs
+    more than the route itself; so a request to one of them goes to its function directly,
+    with the path's namespace and key and the headers it reads. Every other request goes on to
+    FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp, context: Context) -> None:
+        self.app = app
+        self.context = context
+        path = memory.prefix + "/{namespace}/{key:path}"
+        self.routes = {
+            method: route for route in memory.routes if getattr(route, "path", None) == path
+            for method in getattr(route, "methods", ()) if method in _KEY_CALLS
+        }  # fmt: skip
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope.get("method", ""))
+        path = scope.get("path", "")
+        if route is not None and scope["type"] == "http" and path.startswith("/memory/"):
+            ns, slash, key = path[len("/memory/") :].partition("/")
+            if ns and slash:
+                scope["route"] = route  # for the metrics, as FastAPI would set it
+                request = Request(scope, receive)
+                try:
+                    response = await _KEY_CALLS[scope["method"]](request, ns, key)
+                except BotWireError as exc:
+                    response = error_response(self.context, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # -- the server's state ------------------------------------------------------------------------
 
 
@@ -454,12 +492,23 @@ async def get_value(namespace: Namespace, key: Key, request: Request) -> Respons
 
 
 @memory.delete("/{namespace}/{key:path}", response_model=DeletedOut)
-async def delete_value(namespace: Namespace, key: Key, request: Request) -> Any:
+async def delete_value(namespace: Namespace, key: Key, request: Request) -> Response:
     """Delete a key; ``deleted`` says whether it existed."""
     context, scope = _state(request)
     ns, key = _values.check_namespace(namespace), _values.check_key(key)
     (deleted,) = await context.run(scope, [Delete(ns, key)])
-    return {"namespace": ns, "key": key, "deleted": deleted}
+    enc = _values.to_json
+    return _json(f'{{"namespace":{enc(ns)},"key":{enc(key)},"deleted":{enc(deleted)}}}')
+
+
+_KEY_CALLS: dict[str, Callable[[Request, str, str], Awaitable[Response]]] = {
+    "GET": lambda request, ns, key: get_value(ns, key, request),
+    "PUT": lambda request, ns, key: put_value(
+        ns, key, request, request.headers.get("if-match"), request.headers.get("if-none-match")
+    ),
+    "DELETE": lambda request, ns, key: delete_value(ns, key, request),
+}
+"""How :class:`KeyRoutes` calls each method's route function."""
 
 
 @memory.get("/{namespace}", response_model=KeyListOut)
@@ -572,6 +621,25 @@ async def metrics(request: Request) -> Response:
 # -- the application ------------------------------------------------------------------------
 
 
+_NO_OPENTELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+"""FastAPI's own OpenTelemetry (from 0.16x) asks for its providers on every request; the server
+has its Prometheus metrics, so it is turned off where FastAPI has it."""
+
+
+def error_response(context: Context, exc: BotWireError) -> Response:
+    """A refusal as the client sees it (JSON, the status of its kind), counted in the metrics."""
+    quota = exc.quota if isinstance(exc, QuotaExceeded) else None
+    context.metrics.refused(type(exc).__name__, quota)
+    headers = None
+    if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+        headers = {"retry-after": str(max(1, round(exc.retry_after)))}
+    return JSONResponse(_wire.error_to_json(exc), _wire.error_status(exc), headers=headers)
+
+
 def open_server_backend(settings: Settings) -> Backend:
     """The store the server keeps its data in, with the quotas it enforces.
 
@@ -613,6 +681,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         version=__version__,
         summary="Persistent memory for AI agents and chat bots.",
         lifespan=lifespan,
+        **_NO_OPENTELEMETRY,
     )
     app.state.context = context
     app.include_router(memory)
@@ -625,19 +694,14 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
 
     @app.exception_handler(BotWireError)
     async def botwire_error(request: Request, exc: BotWireError) -> Response:
-        status = _wire.error_status(exc)
-        quota = exc.quota if isinstance(exc, QuotaExceeded) else None
-        context.metrics.refused(type(exc).__name__, quota)
-        headers = None
-        if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
-            headers = {"retry-after": str(max(1, round(exc.retry_after)))}
-        return JSONResponse(_wire.error_to_json(exc), status, headers=headers)
+        return error_response(context, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         context.metrics.refused("RequestValidationError")
         return JSONResponse({"detail": validation_errors(exc.errors())}, 422)
 
+    app.add_middleware(KeyRoutes, context=context)
     app.add_middleware(Authenticate, context=context)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(Observe, metrics=context.metrics)

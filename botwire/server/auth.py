@@ -23,6 +23,7 @@ from botwire.backends.base import (
     Backend,
     Delete,
     Get,
+    KeyPage,
     ListKeys,
     Op,
     Put,
@@ -32,7 +33,7 @@ from botwire.backends.base import (
     changes,
     run_steps,
 )
-from botwire.errors import Forbidden, InvalidRequest, Unauthorized
+from botwire.errors import Forbidden, InvalidRequest, Unauthorized, VersionConflict
 
 TOKENS_NS = "/tokens"
 PREFIX = "bw_"
@@ -153,25 +154,45 @@ def create_token(
     return token
 
 
-_REQUIRED_OPS: list[Op] = [Get(AUTH_NS, REQUIRED, False), ListKeys(TOKENS_NS, "", 1)]
-"""Whether a store requires tokens: it recorded so, or it holds one (tokens made before that
-record existed)."""
+_MARKER = Get(AUTH_NS, REQUIRED)
+"""The store's record of whether it requires tokens: ``true`` once a token was created,
+``false`` once auth was disabled (or, written by :func:`settle_auth`, while no token exists)."""
+_ANY_TOKEN = ListKeys(TOKENS_NS, "", 1)
 
 
-def _required(results: list[Any]) -> bool:
-    marker, page = results
-    return marker is not None or bool(page.keys)
+def _required(marker: Record | None, tokens: KeyPage | None) -> bool:
+    """Whether a store requires tokens: its marker says so or, in a store from before the
+    marker, it holds a token."""
+    if marker is not None and marker.value is not None:
+        return marker.value == "true"
+    return tokens is not None and bool(tokens.keys)
 
 
 def tokens_required(backend: Backend) -> bool:
     """Whether the store requires tokens (a token was created, and auth not disabled since)."""
-    return _required(backend.execute(_REQUIRED_OPS))
+    return _required(*backend.execute([_MARKER, _ANY_TOKEN]))
+
+
+def settle_auth(backend: Backend) -> bool:
+    """Write the store's marker if it has none (a new store, or one from before the marker),
+    so that a server answers a request without a token after one read; return whether tokens
+    are required."""
+    marker, tokens = backend.execute([_MARKER, _ANY_TOKEN])
+    required = _required(marker, tokens)
+    if marker is None:
+        try:
+            backend.execute([Put(AUTH_NS, REQUIRED, to_json(required), if_version=0)])
+        except VersionConflict:  # a token was created (or auth disabled) meanwhile
+            return tokens_required(backend)
+    return required
 
 
 def disable_auth(backend: Backend) -> int:
     """Stop requiring tokens on this store; return how many live tokens remain (they still
     work when a request sends one)."""
-    (page,) = backend.execute([Delete(AUTH_NS, REQUIRED), ListKeys(TOKENS_NS, "", PAGE_SIZE)])[1:]
+    (page,) = backend.execute(
+        [Put(AUTH_NS, REQUIRED, "false"), ListKeys(TOKENS_NS, "", PAGE_SIZE)]
+    )[1:]
     return len(page.keys)
 
 
@@ -231,7 +252,9 @@ class Authenticator:
         """Whether the store requires tokens (see :func:`tokens_required`)."""
         if time.monotonic() - self._required_seen < self.cache_seconds:
             return True
-        if not _required(await self.backend.aexecute(_REQUIRED_OPS)):
+        (marker,) = await self.backend.aexecute([_MARKER])  # settle_auth wrote it
+        tokens = None if marker is not None else (await self.backend.aexecute([_ANY_TOKEN]))[0]
+        if not _required(marker, tokens):
             return False
         self._required_seen = time.monotonic()
         return True

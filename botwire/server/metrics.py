@@ -55,12 +55,19 @@ class Metrics:
             "botwire_quota_rejections", "Writes refused by a namespace quota.", ["quota"],
             registry=self.registry,
         )  # fmt: skip
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count a request: ``route`` is the matched route's path (or ``unmatched``)."""
-        method = method if method in METHODS else "other"
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        series = (method if method in METHODS else "other", route, status)
+        counters = self._series.get(series)
+        if counters is None:  # finding a labelled child costs more than counting in it
+            counters = self._series[series] = (
+                self.requests.labels(series[0], route, str(status)),
+                self.latency.labels(route),
+            )
+        counters[0].inc()
+        counters[1].observe(seconds)
 
     def refused(self, error: str, quota: str | None = None) -> None:
         """Count a refusal: ``error`` is its error's name, ``quota`` the quota it hit."""

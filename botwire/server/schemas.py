@@ -56,14 +56,16 @@ class KeyOpIn(OpIn):
 
 
 class GetIn(KeyOpIn):
-    """Read a key (``value: false``: everything but the value)."""
+    """Read a key (``value: false``: everything but the value; ``meta: false``: the value
+    alone, version and timestamps may be 0)."""
 
     op: Literal["get"]
     value: bool = True
     refresh_ttl: bool = False
+    meta: bool = True
 
     def to_op(self, max_value_bytes: int) -> Op:
-        return Get(_ns(self.ns), _key(self.key), self.value, self.refresh_ttl)
+        return Get(_ns(self.ns), _key(self.key), self.value, self.refresh_ttl, self.meta)
 
 
 class PutIn(KeyOpIn):
