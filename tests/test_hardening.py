@@ -476,6 +476,29 @@ def test_once_a_token_was_made_tokens_are_required_for_good(db: str) -> None:
     assert token.startswith("bw_")
 
 
+def test_a_store_from_before_the_auth_record_still_requires_its_tokens(db: str) -> None:
+    """A store whose tokens were made before the store recorded that it requires them: its
+    servers refuse anonymous requests all the same, and the first one writes the record."""
+    from botwire.backends import create_backend
+    from botwire.backends.base import Delete, Get
+    from botwire.server.auth import AUTH_NS, REQUIRED, settle_auth, tokens_required
+
+    make_token(db, "old", "--prefix", "*")
+    backend = create_backend(db)
+    backend.execute([Delete(AUTH_NS, REQUIRED)])  # as such a store was
+    assert tokens_required(backend)
+    with Server(db) as server:
+        assert httpx.get(f"{server.url}/memory/ns/k").status_code == 401
+    (marker,) = backend.execute([Get(AUTH_NS, REQUIRED)])
+    assert marker is not None and marker.value == "true"
+    fresh = create_backend(db.replace(".db", "-fresh.db"))
+    assert settle_auth(fresh) is False
+    (marker,) = fresh.execute([Get(AUTH_NS, REQUIRED)])
+    assert marker is not None and marker.value == "false"
+    backend.close()
+    fresh.close()
+
+
 def test_metrics_need_a_token_once_tokens_are_on(secured: tuple[Server, dict[str, str]]) -> None:
     server, tokens = secured
     assert httpx.get(f"{server.url}/metrics").status_code == 401
