@@ -476,7 +476,9 @@ def test_once_a_token_was_made_tokens_are_required_for_good(db: str) -> None:
     assert token.startswith("bw_")
 
 
-def test_a_store_from_before_the_auth_record_still_requires_its_tokens(db: str) -> None:
+def test_a_store_from_before_the_auth_record_still_requires_its_tokens(
+    db: str, tmp_path: Path
+) -> None:
     """A store whose tokens were made before the store recorded that it requires them: its
     servers refuse anonymous requests all the same, and the first one writes the record."""
     from botwire.backends import create_backend
@@ -491,7 +493,7 @@ def test_a_store_from_before_the_auth_record_still_requires_its_tokens(db: str) 
         assert httpx.get(f"{server.url}/memory/ns/k").status_code == 401
     (marker,) = backend.execute([Get(AUTH_NS, REQUIRED)])
     assert marker is not None and marker.value == "true"
-    fresh = create_backend(db.replace(".db", "-fresh.db"))
+    fresh = create_backend(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert settle_auth(fresh) is False
     (marker,) = fresh.execute([Get(AUTH_NS, REQUIRED)])
     assert marker is not None and marker.value == "false"
