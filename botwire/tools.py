@@ -283,6 +283,23 @@ class MemoryTools:
             return _advice(exc, f"could not add a note to {key!r}")
         return f"added a note to {key!r} ({count} note{'s' if count != 1 else ''})"
 
+    def relevant(self, text: str, limit: int = 5) -> str | None:
+        """The memories that share words with ``text`` (a message a model is about to answer),
+        as a numbered block to show it first; ``None`` when none does."""
+        _needs_str(text, "text")
+        if not text.strip():
+            return None
+        hits = self.memory.search(text, limit=limit, match="any")
+        if not hits:
+            return None
+        lines = [
+            f"{n}. {name} = {render(value, MAX_HIT_CHARS)}"
+            for n, (name, value) in enumerate(_matches(hits), 1)
+        ]
+        return f"Relevant memories ({self.memory.namespace}), most relevant first:\n" + "\n".join(
+            lines
+        )
+
     def _known_keys(self) -> str:
         keys = self.memory.keys()
         if not keys:

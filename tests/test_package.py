@@ -130,6 +130,7 @@ MINIMUM_VERSIONS = {
     "langgraph": "1.0",
     "langgraph-checkpoint": "3.0",
     "mcp": "1.30",
+    "autogen": "0.14",
 }
 """The frameworks the dev extras install, at versions the adapters are written for. A resolver
 that meets conflicting extras can fall back to an ancient placeholder release silently."""
@@ -156,6 +157,19 @@ def test_installed_framework_versions(distribution: str, minimum: str) -> None:
     from packaging.version import Version
 
     assert Version(version(distribution)) >= Version(minimum)
+
+
+def test_ag2_is_the_0_14_series_beside_autogen_0_7() -> None:
+    """AG2 (the classic API) installs as the ``autogen`` package, beside Microsoft's AutoGen 0.7
+    (``autogen_core``, ``autogen_agentchat``): both import, each at its own series."""
+    from importlib.metadata import version
+
+    import autogen
+    import autogen_agentchat
+
+    assert version("autogen").startswith("0.14.") and autogen.__version__.startswith("0.14.")
+    assert version("autogen-core").startswith("0.7.")
+    assert autogen_agentchat.__name__ == "autogen_agentchat"
 
 
 @pytest.mark.parametrize("distribution", ["autogen-core", "autogen-agentchat", "autogen-ext"])

@@ -227,3 +227,18 @@ def test_call_validates_a_models_arguments(tools: MemoryTools) -> None:
     read_only = MemoryTools(tools.memory, read_only=True)
     assert isinstance(read_only.call("forget", {"key": "k"}), Refusal)
     assert tools.memory.get("k") == [1, "a"]
+
+
+def test_relevant_memories_are_a_numbered_block_or_none(tools: MemoryTools) -> None:
+    tools.remember("diet", "Ana is vegetarian")
+    tools.append_note("trips", "Lisbon in May, vegetarian restaurants booked")
+    block = tools.relevant("Where can a vegetarian eat?", limit=5)
+    assert block is not None
+    head, *lines = block.splitlines()
+    assert head == "Relevant memories (crew), most relevant first:"
+    assert sorted(line.split(". ", 1)[1] for line in lines) == [
+        "'diet' = Ana is vegetarian",
+        "'trips'[0] = Lisbon in May, vegetarian restaurants booked",
+    ]
+    assert tools.relevant("submarines") is None
+    assert tools.relevant("   ") is None

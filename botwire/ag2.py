@@ -1,0 +1,199 @@
+"""AG2 (the classic AutoGen ``ConversableAgent`` API, package ``autogen`` 0.14): botwire memory
+as an agent capability, with no vector database and no extra model call.
+
+    from autogen import ConversableAgent, register_function
+    from botwire.ag2 import BotWireCapability
+
+    memory = BotWireCapability("user-42")
+    memory.add_to_agent(assistant)      # relevant memories before each reply; turns kept
+    memory.resume(assistant, user)      # after a restart: the earlier turns are back
+    user.initiate_chat(assistant, message="Where did we stop?", clear_history=False)
+    for tool in memory.tools():         # remember, recall, ... for the model to call
+        register_function(tool, caller=assistant, executor=user, description=tool.__doc__)
+
+Needs AG2: ``pip install 'botwire[ag2]>=0.3'``.
+"""
+
+from __future__ import annotations
+
+from botwire.errors import MissingExtra
+
+try:
+    from autogen import ConversableAgent
+    from autogen.agentchat.contrib.capabilities.agent_capability import AgentCapability
+    from autogen.agentchat.conversable_agent import normilize_message_to_oai
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtra("botwire's AG2 integration needs autogen 0.14 (AG2)", "ag2") from exc
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from botwire._values import check_int
+from botwire.errors import InvalidRequest
+from botwire.memory import Memory
+from botwire.tools import MemoryTools, ToolSpec
+
+Message = dict[str, Any]
+
+
+class BotWireCapability(AgentCapability):
+    """Durable, shared memory for AG2 agents.
+
+    Added to an agent, before each of its replies it shows the model the memories of
+    ``namespace`` relevant to the message it answers (botwire's full-text search), once, as a
+    system message that is not kept in the conversation; and it keeps each conversation, one
+    list per agent and partner, so that :meth:`resume` brings it back in a new process.
+
+    It uses AG2's ``process_all_messages_before_reply`` hook for the memories: the
+    ``process_last_received_message`` hook rewrites the last message in the agent's own
+    history, so memories would pile up in the conversation turn after turn, while the former
+    returns a new list for this reply only. Conversations are kept by the
+    ``update_agent_state`` hook (what arrived, before each reply) and the
+    ``process_message_before_send`` hook (what the agent sends).
+
+    Args:
+        namespace: the memory (the facts its tools store, what the agents are shown); the
+            conversations go to ``{namespace}:conversations``.
+        url: the store (default ``$BOTWIRE_URL``, else the embedded file on this machine).
+        k: most memories shown before a reply.
+        remember_conversations: keep conversations (``False``: memories only).
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        url: str | None = None,
+        k: int = 5,
+        remember_conversations: bool = True,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.memory = Memory(namespace, url)
+        self.conversations = Memory(f"{namespace}:conversations", backend=self.memory.backend)
+        self.k = check_int(k, "k", 1, 100)
+        self.remember_conversations = remember_conversations
+        self._tools = MemoryTools(self.memory)
+        self._kept: dict[str, int] = {}
+        """Per conversation: how many of its messages the store holds (``-1``: none yet in
+        this process, so the next write replaces what an earlier process kept)."""
+
+    def __repr__(self) -> str:
+        return f"BotWireCapability({self.memory.namespace!r}, url={self.memory.url!r})"
+
+    def add_to_agent(self, agent: ConversableAgent) -> None:
+        """Register the capability's hooks on ``agent``."""
+        if not isinstance(agent, ConversableAgent):
+            raise TypeError(f"add_to_agent needs a ConversableAgent, not {type(agent).__name__}")
+        agent.register_hook("process_all_messages_before_reply", self._with_memories)
+        if self.remember_conversations:
+            agent.register_hook("update_agent_state", self._keep_received)
+            agent.register_hook("process_message_before_send", self._keep_sent)
+
+    def resume(self, agent: ConversableAgent, partner: ConversableAgent) -> int:
+        """Put the conversation ``agent`` had with ``partner`` back in ``agent``'s history (as a
+        restarted agent needs before ``initiate_chat(..., clear_history=False)``); return how
+        many messages it holds. Without it, a conversation in a new process starts anew."""
+        key = _conversation(agent, partner)
+        messages: list[Message] = self.conversations.get(key, [])
+        agent.chat_messages[partner] = [dict(message) for message in messages]
+        self._kept[key] = len(messages)
+        return len(messages)
+
+    def tools(self) -> list[Callable[..., str]]:
+        """The memory tools (``remember``, ``recall``, ``list_memory``, ``forget``,
+        ``search_memory``, ``append_note``) as functions for AG2's ``register_function``:
+        the names, argument schemas, descriptions (``__doc__``) and answers of the CrewAI and
+        MCP tools."""
+        return [_function(self._tools, spec) for spec in self._tools.specs]
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _with_memories(self, messages: list[Message]) -> list[Message]:
+        if not messages:
+            return messages
+        block = self._tools.relevant(_text(messages[-1]), self.k)
+        if block is None:
+            return messages
+        return [*messages[:-1], {"role": "system", "content": block}, messages[-1]]
+
+    def _keep_received(self, agent: ConversableAgent, messages: list[Message]) -> None:
+        partner = next((p for p, kept in agent.chat_messages.items() if kept is messages), None)
+        if partner is not None:  # else a reply to messages passed in, not a conversation
+            self._sync(agent, partner, [])
+
+    def _keep_sent(
+        self,
+        sender: ConversableAgent,
+        message: Message | str,
+        recipient: ConversableAgent,
+        silent: bool,
+    ) -> Message | str:
+        valid, sent = normilize_message_to_oai(message, name=sender.name, role="assistant")
+        self._sync(sender, recipient, [sent] if valid else [])
+        return message
+
+    def _sync(self, agent: ConversableAgent, partner: Any, sending: list[Message]) -> None:
+        """Bring the stored conversation up to ``agent``'s history with ``partner`` and the
+        message being sent: append what is new, or write it anew when the history was cleared
+        (or never resumed in this process)."""
+        key = _conversation(agent, partner)
+        history = list(agent.chat_messages.get(partner, []))
+        for message in history[max(self._kept.get(key, 0), 0) :] + sending:
+            _text(message)  # refuse a message without text before writing anything
+        kept = self._kept.get(key, -1)
+        if 0 <= kept <= len(history):
+            new = history[kept:] + sending
+            if new:
+                self.conversations.append(key, *new)
+        else:
+            new = history + sending
+            self.conversations.delete(key)
+            if new:
+                self.conversations.append(key, *new)
+        self._kept[key] = len(history) + len(sending)
+
+
+def _conversation(agent: Any, partner: Any) -> str:
+    return f"{agent.name}<->{partner.name}"
+
+
+def _text(message: Message) -> str:
+    """The text of a message to search memories with: its content, or its text parts."""
+    content = message.get("content")
+    if content is None:  # a tool call
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # AG2's multimodal parts
+        return " ".join(
+            str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
+        )
+    raise InvalidRequest(
+        f"a message's content must be text (or text parts), not {type(content).__name__}"
+    )
+
+
+def _function(tools: MemoryTools, spec: ToolSpec) -> Callable[..., str]:
+    """A tool as a plain function whose signature AG2 turns into the tool's schema."""
+
+    def call(**arguments: Any) -> str:
+        return tools.call(spec.name, arguments)
+
+    parameters = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if arg.default is ... else arg.default,
+            annotation=Annotated[arg.type, arg.description],
+        )
+        for name, arg in spec.arguments.items()
+    ]
+    call.__signature__ = inspect.Signature(parameters, return_annotation=str)  # type: ignore[attr-defined]
+    call.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": str}
+    call.__name__ = call.__qualname__ = spec.name
+    call.__doc__ = spec.description
+    return call
+
+
+__all__ = ["BotWireCapability"]
