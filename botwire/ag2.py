@@ -139,18 +139,15 @@ class BotWireCapability(AgentCapability):
         (or never resumed in this process)."""
         key = _conversation(agent, partner)
         history = list(agent.chat_messages.get(partner, []))
-        for message in history[max(self._kept.get(key, 0), 0) :] + sending:
-            _text(message)  # refuse a message without text before writing anything
         kept = self._kept.get(key, -1)
-        if 0 <= kept <= len(history):
-            new = history[kept:] + sending
-            if new:
-                self.conversations.append(key, *new)
-        else:
-            new = history + sending
+        appending = 0 <= kept <= len(history)
+        new = (history[kept:] if appending else history) + sending
+        for message in new:
+            _text(message)  # refuse a message without text before writing anything
+        if not appending:
             self.conversations.delete(key)
-            if new:
-                self.conversations.append(key, *new)
+        if new:
+            self.conversations.append(key, *new)
         self._kept[key] = len(history) + len(sending)
 
 

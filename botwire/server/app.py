@@ -94,7 +94,7 @@ async def _send_json(
 async def _send_error(send: Send, exc: BotWireError, context: Context | None = None) -> None:
     headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, Unauthorized) else []
     if context is not None:
-        context.metrics.refused(type(exc).__name__)
+        context.metrics.refused(exc)
     await _send_json(send, _wire.error_status(exc), _wire.error_to_json(exc), headers)
 
 
@@ -632,8 +632,7 @@ has its Prometheus metrics, so it is turned off where FastAPI has it."""
 
 def error_response(context: Context, exc: BotWireError) -> Response:
     """A refusal as the client sees it (JSON, the status of its kind), counted in the metrics."""
-    quota = exc.quota if isinstance(exc, QuotaExceeded) else None
-    context.metrics.refused(type(exc).__name__, quota)
+    context.metrics.refused(exc)
     headers = None
     if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
         headers = {"retry-after": str(max(1, round(exc.retry_after)))}

@@ -20,7 +20,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from botwire.backends.base import Backend, Op
-from botwire.errors import BotWireError, QuotaExceeded
+from botwire.errors import BotWireError
 from botwire.mcp import create_server
 from botwire.server.app import SCOPE_KEY, Context, Receive, Send
 from botwire.server.auth import Scope
@@ -47,8 +47,7 @@ class ScopedBackend(Backend):
         try:
             return await self.context.run(self.scope, list(ops))
         except BotWireError as exc:
-            quota = exc.quota if isinstance(exc, QuotaExceeded) else None
-            self.context.metrics.refused(type(exc).__name__, quota)
+            self.context.metrics.refused(exc)
             raise
 
 

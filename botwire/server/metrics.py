@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import disable_created_metrics as _no_created_series
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from botwire.errors import BotWireError, QuotaExceeded
+
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 """Where every worker writes its counts in multiprocess mode (``prometheus_client``'s name)."""
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -69,11 +71,12 @@ class Metrics:
         counters[0].inc()
         counters[1].observe(seconds)
 
-    def refused(self, error: str, quota: str | None = None) -> None:
-        """Count a refusal: ``error`` is its error's name, ``quota`` the quota it hit."""
-        self.errors.labels(error).inc()
-        if quota is not None:
-            self.quota_rejections.labels(quota).inc()
+    def refused(self, error: BotWireError | str) -> None:
+        """Count a refusal: a botwire error (a quota it hit counts as a quota rejection too),
+        or the name of another kind of refusal."""
+        self.errors.labels(error if isinstance(error, str) else type(error).__name__).inc()
+        if isinstance(error, QuotaExceeded):
+            self.quota_rejections.labels(error.quota).inc()
 
     def render(self) -> bytes:
         """The Prometheus text format: this process's counts, or in multiprocess mode every
