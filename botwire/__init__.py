@@ -10,6 +10,15 @@
 
 from __future__ import annotations
 
+from botwire._memory import (
+    AsyncMemory,
+    Memory,
+    alist_namespaces,
+    asearch_namespaces,
+    list_namespaces,
+    search_namespaces,
+)
+from botwire._plans import Entry
 from botwire._search import Hit, Item
 from botwire._version import __version__
 from botwire.errors import (
@@ -25,15 +34,6 @@ from botwire.errors import (
     ValueTooLarge,
     VersionConflict,
     WrongType,
-)
-from botwire.memory import (
-    AsyncMemory,
-    Entry,
-    Memory,
-    alist_namespaces,
-    asearch_namespaces,
-    list_namespaces,
-    search_namespaces,
 )
 
 _LAZY = {

@@ -29,9 +29,9 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from botwire._memory import Memory
 from botwire._values import check_int
 from botwire.errors import InvalidRequest
-from botwire.memory import Memory
 from botwire.tools import MemoryTools, ToolSpec
 
 Message = dict[str, Any]

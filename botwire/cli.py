@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from botwire import __version__, config
+from botwire._memory import Memory, list_namespaces
 from botwire._values import format_time
 from botwire.backends import Backend, open_backend
 from botwire.errors import BotWireError
-from botwire.memory import Memory, list_namespaces
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}

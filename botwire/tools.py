@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from botwire._memory import Memory
 from botwire._search import Hit
 from botwire.errors import (
     BackendUnavailable,
@@ -32,7 +33,6 @@ from botwire.errors import (
     ValueTooLarge,
     WrongType,
 )
-from botwire.memory import Memory
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

@@ -607,9 +607,9 @@ def test_a_value_limit_of_zero_is_refused(tmp_path: Path, monkeypatch: pytest.Mo
 def test_updates_final_conflict_reports_the_real_versions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from botwire import memory
+    from botwire import _memory
 
-    monkeypatch.setattr(memory, "_UPDATE_ATTEMPTS", 5)
+    monkeypatch.setattr(_memory, "_UPDATE_ATTEMPTS", 5)
     mem = Memory("race", f"sqlite:///{tmp_path / 'race.db'}")
     mem.set("k", 0)
 

@@ -266,8 +266,8 @@ def test_namespaces_are_apart_and_can_be_searched_together(store: Store) -> None
         url = store.backend.url  # a real server, through botwire.search_namespaces
         hits = search_namespaces("meeting", "user:", url=url)
     else:
+        from botwire._memory import _cross_search
         from botwire._search import hits as decode
-        from botwire.memory import _cross_search
 
         (raw,) = store.backend.execute([_cross_search("meeting", "user:", None, None, 10)])
         hits = decode(raw)

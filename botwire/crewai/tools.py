@@ -12,7 +12,7 @@ from typing import Any
 from crewai.tools import BaseTool
 from pydantic import PrivateAttr
 
-from botwire.memory import AsyncMemory, Memory, on_store
+from botwire._memory import AsyncMemory, Memory, on_store
 from botwire.tools import MemoryTools, ToolSpec
 
 

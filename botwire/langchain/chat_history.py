@@ -17,8 +17,8 @@ from langchain_core.messages import (
 )
 
 from botwire import AsyncMemory, Memory, _values
+from botwire._memory import on_store
 from botwire.errors import InvalidValue, WrongType
-from botwire.memory import on_store
 
 LEADING = {"type": "system"}
 """A window never drops the system message that opens a conversation."""

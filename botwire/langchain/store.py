@@ -12,8 +12,8 @@ from typing import Any, Generic, TypeVar
 from langchain_core.stores import BaseStore
 
 from botwire import AsyncMemory, Memory, _values
+from botwire._memory import on_store
 from botwire.errors import InvalidValue, WrongType
-from botwire.memory import on_store
 
 V = TypeVar("V")
 

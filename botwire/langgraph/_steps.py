@@ -8,14 +8,14 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple
 
 from botwire import AsyncMemory, Memory, config
-from botwire.backends import open_backend
-from botwire.errors import BotWireError
-from botwire.memory import (
+from botwire._memory import (
     alist_namespaces,
     asearch_namespaces,
     list_namespaces,
     search_namespaces,
 )
+from botwire.backends import open_backend
+from botwire.errors import BotWireError
 
 
 class Call(NamedTuple):

@@ -35,10 +35,10 @@ from langgraph.store.base import (
 )
 
 from botwire import _values, config
+from botwire._plans import Entry
 from botwire.errors import InvalidRequest, InvalidValue
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
-from botwire.memory import Entry
 
 VECTORS = "__vectors__"
 """The field of a stored item that holds its embeddings (numbers: never searched as text)."""

@@ -21,9 +21,9 @@ from mcp.shared.exceptions import McpError
 from pydantic import AnyUrl
 
 from botwire import __version__
+from botwire._memory import AsyncMemory, Memory
 from botwire.backends.base import Backend
 from botwire.errors import BotWireError
-from botwire.memory import AsyncMemory, Memory
 from botwire.tools import INSTRUCTIONS, MemoryTools, Refusal, ToolSpec, offered
 
 Where = Callable[[], tuple[Backend, str]]

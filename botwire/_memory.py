@@ -1,0 +1,533 @@
+"""``Memory`` and ``AsyncMemory``: a namespaced key-value memory that survives restarts.
+
+Both run the plans of :class:`~botwire._plans._MemoryBase`: ``Memory`` with
+``backend.execute`` and ``AsyncMemory`` with ``backend.aexecute``; nothing else differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar
+
+from botwire import _values, config
+from botwire._plans import (
+    Entry,
+    T,
+    Ttl,
+    _backoff,
+    _current,
+    _lost_every_race,
+    _MemoryBase,
+    _Plan,
+)
+from botwire._search import Hit, hits, search_op
+from botwire.backends import open_backend
+from botwire.backends.base import (
+    ListNamespaces,
+    Op,
+    Search,
+    arun_steps,
+    run_steps,
+)
+from botwire.errors import VersionConflict
+
+_UPDATE_ATTEMPTS = 100
+
+
+class Memory(_MemoryBase):
+    """A namespaced key-value memory that survives restarts and is shared by every process.
+
+    Args:
+        namespace: the memory's name (no ``/``); keys of one namespace never meet another's.
+        url: where the store is: ``None`` uses ``$BOTWIRE_URL``, else an embedded SQLite file
+            in the user data directory; ``sqlite:///path``, ``postgresql://...`` or
+            ``http(s)://host:port`` (a ``botwire serve``).
+        base_url: alias of ``url``, for code written against the hosted BotWire SDK.
+        token: bearer token for a server (default ``$BOTWIRE_TOKEN``).
+        timeout: seconds to wait for the store.
+        max_value_bytes: largest value in bytes of JSON (default 1 MiB or
+            ``$BOTWIRE_MAX_VALUE_BYTES``).
+
+    Example::
+
+        mem = Memory("telegram-bot")
+        mem.set("user_42_prefs", {"language": "en"}, ttl=3600)
+        mem.get("user_42_prefs")   # {'language': 'en'}, after a restart too
+    """
+
+    def _execute(self, ops: list[Op]) -> list[Any]:
+        if not self._debug:
+            return self._backend.execute(ops)
+        started, error = time.perf_counter(), None
+        try:
+            return self._backend.execute(ops)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._log(ops, started, error)
+
+    def _run(self, plan: _Plan[T]) -> T:
+        return plan.finish(self._execute(plan.ops))
+
+    def close(self) -> None:
+        """Release the connections to the store; they are opened again if the memory is used.
+
+        ``with Memory(...) as mem:`` closes them at the end of the block. Memories on the same
+        URL share connections, so this releases theirs too (they reopen them when used).
+        """
+        self._backend.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def set(self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None) -> int:
+        """Store ``value`` (any JSON value) under ``key``; return the key's new version.
+
+        Args:
+            ttl: seconds (int, float or timedelta) until the key expires; ``None`` keeps it.
+            if_version: write only if the stored version is still this (``0``: only if absent).
+
+        Raises:
+            InvalidValue: (a TypeError) the value is not JSON; nothing is written.
+            ValueTooLarge: the value's JSON is above ``max_value_bytes``.
+            VersionConflict: ``if_version`` did not match.
+        """
+        return self._run(self._plan_set(key, value, ttl, if_version))
+
+    def get(self, key: str, default: Any = None, *, refresh_ttl: bool = False) -> Any:
+        """The value of ``key``, or ``default`` when it is missing or expired.
+
+        ``refresh_ttl=True`` restarts the key's expiry with the ttl it was written with.
+        """
+        return self._run(self._plan_get(key, default, refresh_ttl))
+
+    def entry(self, key: str) -> Entry | None:
+        """The value with its version and timestamps, or ``None`` when missing."""
+        return self._run(self._plan_entry(key))
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` holds a live value, without fetching it (also ``key in memory``)."""
+        return self._run(self._plan_contains(key))
+
+    __contains__ = has
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; ``True`` when there was something to delete."""
+        return self._run(self._plan_delete(key))
+
+    def keys(
+        self,
+        prefix: str | None = None,
+        *,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The live keys (those starting with ``prefix``), sorted, across all pages.
+
+        Args:
+            after: only the keys that come after this one in the listing's order.
+            reverse: from the last key down (``keys("msg:", reverse=True, limit=1)``: the
+                newest of keys that sort by time).
+            limit: at most this many.
+        """
+        steps = self._keys_steps(prefix, after, reverse, limit)
+        return [info.key for info in run_steps(self._execute, steps)]
+
+    list_keys = keys
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` that exist, in one round trip."""
+        return self._run(self._plan_get_many(keys))
+
+    def entries(self, keys: Iterable[str], *, refresh_ttl: bool = False) -> dict[str, Entry]:
+        """The :class:`Entry` (value, version, timestamps) of each of ``keys`` that exists, in
+        one round trip; ``refresh_ttl`` restarts each one's expiry, as ``get`` does."""
+        return self._run(self._plan_entries(keys, refresh_ttl))
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
+        """Store every item of ``mapping`` atomically, in one round trip."""
+        self._run(self._plan_set_many(mapping, ttl))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` atomically; return how many existed."""
+        return self._run(self._plan_delete_many(keys))
+
+    def append(
+        self,
+        key: str,
+        *values: Any,
+        max_len: int | None = None,
+        ttl: Ttl = None,
+        keep_first: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Atomically append ``values`` to the list at ``key`` (created when missing).
+
+        The cost does not grow with the list's length. Returns the new length.
+
+        Args:
+            max_len: keep only the newest ``max_len`` items (a window).
+            ttl: restart the key's expiry: it expires ``ttl`` seconds from now (an idle chat
+                expires; every append keeps it alive). ``None`` keeps its expiry.
+            keep_first: when ``max_len`` trims the list, keep its first item if that is a dict
+                holding these fields with equal values (``{"role": "system"}`` keeps the
+                system prompt that opened a chat); it counts toward ``max_len``.
+
+        Raises:
+            WrongType: ``key`` holds something else than a list; nothing changes.
+
+        Example::
+
+            mem.append("chat:42", {"role": "user", "content": "hi"}, max_len=50, ttl=86400)
+        """
+        return self._run(self._plan_append(key, values, max_len, ttl, keep_first))
+
+    def incr(self, key: str, by: int = 1) -> int:
+        """Atomically add ``by`` to the integer at ``key`` (missing counts as 0); return it.
+
+        Raises:
+            WrongType: ``key`` holds something else than an integer; nothing changes.
+        """
+        return self._run(self._plan_incr(key, by))
+
+    def slice(
+        self, key: str, start: int | None = None, stop: int | None = None, default: Any = None
+    ) -> Any:
+        """The items ``[start:stop]`` of the list at ``key`` (Python's slice rules: ``-20``
+        starts 20 from the end), reading only those; ``default`` when the key is missing.
+
+        Raises:
+            WrongType: ``key`` holds something else than a list.
+
+        Example::
+
+            mem.slice("chat:42", -20)   # the newest 20 messages, whatever the chat's length
+        """
+        return self._run(self._plan_slice(key, start, stop, default))
+
+    def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        """Atomically replace the value with ``fn(value)`` (``fn(default)`` when missing).
+
+        ``fn`` may run more than once when other writers change the key meanwhile; no update
+        is lost. Returns the value written. Exceptions from ``fn`` propagate; nothing is written.
+        """
+        last: VersionConflict | None = None
+        for attempt in range(_UPDATE_ATTEMPTS):
+            record = self._run(self._plan_read(key))
+            new = fn(_current(record, default))
+            try:
+                self._run(self._plan_update_write(key, record, new))
+                return new
+            except VersionConflict as conflict:
+                last = conflict
+                time.sleep(_backoff(attempt))
+        raise _lost_every_race(key, last, _UPDATE_ATTEMPTS)
+
+    def expire(self, key: str, ttl: Ttl) -> bool:
+        """Expire ``key`` in ``ttl`` seconds (``None``: never; ``0`` or less: now); ``False``
+        when it is missing."""
+        return self._run(self._plan_expire(key, ttl))
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; ``None`` when it never expires or is missing."""
+        return self._run(self._plan_ttl(key))
+
+    def clear(self) -> int:
+        """Delete every key of this namespace; return how many there were."""
+        return self._run(self._plan_clear())
+
+    def search(
+        self,
+        query: str,
+        *,
+        prefix: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        match: Literal["all", "any"] = "all",
+    ) -> list[Hit]:
+        """Keys whose key or text matches ``query``, most relevant first, then newest first.
+
+        Every word must match, in any case and with or without accents; ``"quoted words"``
+        match as a phrase; the last word also matches as a prefix (``pyth`` finds ``Python``).
+        Other characters (``*``, ``-``, ``AND``, a stray quote) are plain text. With
+        ``match="any"``, any word is enough and keys that match more words rank higher, which
+        finds what is relevant to a question; its common words (``what``, ``is``) are left
+        out unless nothing else is left. Each item of a
+        list is searched on its own, and a list's hit carries its matching ``items`` (with
+        their positions) instead of the whole list. An empty query lists every key that
+        passes the filters, newest first.
+
+        Args:
+            prefix: only keys that start with it.
+            where: conditions on top-level fields of dict values (and list items):
+                ``{"role": "user", "stars": {"$gte": 4}, "tag": {"$in": ["a", "b"]}}``
+                (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$in``).
+            limit: most keys to return (1 to 1,000), and most items per list.
+            match: ``"all"`` (every word must match) or ``"any"`` (one is enough).
+
+        Example::
+
+            mem.search("travel plans", where={"role": "user"}, limit=5)
+        """
+        return self._run(self._plan_search(query, prefix, where, limit, match))
+
+
+class AsyncMemory(_MemoryBase):
+    """``Memory`` with ``async`` methods; same arguments, same behaviour.
+
+    Example::
+
+        mem = AsyncMemory("discord-bot")
+        await mem.append("chat:42", {"role": "user", "text": "hi"}, max_len=100)
+        history = await mem.get("chat:42", [])
+    """
+
+    async def _execute(self, ops: list[Op]) -> list[Any]:
+        if not self._debug:
+            return await self._backend.aexecute(ops)
+        started, error = time.perf_counter(), None
+        try:
+            return await self._backend.aexecute(ops)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._log(ops, started, error)
+
+    async def _run(self, plan: _Plan[T]) -> T:
+        return plan.finish(await self._execute(plan.ops))
+
+    async def aclose(self) -> None:
+        """Release the connections this event loop holds to the store (and the sync ones).
+
+        ``async with AsyncMemory(...) as mem:`` does it at the end of the block. Without it,
+        connections are closed when the event loop shuts down (``asyncio.run`` does that).
+        """
+        await self._backend.aclose()
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def set(
+        self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None
+    ) -> int:
+        """Store ``value`` under ``key``; see :meth:`Memory.set`."""
+        return await self._run(self._plan_set(key, value, ttl, if_version))
+
+    async def get(self, key: str, default: Any = None, *, refresh_ttl: bool = False) -> Any:
+        """The value of ``key`` or ``default``; see :meth:`Memory.get`."""
+        return await self._run(self._plan_get(key, default, refresh_ttl))
+
+    async def entry(self, key: str) -> Entry | None:
+        """The value with its version and timestamps; see :meth:`Memory.entry`."""
+        return await self._run(self._plan_entry(key))
+
+    async def has(self, key: str) -> bool:
+        """Whether ``key`` holds a live value, without fetching it."""
+        return await self._run(self._plan_contains(key))
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; see :meth:`Memory.delete`."""
+        return await self._run(self._plan_delete(key))
+
+    async def keys(
+        self,
+        prefix: str | None = None,
+        *,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The live keys, sorted; see :meth:`Memory.keys`."""
+        steps = self._keys_steps(prefix, after, reverse, limit)
+        return [info.key for info in await arun_steps(self._execute, steps)]
+
+    list_keys = keys
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of ``keys`` that exist, in one round trip."""
+        return await self._run(self._plan_get_many(keys))
+
+    async def entries(self, keys: Iterable[str], *, refresh_ttl: bool = False) -> dict[str, Entry]:
+        """The entries of ``keys`` that exist; see :meth:`Memory.entries`."""
+        return await self._run(self._plan_entries(keys, refresh_ttl))
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
+        """Store every item of ``mapping`` atomically, in one round trip."""
+        await self._run(self._plan_set_many(mapping, ttl))
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` atomically; return how many existed."""
+        return await self._run(self._plan_delete_many(keys))
+
+    async def append(
+        self,
+        key: str,
+        *values: Any,
+        max_len: int | None = None,
+        ttl: Ttl = None,
+        keep_first: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Atomically append to the list at ``key``; see :meth:`Memory.append`."""
+        return await self._run(self._plan_append(key, values, max_len, ttl, keep_first))
+
+    async def incr(self, key: str, by: int = 1) -> int:
+        """Atomically add ``by`` to the integer at ``key``; see :meth:`Memory.incr`."""
+        return await self._run(self._plan_incr(key, by))
+
+    async def slice(
+        self, key: str, start: int | None = None, stop: int | None = None, default: Any = None
+    ) -> Any:
+        """The items ``[start:stop]`` of the list at ``key``; see :meth:`Memory.slice`."""
+        return await self._run(self._plan_slice(key, start, stop, default))
+
+    async def update(
+        self, key: str, fn: Callable[[Any], Any | Awaitable[Any]], default: Any = None
+    ) -> Any:
+        """Atomically replace the value with ``fn(value)``; ``fn`` may be async.
+
+        See :meth:`Memory.update`.
+        """
+        last: VersionConflict | None = None
+        for attempt in range(_UPDATE_ATTEMPTS):
+            record = await self._run(self._plan_read(key))
+            new = fn(_current(record, default))
+            if inspect.isawaitable(new):
+                new = await new
+            try:
+                await self._run(self._plan_update_write(key, record, new))
+                return new
+            except VersionConflict as conflict:
+                last = conflict
+                await asyncio.sleep(_backoff(attempt))
+        raise _lost_every_race(key, last, _UPDATE_ATTEMPTS)
+
+    async def expire(self, key: str, ttl: Ttl) -> bool:
+        """Expire ``key`` in ``ttl`` seconds (``None``: never); see :meth:`Memory.expire`."""
+        return await self._run(self._plan_expire(key, ttl))
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires; see :meth:`Memory.ttl`."""
+        return await self._run(self._plan_ttl(key))
+
+    async def clear(self) -> int:
+        """Delete every key of this namespace; return how many there were."""
+        return await self._run(self._plan_clear())
+
+    async def search(
+        self,
+        query: str,
+        *,
+        prefix: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        match: Literal["all", "any"] = "all",
+    ) -> list[Hit]:
+        """Ranked full-text search; see :meth:`Memory.search`."""
+        return await self._run(self._plan_search(query, prefix, where, limit, match))
+
+
+M = TypeVar("M", Memory, AsyncMemory)
+
+
+def on_store(
+    kind: type[M], namespace: str, url: str | None = None, memory: _MemoryBase | None = None
+) -> M:
+    """A ``kind`` (``Memory`` or ``AsyncMemory``) on ``namespace``: on the store of ``memory``
+    when given (sharing its connections and value limit), else on ``url``'s. For adapters whose
+    users pass ``url=`` or ``memory=``."""
+    if memory is None:
+        return kind(namespace, url)
+    if not isinstance(memory, _MemoryBase):
+        raise TypeError(f"memory= takes a botwire Memory or AsyncMemory, not {type(memory)}")
+    return kind(namespace, backend=memory.backend, max_value_bytes=memory.max_value_bytes)
+
+
+def list_namespaces(
+    prefix: str | None = None, *, url: str | None = None, token: str | None = None
+) -> list[str]:
+    """The namespaces that hold live keys (those starting with ``prefix``), sorted.
+
+    Args:
+        prefix: only namespaces that start with it.
+        url: the store, as for ``Memory`` (default ``$BOTWIRE_URL``, else the embedded store).
+        token: for a server: it lists only the namespaces the token may use.
+    """
+    backend = open_backend(config.resolve_url(url), token=token)
+    (names,) = backend.execute([ListNamespaces(_values.check_prefix(prefix, "namespace prefix"))])
+    return list(names)
+
+
+async def alist_namespaces(
+    prefix: str | None = None, *, url: str | None = None, token: str | None = None
+) -> list[str]:
+    """Async twin of :func:`list_namespaces`."""
+    backend = open_backend(config.resolve_url(url), token=token)
+    ops = [ListNamespaces(_values.check_prefix(prefix, "namespace prefix"))]
+    (names,) = await backend.aexecute(ops)
+    return list(names)
+
+
+def search_namespaces(
+    query: str,
+    namespace_prefix: str,
+    *,
+    url: str | None = None,
+    prefix: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    limit: int = 10,
+    match: Literal["all", "any"] = "all",
+    token: str | None = None,
+) -> list[Hit]:
+    """:meth:`Memory.search` across every namespace that starts with ``namespace_prefix``
+    (``"user:"`` for a bot that keeps one namespace per user); each hit names its namespace.
+
+    A ``Memory`` stands for one namespace, so this searches the store, as
+    :func:`list_namespaces` lists it. On a server, the token must grant every namespace the
+    prefix covers (``user:`` needs a token for ``user:`` or ``*``).
+    """
+    backend = open_backend(config.resolve_url(url), token=token)
+    (found,) = backend.execute(
+        [_cross_search(query, namespace_prefix, prefix, where, limit, match)]
+    )
+    return hits(found)
+
+
+async def asearch_namespaces(
+    query: str,
+    namespace_prefix: str,
+    *,
+    url: str | None = None,
+    prefix: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    limit: int = 10,
+    match: Literal["all", "any"] = "all",
+    token: str | None = None,
+) -> list[Hit]:
+    """Async twin of :func:`search_namespaces`."""
+    backend = open_backend(config.resolve_url(url), token=token)
+    op = _cross_search(query, namespace_prefix, prefix, where, limit, match)
+    (found,) = await backend.aexecute([op])
+    return hits(found)
+
+
+def _cross_search(
+    query: str,
+    namespace_prefix: str,
+    prefix: str | None,
+    where: Mapping[str, Any] | None,
+    limit: int,
+    match: str = "all",
+) -> Search:
+    ns_prefix = _values.check_prefix(namespace_prefix, "namespace prefix")
+    return search_op(None, query, prefix, where, limit, match)._replace(ns_prefix=ns_prefix)

@@ -1,0 +1,320 @@
+"""What each ``Memory`` call means, with no I/O: validation and the operations to run.
+
+:class:`_MemoryBase` turns each call into a *plan*: the operations to run and how to read their
+results. ``Memory`` runs plans with ``backend.execute`` and ``AsyncMemory`` with
+``backend.aexecute`` (:mod:`botwire._memory`); nothing else differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from botwire import _values, config
+from botwire._search import Hit, hits, search_op
+from botwire.backends import Backend, open_backend
+from botwire.backends.base import (
+    Append,
+    Clear,
+    Delete,
+    Expire,
+    Get,
+    Incr,
+    KeyInfo,
+    Op,
+    Put,
+    Record,
+    Slice,
+    Steps,
+    all_keys,
+)
+from botwire.errors import InvalidRequest, VersionConflict
+
+T = TypeVar("T")
+Ttl = float | int | timedelta | None
+
+log = logging.getLogger("botwire")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored value with its version and timestamps (UTC), as :meth:`Memory.entry` returns it."""
+
+    key: str
+    value: Any
+    version: int
+    """Grows on every write of the key, and stays ahead of any version the key had before it
+    was deleted; pass it to ``set(..., if_version=...)``."""
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+
+def _entry(key: str, record: Record | None) -> Entry | None:
+    if record is None:
+        return None
+    return Entry(
+        key,
+        _decode(record),
+        record.version,
+        _values.utc_datetime(record.created_at),
+        _values.utc_datetime(record.updated_at),
+        None if record.expires_at is None else _values.utc_datetime(record.expires_at),
+    )
+
+
+class _Plan(Generic[T]):
+    """The operations behind one call, and how to turn their results into its return value."""
+
+    __slots__ = ("finish", "ops")
+
+    def __init__(self, ops: list[Op], finish: Callable[[list[Any]], T]) -> None:
+        self.ops = ops
+        self.finish = finish
+
+
+def _first(results: list[Any]) -> Any:
+    return results[0]
+
+
+class _MemoryBase:
+    """Everything ``Memory`` and ``AsyncMemory`` share: validation and the operations to run."""
+
+    def __init__(
+        self,
+        namespace: str,
+        url: str | None = None,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_value_bytes: int | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.namespace = _values.check_namespace(namespace)
+        if url is not None and base_url is not None and url != base_url:
+            raise InvalidRequest("pass url= or base_url= (its alias), not both")
+        self.max_value_bytes = config.max_value_bytes(max_value_bytes)
+        if backend is None:
+            self.url = config.resolve_url(url or base_url)
+            backend = open_backend(self.url, token=token, timeout=timeout)
+        else:
+            self.url = url or base_url or backend.url
+        self._backend = backend
+        self._debug = config.debug_enabled()
+        if self._debug and not log.handlers:
+            log.addHandler(logging.StreamHandler())
+            log.setLevel(logging.DEBUG)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.namespace!r}, url={config.mask_url(self.url)!r})"
+
+    @property
+    def backend(self) -> Backend:
+        """The store this memory reads and writes."""
+        return self._backend
+
+    def _key(self, key: object) -> str:
+        return _values.check_key(key)
+
+    def _encode(self, value: Any, key: str) -> str:
+        return _values.encode_value(value, self.max_value_bytes, key)
+
+    def _log(self, ops: Sequence[Op], started: float, error: BaseException | None) -> None:
+        elapsed = (time.perf_counter() - started) * 1000
+        names = ",".join(sorted({type(op).__name__ for op in ops}))
+        keys = [getattr(op, "key", None) for op in ops[:3]]
+        outcome = f" failed: {error!r}" if error else ""
+        log.debug(
+            "botwire %s ns=%r keys=%r%s (%d ops) %.3f ms%s",
+            names,
+            self.namespace,
+            keys,
+            "..." if len(ops) > 3 else "",
+            len(ops),
+            elapsed,
+            outcome,
+        )
+
+    # -- plans: the operations behind each call and how to read their results ----------------
+
+    def _plan_set(
+        self, key: str, value: Any, ttl: Ttl, if_version: int | None, keep_ttl: bool = False
+    ) -> _Plan[int]:
+        if if_version is not None:
+            _values.check_int(if_version, "if_version", 0)
+        seconds = _values.check_ttl(ttl)
+        key = self._key(key)
+        op = Put(self.namespace, key, self._encode(value, key), seconds, if_version, keep_ttl)
+        return _Plan([op], _first)
+
+    def _plan_get(self, key: str, default: Any, refresh_ttl: bool) -> _Plan[Any]:
+        def finish(results: list[Any]) -> Any:
+            record = results[0]
+            return default if record is None else _decode(record)
+
+        return _Plan([Get(self.namespace, self._key(key), True, refresh_ttl, False)], finish)
+
+    def _plan_entry(self, key: str) -> _Plan[Entry | None]:
+        key = self._key(key)
+        return _Plan([Get(self.namespace, key)], lambda results: _entry(key, results[0]))
+
+    def _plan_entries(self, keys: Iterable[str], refresh_ttl: bool) -> _Plan[dict[str, Entry]]:
+        names = [self._key(key) for key in _values.check_iterable(keys, "keys")]
+
+        def finish(results: list[Any]) -> dict[str, Entry]:
+            found = (_entry(key, record) for key, record in zip(names, results, strict=True))
+            return {entry.key: entry for entry in found if entry is not None}
+
+        return _Plan([Get(self.namespace, key, refresh_ttl=refresh_ttl) for key in names], finish)
+
+    def _plan_contains(self, key: str) -> _Plan[bool]:
+        return _Plan([Get(self.namespace, self._key(key), False)], lambda r: r[0] is not None)
+
+    def _plan_ttl(self, key: str) -> _Plan[float | None]:
+        key = self._key(key)
+
+        def finish(results: list[Any]) -> float | None:
+            record: Record | None = results[0]
+            if record is None or record.expires_at is None:
+                return None
+            remaining = record.expires_at / 1_000_000 - float(self._backend.clock())
+            if record.ttl is not None:
+                remaining = min(remaining, record.ttl)
+            return max(remaining, 0.0)
+
+        return _Plan([Get(self.namespace, key, False)], finish)
+
+    def _plan_delete(self, key: str) -> _Plan[bool]:
+        return _Plan([Delete(self.namespace, self._key(key))], _first)
+
+    def _plan_get_many(self, keys: Iterable[str]) -> _Plan[dict[str, Any]]:
+        names = [self._key(key) for key in _values.check_iterable(keys, "keys")]
+
+        def finish(results: list[Any]) -> dict[str, Any]:
+            return {
+                key: _decode(record)
+                for key, record in zip(names, results, strict=True)
+                if record is not None
+            }
+
+        return _Plan([Get(self.namespace, key) for key in names], finish)
+
+    def _plan_set_many(self, mapping: Mapping[str, Any], ttl: Ttl) -> _Plan[None]:
+        if not isinstance(mapping, Mapping):
+            raise InvalidRequest(
+                f"set_many needs a mapping of keys to values, not {type(mapping).__name__}"
+            )
+        seconds = _values.check_ttl(ttl)
+        ops: list[Op] = []
+        for key, value in mapping.items():
+            key = self._key(key)
+            ops.append(Put(self.namespace, key, self._encode(value, key), seconds))
+        return _Plan(ops, lambda results: None)
+
+    def _plan_delete_many(self, keys: Iterable[str]) -> _Plan[int]:
+        ops: list[Op] = [
+            Delete(self.namespace, self._key(key)) for key in _values.check_iterable(keys, "keys")
+        ]
+        return _Plan(ops, sum)
+
+    def _plan_append(
+        self,
+        key: str,
+        values: tuple[Any, ...],
+        max_len: int | None,
+        ttl: Ttl,
+        keep_first: Mapping[str, Any] | None,
+    ) -> _Plan[int]:
+        if not values:
+            raise InvalidRequest("append needs at least one value")
+        if max_len is not None:
+            _values.check_int(max_len, "max_len", 1)
+        seconds = _values.check_ttl(ttl)
+        first = None if keep_first is None else _values.check_fields(keep_first, "keep_first")
+        key = self._key(key)
+        items = tuple(self._encode(value, key) for value in values)
+        op = Append(self.namespace, key, items, max_len, seconds, first)
+        return _Plan([op], _first)
+
+    def _plan_incr(self, key: str, by: int) -> _Plan[int]:
+        return _Plan([Incr(self.namespace, self._key(key), _values.check_int(by, "by"))], _first)
+
+    def _plan_expire(self, key: str, ttl: Ttl) -> _Plan[bool]:
+        seconds = _values.check_ttl(ttl, allow_now=True)
+        return _Plan([Expire(self.namespace, self._key(key), seconds)], _first)
+
+    def _keys_steps(
+        self,
+        prefix: str | None,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Steps[list[KeyInfo]]:
+        if after is not None:
+            after = _values.check_key(after, "after")
+        if limit is not None:
+            _values.check_int(limit, "limit", 1)
+        return all_keys(self.namespace, _values.check_prefix(prefix), after, bool(reverse), limit)
+
+    def _plan_slice(
+        self, key: str, start: int | None, stop: int | None, default: Any
+    ) -> _Plan[Any]:
+        for bound, name in ((start, "start"), (stop, "stop")):
+            if bound is not None:
+                _values.check_int(bound, name)
+
+        def finish(results: list[Any]) -> Any:
+            text = results[0]
+            return default if text is None else _values.decode_value(text)
+
+        return _Plan([Slice(self.namespace, self._key(key), start, stop)], finish)
+
+    def _plan_search(
+        self,
+        query: str,
+        prefix: str | None,
+        where: Mapping[str, Any] | None,
+        limit: int,
+        match: str,
+    ) -> _Plan[list[Hit]]:
+        op = search_op(self.namespace, query, prefix, where, limit, match)
+        return _Plan([op], lambda results: hits(results[0]))
+
+    def _plan_clear(self) -> _Plan[int]:
+        return _Plan([Clear(self.namespace)], _first)
+
+    def _plan_update_write(self, key: str, record: Record | None, new: Any) -> _Plan[int]:
+        """Write ``new`` only if the key is still as ``record`` found it, keeping its expiry."""
+        return self._plan_set(key, new, None, 0 if record is None else record.version, True)
+
+    def _plan_read(self, key: str) -> _Plan[Record | None]:
+        return _Plan([Get(self.namespace, self._key(key))], _first)
+
+
+def _decode(record: Record) -> Any:
+    assert record.value is not None  # every Get that feeds this asks for the value
+    return _values.decode_value(record.value)
+
+
+def _current(record: Record | None, default: Any) -> Any:
+    return default if record is None else _decode(record)
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.001 * 2.0**attempt, 0.05) * random.random()
+
+
+def _lost_every_race(key: str, last: VersionConflict | None, attempts: int) -> VersionConflict:
+    return VersionConflict(
+        f"update of {key!r} lost the race {attempts} times: other writers change it "
+        "faster than fn runs; retry later, or use incr/append for counters and lists",
+        key=key,
+        expected=0 if last is None else last.expected,
+        actual=0 if last is None else last.actual,
+    )
