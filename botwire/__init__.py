@@ -19,8 +19,8 @@ from botwire._memory import (
     search_namespaces,
 )
 from botwire._plans import Entry
-from botwire._search import Hit, Item
 from botwire._version import __version__
+from botwire.backends.search import Hit, Item
 from botwire.errors import (
     BackendUnavailable,
     BotWireError,

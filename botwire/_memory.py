@@ -23,7 +23,6 @@ from botwire._plans import (
     _MemoryBase,
     _Plan,
 )
-from botwire._search import Hit, hits, search_op
 from botwire.backends import open_backend
 from botwire.backends.base import (
     ListNamespaces,
@@ -32,6 +31,7 @@ from botwire.backends.base import (
     arun_steps,
     run_steps,
 )
+from botwire.backends.search import Hit, hits, search_op
 from botwire.errors import VersionConflict
 
 _UPDATE_ATTEMPTS = 100

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from botwire import _values, config
-from botwire._search import Hit, hits, search_op
 from botwire.backends import Backend, open_backend
 from botwire.backends.base import (
     Append,
@@ -33,6 +32,7 @@ from botwire.backends.base import (
     Steps,
     all_keys,
 )
+from botwire.backends.search import Hit, hits, search_op
 from botwire.errors import InvalidRequest, VersionConflict
 
 T = TypeVar("T")

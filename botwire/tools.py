@@ -22,7 +22,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botwire._memory import Memory
-from botwire._search import Hit
+from botwire.backends.search import Hit
 from botwire.errors import (
     BackendUnavailable,
     BotWireError,

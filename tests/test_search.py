@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
-from botwire._search import coverage, document, parse_query, words
 from botwire.backends.postgres import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.postgres import PostgresBackend
+from botwire.backends.search import coverage, document, parse_query, words
 from botwire.backends.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from botwire.backends.sqlite import SQLiteBackend, _statements
 
@@ -267,7 +267,7 @@ def test_namespaces_are_apart_and_can_be_searched_together(store: Store) -> None
         hits = search_namespaces("meeting", "user:", url=url)
     else:
         from botwire._memory import _cross_search
-        from botwire._search import hits as decode
+        from botwire.backends.search import hits as decode
 
         (raw,) = store.backend.execute([_cross_search("meeting", "user:", None, None, 10)])
         hits = decode(raw)

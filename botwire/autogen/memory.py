@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from typing_extensions import Self
 
 from botwire import AsyncMemory, _values
-from botwire._search import coverage, strings
 from botwire.autogen._messages import header, memory_header
+from botwire.backends.search import coverage, strings
 from botwire.errors import InvalidRequest, InvalidValue
 
 KEY = "memories"

@@ -143,10 +143,10 @@ class Slice(NamedTuple):
 class Search(NamedTuple):
     """Ranked full-text search. Result: ``list[SearchHit]``, best first, then newest first.
 
-    ``query`` is parsed by :func:`botwire._search.parse_query` (empty: every key, newest first);
-    ``where`` is the JSON text of a filter on the fields of dict values (and list items).
-    Searches ``ns``, or with ``ns=None`` every namespace that starts with ``ns_prefix``. A list
-    value's hit carries its best ``limit`` matching items, not the list.
+    ``query`` is parsed by :func:`botwire.backends.search.parse_query` (empty: every key,
+    newest first); ``where`` is the JSON text of a filter on the fields of dict values (and
+    list items). Searches ``ns``, or with ``ns=None`` every namespace that starts with
+    ``ns_prefix``. A list value's hit carries its best ``limit`` matching items, not the list.
     """
 
     ns: str | None

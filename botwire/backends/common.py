@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeVar
 
-from botwire._search import Condition, Scalar, document
 from botwire._values import MAX_INT64, to_json
 from botwire.backends.base import (
     Append,
@@ -26,10 +24,7 @@ from botwire.backends.base import (
     Put,
     Quotas,
     Restore,
-    Search,
-    SearchHit,
     changes,
-    prefix_upper_bound,
 )
 from botwire.errors import InvalidRequest, QuotaExceeded, ValueTooLarge, VersionConflict, WrongType
 
@@ -366,119 +361,6 @@ def incr_steps(op: Incr) -> RowSteps[int]:
         )
     yield SaveValue(row.id, str(total))
     return total
-
-
-# -- search: what both engines share ------------------------------------------------------------
-
-SEARCH_OFF = (
-    "full-text search is off for this store; turn it on for every process with "
-    "?search=on in the store's URL (its values are then indexed again)"
-)
-
-
-def indexed_text(ns: str, key: str, json_text: str | None) -> str | None:
-    """What a store indexes for a key's value (or one list item), or ``None`` for botwire's
-    own namespaces (``/tokens``), which are never found. The namespace is not in the text:
-    a search keeps to its namespace by a condition on the key's row, which costs less than a
-    word that every document of a large namespace holds."""
-    if "/" in ns:
-        return None
-    return document(key, json_text)
-
-
-class JsonFields(ABC):
-    """How one engine reads a top-level field of a value's JSON text in SQL (``where``).
-
-    ``VALUE`` in the SQL it writes stands for the value's JSON text; the backend replaces it.
-    """
-
-    placeholder = "?"
-
-    @abstractmethod
-    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
-        """SQL true when the field holds ``value`` (a JSON scalar of the same type)."""
-
-    @abstractmethod
-    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
-        """SQL true when the field ``op`` (``<``, ``>``, ...) ``value``: numbers with numbers,
-        strings with strings."""
-
-    def where(self, found: list[Condition]) -> tuple[str, list[Any]]:
-        """A whole filter: ``AND`` and each condition, with its parameters."""
-        parts: list[str] = []
-        params: list[Any] = []
-        for condition in found:
-            sql, values = self.condition(condition)
-            parts.append(f" AND {sql}")
-            params.extend(values)
-        return "".join(parts), params
-
-    def condition(self, condition: Condition) -> tuple[str, list[Any]]:
-        field, op, value = condition
-        if op == "$eq":
-            return self.equal(field, value)
-        if op == "$ne":
-            sql, params = self.equal(field, value)
-            return f"NOT coalesce({sql}, FALSE)", params
-        if op == "$in":
-            tests = [self.equal(field, item) for item in value]
-            return "(" + " OR ".join(t for t, _ in tests) + ")", [p for _, ps in tests for p in ps]
-        if isinstance(value, bool) or value is None:
-            return "FALSE", []  # order holds between numbers, or between strings, only
-        return self.compare(field, _ORDER[op], value)
-
-
-_ORDER = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
-def search_scope(op: Search, mark: str, no_slash: str) -> tuple[list[str], list[Any]]:
-    """The SQL conditions (on ``e``, the entries) and parameters of the keys a search covers:
-    its namespace, or those that start with its namespace prefix (never botwire's own, which
-    hold a ``/``: ``no_slash`` says so in the engine's SQL), and its key prefix. ``mark`` is
-    the engine's parameter placeholder."""
-    scope: list[str] = []
-    params: list[Any] = []
-    if op.ns is not None:
-        scope.append(f"e.ns = {mark}")
-        params.append(op.ns)
-    else:
-        scope.append(f"e.ns >= {mark} AND {no_slash}")
-        params.append(op.ns_prefix)
-        if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
-            scope.append(f"e.ns < {mark}")
-            params.append(upper)
-    if op.prefix:
-        scope.append(f"e.key >= {mark}")
-        params.append(op.prefix)
-        if (upper := prefix_upper_bound(op.prefix)) is not None:
-            scope.append(f"e.key < {mark}")
-            params.append(upper)
-    return scope, params
-
-
-def search_hits(rows: list[Any]) -> list[SearchHit]:
-    """Hits from the rows of a search, best first, one row per matching document:
-    ``(entry_id, best score, ns, key, updated_at, created_at, kind, value, list_lo, item seq,
-    item value, size)``; the documents of one key follow each other, its best items first."""
-    hits: list[SearchHit] = []
-    last = None
-    budget = read_budget.get()
-    for entry_id, best, ns, key, updated, created, kind, value, lo, seq, item, size in rows:
-        if entry_id != last:
-            last = entry_id
-            if kind == VALUE:
-                if budget is not None:
-                    budget.charge(size)
-                hits.append(SearchHit(ns, key, float(best), value, None, updated, created))
-                continue
-            hits.append(SearchHit(ns, key, float(best), None, [], updated, created))
-        if kind == LIST and item is not None:
-            if budget is not None:
-                budget.charge(nbytes(item))
-            items = hits[-1].items
-            assert items is not None
-            items.append((seq - (lo or 0), item))
-    return hits
 
 
 def item_range(lo: int, hi: int, start: int | None, stop: int | None) -> tuple[int, int]:

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from botwire import _values, _wire
+from botwire import _values
+from botwire.backends import wire
 from botwire.backends.base import INHERITED, Backend, Op, on_loop_shutdown, resendable
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable
@@ -140,7 +141,7 @@ class HTTPBackend(Backend):
 
     @staticmethod
     def _body(ops: Sequence[Op]) -> str:
-        return _values.to_json({"ops": [_wire.op_to_json(op) for op in ops]})
+        return _values.to_json({"ops": [wire.op_to_json(op) for op in ops]})
 
     def _give_up_unless_retry(
         self, exc: httpx.TransportError, ops: Sequence[Op], attempt: int
@@ -171,7 +172,7 @@ class HTTPBackend(Backend):
         except ValueError:
             data = None
         if response.status_code != 200:
-            raise _wire.error_from_json(
+            raise wire.error_from_json(
                 response.status_code, data or {}, response.headers.get("retry-after")
             )
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
@@ -179,5 +180,5 @@ class HTTPBackend(Backend):
                 f"{self.url} answered with something that is not a botwire batch"
             )
         return [
-            _wire.result_from_json(op, item) for op, item in zip(ops, data["results"], strict=True)
+            wire.result_from_json(op, item) for op, item in zip(ops, data["results"], strict=True)
         ]

@@ -38,7 +38,6 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from botwire._search import Scalar, conditions, parse_query
 from botwire.backends.base import (
     INHERITED,
     Append,
@@ -72,7 +71,6 @@ from botwire.backends.common import (
     AddItems,
     CountWrites,
     DropItems,
-    JsonFields,
     LockRow,
     MoveItem,
     ReadItem,
@@ -84,15 +82,21 @@ from botwire.backends.common import (
     expiry,
     fresh_row,
     incr_steps,
-    indexed_text,
     item_range,
     nbytes,
     quota_checks,
     read_budget,
-    search_hits,
-    search_scope,
     sliced_value,
     version_conflict,
+)
+from botwire.backends.search import (
+    JsonFields,
+    Scalar,
+    conditions,
+    indexed_text,
+    parse_query,
+    search_hits,
+    search_scope,
 )
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -158,7 +162,7 @@ MIGRATIONS: list[Migration] = [
         FOR EACH STATEMENT EXECUTE FUNCTION botwire_raise_version_floor();
     """,
     # 3 (2026-11): full-text search. Each value and each list item carries its tsvector (the
-    # text botwire._search folds, in the 'simple' configuration),
+    # text botwire.backends.search folds, in the 'simple' configuration),
     # computed in the statement that writes it, and a GIN index finds them. Then the values
     # written before are indexed.
     """

@@ -28,7 +28,6 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from botwire._search import Scalar, conditions, parse_query
 from botwire.backends.base import (
     INHERITED,
     Append,
@@ -57,12 +56,10 @@ from botwire.backends.base import (
 from botwire.backends.common import (
     LIST,
     PURGE_BATCH,
-    SEARCH_OFF,
     VALUE,
     AddItems,
     CountWrites,
     DropItems,
-    JsonFields,
     LockRow,
     MoveItem,
     ReadItem,
@@ -74,15 +71,22 @@ from botwire.backends.common import (
     expiry,
     fresh_row,
     incr_steps,
-    indexed_text,
     item_range,
     nbytes,
     quota_checks,
     read_budget,
-    search_hits,
-    search_scope,
     sliced_value,
     version_conflict,
+)
+from botwire.backends.search import (
+    SEARCH_OFF,
+    JsonFields,
+    Scalar,
+    conditions,
+    indexed_text,
+    parse_query,
+    search_hits,
+    search_scope,
 )
 from botwire.errors import BackendUnavailable, InvalidRequest
 

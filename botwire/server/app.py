@@ -35,10 +35,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
-from botwire import __version__, _values, _wire
+from botwire import __version__, _values
 from botwire._values import format_time
 from botwire._version import install_hint
-from botwire.backends import create_backend
+from botwire.backends import create_backend, wire
 from botwire.backends.base import (
     Backend,
     Delete,
@@ -95,7 +95,7 @@ async def _send_error(send: Send, exc: BotWireError, context: Context | None = N
     headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, Unauthorized) else []
     if context is not None:
         context.metrics.refused(exc)
-    await _send_json(send, _wire.error_status(exc), _wire.error_to_json(exc), headers)
+    await _send_json(send, wire.error_status(exc), wire.error_to_json(exc), headers)
 
 
 # -- middleware (outermost first) ------------------------------------------------------------
@@ -515,7 +515,7 @@ _KEY_CALLS: dict[str, Callable[[Request, str, str], Awaitable[Response]]] = {
 async def list_keys(
     namespace: Namespace,
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=_wire.MAX_PAGE)] = 100,
+    limit: Annotated[int, Query(ge=1, le=wire.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     prefix: Annotated[str, Query()] = "",
 ) -> Any:
@@ -555,7 +555,7 @@ async def batch(request: Request) -> Response:
             [ns for ns in result if scope.allows(ns)] if isinstance(op, ListNamespaces) else result
             for op, result in zip(ops, results, strict=True)
         ]
-    body = _values.to_json({"results": [_wire.result_to_json(r) for r in results]})
+    body = _values.to_json({"results": [wire.result_to_json(r) for r in results]})
     return Response(body, media_type="application/json")
 
 
@@ -636,7 +636,7 @@ def error_response(context: Context, exc: BotWireError) -> Response:
     headers = None
     if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
         headers = {"retry-after": str(max(1, round(exc.retry_after)))}
-    return JSONResponse(_wire.error_to_json(exc), _wire.error_status(exc), headers=headers)
+    return JSONResponse(wire.error_to_json(exc), wire.error_status(exc), headers=headers)
 
 
 def open_server_backend(settings: Settings) -> Backend:

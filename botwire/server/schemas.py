@@ -13,10 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from botwire import _values
-from botwire._search import MAX_LIMIT as MAX_SEARCH_LIMIT
-from botwire._search import search_op
 from botwire._values import MAX_INT64, MAX_TIME_US
-from botwire._wire import MAX_PAGE
 from botwire.backends.base import (
     Append,
     Clear,
@@ -32,6 +29,9 @@ from botwire.backends.base import (
     Search,
     Slice,
 )
+from botwire.backends.search import MAX_LIMIT as MAX_SEARCH_LIMIT
+from botwire.backends.search import search_op
+from botwire.backends.wire import MAX_PAGE
 from botwire.errors import BotWireError, InvalidRequest
 
 Version = Annotated[int, Field(ge=0, le=MAX_INT64)]
