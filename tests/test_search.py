@@ -21,8 +21,9 @@ from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
 from botwire.backends.postgres import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.postgres import PostgresBackend
 from botwire.backends.search import coverage, document, parse_query, words
-from botwire.backends.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
-from botwire.backends.sqlite import SQLiteBackend, _statements
+from botwire.backends.sqlite import SQLiteBackend
+from botwire.backends.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
+from botwire.backends.sqlite.schema import statements
 
 from .conftest import PG_URL, Store
 from .helpers import Server, child_env, start_python
@@ -383,7 +384,7 @@ def _old_sqlite_store(path: Path) -> None:
     """A store file as the previous release wrote it (schema 2, no search index)."""
     with sqlite3.connect(path, isolation_level=None) as conn:
         for migration in SQLITE_MIGRATIONS[:2]:
-            for statement in _statements(migration):
+            for statement in statements(migration):
                 conn.execute(statement)
         conn.execute("PRAGMA user_version=2")
         conn.execute(

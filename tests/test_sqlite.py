@@ -11,7 +11,8 @@ import pytest
 
 from botwire import BackendUnavailable, Memory
 from botwire.backends import create_backend, open_backend
-from botwire.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
+from botwire.backends.sqlite import SQLiteBackend
+from botwire.backends.sqlite.schema import SCHEMA_VERSION
 from botwire.config import default_path, resolve_url
 
 from .conftest import FakeClock

@@ -18,14 +18,12 @@ parent's connections alone and opens its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botwire.backends.base import (
@@ -78,119 +76,9 @@ from botwire.backends.common import (
     sliced_value,
     version_conflict,
 )
-from botwire.backends.search import (
-    SEARCH_OFF,
-    JsonFields,
-    Scalar,
-    conditions,
-    indexed_text,
-    parse_query,
-    search_hits,
-    search_scope,
-)
+from botwire.backends.sqlite import schema, search
+from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
 from botwire.errors import BackendUnavailable, InvalidRequest
-
-_QUEUE_EVERYTHING = """
-    INSERT INTO search_pending SELECT id, -1 FROM entries WHERE kind = 0 AND instr(ns, '/') = 0;
-    INSERT INTO search_pending
-        SELECT i.entry_id, i.seq FROM list_items i JOIN entries e ON e.id = i.entry_id
-        WHERE instr(e.ns, '/') = 0;
-"""
-"""Every document of the store, for the index to catch up with."""
-
-MIGRATIONS: list[str] = [
-    # 1: the first schema.
-    """
-    CREATE TABLE entries (
-        id INTEGER PRIMARY KEY,
-        ns TEXT NOT NULL,
-        key TEXT NOT NULL,
-        kind INTEGER NOT NULL,      -- 0: JSON text in value; 1: a list, items in list_items
-        value TEXT,
-        size INTEGER NOT NULL,      -- bytes of the value's JSON text
-        version INTEGER NOT NULL,
-        created_at INTEGER NOT NULL,  -- microseconds since the epoch
-        updated_at INTEGER NOT NULL,
-        expires_at INTEGER,
-        ttl REAL,                   -- seconds the key was written with, for refresh_ttl
-        list_lo INTEGER,            -- lists: items have lo <= seq < hi
-        list_hi INTEGER,
-        UNIQUE (ns, key)
-    );
-    CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
-    CREATE TABLE list_items (
-        entry_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (entry_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TRIGGER entries_delete_items AFTER DELETE ON entries WHEN old.kind = 1
-    BEGIN DELETE FROM list_items WHERE entry_id = old.id; END;
-    CREATE TRIGGER entries_replace_items AFTER UPDATE OF kind ON entries
-    WHEN old.kind = 1 AND new.kind = 0
-    BEGIN DELETE FROM list_items WHERE entry_id = old.id; END;
-    CREATE TABLE quota_usage (
-        ns TEXT NOT NULL,
-        day INTEGER NOT NULL,
-        writes INTEGER NOT NULL,
-        PRIMARY KEY (ns, day)
-    ) WITHOUT ROWID;
-    """,
-    # 2 (2026-11): a version floor for the whole store. Deleting a key (or purging it) raises
-    # the floor to its version, and a key is created with a version above the floor, so a key
-    # deleted and created again gets a version above any it had, whatever the clocks of the
-    # processes that wrote it say.
-    """
-    CREATE TABLE version_floor (value INTEGER NOT NULL);
-    INSERT INTO version_floor SELECT coalesce(max(version), 0) FROM entries;
-    CREATE TRIGGER entries_version_floor AFTER DELETE ON entries
-    BEGIN UPDATE version_floor SET value = old.version WHERE value < old.version; END;
-    """,
-    # 3 (2026-11): full-text search. FTS5 holds one document per value and per list item. A
-    # transaction that writes one FTS5 row costs about four times a plain upsert (FTS5 writes a
-    # segment per commit), while rows added in batches cost little, so writes only note the
-    # documents they change in search_pending (triggers, so that every write path does), in
-    # their own transaction, and the index catches up in batches: before every search, in the
-    # search's transaction (never stale), and now and then during writes. Existing values are
-    # queued here and indexed the same way.
-    """
-    CREATE VIRTUAL TABLE search_fts USING fts5(doc, tokenize = 'unicode61');
-    CREATE TABLE search_docs (      -- list items' documents: rowid -id in search_fts
-        id INTEGER PRIMARY KEY,     -- (a value's document has its entry's id as rowid)
-        entry_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX search_docs_of ON search_docs (entry_id, seq);
-    CREATE TABLE search_pending (   -- a queue, in rowid order; a document may be noted twice
-        entry_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL        -- -1: the value; -2: the entry is gone; else an item
-    );
-    CREATE TABLE search_state (enabled INTEGER NOT NULL);
-    INSERT INTO search_state VALUES (1);
-    CREATE TRIGGER search_entry_new AFTER INSERT ON entries
-    WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
-    CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind ON entries
-    WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
-    CREATE TRIGGER search_entry_gone AFTER DELETE ON entries
-    WHEN instr(old.ns, '/') = 0 AND (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending VALUES (old.id, -2); END;
-    CREATE TRIGGER search_item_new AFTER INSERT ON list_items
-    WHEN (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
-    CREATE TRIGGER search_item_gone AFTER DELETE ON list_items
-    WHEN (SELECT enabled FROM search_state)
-        AND EXISTS (SELECT 1 FROM entries WHERE id = old.entry_id)
-    BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq); END;
-    CREATE TRIGGER search_item_moved AFTER UPDATE OF seq ON list_items
-    WHEN (SELECT enabled FROM search_state)
-    BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq);
-          INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
-    """
-    + _QUEUE_EVERYTHING,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl"
 _GET = f"SELECT {_ROW} FROM entries WHERE ns = ? AND key = ?"
@@ -201,51 +89,7 @@ _NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
 _ONE_WRITE_STATEMENT = (Put, Delete, Expire, Restore)
 SEARCH_CATCH_UP = 256
 """Write batches of one process between two catch-ups of the search index (see migration 3)."""
-SEARCH_BATCH = 2000
-"""Most documents one catch-up during writes indexes."""
 
-
-class _SearchBehind(Exception):
-    """A search read a snapshot in which writes had noted documents not indexed yet."""
-
-
-def _documents_of(matches: list[tuple[int, float]]) -> tuple[str, list[Any]]:
-    """SQL for the documents that FTS5 matched (rowids with scores): ``(entry_id, seq,
-    score)``, with its parameters."""
-    values = ",".join(["(?, ?)"] * len(matches))
-    return (
-        f"SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.score"
-        f" FROM (SELECT column1 AS rowid, column2 AS score FROM (VALUES {values})) m"
-        " LEFT JOIN search_docs d ON m.rowid < 0 AND d.id = -m.rowid",
-        [number for match in matches for number in match],
-    )
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class _SQLiteJson(JsonFields):
-    """Fields of JSON text through SQLite's JSON functions (``json_type`` tells ``true`` from
-    ``1``, and ``integer``/``real`` from ``text``)."""
-
-    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
-        path = f'$."{field}"'
-        if value is None or isinstance(value, bool):
-            return "json_type(VALUE, ?) = ?", [path, json.dumps(value)]
-        kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
-        return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) = ?)", [
-            path, path, value]  # fmt: skip
-
-    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
-        path = f'$."{field}"'
-        kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
-        return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) {op} ?)", [
-            path, path, value]  # fmt: skip
-
-
-_JSON = _SQLiteJson()
 
 # One statement for a plain set: an upsert keeps the common write to a single round through
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
@@ -264,87 +108,12 @@ ON CONFLICT (ns, key) DO UPDATE SET
 """
 
 
-class _ThreadConnections:
-    """One thread's connections. When the thread ends (its thread-local storage, which holds
-    this, goes away) they go to the backend's idle connections for the next thread, or close;
-    never in a child process after ``fork``."""
-
-    __slots__ = ("__weakref__", "idle", "nowait", "pid", "wait")
-
-    def __init__(self, idle: _Idle) -> None:
-        self.idle = idle
-        self.wait, self.nowait = idle.take()
-        self.pid = os.getpid()
-
-    def close(self) -> None:
-        for conn in (self.wait, self.nowait):
-            if conn is not None:
-                conn.close()
-        self.wait = self.nowait = None
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
-            with contextlib.suppress(Exception):  # at exit, sqlite3 may be gone already
-                if not self.idle.give(self.wait, self.nowait):
-                    self.close()
-
-
-class _Idle:
-    """The connections of threads that ended, for threads that start: opening a connection
-    costs milliseconds, and thread pools (LangGraph's, a server's) start threads often."""
-
-    SIZE = 8
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pairs: list[tuple[sqlite3.Connection | None, sqlite3.Connection | None]] = []
-        self._closed = False
-
-    def take(self) -> tuple[sqlite3.Connection | None, sqlite3.Connection | None]:
-        with self._lock:
-            return self._pairs.pop() if self._pairs else (None, None)
-
-    def give(self, wait: sqlite3.Connection | None, nowait: sqlite3.Connection | None) -> bool:
-        """Keep a pair for the next thread; ``False`` when full or closed (close it then)."""
-        if wait is None and nowait is None:
-            return True
-        with self._lock:
-            if self._closed or len(self._pairs) >= self.SIZE:
-                return False
-            self._pairs.append((wait, nowait))
-            return True
-
-    def close(self) -> None:
-        with self._lock:
-            pairs, self._pairs, self._closed = self._pairs, [], True
-        for pair in pairs:
-            for conn in pair:
-                if conn is not None:
-                    conn.close()
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of a SQL script, one at a time (a trigger's body holds semicolons)."""
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            yield statement
-            statement = ""
-    if statement.strip():
-        yield statement
-
-
 def _may_write(ops: Sequence[Op]) -> bool:
     """Whether a batch writes, or may (a search first indexes what writes noted). A single
     plain ``get``, the most frequent batch, is answered first, at the cost of one check."""
     if len(ops) == 1 and type(ops[0]) is Get and not ops[0].refresh_ttl:
         return False
     return is_write(ops) or any(type(op) is Search for op in ops)
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class SQLiteBackend(Backend):
@@ -392,8 +161,8 @@ class SQLiteBackend(Backend):
         self.quotas = quotas
         self.search = search
         self._local = threading.local()
-        self._threads: weakref.WeakSet[_ThreadConnections] = weakref.WeakSet()
-        self._idle = _Idle()
+        self._threads: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
+        self._idle = Idle()
         self._opening = threading.Lock()
         self._writing = threading.Lock()
         """Held by this process's thread that writes: the others queue here, handed the turn at
@@ -418,9 +187,9 @@ class SQLiteBackend(Backend):
 
     def _connection(self, wait: bool = True) -> sqlite3.Connection:
         """This thread's connection; ``wait=False`` gives one that never waits for a lock."""
-        mine: _ThreadConnections | None = getattr(self._local, "mine", None)
+        mine: ThreadConnections | None = getattr(self._local, "mine", None)
         if mine is None:
-            mine = self._local.mine = _ThreadConnections(self._idle)
+            mine = self._local.mine = ThreadConnections(self._idle)
             with self._lock:
                 self._threads.add(mine)
         conn = mine.wait if wait else mine.nowait
@@ -443,24 +212,18 @@ class SQLiteBackend(Backend):
                 try:
                     return self._connect()
                 except sqlite3.OperationalError as exc:
-                    if not _busy(exc) or time.monotonic() > deadline:
+                    if not busy(exc) or time.monotonic() > deadline:
                         raise self._unavailable(exc) from exc
                     time.sleep(0.01)
                 except (sqlite3.Error, OSError) as exc:
                     raise self._unavailable(exc) from exc
 
     def _connect(self) -> sqlite3.Connection:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = open_connection(self.path, self.timeout, self.synchronous)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            self._migrate(conn)
+            schema.migrate(conn, self.path)
             if self.search is not None:
-                self._set_search(conn, self.search)
+                schema.set_search(conn, self.search)
         except BaseException:
             conn.close()
             raise
@@ -471,45 +234,6 @@ class SQLiteBackend(Backend):
             f"cannot open the SQLite store {self.path!r}: {exc}. Check that the folder is "
             "writable and the file is a botwire store."
         )
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise BackendUnavailable(
-                f"{self.path!r} has schema version {version}, newer than this botwire "
-                f"({SCHEMA_VERSION}); upgrade botwire to use it"
-            )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = conn.execute("PRAGMA user_version").fetchone()  # another process may
-            for number in range(version, SCHEMA_VERSION):  # have migrated it
-                for statement in _statements(MIGRATIONS[number]):
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _set_search(self, conn: sqlite3.Connection, enabled: bool) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            (current,) = conn.execute("SELECT enabled FROM search_state").fetchone()
-            if bool(current) != enabled:
-                conn.execute("UPDATE search_state SET enabled = ?", (int(enabled),))
-                if enabled:  # every document is indexed again
-                    for statement in _statements(_QUEUE_EVERYTHING):
-                        conn.execute(statement)
-                else:
-                    conn.execute("DELETE FROM search_fts")
-                    conn.execute("DELETE FROM search_docs")
-                    conn.execute("DELETE FROM search_pending")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def migrate(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Open the file, which migrates it, then index what the search index lacks (a store
@@ -527,7 +251,7 @@ class SQLiteBackend(Backend):
         while True:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                indexed = self._catch_up(conn, SEARCH_BATCH)
+                indexed = self._catch_up(conn, search.SEARCH_BATCH)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -535,15 +259,15 @@ class SQLiteBackend(Backend):
             done += indexed
             if progress is not None:
                 progress(min(done, total), total)
-            if indexed < SEARCH_BATCH:
-                return SCHEMA_VERSION - int(before)
+            if indexed < search.SEARCH_BATCH:
+                return schema.SCHEMA_VERSION - int(before)
 
     def close(self) -> None:
         """Close this process's connections; the next call reopens them."""
         with self._lock:
             threads, self._threads = list(self._threads), weakref.WeakSet()
             self._local = threading.local()
-            idle, self._idle = self._idle, _Idle()
+            idle, self._idle = self._idle, Idle()
         idle.close()
         for mine in threads:
             if mine.pid == os.getpid():
@@ -553,7 +277,7 @@ class SQLiteBackend(Backend):
         INHERITED.extend(self._threads)
         INHERITED.append(self._idle)  # the parent's: never closed here
         self._threads = weakref.WeakSet()
-        self._idle = _Idle()
+        self._idle = Idle()
         self._writing = threading.Lock()  # a thread of the parent may have held these
         self._opening = threading.Lock()
         self._local = threading.local()
@@ -584,7 +308,7 @@ class SQLiteBackend(Backend):
         try:
             return self._run(self._connection(wait=False), ops)
         except sqlite3.OperationalError as exc:
-            if not _busy(exc):
+            if not busy(exc):
                 raise self._translate(exc) from exc
         except (sqlite3.Error, OverflowError, UnicodeError) as exc:
             raise self._translate(exc) from exc
@@ -630,7 +354,7 @@ class SQLiteBackend(Backend):
         searching = any(type(op) is Search for op in ops)
         try:
             return self._in_transaction(conn, ops, now, is_write(ops), searching)
-        except _SearchBehind:  # a read saw documents waiting: index them first, in a write
+        except search.SearchBehind:  # a read saw documents waiting: index them first, in a write
             return self._in_transaction(conn, ops, now, True, True)
 
     def _in_transaction(
@@ -644,7 +368,7 @@ class SQLiteBackend(Backend):
                 if searching:
                     self._catch_up(conn, None)
                 elif self._writes >= SEARCH_CATCH_UP:
-                    self._catch_up(conn, SEARCH_BATCH)
+                    self._catch_up(conn, search.SEARCH_BATCH)
                 self._writes += 1
             results = [run[type(op)](conn, op, now) for op in ops]
             if self.quotas is not None and write:
@@ -678,109 +402,13 @@ class SQLiteBackend(Backend):
             (now, PURGE_BATCH),
         )
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
-        self._catch_up(conn, SEARCH_BATCH)
-
-    # -- the search index ----------------------------------------------------------------------
+        self._catch_up(conn, search.SEARCH_BATCH)
 
     def _catch_up(self, conn: sqlite3.Connection, limit: int | None) -> int:
-        """Bring the documents that writes noted in ``search_pending`` (the oldest ``limit``
-        notes, or all) into the FTS5 index, in the current write transaction; return how many
-        notes were handled.
-
-        Each noted document is reconciled with what the store holds now, so the order and the
-        number of writes that noted it do not matter. A value's document has the entry's id as
-        its rowid; a list item's has minus its ``search_docs`` id.
-        """
+        """Index what writes noted (see :func:`search.catch_up`); the count of writes since
+        the last catch-up starts again."""
         self._writes = 0
-        if limit is None:  # everything: notes this adds (entry ids in use again) too
-            handled = 0
-            while indexed := self._catch_up(conn, SEARCH_BATCH):
-                handled += indexed
-            return handled
-        sql = "SELECT rowid, entry_id, seq FROM search_pending ORDER BY rowid LIMIT ?"
-        notes = conn.execute(sql, (limit,)).fetchall()
-        if not notes:
-            return 0
-        gone = sorted({(entry_id,) for _, entry_id, seq in notes if seq == -2})
-        conn.executemany("DELETE FROM search_fts WHERE rowid = ?", gone)
-        conn.executemany(
-            "DELETE FROM search_fts WHERE rowid IN"
-            " (SELECT -id FROM search_docs WHERE entry_id = ?)",
-            gone,
-        )
-        conn.executemany("DELETE FROM search_docs WHERE entry_id = ?", gone)
-        # An entry id freed by a delete may be in use again: note the new entry's documents.
-        conn.executemany(
-            "INSERT INTO search_pending SELECT id, -1 FROM entries WHERE id = ? AND kind = 0",
-            gone,
-        )
-        conn.executemany(
-            "INSERT INTO search_pending SELECT entry_id, seq FROM list_items WHERE entry_id = ?",
-            gone,
-        )
-        docs = sorted({(entry_id, seq) for _, entry_id, seq in notes if seq != -2})
-        texts = self._documents(conn, docs)
-        values = [entry_id for entry_id, seq in docs if seq == -1]
-        rows = [(entry_id, *texts[(entry_id, -1)]) for entry_id in values
-                if (entry_id, -1) in texts]  # fmt: skip
-        conn.executemany(
-            "DELETE FROM search_fts WHERE rowid = ?",
-            [(entry_id,) for entry_id in values if (entry_id, -1) not in texts],
-        )
-        items = [doc for doc in docs if doc[1] >= 0]
-        known = dict(
-            ((entry_id, seq), doc_id)
-            for chunk in _chunks(items, 400)
-            for entry_id, seq, doc_id in conn.execute(
-                "SELECT entry_id, seq, id FROM search_docs WHERE (entry_id, seq) IN "
-                f"(VALUES {','.join(['(?, ?)'] * len(chunk))})",
-                [number for doc in chunk for number in doc],
-            )
-        )
-        gone_items = [doc_id for doc, doc_id in known.items() if doc not in texts]
-        conn.executemany("DELETE FROM search_fts WHERE rowid = ?", [(-i,) for i in gone_items])
-        conn.executemany("DELETE FROM search_docs WHERE id = ?", [(i,) for i in gone_items])
-        (next_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM search_docs").fetchone()
-        new = []
-        for doc in items:
-            if doc not in texts:
-                continue
-            doc_id = known.get(doc)
-            if doc_id is None:
-                doc_id, next_id = next_id, next_id + 1
-                new.append((doc_id, *doc))
-            rows.append((-doc_id, *texts[doc]))
-        conn.executemany("INSERT INTO search_docs (id, entry_id, seq) VALUES (?, ?, ?)", new)
-        conn.executemany("INSERT OR REPLACE INTO search_fts (rowid, doc) VALUES (?, ?)", rows)
-        conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
-        return len(notes)
-
-    @staticmethod
-    def _documents(
-        conn: sqlite3.Connection, docs: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], tuple[str]]:
-        """The text of each document that exists now (as a one-item tuple, for SQL)."""
-        found: dict[tuple[int, int], tuple[str]] = {}
-        values = [entry_id for entry_id, seq in docs if seq == -1]
-        for chunk in _chunks(values, 500):
-            for entry_id, ns, key, value in conn.execute(
-                "SELECT id, ns, key, value FROM entries WHERE kind = 0 AND id IN "
-                f"({','.join(['?'] * len(chunk))})",
-                chunk,
-            ):
-                if (text := indexed_text(ns, key, value)) is not None:
-                    found[(entry_id, -1)] = (text,)
-        items = [doc for doc in docs if doc[1] >= 0]
-        for chunk in _chunks(items, 400):
-            for entry_id, seq, ns, key, value in conn.execute(
-                "SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM list_items i"
-                " JOIN entries e ON e.id = i.entry_id WHERE (i.entry_id, i.seq) IN"
-                f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
-                [number for doc in chunk for number in doc],
-            ):
-                if (text := indexed_text(ns, key, value)) is not None:
-                    found[(entry_id, seq)] = (text,)
-        return found
+        return search.catch_up(conn, limit)
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------
 
@@ -1045,94 +673,9 @@ class SQLiteBackend(Backend):
             budget.charge(nbytes(text))
         return text
 
-    def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
-        (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
-        if not enabled:
-            raise InvalidRequest(SEARCH_OFF)
-        query = parse_query(op.query, op.match)
-        if query.groups and conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone():
-            raise _SearchBehind  # the index must hold every write first (a listing reads none)
-        where, where_params = _JSON.where(conditions(op.where) if op.where else [])
-        where = where.replace("VALUE", "coalesce(li.value, e.value)")
-        scope, scope_params = search_scope(op, "?", "instr(e.ns, '/') = 0")
-        filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)",
-                   *scope]  # fmt: skip
-        params: list[Any] = [now, *scope_params]
-        if query.groups:
-            match = query.fts5()
-            # FTS5 finds its best documents quickly (ORDER BY rank LIMIT): join and group only
-            # those; when there are more, and filters or a long list leave too few keys,
-            # search them all.
-            cap = op.limit * 5 + 50
-            matched = "SELECT rowid, -rank AS score FROM search_fts WHERE search_fts MATCH ?"
-            best = conn.execute(f"{matched} ORDER BY rank LIMIT ?", (match, cap + 1)).fetchall()
-            if not best:
-                return []
-            if len(best) <= cap:  # every match is here
-                return self._ranked(conn, op, _documents_of(best), filters, params, where,
-                                    where_params)  # fmt: skip
-            hits = self._ranked(
-                conn, op, _documents_of(best[:cap]), filters, params, where, where_params
-            )
-            if len(hits) >= op.limit:
-                return hits
-            everything = (f"SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.score"
-                          f" FROM ({matched}) m LEFT JOIN search_docs d"
-                          " ON m.rowid < 0 AND d.id = -m.rowid", [match])  # fmt: skip
-            return self._ranked(conn, op, everything, filters, params, where, where_params)
-        if not query.listing:  # only punctuation or emoji: nothing to find
-            return []
-        within = " AND ".join(scope)
-        candidates: tuple[str, list[Any]] = (  # an empty query: every key in scope, newest first
-            f"SELECT e.id, -1, 0.0 FROM entries e WHERE e.kind = 0 AND {within}"
-            " UNION ALL SELECT li.entry_id, li.seq, 0.0 FROM list_items li"
-            f" JOIN entries e ON e.id = li.entry_id WHERE {within}",
-            [*scope_params, *scope_params],
-        )
-        return self._ranked(conn, op, candidates, filters, params, where, where_params)
-
     @staticmethod
-    def _ranked(
-        conn: sqlite3.Connection,
-        op: Search,
-        candidates: tuple[str, list[Any]],
-        filters: list[str],
-        params: list[Any],
-        where: str,
-        where_params: list[Any],
-    ) -> list[SearchHit]:
-        """The keys among ``candidates`` (SQL for documents with scores, and its parameters)
-        that pass the filters, best first, each with its best items."""
-        rows = conn.execute(
-            f"""
-            WITH c(entry_id, seq, score) AS ({candidates[0]}),
-            f AS (
-                SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
-                JOIN entries e ON e.id = c.entry_id
-                LEFT JOIN list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
-                    AND li.seq = c.seq
-                WHERE {" AND ".join(filters)} {where}
-            ),
-            top AS (
-                SELECT entry_id, max(score) AS best FROM f GROUP BY entry_id
-                ORDER BY best DESC, max(updated_at) DESC, entry_id DESC LIMIT ?
-            ),
-            ranked AS (
-                SELECT f.entry_id, f.seq, f.score, row_number() OVER (
-                    PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
-                FROM f JOIN top USING (entry_id)
-            )
-            SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.created_at, e.kind,
-                   e.value,
-                   e.list_lo, r.seq, li.value, e.size
-            FROM top JOIN entries e ON e.id = top.entry_id
-            JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= ?
-            LEFT JOIN list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id AND li.seq = r.seq
-            ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
-            """,
-            [*candidates[1], *params, *where_params, op.limit, op.limit],
-        ).fetchall()
-        return search_hits(rows)
+    def _search(conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
+        return search.search(conn, op, now)
 
     def _list_namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
         sql = f"SELECT DISTINCT ns FROM entries WHERE {_LIVE} AND ns >= ?"

@@ -1,0 +1,167 @@
+"""The embedded store's schema: its migrations, and how a file is brought up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from botwire.errors import BackendUnavailable
+
+_QUEUE_EVERYTHING = """
+    INSERT INTO search_pending SELECT id, -1 FROM entries WHERE kind = 0 AND instr(ns, '/') = 0;
+    INSERT INTO search_pending
+        SELECT i.entry_id, i.seq FROM list_items i JOIN entries e ON e.id = i.entry_id
+        WHERE instr(e.ns, '/') = 0;
+"""
+"""Every document of the store, for the index to catch up with."""
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema.
+    """
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        ns TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind INTEGER NOT NULL,      -- 0: JSON text in value; 1: a list, items in list_items
+        value TEXT,
+        size INTEGER NOT NULL,      -- bytes of the value's JSON text
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,  -- microseconds since the epoch
+        updated_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        ttl REAL,                   -- seconds the key was written with, for refresh_ttl
+        list_lo INTEGER,            -- lists: items have lo <= seq < hi
+        list_hi INTEGER,
+        UNIQUE (ns, key)
+    );
+    CREATE INDEX entries_expiry ON entries (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE list_items (
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (entry_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER entries_delete_items AFTER DELETE ON entries WHEN old.kind = 1
+    BEGIN DELETE FROM list_items WHERE entry_id = old.id; END;
+    CREATE TRIGGER entries_replace_items AFTER UPDATE OF kind ON entries
+    WHEN old.kind = 1 AND new.kind = 0
+    BEGIN DELETE FROM list_items WHERE entry_id = old.id; END;
+    CREATE TABLE quota_usage (
+        ns TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        writes INTEGER NOT NULL,
+        PRIMARY KEY (ns, day)
+    ) WITHOUT ROWID;
+    """,
+    # 2 (2026-11): a version floor for the whole store. Deleting a key (or purging it) raises
+    # the floor to its version, and a key is created with a version above the floor, so a key
+    # deleted and created again gets a version above any it had, whatever the clocks of the
+    # processes that wrote it say.
+    """
+    CREATE TABLE version_floor (value INTEGER NOT NULL);
+    INSERT INTO version_floor SELECT coalesce(max(version), 0) FROM entries;
+    CREATE TRIGGER entries_version_floor AFTER DELETE ON entries
+    BEGIN UPDATE version_floor SET value = old.version WHERE value < old.version; END;
+    """,
+    # 3 (2026-11): full-text search. FTS5 holds one document per value and per list item. A
+    # transaction that writes one FTS5 row costs about four times a plain upsert (FTS5 writes a
+    # segment per commit), while rows added in batches cost little, so writes only note the
+    # documents they change in search_pending (triggers, so that every write path does), in
+    # their own transaction, and the index catches up in batches: before every search, in the
+    # search's transaction (never stale), and now and then during writes. Existing values are
+    # queued here and indexed the same way.
+    """
+    CREATE VIRTUAL TABLE search_fts USING fts5(doc, tokenize = 'unicode61');
+    CREATE TABLE search_docs (      -- list items' documents: rowid -id in search_fts
+        id INTEGER PRIMARY KEY,     -- (a value's document has its entry's id as rowid)
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX search_docs_of ON search_docs (entry_id, seq);
+    CREATE TABLE search_pending (   -- a queue, in rowid order; a document may be noted twice
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL        -- -1: the value; -2: the entry is gone; else an item
+    );
+    CREATE TABLE search_state (enabled INTEGER NOT NULL);
+    INSERT INTO search_state VALUES (1);
+    CREATE TRIGGER search_entry_new AFTER INSERT ON entries
+    WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
+    CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind ON entries
+    WHEN instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
+    CREATE TRIGGER search_entry_gone AFTER DELETE ON entries
+    WHEN instr(old.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (old.id, -2); END;
+    CREATE TRIGGER search_item_new AFTER INSERT ON list_items
+    WHEN (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
+    CREATE TRIGGER search_item_gone AFTER DELETE ON list_items
+    WHEN (SELECT enabled FROM search_state)
+        AND EXISTS (SELECT 1 FROM entries WHERE id = old.entry_id)
+    BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq); END;
+    CREATE TRIGGER search_item_moved AFTER UPDATE OF seq ON list_items
+    WHEN (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq);
+          INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
+    """
+    + _QUEUE_EVERYTHING,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of a SQL script, one at a time (a trigger's body holds semicolons)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the file's schema up to date, in a write transaction (another process may be
+    doing the same: the second finds nothing left to do)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise BackendUnavailable(
+            f"{path!r} has schema version {version}, newer than this botwire "
+            f"({SCHEMA_VERSION}); upgrade botwire to use it"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()  # another process may
+        for number in range(version, SCHEMA_VERSION):  # have migrated it
+            for statement in statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def set_search(conn: sqlite3.Connection, enabled: bool) -> None:
+    """Turn the full-text index on (every document queued again) or off (emptied) for every
+    process of the store."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (current,) = conn.execute("SELECT enabled FROM search_state").fetchone()
+        if bool(current) != enabled:
+            conn.execute("UPDATE search_state SET enabled = ?", (int(enabled),))
+            if enabled:  # every document is indexed again
+                for statement in statements(_QUEUE_EVERYTHING):
+                    conn.execute(statement)
+            else:
+                conn.execute("DELETE FROM search_fts")
+                conn.execute("DELETE FROM search_docs")
+                conn.execute("DELETE FROM search_pending")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
