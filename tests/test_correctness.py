@@ -220,7 +220,7 @@ def test_postgres_does_not_rerun_a_one_statement_write_that_may_have_committed(
 ) -> None:
     """The connection breaks after a statement that commits by itself ran: the write landed,
     and running it again would turn its answer into a VersionConflict."""
-    from botwire.backends import postgres
+    from botwire.backends.postgres import connections as postgres
 
     empty_postgres(pg_url)
     backend = PostgresBackend(pg_url, clock=FakeClock())  # frozen: no purge between the calls

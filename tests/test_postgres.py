@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from botwire import AsyncMemory, BackendUnavailable, Memory, QuotaExceeded
-from botwire.backends.postgres import SCHEMA_VERSION, PostgresBackend, parse_url
+from botwire.backends.postgres import PostgresBackend, parse_url
+from botwire.backends.postgres.schema import SCHEMA_VERSION
 
 from .conftest import PG_URL, FakeClock, empty_postgres
 from .helpers import Server, child_env

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
-from botwire.backends.postgres import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.postgres import PostgresBackend
+from botwire.backends.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.search import coverage, document, parse_query, words
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.backends.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS

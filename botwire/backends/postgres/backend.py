@@ -26,16 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import random
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
-from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from botwire.backends.base import (
@@ -89,92 +85,26 @@ from botwire.backends.common import (
     sliced_value,
     version_conflict,
 )
+from botwire.backends.postgres.connections import (
+    BEGIN,
+    COMMIT,
+    AsyncPool,
+    Attempt,
+    Query,
+    Steps,
+    arun,
+    backoff,
+    parse_url,
+    run,
+)
+from botwire.backends.postgres.schema import Progress, apply_migrations
+from botwire.backends.postgres.search import search
 from botwire.backends.search import (
-    JsonFields,
-    Scalar,
-    conditions,
     indexed_text,
-    parse_query,
-    search_hits,
-    search_scope,
 )
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
 
-Migration = str | Callable[[psycopg.Connection[Any], "Progress | None"], None]
-Progress = Callable[[int, int], None]
-MIGRATIONS: list[Migration] = [
-    # 1: the first schema. Keys sort by code point (COLLATE "C"), as on every backend.
-    """
-    CREATE TABLE botwire_entries (
-        id BIGSERIAL PRIMARY KEY,
-        ns TEXT COLLATE "C" NOT NULL,
-        key TEXT COLLATE "C" NOT NULL,
-        kind SMALLINT NOT NULL,
-        value TEXT,
-        size BIGINT NOT NULL,
-        version BIGINT NOT NULL,
-        created_at BIGINT NOT NULL,
-        updated_at BIGINT NOT NULL,
-        expires_at BIGINT,
-        ttl DOUBLE PRECISION,
-        list_lo BIGINT,
-        list_hi BIGINT,
-        UNIQUE (ns, key)
-    );
-    CREATE INDEX botwire_entries_expiry ON botwire_entries (expires_at)
-        WHERE expires_at IS NOT NULL;
-    CREATE TABLE botwire_list_items (
-        entry_id BIGINT NOT NULL REFERENCES botwire_entries (id) ON DELETE CASCADE,
-        seq BIGINT NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (entry_id, seq)
-    );
-    CREATE FUNCTION botwire_drop_items() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        DELETE FROM botwire_list_items WHERE entry_id = OLD.id;
-        RETURN NULL;
-    END $$;
-    CREATE TRIGGER botwire_entries_replace_items AFTER UPDATE OF kind ON botwire_entries
-        FOR EACH ROW WHEN (OLD.kind = 1 AND NEW.kind = 0) EXECUTE FUNCTION botwire_drop_items();
-    CREATE TABLE botwire_quota_usage (
-        ns TEXT COLLATE "C" NOT NULL,
-        day BIGINT NOT NULL,
-        writes BIGINT NOT NULL,
-        PRIMARY KEY (ns, day)
-    );
-    """,
-    # 2 (2026-11): a version floor for the whole database. Deleting keys raises it to their
-    # highest version (one statement-level trigger per DELETE, which locks the floor's row only
-    # when it rises), and a key is created with a version above it, so a key deleted and
-    # created again gets a version above any it had, whatever the writers' clocks say.
-    """
-    CREATE TABLE botwire_version_floor (value BIGINT NOT NULL);
-    INSERT INTO botwire_version_floor SELECT coalesce(max(version), 0) FROM botwire_entries;
-    CREATE FUNCTION botwire_raise_version_floor() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        UPDATE botwire_version_floor f SET value = g.top
-        FROM (SELECT max(version) AS top FROM botwire_gone) g WHERE g.top > f.value;
-        RETURN NULL;
-    END $$;
-    CREATE TRIGGER botwire_entries_version_floor AFTER DELETE ON botwire_entries
-        REFERENCING OLD TABLE AS botwire_gone
-        FOR EACH STATEMENT EXECUTE FUNCTION botwire_raise_version_floor();
-    """,
-    # 3 (2026-11): full-text search. Each value and each list item carries its tsvector (the
-    # text botwire.backends.search folds, in the 'simple' configuration),
-    # computed in the statement that writes it, and a GIN index finds them. Then the values
-    # written before are indexed.
-    """
-    ALTER TABLE botwire_entries ADD COLUMN tsv tsvector;
-    ALTER TABLE botwire_list_items ADD COLUMN tsv tsvector;
-    CREATE INDEX botwire_entries_search ON botwire_entries USING GIN (tsv);
-    CREATE INDEX botwire_list_items_search ON botwire_list_items USING GIN (tsv);
-    """,
-    lambda conn, progress: _index_existing(conn, progress),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-_LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")
 _RETRIES = 10
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ONE_STATEMENT = (Get, Put, Delete, Expire, Restore, ListKeys, ListNamespaces, Clear)
@@ -202,99 +132,6 @@ ON CONFLICT (ns, key) DO UPDATE SET
                THEN e.ttl ELSE EXCLUDED.ttl END,
     list_lo = NULL, list_hi = NULL
 """
-
-
-class Query(NamedTuple):
-    """One statement an operation needs, and what it wants back."""
-
-    sql: str
-    params: Any = None
-    fetch: str = "one"
-    """``one`` (a row or None), ``all`` (rows), ``rowcount``, or ``many`` (executemany)."""
-
-
-Steps = Generator[Query, Any, Any]
-BEGIN = Query("BEGIN", fetch="rowcount")
-COMMIT = Query("COMMIT", fetch="rowcount")
-
-
-class _Attempt:
-    """What one attempt at a batch got to: whether a failure now leaves its outcome unknown."""
-
-    __slots__ = ("outcome_unknown",)
-
-    def __init__(self) -> None:
-        self.outcome_unknown = False
-        """Set once a statement that commits (``COMMIT``, or a statement run on its own) has
-        been sent: a broken connection from then on may have lost the answer, not the write."""
-
-
-class AsyncPool:
-    """Async connections for one event loop: at most ``size`` at once, each opened by the
-    coroutine that needs it and kept for the next one. No background tasks."""
-
-    def __init__(self, conninfo: str, kwargs: dict[str, Any], size: int, timeout: float) -> None:
-        self.conninfo = conninfo
-        self.kwargs = kwargs
-        self.timeout = timeout
-        self._slots = asyncio.Semaphore(size)
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
-        self.closed = False
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A connection for the duration of the block; a broken one is not kept."""
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.timeout)
-        except TimeoutError:
-            raise PoolTimeout(f"no connection free within {self.timeout} s") from None
-        conn: psycopg.AsyncConnection[Any] | None = None
-        try:
-            while self._idle and conn is None:
-                conn = self._idle.pop()
-                if conn.closed or conn.broken:
-                    conn = None
-            if conn is None:
-                conn = await psycopg.AsyncConnection.connect(self.conninfo, **self.kwargs)
-            yield conn
-        finally:
-            if conn is not None:
-                if (
-                    self.closed
-                    or conn.broken
-                    or conn.closed
-                    or (conn.info.transaction_status != TransactionStatus.IDLE)
-                ):
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-                else:
-                    self._idle.append(conn)
-            self._slots.release()
-
-    async def check(self) -> None:
-        """Close the idle connections: after one broke, the server may have dropped them all."""
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                await conn.close()
-
-    async def close(self) -> None:
-        """Close the idle connections, and those in use as they come back."""
-        self.closed = True
-        await self.check()
-
-
-def parse_url(url: str) -> tuple[str, str | None, bool]:
-    """Split botwire's own options (``schema``, ``migrate``) off a PostgreSQL URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options = {k: v for k, v in query if k in ("schema", "migrate")}
-    rest = [(k, v) for k, v in query if k not in options]
-    schema = options.get("schema") or None
-    if schema is not None and not (schema.isascii() and schema.replace("_", "").isalnum()):
-        raise InvalidRequest(f"schema must be letters, digits and underscores, not {schema!r}")
-    migrate = options.get("migrate", "true").lower() not in ("false", "0", "no")
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema, migrate
 
 
 class PostgresBackend(Backend):
@@ -433,38 +270,13 @@ class PostgresBackend(Backend):
                 psycopg.connect(self.conninfo, **self._connect_kwargs()) as conn,
                 conn.transaction(),
             ):
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-                if self.schema:
-                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS botwire_migrations"
-                    " (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                ran = apply_migrations(
+                    conn, self.schema, self.url, auto and not self.auto_migrate, progress
                 )
-                row = conn.execute("SELECT max(version) FROM botwire_migrations").fetchone()
-                current = (row[0] if row else None) or 0
-                if current > SCHEMA_VERSION:
-                    raise BackendUnavailable(
-                        f"{self.url} has botwire schema {current}, newer than this botwire "
-                        f"({SCHEMA_VERSION}); upgrade botwire to use it"
-                    )
-                if current < SCHEMA_VERSION and auto and not self.auto_migrate:
-                    raise BackendUnavailable(
-                        f"{self.url} needs botwire's schema migrations; run "
-                        "`botwire migrate --url ...` (automatic migration is off)"
-                    )
-                for number in range(current, SCHEMA_VERSION):
-                    step = MIGRATIONS[number]
-                    if isinstance(step, str):
-                        conn.execute(step)
-                    else:
-                        step(conn, progress)
-                    conn.execute(
-                        "INSERT INTO botwire_migrations (version) VALUES (%s)", (number + 1,)
-                    )
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
         self._migrated = True
-        return SCHEMA_VERSION - current
+        return ran
 
     # -- the primitive ----------------------------------------------------------------------
 
@@ -475,15 +287,15 @@ class PostgresBackend(Backend):
             return []
         pool = self._sync_pool()
         for tries in range(_RETRIES):
-            attempt = _Attempt()
+            attempt = Attempt()
             try:
                 with pool.connection(timeout=self.timeout) as conn:
-                    return _run(conn, self._batch(ops, attempt))  # type: ignore[no-any-return]
+                    return run(conn, self._batch(ops, attempt))  # type: ignore[no-any-return]
             except (psycopg.Error, UnicodeError, OverflowError) as exc:
                 check = self._after_failure(exc, attempt, ops, tries)
             if check:
                 pool.check()
-            time.sleep(_backoff(tries))
+            time.sleep(backoff(tries))
         raise BackendUnavailable(f"{self.url}: a batch kept conflicting after {_RETRIES} tries")
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
@@ -492,19 +304,19 @@ class PostgresBackend(Backend):
             return []
         pool = await self._async_pool()
         for tries in range(_RETRIES):
-            attempt = _Attempt()
+            attempt = Attempt()
             try:
                 async with pool.connection() as conn:
-                    return await _arun(conn, self._batch(ops, attempt))  # type: ignore[no-any-return]
+                    return await arun(conn, self._batch(ops, attempt))  # type: ignore[no-any-return]
             except (psycopg.Error, UnicodeError, OverflowError) as exc:
                 check = self._after_failure(exc, attempt, ops, tries)
             if check:
                 await pool.check()
-            await asyncio.sleep(_backoff(tries))
+            await asyncio.sleep(backoff(tries))
         raise BackendUnavailable(f"{self.url}: a batch kept conflicting after {_RETRIES} tries")
 
     def _after_failure(
-        self, exc: Exception, attempt: _Attempt, ops: Sequence[Op], tries: int
+        self, exc: Exception, attempt: Attempt, ops: Sequence[Op], tries: int
     ) -> bool:
         """Decide what a failed attempt means: raise the error to report, or return whether to
         check the pool's connections before trying again.
@@ -531,7 +343,7 @@ class PostgresBackend(Backend):
             raise InvalidRequest(f"PostgreSQL refused the request: {exc}") from exc
         raise self._unavailable(exc, "failed") from exc
 
-    def _batch(self, ops: Sequence[Op], attempt: _Attempt) -> Steps:
+    def _batch(self, ops: Sequence[Op], attempt: Attempt) -> Steps:
         """Every statement of one attempt at a batch, with its transaction around them."""
         now = self.now()
         if (budget := read_budget.get()) is not None:
@@ -877,67 +689,9 @@ class PostgresBackend(Backend):
             budget.charge(nbytes(text))
         return text
 
-    def _search(self, op: Search, now: int) -> Steps:
-        query = parse_query(op.query, op.match)
-        where, where_params = _JSON.where(conditions(op.where) if op.where else [])
-        where = where.replace("VALUE", "coalesce(li.value, e.value)")
-        scope, scope_params = search_scope(op, "%s", "strpos(e.ns, '/') = 0")
-        filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)",
-                   *scope]  # fmt: skip
-        params: list[Any] = [now, *scope_params]
-        if query.groups:
-            text = query.tsquery()
-            candidates = (
-                "WITH q AS (SELECT to_tsquery('simple', %s) AS query)"
-                " SELECT e.id, -1::bigint, ts_rank(e.tsv, q.query) FROM botwire_entries e, q"
-                " WHERE e.tsv @@ q.query AND e.kind = 0"
-                " UNION ALL SELECT i.entry_id, i.seq, ts_rank(i.tsv, q.query)"
-                " FROM botwire_list_items i, q WHERE i.tsv @@ q.query"
-            )
-            head: list[Any] = [text]
-        elif not query.listing:  # only punctuation or emoji: nothing to find
-            return []
-        else:  # an empty query: every key in scope (that passes the filters), newest first
-            within = " AND ".join(scope)
-            candidates = (
-                "SELECT e.id, -1::bigint, 0.0::real FROM botwire_entries e"
-                f" WHERE e.kind = 0 AND {within}"
-                " UNION ALL SELECT li.entry_id, li.seq, 0.0::real FROM botwire_list_items li"
-                f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {within}"
-            )
-            head = [*scope_params, *scope_params]
-        rows = yield Query(
-            f"""
-            WITH c(entry_id, seq, score) AS ({candidates}),
-            f AS (
-                SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
-                JOIN botwire_entries e ON e.id = c.entry_id
-                LEFT JOIN botwire_list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
-                    AND li.seq = c.seq
-                WHERE {" AND ".join(filters)} {where}
-            ),
-            top AS (
-                SELECT entry_id, max(score) AS best FROM f GROUP BY entry_id
-                ORDER BY best DESC, max(updated_at) DESC, entry_id DESC LIMIT %s
-            ),
-            ranked AS (
-                SELECT f.entry_id, f.seq, f.score, row_number() OVER (
-                    PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
-                FROM f JOIN top USING (entry_id)
-            )
-            SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.created_at, e.kind,
-                   e.value,
-                   e.list_lo, r.seq, li.value, e.size
-            FROM top JOIN botwire_entries e ON e.id = top.entry_id
-            JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= %s
-            LEFT JOIN botwire_list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id
-                AND li.seq = r.seq
-            ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
-            """,
-            [*head, *params, *where_params, op.limit, op.limit],
-            "all",
-        )
-        return search_hits(rows)
+    @staticmethod
+    def _search(op: Search, now: int) -> Steps:
+        return search(op, now)
 
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix}
@@ -948,123 +702,3 @@ class PostgresBackend(Backend):
             params["upper"] = upper
         rows = yield Query(sql + " ORDER BY ns", params, "all")
         return [ns for (ns,) in rows if "/" not in ns]
-
-
-class _PostgresJson(JsonFields):
-    """Fields of JSON text through ``jsonb``: equality is JSON equality (``1`` equals ``1.0``,
-    not ``true``)."""
-
-    placeholder = "%s"
-
-    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
-        return "((VALUE)::jsonb -> %s) = %s::jsonb", [field, json.dumps(value)]
-
-    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
-        if isinstance(value, str):
-            return (
-                f"(jsonb_typeof((VALUE)::jsonb -> %s) = 'string'"
-                f' AND ((VALUE)::jsonb ->> %s) COLLATE "C" {op} %s)',
-                [field, field, value],
-            )
-        return (
-            f"(jsonb_typeof((VALUE)::jsonb -> %s) = 'number'"
-            f" AND ((VALUE)::jsonb ->> %s)::numeric {op} %s::numeric)",
-            [field, field, value],
-        )
-
-
-_JSON = _PostgresJson()
-
-
-def _index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """Migration 3's second step: the tsvector of every value and item written before."""
-    (total,) = conn.execute(
-        "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
-        " + (SELECT count(*) FROM botwire_list_items)"
-    ).fetchone() or (0,)
-    done = 0
-    for sql, update in [
-        ("SELECT id, NULL, ns, key, value FROM botwire_entries WHERE kind = 0",
-         "UPDATE botwire_entries SET tsv = to_tsvector('simple', %s) WHERE id = %s"),
-        ("SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM botwire_list_items i"
-         " JOIN botwire_entries e ON e.id = i.entry_id",
-         "UPDATE botwire_list_items SET tsv = to_tsvector('simple', %s)"
-         " WHERE entry_id = %s AND seq = %s"),
-    ]:  # fmt: skip
-        with conn.cursor(name="botwire_index") as rows:
-            rows.execute(sql)
-            while batch := rows.fetchmany(1000):
-                params = [
-                    (indexed_text(ns, key, value), entry_id, *(() if seq is None else (seq,)))
-                    for entry_id, seq, ns, key, value in batch
-                ]
-                with conn.cursor() as cur:
-                    cur.executemany(update, params)
-                done += len(batch)
-                if progress is not None:
-                    progress(done, total)
-
-
-# -- drivers: the only code that differs between sync and async ---------------------------
-
-
-def _run(conn: psycopg.Connection[Any], steps: Steps) -> Any:
-    """Run every statement ``steps`` yields on ``conn``; roll back if it fails mid-transaction."""
-    with conn.cursor() as cur:
-        try:
-            query = next(steps)
-            while True:
-                if query.fetch == "many":
-                    cur.executemany(query.sql, query.params)
-                    query = steps.send(None)
-                    continue
-                cur.execute(query.sql, query.params)
-                query = steps.send(_fetch(cur, query.fetch))
-        except StopIteration as done:
-            return done.value
-        except BaseException:
-            if conn.info.transaction_status != TransactionStatus.IDLE and not conn.broken:
-                with contextlib.suppress(psycopg.Error):
-                    conn.rollback()
-            raise
-
-
-async def _arun(conn: psycopg.AsyncConnection[Any], steps: Steps) -> Any:
-    """Async twin of :func:`_run`."""
-    async with conn.cursor() as cur:
-        try:
-            query = next(steps)
-            while True:
-                if query.fetch == "many":
-                    await cur.executemany(query.sql, query.params)
-                    query = steps.send(None)
-                    continue
-                await cur.execute(query.sql, query.params)
-                query = steps.send(await _afetch(cur, query.fetch))
-        except StopIteration as done:
-            return done.value
-        except BaseException:
-            if conn.info.transaction_status != TransactionStatus.IDLE and not conn.broken:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.rollback()
-            raise
-
-
-def _fetch(cur: psycopg.Cursor[Any], fetch: str) -> Any:
-    if fetch == "one":
-        return cur.fetchone() if cur.description else None
-    if fetch == "all":
-        return cur.fetchall()
-    return cur.rowcount
-
-
-async def _afetch(cur: psycopg.AsyncCursor[Any], fetch: str) -> Any:
-    if fetch == "one":
-        return await cur.fetchone() if cur.description else None
-    if fetch == "all":
-        return await cur.fetchall()
-    return cur.rowcount
-
-
-def _backoff(attempt: int) -> float:
-    return min(0.002 * 2.0**attempt, 0.2) * (0.5 + random.random())
