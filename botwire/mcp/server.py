@@ -2,7 +2,8 @@
 
 One server serves both transports. What differs is *where* a request is served from: the stdio
 server (``botwire mcp``) has one store and one namespace; at ``/mcp/{namespace}`` in
-``botwire serve`` each request has its own, seen through its token (:mod:`botwire.server.mcp`).
+``botwire serve`` each request has its own, seen through its token
+(:mod:`botwire.server.routes.mcp`).
 """
 
 from __future__ import annotations

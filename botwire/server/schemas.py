@@ -8,6 +8,7 @@ Each model checks the shape and types of one operation (strictly: ``"1"`` is not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -315,3 +316,22 @@ def batch_openapi() -> dict[str, Any]:
 
     body = {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
     return {"requestBody": body}
+
+
+# -- errors, as every route answers them ----------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    detail: Any
+    error: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 412, 413, 429, 431, 503)
+}
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as JSON, without the input that failed (it may not even be printable
+    JSON: ``NaN``) or anything else from the request."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]

@@ -1,12 +1,12 @@
 """``/mcp/{namespace}`` in ``botwire serve``: the MCP server (:mod:`botwire.mcp`) over streamable
 HTTP, behind the server's tokens.
 
-:class:`~botwire.server.app.Authenticate` has checked the request's token, and its namespace in
-the path, before the request gets here. Every batch a tool or a resource runs then goes through
-:meth:`Context.run <botwire.server.app.Context.run>` with the request's :class:`Scope`: the
-token's prefixes and read-only flag, the response limit and the quotas hold as they do for every
-other route. The transport is stateless and answers in plain JSON, so any worker can serve any
-request.
+:class:`~botwire.server.middleware.Authenticate` has checked the request's token, and its
+namespace in the path, before the request gets here. Every batch a tool or a resource runs then
+goes through :meth:`Context.run <botwire.server.context.Context.run>` with the request's
+:class:`Scope`: the token's prefixes and read-only flag, the response limit and the quotas hold as
+they do for every other route. The transport is stateless and answers in plain JSON, so any
+worker can serve any request.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from botwire.backends.base import Backend, Op
 from botwire.errors import BotWireError
 from botwire.mcp import create_server
-from botwire.server.app import SCOPE_KEY, Context, Receive, Send
 from botwire.server.auth import Scope
+from botwire.server.context import SCOPE_KEY, Context, Receive, Send
 
 
 class ScopedBackend(Backend):

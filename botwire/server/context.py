@@ -1,0 +1,101 @@
+"""What every request of ``botwire serve`` shares: the ASGI types, the :class:`Context` (settings,
+store, authenticator, metrics) and how a refusal is answered."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from botwire.backends import wire
+from botwire.backends.base import (
+    Backend,
+    Op,
+)
+from botwire.backends.common import ReadBudget, read_budget
+from botwire.errors import BotWireError, QuotaExceeded, Unauthorized
+from botwire.server.auth import Authenticator, Scope
+from botwire.server.metrics import Metrics
+from botwire.server.settings import Settings
+
+log = logging.getLogger("botwire.server")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+SCOPE_KEY = "botwire.scope"
+"""Where :class:`Authenticate` leaves the request's :class:`Scope` in the ASGI scope."""
+PROTECTED = ("/memory/", "/memory", "/v1/", "/mcp")
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_error(send: Send, exc: BotWireError, context: Context | None = None) -> None:
+    headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, Unauthorized) else []
+    if context is not None:
+        context.metrics.refused(exc)
+    await _send_json(send, wire.error_status(exc), wire.error_to_json(exc), headers)
+
+
+# -- the server's state ------------------------------------------------------------------------
+
+
+class Context:
+    """What every request needs: settings, the store, the authenticator and the metrics."""
+
+    def __init__(self, settings: Settings, backend: Backend, metrics: Metrics) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.metrics = metrics
+        self.auth = Authenticator(
+            backend,
+            anonymous_ok=settings.loopback or settings.allow_anonymous,
+            cache_seconds=settings.token_cache_seconds,
+        )
+
+    async def run(self, scope: Scope, ops: list[Op]) -> list[Any]:
+        """Run ``ops`` for a request: each one within the token's rights, and the values they
+        read within ``max_response_bytes``."""
+        for op in ops:
+            scope.check(op)
+        budget = read_budget.set(ReadBudget(self.settings.max_response_bytes))
+        try:
+            return await self.backend.aexecute(ops)
+        finally:
+            read_budget.reset(budget)
+
+
+def _state(request: Request) -> tuple[Context, Scope]:
+    context: Context = request.app.state.context
+    return context, request.scope[SCOPE_KEY]
+
+
+def error_response(context: Context, exc: BotWireError) -> Response:
+    """A refusal as the client sees it (JSON, the status of its kind), counted in the metrics."""
+    context.metrics.refused(exc)
+    headers = None
+    if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+        headers = {"retry-after": str(max(1, round(exc.retry_after)))}
+    return JSONResponse(wire.error_to_json(exc), wire.error_status(exc), headers=headers)

@@ -1,0 +1,1 @@
+"""The routes of ``botwire serve``, one module per resource."""

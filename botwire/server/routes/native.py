@@ -1,0 +1,105 @@
+"""botwire's own routes: ``POST /v1/batch`` (many operations in one transaction: the Python
+client), ``GET /v1/search``, ``/healthz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel
+
+from botwire import __version__, _values
+from botwire._values import format_time
+from botwire.backends import wire
+from botwire.backends.base import (
+    Get,
+    ListNamespaces,
+)
+from botwire.server.context import Context, _state
+from botwire.server.schemas import ERRORS, batch_openapi, parse_batch, search_request
+
+native = APIRouter(tags=["native"], responses=ERRORS)
+
+
+class BatchOut(BaseModel):
+    results: list[Any]
+
+
+@native.post("/v1/batch", response_model=BatchOut, openapi_extra=batch_openapi())
+async def batch(request: Request) -> Response:
+    """Run many operations in one transaction: all take effect, or none does.
+
+    Values travel as their JSON text in a string. One bad operation rejects the whole batch.
+    The values a batch reads may total at most ``max_response_bytes`` (413 beyond that).
+    """
+    context, scope = _state(request)
+    settings = context.settings
+    ops = parse_batch(await request.body(), settings.max_batch_ops, settings.max_value_bytes)
+    results = await context.run(scope, ops)
+    if scope.prefixes != ("*",):  # a scoped token sees only its own namespaces
+        results = [
+            [ns for ns in result if scope.allows(ns)] if isinstance(op, ListNamespaces) else result
+            for op, result in zip(ops, results, strict=True)
+        ]
+    body = _values.to_json({"results": [wire.result_to_json(r) for r in results]})
+    return Response(body, media_type="application/json")
+
+
+@native.get("/v1/search")
+async def search(
+    request: Request,
+    q: Annotated[str, Query(description='the words to find; "quoted words" are a phrase')] = "",
+    ns: Annotated[str | None, Query(description="the namespace to search")] = None,
+    ns_prefix: Annotated[
+        str, Query(description="without ns: every namespace that starts with this")
+    ] = "",
+    prefix: Annotated[str, Query(description="only keys that start with this")] = "",
+    where: Annotated[
+        str | None, Query(description='JSON filter on dict fields: {"role": "user"}')
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    match: Annotated[
+        Literal["all", "any"], Query(description="every word must match, or any word")
+    ] = "all",
+) -> Response:
+    """Ranked full-text search, for clients in any language (Python's client uses the batch).
+
+    Answers ``{"hits": [{"namespace", "key", "score", "value", "items", "created_at",
+    "updated_at"}]}``:
+    ``value`` is the key's value, or ``null`` for a list, whose matching ``items`` (each with
+    its ``position``) come instead.
+    """
+    context, scope = _state(request)
+    op = search_request(ns, q, prefix, where, limit, ns_prefix, match)
+    (found,) = await context.run(scope, [op])
+    enc = _values.to_json
+    hits = []
+    for hit in found:
+        items = "null" if hit.items is None else "[" + ",".join(
+            f'{{"position":{position},"value":{text}}}' for position, text in hit.items
+        ) + "]"  # fmt: skip
+        hits.append(
+            f'{{"namespace":{enc(hit.ns)},"key":{enc(hit.key)},"score":{enc(hit.score)},'
+            f'"value":{hit.value or "null"},"items":{items},'
+            f'"created_at":{enc(format_time(hit.created_at))},'
+            f'"updated_at":{enc(format_time(hit.updated_at))}}}'
+        )
+    return Response('{"hits":[' + ",".join(hits) + "]}", media_type="application/json")
+
+
+@native.get("/healthz")
+async def healthz(request: Request) -> Any:
+    """Whether the server can reach its store (open to all)."""
+    context: Context = request.app.state.context
+    await context.backend.aexecute([Get("/health", "ping", False)])
+    return {"status": "ok", "version": __version__}
+
+
+@native.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, errors and quota rejections, for the whole server
+    (every worker). Once tokens are on, it needs one (any valid token, or the server's
+    ``metrics_token``)."""
+    context: Context = request.app.state.context
+    return Response(context.metrics.render(), media_type="text/plain; version=0.0.4")
