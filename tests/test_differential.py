@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,78 @@ def test_every_backend_gives_the_same_answers(backends: dict[str, Backend], seed
     for name, got in answers.items():
         for number, (want, have) in enumerate(zip(reference, got, strict=True)):
             assert have == want, f"{name}: call {number} {([*calls, ('final',)])[number]!r}"
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_url: str) -> Iterator[Server]:
+    """``botwire serve`` on the test PostgreSQL schema."""
+    with Server(pg_url) as server:
+        yield server
+
+
+class _BusyWriter:
+    """Another client that keeps writing, atomically, to a namespace of its own: three keys
+    that always hold the same number, and a window of the newest five items."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        mem = Memory("diff-busy", self.url)
+        i = 0
+        try:
+            while not self.stop.is_set():
+                mem.set_many({"x": i, "y": i, "z": i})
+                mem.append("w", i, max_len=5)
+                i += 1
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def __enter__(self) -> _BusyWriter:
+        mem = Memory("diff-busy", self.url)
+        mem.set_many({"x": -1, "y": -1, "z": -1})
+        mem.append("w", *range(-5, 0))
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        assert not self.errors, self.errors
+
+
+def _snapshot_reads(mem: Memory) -> None:
+    """Read batches across the busy namespace: each must see one snapshot."""
+    busy = Memory("diff-busy", backend=mem.backend)
+    values = busy.get_many(["x", "y", "z"])
+    assert len(set(values.values())) == 1, values
+    window = busy.slice("w")
+    assert len(window) == 5 and window == list(range(window[0], window[0] + 5)), window
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_read_batches_see_one_snapshot_under_concurrent_writers(
+    tmp_path: Path, pg_url: str, pg_server: Server, seed: int
+) -> None:
+    """The random program on PostgreSQL and through a server on it, while another client
+    writes: its answers match SQLite's, and every read batch in between is whole."""
+    empty_postgres(pg_url)
+    calls = program(seed)
+    reference_backend = SQLiteBackend(tmp_path / "reference.db")
+    reference = run_sync(Memory("diff-busy-ref", backend=reference_backend), calls)
+    reference_backend.close()
+    with _BusyWriter(pg_url):
+        for name, backend in {"postgres": PostgresBackend(pg_url),
+                              "http": HTTPBackend(pg_server.url)}.items():  # fmt: skip
+            mem = Memory(f"diff-busy-{name}", backend=backend)
+            got = []
+            for call in calls:
+                got.extend(run_sync(mem, [call])[:-1])
+                _snapshot_reads(mem)
+            got.append(run_sync(mem, [])[-1])
+            backend.close()
+            for number, (want, have) in enumerate(zip(reference, got, strict=True)):
+                assert have == want, f"{name}: call {number} {([*calls, ('final',)])[number]!r}"

@@ -78,7 +78,6 @@ from botwire.backends.common import (
     expiry,
     fresh_row,
     incr_steps,
-    item_range,
     nbytes,
     quota_checks,
     read_budget,
@@ -87,6 +86,7 @@ from botwire.backends.common import (
 )
 from botwire.backends.postgres.connections import (
     BEGIN,
+    BEGIN_SNAPSHOT,
     COMMIT,
     AsyncPool,
     Attempt,
@@ -107,11 +107,29 @@ from botwire.errors import BackendUnavailable, InvalidRequest
 
 _RETRIES = 10
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
-_ONE_STATEMENT = (Get, Put, Delete, Expire, Restore, ListKeys, ListNamespaces, Clear)
+_ONE_STATEMENT = (Get, Put, Delete, Expire, Restore, ListKeys, ListNamespaces, Clear, Slice)
 _NEW_VERSION = "greatest(%(now)s, (SELECT value + 1 FROM botwire_version_floor))"
 """A new key's version: the time, or above every version deleted before."""
 
 _LIVE = "(expires_at IS NULL OR expires_at > %(now)s)"
+_SLICE_TEXT = (
+    "(SELECT '[' || coalesce(string_agg(i.value, ',' ORDER BY i.seq), '') || ']'"
+    " FROM botwire_list_items i WHERE i.entry_id = e.id AND i.seq >= e.list_lo + b.first"
+    " AND i.seq < e.list_lo + greatest(b.first, b.stop))"
+)
+"""The items of a list between the bounds ``b`` that :func:`_bound` computes."""
+
+
+def _bound(name: str, default: str) -> str:
+    """SQL for a slice bound ``%(name)s`` as an offset into a list of ``l.n`` items, by
+    Python's rules (``None``: ``default``; negative: from the end; clamped to the list)."""
+    bound = f"%({name})s::bigint"
+    return (
+        f"CASE WHEN {bound} IS NULL THEN {default} WHEN {bound} < 0"
+        f" THEN greatest(0, l.n + {bound}) ELSE least({bound}, l.n) END"
+    )
+
+
 _LIST_TEXT = (
     "(SELECT '[' || coalesce(string_agg(i.value, ',' ORDER BY i.seq), '') || ']'"
     " FROM botwire_list_items i WHERE i.entry_id = e.id)"
@@ -356,11 +374,12 @@ class PostgresBackend(Backend):
             attempt.outcome_unknown = True
             op = ops[0]
             return [(yield from self._handlers[type(op)](op, now))]
-        yield BEGIN
+        writes = is_write(ops)
+        yield BEGIN if writes else BEGIN_SNAPSHOT
         results = []
         for op in ops:
             results.append((yield from self._handlers[type(op)](op, now)))
-        if self.quotas is not None and is_write(ops):
+        if self.quotas is not None and writes:
             yield from self._answer(quota_checks(self.quotas, ops, now), now)
         attempt.outcome_unknown = True
         yield COMMIT
@@ -668,23 +687,19 @@ class PostgresBackend(Backend):
         return int(row[0])
 
     def _slice(self, op: Slice, now: int) -> Steps:
+        # One statement, so that the list's bounds and its items come from one snapshot.
         row = yield Query(
-            "SELECT id, kind, value, list_lo, list_hi FROM botwire_entries"
-            f" WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}",
-            {"ns": op.ns, "key": op.key, "now": now},
+            f"SELECT e.kind, e.value, CASE WHEN e.kind = 1 THEN {_SLICE_TEXT} END"
+            f" FROM botwire_entries e, LATERAL (SELECT e.list_hi - e.list_lo AS n) l,"
+            f" LATERAL (SELECT {_bound('start', '0')} AS first, {_bound('stop', 'l.n')} AS stop) b"
+            f" WHERE e.ns = %(ns)s AND e.key = %(key)s AND {_LIVE}",
+            {"ns": op.ns, "key": op.key, "now": now, "start": op.start, "stop": op.stop},
         )
         if row is None:
             return None
-        entry_id, kind, value, lo, hi = row
+        kind, value, text = row
         if kind == VALUE:
             text = sliced_value(op.key, value, op.start, op.stop)
-        else:
-            first, last = item_range(lo, hi, op.start, op.stop)
-            (text,) = yield Query(
-                "SELECT '[' || coalesce(string_agg(value, ',' ORDER BY seq), '') || ']'"
-                " FROM botwire_list_items WHERE entry_id = %s AND seq >= %s AND seq < %s",
-                (entry_id, first, last),
-            )
         if (budget := read_budget.get()) is not None:
             budget.charge(nbytes(text))
         return text

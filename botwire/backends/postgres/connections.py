@@ -28,6 +28,9 @@ class Query(NamedTuple):
 
 Steps = Generator[Query, Any, Any]
 BEGIN = Query("BEGIN", fetch="rowcount")
+BEGIN_SNAPSHOT = Query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", fetch="rowcount")
+"""A batch that only reads: every statement sees the snapshot of the first (at READ COMMITTED
+each would see what had committed when it began, and a batch could read half of another's)."""
 COMMIT = Query("COMMIT", fetch="rowcount")
 
 
