@@ -20,7 +20,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from botwire import Memory
 from botwire.backends import create_backend
-from botwire.mcp import create_server, resource_uri
+from botwire.mcp import Served, create_server, resource_uri
 from botwire.server.auth import create_token
 from botwire.tools import SPECS, MemoryTools
 
@@ -34,7 +34,8 @@ ALL_TOOLS = ["remember", "recall", "list_memory", "forget", "search_memory", "ap
 async def session(
     store: Store, namespace: str = "claude", **options: Any
 ) -> AsyncIterator[ClientSession]:
-    server = create_server(lambda: (store.backend, namespace), **options)
+    served = Served(store.backend, namespace, options.pop("read_only", False))
+    server = create_server(lambda: served, **options)
     async with create_connected_server_and_client_session(server) as client:
         yield client
 
@@ -159,6 +160,49 @@ async def test_read_only_offers_and_runs_only_the_reading_tools(store: Store) ->
     assert store.memory("claude").get("budget") == 5000
 
 
+async def test_resources_reach_the_served_namespace_only(store: Store) -> None:
+    """``botwire mcp --namespace claude --read-only`` must not read another namespace."""
+    store.memory("private-hr").set("salaries", {"ana": 100})
+    store.memory("claude").set("note", "hi")
+    async with session(store, "claude", read_only=True) as client:
+        for uri in ("botwire://private-hr/salaries", "botwire://private-hr"):
+            with pytest.raises(McpError, match="serves the namespace 'claude' only"):
+                await client.read_resource(uri)
+        assert resource_text(await client.read_resource("botwire://claude/note"))[0] == "hi"
+        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+    assert listed == ["botwire://claude", "botwire://claude/note"]
+
+
+def test_the_stdio_server_reads_no_other_namespace(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hr.db'}"
+    Memory("private-hr", url).set("salaries", {"ana": 100})
+    out = run_python(
+        f"""
+        import anyio, sys
+        from mcp import ClientSession, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+        from mcp.shared.exceptions import McpError
+
+        async def main():
+            params = StdioServerParameters(
+                command=sys.executable,
+                args=["-m", "botwire", "mcp", "--namespace", "claude", "--read-only",
+                      "--url", {url!r}],
+            )
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+                await s.initialize()
+                try:
+                    await s.read_resource("botwire://private-hr/salaries")
+                    print("read it")
+                except McpError as exc:
+                    print("refused:", exc)
+
+        anyio.run(main)
+        """
+    )
+    assert "refused: this server serves the namespace 'claude' only" in out, out
+
+
 async def test_resources_read_values_and_list_keys(store: Store) -> None:
     memory = store.memory("claude")
     memory.set_many({"budget": {"amount": 5000}, "name": "Ana", "client:acme/contact": "Bob"})
@@ -169,7 +213,6 @@ async def test_resources_read_values_and_list_keys(store: Store) -> None:
         value = await client.read_resource("botwire://claude/budget")
         name = await client.read_resource(resource_uri("claude", "name"))
         odd = await client.read_resource(resource_uri("claude", "client:acme/contact"))
-        elsewhere = await client.read_resource("botwire://other/x")
         listing = await client.read_resource("botwire://claude")
         with pytest.raises(McpError, match="no memory under 'missing' in 'claude'"):
             await client.read_resource("botwire://claude/missing")
@@ -184,14 +227,10 @@ async def test_resources_read_values_and_list_keys(store: Store) -> None:
         "botwire://claude/name",
     ]
     assert [r.name for r in listed[1:]] == ["budget", "client:acme/contact", "name"]
-    assert [t.uriTemplate for t in templates] == [
-        "botwire://{namespace}/{key}",
-        "botwire://{namespace}",
-    ]
+    assert [t.uriTemplate for t in templates] == ["botwire://claude/{key}", "botwire://claude"]
     assert resource_text(value) == ('{"amount": 5000}', "application/json")
     assert resource_text(name) == ("Ana", "text/plain")
     assert resource_text(odd) == ("Bob", "text/plain")
-    assert resource_text(elsewhere) == ("1", "application/json")
     keys, mime = resource_text(listing)
     assert mime == "application/json"
     assert json.loads(keys) == {
@@ -324,7 +363,7 @@ async def test_mcp_on_the_server_is_scoped_by_the_token(served: Any) -> None:
         assert text(await client.call_tool("recall", {"key": "plan"})) == "'plan' = ship on Friday"
         value = await client.read_resource("botwire://team-a/plan")
         assert resource_text(value) == ("ship on Friday", "text/plain")
-        with pytest.raises(McpError, match="may not use namespace 'team-b'"):
+        with pytest.raises(McpError, match="serves the namespace 'team-a' only"):
             await client.read_resource("botwire://team-b/plan")
         listed = [str(r.uri) for r in (await client.list_resources()).resources]
         assert listed == ["botwire://team-a", "botwire://team-a/plan"]
@@ -332,10 +371,14 @@ async def test_mcp_on_the_server_is_scoped_by_the_token(served: Any) -> None:
         assert text(await client.call_tool("remember", {"key": "plan", "value": "b's"})) == (
             "stored 'plan'"
         )
+    async with remote(server.url + "/mcp/team-a", tokens["all"]) as client:
+        with pytest.raises(McpError, match="serves the namespace 'team-a' only"):
+            await client.read_resource("botwire://team-b/plan")
     async with remote(server.url + "/mcp/team-b", tokens["b-read"]) as client:
+        listed = [tool.name for tool in (await client.list_tools()).tools]
+        assert listed == ["recall", "list_memory", "search_memory"]
         refused = await client.call_tool("remember", {"key": "plan", "value": "overwritten"})
-        assert refused.isError is True
-        assert "access to the memory was refused" in text(refused) and "read-only" in text(refused)
+        assert refused.isError is True and "there is no tool 'remember'" in text(refused)
         assert text(await client.call_tool("recall", {"key": "plan"})) == "'plan' = b's"
     assert await refused_status(server.url + "/mcp/team-b", tokens["a"]) == 403
     async with httpx.AsyncClient() as http:
@@ -347,6 +390,17 @@ async def test_mcp_on_the_server_is_scoped_by_the_token(served: Any) -> None:
         assert other.status_code == 403
         assert other.json()["detail"] == "token 'team-a' may not use namespace 'team-b'"
     assert Memory("team-b", server.url, token=tokens["all"]).get("plan") == "b's"
+
+
+async def test_an_open_loopback_server_serves_the_namespace_in_its_url_only(
+    http_server: Server,
+) -> None:
+    Memory("team-b", http_server.url).set("secret", "b's")
+    async with remote(http_server.url + "/mcp/team-a", None) as client:
+        with pytest.raises(McpError, match="serves the namespace 'team-a' only"):
+            await client.read_resource("botwire://team-b/secret")
+        templates = (await client.list_resource_templates()).resourceTemplates
+    assert [t.uriTemplate for t in templates] == ["botwire://team-a/{key}", "botwire://team-a"]
 
 
 @pytest.mark.slow

@@ -19,6 +19,6 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("botwire's MCP server needs mcp", "mcp") from exc
 
-from botwire.mcp.server import Where, create_server, resource_uri, run_stdio
+from botwire.mcp.server import Served, Where, create_server, resource_uri, run_stdio
 
-__all__ = ["Where", "create_server", "resource_uri", "run_stdio"]
+__all__ = ["Served", "Where", "create_server", "resource_uri", "run_stdio"]

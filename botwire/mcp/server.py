@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 import anyio
@@ -27,8 +27,18 @@ from botwire.backends.base import Backend
 from botwire.errors import BotWireError
 from botwire.tools import INSTRUCTIONS, MemoryTools, Refusal, ToolSpec, offered
 
-Where = Callable[[], tuple[Backend, str]]
-"""The store and the namespace of the request being served (called in its context)."""
+
+class Served(NamedTuple):
+    """What one request is served from: the store, the one namespace the server serves (its
+    tools and resources reach no other), and whether it may only read."""
+
+    backend: Backend
+    namespace: str
+    read_only: bool = False
+
+
+Where = Callable[[], Served]
+"""What the request being served is served from (called in its context)."""
 
 SCHEME = "botwire://"
 PAGE = 100
@@ -44,27 +54,26 @@ def resource_uri(namespace: str, key: str | None = None) -> str:
     return uri if key is None else f"{uri}/{quote(key, safe='')}"
 
 
-def create_server(
-    where: Where, *, read_only: bool = False, max_value_bytes: int | None = None
-) -> Server[Any, Any]:
-    """An MCP server of botwire memory.
+def create_server(where: Where, *, max_value_bytes: int | None = None) -> Server[Any, Any]:
+    """An MCP server of botwire memory: the tools and resources of one namespace.
 
     Args:
-        where: the store and namespace each request is served from.
-        read_only: offer only the tools that read.
+        where: what each request is served from: the store, the namespace (the only one its
+            tools and resources reach) and whether it may only read (then it is offered the
+            tools that read, and no other).
         max_value_bytes: the largest value ``remember`` and ``append_note`` store (default: the
             store's usual limit, ``$BOTWIRE_MAX_VALUE_BYTES``).
     """
     server: Server[Any, Any] = Server("botwire", version=__version__, instructions=INSTRUCTIONS)
-    tools = [_tool(spec) for spec in offered(read_only=read_only)]
+    tools = {ro: [_tool(spec) for spec in offered(read_only=ro)] for ro in (False, True)}
 
     @server.list_tools()  # type: ignore[no-untyped-call, untyped-decorator]
     async def list_tools() -> list[types.Tool]:
-        return tools
+        return tools[where().read_only]
 
     @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        backend, namespace = where()
+        backend, namespace, read_only = where()
         memory = Memory(namespace, backend=backend, max_value_bytes=max_value_bytes)
         call = MemoryTools(memory, read_only=read_only).call
         result = await anyio.to_thread.run_sync(call, name, arguments)
@@ -75,7 +84,7 @@ def create_server(
 
     @server.list_resources()  # type: ignore[no-untyped-call, untyped-decorator]
     async def list_resources(request: types.ListResourcesRequest) -> types.ListResourcesResult:
-        backend, namespace = where()
+        backend, namespace, _ = where()
         after = request.params.cursor if request.params else None
         keys = await _read(AsyncMemory(namespace, backend=backend).keys(after=after, limit=PAGE))
         resources = [types.Resource(uri=AnyUrl(resource_uri(namespace, k)), name=k) for k in keys]
@@ -92,24 +101,33 @@ def create_server(
 
     @server.list_resource_templates()  # type: ignore[no-untyped-call, untyped-decorator]
     async def list_resource_templates() -> list[types.ResourceTemplate]:
+        namespace = where().namespace
         return [
             types.ResourceTemplate(
-                uriTemplate=SCHEME + "{namespace}/{key}",
+                uriTemplate=resource_uri(namespace) + "/{key}",
                 name="memory",
                 description="The value stored under a key: text as it is, anything else as JSON.",
             ),
             types.ResourceTemplate(
-                uriTemplate=SCHEME + "{namespace}",
+                uriTemplate=resource_uri(namespace),
                 name="keys",
                 mimeType="application/json",
-                description="The keys stored in a namespace.",
+                description=f"The keys stored in the namespace {namespace!r}.",
             ),
         ]
 
     @server.read_resource()  # type: ignore[no-untyped-call, untyped-decorator]
     async def read_resource(uri: Any) -> list[ReadResourceContents]:
+        backend, served, _ = where()
         namespace, key = _parse(str(uri))
-        backend, _ = where()
+        if namespace != served:
+            raise McpError(
+                types.ErrorData(
+                    code=RESOURCE_NOT_FOUND,
+                    message=f"this server serves the namespace {served!r} only: "
+                    f"{resource_uri(served)}/{{key}}",
+                )
+            )
         memory = AsyncMemory(namespace, backend=backend)
         if key is None:
             keys = await _read(memory.keys(limit=MAX_LISTED + 1))
@@ -182,11 +200,8 @@ def run_stdio(namespace: str, url: str | None = None, *, read_only: bool = False
     from mcp.server.stdio import stdio_server
 
     memory = Memory(namespace, url)
-    server = create_server(
-        lambda: (memory.backend, memory.namespace),
-        read_only=read_only,
-        max_value_bytes=memory.max_value_bytes,
-    )
+    served = Served(memory.backend, memory.namespace, read_only)
+    server = create_server(lambda: served, max_value_bytes=memory.max_value_bytes)
 
     async def serve() -> None:
         async with stdio_server() as (read, write):

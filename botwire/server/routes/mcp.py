@@ -21,7 +21,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from botwire.backends.base import Backend, Op
 from botwire.errors import BotWireError
-from botwire.mcp import create_server
+from botwire.mcp.server import Served, create_server
 from botwire.server.auth import Scope
 from botwire.server.context import SCOPE_KEY, Context, Receive, Send
 
@@ -73,13 +73,13 @@ class MCPEndpoint:
         )
         self.context = context
 
-    def _where(self) -> tuple[Backend, str]:
+    def _where(self) -> Served:
         request = self.server.request_context.request
         if request is None:
             raise RuntimeError("an MCP request over HTTP carries its HTTP request")
-        return (
-            ScopedBackend(self.context, request.scope[SCOPE_KEY]),
-            request.path_params["namespace"],
+        scope: Scope = request.scope[SCOPE_KEY]
+        return Served(
+            ScopedBackend(self.context, scope), request.path_params["namespace"], scope.read_only
         )
 
     @asynccontextmanager
