@@ -433,6 +433,13 @@ def test_without_a_valid_token_every_route_answers_401(
         ("", "anything", True),
         ("bot", "bot🧠", True),
         ("bot", "botä", False),
+        ("user-1", "user-1\u0301", False),  # a combining accent: displays as user-1́
+        ("user-1", "user-1\u200d", False),  # a zero-width joiner: displays as user-1
+        ("user-1", "user-1\u200dx", False),
+        ("user-1", "user-1\ufe0f", False),  # a variation selector
+        ("user-1", "user-1\u00ad", False),  # a soft hyphen, invisible
+        ("cafe\u0301", "cafe\u0301s", False),  # a prefix that ends in a mark ends in a word
+        ("cafe\u0301", "cafe\u0301:x", True),
     ],
 )
 def test_a_prefix_matches_at_a_word_boundary(prefix: str, ns: str, granted: bool) -> None:
@@ -446,6 +453,8 @@ def test_scopes_hold_on_the_wire(secured: tuple[Server, dict[str, str]]) -> None
         ("user-1:chat", True),
         ("user-10", False),
         ("user-1x", False),
+        ("user-1\u0301", False),
+        ("user-1\u200d", False),
     ]:
         mem = Memory(ns, server.url, token=tokens["user-1"])
         if granted:
@@ -455,6 +464,24 @@ def test_scopes_hold_on_the_wire(secured: tuple[Server, dict[str, str]]) -> None
                 mem.set("k", 1)
     Memory("user-10", server.url, token=tokens["user-"]).set("k", 2)
     assert Memory("user-10", server.url, token=tokens["all"]).keys() == ["k"]
+
+
+def test_two_authorization_headers_are_refused(secured: tuple[Server, dict[str, str]]) -> None:
+    """A proxy that checks the first header must not see another token than the server."""
+    server, tokens = secured
+    headers = [("authorization", f"Bearer {tokens['user-1']}"),
+               ("authorization", f"Bearer {tokens['all']}")]  # fmt: skip
+    with httpx.Client(base_url=server.url) as client:
+        for request in [
+            client.build_request("PUT", "/memory/user-2/k", json={"value": 1}, headers=headers),
+            client.build_request("GET", "/memory/user-1/k", headers=headers),
+            client.build_request("POST", "/v1/batch", json={"ops": []}, headers=headers),
+            client.build_request("GET", "/metrics", headers=headers),
+        ]:
+            answer = client.send(request)
+            assert answer.status_code == 400, answer.text
+            assert "one Authorization header" in answer.json()["detail"]
+    assert Memory("user-2", server.url, token=tokens["all"]).keys() == []
 
 
 def test_once_a_token_was_made_tokens_are_required_for_good(db: str) -> None:

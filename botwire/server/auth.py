@@ -13,6 +13,7 @@ import hmac
 import json
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,14 +56,22 @@ def prefix_allows(prefix: str, ns: str) -> bool:
 
     A prefix matches at a word boundary: ``user-1`` grants ``user-1``, ``user-1:chat``,
     ``user-1.x`` and ``user-1-x``, but not ``user-10`` or ``user-1x``. A prefix that ends in a
-    character other than a letter or digit (``user-``, ``team:``) grants every namespace that
-    starts with it. ``*`` (or an empty prefix) grants all.
+    boundary (``user-``, ``team:``) grants every namespace that starts with it. ``*`` (or an
+    empty prefix) grants all. A boundary is punctuation, a symbol or a space
+    (:func:`is_boundary`); a combining mark or an invisible joiner is not, so ``user-1\u0301``
+    and ``user-1\u200d``, which display as ``user-1``, are not granted by ``user-1``.
     """
     if prefix in ALL or ns == prefix:
         return True
     if not ns.startswith(prefix):
         return False
-    return not prefix[-1].isalnum() or not ns[len(prefix)].isalnum()
+    return is_boundary(prefix[-1]) or is_boundary(ns[len(prefix)])
+
+
+def is_boundary(char: str) -> bool:
+    """Whether ``char`` ends a word: punctuation, a symbol (emoji too) or a space; never a
+    letter, digit, combining mark or format character (zero-width joiners)."""
+    return unicodedata.category(char)[0] in "PSZ"
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,8 @@ class Scope:
             if granted in ALL:
                 return True
             if prefix.startswith(granted) and (
-                not granted[-1].isalnum()
-                or (len(prefix) > len(granted) and not prefix[len(granted)].isalnum())
+                is_boundary(granted[-1])
+                or (len(prefix) > len(granted) and is_boundary(prefix[len(granted)]))
             ):
                 return True
         return False

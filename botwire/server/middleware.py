@@ -166,10 +166,12 @@ class Authenticate:
         if scope["type"] != "http" or not (path.startswith(PROTECTED) or path == "/metrics"):
             await self.app(scope, receive, send)
             return
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
+        sent = [value for name, value in scope["headers"] if name == b"authorization"]
+        if len(sent) > 1:  # a proxy may check one and the server read another
+            detail = "send one Authorization header, not several"
+            await _send_json(send, 400, {"detail": detail, "error": "InvalidRequest"})
+            return
+        authorization = sent[0].decode("latin-1") if sent else None
         try:
             if path == "/metrics":
                 await self._metrics(authorization)
