@@ -162,6 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         metrics_token=args.metrics_token,
         access_log=args.access_log or None,
+        allowed_hosts=",".join(args.allowed_host) if args.allowed_host else None,
     )
     serve(settings)
     return 0
@@ -304,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-token", help="a bearer token that may read /metrics once tokens are on"
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        help="on loopback, a host name (besides 127.0.0.1 and localhost) that MCP clients may "
+        "reach this server by, such as the name a TLS proxy forwards (repeatable)",
+    )
 
     p = sub.add_parser("token", help="create, list and revoke the server's bearer tokens")
     actions = p.add_subparsers(dest="action", required=True)
@@ -314,9 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create a bearer token and print it once. From then on the store requires "
         "tokens (until `botwire auth disable`).",
         epilog="A prefix matches at a word boundary: --prefix user-1 grants user-1, user-1:chat, "
-        "user-1.x and user-1-x, but not user-10 or user-1x. A prefix that ends in a character "
-        "other than a letter or digit (user-, team:) grants every namespace that starts with "
-        "it. --prefix '*' grants every namespace.",
+        "user-1.x and user-1-x, but not user-10, user-1x or user-1 followed by an accent or an "
+        "invisible joiner. A prefix that ends in punctuation or a symbol (user-, team:) grants "
+        "every namespace that starts with it. --prefix '*' grants every namespace.",
     )
     t.add_argument("name")
     t.add_argument(

@@ -472,3 +472,49 @@ def test_the_mcp_endpoint_answers_odd_requests_with_a_4xx(served: Any) -> None:
     unknown = answers["unknown method"]
     assert unknown.status_code == 200 and unknown.json()["error"]["code"] < 0
     assert statuses["junk body"] == 400 and statuses["wrong accept"] == 406
+
+
+@pytest.mark.slow
+def test_hostile_json_rpc_gets_a_4xx_and_no_traceback(tmp_path: Path) -> None:
+    """A 5,000-digit id, params nested 50,000 deep, a body cut short by a client that hangs
+    up: each is refused (or dropped) without a 500 and without a traceback in the log."""
+    import socket
+
+    with Server(f"sqlite:///{tmp_path / 'odd.db'}", "--allowed-host", "memory.example.com") as s:
+        url = s.url + "/mcp/team-a"
+        headers = {"Accept": "application/json, text/event-stream",
+                   "Content-Type": "application/json"}  # fmt: skip
+        listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        deep = '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":'
+        bodies = {
+            "huge id": '{"jsonrpc":"2.0","id":' + "9" * 5000 + ',"method":"tools/list"}',
+            "deep params": deep + "[" * 50_000 + "]" * 50_000 + "}",
+            "100 deep": deep + '{"a":' * 100 + "1" + "}" * 100 + "}",
+            "NaN": '{"jsonrpc":"2.0","id":NaN,"method":"tools/list"}',
+            "not UTF-8": b'{"jsonrpc":"2.0","id":"\xff","method":"tools/list"}',
+        }
+        for name, body in bodies.items():
+            answer = httpx.post(url, headers=headers, content=body)
+            assert answer.status_code == 400, (name, answer.status_code, answer.text)
+            assert answer.json()["error"]["code"] == -32700, name
+        for host in ("127.0.0.1", "localhost", "memory.example.com", f"127.0.0.1:{s.port}"):
+            answer = httpx.post(url, headers={**headers, "Host": host}, json=listing)
+            assert answer.status_code == 200, (host, answer.text)
+        foreign = httpx.post(url, headers={**headers, "Host": "evil.example"}, json=listing)
+        assert foreign.status_code == 421
+        params = {"name": "list_memory", "arguments": {}}
+        call = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params})
+        call = call.encode()
+        for sent in (call[:10], call):  # hang up mid-body, and before the answer
+            with socket.create_connection(("127.0.0.1", s.port)) as sock:
+                sock.sendall(
+                    b"POST /mcp/team-a HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json, "
+                    b"text/event-stream\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(call)).encode()
+                    + b"\r\n\r\n"
+                    + sent
+                )
+        assert httpx.get(s.url + "/healthz").status_code == 200
+    assert s.log is not None
+    log = Path(s.log).read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log

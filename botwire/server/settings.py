@@ -41,6 +41,10 @@ class Settings:
     token_cache_seconds: float = 2.0
     """How long a token lookup is reused; a revoked token stops working within this time."""
     access_log: bool = False
+    allowed_hosts: str | None = None
+    """Host names besides the loopback ones that a loopback server answers MCP requests for
+    (comma-separated): the name a TLS proxy on this machine forwards, such as
+    ``memory.example.com``. Any other ``Host`` gets 421 (DNS rebinding protection)."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -63,6 +67,10 @@ class Settings:
                     str(value).lower() if isinstance(value, bool) else str(value)
                 )
         return env
+
+    def host_names(self) -> list[str]:
+        """The names in :attr:`allowed_hosts`."""
+        return [name.strip() for name in (self.allowed_hosts or "").split(",") if name.strip()]
 
     @property
     def loopback(self) -> bool:
