@@ -14,22 +14,21 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from botwire import _values
+from botwire import _values, config
 from botwire._values import format_time, parse_time
 from botwire.backends.base import (
     Backend,
     Get,
     ListNamespaces,
-    Op,
     Record,
     Restore,
     all_keys,
     run_steps,
 )
-from botwire.errors import InvalidRequest
+from botwire.errors import BotWireError, InvalidRequest
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -87,51 +86,132 @@ def export_lines(
                 progress.update(len(chunk))
 
 
-def _restore_op(line: str, number: int) -> Restore | None:
+class ImportStopped(BotWireError):
+    """The store refused a batch of an import that was valid: what was written stays written.
+
+    Attributes:
+        written: keys written before the batch that failed.
+        next_line: the first line that was not written (``--from-line`` continues there).
+    """
+
+    def __init__(self, message: str, *, written: int, next_line: int) -> None:
+        super().__init__(message)
+        self.written = written
+        self.next_line = next_line
+
+
+class ImportReport(NamedTuple):
+    """What an import wrote."""
+
+    written: int
+    expired: int
+    """Records skipped because they expired while they were away."""
+    lines: int
+    """The last line read."""
+
+
+def restore_op(line: str, number: int, now: int, max_value_bytes: int) -> Restore | None:
+    """The write a dump line stands for, checked as ``set`` checks a value (JSON, size, keys)
+    and with times that could have happened; ``None`` when it expired while it was away.
+
+    Raises:
+        InvalidRequest: ``line N of the dump ...`` and what is wrong with it.
+    """
+    where = f"line {number} of the dump"
     try:
-        item = json.loads(line)
-        if not isinstance(item, dict):
-            raise InvalidRequest("each line must be a JSON object")
+        item = json.loads(line, parse_constant=_values.refuse_constant)
+    except RecursionError:
+        raise InvalidRequest(f"{where} nests too deeply to be a botwire record") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"{where} is not JSON ({exc})") from None
+    if not isinstance(item, dict) or not {"namespace", "key", "value"} <= item.keys():
+        raise InvalidRequest(f"{where} is not a botwire record (namespace, key and value)")
+    try:
         ns = _values.check_namespace(item["namespace"])
         key = _values.check_key(item["key"])
-        value = _values.to_json(item["value"])
+        value = _values.encode_value(item["value"], max_value_bytes, key)
         created, updated, expires = (
             None if (us := parse_time(item.get(field), field)) is None
             else _values.check_time(us, field)
             for field in ("created_at", "updated_at", "expires_at")
         )  # fmt: skip
-        ttl = item.get("ttl")
-        if ttl is not None:
-            ttl = _values.check_ttl(ttl)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRequest(
-            f"line {number} of the dump is not a botwire record: {exc!r}"
-        ) from None
-    if expires is not None and expires <= time.time() * 1_000_000:
+        ttl = None if item.get("ttl") is None else _values.check_ttl(item["ttl"])
+        created, updated = created or now, updated or created or now
+        _values.check_history(created, updated, now)
+    except BotWireError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidRequest(f"{where}: {exc}") from None
+    if expires is not None and expires <= now:
         return None  # expired while it was away
+    return Restore(ns, key, value, created, updated, expires, ttl)
+
+
+def import_dump(
+    backend: Backend,
+    open_lines: Callable[[], Iterable[str]],
+    *,
+    from_line: int = 1,
+    max_value_bytes: int | None = None,
+    progress: tqdm[Any] | None = None,
+) -> ImportReport:
+    """Write every record of a dump (overwriting keys that exist), from line ``from_line`` on.
+
+    Every line is checked first, so a dump with a bad line writes nothing; then the records
+    are written in batches, each atomic. ``open_lines`` gives the dump's lines, once for each
+    pass.
+
+    Raises:
+        InvalidRequest: a line is not a valid record (its number says which); nothing written.
+        ImportStopped: the store refused a batch; says how many keys were written and the
+            line to continue from.
+    """
+    limit = config.max_value_bytes(max_value_bytes)
     now = int(time.time() * 1_000_000)
-    return Restore(ns, key, value, created or now, updated or now, expires, ttl)
-
-
-def import_lines(backend: Backend, lines: Iterable[str], progress: tqdm[Any] | None = None) -> int:
-    """Write every record of a dump (overwriting keys that exist); return how many."""
-    count = 0
-    batch: list[Op] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    total = sum(1 for _ in _records(open_lines(), from_line, now, limit))
+    if progress is not None:
+        progress.total = total
+        progress.refresh()
+    written = expired = 0
+    last = from_line - 1
+    batch: list[Restore] = []
+    first_line = from_line
+    for number, op in _records(open_lines(), from_line, now, limit):
+        last = number
+        if op is None:
+            expired += 1
             continue
-        op = _restore_op(line, number)
-        if op is not None:
-            batch.append(op)
+        if not batch:
+            first_line = number
+        batch.append(op)
         if len(batch) >= BATCH:
-            count += _flush(backend, batch, progress)
-    return count + _flush(backend, batch, progress)
+            written += _write(backend, batch, written, first_line, progress)
+    written += _write(backend, batch, written, first_line, progress)
+    return ImportReport(written, expired, last)
 
 
-def _flush(backend: Backend, batch: list[Op], progress: tqdm[Any] | None) -> int:
+def _records(
+    lines: Iterable[str], from_line: int, now: int, max_value_bytes: int
+) -> Iterator[tuple[int, Restore | None]]:
+    for number, line in enumerate(lines, 1):
+        if number >= from_line and line.strip():
+            yield number, restore_op(line, number, now, max_value_bytes)
+
+
+def _write(
+    backend: Backend, batch: list[Restore], written: int, first_line: int, progress: Any
+) -> int:
     count = len(batch)
     if batch:
-        backend.execute(batch)
+        try:
+            backend.execute(batch)
+        except BotWireError as exc:
+            raise ImportStopped(
+                f"the store refused the records from line {first_line} on ({exc}); "
+                f"{written} key{'' if written == 1 else 's'} written before them stay written",
+                written=written,
+                next_line=first_line,
+            ) from exc
         batch.clear()
     if progress is not None:
         progress.update(count)

@@ -176,7 +176,8 @@ def _not_json(value: Any) -> tuple[str, str]:
 decode_value = json.loads
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
+    """For ``json.loads(parse_constant=...)``: ``NaN`` and ``Infinity`` are not JSON."""
     raise ValueError(f"{name} is not JSON")
 
 
@@ -191,7 +192,7 @@ def canonical_json(text: object, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> st
     if not isinstance(text, str):
         raise InvalidRequest("a value must travel as its JSON text, in a string")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=refuse_constant)
     except (ValueError, RecursionError):
         raise InvalidValue("value is not valid JSON text") from None
     return encode_value(value, max_bytes)
@@ -265,6 +266,25 @@ def utc_datetime(us: int) -> datetime:
 def check_time(us: object, what: str) -> int:
     """``us`` when it is a time botwire keeps: integer microseconds from 1970 to the end of 9999."""
     return check_int(us, what, 0, MAX_TIME_US)
+
+
+CLOCK_SKEW_US = 3_600_000_000
+"""How far ahead of this machine's clock a restored time may be (another machine's clock)."""
+
+
+def check_history(created_at: int, updated_at: int, now: int) -> None:
+    """Refuse restored times that could not have happened: a key updated before it was created,
+    or written in the future (beyond :data:`CLOCK_SKEW_US` of clock skew)."""
+    if updated_at < created_at:
+        raise InvalidRequest(
+            f"updated_at ({format_time(updated_at)}) is before created_at "
+            f"({format_time(created_at)})"
+        )
+    if updated_at > now + CLOCK_SKEW_US:
+        raise InvalidRequest(
+            f"updated_at ({format_time(updated_at)}) is in the future; this machine's clock "
+            f"says {format_time(now)}"
+        )
 
 
 def format_time(us: int | None) -> str | None:

@@ -10,9 +10,10 @@ Every command takes ``--url`` (default ``$BOTWIRE_URL``, else the embedded store
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from botwire import __version__, config
 from botwire._memory import Memory, list_namespaces
@@ -126,16 +127,36 @@ def _export(args: argparse.Namespace) -> int:
 
 @command("import")
 def _import(args: argparse.Namespace) -> int:
-    from botwire._transfer import import_lines, progress_bar
+    import shutil
+    import tempfile
+
+    from botwire._transfer import ImportStopped, import_dump, progress_bar
 
     backend = open_backend(config.resolve_url(args.url))
-    with progress_bar("importing") as progress:
+    with contextlib.ExitStack() as stack:
         if args.file:
-            with open(args.file, encoding="utf-8") as source:
-                count = import_lines(backend, source, progress)
-        else:
-            count = import_lines(backend, sys.stdin, progress)
-    print(f"botwire: imported {_count(count, 'key')}", file=sys.stderr)
+            path = args.file
+        else:  # standard input is read once: keep it for the second pass
+            spool = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".jsonl"))
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.flush()
+            path = spool.name
+
+        def lines() -> Iterator[str]:
+            with open(path, encoding="utf-8", errors="surrogateescape") as source:
+                yield from source
+
+        try:
+            with progress_bar("importing") as progress:
+                report = import_dump(backend, lines, from_line=args.from_line, progress=progress)
+        except ImportStopped as stopped:
+            print(
+                f"botwire: {stopped}. Run again with --from-line {stopped.next_line} to continue.",
+                file=sys.stderr,
+            )
+            return 1
+    skipped = f" ({_count(report.expired, 'expired key')} skipped)" if report.expired else ""
+    print(f"botwire: imported {_count(report.written, 'key')}{skipped}", file=sys.stderr)
     return 0
 
 
@@ -273,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("namespaces", nargs="*", help="namespaces to export (default: all)")
     p = sub.add_parser("import", parents=[common], help="load JSON lines written by export")
     p.add_argument("file", nargs="?", help="the dump (default: stdin)")
+    p.add_argument(
+        "--from-line",
+        type=int,
+        default=1,
+        help="start at this line of the dump (to continue an import the store stopped)",
+    )
 
     sub.add_parser("migrate", parents=[common], help="bring a store's schema up to date")
     p = sub.add_parser(

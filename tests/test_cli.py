@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from botwire import Memory
+from botwire import InvalidRequest, Memory
 from botwire._transfer import progress_bar
 
 from .helpers import child_env
@@ -174,3 +174,92 @@ def test_serve_says_what_it_serves_and_who_may_come_in(tmp_path: Path) -> None:
     assert f"botwire serve: store {db}\n" in log
     assert f"botwire serve: listening on http://127.0.0.1:{server.port} (1 worker)\n" in log
     assert "botwire serve: no token required (loopback only;" in log
+
+
+def _record(key: str, value: object = 1, **times: str) -> str:
+    return json.dumps({"namespace": "n", "key": key, "value": value, **times}) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ('{"namespace":"n","key":"deep","value":' + "[" * 100_000 + "]" * 100_000 + "}\n",
+         "nests too deeply"),
+        ('{"namespace":"n","key":"s","value":"\\ud800"}\n', "lone surrogate"),
+        ('{"namespace":"n","key":"\\ud800","value":1}\n', "lone surrogate"),
+        ('{"namespace":"n","key":"k","value":NaN}\n', "NaN is not JSON"),
+        ("not json\n", "is not JSON"),
+        ('{"namespace":"n","key":"k"}\n', "namespace, key and value"),
+        ('{"namespace":"n","key":"big","value":"' + "x" * (2 * 1024 * 1024) + '"}\n',
+         "the limit is 1048576 bytes"),
+        (_record("t", created_at="2026-01-02T00:00:00Z", updated_at="2026-01-01T00:00:00Z"),
+         "before created_at"),
+        (_record("t", created_at="2026-01-01T00:00:00Z", updated_at="9999-12-31T00:00:00Z"),
+         "in the future"),
+        (_record("t", created_at="9999-12-31T00:00:00Z"), "in the future"),
+        (b'{"namespace":"n","key":"\xff","value":1}\n'.decode("latin-1"), "line 601"),
+    ],
+)  # fmt: skip
+def test_import_checks_every_record_before_it_writes_any(
+    tmp_path: Path, url: str, bad: str, says: str
+) -> None:
+    """A dump whose line 601 is bad writes nothing (not the 600 good lines before it) and
+    says which line and why, without a traceback."""
+    dump = tmp_path / "dump.jsonl"
+    good = "".join(_record(f"k{n}", n) for n in range(600))
+    if bad.startswith('{"namespace":"n","key":"\xff'):
+        dump.write_bytes(good.encode() + b'{"namespace":"n","key":"\xff","value":1}\n')
+    else:
+        dump.write_text(good + bad, encoding="utf-8")
+    result = botwire("import", str(dump), "--url", url)
+    assert result.returncode == 1, result.stderr
+    assert "line 601" in result.stderr and says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert Memory("n", url).keys() == []
+
+
+def test_import_reports_what_it_wrote_and_continues_where_it_stopped(
+    tmp_path: Path, url: str
+) -> None:
+    dump = tmp_path / "dump.jsonl"
+    lines = [_record(f"k{n}", n) for n in range(1200)]
+    lines[3] = _record("gone", 1, expires_at="2001-01-01T00:00:00Z")
+    dump.write_text("".join(lines), encoding="utf-8")
+    result = botwire("import", str(dump), "--url", url)
+    assert result.returncode == 0
+    assert "imported 1,199 keys (1 expired key skipped)" in result.stderr
+    Memory("n", url).clear()
+    resumed = botwire("import", str(dump), "--from-line", "1001", "--url", url)
+    assert "imported 200 keys" in resumed.stderr
+    assert sorted(Memory("n", url).keys()) == sorted(f"k{n}" for n in range(1000, 1200))
+
+
+def test_an_import_the_store_stops_says_where_to_continue(tmp_path: Path) -> None:
+    """A server's quota refuses the second batch: the first 500 keys stay, and the message
+    names the line to continue from."""
+    from .helpers import Server
+
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("".join(_record(f"k{n}", n) for n in range(1200)), encoding="utf-8")
+    with Server(f"sqlite:///{tmp_path / 'q.db'}", "--quota-writes-per-day", "700") as server:
+        result = botwire("import", str(dump), "--url", server.url)
+        assert result.returncode == 1
+        assert "from line 501 on" in result.stderr and "500 keys written" in result.stderr
+        assert "--from-line 501" in result.stderr
+        assert len(Memory("n", server.url).keys()) == 500
+
+
+def test_the_batch_route_refuses_restored_times_that_could_not_happen(tmp_path: Path) -> None:
+    from botwire.backends.base import Restore
+    from botwire.backends.http import HTTPBackend
+
+    from .helpers import Server
+
+    with Server(f"sqlite:///{tmp_path / 'r.db'}") as server:
+        backend = HTTPBackend(server.url)
+        for created, updated, says in [(2, 1, "before created_at"),
+                                       (1, 253_402_300_000_000_000, "in the future")]:  # fmt: skip
+            with pytest.raises(InvalidRequest, match=says):
+                backend.execute([Restore("n", "k", "1", created, updated)])
+        assert Memory("n", server.url).keys() == []
+        backend.close()

@@ -8,6 +8,7 @@ Each model checks the shape and types of one operation (strictly: ``"1"`` is not
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -228,6 +229,7 @@ class RestoreIn(KeyOpIn):
 
     def to_op(self, max_value_bytes: int) -> Op:
         expires_at = self.expires_at
+        _values.check_history(self.created_at, self.updated_at, int(time.time() * 1_000_000))
         return Restore(
             _ns(self.ns), _key(self.key), _values.canonical_json(self.value, max_value_bytes),
             _values.check_time(self.created_at, "created_at"),
