@@ -20,9 +20,20 @@ import pytest
 from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
 from botwire.backends.postgres import PostgresBackend
 from botwire.backends.postgres.schema import MIGRATIONS as PG_MIGRATIONS
-from botwire.backends.search import coverage, document, parse_query, words
+from botwire.backends.search import (
+    MAX_INDEXED_WORDS,
+    coverage,
+    document,
+    document_words,
+    fts_document,
+    ns_tag,
+    parse_query,
+    tsvector,
+    words,
+)
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.backends.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
+from botwire.backends.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 from botwire.backends.sqlite.schema import statements
 
 from .conftest import PG_URL, Store
@@ -319,15 +330,34 @@ def test_words_and_documents() -> None:
     blob = "QmFzZTY0" * 20  # 160 characters with no space: data, not text
     assert document("k", json.dumps({"data": blob, "note": "hi"})) == "k hi"
     assert document("k", json.dumps(blob)) == "k"
-    assert document("k", json.dumps("a b " + blob)) == "k a b " + blob.lower()
-    assert parse_query('say "new york" pi').fts5() == '"say" "new york" "pi"*'
-    assert parse_query('say "new york" pi').tsquery() == "'say' & ('new' <-> 'york') & 'pi':*"
-    assert parse_query('"new york"').fts5() == '"new york"'
+    assert document("k", json.dumps("a b " + blob)) == "k a b"  # a 160-letter word: not a word
+    say = parse_query('say "new york" pi')
+    assert say.fts5_groups(["t1"]) == ['"t1say"', '"t1new t1york"', '"t1pi"*']
+    assert say.tsquery_groups(["t1", "t2"]) == [
+        "('t1say') | ('t2say')", "('t1new' <-> 't1york') | ('t2new' <-> 't2york')",
+        "('t1pi':*) | ('t2pi':*)"]  # fmt: skip
     assert parse_query("   ").listing and not parse_query("🎉").listing
     anyway = parse_query('What is "new york" like, pi?', "any")
-    assert anyway.fts5() == '"new york" OR "like" OR "pi"*'
-    assert anyway.tsquery() == "('new' <-> 'york') | 'like' | 'pi':*"
+    assert anyway.groups == (("new", "york"), ("like",), ("pi",)) and anyway.prefix
     assert parse_query("what is the", "any").groups == (("what",), ("is",), ("the",))
+    assert parse_query('"kiwi" mango "kiwi"').groups == (("kiwi",), ("mango",))
+    assert parse_query("pi mango pi").groups == (("mango",), ("pi",))  # the prefix stays last
+
+
+def test_every_word_of_the_index_carries_its_namespace() -> None:
+    tag = ns_tag("user-1")
+    assert len(tag) == 8 and tag.isalnum() and tag == ns_tag("user-1") != ns_tag("user-10")
+    text, length = fts_document("user-1", "k", json.dumps("Hi hi there"))  # type: ignore[misc]
+    assert text == f"{tag} {tag}k {tag}hi {tag}hi {tag}there" and length == 3
+    assert tsvector("user-1", "k", json.dumps("Hi hi")) == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4"
+    assert fts_document("/tokens", "k", "1") is None and tsvector("/auth", "k", "1") is None
+    many = " ".join(f"w{n}" for n in range(MAX_INDEXED_WORDS + 50))
+    assert len(document_words("k", json.dumps(many))) == MAX_INDEXED_WORDS
+    with pytest.raises(InvalidRequest, match="at most 32 words"):
+        parse_query(" ".join(f"word{n}" for n in range(33)))
+    assert len(parse_query(" ".join(f"word{n}" for n in range(32))).groups) == 32
+    common = "the " * 200 + "quokka"
+    assert parse_query(common, "any").groups == (("quokka",),)
 
 
 def test_coverage_is_the_share_of_the_query_found() -> None:
@@ -415,6 +445,35 @@ def test_a_store_from_the_previous_release_upgrades_and_is_searchable(tmp_path: 
     assert found(Memory("old", f"sqlite:///{other}").search("ancient")) == {"doc": None}
 
 
+def test_a_store_with_the_index_of_release_0_3_is_indexed_again(tmp_path: Path) -> None:
+    """Schema 3 (one index for every namespace): the upgrade builds the index again, with
+    each namespace's words apart and the sizes of list items."""
+    path = tmp_path / "v3.db"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for migration in SQLITE_MIGRATIONS[:3]:
+            for statement in statements(migration):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version=3")
+        conn.execute(
+            "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
+            " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at, list_lo,"
+            " list_hi) VALUES ('old', 'log', 1, 20, 1, 1, 1, 0, 1)"
+        )
+        conn.execute("INSERT INTO list_items (entry_id, seq, value) VALUES (2, 0, '\"scroll\"')")
+        conn.execute("INSERT INTO search_fts (rowid, doc) VALUES (1, 'doc an ancient manuscript')")
+        conn.execute("DELETE FROM search_pending WHERE entry_id = 1")
+    mem = Memory("old", f"sqlite:///{path}")
+    assert found(mem.search("ancient")) == {"doc": None}
+    assert found(mem.search("scroll")) == {"log": [0]}
+    assert found(Memory("other", f"sqlite:///{path}").search("ancient")) == {}
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT size FROM list_items").fetchall() == [(8,)]
+        assert conn.execute("PRAGMA user_version").fetchone() == (SQLITE_SCHEMA,)
+
+
 def test_the_migrate_command_indexes_with_a_progress_bar(tmp_path: Path) -> None:
     path = tmp_path / "cli.db"
     _old_sqlite_store(path)
@@ -422,7 +481,10 @@ def test_the_migrate_command_indexes_with_a_progress_bar(tmp_path: Path) -> None
         [sys.executable, "-m", "botwire.cli", "migrate", "--url", f"sqlite:///{path}"],
         capture_output=True, text=True, env=child_env(), timeout=60,
     )  # fmt: skip
-    assert result.returncode == 0 and "(1 migration run)" in result.stdout
+    ran = SQLITE_SCHEMA - 2
+    assert (
+        result.returncode == 0 and f"({ran} migration{'s' if ran > 1 else ''} run)" in result.stdout
+    )
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (3,)

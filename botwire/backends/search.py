@@ -22,21 +22,26 @@ Every engine shares this; each only renders a parsed query and a filter in its o
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import time
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from botwire._values import check_int, check_prefix, decode_value, utc_datetime
+from botwire._values import check_int, check_prefix, decode_value, has_control, utc_datetime
 from botwire.backends.base import Search, SearchHit, prefix_upper_bound
-from botwire.backends.common import LIST, VALUE, nbytes, read_budget
-from botwire.errors import InvalidRequest
+from botwire.backends.common import LIST, VALUE, read_budget
+from botwire.errors import InvalidRequest, ValueTooLarge
 
 MAX_QUERY_CHARS = 1000
+MAX_QUERY_WORDS = 32
+"""Most words a search looks for: each one is a lookup in the index."""
 MAX_LIMIT = 1000
 MATCHES = ("all", "any")
 
@@ -132,15 +137,29 @@ def is_text(string: str) -> bool:
     return len(string) <= TOKEN_CHARS or _SPACE.search(string) is not None
 
 
-def document(key: str, json_text: str | None) -> str:
-    """The indexed text of a key and a value (or list item) given as JSON text: its words,
-    separated by spaces."""
+MAX_INDEXED_WORDS = 10_000
+"""A document's first 10,000 words are indexed; the rest of a longer text is stored but not
+found by search (the same on every store)."""
+MAX_WORD_CHARS = 64
+"""Words longer than this are not indexed (nor found): no one searches for them."""
+
+
+def document_words(key: str, json_text: str | None) -> list[str]:
+    """The words a store indexes for a key and a value (or list item) given as JSON text: the
+    key's and the value's text (see the module's docstring), the first
+    :data:`MAX_INDEXED_WORDS` words of :data:`MAX_WORD_CHARS` characters or fewer."""
     parts = [key]
     if json_text is not None:
         value = json.loads(json_text)
         found = [value] if isinstance(value, str) else strings(value)
         parts.extend(string for string in found if is_text(string))
-    return " ".join(words(" ".join(parts)))
+    found_words = [word for word in words(" ".join(parts)) if len(word) <= MAX_WORD_CHARS]
+    return found_words[:MAX_INDEXED_WORDS]
+
+
+def document(key: str, json_text: str | None) -> str:
+    """:func:`document_words`, separated by spaces."""
+    return " ".join(document_words(key, json_text))
 
 
 class ParsedQuery(NamedTuple):
@@ -155,20 +174,26 @@ class ParsedQuery(NamedTuple):
     any: bool = False
     """Whether one group matching is enough (``match="any"``)."""
 
-    def fts5(self) -> str:
-        """The query in FTS5's syntax: every word quoted, so that none is an operator."""
-        parts = [f'"{" ".join(group)}"' for group in self.groups]
-        if self.prefix:
-            parts[-1] += "*"
-        return (" OR " if self.any else " ").join(parts)
+    def fts5_groups(self, tags: Sequence[str]) -> list[str]:
+        """Each group as an FTS5 ``MATCH`` expression over the namespaces of ``tags``: every
+        word a quoted token, so that none is an operator."""
+        last = len(self.groups) - 1
+        found = []
+        for number, group in enumerate(self.groups):
+            star = "*" if self.prefix and number == last else ""
+            found.append(" OR ".join(f'"{" ".join(tag + w for w in group)}"{star}' for tag in tags))
+        return found
 
-    def tsquery(self) -> str:
-        """The query in PostgreSQL's ``to_tsquery`` syntax, every word a quoted lexeme."""
-        parts = [" <-> ".join(f"'{word}'" for word in group) for group in self.groups]
-        if self.prefix:
-            parts[-1] += ":*"
-        joined = [f"({part})" if " " in part else part for part in parts]
-        return (" | " if self.any else " & ").join(joined)
+    def tsquery_groups(self, tags: Sequence[str]) -> list[str]:
+        """Each group as a PostgreSQL ``tsquery`` over the namespaces of ``tags``, every word a
+        quoted lexeme (a ``tsquery`` literal, which no text search configuration changes)."""
+        last = len(self.groups) - 1
+        found = []
+        for number, group in enumerate(self.groups):
+            star = ":*" if self.prefix and number == last else ""
+            alternatives = [" <-> ".join(f"'{tag}{w}'" for w in group) + star for tag in tags]
+            found.append(" | ".join(f"({a})" for a in alternatives))
+        return found
 
 
 def check_match(match: object) -> str:
@@ -185,13 +210,18 @@ def parse_query(text: str, match: str = "all") -> ParsedQuery:
     if len(text) > MAX_QUERY_CHARS:
         raise InvalidRequest(f"a search query has at most {MAX_QUERY_CHARS} characters")
     parsed = _parse(text)
-    if check_match(match) == "all":
-        return parsed
-    telling = [group for group in parsed.groups if len(group) > 1 or group[0] not in COMMON_WORDS]
-    if not telling:
-        return parsed._replace(any=True)
-    prefix = parsed.prefix and telling[-1] == parsed.groups[-1]
-    return parsed._replace(groups=tuple(telling), prefix=prefix, any=True)
+    if check_match(match) == "any":
+        telling = [g for g in parsed.groups if len(g) > 1 or g[0] not in COMMON_WORDS]
+        if telling:
+            prefix = parsed.prefix and telling[-1] == parsed.groups[-1]
+            parsed = parsed._replace(groups=tuple(telling), prefix=prefix)
+        parsed = parsed._replace(any=True)
+    if sum(len(group) for group in parsed.groups) > MAX_QUERY_WORDS:
+        raise InvalidRequest(
+            f"a search query has at most {MAX_QUERY_WORDS} words (besides common ones such as "
+            "'the' with match='any'); keep the words that tell what to find"
+        )
+    return parsed
 
 
 def _parse(text: str) -> ParsedQuery:
@@ -207,6 +237,12 @@ def _parse(text: str) -> ParsedQuery:
         for run in _runs(segment):  # a run with CJK characters is a phrase of them
             groups.append(tuple(run))
             prefix = len(run) == 1
+    if groups:  # a group given twice counts once; a prefix stays last
+        last = groups[-1]
+        groups = list(dict.fromkeys(groups))
+        if prefix and groups[-1] != last:
+            groups.remove(last)
+            groups.append(last)
     return ParsedQuery(tuple(groups), prefix, not text.strip())
 
 
@@ -235,6 +271,11 @@ def coverage(query: str, text: str) -> float:
 # -- filters on the fields of dict values ----------------------------------------------------
 
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in")
+MAX_CONDITIONS = 64
+"""Most conditions a ``where`` filter holds."""
+MAX_IN = 1000
+"""Most values an ``$in`` condition lists."""
+MAX_FIELD_CHARS = 256
 Scalar = str | int | float | bool | None
 
 
@@ -267,8 +308,14 @@ def conditions(where: object) -> list[Condition]:
         raise InvalidRequest(f"where must be a dict of field names to values, not {where!r:.60}")
     found = []
     for name, test in where.items():
-        if not isinstance(name, str) or not name or '"' in name or "\\" in name:
-            raise InvalidRequest(f"where: {name!r} is not a field name (no quotes or backslashes)")
+        if (
+            not isinstance(name, str) or not name or '"' in name or "\\" in name
+            or has_control(name) or len(name) > MAX_FIELD_CHARS
+        ):  # fmt: skip
+            raise InvalidRequest(
+                f"where: {name!r:.80} is not a field name (up to {MAX_FIELD_CHARS} characters, "
+                "no quotes, backslashes or control characters)"
+            )
         if isinstance(test, Mapping):
             if not test:
                 raise InvalidRequest(f"where: {name!r} has an empty condition")
@@ -278,13 +325,17 @@ def conditions(where: object) -> list[Condition]:
                 found.append(Condition(name, op, _operand(name, op, value)))
         else:
             found.append(Condition(name, "$eq", _operand(name, "$eq", test)))
+        if len(found) > MAX_CONDITIONS:
+            raise InvalidRequest(f"where holds at most {MAX_CONDITIONS} conditions")
     return found
 
 
 def _operand(name: str, op: str, value: Any) -> Any:
     if op == "$in":
-        if not isinstance(value, list) or not value:
-            raise InvalidRequest(f"where: {name!r} $in takes a non-empty list of values")
+        if not isinstance(value, list) or not value or len(value) > MAX_IN:
+            raise InvalidRequest(
+                f"where: {name!r} $in takes a non-empty list of up to {MAX_IN} values"
+            )
         return [_scalar(name, item) for item in value]
     return _scalar(name, value)
 
@@ -306,14 +357,100 @@ SEARCH_OFF = (
 )
 
 
-def indexed_text(ns: str, key: str, json_text: str | None) -> str | None:
-    """What a store indexes for a key's value (or one list item), or ``None`` for botwire's
-    own namespaces (``/tokens``), which are never found. The namespace is not in the text:
-    a search keeps to its namespace by a condition on the key's row, which costs less than a
-    word that every document of a large namespace holds."""
+TAG_CHARS = 8
+
+
+def ns_tag(ns: str) -> str:
+    """The namespace's tag: 8 letters and digits (40 bits of its hash) that start each of its
+    words in the index. A search looks up its own namespace's words only, so what it finds,
+    how it ranks and what it costs never depend on another namespace's data."""
+    digest = hashlib.blake2b(ns.encode("utf-8", "surrogatepass"), digest_size=5).digest()
+    return base64.b32encode(digest).decode("ascii").lower()
+
+
+def fts_document(ns: str, key: str, json_text: str | None) -> tuple[str, int] | None:
+    """What SQLite's index holds for a key's value (or one list item): its words, each behind
+    the namespace's tag, after the tag alone (which every document of the namespace holds,
+    so that counting it counts them), and its length (distinct words). ``None`` for botwire's
+    own namespaces (``/tokens``), which are never found."""
     if "/" in ns:
         return None
-    return document(key, json_text)
+    tag = ns_tag(ns)
+    found = document_words(key, json_text)
+    return " ".join([tag, *(tag + word for word in found)]), len(set(found))
+
+
+def tsvector(ns: str, key: str, json_text: str | None) -> str | None:
+    """What PostgreSQL's index holds for a key's value (or one list item), as the text of a
+    ``tsvector``: the same words as :func:`fts_document`, with their positions."""
+    if "/" in ns:
+        return None
+    tag = ns_tag(ns)
+    positions: dict[str, list[int]] = {tag: [1]}
+    for position, word in enumerate(document_words(key, json_text), 2):
+        positions.setdefault(tag + word, []).append(position)
+    return " ".join(f"'{lexeme}':{','.join(map(str, at))}" for lexeme, at in positions.items())
+
+
+# -- ranking: one formula for every store -------------------------------------------------------
+
+K1 = 1.2
+B = 0.75
+
+
+def idf_sql(docs: str, df: str) -> str:
+    """SQL for how rare a word is: BM25's ``idf`` of a word found in ``df`` of ``docs``
+    documents (both SQL expressions), always above zero."""
+    return f"ln(1.0 + ({docs} - ({df}) + 0.5) / (({df}) + 0.5))"
+
+
+def bm25_sql(weight: str, length: str, average: str) -> str:
+    """SQL for a document's score: the summed rarity ``weight`` of the words it holds, by
+    BM25's measure for a document of ``length`` distinct words among matches of ``average``
+    length (each word counted once per document)."""
+    return f"({weight}) * {K1 + 1} / (1.0 + {K1} * ({1 - B} + {B} * ({length}) / ({average})))"
+
+
+TAGS_PER_MATCH = 200
+"""Namespaces one match of the index looks in, when a search covers many."""
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class DocCounts:
+    """How many documents each namespace holds in the index (the ``N`` of a word's rarity),
+    counted by each store now and then and remembered for :attr:`TTL` seconds."""
+
+    TTL = 30.0
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def get(self, tag: str) -> int | None:
+        found = self._counts.get(tag)
+        if found is None or time.monotonic() - found[0] > self.TTL:
+            return None
+        return found[1]
+
+    def put(self, tag: str, count: int) -> None:
+        if len(self._counts) > 100_000:
+            self._counts.clear()
+        self._counts[tag] = (time.monotonic(), count)
+
+
+def budget_terms() -> tuple[bool, int | None]:
+    """How the values of a search's hits fit the batch's read budget, for its SQL: whether
+    the first may have any size, and how many bytes the values may add up to (``None``: no
+    budget). A hit whose value would not fit comes without it, and :func:`search_hits`
+    refuses the search before anything is read (see :class:`ReadBudget`)."""
+    budget = read_budget.get()
+    if budget is None:
+        return False, None
+    return budget.reads == 0, budget.limit - budget.spent
 
 
 class JsonFields(ABC):
@@ -333,6 +470,11 @@ class JsonFields(ABC):
         """SQL true when the field ``op`` (``<``, ``>``, ...) ``value``: numbers with numbers,
         strings with strings."""
 
+    def one_of(self, field: str, values: list[Scalar]) -> tuple[str, list[Any]]:
+        """SQL true when the field holds one of ``values`` (``$in``)."""
+        tests = [self.equal(field, item) for item in values]
+        return "(" + " OR ".join(t for t, _ in tests) + ")", [p for _, ps in tests for p in ps]
+
     def where(self, found: list[Condition]) -> tuple[str, list[Any]]:
         """A whole filter: ``AND`` and each condition, with its parameters."""
         parts: list[str] = []
@@ -351,8 +493,7 @@ class JsonFields(ABC):
             sql, params = self.equal(field, value)
             return f"NOT coalesce({sql}, FALSE)", params
         if op == "$in":
-            tests = [self.equal(field, item) for item in value]
-            return "(" + " OR ".join(t for t, _ in tests) + ")", [p for _, ps in tests for p in ps]
+            return self.one_of(field, value)
         if isinstance(value, bool) or value is None:
             return "FALSE", []  # order holds between numbers, or between strings, only
         return self.compare(field, _ORDER[op], value)
@@ -388,26 +529,27 @@ def search_scope(op: Search, mark: str, no_slash: str) -> tuple[list[str], list[
 
 def search_hits(rows: list[Any]) -> list[SearchHit]:
     """Hits from the rows of a search, best first, one row per matching document:
-    ``(entry_id, best score, ns, key, updated_at, created_at, kind, value, list_lo, item seq,
-    item value, size)``; the documents of one key follow each other, its best items first."""
+    ``(ns, key, best score, updated_at, created_at, kind, list_lo, item seq, size, value)``;
+    the documents of one key follow each other, its best items first. ``value`` is ``None``
+    where it did not fit the read budget (see :func:`budget_terms`): then nothing is
+    returned, and the budget says why."""
     hits: list[SearchHit] = []
     last = None
     budget = read_budget.get()
-    for entry_id, best, ns, key, updated, created, kind, value, lo, seq, item, size in rows:
-        if entry_id != last:
-            last = entry_id
+    for ns, key, best, updated, created, kind, lo, seq, size, value in rows:
+        if budget is not None:
+            budget.charge(size)
+        if value is None:  # the charge above refused it; a guard for a store that erred
+            raise ValueTooLarge("a search's values do not fit the read budget", size=size)
+        if (ns, key) != last:
+            last = (ns, key)
             if kind == VALUE:
-                if budget is not None:
-                    budget.charge(size)
                 hits.append(SearchHit(ns, key, float(best), value, None, updated, created))
                 continue
             hits.append(SearchHit(ns, key, float(best), None, [], updated, created))
-        if kind == LIST and item is not None:
-            if budget is not None:
-                budget.charge(nbytes(item))
-            items = hits[-1].items
-            assert items is not None
-            items.append((seq - (lo or 0), item))
+        items = hits[-1].items
+        if kind == LIST and items is not None:
+            items.append((seq - (lo or 0), value))
     return hits
 
 

@@ -99,9 +99,7 @@ from botwire.backends.postgres.connections import (
 )
 from botwire.backends.postgres.schema import Progress, apply_migrations
 from botwire.backends.postgres.search import search
-from botwire.backends.search import (
-    indexed_text,
-)
+from botwire.backends.search import DocCounts, tsvector
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
 
@@ -138,7 +136,7 @@ _UPSERT = f"""
 INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at, updated_at,
                                   expires_at, ttl, tsv)
 VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {_NEW_VERSION}, %(now)s, %(now)s,
-        %(expires_at)s, %(ttl)s, to_tsvector('simple', %(doc)s))
+        %(expires_at)s, %(ttl)s, %(doc)s::tsvector)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = EXCLUDED.value, size = EXCLUDED.size, tsv = EXCLUDED.tsv,
     version = greatest(e.version + 1, %(now)s),
@@ -183,6 +181,7 @@ class PostgresBackend(Backend):
         self._async_pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncPool]] = {}
         self._migrated = False
         self._next_purge = 0
+        self._doc_counts = DocCounts()
         self._handlers: dict[type, Callable[[Any, int], Steps]] = handlers(self)
         self._answers: dict[type, Callable[[Any, int], Steps]] = {
             LockRow: self._lock_row,
@@ -436,7 +435,7 @@ class PostgresBackend(Backend):
         empty = fresh_row(0, q.kind)
         params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
                   "size": empty.size, "lo": empty.list_lo,
-                  "doc": indexed_text(q.ns, q.key, empty.value) if q.kind == VALUE else None,
+                  "doc": tsvector(q.ns, q.key, empty.value) if q.kind == VALUE else None,
                   }  # fmt: skip
         columns = "id, kind, value, size, list_lo, list_hi, expires_at"
         while True:
@@ -446,7 +445,7 @@ class PostgresBackend(Backend):
                 "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
                 " updated_at, list_lo, list_hi, tsv) VALUES (%(ns)s, %(key)s, %(kind)s, %(value)s,"
                 f" %(size)s, {_NEW_VERSION}, %(now)s, %(now)s, %(lo)s, %(lo)s,"
-                " to_tsvector('simple', %(doc)s))"
+                " %(doc)s::tsvector)"
                 f" ON CONFLICT (ns, key) DO NOTHING RETURNING {columns}",
                 params,
             )
@@ -468,7 +467,7 @@ class PostgresBackend(Backend):
                 "UPDATE botwire_entries SET kind = %(kind)s, value = %(value)s, size = %(size)s,"
                 " version = greatest(version + 1, %(now)s), created_at = %(now)s,"
                 " updated_at = %(now)s, expires_at = NULL, ttl = NULL, list_lo = %(lo)s,"
-                " list_hi = %(lo)s, tsv = to_tsvector('simple', %(doc)s) WHERE id = %(id)s",
+                " list_hi = %(lo)s, tsv = %(doc)s::tsvector WHERE id = %(id)s",
                 {**params, "id": row[0]},
                 "rowcount",
             )
@@ -477,10 +476,10 @@ class PostgresBackend(Backend):
 
     @staticmethod
     def _add_items(q: AddItems, now: int) -> Steps:
-        docs = [indexed_text(q.ns, q.key, value) for value in q.values]
+        docs = [tsvector(q.ns, q.key, value) for value in q.values]
         yield Query(
             "INSERT INTO botwire_list_items (entry_id, seq, value, tsv)"
-            " SELECT %s, seq, value, to_tsvector('simple', doc)"
+            " SELECT %s, seq, value, doc::tsvector"
             " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(seq, value, doc)",
             (q.entry_id, list(range(q.first_seq, q.first_seq + len(q.values))), list(q.values),
              docs),
@@ -588,7 +587,7 @@ class PostgresBackend(Backend):
             "ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
             "expires_at": expiry(now, op.ttl), "ttl": op.ttl,
             "keep": op.keep_ttl and op.ttl is None, "if_version": op.if_version,
-            "doc": indexed_text(op.ns, op.key, op.value),
+            "doc": tsvector(op.ns, op.key, op.value),
         }  # fmt: skip
         if op.if_version is None:
             row = yield Query(_UPSERT + " RETURNING e.version", params)
@@ -602,7 +601,7 @@ class PostgresBackend(Backend):
                 " version = greatest(version + 1, %(now)s), updated_at = %(now)s,"
                 " expires_at = CASE WHEN %(keep)s THEN expires_at ELSE %(expires_at)s END,"
                 " ttl = CASE WHEN %(keep)s THEN ttl ELSE %(ttl)s END,"
-                " list_lo = NULL, list_hi = NULL, tsv = to_tsvector('simple', %(doc)s)"
+                " list_lo = NULL, list_hi = NULL, tsv = %(doc)s::tsvector"
                 f" WHERE ns = %(ns)s AND key = %(key)s AND version = %(if_version)s AND {_LIVE}"
                 " RETURNING version",
                 params,
@@ -621,7 +620,7 @@ class PostgresBackend(Backend):
             "INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at,"
             " updated_at, expires_at, ttl, tsv) VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s,"
             f" {_NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s,"
-            " to_tsvector('simple', %(doc)s))"
+            " %(doc)s::tsvector)"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = EXCLUDED.value,"
             " tsv = EXCLUDED.tsv,"
             " size = EXCLUDED.size, version = greatest(e.version + 1, %(now)s),"
@@ -631,7 +630,7 @@ class PostgresBackend(Backend):
             {"ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
              "created_at": op.created_at, "updated_at": op.updated_at,
              "expires_at": op.expires_at, "ttl": op.ttl,
-             "doc": indexed_text(op.ns, op.key, op.value)},
+             "doc": tsvector(op.ns, op.key, op.value)},
         )  # fmt: skip
         return int(row[0])
 
@@ -704,9 +703,8 @@ class PostgresBackend(Backend):
             budget.charge(nbytes(text))
         return text
 
-    @staticmethod
-    def _search(op: Search, now: int) -> Steps:
-        return search(op, now)
+    def _search(self, op: Search, now: int) -> Steps:
+        return search(op, now, self._doc_counts)
 
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix}

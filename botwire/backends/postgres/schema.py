@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from botwire.backends.search import indexed_text
+from botwire.backends.search import tsvector
 from botwire.errors import BackendUnavailable
 
 Migration = str | Callable[[psycopg.Connection[Any], "Progress | None"], None]
@@ -81,6 +81,10 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX botwire_list_items_search ON botwire_list_items USING GIN (tsv);
     """,
     lambda conn, progress: index_existing(conn, progress),
+    # 5 (2026-12): a namespace's words carry its tag (botwire.backends.search.ns_tag), so that
+    # a search reads, ranks by and pays for its own namespace's part of the index only:
+    # every value and item is indexed again.
+    lambda conn, progress: index_existing(conn, progress),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")
@@ -129,7 +133,7 @@ def apply_migrations(
 
 
 def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """Migration 3's second step: the tsvector of every value and item written before."""
+    """The tsvector of every value and item written before (migrations 4 and 5)."""
     (total,) = conn.execute(
         "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
         " + (SELECT count(*) FROM botwire_list_items)"
@@ -137,17 +141,17 @@ def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> 
     done = 0
     for sql, update in [
         ("SELECT id, NULL, ns, key, value FROM botwire_entries WHERE kind = 0",
-         "UPDATE botwire_entries SET tsv = to_tsvector('simple', %s) WHERE id = %s"),
+         "UPDATE botwire_entries SET tsv = %s::tsvector WHERE id = %s"),
         ("SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM botwire_list_items i"
          " JOIN botwire_entries e ON e.id = i.entry_id",
-         "UPDATE botwire_list_items SET tsv = to_tsvector('simple', %s)"
+         "UPDATE botwire_list_items SET tsv = %s::tsvector"
          " WHERE entry_id = %s AND seq = %s"),
     ]:  # fmt: skip
         with conn.cursor(name="botwire_index") as rows:
             rows.execute(sql)
             while batch := rows.fetchmany(1000):
                 params = [
-                    (indexed_text(ns, key, value), entry_id, *(() if seq is None else (seq,)))
+                    (tsvector(ns, key, value), entry_id, *(() if seq is None else (seq,)))
                     for entry_id, seq, ns, key, value in batch
                 ]
                 with conn.cursor() as cur:

@@ -1,17 +1,25 @@
-"""The PostgreSQL store's full-text search: a tsvector per value and list item, matched with a
-tsquery and ranked in one statement."""
+"""The PostgreSQL store's full-text search: a tsvector per value and list item, whose words carry
+their namespace's tag (:func:`~botwire.backends.search.ns_tag`), matched with a tsquery and
+ranked in one statement."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from botwire.backends.base import Search
+from botwire.backends.base import Search, prefix_upper_bound
 from botwire.backends.postgres.connections import Query, Steps
 from botwire.backends.search import (
+    TAGS_PER_MATCH,
+    DocCounts,
     JsonFields,
     Scalar,
+    bm25_sql,
+    budget_terms,
+    chunks,
     conditions,
+    idf_sql,
+    ns_tag,
     parse_query,
     search_hits,
     search_scope,
@@ -44,65 +52,139 @@ class _PostgresJson(JsonFields):
 JSON = _PostgresJson()
 
 
-def search(op: Search, now: int) -> Steps:
-    """A search's statement: tsvector matches ranked by ``ts_rank``, or a listing."""
+def search(op: Search, now: int, counts: DocCounts) -> Steps:
+    """A search: its namespaces' document counts when not known yet, then one statement that
+    matches each group of words in their part of the index, ranks and reads the hits."""
     query = parse_query(op.query, op.match)
-    where, where_params = JSON.where(conditions(op.where) if op.where else [])
-    where = where.replace("VALUE", "coalesce(li.value, e.value)")
     scope, scope_params = search_scope(op, "%s", "strpos(e.ns, '/') = 0")
-    filters = ["(e.expires_at IS NULL OR e.expires_at > %s)", "(c.seq >= 0 OR e.kind = 0)",
-               *scope]  # fmt: skip
-    params: list[Any] = [now, *scope_params]
     if query.groups:
-        text = query.tsquery()
-        candidates = (
-            "WITH q AS (SELECT to_tsquery('simple', %s) AS query)"
-            " SELECT e.id, -1::bigint, ts_rank(e.tsv, q.query) FROM botwire_entries e, q"
-            " WHERE e.tsv @@ q.query AND e.kind = 0"
-            " UNION ALL SELECT i.entry_id, i.seq, ts_rank(i.tsv, q.query)"
-            " FROM botwire_list_items i, q WHERE i.tsv @@ q.query"
+        if op.ns is not None:
+            namespaces = [op.ns]
+        else:
+            namespaces = [ns for (ns,) in (yield _namespaces(op.ns_prefix))]
+        if not namespaces:
+            return []
+        tags = [ns_tag(ns) for ns in namespaces]
+        missing = [tag for tag in tags if counts.get(tag) is None]
+        if missing:
+            found = yield _counts(missing)
+            for tag, count in zip(missing, found[0], strict=True):
+                counts.put(tag, int(count))
+        docs = sum(counts.get(tag) or 0 for tag in tags)
+        matches, params = [], []
+        last = len(query.groups) - 1
+        for number, group in enumerate(query.groups):
+            one = query._replace(groups=(group,), prefix=query.prefix and number == last)
+            for some in chunks(tags, TAGS_PER_MATCH):
+                (tsquery,) = one.tsquery_groups(some)
+                matches.append(
+                    f"SELECT {number}, e.id, -1::bigint FROM botwire_entries e"
+                    " WHERE e.tsv @@ %s::tsquery AND e.kind = 0"
+                    f" UNION ALL SELECT {number}, i.entry_id, i.seq FROM botwire_list_items i"
+                    " WHERE i.tsv @@ %s::tsquery"
+                )
+                params += [tsquery, tsquery]
+        needed = 1 if query.any else len(query.groups)
+        prelude = (
+            f"m(g, entry_id, seq) AS ({' UNION ALL '.join(matches)}),"
+            f" w(g, idf) AS (SELECT g, {idf_sql('greatest(%s, count(*))', 'count(*)')} FROM m"
+            " GROUP BY g),"
+            " s(entry_id, seq, weight) AS (SELECT m.entry_id, m.seq, sum(w.idf) FROM m"
+            " JOIN w USING (g) GROUP BY m.entry_id, m.seq HAVING count(*) >= %s),",
+            [*params, docs, needed],
         )
-        head: list[Any] = [text]
+        candidates: tuple[str, list[Any]] = (
+            "SELECT s.entry_id, s.seq, s.weight, length(coalesce(i.tsv, x.tsv)) - 1 FROM s"
+            " JOIN botwire_entries x ON x.id = s.entry_id"
+            " LEFT JOIN botwire_list_items i ON s.seq >= 0 AND i.entry_id = s.entry_id"
+            " AND i.seq = s.seq",
+            [],
+        )
     elif not query.listing:  # only punctuation or emoji: nothing to find
         return []
     else:  # an empty query: every key in scope (that passes the filters), newest first
         within = " AND ".join(scope)
+        prelude = ("", [])
         candidates = (
-            "SELECT e.id, -1::bigint, 0.0::real FROM botwire_entries e"
+            "SELECT e.id, -1::bigint, 0.0::float8, 1 FROM botwire_entries e"
             f" WHERE e.kind = 0 AND {within}"
-            " UNION ALL SELECT li.entry_id, li.seq, 0.0::real FROM botwire_list_items li"
-            f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {within}"
+            " UNION ALL SELECT li.entry_id, li.seq, 0.0::float8, 1 FROM botwire_list_items li"
+            f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {within}",
+            [*scope_params, *scope_params],
         )
-        head = [*scope_params, *scope_params]
+    where, where_params = JSON.where(conditions(op.where) if op.where else [])
+    where = where.replace("VALUE", "coalesce(li.value, e.value)")
+    filters = " AND ".join(["(e.expires_at IS NULL OR e.expires_at > %s)",
+                            "(c.seq >= 0 OR e.kind = 0)", *scope])  # fmt: skip
+    free, allowance = budget_terms()
+    score = bm25_sql("weight", "length", "avg(length) OVER ()")
     rows = yield Query(
         f"""
-        WITH c(entry_id, seq, score) AS ({candidates}),
+        WITH {prelude[0]}
+        c(entry_id, seq, weight, length) AS ({candidates[0]}),
         f AS (
-            SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
+            SELECT c.entry_id, c.seq, c.weight, c.length, e.updated_at FROM c
             JOIN botwire_entries e ON e.id = c.entry_id
             LEFT JOIN botwire_list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
                 AND li.seq = c.seq
-            WHERE {" AND ".join(filters)} {where}
+            WHERE {filters} {where}
         ),
+        r AS (SELECT entry_id, seq, {score} AS score, updated_at FROM f),
         top AS (
-            SELECT entry_id, max(score) AS best FROM f GROUP BY entry_id
-            ORDER BY best DESC, max(updated_at) DESC, entry_id DESC LIMIT %s
+            SELECT entry_id, max(score) AS best, max(updated_at) AS at FROM r GROUP BY entry_id
+            ORDER BY best DESC, at DESC, entry_id DESC LIMIT %s
         ),
         ranked AS (
-            SELECT f.entry_id, f.seq, f.score, row_number() OVER (
-                PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
-            FROM f JOIN top USING (entry_id)
+            SELECT r.entry_id, r.seq, row_number() OVER (
+                PARTITION BY r.entry_id ORDER BY r.score DESC, r.seq DESC) AS n
+            FROM r JOIN top USING (entry_id)
+        ),
+        o AS (
+            SELECT top.entry_id, top.best, r.seq, CASE WHEN r.seq >= 0 THEN octet_length(li.value)
+                ELSE e.size END AS size, row_number() OVER w AS pos, sum(CASE WHEN r.seq >= 0
+                THEN octet_length(li.value) ELSE e.size END) OVER w AS cum
+            FROM top JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= %s
+            JOIN botwire_entries e ON e.id = top.entry_id
+            LEFT JOIN botwire_list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id
+                AND li.seq = r.seq
+            WINDOW w AS (ORDER BY top.best DESC, top.at DESC, top.entry_id DESC, r.n
+                         ROWS UNBOUNDED PRECEDING)
         )
-        SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.created_at, e.kind,
-               e.value,
-               e.list_lo, r.seq, li.value, e.size
-        FROM top JOIN botwire_entries e ON e.id = top.entry_id
-        JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= %s
-        LEFT JOIN botwire_list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id
-            AND li.seq = r.seq
-        ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
+        SELECT e.ns, e.key, o.best, e.updated_at, e.created_at, e.kind, e.list_lo, o.seq, o.size,
+            CASE WHEN %s::bigint IS NULL OR (%s AND o.pos = 1) OR o.cum <= %s::bigint
+            THEN coalesce(li.value, e.value) END
+        FROM o JOIN botwire_entries e ON e.id = o.entry_id
+        LEFT JOIN botwire_list_items li ON o.seq >= 0 AND li.entry_id = o.entry_id
+            AND li.seq = o.seq
+        ORDER BY o.pos
         """,
-        [*head, *params, *where_params, op.limit, op.limit],
+        [*prelude[1], *candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
+         allowance, free, allowance],
+        "all",
+    )  # fmt: skip
+    return search_hits(rows)
+
+
+def _namespaces(prefix: str) -> Query:
+    """The namespaces that start with ``prefix`` (one index lookup each)."""
+    upper = prefix_upper_bound(prefix)
+    below = "" if upper is None else " AND ns < %(upper)s"
+    return Query(
+        "WITH RECURSIVE n(ns) AS ("
+        f" SELECT min(ns) FROM botwire_entries WHERE ns >= %(prefix)s{below}"
+        " UNION ALL SELECT (SELECT min(ns) FROM botwire_entries"
+        f" WHERE ns > n.ns{below}) FROM n WHERE n.ns IS NOT NULL)"
+        " SELECT ns FROM n WHERE ns IS NOT NULL AND strpos(ns, '/') = 0",
+        {"prefix": prefix, "upper": upper},
         "all",
     )
-    return search_hits(rows)
+
+
+def _counts(tags: list[str]) -> Query:
+    """How many documents each tag's namespace holds (those that hold the tag alone)."""
+    return Query(
+        "SELECT array_agg((SELECT count(*) FROM botwire_entries WHERE tsv @@ t::tsquery)"
+        " + (SELECT count(*) FROM botwire_list_items WHERE tsv @@ t::tsquery) ORDER BY n)"
+        " FROM unnest(%s::text[]) WITH ORDINALITY AS q(t, n)",
+        ([f"'{tag}'" for tag in tags],),
+    )

@@ -76,6 +76,7 @@ from botwire.backends.common import (
     sliced_value,
     version_conflict,
 )
+from botwire.backends.search import DocCounts
 from botwire.backends.sqlite import schema, search
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -170,6 +171,7 @@ class SQLiteBackend(Backend):
         self._next_purge = 0
         self._writes = 0
         """Write batches since this process last caught the search index up."""
+        self._doc_counts = DocCounts()
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
         self._answers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
             LockRow: self._lock_row,
@@ -453,15 +455,17 @@ class SQLiteBackend(Backend):
     @staticmethod
     def _add_items(conn: sqlite3.Connection, q: AddItems, now: int) -> None:
         conn.executemany(
-            "INSERT INTO list_items (entry_id, seq, value) VALUES (?, ?, ?)",
-            [(q.entry_id, q.first_seq + i, value) for i, value in enumerate(q.values)],
+            "INSERT INTO list_items (entry_id, seq, value, size) VALUES (?, ?, ?, ?)",
+            [
+                (q.entry_id, q.first_seq + i, value, nbytes(value))
+                for i, value in enumerate(q.values)
+            ],
         )
 
     @staticmethod
     def _drop_items(conn: sqlite3.Connection, q: DropItems, now: int) -> tuple[int, int]:
         sizes = conn.execute(
-            "DELETE FROM list_items WHERE entry_id = ? AND seq >= ? AND seq < ?"
-            " RETURNING length(CAST(value AS BLOB))",
+            "DELETE FROM list_items WHERE entry_id = ? AND seq >= ? AND seq < ? RETURNING size",
             (q.entry_id, q.from_seq, q.below_seq),
         ).fetchall()
         return len(sizes), sum(size for (size,) in sizes)
@@ -673,9 +677,8 @@ class SQLiteBackend(Backend):
             budget.charge(nbytes(text))
         return text
 
-    @staticmethod
-    def _search(conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
-        return search.search(conn, op, now)
+    def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
+        return search.search(conn, op, now, self._doc_counts)
 
     def _list_namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
         sql = f"SELECT DISTINCT ns FROM entries WHERE {_LIVE} AND ns >= ?"

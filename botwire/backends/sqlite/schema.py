@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from botwire.errors import BackendUnavailable
 
 _QUEUE_EVERYTHING = """
-    INSERT INTO search_pending SELECT id, -1 FROM entries WHERE kind = 0 AND instr(ns, '/') = 0;
+    INSERT INTO search_pending SELECT id, -1 FROM entries
+        WHERE (SELECT enabled FROM search_state) AND kind = 0 AND instr(ns, '/') = 0;
     INSERT INTO search_pending
         SELECT i.entry_id, i.seq FROM list_items i JOIN entries e ON e.id = i.entry_id
-        WHERE instr(e.ns, '/') = 0;
+        WHERE (SELECT enabled FROM search_state) AND instr(e.ns, '/') = 0;
 """
-"""Every document of the store, for the index to catch up with."""
+"""Every document of the store, for the index to catch up with (when search is on)."""
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -104,6 +105,19 @@ MIGRATIONS: list[str] = [
     WHEN (SELECT enabled FROM search_state)
     BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq);
           INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
+    """
+    + _QUEUE_EVERYTHING,
+    # 4 (2026-12): a namespace's words carry its tag, so that a search reads, ranks by and
+    # pays for its own namespace's part of the index only; each document's length is kept
+    # for the ranking, and each list item's size, so that a read is measured before it is
+    # made. The index is built again.
+    """
+    DROP TABLE search_fts;
+    CREATE VIRTUAL TABLE search_fts USING fts5(doc, length UNINDEXED, tokenize = 'ascii');
+    DELETE FROM search_docs;
+    DELETE FROM search_pending;
+    ALTER TABLE list_items ADD COLUMN size INTEGER;
+    UPDATE list_items SET size = length(CAST(value AS BLOB));
     """
     + _QUEUE_EVERYTHING,
 ]

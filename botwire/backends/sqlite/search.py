@@ -1,20 +1,32 @@
 """The embedded store's full-text index (FTS5): catching it up with what writes noted, and
-ranked queries over it."""
+ranked queries over it.
+
+Each document is a row of ``search_fts`` whose words carry its namespace's tag
+(:func:`~botwire.backends.search.ns_tag`), so a search reads its own namespace's part of the
+index only; its length (distinct words) is a column beside it. A value's document has its
+entry's id as rowid, a list item's minus its ``search_docs`` id.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
-from botwire.backends.base import Search, SearchHit
+from botwire.backends.base import Search, SearchHit, prefix_upper_bound
 from botwire.backends.search import (
     SEARCH_OFF,
+    TAGS_PER_MATCH,
+    DocCounts,
     JsonFields,
     Scalar,
+    bm25_sql,
+    budget_terms,
+    chunks,
     conditions,
-    indexed_text,
+    fts_document,
+    idf_sql,
+    ns_tag,
     parse_query,
     search_hits,
     search_scope,
@@ -27,23 +39,6 @@ SEARCH_BATCH = 2000
 
 class SearchBehind(Exception):
     """A search read a snapshot in which writes had noted documents not indexed yet."""
-
-
-def documents_of(matches: list[tuple[int, float]]) -> tuple[str, list[Any]]:
-    """SQL for the documents that FTS5 matched (rowids with scores): ``(entry_id, seq,
-    score)``, with its parameters."""
-    values = ",".join(["(?, ?)"] * len(matches))
-    return (
-        f"SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.score"
-        f" FROM (SELECT column1 AS rowid, column2 AS score FROM (VALUES {values})) m"
-        " LEFT JOIN search_docs d ON m.rowid < 0 AND d.id = -m.rowid",
-        [number for match in matches for number in match],
-    )
-
-
-def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class _SQLiteJson(JsonFields):
@@ -63,6 +58,26 @@ class _SQLiteJson(JsonFields):
         kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
         return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) {op} ?)", [
             path, path, value]  # fmt: skip
+
+    def one_of(self, field: str, values: list[Scalar]) -> tuple[str, list[Any]]:
+        # IN lists by JSON type rather than one OR per value: SQLite caps how deep an
+        # expression nests, and a thousand ORs pass it.
+        path = f'$."{field}"'
+        texts = [v for v in values if isinstance(v, str)]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        parts: list[str] = []
+        params: list[Any] = []
+        for found, kinds in ((texts, "('text')"), (numbers, "('integer', 'real')")):
+            if found:
+                marks = ",".join("?" * len(found))
+                parts.append(
+                    f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) IN ({marks}))"
+                )
+                params += [path, path, *found]
+        for other in {json.dumps(v) for v in values if v is None or isinstance(v, bool)}:
+            parts.append("json_type(VALUE, ?) = ?")
+            params += [path, other]
+        return "(" + " OR ".join(parts) + ")", params
 
 
 JSON = _SQLiteJson()
@@ -135,16 +150,18 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
             new.append((doc_id, *doc))
         rows.append((-doc_id, *texts[doc]))
     conn.executemany("INSERT INTO search_docs (id, entry_id, seq) VALUES (?, ?, ?)", new)
-    conn.executemany("INSERT OR REPLACE INTO search_fts (rowid, doc) VALUES (?, ?)", rows)
+    conn.executemany(
+        "INSERT OR REPLACE INTO search_fts (rowid, doc, length) VALUES (?, ?, ?)", rows
+    )
     conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
     return len(notes)
 
 
 def documents(
     conn: sqlite3.Connection, docs: list[tuple[int, int]]
-) -> dict[tuple[int, int], tuple[str]]:
-    """The text of each document that exists now (as a one-item tuple, for SQL)."""
-    found: dict[tuple[int, int], tuple[str]] = {}
+) -> dict[tuple[int, int], tuple[str, int]]:
+    """The indexed text and length of each document that exists now."""
+    found: dict[tuple[int, int], tuple[str, int]] = {}
     values = [entry_id for entry_id, seq in docs if seq == -1]
     for chunk in chunks(values, 500):
         for entry_id, ns, key, value in conn.execute(
@@ -152,8 +169,8 @@ def documents(
             f"({','.join(['?'] * len(chunk))})",
             chunk,
         ):
-            if (text := indexed_text(ns, key, value)) is not None:
-                found[(entry_id, -1)] = (text,)
+            if (indexed := fts_document(ns, key, value)) is not None:
+                found[(entry_id, -1)] = indexed
     items = [doc for doc in docs if doc[1] >= 0]
     for chunk in chunks(items, 400):
         for entry_id, seq, ns, key, value in conn.execute(
@@ -162,95 +179,143 @@ def documents(
             f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
             [number for doc in chunk for number in doc],
         ):
-            if (text := indexed_text(ns, key, value)) is not None:
-                found[(entry_id, seq)] = (text,)
+            if (indexed := fts_document(ns, key, value)) is not None:
+                found[(entry_id, seq)] = indexed
     return found
 
 
-def search(conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
-    """Run a search in the current transaction (see :class:`SearchBehind`)."""
+def search(conn: sqlite3.Connection, op: Search, now: int, counts: DocCounts) -> list[SearchHit]:
+    """Run a search in the current transaction (see :class:`SearchBehind`); ``counts`` keeps
+    the namespaces' document counts between searches."""
     (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
     query = parse_query(op.query, op.match)
     if query.groups and conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone():
         raise SearchBehind  # the index must hold every write first (a listing reads none)
-    where, where_params = JSON.where(conditions(op.where) if op.where else [])
-    where = where.replace("VALUE", "coalesce(li.value, e.value)")
     scope, scope_params = search_scope(op, "?", "instr(e.ns, '/') = 0")
-    filters = ["(e.expires_at IS NULL OR e.expires_at > ?)", "(c.seq >= 0 OR e.kind = 0)",
-               *scope]  # fmt: skip
-    params: list[Any] = [now, *scope_params]
     if query.groups:
-        match = query.fts5()
-        # FTS5 finds its best documents quickly (ORDER BY rank LIMIT): join and group only
-        # those; when there are more, and filters or a long list leave too few keys,
-        # search them all.
-        cap = op.limit * 5 + 50
-        matched = "SELECT rowid, -rank AS score FROM search_fts WHERE search_fts MATCH ?"
-        best = conn.execute(f"{matched} ORDER BY rank LIMIT ?", (match, cap + 1)).fetchall()
-        if not best:
+        namespaces = [op.ns] if op.ns is not None else _namespaces(conn, op.ns_prefix)
+        if not namespaces:
             return []
-        if len(best) <= cap:  # every match is here
-            return ranked(conn, op, documents_of(best), filters, params, where,
-                                where_params)  # fmt: skip
-        hits = ranked(conn, op, documents_of(best[:cap]), filters, params, where, where_params)
-        if len(hits) >= op.limit:
-            return hits
-        everything = (f"SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.score"
-                      f" FROM ({matched}) m LEFT JOIN search_docs d"
-                      " ON m.rowid < 0 AND d.id = -m.rowid", [match])  # fmt: skip
-        return ranked(conn, op, everything, filters, params, where, where_params)
+        tags = [ns_tag(ns) for ns in namespaces]
+        docs = sum(_count(conn, tag, counts) for tag in tags)
+        matches, params = [], []
+        for number, group in enumerate(query.groups):
+            for some in chunks(tags, TAGS_PER_MATCH):
+                matches.append(f"SELECT {number}, rowid FROM search_fts WHERE search_fts MATCH ?")
+                params.append(query._replace(groups=(group,), prefix=query.prefix and
+                              number == len(query.groups) - 1).fts5_groups(some)[0])  # fmt: skip
+        needed = 1 if query.any else len(query.groups)
+        prelude = (
+            f"m(g, id) AS ({' UNION ALL '.join(matches)}),"
+            f" w(g, idf) AS (SELECT g, {idf_sql('max(?, count(*))', 'count(*)')} FROM m"
+            " GROUP BY g),"
+            " s(id, weight) AS (SELECT m.id, sum(w.idf) FROM m JOIN w USING (g) GROUP BY m.id"
+            " HAVING count(*) >= ?),",
+            [*params, docs, needed],
+        )
+        candidates = (
+            "SELECT coalesce(d.entry_id, s.id), coalesce(d.seq, -1), s.weight, x.length FROM s"
+            " JOIN search_fts x ON x.rowid = s.id"
+            " LEFT JOIN search_docs d ON s.id < 0 AND d.id = -s.id"
+        )
+        return ranked(conn, op, now, prelude, (candidates, []), scope, scope_params)
     if not query.listing:  # only punctuation or emoji: nothing to find
         return []
     within = " AND ".join(scope)
-    candidates: tuple[str, list[Any]] = (  # an empty query: every key in scope, newest first
-        f"SELECT e.id, -1, 0.0 FROM entries e WHERE e.kind = 0 AND {within}"
-        " UNION ALL SELECT li.entry_id, li.seq, 0.0 FROM list_items li"
-        f" JOIN entries e ON e.id = li.entry_id WHERE {within}",
-        [*scope_params, *scope_params],
+    listing = (  # an empty query: every key in scope, newest first
+        f"SELECT e.id, -1, 0.0, 1 FROM entries e WHERE e.kind = 0 AND {within}"
+        " UNION ALL SELECT li.entry_id, li.seq, 0.0, 1 FROM list_items li"
+        f" JOIN entries e ON e.id = li.entry_id WHERE {within}"
     )
-    return ranked(conn, op, candidates, filters, params, where, where_params)
+    return ranked(conn, op, now, ("", []), (listing, [*scope_params, *scope_params]), scope,
+                  scope_params)  # fmt: skip
+
+
+def _namespaces(conn: sqlite3.Connection, prefix: str) -> list[str]:
+    """The namespaces that start with ``prefix`` (one index lookup each)."""
+    upper = prefix_upper_bound(prefix)
+    below = "" if upper is None else " AND ns < ?2"
+    rows = conn.execute(
+        "WITH RECURSIVE n(ns) AS ("
+        f" SELECT min(ns) FROM entries WHERE ns >= ?1{below}"
+        f" UNION ALL SELECT (SELECT min(ns) FROM entries WHERE ns > n.ns{below})"
+        " FROM n WHERE n.ns IS NOT NULL)"
+        " SELECT ns FROM n WHERE ns IS NOT NULL AND instr(ns, '/') = 0",
+        [prefix] if upper is None else [prefix, upper],
+    ).fetchall()
+    return [ns for (ns,) in rows]
+
+
+def _count(conn: sqlite3.Connection, tag: str, counts: DocCounts) -> int:
+    """The documents of the namespace tagged ``tag``: those that hold the tag alone."""
+    count = counts.get(tag)
+    if count is None:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (f'"{tag}"',)
+        ).fetchone()
+        counts.put(tag, count)
+    return count
 
 
 def ranked(
     conn: sqlite3.Connection,
     op: Search,
+    now: int,
+    prelude: tuple[str, list[Any]],
     candidates: tuple[str, list[Any]],
-    filters: list[str],
-    params: list[Any],
-    where: str,
-    where_params: list[Any],
+    scope: list[str],
+    scope_params: list[Any],
 ) -> list[SearchHit]:
-    """The keys among ``candidates`` (SQL for documents with scores, and its parameters)
-    that pass the filters, best first, each with its best items."""
+    """The keys among ``candidates`` (SQL for documents: ``entry_id, seq, weight, length``,
+    after the common table expressions of ``prelude``) that pass the filters, best first,
+    each with its best items, and their values as far as the read budget allows."""
+    where, where_params = JSON.where(conditions(op.where) if op.where else [])
+    where = where.replace("VALUE", "coalesce(li.value, e.value)")
+    filters = " AND ".join(["(e.expires_at IS NULL OR e.expires_at > ?)",
+                            "(c.seq >= 0 OR e.kind = 0)", *scope])  # fmt: skip
+    free, allowance = budget_terms()
+    score = bm25_sql("weight", "length", "avg(length) OVER ()")
     rows = conn.execute(
         f"""
-        WITH c(entry_id, seq, score) AS ({candidates[0]}),
+        WITH {prelude[0]}
+        c(entry_id, seq, weight, length) AS ({candidates[0]}),
         f AS (
-            SELECT c.entry_id, c.seq, c.score, e.updated_at FROM c
+            SELECT c.entry_id, c.seq, c.weight, c.length, e.updated_at FROM c
             JOIN entries e ON e.id = c.entry_id
             LEFT JOIN list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
                 AND li.seq = c.seq
-            WHERE {" AND ".join(filters)} {where}
+            WHERE {filters} {where}
         ),
+        r AS (SELECT entry_id, seq, {score} AS score, updated_at FROM f),
         top AS (
-            SELECT entry_id, max(score) AS best FROM f GROUP BY entry_id
-            ORDER BY best DESC, max(updated_at) DESC, entry_id DESC LIMIT ?
+            SELECT entry_id, max(score) AS best, max(updated_at) AS at FROM r GROUP BY entry_id
+            ORDER BY best DESC, at DESC, entry_id DESC LIMIT ?
         ),
         ranked AS (
-            SELECT f.entry_id, f.seq, f.score, row_number() OVER (
-                PARTITION BY f.entry_id ORDER BY f.score DESC, f.seq DESC) AS n
-            FROM f JOIN top USING (entry_id)
+            SELECT r.entry_id, r.seq, row_number() OVER (
+                PARTITION BY r.entry_id ORDER BY r.score DESC, r.seq DESC) AS n
+            FROM r JOIN top USING (entry_id)
+        ),
+        o AS (
+            SELECT top.entry_id, top.best, r.seq, CASE WHEN r.seq >= 0 THEN li.size
+                ELSE e.size END AS size, row_number() OVER w AS pos, sum(CASE WHEN r.seq >= 0
+                THEN li.size ELSE e.size END) OVER w AS cum
+            FROM top JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= ?
+            JOIN entries e ON e.id = top.entry_id
+            LEFT JOIN list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id AND li.seq = r.seq
+            WINDOW w AS (ORDER BY top.best DESC, top.at DESC, top.entry_id DESC, r.n
+                         ROWS UNBOUNDED PRECEDING)
         )
-        SELECT top.entry_id, top.best, e.ns, e.key, e.updated_at, e.created_at, e.kind,
-               e.value,
-               e.list_lo, r.seq, li.value, e.size
-        FROM top JOIN entries e ON e.id = top.entry_id
-        JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= ?
-        LEFT JOIN list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id AND li.seq = r.seq
-        ORDER BY top.best DESC, e.updated_at DESC, top.entry_id DESC, r.n
+        SELECT e.ns, e.key, o.best, e.updated_at, e.created_at, e.kind, e.list_lo, o.seq, o.size,
+            CASE WHEN ? IS NULL OR (? AND o.pos = 1) OR o.cum <= ?
+            THEN coalesce(li.value, e.value) END
+        FROM o JOIN entries e ON e.id = o.entry_id
+        LEFT JOIN list_items li ON o.seq >= 0 AND li.entry_id = o.entry_id AND li.seq = o.seq
+        ORDER BY o.pos
         """,
-        [*candidates[1], *params, *where_params, op.limit, op.limit],
-    ).fetchall()
+        [*prelude[1], *candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
+         allowance, free, allowance],
+    ).fetchall()  # fmt: skip
     return search_hits(rows)
