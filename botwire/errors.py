@@ -13,6 +13,7 @@ Every error botwire raises on purpose is a :class:`BotWireError`::
     ├── Forbidden                                a token outside its namespace scope
     ├── InvalidRequest        (also ValueError)  any other request the store refuses
     ├── BackendUnavailable                       the store cannot be reached or opened
+    │   └── Overloaded                           a request ran past the server's time limit
     └── MissingExtra          (also ImportError) an optional part whose packages are missing
 
 Errors raised by a driver (sqlite3, psycopg, httpx) are translated once, where the backend
@@ -101,6 +102,19 @@ class BackendUnavailable(BotWireError):
     """The store could not be reached or opened; the message names it (passwords masked)."""
 
 
+class Overloaded(BackendUnavailable):
+    """The server stopped a request that ran longer than it allows (``max_request_seconds``);
+    nothing it would have written was written.
+
+    Attributes:
+        retry_after: seconds to wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class MissingExtra(BotWireError, ImportError):
     """An optional part of botwire (an integration, the server) whose packages are not
     installed; the message says what to install."""
@@ -120,6 +134,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidValue",
     "MissingExtra",
+    "Overloaded",
     "QuotaExceeded",
     "Unauthorized",
     "ValueTooLarge",

@@ -28,6 +28,7 @@ def test_public_names() -> None:
         "Item",
         "Memory",
         "MissingExtra",
+        "Overloaded",
         "QuotaExceeded",
         "Unauthorized",
         "ValueTooLarge",

@@ -26,7 +26,14 @@ from botwire.backends.base import (
     Restore,
     changes,
 )
-from botwire.errors import InvalidRequest, QuotaExceeded, ValueTooLarge, VersionConflict, WrongType
+from botwire.errors import (
+    InvalidRequest,
+    Overloaded,
+    QuotaExceeded,
+    ValueTooLarge,
+    VersionConflict,
+    WrongType,
+)
 
 T = TypeVar("T")
 
@@ -71,6 +78,22 @@ class ReadBudget:
 
 read_budget: ContextVar[ReadBudget | None] = ContextVar("botwire_read_budget", default=None)
 """The budget of the batch being run (set by the server around each request's batch)."""
+
+deadline: ContextVar[float | None] = ContextVar("botwire_deadline", default=None)
+"""When (``time.monotonic()``) the batch being run must be done: the server sets it around each
+request's batch, and a store stops a search that runs past it (:func:`ran_out`)."""
+
+
+def ran_out(limit: float | None = None) -> Overloaded:
+    """The error for a batch stopped at its :data:`deadline`."""
+    seconds = f" of {limit:g} s" if limit is not None else ""
+    return Overloaded(
+        f"the request ran past the server's time limit{seconds} and was stopped, nothing "
+        "written; narrow it (fewer words, a namespace rather than a prefix, a filter) or retry "
+        "later",
+        retry_after=1.0,
+    )
+
 
 PURGE_BATCH = 500
 """Most expired keys a purge deletes in one write transaction."""

@@ -94,6 +94,8 @@ def error_to_json(exc: BotWireError) -> dict[str, Any]:
         body.update(retry_after=exc.retry_after, quota=exc.quota)
     if isinstance(exc, errors.ValueTooLarge):
         body.update(size=exc.size, limit=exc.limit)
+    if isinstance(exc, errors.Overloaded):
+        body.update(retry_after=exc.retry_after)
     return body
 
 
@@ -127,6 +129,10 @@ def error_from_json(status: int, body: Any, retry_after: str | None = None) -> B
             size=size if isinstance(size, int) else None,
             limit=limit if isinstance(limit, int) else None,
         )
+    if cls is errors.Overloaded:
+        wait = body.get("retry_after") if isinstance(body, dict) else None
+        seconds = float(wait) if isinstance(wait, (int, float)) else None
+        return errors.Overloaded(detail, retry_after=seconds)
     if cls is errors.QuotaExceeded:
         wait = body.get("retry_after") if isinstance(body, dict) else None
         if wait is None and retry_after:

@@ -22,6 +22,7 @@ from botwire.errors import InvalidRequest
 from botwire.server.app import create_app, open_server_backend
 from botwire.server.auth import settle_auth
 from botwire.server.metrics import share_between_workers
+from botwire.server.protocol import BotWireHTTP
 from botwire.server.settings import Settings
 
 
@@ -54,6 +55,8 @@ def serve(settings: Settings) -> None:
             workers=settings.workers,
             access_log=settings.access_log,
             log_level="info",
+            http=BotWireHTTP,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
         )
     finally:
         if shared is not None:

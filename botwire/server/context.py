@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -12,12 +13,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from botwire.backends import wire
-from botwire.backends.base import (
-    Backend,
-    Op,
-)
-from botwire.backends.common import ReadBudget, read_budget
-from botwire.errors import BotWireError, QuotaExceeded, Unauthorized
+from botwire.backends.base import Backend, Op, Search
+from botwire.backends.common import ReadBudget, deadline, ran_out, read_budget
+from botwire.errors import BotWireError, InvalidRequest, Overloaded, QuotaExceeded, Unauthorized
 from botwire.server.auth import Authenticator, Scope
 from botwire.server.metrics import Metrics
 from botwire.server.settings import Settings
@@ -76,14 +74,27 @@ class Context:
         )
 
     async def run(self, scope: Scope, ops: list[Op]) -> list[Any]:
-        """Run ``ops`` for a request: each one within the token's rights, and the values they
-        read within ``max_response_bytes``."""
+        """Run ``ops`` for a request: each one within the token's rights, the values they read
+        within ``max_response_bytes``, at most ``max_batch_searches`` searches, stopped after
+        ``max_request_seconds``. The only way a request's operations reach the store."""
+        searches = 0
         for op in ops:
             scope.check(op)
+            searches += type(op) is Search
+        if searches > self.settings.max_batch_searches:
+            raise InvalidRequest(
+                f"a batch holds at most {self.settings.max_batch_searches} searches "
+                "(max_batch_searches)"
+            )
         budget = read_budget.set(ReadBudget(self.settings.max_response_bytes))
+        limit = self.settings.max_request_seconds
+        until = deadline.set(time.monotonic() + limit)
         try:
             return await self.backend.aexecute(ops)
+        except Overloaded:
+            raise ran_out(limit) from None
         finally:
+            deadline.reset(until)
             read_budget.reset(budget)
 
 
@@ -96,6 +107,6 @@ def error_response(context: Context, exc: BotWireError) -> Response:
     """A refusal as the client sees it (JSON, the status of its kind), counted in the metrics."""
     context.metrics.refused(exc)
     headers = None
-    if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+    if isinstance(exc, (QuotaExceeded, Overloaded)) and exc.retry_after is not None:
         headers = {"retry-after": str(max(1, round(exc.retry_after)))}
     return JSONResponse(wire.error_to_json(exc), wire.error_status(exc), headers=headers)

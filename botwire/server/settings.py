@@ -36,6 +36,14 @@ class Settings:
     """Largest total size of a request's headers; more gets 431."""
     max_headers: int = 100
     """Most headers a request may carry; more gets 431."""
+    max_request_seconds: float = 10.0
+    """Longest a request's searches may run; one that runs longer is stopped with 503 and
+    ``Retry-After`` (:class:`~botwire.errors.Overloaded`)."""
+    max_batch_searches: int = 10
+    """Most searches one batch may hold."""
+    shutdown_grace_seconds: int = 30
+    """On SIGTERM, how long the server finishes the requests it has begun (and those already
+    sent to it) before it exits."""
     metrics_token: str | None = None
     """A bearer token that may read ``/metrics`` (besides any valid token) once tokens are on."""
     token_cache_seconds: float = 2.0

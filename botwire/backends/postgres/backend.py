@@ -75,11 +75,13 @@ from botwire.backends.common import (
     SaveValue,
     StoredBytes,
     append_steps,
+    deadline,
     expiry,
     fresh_row,
     incr_steps,
     nbytes,
     quota_checks,
+    ran_out,
     read_budget,
     sliced_value,
     version_conflict,
@@ -345,6 +347,8 @@ class PostgresBackend(Backend):
         """
         if isinstance(exc, _RETRYABLE):
             return False
+        if isinstance(exc, pg_errors.QueryCanceled) and deadline.get() is not None:
+            raise ran_out() from exc
         if isinstance(exc, PoolTimeout):
             raise self._unavailable(exc) from exc
         if isinstance(exc, psycopg.OperationalError):
@@ -375,6 +379,10 @@ class PostgresBackend(Backend):
             return [(yield from self._handlers[type(op)](op, now))]
         writes = is_write(ops)
         yield BEGIN if writes else BEGIN_SNAPSHOT
+        end = deadline.get()
+        if end is not None and any(type(op) is Search for op in ops):  # stopped at the deadline
+            ms = max(1, int((end - time.monotonic()) * 1000))
+            yield Query(f"SET LOCAL statement_timeout = {ms}", fetch="rowcount")
         results = []
         for op in ops:
             results.append((yield from self._handlers[type(op)](op, now)))

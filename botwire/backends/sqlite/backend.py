@@ -66,12 +66,14 @@ from botwire.backends.common import (
     SaveValue,
     StoredBytes,
     append_steps,
+    deadline,
     expiry,
     fresh_row,
     incr_steps,
     item_range,
     nbytes,
     quota_checks,
+    ran_out,
     read_budget,
     sliced_value,
     version_conflict,
@@ -88,6 +90,8 @@ _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
 """A new key's version: the time (``?5``), or above every version deleted before."""
 _ONE_WRITE_STATEMENT = (Put, Delete, Expire, Restore)
+LIGHT_OPS = 16
+"""Most operations of a batch that runs on the event loop (see :meth:`SQLiteBackend.aexecute`)."""
 SEARCH_CATCH_UP = 256
 """Write batches of one process between two catch-ups of the search index (see migration 3)."""
 
@@ -298,12 +302,17 @@ class SQLiteBackend(Backend):
             raise self._translate(exc) from exc
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
-        """Run ``ops`` on the event loop when no other process holds the lock, else in a thread.
+        """Run a light batch (:meth:`_light`) on the event loop when no other process holds
+        the lock, anything else in a thread.
 
-        SQLite answers in microseconds, far less than a hop to a worker thread costs, so the
-        batch first runs right here with a busy timeout of zero. Only when another writer holds
-        the lock (``SQLITE_BUSY``, nothing done yet) does it wait, in a thread, as ``execute``.
+        SQLite answers a light batch in microseconds, far less than a hop to a worker thread
+        costs, so it first runs right here with a busy timeout of zero. Only when another writer
+        holds the lock (``SQLITE_BUSY``, nothing done yet) does it wait, in a thread, as
+        ``execute``. A search, a large batch, a clear, or a batch whose turn it is to index or
+        purge runs in a thread from the start: the event loop stays free for other requests.
         """
+        if not self._light(ops):  # on the loop, it would keep every other request waiting
+            return await asyncio.to_thread(self.execute, ops)
         writing = _may_write(ops)
         if writing and not self._writing.acquire(blocking=False):
             return await asyncio.to_thread(self.execute, ops)  # another thread is writing
@@ -318,6 +327,16 @@ class SQLiteBackend(Backend):
             if writing:
                 self._writing.release()
         return await asyncio.to_thread(self.execute, ops)
+
+    def _light(self, ops: Sequence[Op]) -> bool:
+        """Whether a batch costs little enough to run on the event loop: a few operations, no
+        search or clear, and no index catch-up or purge due with it."""
+        return (
+            len(ops) <= LIGHT_OPS
+            and not any(type(op) in (Search, Clear) for op in ops)
+            and self._writes < SEARCH_CATCH_UP - 1
+            and self.now() < self._next_purge
+        )
 
     def _translate(self, exc: Exception) -> BackendUnavailable | InvalidRequest:
         if isinstance(exc, (sqlite3.DataError, OverflowError, UnicodeError)):
@@ -372,7 +391,11 @@ class SQLiteBackend(Backend):
                 elif self._writes >= SEARCH_CATCH_UP:
                     self._catch_up(conn, search.SEARCH_BATCH)
                 self._writes += 1
-            results = [run[type(op)](conn, op, now) for op in ops]
+            results = [
+                self._search_in_time(conn, op, now) if type(op) is Search
+                else run[type(op)](conn, op, now)
+                for op in ops
+            ]  # fmt: skip
             if self.quotas is not None and write:
                 self._answer(conn, quota_checks(self.quotas, ops, now), now)
         except BaseException:
@@ -380,6 +403,21 @@ class SQLiteBackend(Backend):
             raise
         conn.execute("COMMIT")
         return results
+
+    def _search_in_time(self, conn: sqlite3.Connection, op: Search, now: int) -> Any:
+        """A search, stopped when it runs past the batch's :data:`deadline`."""
+        end = deadline.get()
+        if end is None:
+            return self._search(conn, op, now)
+        conn.set_progress_handler(lambda: time.monotonic() > end, 1000)
+        try:
+            return self._search(conn, op, now)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc):
+                raise ran_out() from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
 
     def _purge_if_due(self, conn: sqlite3.Connection, now: int, transaction: bool) -> None:
         if now < self._next_purge:

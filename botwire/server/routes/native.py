@@ -3,6 +3,7 @@ client), ``GET /v1/search``, ``/healthz`` and ``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -35,15 +36,27 @@ async def batch(request: Request) -> Response:
     """
     context, scope = _state(request)
     settings = context.settings
-    ops = parse_batch(await request.body(), settings.max_batch_ops, settings.max_value_bytes)
+    body = await request.body()
+    large = len(body) > LARGE_BODY  # parsed and answered in a thread: the loop serves others
+    parse = (settings.max_batch_ops, settings.max_value_bytes)
+    ops = await asyncio.to_thread(parse_batch, body, *parse) if large else parse_batch(body, *parse)
     results = await context.run(scope, ops)
     if scope.prefixes != ("*",):  # a scoped token sees only its own namespaces
         results = [
             [ns for ns in result if scope.allows(ns)] if isinstance(op, ListNamespaces) else result
             for op, result in zip(ops, results, strict=True)
         ]
-    body = _values.to_json({"results": [wire.result_to_json(r) for r in results]})
-    return Response(body, media_type="application/json")
+    encode = _encode_results
+    answer = await asyncio.to_thread(encode, results) if large else encode(results)
+    return Response(answer, media_type="application/json")
+
+
+LARGE_BODY = 32 * 1024
+"""A batch body above this size is parsed, and its answer written, off the event loop."""
+
+
+def _encode_results(results: list[Any]) -> str:
+    return _values.to_json({"results": [wire.result_to_json(r) for r in results]})
 
 
 @native.get("/v1/search")
