@@ -61,9 +61,9 @@ class BotWireHTTP(HttpToolsProtocol):
         if self.stopping and self.cycle is not None:
             self.cycle.keep_alive = False  # the answer closes the connection
 
-    def on_response_complete(self) -> None:
-        self.in_head = True  # the next request's head comes next
-        super().on_response_complete()
+    def on_message_complete(self) -> None:
+        self.in_head = True  # the request is in whole: the next one's head comes next
+        super().on_message_complete()
 
     def shutdown(self) -> None:
         self.stopping = True
