@@ -22,6 +22,7 @@ from botwire.backends.postgres import PostgresBackend
 from botwire.backends.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.search import (
     MAX_INDEXED_WORDS,
+    TAG_CHARS,
     coverage,
     document,
     document_words,
@@ -346,7 +347,7 @@ def test_words_and_documents() -> None:
 
 def test_every_word_of_the_index_carries_its_namespace() -> None:
     tag = ns_tag("user-1")
-    assert len(tag) == 8 and tag.isalnum() and tag == ns_tag("user-1") != ns_tag("user-10")
+    assert len(tag) == TAG_CHARS and tag.isalnum() and tag == ns_tag("user-1") != ns_tag("user-10")
     text, length = fts_document("user-1", "k", json.dumps("Hi hi there"))  # type: ignore[misc]
     assert text == f"{tag} {tag}k {tag}hi {tag}hi {tag}there" and length == 3
     assert tsvector("user-1", "k", json.dumps("Hi hi")) == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4"

@@ -23,8 +23,10 @@ Every engine shares this; each only renders a parsed query and a filter in its o
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import math
 import re
 import time
 import unicodedata
@@ -357,15 +359,18 @@ SEARCH_OFF = (
 )
 
 
-TAG_CHARS = 8
+TAG_CHARS = 10
 
 
+@functools.lru_cache(maxsize=4096)
 def ns_tag(ns: str) -> str:
-    """The namespace's tag: 8 letters and digits (40 bits of its hash) that start each of its
+    """The namespace's tag: 10 letters and digits (50 bits of its hash) that start each of its
     words in the index. A search looks up its own namespace's words only, so what it finds,
-    how it ranks and what it costs never depend on another namespace's data."""
-    digest = hashlib.blake2b(ns.encode("utf-8", "surrogatepass"), digest_size=5).digest()
-    return base64.b32encode(digest).decode("ascii").lower()
+    how it ranks and what it costs never depend on another namespace's data. (Two namespaces
+    of one store share a tag once in a quadrillion pairs; their hits still keep apart, as a
+    search checks each hit's namespace.)"""
+    digest = hashlib.blake2b(ns.encode("utf-8", "surrogatepass"), digest_size=7).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:TAG_CHARS]
 
 
 def fts_document(ns: str, key: str, json_text: str | None) -> tuple[str, int] | None:
@@ -398,10 +403,11 @@ K1 = 1.2
 B = 0.75
 
 
-def idf_sql(docs: str, df: str) -> str:
-    """SQL for how rare a word is: BM25's ``idf`` of a word found in ``df`` of ``docs``
-    documents (both SQL expressions), always above zero."""
-    return f"ln(1.0 + ({docs} - ({df}) + 0.5) / (({df}) + 0.5))"
+def idf(docs: int, df: int) -> float:
+    """How rare a word is: BM25's ``idf`` of a word found in ``df`` of ``docs`` documents,
+    always above zero."""
+    docs = max(docs, df)
+    return math.log(1.0 + (docs - df + 0.5) / (df + 0.5))
 
 
 def bm25_sql(weight: str, length: str, average: str) -> str:
@@ -411,35 +417,44 @@ def bm25_sql(weight: str, length: str, average: str) -> str:
     return f"({weight}) * {K1 + 1} / (1.0 + {K1} * ({1 - B} + {B} * ({length}) / ({average})))"
 
 
-TAGS_PER_MATCH = 200
-"""Namespaces one match of the index looks in, when a search covers many."""
-
-
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """``items`` in lists of ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-class DocCounts:
-    """How many documents each namespace holds in the index (the ``N`` of a word's rarity),
-    counted by each store now and then and remembered for :attr:`TTL` seconds."""
+class Counts:
+    """How many documents match an expression of the index (a namespace's tag: how many it
+    holds, the ``N`` of a word's rarity; a word: how many hold it, its ``df``), counted by a
+    store now and then and remembered for :attr:`TTL` seconds: rarity need not be exact to
+    the last write, and counting a common word costs as much as finding it."""
 
     TTL = 30.0
 
     def __init__(self) -> None:
         self._counts: dict[str, tuple[float, int]] = {}
 
-    def get(self, tag: str) -> int | None:
-        found = self._counts.get(tag)
-        if found is None or time.monotonic() - found[0] > self.TTL:
-            return None
-        return found[1]
+    def missing(self, expressions: Sequence[str]) -> list[str]:
+        """Those of ``expressions`` not counted lately."""
+        now = time.monotonic()
+        return [
+            e for e in dict.fromkeys(expressions)
+            if (found := self._counts.get(e)) is None or now - found[0] > self.TTL
+        ]  # fmt: skip
 
-    def put(self, tag: str, count: int) -> None:
+    def put(self, expression: str, count: int) -> None:
         if len(self._counts) > 100_000:
             self._counts.clear()
-        self._counts[tag] = (time.monotonic(), count)
+        self._counts[expression] = (time.monotonic(), count)
+
+    def __getitem__(self, expression: str) -> int:
+        return self._counts[expression][1]
+
+    def weights(self, markers: Sequence[str], groups: Sequence[str]) -> list[float]:
+        """The rarity of each group of words, among the documents of the namespaces whose
+        markers (tags) are given; every expression counted before."""
+        docs = sum(self[marker] for marker in markers)
+        return [idf(docs, self[group]) for group in groups]
 
 
 def budget_terms() -> tuple[bool, int | None]:

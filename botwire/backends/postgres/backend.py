@@ -101,7 +101,7 @@ from botwire.backends.postgres.connections import (
 )
 from botwire.backends.postgres.schema import Progress, apply_migrations
 from botwire.backends.postgres.search import search
-from botwire.backends.search import DocCounts, tsvector
+from botwire.backends.search import Counts, tsvector
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
 
@@ -183,7 +183,7 @@ class PostgresBackend(Backend):
         self._async_pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncPool]] = {}
         self._migrated = False
         self._next_purge = 0
-        self._doc_counts = DocCounts()
+        self._counts = Counts()
         self._handlers: dict[type, Callable[[Any, int], Steps]] = handlers(self)
         self._answers: dict[type, Callable[[Any, int], Steps]] = {
             LockRow: self._lock_row,
@@ -712,7 +712,7 @@ class PostgresBackend(Backend):
         return text
 
     def _search(self, op: Search, now: int) -> Steps:
-        return search(op, now, self._doc_counts)
+        return search(op, now, self._counts)
 
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix}

@@ -81,7 +81,14 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX botwire_list_items_search ON botwire_list_items USING GIN (tsv);
     """,
     lambda conn, progress: index_existing(conn, progress),
-    # 5 (2026-12): a namespace's words carry its tag (botwire.backends.search.ns_tag), so that
+    # 5 (2026-12): GIN gathers new entries in a pending list that every search reads whole
+    # until it is merged; 4 MB of it made a search over 10,000 fresh values take 20 ms. A
+    # 256 kB list is merged more often, at about the same cost to writes.
+    """
+    ALTER INDEX botwire_entries_search SET (gin_pending_list_limit = 256);
+    ALTER INDEX botwire_list_items_search SET (gin_pending_list_limit = 256);
+    """,
+    # 6 (2026-12): a namespace's words carry its tag (botwire.backends.search.ns_tag), so that
     # a search reads, ranks by and pays for its own namespace's part of the index only:
     # every value and item is indexed again.
     lambda conn, progress: index_existing(conn, progress),
@@ -133,7 +140,7 @@ def apply_migrations(
 
 
 def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """The tsvector of every value and item written before (migrations 4 and 5)."""
+    """The tsvector of every value and item written before (migrations 4 and 6)."""
     (total,) = conn.execute(
         "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
         " + (SELECT count(*) FROM botwire_list_items)"

@@ -10,15 +10,12 @@ from typing import Any
 from botwire.backends.base import Search, prefix_upper_bound
 from botwire.backends.postgres.connections import Query, Steps
 from botwire.backends.search import (
-    TAGS_PER_MATCH,
-    DocCounts,
+    Counts,
     JsonFields,
     Scalar,
     bm25_sql,
     budget_terms,
-    chunks,
     conditions,
-    idf_sql,
     ns_tag,
     parse_query,
     search_hits,
@@ -52,9 +49,9 @@ class _PostgresJson(JsonFields):
 JSON = _PostgresJson()
 
 
-def search(op: Search, now: int, counts: DocCounts) -> Steps:
-    """A search: its namespaces' document counts when not known yet, then one statement that
-    matches each group of words in their part of the index, ranks and reads the hits."""
+def search(op: Search, now: int, counts: Counts) -> Steps:
+    """A search: what rarity needs when not counted lately, then one statement that finds
+    the documents in the namespaces' part of the index, ranks them and reads the hits."""
     query = parse_query(op.query, op.match)
     scope, scope_params = search_scope(op, "%s", "strpos(e.ns, '/') = 0")
     if query.groups:
@@ -65,46 +62,34 @@ def search(op: Search, now: int, counts: DocCounts) -> Steps:
         if not namespaces:
             return []
         tags = [ns_tag(ns) for ns in namespaces]
-        missing = [tag for tag in tags if counts.get(tag) is None]
-        if missing:
-            found = yield _counts(missing)
-            for tag, count in zip(missing, found[0], strict=True):
-                counts.put(tag, int(count))
-        docs = sum(counts.get(tag) or 0 for tag in tags)
-        matches, params = [], []
-        last = len(query.groups) - 1
-        for number, group in enumerate(query.groups):
-            one = query._replace(groups=(group,), prefix=query.prefix and number == last)
-            for some in chunks(tags, TAGS_PER_MATCH):
-                (tsquery,) = one.tsquery_groups(some)
-                matches.append(
-                    f"SELECT {number}, e.id, -1::bigint FROM botwire_entries e"
-                    " WHERE e.tsv @@ %s::tsquery AND e.kind = 0"
-                    f" UNION ALL SELECT {number}, i.entry_id, i.seq FROM botwire_list_items i"
-                    " WHERE i.tsv @@ %s::tsquery"
-                )
-                params += [tsquery, tsquery]
-        needed = 1 if query.any else len(query.groups)
-        prelude = (
-            f"m(g, entry_id, seq) AS ({' UNION ALL '.join(matches)}),"
-            f" w(g, idf) AS (SELECT g, {idf_sql('greatest(%s, count(*))', 'count(*)')} FROM m"
-            " GROUP BY g),"
-            " s(entry_id, seq, weight) AS (SELECT m.entry_id, m.seq, sum(w.idf) FROM m"
-            " JOIN w USING (g) GROUP BY m.entry_id, m.seq HAVING count(*) >= %s),",
-            [*params, docs, needed],
-        )
+        markers = [f"'{tag}'" for tag in tags]
+        groups = query.tsquery_groups(tags)
+        if missing := counts.missing([*markers, *groups]):
+            (found,) = yield _counts(missing)
+            for expression, count in zip(missing, found, strict=True):
+                counts.put(expression, int(count))
+        weights = counts.weights(markers, groups)
+        combined = (" | " if query.any else " & ").join(f"({group})" for group in groups)
+        if query.any:  # each document weighs the rarity of the groups it holds
+            weight = " + ".join(["CASE WHEN X.tsv @@ %s::tsquery THEN %s ELSE 0 END"] * len(groups))
+            weighing = [value for pair in zip(groups, weights, strict=True) for value in pair]
+        else:  # each document holds them all
+            weight, weighing = "%s", [sum(weights)]
+        # The query joins as a row rather than appears as a constant: the planner then looks it
+        # up in the GIN index, where its estimate of a tagged word would scan the table.
         candidates: tuple[str, list[Any]] = (
-            "SELECT s.entry_id, s.seq, s.weight, length(coalesce(i.tsv, x.tsv)) - 1 FROM s"
-            " JOIN botwire_entries x ON x.id = s.entry_id"
-            " LEFT JOIN botwire_list_items i ON s.seq >= 0 AND i.entry_id = s.entry_id"
-            " AND i.seq = s.seq",
-            [],
+            f"SELECT e.id, -1::bigint, {weight.replace('X.', 'e.')}, length(e.tsv) - 1"
+            " FROM (VALUES (%s::tsquery)) q(query)"
+            " JOIN botwire_entries e ON e.tsv @@ q.query WHERE e.kind = 0"
+            f" UNION ALL SELECT i.entry_id, i.seq, {weight.replace('X.', 'i.')},"
+            " length(i.tsv) - 1 FROM (VALUES (%s::tsquery)) q(query)"
+            " JOIN botwire_list_items i ON i.tsv @@ q.query",
+            [*weighing, combined, *weighing, combined],
         )
     elif not query.listing:  # only punctuation or emoji: nothing to find
         return []
     else:  # an empty query: every key in scope (that passes the filters), newest first
         within = " AND ".join(scope)
-        prelude = ("", [])
         candidates = (
             "SELECT e.id, -1::bigint, 0.0::float8, 1 FROM botwire_entries e"
             f" WHERE e.kind = 0 AND {within}"
@@ -114,19 +99,18 @@ def search(op: Search, now: int, counts: DocCounts) -> Steps:
         )
     where, where_params = JSON.where(conditions(op.where) if op.where else [])
     where = where.replace("VALUE", "coalesce(li.value, e.value)")
+    items = ("LEFT JOIN botwire_list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id"
+             " AND li.seq = c.seq") if where else ""  # fmt: skip
     filters = " AND ".join(["(e.expires_at IS NULL OR e.expires_at > %s)",
                             "(c.seq >= 0 OR e.kind = 0)", *scope])  # fmt: skip
     free, allowance = budget_terms()
     score = bm25_sql("weight", "length", "avg(length) OVER ()")
     rows = yield Query(
         f"""
-        WITH {prelude[0]}
-        c(entry_id, seq, weight, length) AS ({candidates[0]}),
+        WITH c(entry_id, seq, weight, length) AS ({candidates[0]}),
         f AS (
             SELECT c.entry_id, c.seq, c.weight, c.length, e.updated_at FROM c
-            JOIN botwire_entries e ON e.id = c.entry_id
-            LEFT JOIN botwire_list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
-                AND li.seq = c.seq
+            JOIN botwire_entries e ON e.id = c.entry_id {items}
             WHERE {filters} {where}
         ),
         r AS (SELECT entry_id, seq, {score} AS score, updated_at FROM f),
@@ -158,7 +142,7 @@ def search(op: Search, now: int, counts: DocCounts) -> Steps:
             AND li.seq = o.seq
         ORDER BY o.pos
         """,
-        [*prelude[1], *candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
+        [*candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
          allowance, free, allowance],
         "all",
     )  # fmt: skip
@@ -180,11 +164,12 @@ def _namespaces(prefix: str) -> Query:
     )
 
 
-def _counts(tags: list[str]) -> Query:
-    """How many documents each tag's namespace holds (those that hold the tag alone)."""
+def _counts(expressions: list[str]) -> Query:
+    """How many documents match each of ``expressions`` (tsquery texts)."""
     return Query(
-        "SELECT array_agg((SELECT count(*) FROM botwire_entries WHERE tsv @@ t::tsquery)"
+        "SELECT array_agg((SELECT count(*) FROM botwire_entries"
+        " WHERE tsv @@ t::tsquery AND kind = 0)"
         " + (SELECT count(*) FROM botwire_list_items WHERE tsv @@ t::tsquery) ORDER BY n)"
         " FROM unnest(%s::text[]) WITH ORDINALITY AS q(t, n)",
-        ([f"'{tag}'" for tag in tags],),
+        (expressions,),
     )

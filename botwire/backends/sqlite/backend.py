@@ -78,7 +78,7 @@ from botwire.backends.common import (
     sliced_value,
     version_conflict,
 )
-from botwire.backends.search import DocCounts
+from botwire.backends.search import Counts
 from botwire.backends.sqlite import schema, search
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -175,7 +175,7 @@ class SQLiteBackend(Backend):
         self._next_purge = 0
         self._writes = 0
         """Write batches since this process last caught the search index up."""
-        self._doc_counts = DocCounts()
+        self._counts = Counts()
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
         self._answers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
             LockRow: self._lock_row,
@@ -716,7 +716,7 @@ class SQLiteBackend(Backend):
         return text
 
     def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
-        return search.search(conn, op, now, self._doc_counts)
+        return search.search(conn, op, now, self._counts)
 
     def _list_namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
         sql = f"SELECT DISTINCT ns FROM entries WHERE {_LIVE} AND ns >= ?"

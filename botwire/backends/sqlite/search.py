@@ -16,8 +16,7 @@ from typing import Any
 from botwire.backends.base import Search, SearchHit, prefix_upper_bound
 from botwire.backends.search import (
     SEARCH_OFF,
-    TAGS_PER_MATCH,
-    DocCounts,
+    Counts,
     JsonFields,
     Scalar,
     bm25_sql,
@@ -25,7 +24,6 @@ from botwire.backends.search import (
     chunks,
     conditions,
     fts_document,
-    idf_sql,
     ns_tag,
     parse_query,
     search_hits,
@@ -184,9 +182,10 @@ def documents(
     return found
 
 
-def search(conn: sqlite3.Connection, op: Search, now: int, counts: DocCounts) -> list[SearchHit]:
+def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> list[SearchHit]:
     """Run a search in the current transaction (see :class:`SearchBehind`); ``counts`` keeps
-    the namespaces' document counts between searches."""
+    what rarity needs (how many documents a namespace holds, and hold a word) between
+    searches."""
     (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
@@ -199,28 +198,28 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: DocCounts) ->
         if not namespaces:
             return []
         tags = [ns_tag(ns) for ns in namespaces]
-        docs = sum(_count(conn, tag, counts) for tag in tags)
-        matches, params = [], []
-        for number, group in enumerate(query.groups):
-            for some in chunks(tags, TAGS_PER_MATCH):
-                matches.append(f"SELECT {number}, rowid FROM search_fts WHERE search_fts MATCH ?")
-                params.append(query._replace(groups=(group,), prefix=query.prefix and
-                              number == len(query.groups) - 1).fts5_groups(some)[0])  # fmt: skip
-        needed = 1 if query.any else len(query.groups)
-        prelude = (
-            f"m(g, id) AS ({' UNION ALL '.join(matches)}),"
-            f" w(g, idf) AS (SELECT g, {idf_sql('max(?, count(*))', 'count(*)')} FROM m"
-            " GROUP BY g),"
-            " s(id, weight) AS (SELECT m.id, sum(w.idf) FROM m JOIN w USING (g) GROUP BY m.id"
-            " HAVING count(*) >= ?),",
-            [*params, docs, needed],
-        )
-        candidates = (
-            "SELECT coalesce(d.entry_id, s.id), coalesce(d.seq, -1), s.weight, x.length FROM s"
-            " JOIN search_fts x ON x.rowid = s.id"
-            " LEFT JOIN search_docs d ON s.id < 0 AND d.id = -s.id"
-        )
-        return ranked(conn, op, now, prelude, (candidates, []), scope, scope_params)
+        markers = [f'"{tag}"' for tag in tags]
+        groups = query.fts5_groups(tags)
+        for expression in counts.missing([*markers, *groups]):
+            (count,) = conn.execute(f"SELECT count(*) FROM {_MATCH}", (expression,)).fetchone()
+            counts.put(expression, count)
+        weights = counts.weights(markers, groups)
+        documents = "LEFT JOIN search_docs d ON m.rowid < 0 AND d.id = -m.rowid"  # a list item's
+        if query.any:  # each document weighs the rarity of the groups it holds
+            matched = " UNION ALL ".join([f"SELECT rowid, ? AS weight, length FROM {_MATCH}"]
+                                         * len(groups))  # fmt: skip
+            candidates = (
+                "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), sum(m.weight),"
+                f" max(m.length) FROM ({matched}) m {documents} GROUP BY m.rowid",
+                [value for pair in zip(weights, groups, strict=True) for value in pair],
+            )
+        else:  # each document holds them all
+            candidates = (
+                "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), ?, m.length"
+                f" FROM (SELECT rowid, length FROM {_MATCH}) m {documents}",
+                [sum(weights), " AND ".join(f"({group})" for group in groups)],
+            )
+        return ranked(conn, op, now, candidates, scope, scope_params)
     if not query.listing:  # only punctuation or emoji: nothing to find
         return []
     within = " AND ".join(scope)
@@ -229,8 +228,10 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: DocCounts) ->
         " UNION ALL SELECT li.entry_id, li.seq, 0.0, 1 FROM list_items li"
         f" JOIN entries e ON e.id = li.entry_id WHERE {within}"
     )
-    return ranked(conn, op, now, ("", []), (listing, [*scope_params, *scope_params]), scope,
-                  scope_params)  # fmt: skip
+    return ranked(conn, op, now, (listing, [*scope_params, *scope_params]), scope, scope_params)
+
+
+_MATCH = "search_fts WHERE search_fts MATCH ?"
 
 
 def _namespaces(conn: sqlite3.Connection, prefix: str) -> list[str]:
@@ -248,44 +249,31 @@ def _namespaces(conn: sqlite3.Connection, prefix: str) -> list[str]:
     return [ns for (ns,) in rows]
 
 
-def _count(conn: sqlite3.Connection, tag: str, counts: DocCounts) -> int:
-    """The documents of the namespace tagged ``tag``: those that hold the tag alone."""
-    count = counts.get(tag)
-    if count is None:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?", (f'"{tag}"',)
-        ).fetchone()
-        counts.put(tag, count)
-    return count
-
-
 def ranked(
     conn: sqlite3.Connection,
     op: Search,
     now: int,
-    prelude: tuple[str, list[Any]],
     candidates: tuple[str, list[Any]],
     scope: list[str],
     scope_params: list[Any],
 ) -> list[SearchHit]:
-    """The keys among ``candidates`` (SQL for documents: ``entry_id, seq, weight, length``,
-    after the common table expressions of ``prelude``) that pass the filters, best first,
-    each with its best items, and their values as far as the read budget allows."""
+    """The keys among ``candidates`` (SQL for documents: ``entry_id, seq, weight, length``)
+    that pass the filters, best first, each with its best items, and their values as far as
+    the read budget allows."""
     where, where_params = JSON.where(conditions(op.where) if op.where else [])
     where = where.replace("VALUE", "coalesce(li.value, e.value)")
+    items = ("LEFT JOIN list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id"
+             " AND li.seq = c.seq") if where else ""  # fmt: skip
     filters = " AND ".join(["(e.expires_at IS NULL OR e.expires_at > ?)",
                             "(c.seq >= 0 OR e.kind = 0)", *scope])  # fmt: skip
     free, allowance = budget_terms()
     score = bm25_sql("weight", "length", "avg(length) OVER ()")
     rows = conn.execute(
         f"""
-        WITH {prelude[0]}
-        c(entry_id, seq, weight, length) AS ({candidates[0]}),
+        WITH c(entry_id, seq, weight, length) AS ({candidates[0]}),
         f AS (
             SELECT c.entry_id, c.seq, c.weight, c.length, e.updated_at FROM c
-            JOIN entries e ON e.id = c.entry_id
-            LEFT JOIN list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id
-                AND li.seq = c.seq
+            JOIN entries e ON e.id = c.entry_id {items}
             WHERE {filters} {where}
         ),
         r AS (SELECT entry_id, seq, {score} AS score, updated_at FROM f),
@@ -315,7 +303,7 @@ def ranked(
         LEFT JOIN list_items li ON o.seq >= 0 AND li.entry_id = o.entry_id AND li.seq = o.seq
         ORDER BY o.pos
         """,
-        [*prelude[1], *candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
+        [*candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
          allowance, free, allowance],
     ).fetchall()  # fmt: skip
     return search_hits(rows)
