@@ -129,7 +129,7 @@ def test_a_value_of_many_distinct_words_is_stored_and_indexed_in_part(store: Sto
     """0.9 MB of distinct words: stored on every store (PostgreSQL once refused it as too long
     for a tsvector); its first words are found, and the words past the indexed part are not."""
     text = " ".join(f"w{n:06d}x" for n in range(100_000))[:900_000]
-    mem = store.memory("big")
+    mem = store.memory("many-words")
     mem.set("essay", text)
     assert mem.get("essay") == text
     assert [h.key for h in mem.search("w000001x")] == ["essay"]
