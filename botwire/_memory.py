@@ -251,18 +251,22 @@ class Memory(_MemoryBase):
         where: Mapping[str, Any] | None = None,
         limit: int = 10,
         match: Literal["all", "any"] = "all",
+        context: int = 0,
+        recency: Ttl = None,
+        distinct: bool | None = None,
     ) -> list[Hit]:
         """Keys whose key or text matches ``query``, most relevant first, then newest first.
 
-        Every word must match, in any case and with or without accents; ``"quoted words"``
-        match as a phrase; the last word also matches as a prefix (``pyth`` finds ``Python``).
-        Other characters (``*``, ``-``, ``AND``, a stray quote) are plain text. With
-        ``match="any"``, any word is enough and keys that match more words rank higher, which
-        finds what is relevant to a question; its common words (``what``, ``is``) are left
-        out unless nothing else is left. Each item of a
-        list is searched on its own, and a list's hit carries its matching ``items`` (with
-        their positions) instead of the whole list. An empty query lists every key that
-        passes the filters, newest first.
+        Every word must match, in any case, with or without accents, and in any form of it
+        (``hiking`` finds ``hiked``, ``grew`` finds ``grow``: the store's language, English by
+        default); ``"quoted words"`` match as a phrase; the last word also matches as a prefix
+        (``pyth`` finds ``Python``). Other characters (``*``, ``-``, ``AND``, a stray quote)
+        are plain text. With ``match="any"``, any word is enough, which finds what is relevant
+        to a question: rare words weigh more than common ones, keys that hold the question's
+        telling words come first, and its common words (``what``, ``my``) count for little
+        and, alone, only as a last resort. Each item of a list is searched on its own, and a
+        list's hit carries its matching ``items`` (with their positions) instead of the whole
+        list. An empty query lists every key that passes the filters, newest first.
 
         Args:
             prefix: only keys that start with it.
@@ -271,12 +275,21 @@ class Memory(_MemoryBase):
                 (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, ``$in``).
             limit: most keys to return (1 to 1,000), and most items per list.
             match: ``"all"`` (every word must match) or ``"any"`` (one is enough).
+            context: with each matching list item, the ``context`` items before and after it
+                (up to 50), in ``Hit.context``: a chat turn with its question and answer.
+            recency: a half-life (seconds or timedelta): a hit's score halves for each one
+                since it was written, so that among equally relevant hits the newer wins.
+            distinct: leave out keys (and list items) whose text reads as a better hit's;
+                ``None``: yes with ``match="any"``, no otherwise.
 
         Example::
 
             mem.search("travel plans", where={"role": "user"}, limit=5)
+            mem.search("what did I say about Lisbon?", match="any", context=1)
         """
-        return self._run(self._plan_search(query, prefix, where, limit, match))
+        return self._run(
+            self._plan_search(query, prefix, where, limit, match, context, recency, distinct)
+        )
 
 
 class AsyncMemory(_MemoryBase):
@@ -432,9 +445,14 @@ class AsyncMemory(_MemoryBase):
         where: Mapping[str, Any] | None = None,
         limit: int = 10,
         match: Literal["all", "any"] = "all",
+        context: int = 0,
+        recency: Ttl = None,
+        distinct: bool | None = None,
     ) -> list[Hit]:
         """Ranked full-text search; see :meth:`Memory.search`."""
-        return await self._run(self._plan_search(query, prefix, where, limit, match))
+        return await self._run(
+            self._plan_search(query, prefix, where, limit, match, context, recency, distinct)
+        )
 
 
 M = TypeVar("M", Memory, AsyncMemory)
@@ -488,18 +506,22 @@ def search_namespaces(
     limit: int = 10,
     match: Literal["all", "any"] = "all",
     token: str | None = None,
+    context: int = 0,
+    recency: Ttl = None,
+    distinct: bool | None = None,
 ) -> list[Hit]:
     """:meth:`Memory.search` across every namespace that starts with ``namespace_prefix``
     (``"user:"`` for a bot that keeps one namespace per user); each hit names its namespace.
 
     A ``Memory`` stands for one namespace, so this searches the store, as
     :func:`list_namespaces` lists it. On a server, the token must grant every namespace the
-    prefix covers (``user:`` needs a token for ``user:`` or ``*``).
+    prefix covers (``user:`` needs a token for ``user:`` or ``*``). ``context``, ``recency``
+    and ``distinct`` are as for :meth:`Memory.search`.
     """
     backend = open_backend(config.resolve_url(url), token=token)
-    (found,) = backend.execute(
-        [_cross_search(query, namespace_prefix, prefix, where, limit, match)]
-    )
+    op = search_op(None, query, prefix, where, limit, match, context=context, recency=recency,
+                   distinct=distinct)  # fmt: skip
+    (found,) = backend.execute([_across(op, namespace_prefix)])
     return hits(found)
 
 
@@ -513,21 +535,18 @@ async def asearch_namespaces(
     limit: int = 10,
     match: Literal["all", "any"] = "all",
     token: str | None = None,
+    context: int = 0,
+    recency: Ttl = None,
+    distinct: bool | None = None,
 ) -> list[Hit]:
     """Async twin of :func:`search_namespaces`."""
     backend = open_backend(config.resolve_url(url), token=token)
-    op = _cross_search(query, namespace_prefix, prefix, where, limit, match)
-    (found,) = await backend.aexecute([op])
+    op = search_op(None, query, prefix, where, limit, match, context=context, recency=recency,
+                   distinct=distinct)  # fmt: skip
+    (found,) = await backend.aexecute([_across(op, namespace_prefix)])
     return hits(found)
 
 
-def _cross_search(
-    query: str,
-    namespace_prefix: str,
-    prefix: str | None,
-    where: Mapping[str, Any] | None,
-    limit: int,
-    match: str = "all",
-) -> Search:
-    ns_prefix = _values.check_prefix(namespace_prefix, "namespace prefix")
-    return search_op(None, query, prefix, where, limit, match)._replace(ns_prefix=ns_prefix)
+def _across(op: Search, namespace_prefix: str) -> Search:
+    """``op`` across every namespace that starts with ``namespace_prefix``."""
+    return op._replace(ns_prefix=_values.check_prefix(namespace_prefix, "namespace prefix"))

@@ -282,8 +282,12 @@ class _MemoryBase:
         where: Mapping[str, Any] | None,
         limit: int,
         match: str,
+        context: int = 0,
+        recency: Ttl = None,
+        distinct: bool | None = None,
     ) -> _Plan[list[Hit]]:
-        op = search_op(self.namespace, query, prefix, where, limit, match)
+        op = search_op(self.namespace, query, prefix, where, limit, match, context=context,
+                       recency=recency, distinct=distinct)  # fmt: skip
         return _Plan([op], lambda results: hits(results[0]))
 
     def _plan_clear(self) -> _Plan[int]:

@@ -115,7 +115,7 @@ def empty_postgres(url: str) -> None:
 
     from botwire.backends.postgres import parse_url
 
-    conninfo, schema, _ = parse_url(url)
+    conninfo, schema, *_ = parse_url(url)
     with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("TRUNCATE botwire_entries, botwire_list_items, botwire_quota_usage")
 

@@ -344,7 +344,7 @@ def test_export_refuses_a_row_it_cannot_write_and_says_which(db: str) -> None:
     else:
         from botwire.backends.postgres import parse_url
 
-        conninfo, schema, _ = parse_url(db)
+        conninfo, schema, *_ = parse_url(db)
         with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as c:
             c.execute("UPDATE botwire_entries SET created_at = %s WHERE key = 'b'", (2**62,))
     result = subprocess.run(

@@ -36,7 +36,7 @@ def fresh_schema_url(pg_url: str) -> Iterator[str]:
 
 
 def sql(url: str, statement: str) -> list[tuple[object, ...]]:
-    conninfo, schema, _ = parse_url(url)
+    conninfo, schema, *_ = parse_url(url)
     with psycopg.connect(conninfo, autocommit=True, options=f"-c search_path={schema}") as conn:
         cur = conn.execute(statement)
         return cur.fetchall() if cur.description else []

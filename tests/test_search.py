@@ -21,6 +21,8 @@ from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
 from botwire.backends.postgres import PostgresBackend
 from botwire.backends.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.search import (
+    COMMON_WORDS,
+    MAX_COMMON_WORDS,
     MAX_INDEXED_WORDS,
     TAG_CHARS,
     coverage,
@@ -174,7 +176,16 @@ ANY_CASES: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("query", "want"), ANY_CASES, ids=[c[0] for c in ANY_CASES])
 def test_match_any_word(mem: Memory, query: str, want: dict[str, Any]) -> None:
-    assert found(mem.search(query, match="any", limit=20)) == want
+    """What holds a telling word of the question comes first; after it, as a last resort,
+    what holds only its common words (``for``, ``in``)."""
+    hits = mem.search(query, match="any", limit=20)
+    first = hits[: len(want)]
+    assert {h.key: sorted(i.position for i in h.items[: len(want[h.key])]) if h.items else None
+            for h in first} == want  # fmt: skip
+    telling = {h.key for h in first}
+    for hit in hits[len(want) :]:
+        assert hit.key not in telling or hit.items
+        assert all(hit.score < h.score or h.items for h in first) or query.strip() == ""
 
 
 def test_match_any_ranks_keys_that_match_more_words_first(store: Store) -> None:
@@ -185,7 +196,8 @@ def test_match_any_ranks_keys_that_match_more_words_first(store: Store) -> None:
     mem.set("none", "what is it, then?")
     hits = mem.search("What does the user like: green tea?", match="any")
     assert hits[0].key == "both"
-    assert {h.key for h in hits} == {"both", "one", "other"}
+    assert {h.key for h in hits[:3]} == {"both", "one", "other"}
+    assert [h.key for h in hits[3:]] == ["none"]  # its common words only: last
     assert [h.key for h in mem.search("green tea", match="all")] == ["both"]
 
 
@@ -279,10 +291,11 @@ def test_namespaces_are_apart_and_can_be_searched_together(store: Store) -> None
         url = store.backend.url  # a real server, through botwire.search_namespaces
         hits = search_namespaces("meeting", "user:", url=url)
     else:
-        from botwire._memory import _cross_search
         from botwire.backends.search import hits as decode
+        from botwire.backends.search import search_op
 
-        (raw,) = store.backend.execute([_cross_search("meeting", "user:", None, None, 10)])
+        across = search_op(None, "meeting", None, None, 10)._replace(ns_prefix="user:")
+        (raw,) = store.backend.execute([across])
         hits = decode(raw)
     assert sorted(h.namespace for h in hits) == ["user:1", "user:10", "user:2"]
 
@@ -339,7 +352,8 @@ def test_words_and_documents() -> None:
         "('t1pi':*) | ('t2pi':*)"]  # fmt: skip
     assert parse_query("   ").listing and not parse_query("🎉").listing
     anyway = parse_query('What is "new york" like, pi?', "any")
-    assert anyway.groups == (("new", "york"), ("like",), ("pi",)) and anyway.prefix
+    assert anyway.groups == (("what",), ("is",), ("new", "york"), ("like",), ("pi",))
+    assert anyway.common == (True, True, False, False, False) and anyway.prefix
     assert parse_query("what is the", "any").groups == (("what",), ("is",), ("the",))
     assert parse_query('"kiwi" mango "kiwi"').groups == (("kiwi",), ("mango",))
     assert parse_query("pi mango pi").groups == (("mango",), ("pi",))  # the prefix stays last
@@ -348,17 +362,31 @@ def test_words_and_documents() -> None:
 def test_every_word_of_the_index_carries_its_namespace() -> None:
     tag = ns_tag("user-1")
     assert len(tag) == TAG_CHARS and tag.isalnum() and tag == ns_tag("user-1") != ns_tag("user-10")
-    text, length = fts_document("user-1", "k", json.dumps("Hi hi there"))  # type: ignore[misc]
+    text, length, digest = fts_document("user-1", "k", json.dumps("Hi hi there"))  # type: ignore[misc]
     assert text == f"{tag} {tag}k {tag}hi {tag}hi {tag}there" and length == 3
-    assert tsvector("user-1", "k", json.dumps("Hi hi")) == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4"
-    assert fts_document("/tokens", "k", "1") is None and tsvector("/auth", "k", "1") is None
+    pg = tsvector("user-1", "k", json.dumps("Hi hi"))
+    assert pg["doc"] == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4"
+    same = fts_document("user-1", "other", json.dumps({"text": "HI, hi there!", "n": 5}))
+    assert same is not None and same[2] == digest  # the same words, another key: alike
+    assert fts_document("user-1", "k", json.dumps({"n": 5}))[2] is None  # type: ignore[index]
+    assert fts_document("/tokens", "k", "1") is None and tsvector("/auth", "k", "1")["doc"] is None
+    stemmed = fts_document("user-1", "k", json.dumps("hiking children grew"))
+    assert stemmed is not None and stemmed[0].split()[2:] == [
+        f"{tag}hike",
+        f"{tag}child",
+        f"{tag}grow",
+    ]
+    simple = fts_document("user-1", "k", json.dumps("hiking children"), "simple")
+    assert simple is not None and simple[0].split()[2:] == [f"{tag}hiking", f"{tag}children"]
     many = " ".join(f"w{n}" for n in range(MAX_INDEXED_WORDS + 50))
     assert len(document_words("k", json.dumps(many))) == MAX_INDEXED_WORDS
     with pytest.raises(InvalidRequest, match="at most 32 words"):
         parse_query(" ".join(f"word{n}" for n in range(33)))
     assert len(parse_query(" ".join(f"word{n}" for n in range(32))).groups) == 32
     common = "the " * 200 + "quokka"
-    assert parse_query(common, "any").groups == (("quokka",),)
+    assert parse_query(common, "any").groups == (("the",), ("quokka",))
+    many = " ".join(sorted(COMMON_WORDS)[:20]) + " quokka"
+    assert len(parse_query(many, "any").groups) == 1 + MAX_COMMON_WORDS
 
 
 def test_coverage_is_the_share_of_the_query_found() -> None:

@@ -23,7 +23,9 @@ def create_backend(
 
     ``sqlite:///memory.db`` is relative to the working directory and ``sqlite:////abs/memory.db``
     absolute. A query sets options: ``?synchronous=full``, ``?search=off`` (no full-text index,
-    cheaper writes, for every process of the store; ``?search=on`` builds it again). ``quotas``
+    cheaper writes, for every process of the store; ``?search=on`` builds it again),
+    ``?language=simple`` (index words as they are rather than their English stems; on
+    PostgreSQL too). ``quotas``
     are enforced by stores that hold data (SQLite, PostgreSQL); the HTTP backend leaves them to
     its server.
     """
@@ -40,7 +42,7 @@ def create_backend(
             raise InvalidRequest(f"?search= takes on or off, not {search!r}")
         return SQLiteBackend(
             path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL"), quotas=quotas,
-            search=None if search is None else search == "on",
+            search=None if search is None else search == "on", language=options.get("language"),
         )  # fmt: skip
     if scheme in ("http", "https"):
         from botwire.backends.http import HTTPBackend

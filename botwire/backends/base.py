@@ -158,6 +158,15 @@ class Search(NamedTuple):
     ns_prefix: str = ""
     match: str = "all"
     """``"all"``: every word of the query must match; ``"any"``: one is enough."""
+    context: int = 0
+    """For each matching list item, also the items up to this many places before and after it
+    (``SearchHit.context``)."""
+    recency: float | None = None
+    """A half-life in seconds: a hit's score halves for every half-life since it was written,
+    so that among equally relevant hits the newer wins."""
+    distinct: bool | None = None
+    """Leave out a key (or list item) whose value repeats a better hit's; ``None``: yes for a
+    relevance search (``match="any"``), no otherwise."""
 
 
 Op = (
@@ -225,6 +234,8 @@ class SearchHit(NamedTuple):
     """A list's matching items: ``(position, JSON text)``, best first."""
     updated_at: int
     created_at: int
+    context: list[tuple[int, str]] | None = None
+    """A list's items around its matching ones (``Search.context``), in list order."""
 
 
 class Quotas(NamedTuple):

@@ -52,12 +52,25 @@ def result_from_json(op: Op, data: Any) -> Any:
     if type(op) is ListKeys:
         return KeyPage([KeyInfo(*item) for item in data["keys"]], data["next_cursor"])
     if type(op) is Search:  # each hit travels as an array of its fields
-        return [
-            SearchHit(ns, key, score, value, None if items is None else [tuple(i) for i in items],
-                      updated_at, created_at)
-            for ns, key, score, value, items, updated_at, created_at in data
-        ]  # fmt: skip
+        return [_hit(*fields) for fields in data]
     return data
+
+
+def _hit(
+    ns: str,
+    key: str,
+    score: float,
+    value: str | None,
+    items: Any,
+    updated_at: int,
+    created_at: int,
+    context: Any = None,
+) -> SearchHit:
+    """A search hit from its fields (a server of an earlier release sends no ``context``)."""
+    return SearchHit(
+        ns, key, score, value, None if items is None else [tuple(i) for i in items],
+        updated_at, created_at, None if context is None else [tuple(i) for i in context],
+    )  # fmt: skip
 
 
 # -- errors ---------------------------------------------------------------------------------

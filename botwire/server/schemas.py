@@ -31,8 +31,8 @@ from botwire.backends.base import (
     Search,
     Slice,
 )
+from botwire.backends.search import MAX_CONTEXT, search_op
 from botwire.backends.search import MAX_LIMIT as MAX_SEARCH_LIMIT
-from botwire.backends.search import search_op
 from botwire.backends.wire import MAX_PAGE
 from botwire.errors import BotWireError, InvalidRequest
 
@@ -193,11 +193,15 @@ class SearchIn(OpIn):
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10
     ns_prefix: str = ""
     match: Literal["all", "any"] = "all"
+    context: Annotated[int, Field(ge=0, le=MAX_CONTEXT)] = 0
+    recency: Annotated[float, Field(gt=0, le=_values.MAX_TTL)] | None = None
+    distinct: bool | None = None
 
     def to_op(self, max_value_bytes: int) -> Op:
         return search_request(
-            self.ns, self.query, self.prefix, self.where, self.limit, self.ns_prefix, self.match
-        )
+            self.ns, self.query, self.prefix, self.where, self.limit, self.ns_prefix, self.match,
+            context=self.context, recency=self.recency, distinct=self.distinct,
+        )  # fmt: skip
 
 
 def search_request(
@@ -208,10 +212,15 @@ def search_request(
     limit: int,
     ns_prefix: str,
     match: str = "all",
+    *,
+    context: int = 0,
+    recency: float | None = None,
+    distinct: bool | None = None,
 ) -> Search:
     """A search a client sent (its filter as JSON text), checked as ``Memory.search`` checks."""
     fields = None if where is None else _values.decode_value(_values.canonical_json(where))
-    op = search_op(None if ns is None else _ns(ns), query, prefix, fields, limit, match)
+    op = search_op(None if ns is None else _ns(ns), query, prefix, fields, limit, match,
+                   context=context, recency=recency, distinct=distinct)  # fmt: skip
     if ns is None:
         op = op._replace(ns_prefix=_values.check_prefix(ns_prefix, "namespace prefix"))
     return op

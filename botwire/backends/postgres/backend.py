@@ -99,9 +99,9 @@ from botwire.backends.postgres.connections import (
     parse_url,
     run,
 )
-from botwire.backends.postgres.schema import Progress, apply_migrations
+from botwire.backends.postgres.schema import Progress, apply_migrations, settle_language
 from botwire.backends.postgres.search import search
-from botwire.backends.search import Counts, tsvector
+from botwire.backends.search import DEFAULT_LANGUAGE, Counts, tsvector
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
 
@@ -136,11 +136,12 @@ _LIST_TEXT = (
 )
 _UPSERT = f"""
 INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at, updated_at,
-                                  expires_at, ttl, tsv)
+                                  expires_at, ttl, tsv, digest)
 VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {_NEW_VERSION}, %(now)s, %(now)s,
-        %(expires_at)s, %(ttl)s, %(doc)s::tsvector)
+        %(expires_at)s, %(ttl)s, %(doc)s::tsvector, %(digest)s)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = EXCLUDED.value, size = EXCLUDED.size, tsv = EXCLUDED.tsv,
+    digest = EXCLUDED.digest,
     version = greatest(e.version + 1, %(now)s),
     created_at = CASE WHEN e.expires_at <= %(now)s THEN %(now)s ELSE e.created_at END,
     updated_at = %(now)s,
@@ -174,7 +175,9 @@ class PostgresBackend(Backend):
     ) -> None:
         super().__init__()
         self.url = mask_url(url)
-        self.conninfo, self.schema, self.auto_migrate = parse_url(url)
+        self.conninfo, self.schema, self.auto_migrate, self.wanted_language = parse_url(url)
+        self.language = DEFAULT_LANGUAGE
+        """The store's language, read when the schema is checked (first use)."""
         self.timeout = timeout
         self.clock = clock
         self.quotas = quotas
@@ -292,6 +295,7 @@ class PostgresBackend(Backend):
                 ran = apply_migrations(
                     conn, self.schema, self.url, auto and not self.auto_migrate, progress
                 )
+                self.language = settle_language(conn, self.wanted_language, progress)
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
         self._migrated = True
@@ -441,19 +445,20 @@ class PostgresBackend(Backend):
 
     def _lock_row(self, q: LockRow, now: int) -> Steps:
         empty = fresh_row(0, q.kind)
+        unindexed: dict[str, str | None] = {"doc": None, "digest": None}  # a list's items are
+        doc = tsvector(q.ns, q.key, empty.value, self.language) if q.kind == VALUE else unindexed
         params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
-                  "size": empty.size, "lo": empty.list_lo,
-                  "doc": tsvector(q.ns, q.key, empty.value) if q.kind == VALUE else None,
-                  }  # fmt: skip
+                  "size": empty.size, "lo": empty.list_lo, **doc}  # fmt: skip
         columns = "id, kind, value, size, list_lo, list_hi, expires_at"
         while True:
             # INSERT ... DO NOTHING locks nothing when the key exists, and a delete (or the
             # purge) may commit before the SELECT ... FOR UPDATE: then try the insert again.
             created = yield Query(
                 "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
-                " updated_at, list_lo, list_hi, tsv) VALUES (%(ns)s, %(key)s, %(kind)s, %(value)s,"
+                " updated_at, list_lo, list_hi, tsv, digest) VALUES (%(ns)s, %(key)s, %(kind)s,"
+                " %(value)s,"
                 f" %(size)s, {_NEW_VERSION}, %(now)s, %(now)s, %(lo)s, %(lo)s,"
-                " %(doc)s::tsvector)"
+                " %(doc)s::tsvector, %(digest)s)"
                 f" ON CONFLICT (ns, key) DO NOTHING RETURNING {columns}",
                 params,
             )
@@ -475,22 +480,21 @@ class PostgresBackend(Backend):
                 "UPDATE botwire_entries SET kind = %(kind)s, value = %(value)s, size = %(size)s,"
                 " version = greatest(version + 1, %(now)s), created_at = %(now)s,"
                 " updated_at = %(now)s, expires_at = NULL, ttl = NULL, list_lo = %(lo)s,"
-                " list_hi = %(lo)s, tsv = %(doc)s::tsvector WHERE id = %(id)s",
+                " list_hi = %(lo)s, tsv = %(doc)s::tsvector, digest = %(digest)s WHERE id = %(id)s",
                 {**params, "id": row[0]},
                 "rowcount",
             )
             return empty._replace(id=row[0]), True
         return Row(*row[:6]), False
 
-    @staticmethod
-    def _add_items(q: AddItems, now: int) -> Steps:
-        docs = [tsvector(q.ns, q.key, value) for value in q.values]
+    def _add_items(self, q: AddItems, now: int) -> Steps:
+        docs = [tsvector(q.ns, q.key, value, self.language) for value in q.values]
         yield Query(
-            "INSERT INTO botwire_list_items (entry_id, seq, value, tsv)"
-            " SELECT %s, seq, value, doc::tsvector"
-            " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(seq, value, doc)",
+            "INSERT INTO botwire_list_items (entry_id, seq, value, tsv, digest)"
+            " SELECT %s, seq, value, doc::tsvector, digest FROM unnest(%s::bigint[], %s::text[],"
+            " %s::text[], %s::text[]) AS t(seq, value, doc, digest)",
             (q.entry_id, list(range(q.first_seq, q.first_seq + len(q.values))), list(q.values),
-             docs),
+             [doc["doc"] for doc in docs], [doc["digest"] for doc in docs]),
             "rowcount",
         )  # fmt: skip
 
@@ -523,7 +527,8 @@ class PostgresBackend(Backend):
     @staticmethod
     def _save_list(q: SaveList, now: int) -> Steps:
         yield Query(
-            "UPDATE botwire_entries SET kind = 1, value = NULL, tsv = NULL, size = %(size)s,"
+            "UPDATE botwire_entries SET kind = 1, value = NULL, tsv = NULL, digest = NULL,"
+            " size = %(size)s,"
             " list_lo = %(lo)s, list_hi = %(hi)s, version = greatest(version + 1, %(now)s),"
             " updated_at = %(now)s,"
             " expires_at = CASE WHEN %(ttl)s::float8 IS NULL THEN expires_at"
@@ -595,7 +600,7 @@ class PostgresBackend(Backend):
             "ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
             "expires_at": expiry(now, op.ttl), "ttl": op.ttl,
             "keep": op.keep_ttl and op.ttl is None, "if_version": op.if_version,
-            "doc": tsvector(op.ns, op.key, op.value),
+            **tsvector(op.ns, op.key, op.value, self.language),
         }  # fmt: skip
         if op.if_version is None:
             row = yield Query(_UPSERT + " RETURNING e.version", params)
@@ -609,7 +614,7 @@ class PostgresBackend(Backend):
                 " version = greatest(version + 1, %(now)s), updated_at = %(now)s,"
                 " expires_at = CASE WHEN %(keep)s THEN expires_at ELSE %(expires_at)s END,"
                 " ttl = CASE WHEN %(keep)s THEN ttl ELSE %(ttl)s END,"
-                " list_lo = NULL, list_hi = NULL, tsv = %(doc)s::tsvector"
+                " list_lo = NULL, list_hi = NULL, tsv = %(doc)s::tsvector, digest = %(digest)s"
                 f" WHERE ns = %(ns)s AND key = %(key)s AND version = %(if_version)s AND {_LIVE}"
                 " RETURNING version",
                 params,
@@ -626,11 +631,12 @@ class PostgresBackend(Backend):
     def _restore(self, op: Restore, now: int) -> Steps:
         row = yield Query(
             "INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at,"
-            " updated_at, expires_at, ttl, tsv) VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s,"
+            " updated_at, expires_at, ttl, tsv, digest) VALUES (%(ns)s, %(key)s, 0, %(value)s,"
+            " %(size)s,"
             f" {_NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s,"
-            " %(doc)s::tsvector)"
+            " %(doc)s::tsvector, %(digest)s)"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = EXCLUDED.value,"
-            " tsv = EXCLUDED.tsv,"
+            " tsv = EXCLUDED.tsv, digest = EXCLUDED.digest,"
             " size = EXCLUDED.size, version = greatest(e.version + 1, %(now)s),"
             " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
             " expires_at = EXCLUDED.expires_at, ttl = EXCLUDED.ttl, list_lo = NULL, list_hi = NULL"
@@ -638,7 +644,7 @@ class PostgresBackend(Backend):
             {"ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
              "created_at": op.created_at, "updated_at": op.updated_at,
              "expires_at": op.expires_at, "ttl": op.ttl,
-             "doc": tsvector(op.ns, op.key, op.value)},
+             **tsvector(op.ns, op.key, op.value, self.language)},
         )  # fmt: skip
         return int(row[0])
 
@@ -712,7 +718,7 @@ class PostgresBackend(Backend):
         return text
 
     def _search(self, op: Search, now: int) -> Steps:
-        return search(op, now, self._counts)
+        return search(op, now, self._counts, self.language)
 
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix}

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
+from botwire.backends.search import check_language
 from botwire.errors import InvalidRequest
 
 
@@ -100,17 +101,35 @@ class AsyncPool:
         await self.check()
 
 
-def parse_url(url: str) -> tuple[str, str | None, bool]:
-    """Split botwire's own options (``schema``, ``migrate``) off a PostgreSQL URL."""
+class Options(NamedTuple):
+    """A PostgreSQL URL without botwire's own options, and those options."""
+
+    conninfo: str
+    schema: str | None
+    """``?schema=``: botwire's tables in a schema of their own."""
+    migrate: bool
+    """``?migrate=false``: refuse to migrate on first use."""
+    language: str | None
+    """``?language=``: the store's language (see :mod:`botwire.backends.search`)."""
+
+
+def parse_url(url: str) -> Options:
+    """Split botwire's own options (``schema``, ``migrate``, ``language``) off a PostgreSQL URL."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    options = {k: v for k, v in query if k in ("schema", "migrate")}
+    options = {k: v for k, v in query if k in ("schema", "migrate", "language")}
     rest = [(k, v) for k, v in query if k not in options]
     schema = options.get("schema") or None
     if schema is not None and not (schema.isascii() and schema.replace("_", "").isalnum()):
         raise InvalidRequest(f"schema must be letters, digits and underscores, not {schema!r}")
     migrate = options.get("migrate", "true").lower() not in ("false", "0", "no")
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema, migrate
+    language = options.get("language")
+    return Options(
+        urlunsplit(parts._replace(query=urlencode(rest))),
+        schema,
+        migrate,
+        None if language is None else check_language(language),
+    )
 
 
 # -- drivers: the only code that differs between sync and async ---------------------------

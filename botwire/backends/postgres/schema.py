@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from botwire.backends.search import tsvector
+from botwire.backends.search import DEFAULT_LANGUAGE, tsvector
 from botwire.errors import BackendUnavailable
 
 Migration = str | Callable[[psycopg.Connection[Any], "Progress | None"], None]
@@ -80,13 +80,21 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX botwire_entries_search ON botwire_entries USING GIN (tsv);
     CREATE INDEX botwire_list_items_search ON botwire_list_items USING GIN (tsv);
     """,
-    lambda conn, progress: index_existing(conn, progress),
+    # 4 (2026-11): the values written before were indexed here; since 2026-12, migration 6
+    # indexes every value, in the shape the current release reads.
+    lambda conn, progress: None,
     # 5 (2026-12): GIN gathers new entries in a pending list that every search reads whole
     # until it is merged; 4 MB of it made a search over 10,000 fresh values take 20 ms. A
     # 256 kB list is merged more often, at about the same cost to writes.
+    # The store has a language, whose stems it indexes (English); each document has a digest
+    # of its words, so that values that read alike show once.
     """
     ALTER INDEX botwire_entries_search SET (gin_pending_list_limit = 256);
     ALTER INDEX botwire_list_items_search SET (gin_pending_list_limit = 256);
+    CREATE TABLE botwire_search_settings (language TEXT NOT NULL);
+    INSERT INTO botwire_search_settings VALUES ('english');
+    ALTER TABLE botwire_entries ADD COLUMN digest TEXT;
+    ALTER TABLE botwire_list_items ADD COLUMN digest TEXT;
     """,
     # 6 (2026-12): a namespace's words carry its tag (botwire.backends.search.ns_tag), so that
     # a search reads, ranks by and pays for its own namespace's part of the index only:
@@ -139,8 +147,28 @@ def apply_migrations(
     return int(SCHEMA_VERSION - current)
 
 
+def settle_language(
+    conn: psycopg.Connection[Any], wanted: str | None, progress: Progress | None
+) -> str:
+    """The store's language, after changing it to ``wanted`` (and indexing every value and
+    item again in it) when it differs; inside the migrations' locked transaction."""
+    (language,) = conn.execute("SELECT language FROM botwire_search_settings").fetchone() or (
+        DEFAULT_LANGUAGE,
+    )
+    if wanted is None or wanted == language:
+        return str(language)
+    conn.execute("UPDATE botwire_search_settings SET language = %s", (wanted,))
+    index_existing(conn, progress)
+    return wanted
+
+
 def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """The tsvector of every value and item written before (migrations 4 and 6)."""
+    """The tsvector and digest of every value and item written before (migration 6, and a
+    new language), in the store's language."""
+    row = None
+    if conn.execute("SELECT to_regclass('botwire_search_settings')").fetchone() != (None,):
+        row = conn.execute("SELECT language FROM botwire_search_settings").fetchone()
+    language = row[0] if row else DEFAULT_LANGUAGE
     (total,) = conn.execute(
         "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
         " + (SELECT count(*) FROM botwire_list_items)"
@@ -148,17 +176,21 @@ def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> 
     done = 0
     for sql, update in [
         ("SELECT id, NULL, ns, key, value FROM botwire_entries WHERE kind = 0",
-         "UPDATE botwire_entries SET tsv = %s::tsvector WHERE id = %s"),
+         "UPDATE botwire_entries SET tsv = %s::tsvector, digest = %s WHERE id = %s"),
         ("SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM botwire_list_items i"
          " JOIN botwire_entries e ON e.id = i.entry_id",
-         "UPDATE botwire_list_items SET tsv = %s::tsvector"
+         "UPDATE botwire_list_items SET tsv = %s::tsvector, digest = %s"
          " WHERE entry_id = %s AND seq = %s"),
     ]:  # fmt: skip
         with conn.cursor(name="botwire_index") as rows:
             rows.execute(sql)
             while batch := rows.fetchmany(1000):
                 params = [
-                    (tsvector(ns, key, value), entry_id, *(() if seq is None else (seq,)))
+                    (
+                        *tsvector(ns, key, value, language).values(),
+                        entry_id,
+                        *(() if seq is None else (seq,)),
+                    )
                     for entry_id, seq, ns, key, value in batch
                 ]
                 with conn.cursor() as cur:

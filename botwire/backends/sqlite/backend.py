@@ -78,7 +78,7 @@ from botwire.backends.common import (
     sliced_value,
     version_conflict,
 )
-from botwire.backends.search import Counts
+from botwire.backends.search import Counts, check_language
 from botwire.backends.sqlite import schema, search
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -133,6 +133,10 @@ class SQLiteBackend(Backend):
         search: turn full-text indexing on or off for the whole store (every process that
             uses it), from the first connection on; ``None`` leaves it as the store has it
             (on, for a new store). Off makes writes cheaper; ``search`` then refuses.
+        language: what the index holds of each word, for every process of the store
+            (:data:`~botwire.backends.search.LANGUAGES`): ``"english"`` (a new store's), its
+            stem, or ``"simple"``, the word itself; ``None`` leaves it as the store has it.
+            A change indexes every document again.
 
     Raises:
         InvalidRequest: ``path`` is ``:memory:`` (each connection would get its own empty
@@ -148,6 +152,7 @@ class SQLiteBackend(Backend):
         clock: Callable[[], float] = time.time,
         quotas: Quotas | None = None,
         search: bool | None = None,
+        language: str | None = None,
     ) -> None:
         super().__init__()
         self.path = os.fspath(path)
@@ -165,6 +170,7 @@ class SQLiteBackend(Backend):
         self.clock = clock
         self.quotas = quotas
         self.search = search
+        self.language = None if language is None else check_language(language)
         self._local = threading.local()
         self._threads: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
         self._idle = Idle()
@@ -228,8 +234,8 @@ class SQLiteBackend(Backend):
         conn = open_connection(self.path, self.timeout, self.synchronous)
         try:
             schema.migrate(conn, self.path)
-            if self.search is not None:
-                schema.set_search(conn, self.search)
+            if self.search is not None or self.language is not None:
+                schema.configure_search(conn, self.search, self.language)
         except BaseException:
             conn.close()
             raise

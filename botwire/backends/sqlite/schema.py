@@ -110,14 +110,19 @@ MIGRATIONS: list[str] = [
     # 4 (2026-12): a namespace's words carry its tag, so that a search reads, ranks by and
     # pays for its own namespace's part of the index only; each document's length is kept
     # for the ranking, and each list item's size, so that a read is measured before it is
-    # made. The index is built again.
+    # made; the store has a language, whose stems it indexes (English); each document has a
+    # digest of its words, so that values that read alike show once. The index is built
+    # again.
     """
     DROP TABLE search_fts;
-    CREATE VIRTUAL TABLE search_fts USING fts5(doc, length UNINDEXED, tokenize = 'ascii');
+    CREATE VIRTUAL TABLE search_fts USING fts5(
+        doc, length UNINDEXED, digest UNINDEXED, tokenize = 'ascii'
+    );
     DELETE FROM search_docs;
     DELETE FROM search_pending;
     ALTER TABLE list_items ADD COLUMN size INTEGER;
     UPDATE list_items SET size = length(CAST(value AS BLOB));
+    ALTER TABLE search_state ADD COLUMN language TEXT NOT NULL DEFAULT 'english';
     """
     + _QUEUE_EVERYTHING,
 ]
@@ -160,13 +165,20 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
         raise
 
 
-def set_search(conn: sqlite3.Connection, enabled: bool) -> None:
-    """Turn the full-text index on (every document queued again) or off (emptied) for every
-    process of the store."""
+def configure_search(conn: sqlite3.Connection, enabled: bool | None, language: str | None) -> None:
+    """Turn the full-text index on (every document queued again) or off (emptied), or index in
+    another language (every document queued again), for every process of the store; ``None``
+    leaves a setting as it is."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        (current,) = conn.execute("SELECT enabled FROM search_state").fetchone()
-        if bool(current) != enabled:
+        current, stored = conn.execute("SELECT enabled, language FROM search_state").fetchone()
+        if language is not None and language != stored:
+            conn.execute("UPDATE search_state SET language = ?", (language,))
+            if current and enabled is not False:
+                conn.execute("DELETE FROM search_pending")
+                for statement in statements(_QUEUE_EVERYTHING):
+                    conn.execute(statement)
+        if enabled is not None and bool(current) != enabled:
             conn.execute("UPDATE search_state SET enabled = ?", (int(enabled),))
             if enabled:  # every document is indexed again
                 for statement in statements(_QUEUE_EVERYTHING):

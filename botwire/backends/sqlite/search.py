@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
 
 from botwire.backends.base import Search, SearchHit, prefix_upper_bound
 from botwire.backends.search import (
     SEARCH_OFF,
     Counts,
+    Dialect,
     JsonFields,
+    Params,
     Scalar,
-    bm25_sql,
-    budget_terms,
     chunks,
-    conditions,
     fts_document,
+    listing_sql,
     ns_tag,
     parse_query,
+    ranked_sql,
     search_hits,
-    search_scope,
 )
 from botwire.errors import InvalidRequest
 
@@ -43,42 +42,49 @@ class _SQLiteJson(JsonFields):
     """Fields of JSON text through SQLite's JSON functions (``json_type`` tells ``true`` from
     ``1``, and ``integer``/``real`` from ``text``)."""
 
-    def equal(self, field: str, value: Scalar) -> tuple[str, list[Any]]:
-        path = f'$."{field}"'
+    def equal(self, field: str, value: Scalar, p: Params) -> str:
+        path = p(f'$."{field}"')
         if value is None or isinstance(value, bool):
-            return "json_type(VALUE, ?) = ?", [path, json.dumps(value)]
+            return f"json_type(VALUE, {path}) = {p(json.dumps(value))}"
         kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
-        return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) = ?)", [
-            path, path, value]  # fmt: skip
+        return f"(json_type(VALUE, {path}) IN {kinds} AND json_extract(VALUE, {path}) = {p(value)})"
 
-    def compare(self, field: str, op: str, value: str | int | float) -> tuple[str, list[Any]]:
-        path = f'$."{field}"'
+    def compare(self, field: str, op: str, value: str | int | float, p: Params) -> str:
+        path = p(f'$."{field}"')
         kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
-        return f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) {op} ?)", [
-            path, path, value]  # fmt: skip
+        return (
+            f"(json_type(VALUE, {path}) IN {kinds} AND json_extract(VALUE, {path}) {op} {p(value)})"
+        )
 
-    def one_of(self, field: str, values: list[Scalar]) -> tuple[str, list[Any]]:
+    def one_of(self, field: str, values: list[Scalar], p: Params) -> str:
         # IN lists by JSON type rather than one OR per value: SQLite caps how deep an
         # expression nests, and a thousand ORs pass it.
-        path = f'$."{field}"'
+        path = p(f'$."{field}"')
         texts = [v for v in values if isinstance(v, str)]
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         parts: list[str] = []
-        params: list[Any] = []
         for found, kinds in ((texts, "('text')"), (numbers, "('integer', 'real')")):
             if found:
-                marks = ",".join("?" * len(found))
+                marks = ", ".join(p(v) for v in found)
                 parts.append(
-                    f"(json_type(VALUE, ?) IN {kinds} AND json_extract(VALUE, ?) IN ({marks}))"
+                    f"(json_type(VALUE, {path}) IN {kinds} AND json_extract(VALUE, {path})"
+                    f" IN ({marks}))"
                 )
-                params += [path, path, *found]
         for other in {json.dumps(v) for v in values if v is None or isinstance(v, bool)}:
-            parts.append("json_type(VALUE, ?) = ?")
-            params += [path, other]
-        return "(" + " OR ".join(parts) + ")", params
+            parts.append(f"json_type(VALUE, {path}) = {p(other)}")
+        return "(" + " OR ".join(parts) + ")"
 
 
-JSON = _SQLiteJson()
+DIALECT = Dialect(
+    entries="entries",
+    items="list_items",
+    item_size="li.size",
+    power="pow",
+    no_slash="instr(e.ns, '/') = 0",
+    json=_SQLiteJson(),
+    style=":{}",
+    no_digest="NULL",
+)
 
 
 def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
@@ -116,7 +122,8 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
         gone,
     )
     docs = sorted({(entry_id, seq) for _, entry_id, seq in notes if seq != -2})
-    texts = documents(conn, docs)
+    (language,) = conn.execute("SELECT language FROM search_state").fetchone()
+    texts = documents(conn, docs, language)
     values = [entry_id for entry_id, seq in docs if seq == -1]
     rows = [(entry_id, *texts[(entry_id, -1)]) for entry_id in values
             if (entry_id, -1) in texts]  # fmt: skip
@@ -149,17 +156,18 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
         rows.append((-doc_id, *texts[doc]))
     conn.executemany("INSERT INTO search_docs (id, entry_id, seq) VALUES (?, ?, ?)", new)
     conn.executemany(
-        "INSERT OR REPLACE INTO search_fts (rowid, doc, length) VALUES (?, ?, ?)", rows
+        "INSERT OR REPLACE INTO search_fts (rowid, doc, length, digest) VALUES (?, ?, ?, ?)", rows
     )
     conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
     return len(notes)
 
 
 def documents(
-    conn: sqlite3.Connection, docs: list[tuple[int, int]]
-) -> dict[tuple[int, int], tuple[str, int]]:
-    """The indexed text and length of each document that exists now."""
-    found: dict[tuple[int, int], tuple[str, int]] = {}
+    conn: sqlite3.Connection, docs: list[tuple[int, int]], language: str
+) -> dict[tuple[int, int], tuple[str, int, str | None]]:
+    """The indexed text (in the store's ``language``), length and digest of each document that
+    exists now."""
+    found: dict[tuple[int, int], tuple[str, int, str | None]] = {}
     values = [entry_id for entry_id, seq in docs if seq == -1]
     for chunk in chunks(values, 500):
         for entry_id, ns, key, value in conn.execute(
@@ -167,7 +175,7 @@ def documents(
             f"({','.join(['?'] * len(chunk))})",
             chunk,
         ):
-            if (indexed := fts_document(ns, key, value)) is not None:
+            if (indexed := fts_document(ns, key, value, language)) is not None:
                 found[(entry_id, -1)] = indexed
     items = [doc for doc in docs if doc[1] >= 0]
     for chunk in chunks(items, 400):
@@ -177,7 +185,7 @@ def documents(
             f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
             [number for doc in chunk for number in doc],
         ):
-            if (indexed := fts_document(ns, key, value)) is not None:
+            if (indexed := fts_document(ns, key, value, language)) is not None:
                 found[(entry_id, seq)] = indexed
     return found
 
@@ -186,49 +194,51 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     """Run a search in the current transaction (see :class:`SearchBehind`); ``counts`` keeps
     what rarity needs (how many documents a namespace holds, and hold a word) between
     searches."""
-    (enabled,) = conn.execute("SELECT enabled FROM search_state").fetchone()
+    enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
     query = parse_query(op.query, op.match)
     if query.groups and conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone():
         raise SearchBehind  # the index must hold every write first (a listing reads none)
-    scope, scope_params = search_scope(op, "?", "instr(e.ns, '/') = 0")
+    p = DIALECT.params()
     if query.groups:
         namespaces = [op.ns] if op.ns is not None else _namespaces(conn, op.ns_prefix)
         if not namespaces:
             return []
         tags = [ns_tag(ns) for ns in namespaces]
         markers = [f'"{tag}"' for tag in tags]
-        groups = query.fts5_groups(tags)
+        groups = query.fts5_groups(tags, language)
         for expression in counts.missing([*markers, *groups]):
             (count,) = conn.execute(f"SELECT count(*) FROM {_MATCH}", (expression,)).fetchone()
             counts.put(expression, count)
-        weights = counts.weights(markers, groups)
-        documents = "LEFT JOIN search_docs d ON m.rowid < 0 AND d.id = -m.rowid"  # a list item's
+        weighed = query.weighed(groups, counts.rarities(markers, groups))
         if query.any:  # each document weighs the rarity of the groups it holds
-            matched = " UNION ALL ".join([f"SELECT rowid, ? AS weight, length FROM {_MATCH}"]
-                                         * len(groups))  # fmt: skip
-            candidates = (
-                "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), sum(m.weight),"
-                f" max(m.length) FROM ({matched}) m {documents} GROUP BY m.rowid",
-                [value for pair in zip(weights, groups, strict=True) for value in pair],
+            matched = " UNION ALL ".join(
+                f"SELECT rowid, {p(group.weight)} AS weight, length, digest,"
+                f" {int(group.telling)} AS telling FROM search_fts"
+                f" WHERE search_fts MATCH {p(group.expression)}"
+                for group in weighed
             )
+            found = (f"SELECT rowid, sum(weight) AS weight, max(length) AS length,"
+                     f" max(digest) AS digest, max(telling) AS tier FROM ({matched})"
+                     " GROUP BY rowid")  # fmt: skip
         else:  # each document holds them all
-            candidates = (
-                "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), ?, m.length"
-                f" FROM (SELECT rowid, length FROM {_MATCH}) m {documents}",
-                [sum(weights), " AND ".join(f"({group})" for group in groups)],
-            )
-        return ranked(conn, op, now, candidates, scope, scope_params)
-    if not query.listing:  # only punctuation or emoji: nothing to find
+            everything = " AND ".join(f"({group.expression})" for group in weighed)
+            total = sum(group.weight for group in weighed)
+            found = (f"SELECT rowid, {p(total)} AS weight, length, digest, 1 AS tier"
+                     " FROM search_fts"
+                     f" WHERE search_fts MATCH {p(everything)}")  # fmt: skip
+        candidates = (  # a list item's document maps to its item
+            "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.weight, m.length,"
+            f" m.digest, m.tier FROM ({found}) m LEFT JOIN search_docs d ON m.rowid < 0"
+            " AND d.id = -m.rowid"
+        )
+    elif query.listing:  # an empty query: every key in scope, newest first
+        candidates = listing_sql(DIALECT, p, op)
+    else:  # only punctuation or emoji: nothing to find
         return []
-    within = " AND ".join(scope)
-    listing = (  # an empty query: every key in scope, newest first
-        f"SELECT e.id, -1, 0.0, 1 FROM entries e WHERE e.kind = 0 AND {within}"
-        " UNION ALL SELECT li.entry_id, li.seq, 0.0, 1 FROM list_items li"
-        f" JOIN entries e ON e.id = li.entry_id WHERE {within}"
-    )
-    return ranked(conn, op, now, (listing, [*scope_params, *scope_params]), scope, scope_params)
+    rows = conn.execute(ranked_sql(DIALECT, p, op, now, candidates), p.values).fetchall()
+    return search_hits(rows, op.context > 0)
 
 
 _MATCH = "search_fts WHERE search_fts MATCH ?"
@@ -247,63 +257,3 @@ def _namespaces(conn: sqlite3.Connection, prefix: str) -> list[str]:
         [prefix] if upper is None else [prefix, upper],
     ).fetchall()
     return [ns for (ns,) in rows]
-
-
-def ranked(
-    conn: sqlite3.Connection,
-    op: Search,
-    now: int,
-    candidates: tuple[str, list[Any]],
-    scope: list[str],
-    scope_params: list[Any],
-) -> list[SearchHit]:
-    """The keys among ``candidates`` (SQL for documents: ``entry_id, seq, weight, length``)
-    that pass the filters, best first, each with its best items, and their values as far as
-    the read budget allows."""
-    where, where_params = JSON.where(conditions(op.where) if op.where else [])
-    where = where.replace("VALUE", "coalesce(li.value, e.value)")
-    items = ("LEFT JOIN list_items li ON c.seq >= 0 AND li.entry_id = c.entry_id"
-             " AND li.seq = c.seq") if where else ""  # fmt: skip
-    filters = " AND ".join(["(e.expires_at IS NULL OR e.expires_at > ?)",
-                            "(c.seq >= 0 OR e.kind = 0)", *scope])  # fmt: skip
-    free, allowance = budget_terms()
-    score = bm25_sql("weight", "length", "avg(length) OVER ()")
-    rows = conn.execute(
-        f"""
-        WITH c(entry_id, seq, weight, length) AS ({candidates[0]}),
-        f AS (
-            SELECT c.entry_id, c.seq, c.weight, c.length, e.updated_at FROM c
-            JOIN entries e ON e.id = c.entry_id {items}
-            WHERE {filters} {where}
-        ),
-        r AS (SELECT entry_id, seq, {score} AS score, updated_at FROM f),
-        top AS (
-            SELECT entry_id, max(score) AS best, max(updated_at) AS at FROM r GROUP BY entry_id
-            ORDER BY best DESC, at DESC, entry_id DESC LIMIT ?
-        ),
-        ranked AS (
-            SELECT r.entry_id, r.seq, row_number() OVER (
-                PARTITION BY r.entry_id ORDER BY r.score DESC, r.seq DESC) AS n
-            FROM r JOIN top USING (entry_id)
-        ),
-        o AS (
-            SELECT top.entry_id, top.best, r.seq, CASE WHEN r.seq >= 0 THEN li.size
-                ELSE e.size END AS size, row_number() OVER w AS pos, sum(CASE WHEN r.seq >= 0
-                THEN li.size ELSE e.size END) OVER w AS cum
-            FROM top JOIN ranked r ON r.entry_id = top.entry_id AND r.n <= ?
-            JOIN entries e ON e.id = top.entry_id
-            LEFT JOIN list_items li ON r.seq >= 0 AND li.entry_id = r.entry_id AND li.seq = r.seq
-            WINDOW w AS (ORDER BY top.best DESC, top.at DESC, top.entry_id DESC, r.n
-                         ROWS UNBOUNDED PRECEDING)
-        )
-        SELECT e.ns, e.key, o.best, e.updated_at, e.created_at, e.kind, e.list_lo, o.seq, o.size,
-            CASE WHEN ? IS NULL OR (? AND o.pos = 1) OR o.cum <= ?
-            THEN coalesce(li.value, e.value) END
-        FROM o JOIN entries e ON e.id = o.entry_id
-        LEFT JOIN list_items li ON o.seq >= 0 AND li.entry_id = o.entry_id AND li.seq = o.seq
-        ORDER BY o.pos
-        """,
-        [*candidates[1], now, *scope_params, *where_params, op.limit, op.limit,
-         allowance, free, allowance],
-    ).fetchall()  # fmt: skip
-    return search_hits(rows)

@@ -17,6 +17,7 @@ from botwire.backends.base import (
     Get,
     ListNamespaces,
 )
+from botwire.backends.search import MAX_CONTEXT
 from botwire.server.context import Context, _state
 from botwire.server.schemas import ERRORS, batch_openapi, parse_batch, search_request
 
@@ -75,30 +76,45 @@ async def search(
     match: Annotated[
         Literal["all", "any"], Query(description="every word must match, or any word")
     ] = "all",
+    context: Annotated[
+        int, Query(ge=0, le=MAX_CONTEXT, description="items around each matching list item")
+    ] = 0,
+    recency: Annotated[
+        float | None, Query(gt=0, description="a half-life in seconds: newer hits first")
+    ] = None,
+    distinct: Annotated[
+        bool | None, Query(description="leave out hits that read as a better one")
+    ] = None,
 ) -> Response:
     """Ranked full-text search, for clients in any language (Python's client uses the batch).
 
-    Answers ``{"hits": [{"namespace", "key", "score", "value", "items", "created_at",
-    "updated_at"}]}``:
+    Answers ``{"hits": [{"namespace", "key", "score", "value", "items", "context",
+    "created_at", "updated_at"}]}``:
     ``value`` is the key's value, or ``null`` for a list, whose matching ``items`` (each with
-    its ``position``) come instead.
+    its ``position``) come instead, and with ``context``, the items around them as well.
     """
-    context, scope = _state(request)
-    op = search_request(ns, q, prefix, where, limit, ns_prefix, match)
-    (found,) = await context.run(scope, [op])
+    state, scope = _state(request)
+    op = search_request(ns, q, prefix, where, limit, ns_prefix, match, context=context,
+                        recency=recency, distinct=distinct)  # fmt: skip
+    (found,) = await state.run(scope, [op])
     enc = _values.to_json
     hits = []
     for hit in found:
-        items = "null" if hit.items is None else "[" + ",".join(
-            f'{{"position":{position},"value":{text}}}' for position, text in hit.items
-        ) + "]"  # fmt: skip
+        around = None if hit.context is None else sorted([*(hit.items or []), *hit.context])
         hits.append(
             f'{{"namespace":{enc(hit.ns)},"key":{enc(hit.key)},"score":{enc(hit.score)},'
-            f'"value":{hit.value or "null"},"items":{items},'
+            f'"value":{hit.value or "null"},"items":{_items(hit.items)},'
+            f'"context":{_items(around)},'
             f'"created_at":{enc(format_time(hit.created_at))},'
             f'"updated_at":{enc(format_time(hit.updated_at))}}}'
         )
     return Response('{"hits":[' + ",".join(hits) + "]}", media_type="application/json")
+
+
+def _items(items: list[tuple[int, str]] | None) -> str:
+    if items is None:
+        return "null"
+    return "[" + ",".join(f'{{"position":{at},"value":{text}}}' for at, text in items) + "]"
 
 
 @native.get("/healthz")

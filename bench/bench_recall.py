@@ -1,0 +1,122 @@
+"""Recall benchmark: does search find what a user said sessions ago?
+
+    python bench/bench_recall.py [--data bench/recall_conversations.jsonl] [--stores sqlite,postgres,http]
+
+The conversations of ``recall_data.py`` (16 users, 2,600 turns over 12 sessions each, 500
+questions with labelled evidence turns): every turn is stored as a memory (one namespace per
+user, a key per turn, its value ``{"speaker", "text", "session"}``), and every question is asked
+as a bot would ask it, ``Memory.search(question, match="any", limit=10)``, on each store.
+Beside it, in the same run, ``rank_bm25``'s ``BM25Okapi`` over the same turns, one index per
+user as botwire has one namespace per user, with words taken as a careful user of it would take
+them (lower case, letters and digits, punctuation off).
+
+recall@k: the share of a question's evidence turns among the first k results, averaged over
+the questions. p50: one search's latency (for BM25: scoring a user's turns in memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _shared import pg_schema, start_serve
+
+from botwire import Memory
+
+HERE = Path(__file__).resolve().parent
+WORD = re.compile(r"\w+")
+
+
+def bm25_words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def recall(found: list[str], evidence: list[str], k: int) -> float:
+    return len(set(found[:k]) & set(evidence)) / len(evidence)
+
+
+def run_bm25(conversations: list[dict[str, Any]]) -> dict[str, Any]:
+    from rank_bm25 import BM25Okapi
+
+    scores: dict[int, list[float]] = {5: [], 10: []}
+    times = []
+    for conv in conversations:
+        ids = [turn["id"] for turn in conv["turns"]]
+        index = BM25Okapi([bm25_words(f"{t['speaker']} {t['text']}") for t in conv["turns"]])
+        for q in conv["questions"]:
+            started = time.perf_counter()
+            ranked = index.get_scores(bm25_words(q["question"]))
+            top = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -ranked[i])[:10]]
+            times.append(time.perf_counter() - started)
+            for k in scores:
+                scores[k].append(recall(top, q["evidence"], k))
+    return {"r5": statistics.mean(scores[5]), "r10": statistics.mean(scores[10]),
+            "p50": statistics.median(times) * 1000}  # fmt: skip
+
+
+def run_botwire(conversations: list[dict[str, Any]], url: str) -> dict[str, Any]:
+    scores: dict[int, list[float]] = {5: [], 10: []}
+    times = []
+    for conv in conversations:
+        mem = Memory(f"recall-{conv['id']}", url)
+        mem.clear()
+        for start in range(0, len(conv["turns"]), 200):
+            mem.set_many({t["id"]: {"speaker": t["speaker"], "text": t["text"],
+                                    "session": t["session"]}
+                          for t in conv["turns"][start : start + 200]})  # fmt: skip
+        mem.search("warm", limit=1)  # the index catches up with the writes once
+        for q in conv["questions"]:
+            started = time.perf_counter()
+            hits = mem.search(q["question"], match="any", limit=10)
+            times.append(time.perf_counter() - started)
+            top = [hit.key for hit in hits]
+            for k in scores:
+                scores[k].append(recall(top, q["evidence"], k))
+    return {"r5": statistics.mean(scores[5]), "r10": statistics.mean(scores[10]),
+            "p50": statistics.median(times) * 1000}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(HERE / "recall_conversations.jsonl"))
+    parser.add_argument("--stores", default="sqlite,postgres,http")
+    args = parser.parse_args()
+    conversations = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
+    questions = sum(len(c["questions"]) for c in conversations)
+    turns = sum(len(c["turns"]) for c in conversations)
+    print(f"{len(conversations)} conversations, {turns:,} turns, {questions} questions\n")
+    baseline = run_bm25(conversations)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = args.stores.split(",")
+        for store in stores:
+            if store == "sqlite":
+                rows.append(("SQLite", run_botwire(conversations, f"sqlite:///{tmp}/recall.db")))
+            elif store == "postgres":
+                with pg_schema() as url:
+                    if url is not None:
+                        rows.append(("PostgreSQL", run_botwire(conversations, url)))
+            elif store == "http":
+                proc, url = start_serve(f"sqlite:///{tmp}/served.db")
+                try:
+                    rows.append(("HTTP (SQLite)", run_botwire(conversations, url)))
+                finally:
+                    proc.terminate()
+                    proc.wait()
+    print("| search | recall@5 | recall@10 | p50 ms | recall@10 / BM25's |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| rank_bm25 BM25Okapi | {baseline['r5']:.3f} | {baseline['r10']:.3f} | "
+          f"{baseline['p50']:.2f} | 1.00 |")  # fmt: skip
+    for name, found in rows:
+        print(f"| botwire, {name} | {found['r5']:.3f} | {found['r10']:.3f} | "
+              f"{found['p50']:.2f} | {found['r10'] / baseline['r10']:.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""What both SQL engines share: the documents they index, the ranking they compute, what
+rarity needs counted, and how a search's rows become hits within the read budget."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+from botwire.backends.base import Search, SearchHit, prefix_upper_bound
+from botwire.backends.common import LIST, VALUE, read_budget
+from botwire.backends.search.filters import JsonFields, Params, conditions
+from botwire.backends.search.text import (
+    DEFAULT_LANGUAGE,
+    _indexable,
+    terms,
+    value_words,
+    words,
+)
+from botwire.errors import ValueTooLarge
+
+SEARCH_OFF = (
+    "full-text search is off for this store; turn it on for every process with "
+    "?search=on in the store's URL (its values are then indexed again)"
+)
+
+
+TAG_CHARS = 10
+
+
+@functools.lru_cache(maxsize=4096)
+def ns_tag(ns: str) -> str:
+    """The namespace's tag: 10 letters and digits (50 bits of its hash) that start each of its
+    words in the index. A search looks up its own namespace's words only, so what it finds,
+    how it ranks and what it costs never depend on another namespace's data. (Two namespaces
+    of one store share a tag once in a quadrillion pairs; their hits still keep apart, as a
+    search checks each hit's namespace.)"""
+    digest = hashlib.blake2b(ns.encode("utf-8", "surrogatepass"), digest_size=7).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:TAG_CHARS]
+
+
+class Indexed(NamedTuple):
+    """What a store's index holds of a key's value (or one list item)."""
+
+    tag: str
+    """The namespace's tag (:func:`ns_tag`)."""
+    terms: list[str]
+    """The key's and the value's words, as the store's language indexes them."""
+    digest: str | None
+    """A hash of the value's words (not the key's): values that read alike have the same;
+    ``None`` for a value with no words. A relevance search shows them once."""
+
+
+def indexed(
+    ns: str, key: str, json_text: str | None, language: str = DEFAULT_LANGUAGE
+) -> Indexed | None:
+    """What a store indexes for a key's value (or one list item); ``None`` for botwire's own
+    namespaces (``/tokens``), which are never found."""
+    if "/" in ns:
+        return None
+    value = value_words(json_text)
+    digest = None
+    if value:
+        text = " ".join(value).encode("utf-8", "surrogatepass")
+        digest = hashlib.blake2b(text, digest_size=8).hexdigest()
+    found = terms(_indexable(words(key) + value), language)
+    return Indexed(ns_tag(ns), found, digest)
+
+
+def fts_document(
+    ns: str, key: str, json_text: str | None, language: str = DEFAULT_LANGUAGE
+) -> tuple[str, int, str | None] | None:
+    """What SQLite's index holds for a key's value (or one list item): its terms, each behind
+    the namespace's tag, after the tag alone (which every document of the namespace holds,
+    so that counting it counts them); its length (distinct terms); and its digest."""
+    found = indexed(ns, key, json_text, language)
+    if found is None:
+        return None
+    tag = found.tag
+    text = tag + " " + " ".join(tag + term for term in found.terms)
+    return text, len(set(found.terms)), found.digest
+
+
+def tsvector(
+    ns: str, key: str, json_text: str | None, language: str = DEFAULT_LANGUAGE
+) -> dict[str, str | None]:
+    """What PostgreSQL's index holds for a key's value (or one list item): ``doc``, the text
+    of a ``tsvector`` of the same terms as :func:`fts_document`, with their positions, and
+    its ``digest`` (both ``None`` for botwire's own namespaces)."""
+    found = indexed(ns, key, json_text, language)
+    if found is None:
+        return {"doc": None, "digest": None}
+    tag = found.tag
+    positions: dict[str, list[int]] = {tag: [1]}
+    for position, term in enumerate(found.terms, 2):
+        positions.setdefault(tag + term, []).append(position)
+    doc = " ".join(f"'{lexeme}':{','.join(map(str, at))}" for lexeme, at in positions.items())
+    return {"doc": doc, "digest": found.digest}
+
+
+# -- ranking: one formula for every store -------------------------------------------------------
+
+K1 = 1.2
+B = 0.75
+
+
+def idf(docs: int, df: int) -> float:
+    """How rare a word is: BM25's ``idf`` of a word found in ``df`` of ``docs`` documents,
+    always above zero."""
+    docs = max(docs, df)
+    return math.log(1.0 + (docs - df + 0.5) / (df + 0.5))
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Counts:
+    """How many documents match an expression of the index (a namespace's tag: how many it
+    holds, the ``N`` of a word's rarity; a word: how many hold it, its ``df``), counted by a
+    store now and then and remembered for :attr:`TTL` seconds: rarity need not be exact to
+    the last write, and counting a common word costs as much as finding it."""
+
+    TTL = 30.0
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def missing(self, expressions: Sequence[str]) -> list[str]:
+        """Those of ``expressions`` not counted lately."""
+        now = time.monotonic()
+        return [
+            e for e in dict.fromkeys(expressions)
+            if (found := self._counts.get(e)) is None or now - found[0] > self.TTL
+        ]  # fmt: skip
+
+    def put(self, expression: str, count: int) -> None:
+        if len(self._counts) > 100_000:
+            self._counts.clear()
+        self._counts[expression] = (time.monotonic(), count)
+
+    def __getitem__(self, expression: str) -> int:
+        return self._counts[expression][1]
+
+    def rarities(self, markers: Sequence[str], groups: Sequence[str]) -> list[float]:
+        """The rarity of each group of words, among the documents of the namespaces whose
+        markers (tags) are given; every expression counted before."""
+        docs = sum(self[marker] for marker in markers)
+        return [idf(docs, self[group]) for group in groups]
+
+
+class Dialect(NamedTuple):
+    """What differs between the engines in the SQL that ranks a search (:func:`ranked_sql`)."""
+
+    entries: str
+    """The table of keys."""
+    items: str
+    """The table of list items."""
+    item_size: str
+    """SQL for the bytes of the list item ``li``."""
+    power: str
+    """The name of SQL's power function."""
+    no_slash: str
+    """SQL true when ``e.ns`` holds no ``/`` (botwire's own namespaces do)."""
+    json: JsonFields
+    style: str
+    """A parameter's placeholder, with ``{}`` for its name."""
+    no_digest: str
+    """SQL for a document without a digest (a typed ``NULL``)."""
+
+    def params(self) -> Params:
+        return Params(self.style)
+
+
+def ranked_sql(d: Dialect, p: Params, op: Search, now: int, candidates: str) -> str:
+    """The SQL that ranks a search's ``candidates`` (a statement that yields documents:
+    ``entry_id, seq, weight, length, digest, tier``) and reads its hits, for the rows of
+    :func:`search_hits`. Every engine runs this one statement:
+
+    - it keeps the documents in the search's scope, live, that pass its filters;
+    - scores each by BM25 (the summed rarity ``weight`` of the words it holds, for its
+      ``length`` among the average length of the matches), less for age with ``recency``;
+    - ranks the keys by their best document: those that hold a telling word (``tier``: not
+      only common words, see :class:`~botwire.backends.search.query.Weighed`) first, the
+      best first, then the newest; with
+      ``distinct``, a key whose value (or a list item whose value) reads as a better one's
+      (the same ``digest``) is left out;
+    - takes each key's best ``limit`` items, and with ``context``, the items around them;
+    - reads values as far as the batch's read budget allows (:func:`search_hits` refuses the
+      rest before anything is read).
+    """
+    where = d.json.where(conditions(op.where) if op.where else [], p)
+    where = where.replace("VALUE", "coalesce(li.value, e.value)")
+    items = (f"LEFT JOIN {d.items} li ON c.seq >= 0 AND li.entry_id = c.entry_id"
+             " AND li.seq = c.seq") if where else ""  # fmt: skip
+    live = f"(e.expires_at IS NULL OR e.expires_at > {p(now)})"
+    filters = " AND ".join([live, "(c.seq >= 0 OR e.kind = 0)", *search_scope(op, p, d.no_slash)])
+    score = (f"weight * {K1 + 1} / (1.0 + {K1} * ({1 - B} + {B} * length"
+             " / avg(length) OVER ()))")  # fmt: skip
+    if op.recency is not None:
+        age = f"({p(now)} - updated_at) / {p(op.recency * 1_000_000)}"
+        score = f"({score}) * {d.power}(0.5, {age})"
+    distinct = is_distinct(op)
+    # A digest never starts with '#'.
+    same_value = (
+        "CASE WHEN b.kind = 0 AND b.digest IS NOT NULL THEN b.digest ELSE '#' || b.entry_id END"
+    )
+    same_item = "CASE WHEN r.seq >= 0 AND r.digest IS NOT NULL THEN r.digest ELSE '#' || r.seq END"
+    if not distinct:
+        same_value, same_item = "b.entry_id", "r.seq"
+    near = (
+        f"SELECT DISTINCT s.entry_id, li.seq FROM shown s JOIN {d.items} li"
+        f" ON li.entry_id = s.entry_id AND li.seq BETWEEN s.seq - {p(op.context)}"
+        f" AND s.seq + {p(op.context)} WHERE s.seq >= 0 AND NOT EXISTS"
+        " (SELECT 1 FROM shown x WHERE x.entry_id = li.entry_id AND x.seq = li.seq)"
+        if op.context
+        else "SELECT entry_id, seq FROM shown WHERE 1 = 0"
+    )
+    free, allowance = budget_terms()
+    readable = "TRUE" if allowance is None else (
+        f"(w.pos = 1 AND {'TRUE' if free else 'FALSE'}) OR w.cum <= {int(allowance)}"
+    )  # fmt: skip
+    size = f"CASE WHEN o.seq >= 0 THEN {d.item_size} ELSE e.size END"
+    return f"""
+        WITH c(entry_id, seq, weight, length, digest, tier) AS ({candidates}),
+        f AS (
+            SELECT c.entry_id, c.seq, c.weight, c.length, c.digest, c.tier, e.updated_at, e.kind
+            FROM c
+            JOIN {d.entries} e ON e.id = c.entry_id {items}
+            WHERE {filters} {where}
+        ),
+        r AS (SELECT entry_id, seq, {score} AS score, updated_at, kind, digest, tier FROM f),
+        best AS (
+            SELECT entry_id, max(tier) AS tier, max(score) AS best, max(updated_at) AS at,
+                max(kind) AS kind,
+                max(digest) AS digest FROM r GROUP BY entry_id
+            ORDER BY tier DESC, best DESC, at DESC, entry_id DESC
+            LIMIT {p(op.limit * 3 + 10 if distinct else op.limit)}
+        ),
+        top AS (
+            SELECT entry_id, tier, best, at FROM (
+                SELECT b.entry_id, b.tier, b.best, b.at, row_number() OVER (
+                    PARTITION BY {same_value}
+                    ORDER BY b.tier DESC, b.best DESC, b.at DESC, b.entry_id DESC) AS copy
+                FROM best b
+            ) t WHERE copy = 1 ORDER BY tier DESC, best DESC, at DESC, entry_id DESC
+            LIMIT {p(op.limit)}
+        ),
+        ranked AS (
+            SELECT entry_id, seq, row_number() OVER (
+                PARTITION BY entry_id ORDER BY tier DESC, score DESC, seq DESC) AS n
+            FROM (
+                SELECT r.entry_id, r.seq, r.score, r.tier, row_number() OVER (
+                    PARTITION BY r.entry_id, {same_item}
+                    ORDER BY r.tier DESC, r.score DESC, r.seq DESC
+                ) AS copy
+                FROM r JOIN top t ON t.entry_id = r.entry_id
+            ) x WHERE copy = 1
+        ),
+        shown AS (SELECT entry_id, seq, n FROM ranked WHERE n <= {p(op.limit)}),
+        near(entry_id, seq) AS ({near}),
+        o AS (
+            SELECT t.entry_id, t.tier, t.best, t.at, s.seq, s.n, 0 AS near FROM top t
+            JOIN shown s ON s.entry_id = t.entry_id
+            UNION ALL SELECT t.entry_id, t.tier, t.best, t.at, n.seq, n.seq, 1 FROM top t
+            JOIN near n ON n.entry_id = t.entry_id
+        ),
+        w AS (
+            SELECT o.entry_id, o.best, o.seq, o.near, {size} AS size,
+                row_number() OVER win AS pos, sum({size}) OVER win AS cum
+            FROM o JOIN {d.entries} e ON e.id = o.entry_id
+            LEFT JOIN {d.items} li ON o.seq >= 0 AND li.entry_id = o.entry_id AND li.seq = o.seq
+            WINDOW win AS (ORDER BY o.tier DESC, o.best DESC, o.at DESC, o.entry_id DESC, o.near,
+                           o.n
+                           ROWS UNBOUNDED PRECEDING)
+        )
+        SELECT e.ns, e.key, w.best, e.updated_at, e.created_at, e.kind, e.list_lo, w.seq, w.size,
+            CASE WHEN {readable} THEN coalesce(li.value, e.value) END, w.near
+        FROM w JOIN {d.entries} e ON e.id = w.entry_id
+        LEFT JOIN {d.items} li ON w.seq >= 0 AND li.entry_id = w.entry_id AND li.seq = w.seq
+        ORDER BY w.pos
+        """
+
+
+def is_distinct(op: Search) -> bool:
+    """Whether a search leaves out hits that repeat a better one's value: by default, a
+    relevance search (``match="any"``) does."""
+    return op.match == "any" if op.distinct is None else op.distinct
+
+
+def listing_sql(d: Dialect, p: Params, op: Search) -> str:
+    """Candidates for an empty query: every document of the keys in scope, all alike."""
+    within = " AND ".join(search_scope(op, p, d.no_slash))
+    return (
+        f"SELECT e.id, -1, 0.0, 1, {d.no_digest}, 1 FROM {d.entries} e"
+        f" WHERE e.kind = 0 AND {within}"
+        f" UNION ALL SELECT li.entry_id, li.seq, 0.0, 1, {d.no_digest}, 1 FROM {d.items} li"
+        f" JOIN {d.entries} e ON e.id = li.entry_id WHERE {within}"
+    )
+
+
+def budget_terms() -> tuple[bool, int | None]:
+    """How the values of a search's hits fit the batch's read budget, for its SQL: whether
+    the first may have any size, and how many bytes the values may add up to (``None``: no
+    budget). A hit whose value would not fit comes without it, and :func:`search_hits`
+    refuses the search before anything is read (see :class:`ReadBudget`)."""
+    budget = read_budget.get()
+    if budget is None:
+        return False, None
+    return budget.reads == 0, budget.limit - budget.spent
+
+
+def search_scope(op: Search, p: Params, no_slash: str) -> list[str]:
+    """The SQL conditions (on ``e``, the entries) of the keys a search covers: its namespace,
+    or those that start with its namespace prefix (never botwire's own, which hold a ``/``:
+    ``no_slash`` says so in the engine's SQL), and its key prefix."""
+    scope: list[str] = []
+    if op.ns is not None:
+        scope.append(f"e.ns = {p(op.ns)}")
+    else:
+        scope.append(f"e.ns >= {p(op.ns_prefix)} AND {no_slash}")
+        if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
+            scope.append(f"e.ns < {p(upper)}")
+    if op.prefix:
+        scope.append(f"e.key >= {p(op.prefix)}")
+        if (upper := prefix_upper_bound(op.prefix)) is not None:
+            scope.append(f"e.key < {p(upper)}")
+    return scope
+
+
+def search_hits(rows: list[Any], context: bool = False) -> list[SearchHit]:
+    """Hits from the rows of :func:`ranked_sql`, best first, one row per document read:
+    ``(ns, key, best score, updated_at, created_at, kind, list_lo, item seq, size, value,
+    near)``; the documents of one key follow each other, its best items first, then the items
+    around them (``near``, with ``context``). ``value`` is ``None`` where it did not fit the
+    read budget (see :func:`budget_terms`): then nothing is returned, and the budget says
+    why."""
+    hits: list[SearchHit] = []
+    last = None
+    budget = read_budget.get()
+    for ns, key, best, updated, created, kind, lo, seq, size, value, near in rows:
+        if budget is not None:
+            budget.charge(size)
+        if value is None:  # the charge above refused it; a guard for a store that erred
+            raise ValueTooLarge("a search's values do not fit the read budget", size=size)
+        if (ns, key) != last:
+            last = (ns, key)
+            if kind == VALUE:
+                hits.append(SearchHit(ns, key, float(best), value, None, updated, created))
+                continue
+            around: list[tuple[int, str]] | None = [] if context else None
+            hits.append(SearchHit(ns, key, float(best), None, [], updated, created, around))
+        hit = hits[-1]
+        found = hit.context if near else hit.items
+        if kind == LIST and found is not None:
+            found.append((seq - (lo or 0), value))
+    return hits
