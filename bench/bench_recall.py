@@ -1,6 +1,6 @@
 """Recall benchmark: does search find what a user said sessions ago?
 
-    python bench/bench_recall.py [--data bench/recall_conversations.jsonl] [--stores sqlite,postgres,http]
+    python bench/bench_recall.py [--data FILE.jsonl] [--stores sqlite,postgres,http]
 
 The conversations of ``recall_data.py`` (16 users, 2,600 turns over 12 sessions each, 500
 questions with labelled evidence turns): every turn is stored as a memory (one namespace per

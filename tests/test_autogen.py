@@ -58,7 +58,9 @@ FACTS = [
     text("Allergic to peanuts", severity="high", tags=["food", "health"], checked=True),
 ]
 
-PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 CONVERSATION: list[LLMMessage] = [
     SystemMessage(content="You are helpful."),
     UserMessage(content="Weather in Lisbon?", source="user"),
@@ -128,7 +130,7 @@ def test_query_ranks_by_relevance_then_newest(db: str) -> None:
         assert [r.content for r in results] == ["Loves green tea", "Likes green tea"]
         more = (await memory.query("Which green tea does she like?")).results
         assert [r.content for r in more] == ["Likes green tea", "Loves green tea"]  # + "like"
-        by_content = await memory.query(MemoryContent(content="coffee", mime_type="text/plain"))
+        by_content = (await memory.query(MemoryContent(content="coffee", mime_type="text/plain")))
         assert [r.content for r in by_content.results] == ["Likes black coffee"]
         assert len((await memory.query("green", k=3)).results) == 3
         assert (await memory.query("submarine")).results == []
@@ -176,9 +178,7 @@ def test_update_context_replaces_its_message_where_list_memory_stacks_them(db: s
             assert systems[0].content == ours.header + "1. Likes green tea"
             assert messages[-1] == systems[0]  # after the question it answers
             assert [m.content for m in messages[:-1]] == [
-                "Any tea tips?",
-                "Try sencha.",
-                "And more tea tips?",
+                "Any tea tips?", "Try sencha.", "And more tea tips?"
             ]
         # AutoGen's ListMemory adds one more system message on every call
         stacked = await update_twice(theirs, BufferedChatCompletionContext(buffer_size=10))
@@ -337,9 +337,8 @@ def test_the_buffer_matches_buffered_chat_completion_context(db: str, buffer_siz
             await theirs.add_message(message)
             # a buffer never starts with a function result whose call it cut off
             assert dumped(await ours.get_messages()) == dumped(await theirs.get_messages())
-        assert dumped(
-            ChatCompletionContextState.model_validate(await ours.save_state()).messages
-        ) == dumped(ChatCompletionContextState.model_validate(await theirs.save_state()).messages)
+        assert dumped(ChatCompletionContextState.model_validate(await ours.save_state()).messages) \
+            == dumped(ChatCompletionContextState.model_validate(await theirs.save_state()).messages)
         await ours.clear()
         await theirs.clear()
         assert await ours.get_messages() == await theirs.get_messages() == []
@@ -441,7 +440,6 @@ def test_context_component_round_trip(db: str) -> None:
 
 # -- an agent, restarted -------------------------------------------------------------------------
 
-
 def test_an_agent_continues_its_conversation_in_another_process(url: str) -> None:
     async def first() -> list[dict[str, Any]]:
         assistant, client = agent(url, [call_weather("Lisbon"), "Sunny: try the vegetarian tasca."])
@@ -502,8 +500,7 @@ def test_an_agent_state_saves_and_loads_through_the_context(db: str) -> None:
         await restored.load_state(state)
         await restored.run(task="I am back")
         assert [m["content"] for m in sent(client) if m["type"] == "UserMessage"] == [
-            "Hi there",
-            "I am back",
+            "Hi there", "I am back"
         ]
 
     run(main())

@@ -110,7 +110,9 @@ def test_every_capability_is_implemented(tmp_path: Path) -> None:
     assert detected.missing == frozenset()
 
 
-@pytest.mark.parametrize("thread_id", ["plain", "a/b", "100%", "x|y", "ünï cödé ✈", "c|x|y", "%2F"])
+@pytest.mark.parametrize(
+    "thread_id", ["plain", "a/b", "100%", "x|y", "ünï cödé ✈", "c|x|y", "%2F"]
+)
 def test_any_thread_id_and_namespace_round_trip(tmp_path: Path, thread_id: str) -> None:
     saver = BotWireSaver(f"sqlite:///{tmp_path / 'ids.db'}")
     for checkpoint_ns in ["", "sub|graph:1", "a%7Cb"]:

@@ -33,11 +33,8 @@ from .helpers import Server, run_python
 ITEMS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("users", "1"), "prefs", {"units": "metric", "diet": "vegetarian", "age": 31, "stars": 1}),
     (("users", "1"), "trip", {"city": "Lisbon", "age": 0, "stars": 3, "tags": ["work", "sun"]}),
-    (
-        ("users", "10"),
-        "prefs",
-        {"units": "imperial", "age": 45, "stars": 0, "home": {"city": "Porto"}},
-    ),
+    (("users", "10"), "prefs",
+     {"units": "imperial", "age": 45, "stars": 0, "home": {"city": "Porto"}}),
     (("users", "1", "notes"), "n1", {"text": "likes green tea", "age": 2, "stars": 4}),
     (("users", "1", "notes"), "n2", {"text": "hates coffee", "age": 5, "stars": "2"}),
     (("teams", "a/b%c"), "doc", {"text": "odd labels round-trip", "stars": 5}),
