@@ -27,12 +27,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import inspect
 from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
 from typing import Annotated, Any
 
 from botwire._memory import Memory
+from botwire._recall import Recalled, Source, recall
 from botwire._values import check_int
 from botwire.errors import InvalidRequest
-from botwire.tools import MemoryTools, ToolSpec
+from botwire.tools import MemoryTools, ToolSpec, describe, memory_block
 
 Message = dict[str, Any]
 
@@ -40,10 +43,12 @@ Message = dict[str, Any]
 class BotWireCapability(AgentCapability):
     """Durable, shared memory for AG2 agents.
 
-    Added to an agent, before each of its replies it shows the model the memories of
-    ``namespace`` relevant to the message it answers (botwire's full-text search), once, as a
-    system message that is not kept in the conversation; and it keeps each conversation, one
-    list per agent and partner, so that :meth:`resume` brings it back in a new process.
+    Added to an agent, before each of its replies it shows the model the memories relevant to
+    the message it answers (botwire's search for questions): the facts of ``namespace``, and
+    the turns of the agent's earlier conversations, with any partner and in any process (each
+    with the turn around it); once, as a system message that is not kept in the conversation.
+    It keeps each conversation, one list per agent and partner, so that :meth:`resume` brings
+    a whole one back in a new process.
 
     It uses AG2's ``process_all_messages_before_reply`` hook for the memories: the
     ``process_last_received_message`` hook rewrites the last message in the agent's own
@@ -57,7 +62,8 @@ class BotWireCapability(AgentCapability):
             conversations go to ``{namespace}:conversations``.
         url: the store (default ``$BOTWIRE_URL``, else the embedded file on this machine).
         k: most memories shown before a reply.
-        remember_conversations: keep conversations (``False``: memories only).
+        remember_conversations: keep conversations (``False``: memories only). Each chat is
+            kept under ``{agent}<->{partner}:{when it started}``.
     """
 
     def __init__(
@@ -74,9 +80,9 @@ class BotWireCapability(AgentCapability):
         self.k = check_int(k, "k", 1, 100)
         self.remember_conversations = remember_conversations
         self._tools = MemoryTools(self.memory)
-        self._kept: dict[str, int] = {}
-        """Per conversation: how many of its messages the store holds (``-1``: none yet in
-        this process, so the next write replaces what an earlier process kept)."""
+        self._kept: dict[str, tuple[str, int]] = {}
+        """Per agent and partner: the key of their conversation in this process and how many
+        of its messages the store holds (none yet: the next write starts a new one)."""
 
     def __repr__(self) -> str:
         return f"BotWireCapability({self.memory.namespace!r}, url={self.memory.url!r})"
@@ -85,19 +91,24 @@ class BotWireCapability(AgentCapability):
         """Register the capability's hooks on ``agent``."""
         if not isinstance(agent, ConversableAgent):
             raise TypeError(f"add_to_agent needs a ConversableAgent, not {type(agent).__name__}")
-        agent.register_hook("process_all_messages_before_reply", self._with_memories)
+        agent.register_hook(
+            "process_all_messages_before_reply", partial(self._with_memories, agent)
+        )
         if self.remember_conversations:
             agent.register_hook("update_agent_state", self._keep_received)
             agent.register_hook("process_message_before_send", self._keep_sent)
 
     def resume(self, agent: ConversableAgent, partner: ConversableAgent) -> int:
-        """Put the conversation ``agent`` had with ``partner`` back in ``agent``'s history (as a
-        restarted agent needs before ``initiate_chat(..., clear_history=False)``); return how
-        many messages it holds. Without it, a conversation in a new process starts anew."""
-        key = _conversation(agent, partner)
+        """Put the latest conversation ``agent`` had with ``partner`` back in ``agent``'s
+        history (as a restarted agent needs before ``initiate_chat(..., clear_history=False)``);
+        return how many messages it holds. Without it, a conversation in a new process is a
+        new one (the earlier ones stay, and their turns are still recalled)."""
+        pair = _pair(agent, partner)
+        latest = self.conversations.keys(pair, reverse=True, limit=1)
+        key = latest[0] if latest else pair + _chat_id()
         messages: list[Message] = self.conversations.get(key, [])
         agent.chat_messages[partner] = [dict(message) for message in messages]
-        self._kept[key] = len(messages)
+        self._kept[pair] = (key, len(messages))
         return len(messages)
 
     def tools(self) -> list[Callable[..., str]]:
@@ -109,12 +120,24 @@ class BotWireCapability(AgentCapability):
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def _with_memories(self, messages: list[Message]) -> list[Message]:
+    def _with_memories(self, agent: ConversableAgent, messages: list[Message]) -> list[Message]:
         if not messages:
             return messages
-        block = self._tools.relevant(_text(messages[-1]), self.k)
-        if block is None:
+        text = _text(messages[-1])
+        if not text.strip():
             return messages
+        sources = [Source(self.memory)]
+        if self.remember_conversations:  # what this agent heard and said, with anyone
+            sources.append(Source(self.conversations, prefix=f"{agent.name}<->"))
+        shown = {str(message.get("content")) for message in messages}
+        found = [
+            memory
+            for memory in recall(sources, text, self.k, fill=False, context=1)
+            if not _is_turn(memory) or str(memory.value.get("content")) not in shown
+        ]  # the turns of this conversation are in it already
+        if not found:
+            return messages
+        block = memory_block(self.memory.namespace, found, _describe)
         return [*messages[:-1], {"role": "system", "content": block}, messages[-1]]
 
     def _keep_received(self, agent: ConversableAgent, messages: list[Message]) -> None:
@@ -135,24 +158,47 @@ class BotWireCapability(AgentCapability):
 
     def _sync(self, agent: ConversableAgent, partner: Any, sending: list[Message]) -> None:
         """Bring the stored conversation up to ``agent``'s history with ``partner`` and the
-        message being sent: append what is new, or write it anew when the history was cleared
-        (or never resumed in this process)."""
-        key = _conversation(agent, partner)
+        message being sent: append what is new, or start a new conversation when the history
+        was cleared (or never resumed in this process)."""
+        pair = _pair(agent, partner)
         history = list(agent.chat_messages.get(partner, []))
-        kept = self._kept.get(key, -1)
+        key, kept = self._kept.get(pair, ("", -1))
         appending = 0 <= kept <= len(history)
         new = (history[kept:] if appending else history) + sending
         for message in new:
             _text(message)  # refuse a message without text before writing anything
         if not appending:
-            self.conversations.delete(key)
+            key = pair + _chat_id()
         if new:
             self.conversations.append(key, *new)
-        self._kept[key] = len(history) + len(sending)
+        self._kept[pair] = (key, len(history) + len(sending))
 
 
-def _conversation(agent: Any, partner: Any) -> str:
+def _pair(agent: Any, partner: Any) -> str:
+    """What the keys of the conversations of ``agent`` with ``partner`` start with."""
     return f"{agent.name}<->{partner.name}"
+
+
+def _chat_id() -> str:
+    """The end of a new conversation's key: when it started, so that the keys of one pair
+    sort oldest first (a conversation kept by an earlier release has no such end)."""
+    return datetime.now(timezone.utc).strftime(":%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_turn(memory: Recalled) -> bool:
+    return memory.namespace.endswith(":conversations") and isinstance(memory.value, dict)
+
+
+def _describe(memory: Recalled) -> str:
+    """A recalled memory as the model reads it: a fact by its key, an earlier turn with who
+    said it, and the turn around it."""
+    if not _is_turn(memory):
+        return describe(memory)
+    partner = memory.key.split("<->", 1)[-1].split(":", 1)[0]
+    turns = memory.around or (memory.value,)
+    said = " / ".join(f"{turn.get('name') or turn.get('role')}: {turn.get('content')}"
+                      for turn in turns if isinstance(turn, dict))  # fmt: skip
+    return f"earlier, with {partner}: {said}"
 
 
 def _text(message: Message) -> str:

@@ -16,12 +16,13 @@ is not a ``str``) still raise.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botwire._memory import Memory
+from botwire._recall import Recalled, Source, recall
 from botwire.backends.search import Hit
 from botwire.errors import (
     BackendUnavailable,
@@ -284,21 +285,11 @@ class MemoryTools:
         return f"added a note to {key!r} ({count} note{'s' if count != 1 else ''})"
 
     def relevant(self, text: str, limit: int = 5) -> str | None:
-        """The memories that share words with ``text`` (a message a model is about to answer),
-        as a numbered block to show it first; ``None`` when none does."""
+        """The memories relevant to ``text`` (a message a model is about to answer), as a
+        numbered block to show it first; ``None`` when none is."""
         _needs_str(text, "text")
-        if not text.strip():
-            return None
-        hits = self.memory.search(text, limit=limit, match="any")
-        if not hits:
-            return None
-        lines = [
-            f"{n}. {name} = {render(value, MAX_HIT_CHARS)}"
-            for n, (name, value) in enumerate(_matches(hits), 1)
-        ]
-        return f"Relevant memories ({self.memory.namespace}), most relevant first:\n" + "\n".join(
-            lines
-        )
+        found = recall([Source(self.memory)], text, limit, fill=False)
+        return memory_block(self.memory.namespace, found) if found else None
 
     def _known_keys(self) -> str:
         keys = self.memory.keys()
@@ -309,6 +300,21 @@ class MemoryTools:
     def _writable(self) -> None:
         if self.read_only:
             raise PermissionError("this memory is read-only: its writing tools are not offered")
+
+
+def describe(memory: Recalled) -> str:
+    """A recalled memory as a model reads it: ``'key' = value``, or ``'key'[3] = item``."""
+    name = repr(memory.key) if memory.position is None else f"{memory.key!r}[{memory.position}]"
+    return f"{name} = {render(memory.value, MAX_HIT_CHARS)}"
+
+
+def memory_block(
+    namespace: str, memories: Sequence[Recalled], describe: Callable[[Recalled], str] = describe
+) -> str:
+    """The block of memories shown to a model before it answers, numbered, the most relevant
+    first."""
+    lines = [f"{n}. {describe(memory)}" for n, memory in enumerate(memories, 1)]
+    return f"Relevant memories ({namespace}), most relevant first:\n" + "\n".join(lines)
 
 
 def render(value: Any, max_chars: int = MAX_VALUE_CHARS) -> str:
@@ -397,6 +403,8 @@ __all__ = [
     "MemoryTools",
     "Refusal",
     "ToolSpec",
+    "describe",
+    "memory_block",
     "offered",
     "render",
 ]

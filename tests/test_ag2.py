@@ -51,6 +51,13 @@ def conversation(
     return data["resumed"], data["seen"]
 
 
+def latest(url: str, namespace: str) -> Any:
+    """The newest conversation of the assistant with the user."""
+    memory = Memory(namespace, url)
+    (key,) = memory.keys("assistant<->user", reverse=True, limit=1)
+    return memory.get(key)
+
+
 def contents(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(m["role"], m["content"]) for m in messages]
 
@@ -91,12 +98,44 @@ def test_a_restarted_agent_resumes_the_conversation_with_its_memories(url: str) 
         ("system", MEMORY),
         ("user", "Any vegetarian place for dinner tomorrow?"),
     ]
-    kept = Memory("ana:conversations", url).get("assistant<->user")
+    kept = latest(url, "ana:conversations")
     assert [(m["role"], m["content"]) for m in kept][-2:] == [
         ("user", "ok"),
         ("assistant", "answer 2"),
     ]
     assert len(kept) == 8 and all(m["role"] != "system" for m in kept)
+
+
+@pytest.mark.slow
+def test_a_new_chat_in_another_process_recalls_what_was_said_before(url: str) -> None:
+    """Process 1: "My name is Ana and I love hiking". Process 2, same namespace, a new chat
+    (not resumed): "What is my name?" reaches the model with that earlier turn before it."""
+    Memory("ana", url).clear()
+    Memory("ana:conversations", url).clear()
+    conversation(url, "My name is Ana and I love hiking")
+    _, later = conversation(url, "What is my name?")
+    shown = [m["content"] for m in later[0] if m["role"] == "system"]
+    assert len(shown) == 1 and "My name is Ana and I love hiking" in shown[0], later[0]
+    assert "earlier, with user" in shown[0]
+    assert later[0][-1] == {"role": "user", "content": "What is my name?", "name": "user"} or \
+        later[0][-1]["content"] == "What is my name?"  # fmt: skip
+
+
+def test_the_seed_preference_is_recalled_in_a_new_process(tmp_path: Path) -> None:
+    """A fact stored through the tools in one process is shown before the reply to a question
+    that shares a word with it, in a new process and a new chat."""
+    url = f"sqlite:///{tmp_path / 'seed.db'}"
+    run_python(
+        f"""
+        from botwire.ag2 import BotWireCapability
+        memory = BotWireCapability("ana", url={url!r})
+        (remember,) = [t for t in memory.tools() if t.__name__ == "remember"]
+        print(remember(key="language", value="The user prefers Python"))
+        """
+    )
+    _, seen = conversation(url, "Which Python book should I read next?")
+    shown = [m["content"] for m in seen[0] if m["role"] == "system"]
+    assert shown and "The user prefers Python" in shown[0]
 
 
 def agents(url: str, **options: Any) -> tuple[ConversableAgent, ConversableAgent, list[Any]]:
@@ -113,7 +152,7 @@ def agents(url: str, **options: Any) -> tuple[ConversableAgent, ConversableAgent
     return user, assistant, seen
 
 
-def test_a_new_conversation_replaces_the_kept_one_and_memories_never_pile_up(
+def test_a_new_conversation_is_kept_beside_the_earlier_one_and_memories_never_pile_up(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
@@ -126,9 +165,11 @@ def test_a_new_conversation_replaces_the_kept_one_and_memories_never_pile_up(
     ]
     assert all(m["role"] != "system" for m in assistant.chat_messages[user])
     user.initiate_chat(assistant, message="Who leads it?", max_turns=1, silent=True)
-    kept = Memory("team:conversations", url).get("assistant<->user")
+    kept = latest(url, "team:conversations")
     assert contents(kept) == [("user", "Who leads it?"), ("assistant", f"answer {len(seen)}")]
     assert "Bob leads it" in seen[-1][0]["content"]
+    chats = Memory("team:conversations", url).keys("assistant<->user")
+    assert len(chats) == 2 and chats[0].startswith("assistant<->user:20")
 
 
 def test_without_conversations_only_memories_are_shown(tmp_path: Path) -> None:
@@ -203,3 +244,14 @@ def test_without_ag2_the_error_says_what_to_install() -> None:
     )
     assert "pip install 'botwire[ag2]>=0.3.0'" in out
     assert "pip install -e '.[ag2]'" in out
+
+
+def test_a_conversation_kept_by_the_previous_release_is_resumed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Memory("team:conversations", url).append(
+        "assistant<->user", {"role": "user", "content": "kept before", "name": "user"}
+    )
+    user, assistant, _ = agents(url)
+    capability = BotWireCapability("team", url=url)
+    assert capability.resume(assistant, user) == 1
+    assert contents(assistant.chat_messages[user]) == [("user", "kept before")]

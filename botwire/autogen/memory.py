@@ -19,7 +19,8 @@ from autogen_core.models import SystemMessage, UserMessage
 from pydantic import BaseModel, Field
 from typing_extensions import Self
 
-from botwire import AsyncMemory, _values
+from botwire import AsyncMemory, Memory, _values
+from botwire._recall import Source, arecall
 from botwire.autogen._messages import header, memory_header
 from botwire.backends.search import coverage, strings
 from botwire.errors import InvalidRequest, InvalidValue
@@ -46,22 +47,33 @@ class BotWireMemoryConfig(BaseModel):
     url: str | None = None
     k: int = Field(default=5, ge=1, le=1000)
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    name: str | None = None
 
 
 class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
     """An AutoGen ``Memory`` kept in botwire: facts an agent is given before each reply.
 
     ``add`` stores text, markdown and JSON content (with its metadata) exactly; ``query`` finds
-    the ``k`` most relevant with botwire's full-text search (any of the query's words, more
-    matches first, newest first among equals); ``update_context`` puts them in ONE system
-    message, numbered, and replaces that message on the next call instead of adding another.
+    the ``k`` most relevant with botwire's search for questions (rare words weigh more than
+    common ones, any form of a word, newest first among equals); ``update_context`` puts the
+    most relevant to the last user message in ONE system message, numbered, followed by the
+    newest others when fewer than ``k`` are relevant, so that an agent with memories is never
+    shown none; and it replaces that message on the next call instead of adding another.
+
+    Compared with AutoGen's ``ListMemory``, which it can replace: ``name``, ``content`` (read
+    and replace every memory), ``add``, ``clear`` and an empty ``query`` (every memory, oldest
+    first) behave alike. On purpose, ``query`` with text ranks by relevance, and
+    ``update_context`` shows at most ``k`` memories (the relevant first) in one message that it
+    replaces, where ``ListMemory`` shows them all, oldest first, and adds a message every turn.
 
     Args:
         namespace: the botwire namespace that holds these memories (one per user, say).
         url: the store (default ``$BOTWIRE_URL``, else the embedded file).
-        k: most memories a query returns.
+        k: most memories a query returns, and ``update_context`` shows.
         score_threshold: leave out memories that hold less than this share (0.0 to 1.0) of the
-            query's words; ``0.5``: at least half of them.
+            query's telling words; ``0.5``: at least half of them. With it, ``update_context``
+            shows only those (no newest others).
+        name: the memory's name (``ListMemory``'s); default: the namespace.
 
     Example::
 
@@ -81,6 +93,7 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
         url: str | None = None,
         k: int = 5,
         score_threshold: float | None = None,
+        name: str | None = None,
     ) -> None:
         self._memory = AsyncMemory(namespace, url)
         self._config = BotWireMemoryConfig(
@@ -88,10 +101,28 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
             url=url,
             k=_values.check_int(k, "k", 1, 1000),
             score_threshold=_check_threshold(score_threshold),
+            name=name,
         )
 
     def __repr__(self) -> str:
         return f"BotWireMemory({self._memory.namespace!r})"
+
+    @property
+    def name(self) -> str:
+        """The memory's name (as ``ListMemory`` has one): the namespace unless given."""
+        return self._config.name or self._memory.namespace
+
+    @property
+    def content(self) -> list[MemoryContent]:
+        """Every memory, oldest first, as ``ListMemory.content``. (It reads the store as it
+        is called, without ``await``; in async code, ``await query("")`` gives the same.)"""
+        stored = Memory(self._memory.namespace, backend=self._memory.backend).get(KEY, [])
+        return [_decode(record) for record in stored]
+
+    @content.setter
+    def content(self, memories: list[MemoryContent]) -> None:
+        records = [_encode(memory) for memory in memories]  # every one checked first
+        Memory(self._memory.namespace, backend=self._memory.backend).set(KEY, records)
 
     @property
     def header(self) -> str:
@@ -115,39 +146,47 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
         cancellation_token: CancellationToken | None = None,
         **kwargs: Any,
     ) -> MemoryQueryResult:
-        """The ``k`` memories most relevant to ``query`` (its text, for a ``MemoryContent``).
+        """The ``k`` memories most relevant to ``query`` (its text, for a ``MemoryContent``);
+        with no text, every memory, oldest first (as ``ListMemory.query``).
 
         Keyword arguments ``k`` and ``score_threshold`` override the memory's own.
 
         Raises:
-            InvalidRequest: an empty query, or another keyword argument.
+            InvalidRequest: content with no text (an image), or another keyword argument.
         """
         k = kwargs.pop("k", self._config.k)
         threshold = kwargs.pop("score_threshold", self._config.score_threshold)
         if kwargs:
             raise InvalidRequest(f"query takes k and score_threshold, not {sorted(kwargs)}")
         text = query if isinstance(query, str) else _text(query)
-        if not text.strip():
-            raise InvalidRequest("query needs text to look for; to list memories, use content")
         k = _values.check_int(k, "k", 1, 1000)
-        return MemoryQueryResult(results=await self._relevant(text, k, _check_threshold(threshold)))
+        threshold = _check_threshold(threshold)
+        if not text.strip():
+            everything = await self._memory.get(KEY, [])
+            return MemoryQueryResult(results=[_decode(record) for record in everything])
+        return MemoryQueryResult(results=await self._recall(text, k, threshold, fill=False))
 
-    async def _relevant(self, text: str, k: int, threshold: float | None) -> list[MemoryContent]:
+    async def _recall(
+        self, text: str, k: int, threshold: float | None, *, fill: bool
+    ) -> list[MemoryContent]:
         # a threshold can leave out some of the best-ranked: ask for more than k then
-        limit = k if threshold is None else min(1000, 4 * k + 20)
-        hits = await self._memory.search(text, prefix=KEY, match="any", limit=limit)
-        items = [item.value for hit in hits if hit.key == KEY for item in hit.items or []]
+        wanted = k if threshold is None else min(1000, 4 * k + 20)
+        found = await arecall([Source(self._memory, key=KEY)], text, wanted,
+                              fill=fill and threshold is None)  # fmt: skip
+        values = [memory.value for memory in found]
         if threshold is not None:
-            items = [v for v in items if coverage(text, " ".join(strings(v))) >= threshold]
-        return [_decode(value) for value in items[:k]]
+            values = [v for v in values if coverage(text, " ".join(strings(v))) >= threshold]
+        return [_decode(value) for value in values[:k]]
 
     async def update_context(self, model_context: ChatCompletionContext) -> UpdateContextResult:
-        """Put the memories relevant to the last user message in ``model_context``, as one
-        numbered system message that replaces the one an earlier call added."""
+        """Put the memories relevant to the last user message in ``model_context`` (then the
+        newest others, up to ``k``), as one numbered system message that replaces the one an
+        earlier call added."""
         visible = await model_context.get_messages()
-        text = next((_text(m) for m in reversed(visible) if isinstance(m, UserMessage)), "")
-        found = await self._relevant(text, self._config.k, self._config.score_threshold) if (
-            text.strip()) else []  # fmt: skip
+        text = next((_text(m) for m in reversed(visible) if isinstance(m, UserMessage)), None)
+        found = [] if text is None else await self._recall(
+            text, self._config.k, self._config.score_threshold, fill=True
+        )  # fmt: skip
         if any(memory_header(message) == self.header for message in visible):
             # the earlier message still shows: take it out (a BotWireChatCompletionContext
             # already leaves out those a newer user message follows)
