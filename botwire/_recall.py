@@ -142,14 +142,16 @@ async def arecall(
     return await memory._run(_plan(sources, text, k, fill, context))
 
 
-def matched_words(query: str, value: Any) -> list[str]:
-    """The words of ``query`` (as a relevance search reads it) that ``value`` holds, in any
-    form: what a tool tells a model about a match."""
+def matched_words(query: str, memory: Recalled) -> list[str]:
+    """The words of ``query`` (as a relevance search reads it, common words aside) that a
+    recalled memory holds in its value or its key, in any form: what a tool tells a model about
+    a match."""
     from botwire.backends.search import DEFAULT_LANGUAGE, strings, terms
 
     parsed = parse_query(question(query), "any")
+    value = memory.value
     text = value if isinstance(value, str) else " ".join(strings(value))
-    present = set(terms(words(text), DEFAULT_LANGUAGE))
+    present = set(terms(words(text) + words(memory.key), DEFAULT_LANGUAGE))
     found = []
     for group, common in zip(parsed.groups, parsed.common or [False] * len(parsed.groups),
                              strict=True):  # fmt: skip

@@ -16,14 +16,13 @@ is not a ``str``) still raise.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botwire._memory import Memory
-from botwire._recall import Recalled, Source, recall
-from botwire.backends.search import Hit
+from botwire._recall import Recalled, Source, matched_words, recall
 from botwire.errors import (
     BackendUnavailable,
     BotWireError,
@@ -131,9 +130,11 @@ FORGET = ToolSpec(
 )
 SEARCH_MEMORY = ToolSpec(
     "search_memory",
-    "Search long-term memory by meaning words, when you do not know the key: the facts and "
-    "notes that contain any of the words, best matches first. Use it to find what the user "
-    "told you before about a subject, such as 'travel plans' or 'what does the user eat'.",
+    "Search long-term memory when you do not know the key. It matches words, not meaning: "
+    "facts and notes sharing any word of the query, in any form ('hiking' finds 'hiked'), "
+    "rare words counting more than common ones like 'what' or 'my'; best first, each with the "
+    "words it matched. Use words the fact would hold, such as 'allergy food'. If nothing "
+    "matches, it shows the newest memories.",
     {
         "query": Arg("Words to look for; case, accents and punctuation do not matter."),
         "limit": Arg("Most matches to return.", int, 5, 1, MAX_MATCHES),
@@ -248,7 +249,8 @@ class MemoryTools:
         return f"forgot {key!r}" if deleted else f"no memory under {key!r}; nothing to forget"
 
     def search_memory(self, query: str, limit: int = 5) -> str:
-        """The facts and notes that match any word of ``query``, best first, one per line."""
+        """The facts and notes that share words with ``query``, best first, one per line with
+        the words it matched; when none does, the newest memories."""
         _needs_str(query, "query")
         if not query.strip():
             return Refusal(
@@ -256,14 +258,23 @@ class MemoryTools:
                 "to see every key."
             )
         try:
-            hits = self.memory.search(query, limit=max(1, min(limit, MAX_MATCHES)), match="any")
+            found = recall([Source(self.memory)], query, max(1, min(limit, MAX_MATCHES)))
         except BotWireError as exc:
             return _advice(exc, f"could not search for {query!r}")
-        if not hits:
-            return f"nothing in memory matches {query!r}; try other words, or list_memory"
-        lines = [f"- {name} = {render(value, MAX_HIT_CHARS)}" for name, value in _matches(hits)]
-        head = f"{len(hits)} {'key matches' if len(hits) == 1 else 'keys match'} {query!r}:"
-        return "\n".join([head, *lines])
+        relevant = [memory for memory in found if memory.relevant]
+        if relevant:
+            lines = [
+                f"- {describe(memory)}  (matched: {', '.join(matched_words(query, memory))})"
+                for memory in relevant
+            ]
+            noun = "memory matches" if len(lines) == 1 else "memories match"
+            return "\n".join([f"{len(lines)} {noun} {query!r}, best first:", *lines])
+        if not found:
+            return "the memory is empty: nothing is stored yet"
+        lines = [f"- {describe(memory)}" for memory in found]
+        return "\n".join(
+            [f"nothing in memory matches {query!r} by its words; the newest memories are:", *lines]
+        )
 
     def append_note(self, key: str, text: str) -> str:
         """Add ``text`` to the list of notes under ``key`` (atomically: concurrent notes all
@@ -324,15 +335,6 @@ def render(value: Any, max_chars: int = MAX_VALUE_CHARS) -> str:
     if len(text) <= max_chars:
         return text
     return f"{text[:max_chars]}… ({len(text) - max_chars:,} more characters)"
-
-
-def _matches(hits: list[Hit]) -> Iterator[tuple[str, Any]]:
-    """Each match as a name and a value: a key, or one item of a list (``'notes'[3]``)."""
-    for hit in hits:
-        if hit.items is None:
-            yield repr(hit.key), hit.value
-        else:
-            yield from ((f"{hit.key!r}[{item.position}]", item.value) for item in hit.items)
 
 
 def _listing(keys: list[str], noun: str, *, count: bool = True) -> str:

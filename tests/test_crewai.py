@@ -53,8 +53,10 @@ def test_each_tool_is_a_crewai_tool_with_a_schema(store: Store) -> None:
         "added a note to 'log' (1 note)"
     )
     found = by_name["search_memory"].run(query="budget").splitlines()
-    assert found[0] == "2 keys match 'budget':"
-    assert sorted(found[1:]) == ["- 'budget' = 5000", "- 'log'[0] = budget agreed"]
+    assert found[0] == "2 memories match 'budget', best first:"
+    assert sorted(found[1:]) == [
+        "- 'budget' = 5000  (matched: budget)", "- 'log'[0] = budget agreed  (matched: budget)"
+    ]  # fmt: skip
     search = by_name["search_memory"].args_schema.model_json_schema()
     assert search["properties"]["limit"] == {
         "default": 5, "description": "Most matches to return.", "maximum": 20, "minimum": 1,

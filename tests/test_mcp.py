@@ -144,7 +144,7 @@ async def test_a_query_with_search_syntax_is_plain_text(store: Store, query: str
     async with session(store) as client:
         result = await client.call_tool("search_memory", {"query": query})
     assert result.isError is False
-    assert text(result).splitlines()[1:] == ["- 'budget' = 5000 EUR"]
+    assert text(result).splitlines()[1:] == ["- 'budget' = 5000 EUR  (matched: budget)"]
     assert store.memory("claude").keys() == ["budget"]
 
 
@@ -283,10 +283,14 @@ async def test_botwire_mcp_remembers_across_server_processes(tmp_path: Path) -> 
         stored = await client.call_tool("remember", {"key": "editor", "value": "vim"})
         assert text(stored) == "stored 'editor'"
         await client.call_tool("append_note", {"key": "log", "text": "prefers short answers"})
+        await client.call_tool("remember", {"key": "language", "value": "The user prefers Python"})
     async with stdio_session(db, "--namespace", "claude", "--read-only") as (client, _):
         assert text(await client.call_tool("recall", {"key": "editor"})) == "'editor' = vim"
         found = await client.call_tool("search_memory", {"query": "short answers"})
-        assert text(found).endswith("- 'log'[0] = prefers short answers")
+        assert text(found).endswith("- 'log'[0] = prefers short answers  (matched: short, answers)")
+        # a question that shares no word with any memory: the model sees the newest ones
+        found = await client.call_tool("search_memory", {"query": "What should I learn next?"})
+        assert "- 'language' = The user prefers Python" in text(found).splitlines()
         listed = [tool.name for tool in (await client.list_tools()).tools]
         assert "remember" not in listed
     assert Memory("claude", db).get("editor") == "vim"

@@ -201,6 +201,17 @@ def test_match_any_ranks_keys_that_match_more_words_first(store: Store) -> None:
     assert [h.key for h in mem.search("green tea", match="all")] == ["both"]
 
 
+def test_a_word_every_value_holds_counts_for_little(store: Store) -> None:
+    mem = store.memory("widespread")
+    mem.set("diet", "the user eats no meat")
+    mem.set("pet", "the user has a cat named Miso")
+    mem.set("job", "the user works as a nurse")
+    hits = mem.search("What does the user eat?", match="any")
+    assert [h.key for h in hits[:1]] == ["diet"]
+    assert {h.key for h in hits[1:]} == {"pet", "job"}
+    assert all(h.score < hits[0].score / 5 for h in hits[1:])
+
+
 def test_hits_carry_when_their_key_was_written(store: Store) -> None:
     mem = store.memory("times")
     mem.set("k", "first words")

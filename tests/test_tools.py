@@ -157,27 +157,47 @@ def test_descriptions_say_what_and_when() -> None:
 
 
 def test_search_finds_facts_and_notes_by_their_words(tools: MemoryTools) -> None:
+    assert tools.search_memory("trip") == "the memory is empty: nothing is stored yet"
     tools.remember("budget", "5000 EUR for the Lisbon trip")
     tools.remember("diet", {"likes": "vegetarian food", "allergy": "peanuts"})
     tools.append_note("log", "booked flights")
     tools.append_note("log", "the trip to Lisbon starts on May 3")
-    found = tools.search_memory("When does the Lisbon trip start?")
-    lines = found.splitlines()
-    assert lines[0] == "2 keys match 'When does the Lisbon trip start?':"
-    assert sorted(lines[1:]) == [
-        "- 'budget' = 5000 EUR for the Lisbon trip",
-        "- 'log'[1] = the trip to Lisbon starts on May 3",
+    assert tools.search_memory("When does the Lisbon trip start?").splitlines() == [
+        "2 memories match 'When does the Lisbon trip start?', best first:",
+        "- 'log'[1] = the trip to Lisbon starts on May 3  (matched: lisbon, trip, start)",
+        "- 'budget' = 5000 EUR for the Lisbon trip  (matched: lisbon, trip)",
     ]
     assert tools.search_memory("vegetarian") == (
-        "1 key matches 'vegetarian':\n"
-        """- 'diet' = {"likes": "vegetarian food", "allergy": "peanuts"}"""
+        "1 memory matches 'vegetarian', best first:\n"
+        """- 'diet' = {"likes": "vegetarian food", "allergy": "peanuts"}  (matched: vegetarian)"""
     )
-    assert tools.search_memory("trip", limit=1).startswith("1 key matches 'trip':")
-    assert tools.search_memory("submarine") == (
-        "nothing in memory matches 'submarine'; try other words, or list_memory"
-    )
+    assert tools.search_memory("trip", limit=1).startswith("1 memory matches 'trip', best first:")
     tools.remember("essay", "word " * 400)
-    assert tools.search_memory("word").endswith("… (1,500 more characters)")
+    assert tools.search_memory("word").endswith("… (1,500 more characters)  (matched: word)")
+
+
+def test_a_search_that_matches_nothing_shows_the_newest_memories(tools: MemoryTools) -> None:
+    tools.remember("diet", "vegetarian, allergic to peanuts")
+    tools.remember("budget", "5000 EUR")
+    assert tools.search_memory("submarine", limit=1).splitlines() == [
+        "nothing in memory matches 'submarine' by its words; the newest memories are:",
+        "- 'budget' = 5000 EUR",
+    ]
+
+
+def test_each_match_says_which_words_it_matched(tools: MemoryTools) -> None:
+    tools.remember("diet", "the user eats no meat")
+    tools.remember("pet", "the user has a cat named Miso")
+    found = tools.search_memory("What does the user eat?").splitlines()
+    assert found == [
+        "2 memories match 'What does the user eat?', best first:",
+        "- 'diet' = the user eats no meat  (matched: user, eat)",
+        "- 'pet' = the user has a cat named Miso  (matched: user)",
+    ]
+    tools.remember("hobby", "chess")
+    assert tools.search_memory("hobbies") == (
+        "1 memory matches 'hobbies', best first:\n- 'hobby' = chess  (matched: hobbies)"
+    )
 
 
 @pytest.mark.parametrize("query", ['budget" OR (*', "budget AND NOT -x", "budget:* NEAR/2 ^"])
@@ -185,7 +205,7 @@ def test_search_syntax_in_a_query_is_plain_text(tools: MemoryTools, query: str) 
     tools.remember("budget", "5000 EUR")
     found = tools.search_memory(query)
     assert not isinstance(found, Refusal)
-    assert found.splitlines()[1:] == ["- 'budget' = 5000 EUR"]
+    assert found.splitlines()[1:] == ["- 'budget' = 5000 EUR  (matched: budget)"]
     assert tools.memory.keys() == ["budget"]
 
 
