@@ -5,6 +5,7 @@ input, and a fact found from another thread in another process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -33,8 +34,11 @@ from .helpers import Server, run_python
 ITEMS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("users", "1"), "prefs", {"units": "metric", "diet": "vegetarian", "age": 31, "stars": 1}),
     (("users", "1"), "trip", {"city": "Lisbon", "age": 0, "stars": 3, "tags": ["work", "sun"]}),
-    (("users", "10"), "prefs",
-     {"units": "imperial", "age": 45, "stars": 0, "home": {"city": "Porto"}}),
+    (
+        ("users", "10"),
+        "prefs",
+        {"units": "imperial", "age": 45, "stars": 0, "home": {"city": "Porto"}},
+    ),
     (("users", "1", "notes"), "n1", {"text": "likes green tea", "age": 2, "stars": 4}),
     (("users", "1", "notes"), "n2", {"text": "hates coffee", "age": 5, "stars": "2"}),
     (("teams", "a/b%c"), "doc", {"text": "odd labels round-trip", "stars": 5}),
@@ -106,6 +110,81 @@ def _updated(store: BaseStore, key: tuple[tuple[str, ...], str]) -> float:
     return item.updated_at.timestamp()
 
 
+# Every kind of value a field may hold, beside what LangGraph's filters compare it with.
+VALUES: list[Any] = [0, 1, 1.0, 2, 2.5, -1, True, False, "2", "abc", "", " 7 ", None, [1, 2],
+                     {"x": 1}, 10**20]  # fmt: skip
+OPERANDS: list[Any] = [0, 1, 2, 1.0, 2.5, True, False, "2", "abc", None, 10**20]
+FILTERS: list[dict[str, Any]] = (
+    [{"f": v} for v in [*OPERANDS, [1, 2], [1, True]]]
+    + [{"f": {"$eq": v}} for v in [*OPERANDS, {"x": 1}]]
+    + [{"f": {"$ne": v}} for v in [*OPERANDS, [1, 2]]]
+    + [{"f": {op: v}} for op in ("$gt", "$gte", "$lt", "$lte") for v in (0, 1, 2, "2", 1.5, True)]
+    + [{"f": {"$gte": 0, "$lt": 2}}, {"f": {"$gt": 0, "$ne": 2}}, {"f": {"x": 1}},
+       {"deep": {"f": 1}}, {"deep": {"f": {"$gt": 0}}}, {"f": 1, "deep": {"f": "abc"}},
+       {"f": {"$lte": float("inf")}}, {"f": {"$gt": float("nan")}}]
+)  # fmt: skip
+
+
+def test_every_filter_finds_what_langgraph_filters_find(url: str) -> None:
+    """Each LangGraph filter on a field holding each kind of value (or none), on every
+    backend: what BotWireStore finds (filtered in SQL first) is what LangGraph's filter
+    semantics keep (those of InMemoryStore, which it matches wherever that store answers:
+    it raises where ``float()`` fails on a stored value)."""
+    from langgraph.store.memory import _compare_values
+
+    ours = BotWireStore(url)
+    theirs = InMemoryStore()
+    values = {f"k{n}": {"f": v, "deep": {"f": v}} for n, v in enumerate(VALUES)}
+    values["missing"] = {"other": 1}
+    for key, value in values.items():
+        ours.put(("f",), key, value)
+        theirs.put(("f",), key, value)
+    for where in FILTERS:
+        found = sorted(item.key for item in ours.search(("f",), filter=where, limit=100))
+        want = sorted(
+            k
+            for k, v in values.items()
+            if all(_kept(_compare_values, v.get(f), w) for f, w in where.items())
+        )
+        assert found == want, where
+        with contextlib.suppress(TypeError, ValueError):  # where float() fails, it raises
+            assert found == sorted(i.key for i in theirs.search(("f",), filter=where, limit=100))
+
+
+def _kept(compare: Any, value: Any, wanted: Any) -> bool:
+    try:
+        return bool(compare(value, wanted))
+    except (TypeError, ValueError):
+        return False
+
+
+def test_any_filter_key_filters(url: str) -> None:
+    """Keys with hyphens, leading digits, quotes, dots or what SQL would read as code are keys
+    like any other (as in InMemoryStore): a dotted key is one key, not a path."""
+    store = BotWireStore(url)
+    odd = ["access-level", "123abc", 'say "hi"', "a.b", "it's", "x') OR 1=1 --", "$dollar"]
+    for number, key in enumerate(odd):
+        store.put(("odd",), f"k{number}", {key: "yes", "n": number})
+    store.put(("odd",), "nested", {"a": {"b": "yes"}})
+    for number, key in enumerate(odd):
+        assert [i.key for i in store.search(("odd",), filter={key: "yes"})] == [f"k{number}"]
+        assert len(store.search(("odd",), filter={key: {"$ne": "yes"}})) == len(odd)
+    assert [i.key for i in store.search(("odd",), filter={"a": {"b": "yes"}})] == ["nested"]
+
+
+def test_a_filter_pages_through_many_items_in_the_store(url: str) -> None:
+    store = BotWireStore(url)
+    store.batch([PutOp(("p", str(n % 7)), f"k{n}", {"n": n, "s": str(n)}) for n in range(600)])
+    everything = store.search(("p",), filter={"n": {"$gte": 590}}, limit=100)
+    assert sorted(item.value["n"] for item in everything) == list(range(590, 600))
+    page = store.search(("p",), filter={"n": {"$gte": 590}}, limit=5, offset=3)
+    assert keys(page) == keys(everything[3:8])
+    assert len(store.search(("p",), filter={"s": {"$lt": 10}}, limit=100)) == 10  # "3" is 3
+    assert len(store.search(("p",), filter={"n": {"$ne": 5}}, limit=1000)) == 599
+    # a filter the store cannot narrow (a list): every item read, decided in Python
+    assert len(store.search(("p",), filter={"n": [1]}, limit=1000)) == 0
+
+
 def test_get_put_delete_and_a_batch_see_the_same(url: str) -> None:
     ours, theirs = both(url)
     for store in (ours, theirs):
@@ -149,18 +228,26 @@ def test_list_namespaces_matches_in_memory_store(url: str) -> None:
     assert ("users", "10") not in ours.list_namespaces()
 
 
-def test_a_text_query_ranks_by_full_text_search(url: str) -> None:
-    """Without an index, InMemoryStore ignores a query (it returns every item); BotWireStore
-    ranks by botwire's full-text search: matching items, more matching words first."""
+def test_a_text_query_ranks_by_full_text_search_and_lists_every_item(url: str) -> None:
+    """Without an index, InMemoryStore ignores a query and lists every item; BotWireStore lists
+    the same items, those that share words with the query first (more telling words first,
+    with a score), then the others (newest first, without one)."""
     ours, theirs = both(url)
     found = ours.search(("users",), query="What does the user think of green tea?")
-    assert keys(found) == [(("users", "1", "notes"), "n1")]
+    assert keys(found)[0] == (("users", "1", "notes"), "n1")
     assert found[0].score is not None and found[0].score > 0
-    assert len(theirs.search(("users",), query="green tea")) == 5
+    assert [item.score for item in found[1:]] == [None] * 4
+    assert sorted(keys(found)) == sorted(keys(theirs.search(("users",), query="green tea")))
     words = ours.search((), query="green coffee", limit=10)
-    assert sorted(keys(words)) == [(("users", "1", "notes"), "n1"), (("users", "1", "notes"), "n2")]
+    assert sorted(keys(words[:2])) == [
+        (("users", "1", "notes"), "n1"), (("users", "1", "notes"), "n2")
+    ]  # fmt: skip
+    assert len(words) == len(ITEMS)
+    assert keys(ours.search((), query="green coffee", limit=3, offset=1))[0] in keys(words[1:2])
     filtered = ours.search(("users",), query="green coffee", filter={"stars": 4})
     assert keys(filtered) == [(("users", "1", "notes"), "n1")]
+    nothing = ours.search(("users",), query="submarine", limit=2)  # a tool that always asks
+    assert keys(nothing) == keys(ours.search(("users",), limit=2))
 
 
 def test_an_index_ranks_by_embeddings_as_in_memory_store_does(url: str) -> None:
@@ -239,6 +326,8 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
         store.batch([PutOp(("ok",), "k", {"v": 1}, ttl=-1)])
     with pytest.raises(InvalidRequest, match="operator"):
         store.search(("ok",), filter={"v": {"$regex": "x"}})
+    with pytest.raises(InvalidRequest, match="compares numbers"):
+        store.search(("ok",), filter={"v": {"$gt": "abc"}})
     store.put(("ok",), "k", {"v": 1})
     assert store.search(("ok",), filter={"missing": {"$gt": 0}}) == []  # left out, no error
     store.delete(("ok",), "k")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -56,7 +57,7 @@ CORPUS: dict[str, Any] = {
     "trip2": {"city": "Porto", "when": "in May", "budget": 800, "kind": "holiday"},
     "emoji": "party 🎉 time",
     "syntax": 'He said "AND" NEAR (the) door: -minus *star* OR',
-    "numbers": {"n": 42, "flag": True, "none": None},
+    "numbers": {"n": 42, "flag": True, "none": None, "deep": {"at": {"n": 7, "city": "Faro"}}},
     "user:ann:notes": "Ann prefers window seats",
 }
 
@@ -135,6 +136,35 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("", {"where": {"none": None}}, {"numbers": None}),
     ("", {"where": {"city": {"$gt": "M"}}}, {"trip2": None}),
     ("", {"where": {"role": "assistant"}}, {"chat": [1]}),
+    # fields inside fields, and any of several filters
+    ("", {"where": {"deep": {"at": {"n": 7}}}}, {"numbers": None}),
+    ("", {"where": {"deep": {"at": {"n": {"$gt": 6}, "city": "Faro"}}}}, {"numbers": None}),
+    ("", {"where": {"deep": {"at": {"n": {"$gt": 7}}}}}, {}),
+    ("", {"where": {"deep": {"n": 7}}}, {}),
+    ("", {"where": {"deep": {"at": {"city": {"$in": ["Faro", "Braga"]}}}}}, {"numbers": None}),
+    ("", {"where": {"$or": [{"city": "Porto"}, {"stars": 5}]}}, {"trip2": None, "prefs": None}),
+    (
+        "",
+        {"where": {"$or": [{"city": "Porto"}, {"n": {"$gt": 40}}], "kind": {"$ne": "holiday"}}},
+        {"numbers": None},
+    ),
+    (
+        "",
+        {
+            "where": {
+                "$and": [
+                    {"$or": [{"kind": "work"}, {"kind": "holiday"}]},
+                    {"$or": [{"budget": {"$lt": 1000}}, {"city": "Lisbon"}]},
+                ]
+            }
+        },
+        {"trip": None, "trip2": None},
+    ),
+    (
+        "lisbon",
+        {"where": {"$or": [{"role": "user"}, {"kind": "work"}]}},
+        {"trip": None, "chat": [0]},
+    ),
     # key prefixes
     ("seats", {"prefix": "user:"}, {"user:ann:notes": None}),
     ("seats", {"prefix": "x"}, {}),
@@ -331,6 +361,18 @@ async def test_async_search(store: Store) -> None:
         ({"query": "x", "where": {"a": float("nan")}}, "where"),
         ({"query": "x", "where": {"a": [1]}}, "where"),
         ({"query": "x", "where": {'a"b': 1}}, "field name"),
+        ({"query": "x", "where": {"a": {'b"c': 1}}}, "field name"),
+        ({"query": "x", "where": {"$or": []}}, "non-empty list"),
+        ({"query": "x", "where": {"$or": {"a": 1}}}, "non-empty list"),
+        ({"query": "x", "where": {"$nor": [{"a": 1}]}}, "unknown operator"),
+        ({"query": "x", "where": {"a": {"$gt": 1, "b": 2}}}, "mixes operators and fields"),
+        ({"query": "x", "where": {"a": {"b": {"$or": [{"c": 1}]}}}}, "unknown operator"),
+        ({"query": "x", "where": {"a": {"b": {}}}}, "empty condition"),
+        (
+            {"query": "x", "where": functools.reduce(lambda w, _: {"a": w}, range(10), {"b": 1})},
+            "8 levels",
+        ),
+        ({"query": "x", "where": {"$or": [{f"f{n}": n} for n in range(65)]}}, "64 conditions"),
         ({"query": "x", "prefix": "a\x00"}, "control"),
         ({"query": "x", "match": "some"}, "match"),
         ({"query": "x", "match": None}, "match"),

@@ -1,17 +1,23 @@
 """LangGraph names (thread ids, checkpoint namespaces, namespace labels) inside botwire names,
-losslessly: ``%`` and the characters that separate parts are escaped as ``%XX``."""
+losslessly: ``%``, the characters that separate parts, and control characters (which botwire
+names do not hold) are escaped as ``%XX``."""
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPED = re.compile(r"%([0-9A-F]{2})")
+
 
 def escape(text: str, *special: str) -> str:
-    """``text`` with ``%`` and each of ``special`` escaped."""
+    """``text`` with ``%``, each of ``special`` and control characters escaped."""
     text = text.replace("%", "%25")
     for char in special:
         text = text.replace(char, f"%{ord(char):02X}")
-    return text
+    return _CONTROL.sub(lambda found: f"%{ord(found.group()):02X}", text)
 
 
 def unescape(text: str) -> str:
-    """The inverse of :func:`escape` (for ``/`` and ``|``)."""
-    return text.replace("%2F", "/").replace("%7C", "|").replace("%25", "%")
+    """The inverse of :func:`escape`."""
+    return _ESCAPED.sub(lambda found: chr(int(found.group(1), 16)), text)

@@ -10,6 +10,7 @@ store embeds; its timestamps are the key's own.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,9 @@ from langgraph.store.base import (
 from botwire import _values, config
 from botwire._plans import Entry
 from botwire.errors import InvalidRequest, InvalidValue
+from botwire.langgraph._filters import check_filter as _check_filter
+from botwire.langgraph._filters import matches as _matches
+from botwire.langgraph._filters import narrowing as _narrowing
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 
@@ -49,6 +53,7 @@ TEXT_CANDIDATES = 1000
 class _Found(NamedTuple):
     labels: tuple[str, ...]
     entry: Entry
+    score: float | None = None
 
 
 class BotWireStore(BaseStore):
@@ -90,7 +95,7 @@ class BotWireStore(BaseStore):
         self.ttl_config = ttl
         self.index_config = index
         self.embeddings = ensure_embeddings(index.get("embed")) if index else None
-        self._fields = [(p, tokenize_path(p)) for p in (index or {}).get("fields") or ["$"]]
+        self._fields = _fields(index)
         self._driver = Driver(url)
 
     def __repr__(self) -> str:
@@ -136,6 +141,15 @@ class BotWireStore(BaseStore):
         )  # fmt: skip
         return results
 
+    def setup(self) -> None:
+        """Create or upgrade the store's tables now. Optional: botwire does it when a store is
+        first used (``PostgresStore`` and ``SqliteStore`` need the call)."""
+        self._driver.backend.migrate()
+
+    async def asetup(self) -> None:
+        """Async :meth:`setup`."""
+        await asyncio.to_thread(self._driver.backend.migrate)
+
     def close(self) -> None:
         """Close the store's connections (they reopen if it is used again)."""
         self._driver.close()
@@ -163,20 +177,18 @@ class BotWireStore(BaseStore):
                     raise InvalidRequest(f"ttl is a positive number of minutes, not {op.ttl!r}")
         return checked
 
-    def _paths(self, op: PutOp) -> list[tuple[str, list[str] | str]]:
+    def _paths(self, op: PutOp) -> list[str]:
         if op.index is False or op.value is None or self.embeddings is None:
             return []
-        if op.index is None:
-            return [(path, tokens) for path, tokens in self._fields]
-        return [(path, tokenize_path(path)) for path in op.index]
+        return self._fields if op.index is None else list(op.index)
 
     def _texts(self, ops: list[Op]) -> list[str]:
         """The texts the batch's puts embed (each once)."""
         found: dict[str, None] = {}
         for op in ops:
             if isinstance(op, PutOp):
-                for _, tokens in self._paths(op):
-                    found.update(dict.fromkeys(get_text_at_path(op.value, tokens)))
+                for path in self._paths(op):
+                    found.update(dict.fromkeys(get_text_at_path(op.value, path)))
         return list(found)
 
     def _queries(self, ops: list[Op]) -> list[str]:
@@ -239,8 +251,8 @@ class BotWireStore(BaseStore):
 
     def _embedded(self, op: PutOp, vectors: dict[str, list[float]]) -> dict[str, list[float]]:
         found: dict[str, list[float]] = {}
-        for path, tokens in self._paths(op):
-            texts = get_text_at_path(op.value, tokens)
+        for path in self._paths(op):
+            texts = get_text_at_path(op.value, path)
             for number, text in enumerate(texts):
                 found[f"{path}.{number}" if len(texts) > 1 else path] = vectors[text]
         return found
@@ -250,65 +262,61 @@ class BotWireStore(BaseStore):
     def _search(self, op: SearchOp, query_vector: list[float] | None) -> Steps:
         prefix = self._namespace(op.namespace_prefix) if op.namespace_prefix else (
             f"{self.namespace_prefix}:")  # fmt: skip
-        where = _pushed(op.filter)  # what the store filters exactly as LangGraph does
-        whole = len(where or {}) == len(op.filter or {})
-        if op.query and query_vector is None:  # full text
-            limit = TEXT_CANDIDATES if op.filter else min(TEXT_CANDIDATES, op.offset + op.limit)
-            hits = yield Call(None, "search_namespaces", (op.query, prefix),
-                              {"limit": limit, "match": "any", "where": where})  # fmt: skip
-            ranked = [
-                (hit.score, self._labels(hit.namespace), hit.key, hit.value, hit.created_at,
-                 hit.updated_at)
-                for hit in hits if isinstance(hit.value, dict) and _matches(hit.value, op.filter)
-            ]  # fmt: skip
-            chosen = ranked[op.offset : op.offset + op.limit]
-            items = [
-                SearchItem(labels, key, _own(value), created, updated, score)
-                for score, labels, key, value, created, updated in chosen
-            ]
-        else:
-            if query_vector is None and whole:  # a page of the newest: only it is read
-                found = yield from self._newest(prefix, op.offset + op.limit, where)
-            else:
-                found = yield from self._everything(prefix, where)
-            found = [f for f in found if _matches(f.entry.value, op.filter)]
-            if query_vector is None:  # newest first
-                found.sort(key=lambda f: f.entry.updated_at, reverse=True)
-                items = [_search_item(f, None) for f in found[op.offset : op.offset + op.limit]]
-            else:
-                items = _by_similarity(found, query_vector, op.offset, op.limit)
+        wanted = op.offset + op.limit
+        if query_vector is not None:  # every item passing the filter, by similarity
+            found = yield from self._matching("", prefix, op.filter, None)
+            items = _by_similarity(found, query_vector, op.offset, op.limit)
+        else:  # those that match the query's words, best first; then the others, newest first
+            found = []
+            if op.query:
+                found = yield from self._matching(op.query, prefix, op.filter, wanted)
+            if len(found) < wanted:
+                shown = {(f.labels, f.entry.key) for f in found}
+                newest = yield from self._matching("", prefix, op.filter, wanted)
+                found += [f for f in newest if (f.labels, f.entry.key) not in shown]
+            items = [_search_item(f) for f in found[op.offset : wanted]]
         yield from self._touch(items, op.refresh_ttl)
         return items
 
-    def _listed(self, prefix: str, count: int, where: dict[str, str] | None) -> Steps:
-        """The newest ``count`` items under ``prefix`` (that pass ``where``) in one search,
-        and whether that is all of them; ``None`` where the store's search is turned off."""
-        try:
-            hits = yield Call(None, "search_namespaces", ("", prefix),
-                              {"limit": count, "where": where})  # fmt: skip
-        except InvalidRequest:  # ?search=off
-            return None
-        found = [_Found(self._labels(hit.namespace),
-                        Entry(hit.key, hit.value, 0, hit.created_at, hit.updated_at, None))
-                 for hit in hits if _is_item(hit.value)]  # fmt: skip
-        return found, len(hits) < count
+    def _matching(
+        self, query: str, prefix: str, filter: dict[str, Any] | None, count: int | None
+    ) -> Steps:
+        """The first ``count`` items under ``prefix`` (every one with ``None``) that pass
+        LangGraph's ``filter``: those that match ``query``'s words, best first (the best
+        :data:`TEXT_CANDIDATES` of them), or with ``query=""`` all, newest first.
 
-    def _newest(self, prefix: str, count: int, where: dict[str, str] | None) -> Steps:
-        """At least the newest ``count`` items under ``prefix`` (that pass ``where``), reading
-        no more where a search can list them."""
-        if count <= TEXT_CANDIDATES:
-            listed = yield from self._listed(prefix, count, where)
-            if listed is not None:
-                return listed[0]
-        return (yield from self._scan(prefix))
-
-    def _everything(self, prefix: str, where: dict[str, str] | None) -> Steps:
-        """Every item under ``prefix`` (that passes ``where``): one search when they are fewer
-        than a search returns."""
-        listed = yield from self._listed(prefix, TEXT_CANDIDATES, where)
-        if listed is not None and listed[1]:
-            return listed[0]
-        return (yield from self._scan(prefix))
+        The store's search reads them, narrowed in SQL by a filter every match passes
+        (:func:`_narrowing`, most often exactly the matches) and decided here; when the
+        filter left too few, it reads more. Where the store's search is off, or more items
+        are wanted than a search returns, every item is read."""
+        where = _narrowing(filter)
+        limit = min(count or TEXT_CANDIDATES, TEXT_CANDIDATES)
+        while True:
+            try:
+                hits = yield Call(None, "search_namespaces", (query, prefix), {
+                    "limit": limit, "match": "any", "where": where, "distinct": False})  # fmt: skip
+            except InvalidRequest:  # ?search=off
+                found = [] if query else (yield from self._scan(prefix))
+                break
+            found = [
+                _Found(self._labels(hit.namespace),
+                       Entry(hit.key, hit.value, 0, hit.created_at, hit.updated_at, None),
+                       hit.score if query else None)
+                for hit in hits if _is_item(hit.value) and _matches(hit.value, filter)
+            ]  # fmt: skip
+            complete = len(hits) < limit
+            if complete or (count is not None and len(found) >= count) or (
+                query and limit >= TEXT_CANDIDATES
+            ):  # fmt: skip
+                break
+            if limit >= TEXT_CANDIDATES:  # more than a search returns: read them all
+                found = yield from self._scan(prefix)
+                break
+            limit = min(limit * 4, TEXT_CANDIDATES)
+        found = [f for f in found if _matches(f.entry.value, filter)]
+        if not query:
+            found.sort(key=lambda f: f.entry.updated_at, reverse=True)
+        return found if count is None else found[:count]
 
     def _scan(self, prefix: str) -> Steps:
         """Every item in the namespaces that start with ``prefix``, namespace by namespace."""
@@ -343,6 +351,21 @@ class BotWireStore(BaseStore):
         return found[op.offset : op.offset + op.limit]
 
 
+def _fields(index: IndexConfig | None) -> list[str]:
+    """The paths of an item's value that the store embeds: the index's ``fields`` (or, as
+    ``SqliteStore`` names them, ``text_fields``), by default ``"$"``, the whole value."""
+    config: dict[str, Any] = dict(index or {})
+    fields = config.get("fields") or config.get("text_fields") or ["$"]
+    if isinstance(fields, str):
+        fields = [fields]
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise InvalidRequest(f"an index's fields are a list of paths, not {fields!r:.60}")
+    for path in fields:
+        if path != "$":
+            tokenize_path(path)
+    return fields
+
+
 def _is_item(value: Any) -> bool:
     return isinstance(value, dict)
 
@@ -357,10 +380,10 @@ def _item(labels: tuple[str, ...], entry: Entry) -> Item:
                 created_at=entry.created_at, updated_at=entry.updated_at)  # fmt: skip
 
 
-def _search_item(found: _Found, score: float | None) -> SearchItem:
+def _search_item(found: _Found) -> SearchItem:
     entry = found.entry
     return SearchItem(found.labels, entry.key, _own(entry.value), entry.created_at,
-                      entry.updated_at, score)  # fmt: skip
+                      entry.updated_at, found.score)  # fmt: skip
 
 
 def _by_similarity(
@@ -378,9 +401,11 @@ def _by_similarity(
             scoreless.append(item)
     scored.sort(key=lambda pair: pair[0], reverse=True)
     scoreless.sort(key=lambda item: item.entry.created_at)  # oldest first, as InMemoryStore
-    kept = [_search_item(item, score) for score, item in scored[offset : offset + limit]]
+    kept = [
+        _search_item(item._replace(score=score)) for score, item in scored[offset : offset + limit]
+    ]
     if len(kept) < limit:
-        kept.extend(_search_item(item, None) for item in scoreless[: limit - len(kept)])
+        kept.extend(_search_item(item) for item in scoreless[: limit - len(kept)])
     return kept
 
 
@@ -413,69 +438,3 @@ def _does_match(condition: MatchCondition, labels: tuple[str, ...]) -> bool:
     else:
         raise InvalidRequest(f"unknown namespace match type {condition.match_type!r}")
     return all(want == "*" or have == want for have, want in pairs)
-
-
-OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
-
-
-def _pushed(filter: dict[str, Any] | None) -> dict[str, str] | None:
-    """The conditions of a LangGraph filter that botwire's ``where`` reads exactly as LangGraph
-    does: a top-level field equal to a string. (Numbers, booleans and null compare otherwise
-    in LangGraph: ``"2"`` passes ``{"$gte": 2}``, ``True`` equals ``1``, a missing field equals
-    ``None``; those conditions are checked here, in Python.)"""
-    pushed = {
-        field: wanted for field, wanted in (filter or {}).items()
-        if isinstance(wanted, str) and not field.startswith("$") and '"' not in field
-        and "\\" not in field
-    }  # fmt: skip
-    return pushed or None
-
-
-def _check_filter(filter: Any) -> None:
-    """Refuse an operator LangGraph's stores do not know, wherever it is in ``filter``."""
-    if isinstance(filter, dict):
-        for key, wanted in filter.items():
-            if isinstance(key, str) and key.startswith("$") and key not in OPERATORS:
-                raise InvalidRequest(f"unknown filter operator {key!r}; use one of {OPERATORS}")
-            _check_filter(wanted)
-
-
-def _matches(record: Any, filter: dict[str, Any] | None) -> bool:
-    """Whether a stored item passes a LangGraph filter."""
-    if not filter:
-        return True
-    if not isinstance(record, dict):
-        return False
-    return all(_compare(record.get(key), wanted) for key, wanted in filter.items())
-
-
-def _compare(value: Any, wanted: Any) -> bool:
-    """LangGraph's filter semantics (those of its stores): operators, nested dicts, lists."""
-    if isinstance(wanted, dict):
-        if any(key.startswith("$") for key in wanted):
-            return all(_apply(value, op, operand) for op, operand in wanted.items())
-        if not isinstance(value, dict):
-            return False
-        return all(_compare(value.get(key), sub) for key, sub in wanted.items())
-    if isinstance(wanted, (list, tuple)):
-        return (
-            isinstance(value, (list, tuple))
-            and len(value) == len(wanted)
-            and all(_compare(v, w) for v, w in zip(value, wanted, strict=False))
-        )
-    return bool(value == wanted)
-
-
-def _apply(value: Any, op: str, operand: Any) -> bool:
-    if op == "$eq":
-        return bool(value == operand)
-    if op == "$ne":
-        return bool(value != operand)
-    if op in ("$gt", "$gte", "$lt", "$lte"):
-        try:
-            left, right = float(value), float(operand)
-        except (TypeError, ValueError):
-            return False
-        return {"$gt": left > right, "$gte": left >= right, "$lt": left < right,
-                "$lte": left <= right}[op]  # fmt: skip
-    raise InvalidRequest(f"unknown filter operator {op!r}; use one of {OPERATORS}")

@@ -26,20 +26,25 @@ class _PostgresJson(JsonFields):
     """Fields of JSON text through ``jsonb``: equality is JSON equality (``1`` equals ``1.0``,
     not ``true``)."""
 
-    def equal(self, field: str, value: Scalar, p: Params) -> str:
-        return f"((VALUE)::jsonb -> {p(field)}) = {p(json.dumps(value))}::jsonb"
+    def equal(self, path: tuple[str, ...], value: Scalar, p: Params) -> str:
+        return f"((VALUE)::jsonb #> {self._at(path, p)}) = {p(json.dumps(value))}::jsonb"
 
-    def compare(self, field: str, op: str, value: str | int | float, p: Params) -> str:
-        name = p(field)
+    def compare(self, path: tuple[str, ...], op: str, value: str | int | float, p: Params) -> str:
+        at = self._at(path, p)
         if isinstance(value, str):
             return (
-                f"(jsonb_typeof((VALUE)::jsonb -> {name}) = 'string'"
-                f' AND ((VALUE)::jsonb ->> {name}) COLLATE "C" {op} {p(value)})'
+                f"(jsonb_typeof((VALUE)::jsonb #> {at}) = 'string'"
+                f' AND ((VALUE)::jsonb #>> {at}) COLLATE "C" {op} {p(value)})'
             )
         return (
-            f"(jsonb_typeof((VALUE)::jsonb -> {name}) = 'number'"
-            f" AND ((VALUE)::jsonb ->> {name})::numeric {op} {p(value)}::numeric)"
+            f"(jsonb_typeof((VALUE)::jsonb #> {at}) = 'number'"
+            f" AND ((VALUE)::jsonb #>> {at})::numeric {op} {p(value)}::numeric)"
         )
+
+    @staticmethod
+    def _at(path: tuple[str, ...], p: Params) -> str:
+        """The field's path, as a ``text[]`` parameter."""
+        return f"{p(list(path))}::text[]"
 
 
 DIALECT = Dialect(
@@ -100,7 +105,7 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
             " JOIN botwire_list_items i ON i.tsv @@ q.query"
         )
     elif query.listing:  # an empty query: every key in scope, newest first
-        candidates = listing_sql(DIALECT, p, op)
+        candidates = listing_sql(DIALECT, p, op, now)
     else:  # only punctuation or emoji: nothing to find
         return []
     rows = yield Query(ranked_sql(DIALECT, p, op, now, candidates), p.values, "all")

@@ -12,8 +12,11 @@ from botwire._values import has_control
 from botwire.errors import InvalidRequest
 
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in")
+COMBINATORS = ("$and", "$or")
 MAX_CONDITIONS = 64
-"""Most conditions a ``where`` filter holds."""
+"""Most conditions a ``where`` filter holds, in all."""
+MAX_DEPTH = 8
+"""Deepest a ``where`` filter nests: fields inside fields, ``$and`` and ``$or``."""
 MAX_IN = 1000
 """Most values an ``$in`` condition lists."""
 MAX_FIELD_CHARS = 256
@@ -21,19 +24,31 @@ Scalar = str | int | float | bool | None
 
 
 class Condition(NamedTuple):
-    """One field of a ``where`` filter: ``field op value`` (``$in``: value is a list)."""
+    """One condition of a ``where`` filter: the field at ``path`` (a top-level field, then the
+    fields inside it) ``op`` ``value`` (``$in``: value is a list)."""
 
-    field: str
+    path: tuple[str, ...]
     op: str
     value: Any
+
+
+class AnyOf(NamedTuple):
+    """``$or``: one of the ``choices`` holds, each a list of clauses that must all hold."""
+
+    choices: tuple[tuple[Clause, ...], ...]
+
+
+Clause = Condition | AnyOf
 
 
 def check_where(where: object) -> str | None:
     """A ``where`` filter as canonical JSON text (for an operation), after checking it.
 
     ``{"field": value, "other": {"$gt": 3}, "tag": {"$in": ["a", "b"]}}``: every condition on
-    a top-level field of a dict value (or list item) must hold. Values are strings, numbers,
-    booleans or null; ``$gt`` and friends compare numbers with numbers and strings with strings.
+    a field of a dict value (or list item) must hold; ``{"home": {"city": "Porto"}}`` is a
+    condition on a field inside a field; ``{"$or": [where, ...]}`` holds when one of its
+    filters does (``$and`` when all do). Values are strings, numbers, booleans or null;
+    ``$gt`` and friends compare numbers with numbers and strings with strings.
     """
     if where is None:
         return None
@@ -41,34 +56,80 @@ def check_where(where: object) -> str | None:
     return json.dumps(where, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def conditions(where: object) -> list[Condition]:
-    """The conditions of a ``where`` filter (a mapping, or its JSON text)."""
+def conditions(where: object) -> list[Clause]:
+    """The clauses of a ``where`` filter (a mapping, or its JSON text), all of which must
+    hold."""
     if isinstance(where, str):
         where = json.loads(where)
+    counted = [0]
+    return _clauses(where, (), counted, 0)
+
+
+def _clauses(where: object, path: tuple[str, ...], counted: list[int], depth: int) -> list[Clause]:
+    """The clauses of a ``where`` dict on the fields inside the field at ``path``."""
+    if depth > MAX_DEPTH:
+        raise InvalidRequest(f"where nests at most {MAX_DEPTH} levels deep")
     if not isinstance(where, Mapping):
         raise InvalidRequest(f"where must be a dict of field names to values, not {where!r:.60}")
-    found = []
+    found: list[Clause] = []
     for name, test in where.items():
-        if (
-            not isinstance(name, str) or not name or '"' in name or "\\" in name
-            or has_control(name) or len(name) > MAX_FIELD_CHARS
-        ):  # fmt: skip
+        if not path and name in COMBINATORS:
+            choices = _choices(name, test, counted, depth)
+            if name == "$or":
+                found.append(AnyOf(choices))
+            else:
+                found.extend(clause for choice in choices for clause in choice)
+            continue
+        if not isinstance(name, str) or name.startswith("$"):
+            where_ = "a field" if path else "a where filter"
             raise InvalidRequest(
-                f"where: {name!r:.80} is not a field name (up to {MAX_FIELD_CHARS} characters, "
-                "no quotes, backslashes or control characters)"
+                f"where: unknown operator {name!r:.40} in {where_}; use one of "
+                f"{OPERATORS} on a field, {COMBINATORS} on a whole filter"
             )
-        if isinstance(test, Mapping):
-            if not test:
-                raise InvalidRequest(f"where: {name!r} has an empty condition")
+        _check_field(name)
+        field = (*path, name)
+        if (
+            isinstance(test, Mapping)
+            and test
+            and all(isinstance(op, str) and op.startswith("$") for op in test)
+        ):
             for op, value in test.items():
                 if op not in OPERATORS:
                     raise InvalidRequest(f"where: unknown operator {op!r}; use one of {OPERATORS}")
-                found.append(Condition(name, op, _operand(name, op, value)))
+                found.append(Condition(field, op, _operand(name, op, value)))
+                counted[0] += 1
+        elif isinstance(test, Mapping):
+            if not test:
+                raise InvalidRequest(f"where: {name!r} has an empty condition")
+            if any(isinstance(op, str) and op.startswith("$") for op in test):
+                raise InvalidRequest(
+                    f"where: {name!r} mixes operators and fields; put the fields' conditions "
+                    'in a $and: {"$and": [{...}, {...}]}'
+                )
+            found.extend(_clauses(test, field, counted, depth + 1))
         else:
-            found.append(Condition(name, "$eq", _operand(name, "$eq", test)))
-        if len(found) > MAX_CONDITIONS:
+            found.append(Condition(field, "$eq", _operand(name, "$eq", test)))
+            counted[0] += 1
+        if counted[0] > MAX_CONDITIONS:
             raise InvalidRequest(f"where holds at most {MAX_CONDITIONS} conditions")
     return found
+
+
+def _choices(
+    name: str, test: object, counted: list[int], depth: int
+) -> tuple[tuple[Clause, ...], ...]:
+    if not isinstance(test, list) or not test:
+        raise InvalidRequest(f"where: {name} takes a non-empty list of where filters")
+    return tuple(tuple(_clauses(choice, (), counted, depth + 1)) for choice in test)
+
+
+def _check_field(name: str) -> None:
+    long = len(name) > MAX_FIELD_CHARS
+    if not name or '"' in name or "\\" in name or has_control(name) or long:
+        raise InvalidRequest(
+            f"where: {name!r:.80} is not a field name (up to {MAX_FIELD_CHARS} characters, "
+            "no quotes, backslashes or control characters)"
+        )
 
 
 def _operand(name: str, op: str, value: Any) -> Any:
@@ -107,39 +168,45 @@ class Params:
 
 
 class JsonFields(ABC):
-    """How one engine reads a top-level field of a value's JSON text in SQL (``where``).
+    """How one engine reads a field of a value's JSON text in SQL (``where``): ``path`` is the
+    top-level field, then the fields inside it.
 
     ``VALUE`` in the SQL it writes stands for the value's JSON text; the caller replaces it.
     """
 
     @abstractmethod
-    def equal(self, field: str, value: Scalar, p: Params) -> str:
+    def equal(self, path: tuple[str, ...], value: Scalar, p: Params) -> str:
         """SQL true when the field holds ``value`` (a JSON scalar of the same type)."""
 
     @abstractmethod
-    def compare(self, field: str, op: str, value: str | int | float, p: Params) -> str:
+    def compare(self, path: tuple[str, ...], op: str, value: str | int | float, p: Params) -> str:
         """SQL true when the field ``op`` (``<``, ``>``, ...) ``value``: numbers with numbers,
         strings with strings."""
 
-    def one_of(self, field: str, values: list[Scalar], p: Params) -> str:
+    def one_of(self, path: tuple[str, ...], values: list[Scalar], p: Params) -> str:
         """SQL true when the field holds one of ``values`` (``$in``)."""
-        return "(" + " OR ".join(self.equal(field, item, p) for item in values) + ")"
+        return "(" + " OR ".join(self.equal(path, item, p) for item in values) + ")"
 
-    def where(self, found: list[Condition], p: Params) -> str:
-        """A whole filter: ``AND`` and each condition."""
-        return "".join(f" AND {self.condition(condition, p)}" for condition in found)
+    def where(self, found: list[Clause], p: Params) -> str:
+        """A whole filter: ``AND`` and each clause."""
+        return "".join(f" AND {self.clause(clause, p)}" for clause in found)
 
-    def condition(self, condition: Condition, p: Params) -> str:
-        field, op, value = condition
+    def clause(self, clause: Clause, p: Params) -> str:
+        if isinstance(clause, AnyOf):
+            return "(" + " OR ".join(
+                "(" + (" AND ".join(self.clause(c, p) for c in choice) or "TRUE") + ")"
+                for choice in clause.choices
+            ) + ")"  # fmt: skip
+        path, op, value = clause
         if op == "$eq":
-            return self.equal(field, value, p)
+            return self.equal(path, value, p)
         if op == "$ne":
-            return f"NOT coalesce({self.equal(field, value, p)}, FALSE)"
+            return f"NOT coalesce({self.equal(path, value, p)}, FALSE)"
         if op == "$in":
-            return self.one_of(field, value, p)
+            return self.one_of(path, value, p)
         if isinstance(value, bool) or value is None:
             return "FALSE"  # order holds between numbers, or between strings, only
-        return self.compare(field, _ORDER[op], value, p)
+        return self.compare(path, _ORDER[op], value, p)
 
 
 _ORDER = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}

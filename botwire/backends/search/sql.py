@@ -241,7 +241,7 @@ def ranked_sql(d: Dialect, p: Params, op: Search, now: int, candidates: str) -> 
                 max(kind) AS kind,
                 max(digest) AS digest FROM r GROUP BY entry_id
             ORDER BY tier DESC, best DESC, at DESC, entry_id DESC
-            LIMIT {p(op.limit * 3 + 10 if distinct else op.limit)}
+            LIMIT {p(shown_keys(op))}
         ),
         top AS (
             SELECT entry_id, tier, best, at FROM (
@@ -294,15 +294,33 @@ def is_distinct(op: Search) -> bool:
     return op.match == "any" if op.distinct is None else op.distinct
 
 
-def listing_sql(d: Dialect, p: Params, op: Search) -> str:
-    """Candidates for an empty query: every document of the keys in scope, all alike."""
+def listing_sql(d: Dialect, p: Params, op: Search, now: int) -> str:
+    """Candidates for an empty query: the newest keys in scope that pass the filters (as many
+    as :func:`ranked_sql` may show: found here, in one pass over the keys), each value alike,
+    and every item of those that are lists."""
     within = " AND ".join(search_scope(op, p, d.no_slash))
-    return (
-        f"SELECT e.id, -1, 0.0, 1, {d.no_digest}, 1 FROM {d.entries} e"
-        f" WHERE e.kind = 0 AND {within}"
-        f" UNION ALL SELECT li.entry_id, li.seq, 0.0, 1, {d.no_digest}, 1 FROM {d.items} li"
-        f" JOIN {d.entries} e ON e.id = li.entry_id WHERE {within}"
+    live = f"(e.expires_at IS NULL OR e.expires_at > {p(now)})"
+    value = item = ""
+    if op.where:
+        found = conditions(op.where)
+        value = d.json.where(found, p).replace("VALUE", "e.value")
+        item = d.json.where(found, p).replace("VALUE", "li.value")
+    keys = (
+        f"SELECT e.id, e.kind FROM {d.entries} e WHERE {within} AND {live} AND ("
+        f"(e.kind = 0 {value}) OR (e.kind = 1 AND EXISTS (SELECT 1 FROM {d.items} li"
+        f" WHERE li.entry_id = e.id {item})))"
+        f" ORDER BY e.updated_at DESC, e.id DESC LIMIT {p(shown_keys(op))}"
     )
+    return (
+        f"SELECT k.id, coalesce(li.seq, -1), 0.0, 1, {d.no_digest}, 1 FROM ({keys}) k"
+        f" LEFT JOIN {d.items} li ON k.kind = 1 AND li.entry_id = k.id"
+    )
+
+
+def shown_keys(op: Search) -> int:
+    """How many keys :func:`ranked_sql` considers, to show ``op.limit`` of them: more where
+    it leaves out those that repeat a better one's value."""
+    return op.limit * 3 + 10 if is_distinct(op) else op.limit
 
 
 def budget_terms() -> tuple[bool, int | None]:
@@ -318,13 +336,16 @@ def budget_terms() -> tuple[bool, int | None]:
 
 def search_scope(op: Search, p: Params, no_slash: str) -> list[str]:
     """The SQL conditions (on ``e``, the entries) of the keys a search covers: its namespace,
-    or those that start with its namespace prefix (never botwire's own, which hold a ``/``:
-    ``no_slash`` says so in the engine's SQL), and its key prefix."""
+    or those that start with its namespace prefix (never botwire's own, which start with
+    ``/``: ``no_slash`` says in the engine's SQL that a namespace holds none, needed only
+    where the prefix does not rule them out), and its key prefix."""
     scope: list[str] = []
     if op.ns is not None:
         scope.append(f"e.ns = {p(op.ns)}")
     else:
-        scope.append(f"e.ns >= {p(op.ns_prefix)} AND {no_slash}")
+        scope.append(f"e.ns >= {p(op.ns_prefix)}")
+        if not op.ns_prefix or op.ns_prefix.startswith("/"):
+            scope.append(no_slash)
         if (upper := prefix_upper_bound(op.ns_prefix)) is not None:
             scope.append(f"e.ns < {p(upper)}")
     if op.prefix:

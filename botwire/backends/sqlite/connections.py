@@ -74,12 +74,15 @@ def busy(exc: sqlite3.OperationalError) -> bool:
 
 def open_connection(path: str, timeout: float, synchronous: str) -> sqlite3.Connection:
     """A new connection to the file at ``path`` (its folder made if needed), in WAL mode with
-    the store's ``synchronous`` setting; transactions begin when botwire says so."""
+    the store's ``synchronous`` setting; transactions begin when botwire says so. A search's
+    intermediate results stay in memory (many SQLite builds write each to a temporary file,
+    which costs more than the search itself)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA temp_store=MEMORY")
     except BaseException:
         conn.close()
         raise

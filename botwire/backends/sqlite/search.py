@@ -39,40 +39,44 @@ class SearchBehind(Exception):
 
 
 class _SQLiteJson(JsonFields):
-    """Fields of JSON text through SQLite's JSON functions (``json_type`` tells ``true`` from
-    ``1``, and ``integer``/``real`` from ``text``)."""
+    """Fields of JSON text through SQLite's JSON functions: ``json_extract`` reads the field
+    (``true`` as ``1``, and a string as text, which SQLite orders after every number), then
+    ``json_type`` tells ``true`` from ``1`` and ``integer``/``real`` from ``text``, for the
+    values that passed (the cheaper test first)."""
 
-    def equal(self, field: str, value: Scalar, p: Params) -> str:
-        path = p(f'$."{field}"')
+    def equal(self, path: tuple[str, ...], value: Scalar, p: Params) -> str:
+        at = self._at(path, p)
         if value is None or isinstance(value, bool):
-            return f"json_type(VALUE, {path}) = {p(json.dumps(value))}"
+            return f"json_type(VALUE, {at}) = {p(json.dumps(value))}"
         kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
-        return f"(json_type(VALUE, {path}) IN {kinds} AND json_extract(VALUE, {path}) = {p(value)})"
+        return f"(json_extract(VALUE, {at}) = {p(value)} AND json_type(VALUE, {at}) IN {kinds})"
 
-    def compare(self, field: str, op: str, value: str | int | float, p: Params) -> str:
-        path = p(f'$."{field}"')
+    def compare(self, path: tuple[str, ...], op: str, value: str | int | float, p: Params) -> str:
+        at = self._at(path, p)
         kinds = "('text')" if isinstance(value, str) else "('integer', 'real')"
-        return (
-            f"(json_type(VALUE, {path}) IN {kinds} AND json_extract(VALUE, {path}) {op} {p(value)})"
-        )
+        return f"(json_extract(VALUE, {at}) {op} {p(value)} AND json_type(VALUE, {at}) IN {kinds})"
 
-    def one_of(self, field: str, values: list[Scalar], p: Params) -> str:
+    def one_of(self, path: tuple[str, ...], values: list[Scalar], p: Params) -> str:
         # IN lists by JSON type rather than one OR per value: SQLite caps how deep an
         # expression nests, and a thousand ORs pass it.
-        path = p(f'$."{field}"')
+        at = self._at(path, p)
         texts = [v for v in values if isinstance(v, str)]
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         parts: list[str] = []
         for found, kinds in ((texts, "('text')"), (numbers, "('integer', 'real')")):
             if found:
                 marks = ", ".join(p(v) for v in found)
-                parts.append(
-                    f"(json_type(VALUE, {path}) IN {kinds} AND json_extract(VALUE, {path})"
-                    f" IN ({marks}))"
-                )
-        for other in {json.dumps(v) for v in values if v is None or isinstance(v, bool)}:
-            parts.append(f"json_type(VALUE, {path}) = {p(other)}")
+                found_sql = f"json_extract(VALUE, {at}) IN ({marks})"
+                parts.append(f"({found_sql} AND json_type(VALUE, {at}) IN {kinds})")
+        others = sorted({json.dumps(v) for v in values if v is None or isinstance(v, bool)})
+        if others:
+            parts.append(f"json_type(VALUE, {at}) IN ({', '.join(p(o) for o in others)})")
         return "(" + " OR ".join(parts) + ")"
+
+    @staticmethod
+    def _at(path: tuple[str, ...], p: Params) -> str:
+        """The field's JSON path, as a parameter (``$."home"."city"``)."""
+        return p("$" + "".join(f'."{name}"' for name in path))
 
 
 DIALECT = Dialect(
@@ -234,7 +238,7 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
             " AND d.id = -m.rowid"
         )
     elif query.listing:  # an empty query: every key in scope, newest first
-        candidates = listing_sql(DIALECT, p, op)
+        candidates = listing_sql(DIALECT, p, op, now)
     else:  # only punctuation or emoji: nothing to find
         return []
     rows = conn.execute(ranked_sql(DIALECT, p, op, now, candidates), p.values).fetchall()
