@@ -10,7 +10,7 @@ over the places the adapter keeps memories (:class:`Source`), in one round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from botwire._memory import AsyncMemory, Memory
@@ -30,11 +30,13 @@ from botwire.errors import InvalidRequest
 
 class Source(NamedTuple):
     """Where an adapter keeps memories: a namespace, or one list in it (``key``: each item a
-    memory), or its keys that start with ``prefix``."""
+    memory), or its keys that start with ``prefix``; with ``where``, only the dict values (and
+    list items) that pass the filter (see :meth:`Memory.search`)."""
 
     memory: _MemoryBase
     key: str | None = None
     prefix: str | None = None
+    where: Mapping[str, Any] | None = None
 
 
 class Recalled(NamedTuple):
@@ -77,10 +79,11 @@ def _plan(sources: Sequence[Source], text: str, k: int, fill: bool, context: int
     for source in sources:
         prefix = source.key if source.key is not None else source.prefix
         ns = source.memory.namespace
+        where = source.where
         if asked.strip():
-            asks.append((search_op(ns, asked, prefix, None, k, "any", context=context), source))
+            asks.append((search_op(ns, asked, prefix, where, k, "any", context=context), source))
         if fill:  # an empty query: the newest first
-            asks.append((search_op(ns, "", prefix, None, k), source))
+            asks.append((search_op(ns, "", prefix, where, k), source))
 
     def finish(results: list[Any]) -> list[Recalled]:
         relevant: list[tuple[float, Recalled]] = []

@@ -34,11 +34,20 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import RunnableLambda
 from langchain_core.runnables.history import RunnableWithMessageHistory
 from langchain_core.stores import BaseStore
-from langchain_tests.integration_tests import BaseStoreAsyncTests, BaseStoreSyncTests
+from langchain_tests.integration_tests import (
+    BaseStoreAsyncTests,
+    BaseStoreSyncTests,
+    RetrieversIntegrationTests,
+)
 
 import botwire
-from botwire import InvalidKey, InvalidValue, Memory, WrongType
-from botwire.langchain import BotWireByteStore, BotWireChatHistory, BotWireStore
+from botwire import InvalidKey, InvalidRequest, InvalidValue, Memory, WrongType
+from botwire.langchain import (
+    BotWireByteStore,
+    BotWireChatHistory,
+    BotWireRetriever,
+    BotWireStore,
+)
 
 from .conftest import Store
 from .helpers import run_many, run_python
@@ -500,3 +509,124 @@ def test_without_langchain_the_error_says_what_to_install() -> None:
     )
     assert "pip install 'botwire[langchain]>=0.3.0'" in out
     assert "pip install -e '.[langchain]'" in out
+
+
+# -- the retriever: long-term memories in a prompt ----------------------------------------------
+
+FACTS = {
+    "diet": "The user is vegetarian and allergic to peanuts",
+    "language": "The user prefers Python",
+    "city": {"text": "The user lives in Porto", "kind": "place"},
+    "trip": {"text": "A trip to Lisbon in May, by train", "kind": "plan"},
+}
+
+
+class TestBotWireRetriever(RetrieversIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _memories(self, store: Store) -> None:
+        self.memory = store.memory("lc-retriever")
+        self.memory.set_many(FACTS)
+
+    @property
+    def retriever_constructor(self) -> type[BotWireRetriever]:
+        return BotWireRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        return {"namespace": "lc-retriever", "memory": self.memory}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "What does the user like to eat?"
+
+
+def test_the_retriever_finds_the_relevant_memories_first(store: Store) -> None:
+    mem = store.memory("recall")
+    mem.set_many(FACTS)
+    mem.append("chat", "Where should we eat tonight?")
+    mem.append("chat", "Try the vegetarian place by the river")
+    retriever = BotWireRetriever(namespace="recall", memory=mem, k=2, fill=False)
+    found = retriever.invoke("Any vegetarian restaurants?")
+    assert [doc.id for doc in found] == ["chat[1]", "diet"] or [doc.id for doc in found] == [
+        "diet", "chat[1]"
+    ]  # fmt: skip
+    assert all(doc.metadata["relevant"] for doc in found)
+    assert found[0].metadata["namespace"] == "recall"
+    places = retriever.invoke("Where does the user live?", k=1, where={"kind": "place"})
+    assert [(d.id, d.page_content) for d in places] == [
+        ("city", '{"text": "The user lives in Porto", "kind": "place"}')
+    ]
+    assert retriever.invoke("submarines") == []  # nothing matches, and no filling
+    around = BotWireRetriever(namespace="recall", memory=mem, k=1, prefix="chat", context=1)
+    (turn,) = around.invoke("vegetarian place")
+    assert turn.metadata == {"namespace": "recall", "key": "chat", "relevant": True, "position": 1}
+    assert (
+        turn.page_content == "Where should we eat tonight?\nTry the vegetarian place by the river"
+    )
+    assert asyncio.run(retriever.ainvoke("Any vegetarian restaurants?")) == found
+
+
+def test_the_retriever_fills_with_the_newest_memories(store: Store) -> None:
+    mem = store.memory("fill")
+    assert BotWireRetriever(namespace="fill", memory=mem).invoke("anything") == []
+    mem.set_many(FACTS)
+    retriever = BotWireRetriever(namespace="fill", memory=mem, k=3)
+    found = retriever.invoke("What should I learn next?")  # no word in common
+    assert len(found) == 3 and not any(doc.metadata["relevant"] for doc in found)
+    assert "The user prefers Python" in [doc.page_content for doc in found]
+    mixed = retriever.invoke("Which trip?")
+    assert [doc.metadata["relevant"] for doc in mixed] == [True, False, False]
+    assert mixed[0].id == "trip"
+
+
+def test_the_retriever_refuses_bad_input_clearly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    for bad, says in [({"k": 0}, "k must be from 1"), ({"namespace": "a/b"}, "'/'"),
+                      ({"where": {"a": {"$regex": "x"}}}, "operator"),
+                      ({"context": 11}, "context must be from 0")]:  # fmt: skip
+        with pytest.raises(ValueError, match=says):
+            BotWireRetriever(**{"namespace": "ns", "url": url, **bad})
+    retriever = BotWireRetriever(namespace="ns", url=url)
+    with pytest.raises(InvalidRequest, match="takes k= and where="):
+        retriever.invoke("x", top_k=3)
+    with pytest.raises(InvalidRequest, match="k must be"):
+        retriever.invoke("x", k=-1)
+    assert Memory("ns", url).keys() == []
+
+
+@pytest.mark.slow
+def test_a_chain_pulls_earlier_memories_into_its_prompt_in_a_new_process(url: str) -> None:
+    """Session one stores a preference; a new process answers "What should I learn next?"
+    with a chain whose prompt holds the memories the retriever found."""
+    run_python(f"""
+        from botwire import Memory
+        Memory("user-42", {url!r}).set("language", "The user prefers Python")
+    """)
+    out = run_python(f"""
+        import json
+        from langchain_core.language_models import GenericFakeChatModel
+        from langchain_core.messages import AIMessage
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+        from botwire.langchain import BotWireRetriever
+
+        seen = []
+        def record(value):
+            seen.append([m.content for m in value.to_messages()])
+            return value
+
+        retriever = BotWireRetriever(namespace="user-42", url={url!r})
+        prompt = ChatPromptTemplate.from_messages(
+            [("system", "What you remember:\\n{{memories}}"), ("human", "{{question}}")]
+        )
+        model = GenericFakeChatModel(messages=iter([AIMessage("Try FastAPI next.")]))
+        chain = (
+            {{"memories": retriever | (lambda docs: "\\n".join(d.page_content for d in docs)),
+              "question": RunnablePassthrough()}}
+            | prompt | RunnableLambda(record) | model
+        )
+        print(json.dumps([chain.invoke("What should I learn next?").content, seen[0]]))
+    """)
+    answer, messages = json.loads(out)
+    assert answer == "Try FastAPI next."
+    assert messages == ["What you remember:\nThe user prefers Python", "What should I learn next?"]

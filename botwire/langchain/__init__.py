@@ -1,4 +1,5 @@
-"""LangChain integration: a chat message history and key-value stores on any botwire store.
+"""LangChain integration: a chat message history, a retriever of long-term memories and
+key-value stores on any botwire store.
 
     from botwire.langchain import BotWireChatHistory
     history = BotWireChatHistory("user-42")          # embedded store, or url=/BOTWIRE_URL
@@ -17,6 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra("botwire's LangChain integration needs langchain-core", "langchain") from exc
 
 from botwire.langchain.chat_history import BotWireChatHistory
+from botwire.langchain.retriever import BotWireRetriever
 from botwire.langchain.store import BotWireByteStore, BotWireStore
 
-__all__ = ["BotWireByteStore", "BotWireChatHistory", "BotWireStore"]
+__all__ = ["BotWireByteStore", "BotWireChatHistory", "BotWireRetriever", "BotWireStore"]
