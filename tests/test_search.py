@@ -547,9 +547,13 @@ def test_a_store_with_the_index_of_release_0_3_is_indexed_again(tmp_path: Path) 
         conn.execute("INSERT INTO list_items (entry_id, seq, value) VALUES (2, 0, '\"scroll\"')")
         conn.execute("INSERT INTO search_fts (rowid, doc) VALUES (1, 'doc an ancient manuscript')")
         conn.execute("DELETE FROM search_pending WHERE entry_id = 1")
+    progress: list[tuple[int, int]] = []
+    assert SQLiteBackend(path).migrate(progress=lambda done, total: progress.append((done, total)))
+    assert progress[-1] == (2, 2)
     mem = Memory("old", f"sqlite:///{path}")
     assert found(mem.search("ancient")) == {"doc": None}
-    assert found(mem.search("scroll")) == {"log": [0]}
+    assert found(mem.search("manuscripts")) == {"doc": None}  # indexed by stem
+    assert found(mem.search("scrolls")) == {"log": [0]}
     assert found(Memory("other", f"sqlite:///{path}").search("ancient")) == {}
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT size FROM list_items").fetchall() == [(8,)]
@@ -591,7 +595,10 @@ def test_search_can_be_turned_off_and_on_for_a_store(tmp_path: Path) -> None:
 # -- PostgreSQL: a database of the previous release ----------------------------------------------
 
 
-def test_a_postgres_schema_from_the_previous_release_upgrades(pg_url: str) -> None:
+@pytest.mark.parametrize("release", ["0.2", "0.3"])
+def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, release: str) -> None:
+    """0.2: no search index; 0.3: one index of 'simple' words for every namespace. Either way
+    the upgrade indexes every value again, as this release reads it (stems, tags)."""
     schema = f"botwire_old_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -600,20 +607,26 @@ def test_a_postgres_schema_from_the_previous_release_upgrades(pg_url: str) -> No
             "CREATE TABLE botwire_migrations (version INT PRIMARY KEY,"
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        for number, migration in enumerate(PG_MIGRATIONS[:2], 1):
-            assert isinstance(migration, str)
-            conn.execute(migration)
+        applied = 2 if release == "0.2" else 4
+        for number in range(1, applied + 1):
+            migration = PG_MIGRATIONS[number - 1]
+            if isinstance(migration, str):
+                conn.execute(migration)
             conn.execute("INSERT INTO botwire_migrations (version) VALUES (%s)", (number,))
+        tsv = "NULL" if release == "0.2" else "to_tsvector('simple', 'an ancient manuscripts')"
         conn.execute(
             "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
-            " updated_at) VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
-        )
+            " updated_at" + ("" if release == "0.2" else ", tsv") + ") VALUES ('old', 'doc', 0,"
+            " '\"an ancient manuscripts\"', 24, 1, 1, 1" + ("" if release == "0.2" else f", {tsv}")
+            + ")"
+        )  # fmt: skip
     try:
         url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
         progress: list[tuple[int, int]] = []
         assert PostgresBackend(url).migrate(lambda done, total: progress.append((done, total)))
         assert progress[-1] == (1, 1)
-        assert found(Memory("old", url).search("manuscript")) == {"doc": None}
+        assert found(Memory("old", url).search("manuscript")) == {"doc": None}  # its stem
+        assert found(Memory("other", url).search("manuscript")) == {}
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
