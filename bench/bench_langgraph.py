@@ -204,7 +204,7 @@ def main() -> None:
             savers = {}
         threads = {name: fill(saver, "long") for name, saver in savers.items()}
         stores: dict[str, Any] = {
-            "BotWireStore": BotWireStore(f"sqlite:///{folder / 'botwire.db'}"),
+            "BotWireStore": BotWireStore(f"sqlite:///{folder / 'botwire_store.db'}"),
             "SqliteStore": sqlite_store(folder / "sqlite_store.db"),
             "InMemoryStore": InMemoryStore(),
         }

@@ -12,6 +12,8 @@ _ESCAPED = re.compile(r"%([0-9A-F]{2})")
 
 def escape(text: str, *special: str) -> str:
     """``text`` with ``%``, each of ``special`` and control characters escaped."""
+    if "%" not in text and not any(char in text for char in special) and not _CONTROL.search(text):
+        return text
     text = text.replace("%", "%25")
     for char in special:
         text = text.replace(char, f"%{ord(char):02X}")
@@ -20,4 +22,6 @@ def escape(text: str, *special: str) -> str:
 
 def unescape(text: str) -> str:
     """The inverse of :func:`escape`."""
+    if "%" not in text:
+        return text
     return _ESCAPED.sub(lambda found: chr(int(found.group(1), 16)), text)

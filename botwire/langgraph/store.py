@@ -1,9 +1,9 @@
 """``BotWireStore``: LangGraph long-term memory on any botwire store.
 
 A LangGraph namespace (a tuple of labels) is a botwire namespace: ``{namespace_prefix}:`` and
-each label followed by ``.`` (labels hold no ``.``; ``/`` and ``%`` are escaped), so that a
-prefix such as ``("users", "1")`` is the text prefix ``users.1.`` and never matches
-``("users", "10")``. An item is a key whose value is the item's own dict (so ``Memory`` and
+each label followed by ``.`` (labels hold no ``.``; ``/``, ``%`` and control characters are
+escaped), so that a prefix such as ``("users", "1")`` is the text prefix ``users.1.`` and never
+matches ``("users", "10")``. An item is a key whose value is the item's own dict (so ``Memory`` and
 the other integrations read it as it is), with its embeddings under ``"__vectors__"`` when the
 store embeds; its timestamps are the key's own.
 """
@@ -11,6 +11,7 @@ store embeds; its timestamps are the key's own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -47,7 +48,7 @@ from botwire.langgraph._steps import Call, Driver, Steps
 VECTORS = "__vectors__"
 """The field of a stored item that holds its embeddings (numbers: never searched as text)."""
 TEXT_CANDIDATES = 1000
-"""A text query with a filter considers this many of its best matches."""
+"""Most items one search of the store reads: a text query ranks its best this many."""
 
 
 class _Found(NamedTuple):
@@ -60,11 +61,13 @@ class BotWireStore(BaseStore):
     """A LangGraph ``BaseStore`` kept in botwire: facts an agent keeps across threads, shared
     by every process on the store (the embedded file, ``botwire serve`` or PostgreSQL).
 
-    ``search`` with a ``query`` ranks by botwire's full-text search (any of the query's words,
-    more matches first), or, with ``index``, by cosine similarity of embeddings computed on
-    ``put`` (numpy when installed), as LangGraph's ``InMemoryStore`` does. Filters take
-    LangGraph's operators (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``) and nested
-    values.
+    ``search`` follows LangGraph's store semantics (those of its ``InMemoryStore``): without a
+    query, the newest items first; with ``index``, a query ranks by the cosine similarity of
+    embeddings computed on ``put`` (numpy when installed) of the index's ``fields``, by default
+    ``"$"``, the whole value; without one, a query ranks the items that share its words first
+    (botwire's search for questions, with a score), then lists every other item, newest first.
+    Filters take LangGraph's operators (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``),
+    nested values and lists, compared as LangGraph compares; they run in the store's SQL.
 
     Args:
         url: the store (default ``$BOTWIRE_URL``, else the embedded file).
@@ -108,8 +111,7 @@ class BotWireStore(BaseStore):
         return _values.check_namespace(f"{self.namespace_prefix}:{encoded}")
 
     def _labels(self, namespace: str) -> tuple[str, ...]:
-        body = namespace[len(self.namespace_prefix) + 1 : -1]
-        return tuple(unescape(label) for label in body.split("."))
+        return _labels(namespace[len(self.namespace_prefix) + 1 : -1])
 
     # -- the batch -----------------------------------------------------------------------------
 
@@ -349,6 +351,12 @@ class BotWireStore(BaseStore):
         else:
             found = sorted(found)
         return found[op.offset : op.offset + op.limit]
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels(body: str) -> tuple[str, ...]:
+    """A LangGraph namespace from the part of a botwire namespace after the prefix."""
+    return tuple(unescape(label) for label in body.split("."))
 
 
 def _fields(index: IndexConfig | None) -> list[str]:

@@ -104,11 +104,13 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
             f" FROM (VALUES ({combined}::tsquery)) q(query)"
             " JOIN botwire_list_items i ON i.tsv @@ q.query"
         )
+        sql = ranked_sql(DIALECT, p, op, now, candidates)
     elif query.listing:  # an empty query: every key in scope, newest first
-        candidates = listing_sql(DIALECT, p, op, now)
+        listing = listing_sql(DIALECT, p, op, now)
+        sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
     else:  # only punctuation or emoji: nothing to find
         return []
-    rows = yield Query(ranked_sql(DIALECT, p, op, now, candidates), p.values, "all")
+    rows = yield Query(sql, p.values, "all")
     return search_hits(rows, op.context > 0)
 
 

@@ -3,6 +3,7 @@ SQL."""
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -60,9 +61,15 @@ def conditions(where: object) -> list[Clause]:
     """The clauses of a ``where`` filter (a mapping, or its JSON text), all of which must
     hold."""
     if isinstance(where, str):
-        where = json.loads(where)
-    counted = [0]
-    return _clauses(where, (), counted, 0)
+        return list(_parsed(where))
+    return _clauses(where, (), [0], 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> tuple[Clause, ...]:
+    """The clauses of a filter's JSON text (an operation's ``where``), parsed once: a bot
+    filters with the same few over and over."""
+    return tuple(_clauses(json.loads(text), (), [0], 0))
 
 
 def _clauses(where: object, path: tuple[str, ...], counted: list[int], depth: int) -> list[Clause]:

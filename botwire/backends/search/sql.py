@@ -178,12 +178,15 @@ class Dialect(NamedTuple):
         return Params(self.style)
 
 
-def ranked_sql(d: Dialect, p: Params, op: Search, now: int, candidates: str) -> str:
+def ranked_sql(
+    d: Dialect, p: Params, op: Search, now: int, candidates: str, *, filtered: bool = False
+) -> str:
     """The SQL that ranks a search's ``candidates`` (a statement that yields documents:
     ``entry_id, seq, weight, length, digest, tier``) and reads its hits, for the rows of
     :func:`search_hits`. Every engine runs this one statement:
 
-    - it keeps the documents in the search's scope, live, that pass its filters;
+    - it keeps the documents in the search's scope, live, that pass its filters (unless the
+      candidates are ``filtered`` already, as :func:`listing_sql`'s are);
     - scores each by BM25 (the summed rarity ``weight`` of the words it holds, for its
       ``length`` among the average length of the matches), less for age with ``recency``;
     - ranks the keys by their best document: those that hold a telling word (``tier``: not
@@ -195,12 +198,16 @@ def ranked_sql(d: Dialect, p: Params, op: Search, now: int, candidates: str) -> 
     - reads values as far as the batch's read budget allows (:func:`search_hits` refuses the
       rest before anything is read).
     """
-    where = d.json.where(conditions(op.where) if op.where else [], p)
-    where = where.replace("VALUE", "coalesce(li.value, e.value)")
-    items = (f"LEFT JOIN {d.items} li ON c.seq >= 0 AND li.entry_id = c.entry_id"
-             " AND li.seq = c.seq") if where else ""  # fmt: skip
-    live = f"(e.expires_at IS NULL OR e.expires_at > {p(now)})"
-    filters = " AND ".join([live, "(c.seq >= 0 OR e.kind = 0)", *search_scope(op, p, d.no_slash)])
+    where = items = ""
+    filters = "TRUE"
+    if not filtered:
+        where = d.json.where(conditions(op.where) if op.where else [], p)
+        where = where.replace("VALUE", "coalesce(li.value, e.value)")
+        items = (f"LEFT JOIN {d.items} li ON c.seq >= 0 AND li.entry_id = c.entry_id"
+                 " AND li.seq = c.seq") if where else ""  # fmt: skip
+        live = f"(e.expires_at IS NULL OR e.expires_at > {p(now)})"
+        scope = search_scope(op, p, d.no_slash)
+        filters = " AND ".join([live, "(c.seq >= 0 OR e.kind = 0)", *scope])
     score = (f"weight * {K1 + 1} / (1.0 + {K1} * ({1 - B} + {B} * length"
              " / avg(length) OVER ()))")  # fmt: skip
     if op.recency is not None:
@@ -295,9 +302,10 @@ def is_distinct(op: Search) -> bool:
 
 
 def listing_sql(d: Dialect, p: Params, op: Search, now: int) -> str:
-    """Candidates for an empty query: the newest keys in scope that pass the filters (as many
-    as :func:`ranked_sql` may show: found here, in one pass over the keys), each value alike,
-    and every item of those that are lists."""
+    """Candidates for an empty query, ``filtered`` (see :func:`ranked_sql`): the newest live
+    keys in scope that pass the filters (as many as :func:`ranked_sql` may show: found here,
+    in one pass over the keys), each value alike, and the items that pass of those that are
+    lists."""
     within = " AND ".join(search_scope(op, p, d.no_slash))
     live = f"(e.expires_at IS NULL OR e.expires_at > {p(now)})"
     value = item = ""
@@ -313,7 +321,7 @@ def listing_sql(d: Dialect, p: Params, op: Search, now: int) -> str:
     )
     return (
         f"SELECT k.id, coalesce(li.seq, -1), 0.0, 1, {d.no_digest}, 1 FROM ({keys}) k"
-        f" LEFT JOIN {d.items} li ON k.kind = 1 AND li.entry_id = k.id"
+        f" LEFT JOIN {d.items} li ON k.kind = 1 AND li.entry_id = k.id {item}"
     )
 
 

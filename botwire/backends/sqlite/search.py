@@ -237,11 +237,13 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
             f" m.digest, m.tier FROM ({found}) m LEFT JOIN search_docs d ON m.rowid < 0"
             " AND d.id = -m.rowid"
         )
+        sql = ranked_sql(DIALECT, p, op, now, candidates)
     elif query.listing:  # an empty query: every key in scope, newest first
-        candidates = listing_sql(DIALECT, p, op, now)
+        listing = listing_sql(DIALECT, p, op, now)
+        sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
     else:  # only punctuation or emoji: nothing to find
         return []
-    rows = conn.execute(ranked_sql(DIALECT, p, op, now, candidates), p.values).fetchall()
+    rows = conn.execute(sql, p.values).fetchall()
     return search_hits(rows, op.context > 0)
 
 
