@@ -595,10 +595,11 @@ def test_search_can_be_turned_off_and_on_for_a_store(tmp_path: Path) -> None:
 # -- PostgreSQL: a database of the previous release ----------------------------------------------
 
 
-@pytest.mark.parametrize("release", ["0.2", "0.3"])
-def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, release: str) -> None:
-    """0.2: no search index; 0.3: one index of 'simple' words for every namespace. Either way
-    the upgrade indexes every value again, as this release reads it (stems, tags)."""
+@pytest.mark.parametrize("applied", [2, 4, 6], ids=["0.2", "0.3", "tags-without-language"])
+def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, applied: int) -> None:
+    """0.2 (migrations 1-2): no search index; 0.3 (1-4): one index of 'simple' words for every
+    namespace; 1-6: tagged words, but no language setting nor digests yet. Either way the
+    upgrade indexes every value again, as this release reads it (stems, tags)."""
     schema = f"botwire_old_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -607,17 +608,16 @@ def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, release
             "CREATE TABLE botwire_migrations (version INT PRIMARY KEY,"
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        applied = 2 if release == "0.2" else 4
         for number in range(1, applied + 1):
             migration = PG_MIGRATIONS[number - 1]
             if isinstance(migration, str):
                 conn.execute(migration)
             conn.execute("INSERT INTO botwire_migrations (version) VALUES (%s)", (number,))
-        tsv = "NULL" if release == "0.2" else "to_tsvector('simple', 'an ancient manuscripts')"
+        tsv = "NULL" if applied == 2 else "to_tsvector('simple', 'an ancient manuscripts')"
         conn.execute(
             "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
-            " updated_at" + ("" if release == "0.2" else ", tsv") + ") VALUES ('old', 'doc', 0,"
-            " '\"an ancient manuscripts\"', 24, 1, 1, 1" + ("" if release == "0.2" else f", {tsv}")
+            " updated_at" + ("" if applied == 2 else ", tsv") + ") VALUES ('old', 'doc', 0,"
+            " '\"an ancient manuscripts\"', 24, 1, 1, 1" + ("" if applied == 2 else f", {tsv}")
             + ")"
         )  # fmt: skip
     try:

@@ -80,26 +80,24 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX botwire_entries_search ON botwire_entries USING GIN (tsv);
     CREATE INDEX botwire_list_items_search ON botwire_list_items USING GIN (tsv);
     """,
-    # 4 (2026-11): the values written before were indexed here; since 2026-12, migration 6
+    # 4 (2026-11): the values written before were indexed here; since 2026-12, migration 7
     # indexes every value, in the shape the current release reads.
     lambda conn, progress: None,
     # 5 (2026-12): GIN gathers new entries in a pending list that every search reads whole
     # until it is merged; 4 MB of it made a search over 10,000 fresh values take 20 ms. A
     # 256 kB list is merged more often, at about the same cost to writes.
-    # The store has a language, whose stems it indexes (English); each document has a digest
-    # of its words, so that values that read alike show once.
     """
     ALTER INDEX botwire_entries_search SET (gin_pending_list_limit = 256);
     ALTER INDEX botwire_list_items_search SET (gin_pending_list_limit = 256);
-    CREATE TABLE botwire_search_settings (language TEXT NOT NULL);
-    INSERT INTO botwire_search_settings VALUES ('english');
-    ALTER TABLE botwire_entries ADD COLUMN digest TEXT;
-    ALTER TABLE botwire_list_items ADD COLUMN digest TEXT;
     """,
     # 6 (2026-12): a namespace's words carry its tag (botwire.backends.search.ns_tag), so that
-    # a search reads, ranks by and pays for its own namespace's part of the index only:
-    # every value and item is indexed again.
-    lambda conn, progress: index_existing(conn, progress),
+    # a search reads, ranks by and pays for its own namespace's part of the index only. The
+    # values were indexed again here; migration 7 does it now, in the shape this release reads.
+    lambda conn, progress: None,
+    # 7 (2026-12): the store has a language, whose stems it indexes (English); each document
+    # has a digest of its words, so that values that read alike show once. Every value and
+    # item is indexed again.
+    lambda conn, progress: add_languages(conn, progress),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")
@@ -147,6 +145,21 @@ def apply_migrations(
     return int(SCHEMA_VERSION - current)
 
 
+def add_languages(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
+    """Migration 7: the language setting and the digests, then every value indexed again.
+    (A store made between releases may hold the setting already; it keeps it.)"""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS botwire_search_settings (language TEXT NOT NULL);
+        INSERT INTO botwire_search_settings
+            SELECT 'english' WHERE NOT EXISTS (SELECT FROM botwire_search_settings);
+        ALTER TABLE botwire_entries ADD COLUMN IF NOT EXISTS digest TEXT;
+        ALTER TABLE botwire_list_items ADD COLUMN IF NOT EXISTS digest TEXT;
+        """
+    )
+    index_existing(conn, progress)
+
+
 def settle_language(
     conn: psycopg.Connection[Any], wanted: str | None, progress: Progress | None
 ) -> str:
@@ -163,11 +176,9 @@ def settle_language(
 
 
 def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """The tsvector and digest of every value and item written before (migration 6, and a
+    """The tsvector and digest of every value and item written before (migration 7, and a
     new language), in the store's language."""
-    row = None
-    if conn.execute("SELECT to_regclass('botwire_search_settings')").fetchone() != (None,):
-        row = conn.execute("SELECT language FROM botwire_search_settings").fetchone()
+    row = conn.execute("SELECT language FROM botwire_search_settings").fetchone()
     language = row[0] if row else DEFAULT_LANGUAGE
     (total,) = conn.execute(
         "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
