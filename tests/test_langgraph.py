@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +19,37 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
 )
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from botwire import InvalidKey, list_namespaces
 from botwire.langgraph import BotWireSaver
 
 from .helpers import Server, run_many, run_python
 from .langgraph_agent import graph, texts, thread
+from .langgraph_conformance import checkpointer_test as main_test
+from .langgraph_conformance import validate as main_run
+
+SUITES = ["released", "main"]
+"""The conformance suite as released (``langgraph-checkpoint-conformance``), and as it stands on
+LangGraph's main branch, with the ``DeltaChannel`` history tests
+(``tests/langgraph_conformance``)."""
 
 
-def conformance(make: Any) -> dict[str, Any]:
+def conformance(make: Any, suite: str) -> dict[str, Any]:
     """LangGraph's checkpointer conformance suite on the savers ``make()`` gives: each
     capability's failures (none when it passes)."""
+    test, run = (checkpointer_test, validate) if suite == "released" else (main_test, main_run)
 
-    @checkpointer_test(name=type(make()).__name__)
+    @test(name=type(make()).__name__)
     async def saver() -> AsyncIterator[Any]:
         yield make()
 
-    report = asyncio.run(validate(saver))
+    report = asyncio.run(run(saver))
+    assert report.results, "the suite ran nothing"
     return {cap: result.failures for cap, result in report.results.items() if not result.passed}
 
 
@@ -93,26 +104,33 @@ class SyncDriven(BotWireSaver):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await asyncio.to_thread(
+            self.get_delta_channel_history, config=config, channels=channels
+        )
 
-def test_the_checkpointer_passes_langgraphs_conformance_suite(url: str) -> None:
-    assert conformance(lambda: BotWireSaver(url)) == {}
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_checkpointer_passes_langgraphs_conformance_suite(url: str, suite: str) -> None:
+    assert conformance(lambda: BotWireSaver(url), suite) == {}
 
 
-def test_the_sync_methods_pass_it_too(url: str) -> None:
-    assert conformance(lambda: SyncDriven(url)) == {}
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_sync_methods_pass_it_too(url: str, suite: str) -> None:
+    assert conformance(lambda: SyncDriven(url), suite) == {}
 
 
 def test_every_capability_is_implemented(tmp_path: Path) -> None:
     """The suite skips a capability a saver does not override; this saver has them all."""
-    from langgraph.checkpoint.conformance.capabilities import DetectedCapabilities
+    from tests.langgraph_conformance.capabilities import DetectedCapabilities
 
     detected = DetectedCapabilities.from_instance(BotWireSaver(f"sqlite:///{tmp_path / 'c.db'}"))
     assert detected.missing == frozenset()
 
 
-@pytest.mark.parametrize(
-    "thread_id", ["plain", "a/b", "100%", "x|y", "ünï cödé ✈", "c|x|y", "%2F"]
-)
+@pytest.mark.parametrize("thread_id", ["plain", "a/b", "100%", "x|y", "ünï cödé ✈", "c|x|y", "%2F"])
 def test_any_thread_id_and_namespace_round_trip(tmp_path: Path, thread_id: str) -> None:
     saver = BotWireSaver(f"sqlite:///{tmp_path / 'ids.db'}")
     for checkpoint_ns in ["", "sub|graph:1", "a%7Cb"]:
@@ -131,13 +149,37 @@ def test_any_thread_id_and_namespace_round_trip(tmp_path: Path, thread_id: str) 
     assert [t.config["configurable"]["thread_id"] for t in saver.list(None)] == [thread_id] * 3
 
 
-def test_bad_thread_ids_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
+def test_thread_ids_of_any_length_and_type_behave_as_in_sqlitesaver(tmp_path: Path) -> None:
+    """Long ids (cut and hashed into a namespace, the id itself kept), control characters,
+    an empty id and an int (read back as a str, as SqliteSaver does)."""
+    ids: list[Any] = ["a\x00b", "line\nbreak", "", "x" * 600, "x" * 599 + "y", "é/%" * 5000, 5]
+    ours = BotWireSaver(f"sqlite:///{tmp_path / 'ids.db'}")
+    with SqliteSaver.from_conn_string(str(tmp_path / "reference.db")) as reference:
+        for saver in (ours, reference):
+            for thread_id in ids:
+                config: RunnableConfig = {"configurable": {"thread_id": thread_id,
+                                                           "checkpoint_ns": ""}}  # fmt: skip
+                checkpoint = generate_checkpoint(channel_values={"id": str(thread_id)})
+                saver.put(config, checkpoint, generate_metadata(), {})
+                found = saver.get_tuple(config)
+                assert found is not None
+                assert found.checkpoint["channel_values"] == {"id": str(thread_id)}
+                assert found.config["configurable"]["thread_id"] == str(thread_id)
+
+        def threads(saver: Any) -> list[str]:
+            return sorted(t.config["configurable"]["thread_id"] for t in saver.list(None))
+
+        assert threads(ours) == threads(reference) == sorted(str(i) for i in ids)
+
+
+def test_a_thread_id_that_is_not_unicode_is_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path / 'bad.db'}"
     saver = BotWireSaver(url)
-    for bad in ["a\x00b", "line\nbreak", "", "x" * 600]:
-        config: RunnableConfig = {"configurable": {"thread_id": bad, "checkpoint_ns": ""}}
-        with pytest.raises(InvalidKey):
-            saver.put(config, generate_checkpoint(), generate_metadata(), {})
+    config: RunnableConfig = {"configurable": {"thread_id": "a\ud800b", "checkpoint_ns": ""}}
+    with pytest.raises(InvalidKey, match="thread_id"):
+        saver.put(config, generate_checkpoint(), generate_metadata(), {})
     assert list_namespaces(url=url) == []
 
 

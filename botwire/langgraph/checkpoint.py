@@ -1,11 +1,23 @@
 """``BotWireSaver``: a LangGraph checkpointer on any botwire store.
 
 Each thread is a botwire namespace (``{namespace_prefix}:{thread_id}``, ``/`` and ``%``
-escaped), so a thread is listed, copied and deleted as one. In it, a checkpoint is one key,
-``c|{checkpoint_ns}|{checkpoint_id}`` (``|`` and ``%`` escaped in the namespace; checkpoint ids
-sort by time), holding the checkpoint and its metadata as LangGraph's serializer writes them,
-and the pending writes of a checkpoint are one list, ``w|{checkpoint_ns}|{checkpoint_id}``:
-``put_writes`` is one atomic append, whatever the step wrote.
+escaped; a thread id too long for a namespace is cut and ends in its hash), so a thread is
+listed, copied and deleted as one. In it, for a checkpoint of ``checkpoint_ns`` with id ``id``
+(``|`` and ``%`` escaped in the namespace; checkpoint ids sort by time):
+
+- ``c|{checkpoint_ns}|{id}``: its head, small whatever the state: parent, run id, thread id,
+  metadata, the channels whose values it holds;
+- ``p|{checkpoint_ns}|{id}|c|{n}``: the checkpoint as LangGraph's serializer writes it, in
+  pieces of :data:`PIECE` characters (so no single value holds a whole state, and a state has
+  no size limit);
+- ``w|{checkpoint_ns}|{id}``: its pending writes, one list: ``put_writes`` is one atomic
+  append, whatever the step wrote (a write too large for one item keeps its value in pieces,
+  ``p|{checkpoint_ns}|{id}|w|...``, written before it).
+
+A checkpoint's pieces are written with its head, in one atomic batch; a state too large for one
+request is written in several, pieces first and the head last, so a checkpoint appears whole or
+not at all. A checkpoint of one piece (under about 190 KB) is read in one round trip with its
+writes. Heads written by earlier releases, which hold the whole checkpoint, are read as well.
 
 Every method is written once, as steps (``botwire.langgraph._steps``).
 """
@@ -14,8 +26,9 @@ from __future__ import annotations
 
 import base64
 import builtins
+import hashlib
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +40,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    PendingWrite,
+    DeltaChannelHistory,
     get_checkpoint_id,
     get_checkpoint_metadata,
     writes_sort_key,
@@ -35,12 +48,19 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from botwire import _values
-from botwire.errors import InvalidRequest
+from botwire.errors import InvalidRequest, ValueTooLarge
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 
 PAGE = 100
 """Checkpoints read per round trip when listing."""
+PIECE = 256 * 1024
+"""Characters of a serialized value (base64) per stored piece."""
+BATCH = 3 * 1024 * 1024
+"""Characters of pieces written, or read, per round trip: under ``botwire serve``'s default
+request and response limits."""
+MAX_THREAD_BYTES = 1024 * 1024
+"""The longest thread id, in bytes of UTF-8."""
 
 
 def _checkpoints(checkpoint_ns: str) -> str:
@@ -51,9 +71,14 @@ def _writes_key(checkpoint_ns: str, checkpoint_id: str) -> str:
     return f"w|{escape(checkpoint_ns, '|')}|{checkpoint_id}"
 
 
+def _pieces(checkpoint_ns: str, checkpoint_id: str) -> str:
+    """The prefix of every piece of a checkpoint and of its writes."""
+    return f"p|{escape(checkpoint_ns, '|')}|{checkpoint_id}|"
+
+
 def _parse(key: str) -> tuple[str, str]:
-    """The ``(checkpoint_ns, checkpoint_id)`` of a checkpoint key."""
-    _, ns, checkpoint_id = key.split("|")
+    """The ``(checkpoint_ns, checkpoint_id)`` of a checkpoint key (or of a piece's)."""
+    _, ns, checkpoint_id = key.split("|")[:3]
     return unescape(ns), checkpoint_id
 
 
@@ -91,12 +116,28 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def __repr__(self) -> str:
         return f"BotWireSaver(namespace_prefix={self.namespace_prefix!r})"
 
-    def _namespace(self, thread_id: object) -> str:
-        """The namespace of a thread (``/`` and ``%`` escaped)."""
-        thread = _values.check_key(str(thread_id), "thread_id")
-        return _values.check_namespace(f"{self.namespace_prefix}:{escape(thread, '/')}")
+    def _namespace(self, thread: str) -> str:
+        """The namespace of a thread: ``/`` and ``%`` escaped; an id too long for a namespace
+        is cut and ends in ``%~`` and its hash (which no escaped id holds)."""
+        escaped = escape(thread, "/")
+        if escaped:  # valid Unicode, of a sane length
+            _values.check_key(escaped, "thread_id", MAX_THREAD_BYTES)
+        namespace = f"{self.namespace_prefix}:{escaped}"
+        if len(namespace.encode("utf-8")) > _values.MAX_NAMESPACE_BYTES:
+            digest = hashlib.sha256(thread.encode("utf-8")).hexdigest()[:32]
+            room = _values.MAX_NAMESPACE_BYTES - len(digest) - 2
+            head = namespace.encode("utf-8")[:room].decode("utf-8", "ignore")
+            if "%" in head[-2:]:  # not in the middle of an escape
+                head = head[: head.rindex("%")]
+            namespace = f"{head}%~{digest}"
+        return _values.check_namespace(namespace)
 
-    def _thread_of(self, namespace: str) -> str:
+    def _thread_of(self, namespace: str, head: Mapping[str, Any]) -> str:
+        """The thread id of a checkpoint: in its head (since heads hold it), else from its
+        namespace."""
+        thread = head.get("thread")
+        if isinstance(thread, str):
+            return thread
         return unescape(namespace[len(self.namespace_prefix) + 1 :])
 
     def _run(self, steps: Steps) -> Any:
@@ -204,13 +245,28 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         await self._arun(self._copy_thread(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``keep_latest``: keep each namespace's newest checkpoint (and its writes);
-        ``delete``: delete the threads."""
+        """``keep_latest``: keep each namespace's newest checkpoint (and its writes), and, when
+        it has ``DeltaChannel``s, its ancestors back to the nearest that holds each one's value,
+        so that every channel still reads whole; ``delete``: delete the threads."""
         self._run(self._prune(thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Async :meth:`prune`."""
         await self._arun(self._prune(thread_ids, strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """What ``channels`` (``DeltaChannel``s) need to be rebuilt at the checkpoint ``config``
+        names: the writes of its ancestors back to the nearest that holds each channel's
+        value (its ``seed``), read in a few round trips whatever the depth."""
+        return self._run(self._delta_history(config, channels))  # type: ignore[no-any-return]
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Async :meth:`get_delta_channel_history`."""
+        return await self._arun(self._delta_history(config, channels))  # type: ignore[no-any-return]
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Channel versions as LangGraph's own savers make them: a counter, then a random
@@ -225,7 +281,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     # -- the steps -----------------------------------------------------------------------------
 
     def _get_tuple(self, config: RunnableConfig) -> Steps:
-        thread = config["configurable"]["thread_id"]
+        thread = str(config["configurable"]["thread_id"])
         namespace = self._namespace(thread)
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
@@ -236,12 +292,9 @@ class BotWireSaver(BaseCheckpointSaver[str]):
                 return None
             checkpoint_id = _parse(latest[0])[1]
         key = _checkpoints(checkpoint_ns) + checkpoint_id
-        pair = [key, _writes_key(checkpoint_ns, checkpoint_id)]
-        found = yield Call(namespace, "get_many", (pair,))
-        if key not in found:
-            return None
-        writes = found.get(_writes_key(checkpoint_ns, checkpoint_id), [])
-        return self._tuple(thread, checkpoint_ns, checkpoint_id, found[key], writes)
+        found = yield from self._read(namespace, self._with_writes([key], first_piece=True))
+        yield from self._read_pieces(namespace, self._parts([key], found), found)
+        return self._tuple(namespace, key, found)
 
     def _list(
         self,
@@ -250,67 +303,76 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None,
         limit: int | None,
     ) -> Steps:
+        """Newest first by checkpoint id, across the namespaces of a thread (or of every
+        thread), as SqliteSaver orders them."""
         if limit is not None and limit <= 0:
             return []
+        configurable = config["configurable"] if config else {}
         if config is None:
             namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
-            threads = [self._thread_of(ns) for ns in namespaces]
         else:
-            threads = [config["configurable"]["thread_id"]]
-        configurable = config["configurable"] if config else {}
+            namespaces = [self._namespace(str(configurable["thread_id"]))]
         only_ns = configurable.get("checkpoint_ns")
         only_id = configurable.get("checkpoint_id")
         before_id = get_checkpoint_id(before) if before else None
-        found: builtins.list[CheckpointTuple] = []
-        for thread in threads:
-            namespace = self._namespace(thread)
-            prefix = "c|" if only_ns is None else _checkpoints(only_ns)
-            cursor = None
-            if only_ns is not None and before_id:
-                cursor = prefix + before_id
-            while limit is None or len(found) < limit:
-                page = PAGE if filter or limit is None else min(PAGE, limit - len(found))
+        prefix = "c|" if only_ns is None else _checkpoints(only_ns)
+        candidates: builtins.list[tuple[str, str, str]] = []  # (checkpoint id, namespace, key)
+        for namespace in namespaces:
+            if only_ns is not None and only_id:
+                keys = [prefix + only_id]
+            else:  # each namespace of a thread sorts apart: all of a thread's keys, unless
+                # one checkpoint namespace's newest are enough
+                cursor = prefix + before_id if only_ns is not None and before_id else None
+                window = limit if only_ns is not None and not filter else None
                 keys = yield Call(namespace, "keys", (prefix,),
-                                  {"after": cursor, "reverse": True, "limit": page})  # fmt: skip
-                if not keys:
-                    break
-                cursor = keys[-1]
-                named = [(key, *_parse(key)) for key in keys]
-                named = [
-                    (key, ns, cid) for key, ns, cid in named
-                    if (not only_id or cid == only_id) and (not before_id or cid < before_id)
-                ]  # fmt: skip
-                wanted = [key for key, _, _ in named]
-                wanted += [_writes_key(ns, cid) for _, ns, cid in named]
-                values = yield Call(namespace, "get_many", (wanted,))
-                for key, ns, cid in named:
-                    if key not in values:
-                        continue  # deleted since it was listed
-                    writes = values.get(_writes_key(ns, cid), [])
-                    item = self._tuple(thread, ns, cid, values[key], writes)
-                    if filter and not all(item.metadata.get(k) == v for k, v in filter.items()):
-                        continue
-                    found.append(item)
-                    if limit is not None and len(found) >= limit:
-                        break
-                if len(keys) < page:
-                    break
+                                  {"after": cursor, "reverse": True, "limit": window})  # fmt: skip
+            for key in keys:
+                checkpoint_id = _parse(key)[1]
+                if (not only_id or checkpoint_id == only_id) and (
+                    not before_id or checkpoint_id < before_id
+                ):
+                    candidates.append((checkpoint_id, namespace, key))
+        candidates.sort(reverse=True)
+        found: builtins.list[CheckpointTuple] = []
+        for start in range(0, len(candidates), PAGE):
+            page = candidates[start : start + PAGE]
+            by_namespace: dict[str, builtins.list[str]] = {}
+            for _, namespace, key in page:
+                by_namespace.setdefault(namespace, []).append(key)
+            values: dict[str, dict[str, Any]] = {}
+            for namespace, keys in by_namespace.items():
+                read = yield from self._read(namespace, self._with_writes(keys, first_piece=True))
+                yield from self._read_pieces(namespace, self._parts(keys, read), read)
+                values[namespace] = read
+            for _, namespace, key in page:
+                item = self._tuple(namespace, key, values[namespace])
+                if item is None:
+                    continue  # deleted since it was listed
+                if filter and not all(item.metadata.get(k) == v for k, v in filter.items()):
+                    continue
+                found.append(item)
+                if limit is not None and len(found) >= limit:
+                    return found
         return found
 
     def _put(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
     ) -> Steps:
-        thread = config["configurable"]["thread_id"]
+        thread = str(config["configurable"]["thread_id"])
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         merged = get_checkpoint_metadata(config, metadata)
-        record = {
-            "checkpoint": self._dump(checkpoint),
-            "metadata": self._dump(merged),
+        at = _pieces(checkpoint_ns, checkpoint["id"])
+        pieces: dict[str, str] = {}
+        head = {
+            "thread": thread,
             "parent": config["configurable"].get("checkpoint_id"),
             "run_id": merged.get("run_id"),
+            "channels": sorted(checkpoint["channel_values"]),
+            "metadata": self._dump(merged, at + "m|", pieces),
+            "checkpoint": self._dump(checkpoint, at + "c|", pieces, inline=False),
         }
         key = _checkpoints(checkpoint_ns) + checkpoint["id"]
-        yield Call(self._namespace(thread), "set", (key, record), {"ttl": self.ttl})
+        yield from self._write(self._namespace(thread), pieces, {key: head})
         return {
             "configurable": {
                 "thread_id": thread,
@@ -322,19 +384,26 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def _put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, path: str
     ) -> Steps:
+        if not writes:
+            return
         configurable = config["configurable"]
-        items = [
-            {"task": task_id, "idx": WRITES_IDX_MAP.get(channel, idx), "channel": channel,
-             "value": self._dump(value), "path": path}
-            for idx, (channel, value) in enumerate(writes)
-        ]  # fmt: skip
-        if items:
-            namespace = self._namespace(configurable["thread_id"])
-            key = _writes_key(configurable.get("checkpoint_ns", ""), configurable["checkpoint_id"])
-            yield Call(namespace, "append", (key, *items), {"ttl": self.ttl})
+        checkpoint_ns = configurable.get("checkpoint_ns", "")
+        at = _pieces(checkpoint_ns, configurable["checkpoint_id"])
+        pieces: dict[str, str] = {}
+        items = []
+        for idx, (channel, value) in enumerate(writes):
+            slot = WRITES_IDX_MAP.get(channel, idx)
+            where = f"{at}w|{escape(task_id, '|')}|{slot}|{random.getrandbits(32):08x}|"
+            items.append({"task": task_id, "idx": slot, "channel": channel,
+                          "value": self._dump(value, where, pieces), "path": path})  # fmt: skip
+        namespace = self._namespace(str(configurable["thread_id"]))
+        if pieces:  # the pieces first: the writes appear whole or not at all
+            yield from self._write(namespace, pieces, {})
+        key = _writes_key(checkpoint_ns, configurable["checkpoint_id"])
+        yield Call(namespace, "append", (key, *items), {"ttl": self.ttl})
 
     def _delete_thread(self, thread_id: str) -> Steps:
-        yield Call(self._namespace(thread_id), "clear")
+        yield Call(self._namespace(str(thread_id)), "clear")
 
     def _delete_for_runs(self, run_ids: Sequence[str]) -> Steps:
         runs = set(run_ids)
@@ -343,68 +412,267 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
         for namespace in namespaces:
             keys = yield Call(namespace, "keys", ("c|",))
-            records = (yield Call(namespace, "get_many", (keys,))) if keys else {}
-            doomed = [key for key, record in records.items() if record.get("run_id") in runs]
-            doomed += [_writes_key(*_parse(key)) for key in list(doomed)]
+            heads = yield from self._read(namespace, keys)
+            doomed = {_parse(key) for key, head in heads.items() if head.get("run_id") in runs}
             if doomed:
-                yield Call(namespace, "delete_many", (doomed,))
+                yield from self._delete_checkpoints(namespace, doomed)
 
     def _copy_thread(self, source: str, target: str) -> Steps:
-        keys = yield Call(self._namespace(source), "keys")
-        if keys:
-            values = yield Call(self._namespace(source), "get_many", (keys,))
-            yield Call(self._namespace(target), "set_many", (values,), {"ttl": self.ttl})
+        namespace = self._namespace(str(source))
+        keys = yield Call(namespace, "keys")
+        values = yield from self._read(namespace, keys)
+        heads = {key: {**value, "thread": str(target)} for key, value in values.items()
+                 if key.startswith("c|")}  # fmt: skip
+        rest = {key: value for key, value in values.items() if key not in heads}
+        if values:
+            yield from self._write(self._namespace(str(target)), rest, heads)
 
     def _prune(self, thread_ids: Sequence[str], strategy: str) -> Steps:
         if strategy not in ("keep_latest", "delete"):
             raise InvalidRequest(f"prune: strategy is 'keep_latest' or 'delete', not {strategy!r}")
         for thread in thread_ids:
-            namespace = self._namespace(thread)
+            namespace = self._namespace(str(thread))
             if strategy == "delete":
                 yield Call(namespace, "clear")
                 continue
             keys = yield Call(namespace, "keys", ("c|",))
+            heads = yield from self._read(namespace, keys)
+            metadata = [head["metadata"] for head in heads.values()]
+            yield from self._read_pieces(namespace, metadata, heads)
             newest: dict[str, str] = {}
             for key in keys:  # in key order: the last of each namespace is its newest
                 newest[_parse(key)[0]] = key
-            kept = set(newest.values())
-            doomed = [key for key in keys if key not in kept]
-            doomed += [_writes_key(*_parse(key)) for key in list(doomed)]
+            kept: set[tuple[str, str]] = set()
+            for key in newest.values():
+                kept.update(self._needed_chain(key, heads))
+            doomed = {_parse(key) for key in keys} - kept
             if doomed:
-                yield Call(namespace, "delete_many", (doomed,))
+                yield from self._delete_checkpoints(namespace, doomed)
+
+    def _delta_history(self, config: RunnableConfig, channels: Sequence[str]) -> Steps:
+        if not channels:
+            return {}
+        thread = str(config["configurable"]["thread_id"])
+        namespace = self._namespace(thread)
+        checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        prefix = _checkpoints(checkpoint_ns)
+        target_id = get_checkpoint_id(config)
+        if not target_id:
+            latest = yield Call(namespace, "keys", (prefix,), {"reverse": True, "limit": 1})
+            target_id = _parse(latest[0])[1] if latest else None
+        history: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
+        if not target_id:
+            return history
+        # The ancestors are (nearly always) the checkpoints just before: read a page of them
+        # with the target, and look further only when the chain leaves what was read.
+        listed = [prefix + target_id]
+        older = yield Call(namespace, "keys", (prefix,),
+                           {"after": listed[0], "reverse": True, "limit": PAGE})  # fmt: skip
+        found = yield from self._read(namespace, self._with_writes(listed + older))
+        head = found.get(listed[0])
+        steps: builtins.list[tuple[str, builtins.list[Any], dict[str, Any]]] = []
+        remaining = set(channels)
+        seen = {target_id}
+        parent = head.get("parent") if head else None
+        while parent and remaining and parent not in seen:
+            seen.add(parent)
+            key = prefix + parent
+            if key not in found:
+                more = yield Call(namespace, "keys", (prefix,),
+                                  {"after": older[-1] if older else key, "reverse": True,
+                                   "limit": PAGE})  # fmt: skip
+                older = more or older
+                wanted = self._with_writes([*more, key] if key not in more else more)
+                found.update((yield from self._read(namespace, wanted)))
+                if key not in found:
+                    break  # deleted: the walk ends, as at a root
+            head = found[key]
+            writes = self._chosen(found.get(_writes_key(checkpoint_ns, parent), []))
+            seeded = remaining & set(self._channels(head))
+            steps.append((key, [w for w in writes if w["channel"] in remaining], {}))
+            if seeded:
+                steps[-1][2].update(dict.fromkeys(seeded))
+                remaining -= seeded
+            parent = head.get("parent")
+        dumped = [found[key]["checkpoint"] for key, _, seeds in steps if seeds]
+        dumped += [write["value"] for _, writes, _ in steps for write in writes]
+        yield from self._read_pieces(namespace, dumped, found)
+        for key, writes, seeds in reversed(steps):  # oldest first: a seed, then what follows
+            if seeds:
+                values = self._checkpoint(found[key], found)["channel_values"]
+                for ch in seeds:
+                    history[ch]["seed"] = values[ch]
+            for write in writes:
+                history[write["channel"]]["writes"].append(
+                    (write["task"], write["channel"], self._load(write["value"], found))
+                )
+        return history
+
+    def _needed_chain(self, key: str, heads: Mapping[str, Any]) -> builtins.list[tuple[str, str]]:
+        """The checkpoint at ``key`` and, when it has ``DeltaChannel``s, its ancestors back to
+        the nearest that holds each one's value: what its state is rebuilt from."""
+        checkpoint_ns, checkpoint_id = _parse(key)
+        chain = [(checkpoint_ns, checkpoint_id)]
+        head = heads[key]
+        counters = self._load(head["metadata"], heads).get("counters_since_delta_snapshot")
+        missing = set(counters or ()) - set(self._channels(head))
+        while missing and head.get("parent"):
+            key = _checkpoints(checkpoint_ns) + head["parent"]
+            if key not in heads or (checkpoint_ns, head["parent"]) in chain:
+                break
+            chain.append((checkpoint_ns, head["parent"]))
+            head = heads[key]
+            missing -= set(self._channels(head))
+        return chain
+
+    def _delete_checkpoints(self, namespace: str, doomed: set[tuple[str, str]]) -> Steps:
+        """Delete these checkpoints, their writes and their pieces, at once."""
+        pieces = yield Call(namespace, "keys", ("p|",))
+        keys = [_checkpoints(ns) + cid for ns, cid in doomed]
+        keys += [_writes_key(ns, cid) for ns, cid in doomed]
+        keys += [key for key in pieces if _parse(key) in doomed]
+        yield Call(namespace, "delete_many", (keys,))
+
+    # -- reading and writing in pieces ---------------------------------------------------------
+
+    def _read(self, namespace: str, keys: Sequence[str], group: int | None = None) -> Steps:
+        """The values of ``keys``, ``group`` keys per round trip (default: all); a group the
+        server finds too large to answer is read in halves."""
+        found: dict[str, Any] = {}
+        group, start = max(1, group or len(keys)), 0
+        while start < len(keys):
+            try:
+                found.update((yield Call(namespace, "get_many", (keys[start : start + group],))))
+            except ValueTooLarge:
+                if group == 1:
+                    raise
+                group //= 2
+                continue
+            start += group
+        return found
+
+    def _read_pieces(self, namespace: str, dumped: Iterable[Any], found: dict[str, Any]) -> Steps:
+        """Add to ``found`` the pieces that ``dumped`` (serialized values) need."""
+        missing = self._missing(dumped, found)
+        if missing:
+            found.update((yield from self._read(namespace, missing, BATCH // PIECE)))
+
+    def _write(self, namespace: str, pieces: Mapping[str, Any], last: Mapping[str, Any]) -> Steps:
+        """Store ``pieces``, then ``last`` with the final batch of them: in one atomic batch
+        when they fit one, else in batches of :data:`BATCH` characters."""
+        batch: dict[str, Any] = {}
+        size = 0
+        for key, value in pieces.items():
+            length = len(value) if isinstance(value, str) else PIECE
+            if batch and size + length > BATCH:
+                yield Call(namespace, "set_many", (batch,), {"ttl": self.ttl})
+                batch, size = {}, 0
+            batch[key] = value
+            size += length
+        batch.update(last)
+        if batch:
+            yield Call(namespace, "set_many", (batch,), {"ttl": self.ttl})
+
+    @staticmethod
+    def _with_writes(keys: Iterable[str], first_piece: bool = False) -> builtins.list[str]:
+        """Checkpoint keys, with their writes' keys (and their first piece's)."""
+        wanted = []
+        for key in keys:
+            checkpoint_ns, checkpoint_id = _parse(key)
+            wanted += [key, _writes_key(checkpoint_ns, checkpoint_id)]
+            if first_piece:
+                wanted.append(f"{_pieces(checkpoint_ns, checkpoint_id)}c|{0:06}")
+        return wanted
+
+    @staticmethod
+    def _parts(keys: Iterable[str], found: Mapping[str, Any]) -> builtins.list[Any]:
+        """What the checkpoints at ``keys`` hold in serialized form: checkpoint, metadata and
+        the values of their writes."""
+        dumped = []
+        for key in keys:
+            if key in found:
+                dumped += [found[key]["checkpoint"], found[key]["metadata"]]
+                writes = found.get(_writes_key(*_parse(key)), [])
+                dumped += [write["value"] for write in writes]
+        return dumped
+
+    @staticmethod
+    def _missing(dumped: Iterable[Any], found: Mapping[str, Any]) -> builtins.list[str]:
+        """The keys of the pieces these serialized values need, and ``found`` lacks."""
+        return [
+            name
+            for value in dumped
+            if isinstance(value, dict)
+            for name in (f"{value['at']}{n:06}" for n in range(value["pieces"]))
+            if name not in found
+        ]
 
     # -- records -------------------------------------------------------------------------------
 
-    def _dump(self, value: Any) -> builtins.list[str]:
+    def _dump(
+        self, value: Any, at: str, pieces: dict[str, str], *, inline: bool = True
+    ) -> builtins.list[str] | dict[str, Any]:
+        """``value`` as LangGraph's serializer writes it: ``[type, base64]`` when ``inline`` and
+        short, else ``{"kind", "at", "pieces"}`` with its pieces (keys from ``at``) added to
+        ``pieces``."""
         kind, data = self.serde.dumps_typed(value)
-        return [kind, base64.b64encode(data).decode("ascii")]
+        text = base64.b64encode(data).decode("ascii")
+        if inline and len(text) <= PIECE:
+            return [kind, text]
+        parts = [text[start : start + PIECE] for start in range(0, len(text), PIECE)] or [""]
+        for number, part in enumerate(parts):
+            pieces[f"{at}{number:06}"] = part
+        return {"kind": kind, "at": at, "pieces": len(parts)}
 
-    def _load(self, dumped: builtins.list[str]) -> Any:
-        kind, data = dumped
-        return self.serde.loads_typed((kind, base64.b64decode(data)))
+    def _load(self, dumped: Any, found: Mapping[str, Any]) -> Any:
+        """The inverse of :meth:`_dump`; the pieces come from ``found``. ``KeyError``: a piece
+        is missing (deleted since the head was read)."""
+        if isinstance(dumped, dict):
+            kind = dumped["kind"]
+            at = dumped["at"]
+            text = "".join(found[f"{at}{n:06}"] for n in range(dumped["pieces"]))
+        else:
+            kind, text = dumped
+        return self.serde.loads_typed((kind, base64.b64decode(text)))
 
-    def _tuple(
-        self,
-        thread: str,
-        checkpoint_ns: str,
-        checkpoint_id: str,
-        record: Any,
-        writes: builtins.list[Any],
-    ) -> CheckpointTuple:
+    def _checkpoint(self, head: Mapping[str, Any], found: Mapping[str, Any]) -> Any:
+        return self._load(head["checkpoint"], found)
+
+    def _channels(self, head: Mapping[str, Any]) -> builtins.list[str]:
+        """The channels whose values a checkpoint holds (a head of an earlier release holds
+        the checkpoint itself)."""
+        if "channels" in head:
+            return head["channels"]  # type: ignore[no-any-return]
+        return list(self._load(head["checkpoint"], {})["channel_values"])
+
+    def _tuple(self, namespace: str, key: str, found: Mapping[str, Any]) -> CheckpointTuple | None:
+        """The checkpoint at ``key``, from what was read (``None``: it was deleted meanwhile)."""
+        head = found.get(key)
+        if head is None:
+            return None
+        checkpoint_ns, checkpoint_id = _parse(key)
+        thread = self._thread_of(namespace, head)
+
         def config(checkpoint: str) -> RunnableConfig:
             return {"configurable": {"thread_id": thread, "checkpoint_ns": checkpoint_ns,
                                      "checkpoint_id": checkpoint}}  # fmt: skip
 
-        parent = record.get("parent")
-        return CheckpointTuple(
-            config=config(checkpoint_id),
-            checkpoint=self._load(record["checkpoint"]),
-            metadata=self._load(record["metadata"]),
-            parent_config=config(parent) if parent else None,
-            pending_writes=self._pending(writes),
-        )
+        writes = self._chosen(found.get(_writes_key(checkpoint_ns, checkpoint_id), []))
+        try:
+            return CheckpointTuple(
+                config=config(checkpoint_id),
+                checkpoint=self._checkpoint(head, found),
+                metadata=self._load(head["metadata"], found),
+                parent_config=config(head["parent"]) if head.get("parent") else None,
+                pending_writes=[
+                    (w["task"], w["channel"], self._load(w["value"], found)) for w in writes
+                ],
+            )
+        except KeyError:
+            return None  # a piece went with its checkpoint
 
-    def _pending(self, writes: builtins.list[Any]) -> builtins.list[PendingWrite]:
+    @staticmethod
+    def _chosen(writes: builtins.list[Any]) -> builtins.list[Any]:
         """The writes of a checkpoint as LangGraph reads them: the first of each (task, index)
         for a regular write, the last for a special one (an error, an interrupt), in
         ``writes_sort_key`` order."""
@@ -414,7 +682,6 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             if slot[1] >= 0 and slot in chosen:
                 continue
             chosen[slot] = item
-        ordered = sorted(
+        return sorted(
             chosen.values(), key=lambda w: writes_sort_key(w["path"], w["task"], w["idx"])
         )
-        return [(w["task"], w["channel"], self._load(w["value"])) for w in ordered]

@@ -1,0 +1,264 @@
+"""BotWireSaver run the way LangGraph's demanding users run it: states of any size, DeltaChannel
+threads pruned and read at depth, listings ordered as SqliteSaver orders them, checkpoints of
+the earlier layout, on every store."""
+
+from __future__ import annotations
+
+import base64
+import operator
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint
+from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from botwire import Memory
+from botwire.langgraph import BotWireSaver
+from botwire.langgraph._steps import Call, Steps
+
+
+def config(thread_id: Any, checkpoint_ns: str = "", **more: Any) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, **more}}
+
+
+# -- no state ceiling --------------------------------------------------------------------------
+
+
+def test_a_50_mb_state_and_a_2_mb_write_round_trip(url: str) -> None:
+    saver = BotWireSaver(url)
+    state = os.urandom(50 * 1024 * 1024)
+    stored = saver.put(config("big"), generate_checkpoint(channel_values={"blob": state}),
+                       generate_metadata(), {})  # fmt: skip
+    large_write = "w" * (2 * 1024 * 1024)
+    saver.put_writes(stored, [("tool", large_write), ("small", 1)], "task-1")
+    found = saver.get_tuple(config("big"))
+    assert found is not None
+    assert found.checkpoint["channel_values"]["blob"] == state
+    assert found.pending_writes == [("task-1", "tool", large_write), ("task-1", "small", 1)]
+    listed = list(saver.list(config("big")))
+    assert [t.checkpoint["channel_values"]["blob"] == state for t in listed] == [True]
+    saver.delete_thread("big")
+    assert saver.get_tuple(config("big")) is None
+    assert Memory(saver._namespace("big"), url).keys() == []  # no piece is left behind
+
+
+class Chat(TypedDict):
+    messages: Annotated[list[str], operator.add]
+
+
+def tool_graph(saver: BotWireSaver) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """A graph whose tool answers 400 KB each turn."""
+
+    def tool(state: Chat) -> dict[str, Any]:
+        return {"messages": [f"result {len(state['messages'])}: " + "x" * 400_000]}
+
+    builder = StateGraph(Chat)
+    builder.add_node("tool", tool)
+    builder.add_edge(START, "tool")
+    return builder.compile(checkpointer=saver)
+
+
+def test_a_graph_with_large_tool_results_goes_on_past_a_megabyte(url: str) -> None:
+    app = tool_graph(BotWireSaver(url))
+    for turn in range(4):
+        app.invoke({"messages": [f"turn {turn}"]}, config("tools"))
+    messages = app.get_state(config("tools")).values["messages"]
+    assert len(messages) == 8 and sum(len(m) for m in messages) > 1_600_000
+
+
+# -- DeltaChannel threads -------------------------------------------------------------------------
+
+
+def extend(state: list[int], writes: Sequence[list[int]]) -> list[int]:
+    """A DeltaChannel reducer: each write is a list of items."""
+    return [*state, *(item for write in writes for item in write)]
+
+
+class Notes(TypedDict):
+    items: Annotated[list[int], DeltaChannel(extend, snapshot_frequency=100)]
+
+
+class SnapshotEvery10(TypedDict):
+    items: Annotated[list[int], DeltaChannel(extend, snapshot_frequency=10)]
+
+
+def delta_graph(
+    saver: BotWireSaver, state: type[Any] = Notes
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    def add(state: Any) -> dict[str, Any]:
+        return {"items": [len(state["items"])]}
+
+    builder = StateGraph(state)
+    builder.add_node("add", add)
+    builder.add_edge(START, "add")
+    return builder.compile(checkpointer=saver)
+
+
+def test_prune_keep_latest_keeps_a_delta_channel_whole(url: str) -> None:
+    """keep_latest keeps the newest checkpoint and the ancestors its DeltaChannel is rebuilt
+    from (SqliteSaver refuses to prune instead); the rest goes."""
+    saver = BotWireSaver(url)
+    app = delta_graph(saver, SnapshotEvery10)
+    for _ in range(33):
+        app.invoke({"items": []}, config("notes"))
+    before = app.get_state(config("notes")).values["items"]
+    assert before == list(range(33))
+    count = len(list(saver.list(config("notes"))))
+    saver.prune(["notes"], strategy="keep_latest")
+    assert app.get_state(config("notes")).values["items"] == before
+    assert len(list(saver.list(config("notes")))) < count
+    app.invoke({"items": []}, config("notes"))
+    assert app.get_state(config("notes")).values["items"] == [*before, 33]
+
+
+def test_prune_keep_latest_without_delta_channels_keeps_one_checkpoint(url: str) -> None:
+    saver = BotWireSaver(url)
+    app = tool_graph(saver)
+    for turn in range(3):
+        app.invoke({"messages": [f"turn {turn}"]}, config("plain"))
+    saver.prune(["plain"], strategy="keep_latest")
+    assert len(list(saver.list(config("plain")))) == 1
+    assert len(app.get_state(config("plain")).values["messages"]) == 6
+
+
+class Counting(BotWireSaver):
+    """Counts the round trips its steps make."""
+
+    calls = 0
+
+    def _run(self, steps: Steps) -> Any:
+        return super()._run(self._counted(steps))
+
+    def _counted(self, steps: Steps) -> Steps:
+        answer = None
+        try:
+            call: Call = steps.send(None)
+            while True:
+                self.calls += 1
+                answer = yield call
+                call = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+
+
+def test_a_delta_channel_at_depth_60_is_read_in_a_few_round_trips(url: str) -> None:
+    """The same history as LangGraph's own walk (one checkpoint per round trip) gives."""
+    saver = Counting(url)
+    app = delta_graph(saver)
+    for _ in range(60):
+        app.invoke({"items": []}, config("deep"))
+    saver.calls = 0
+    history = saver.get_delta_channel_history(config=config("deep"), channels=["items"])
+    assert saver.calls <= 4
+    walked = BaseCheckpointSaver.get_delta_channel_history(
+        saver, config=config("deep"), channels=["items"]
+    )
+    assert saver.calls > 10  # LangGraph's walk: a round trip per checkpoint
+    assert history == walked and len(history["items"]["writes"]) > 10
+    assert app.get_state(config("deep")).values["items"] == list(range(60))
+
+
+# -- listings as SqliteSaver lists ----------------------------------------------------------------
+
+
+def put_chain(saver: Any, thread_id: str, checkpoint_ns: str, checkpoints: Sequence[Checkpoint]):
+    parent: str | None = None
+    for checkpoint in checkpoints:
+        extra = {"checkpoint_id": parent} if parent else {}
+        saver.put(config(thread_id, checkpoint_ns, **extra), checkpoint,
+                  generate_metadata(step=len(checkpoint["id"])), {})  # fmt: skip
+        parent = checkpoint["id"]
+
+
+def test_list_orders_as_sqlitesaver_across_threads_and_namespaces(url: str, tmp_path: Path) -> None:
+    """Checkpoints of three threads and two checkpoint namespaces, put in turn: ``list(None,
+    limit=n)`` gives the newest n of the store, ``list(thread)`` the thread's newest across its
+    namespaces, as SqliteSaver does."""
+    chains = {(t, ns): [] for t in ("t1", "t2", "t3") for ns in ("", "sub")}
+    for _ in range(4):
+        for chain in chains.values():
+            chain.append(generate_checkpoint())
+    ours = BotWireSaver(url)
+    with SqliteSaver.from_conn_string(str(tmp_path / "reference.db")) as reference:
+        for saver in (ours, reference):
+            for (thread_id, checkpoint_ns), chain in chains.items():
+                put_chain(saver, thread_id, checkpoint_ns, chain)
+
+        def ids(saver: Any, where: RunnableConfig | None, **kwargs: Any) -> list[str]:
+            return [t.checkpoint["id"] for t in saver.list(where, **kwargs)]
+
+        for where, kwargs in [
+            (None, {"limit": 3}),
+            (None, {}),
+            ({"configurable": {"thread_id": "t2"}}, {"limit": 5}),
+            (config("t2", "sub"), {"limit": 2}),
+            (None, {"before": config("t1", "", checkpoint_id=chains["t2", ""][2]["id"])}),
+        ]:
+            assert ids(ours, where, **kwargs) == ids(reference, where, **kwargs)
+
+
+# -- checkpoints of the earlier layout ----------------------------------------------------------
+
+
+def test_checkpoints_of_the_earlier_layout_stay_readable(url: str) -> None:
+    """Until 0.4 a checkpoint's head held the whole checkpoint, inline; such a thread is read,
+    listed, continued, rebuilt (its DeltaChannel) and pruned."""
+    saver = BotWireSaver(url)
+
+    def dumped(value: Any) -> list[str]:
+        kind, data = saver.serde.dumps_typed(value)
+        return [kind, base64.b64encode(data).decode("ascii")]
+
+    memory = Memory(saver._namespace("old"), url)
+    parent = None
+    for step in range(3):
+        checkpoint = generate_checkpoint(channel_values={"items": [0]} if step == 0 else {})
+        metadata = {"step": step, "counters_since_delta_snapshot": {"items": [step, step]}}
+        memory.set(f"c||{checkpoint['id']}", {"checkpoint": dumped(checkpoint),
+                                              "metadata": dumped(metadata),
+                                              "parent": parent, "run_id": None})  # fmt: skip
+        write = {"task": "t", "idx": 0, "channel": "items", "value": dumped([step + 1]), "path": ""}
+        memory.append(f"w||{checkpoint['id']}", write)
+        parent = checkpoint["id"]
+    found = saver.get_tuple(config("old"))
+    assert found is not None and found.checkpoint["id"] == parent
+    assert found.pending_writes == [("t", "items", [3])]
+    assert found.config["configurable"]["thread_id"] == "old"
+    assert [t.metadata["step"] for t in saver.list(config("old"))] == [2, 1, 0]
+    history = saver.get_delta_channel_history(config=config("old"), channels=["items"])
+    assert history["items"]["seed"] == [0]
+    assert [w[2] for w in history["items"]["writes"]] == [[1], [2]]
+    saver.prune(["old"], strategy="keep_latest")
+    assert [t.metadata["step"] for t in saver.list(config("old"))] == [2, 1, 0]  # all needed
+    saver.put(found.config, generate_checkpoint(), generate_metadata(step=3), {})
+    assert [t.metadata["step"] for t in saver.list(config("old"))] == [3, 2, 1, 0]
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Pieces of 1 kB, so that a small state is written and read in many."""
+    from botwire.langgraph import checkpoint
+
+    monkeypatch.setattr(checkpoint, "PIECE", 1024)
+    monkeypatch.setattr(checkpoint, "BATCH", 4096)
+    yield
+
+
+def test_a_state_of_many_pieces_is_written_in_batches_and_appears_whole(
+    url: str, small_pieces: None
+) -> None:
+    saver = Counting(url)
+    state = "s" * 100_000  # about 130 pieces, 33 batches
+    saver.put(config("many"), generate_checkpoint(channel_values={"s": state}),
+              generate_metadata(), {})  # fmt: skip
+    assert saver.calls > 30
+    found = saver.get_tuple(config("many"))
+    assert found is not None and found.checkpoint["channel_values"]["s"] == state
