@@ -6,6 +6,9 @@
 - A 20-step graph run: a `StateGraph(MessagesState)` whose node adds a message until there are
   20, on a new thread each run (`--runs` runs per round): every step writes a checkpoint and
   its writes, as LangGraph does.
+- A turn on a thread whose `DeltaChannel` (LangGraph's channel that stores each step's writes and
+  rebuilds its value from them) is 60 checkpoints deep: the run reads the channel's history
+  back to its last snapshot (`get_delta_channel_history`) and writes the new checkpoint.
 - Reads on a thread of 1,000 checkpoints (each holding ten chat messages): `get_tuple` of the
   latest, `get_tuple` of one by id, `list(limit=10)`, and `list` of the whole thread.
 
@@ -33,10 +36,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from _shared import medians, pg_schema, start_serve
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -79,6 +83,41 @@ def run_graph(saver: BaseCheckpointSaver[Any], runs: int) -> float:
         state = graph.invoke({"messages": [HumanMessage("go")]}, config)
         assert len(state["messages"]) == STEPS
     return (time.perf_counter() - start) / runs * 1e3
+
+
+def extend(state: list[str], writes: list[list[str]]) -> list[str]:
+    return [*state, *(item for write in writes for item in write)]
+
+
+class Notes(TypedDict):
+    notes: Annotated[list[str], DeltaChannel(extend, snapshot_frequency=1_000)]
+
+
+DEPTH = 60
+
+
+def delta_turns(saver: BaseCheckpointSaver[Any], turns: int) -> float:
+    """Milliseconds per turn on a thread whose DeltaChannel is :data:`DEPTH` checkpoints deep
+    (its snapshot is the thread's first checkpoint)."""
+
+    def note(state: Notes) -> dict[str, Any]:
+        return {"notes": [f"note {len(state['notes'])}: the user prefers trains to planes"]}
+
+    builder = StateGraph(Notes)
+    builder.add_node("note", note)
+    builder.add_edge(START, "note")
+    graph = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": f"delta-{time.monotonic_ns()}"}}
+    invokes = 0
+    while len(list(saver.list(config))) < DEPTH:  # type: ignore[arg-type]
+        graph.invoke({"notes": []}, config)
+        invokes += 1
+    start = time.perf_counter()
+    for _ in range(turns):
+        state = graph.invoke({"notes": []}, config)
+    elapsed = time.perf_counter() - start
+    assert len(state["notes"]) == invokes + turns
+    return elapsed / turns * 1e3
 
 
 def fill(saver: BaseCheckpointSaver[Any], thread: str) -> list[str]:
@@ -217,6 +256,7 @@ def main() -> None:
             for round_number in range(args.rounds):
                 for name, saver in savers.items():
                     cases.setdefault(f"{name} run", []).append(run_graph(saver, args.runs))
+                    cases.setdefault(f"{name} delta", []).append(delta_turns(saver, args.runs))
                     for read, value in reads(saver, "long", threads[name]).items():
                         cases.setdefault(f"{name} {read}", []).append(value)
                 for name, store in stores.items():
@@ -227,15 +267,19 @@ def main() -> None:
     med = medians(cases)
     print(f"median of {args.rounds} rounds\n")
     if savers:
-        print("| saver | 20-step run, ms | " + " | ".join(f"{r}, µs" for r in READS) + " |")
-        print("|---|---:|" + "---:|" * len(READS))
+        print(f"| saver | 20-step run, ms | DeltaChannel turn at depth {DEPTH}, ms | "
+              + " | ".join(f"{r}, µs" for r in READS) + " |")  # fmt: skip
+        print("|---|---:|---:|" + "---:|" * len(READS))
         for name in savers:
-            cells = [f"{med[f'{name} run']:,.1f}"] + [f"{med[f'{name} {r}']:,.0f}" for r in READS]
+            cells = [f"{med[f'{name} run']:,.1f}", f"{med[f'{name} delta']:,.1f}"]
+            cells += [f"{med[f'{name} {r}']:,.0f}" for r in READS]
             print(f"| {name} | " + " | ".join(cells) + " |")
-        print("\n| BotWireSaver / SqliteSaver | 20-step run | " + " | ".join(READS) + " |")
-        print("|---|---:|" + "---:|" * len(READS))
-        ratios = [med[f"BotWireSaver {c}"] / med[f"SqliteSaver {c}"] for c in ("run", *READS)]
-        print("| ratio (target ≤ 1.5) | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+        print("\n| / SqliteSaver | 20-step run | DeltaChannel turn | " + " | ".join(READS) + " |")
+        print("|---|---:|---:|" + "---:|" * len(READS))
+        for name in [n for n in savers if n.startswith("BotWireSaver")]:
+            cases_ = ("run", "delta", *READS)
+            ratios = [med[f"{name} {c}"] / med[f"SqliteSaver {c}"] for c in cases_]
+            print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
     print(f"\nstores, {ITEMS:,} items in {NAMESPACES} namespaces; µs per call\n")
     print("| store | " + " | ".join(STORE_CASES) + " |")
     print("|---|" + "---:|" * len(STORE_CASES))

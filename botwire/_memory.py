@@ -459,16 +459,21 @@ M = TypeVar("M", Memory, AsyncMemory)
 
 
 def on_store(
-    kind: type[M], namespace: str, url: str | None = None, memory: _MemoryBase | None = None
+    kind: type[M],
+    namespace: str,
+    url: str | None = None,
+    memory: _MemoryBase | None = None,
+    max_value_bytes: int | None = None,
 ) -> M:
     """A ``kind`` (``Memory`` or ``AsyncMemory``) on ``namespace``: on the store of ``memory``
     when given (sharing its connections and value limit), else on ``url``'s. For adapters whose
-    users pass ``url=`` or ``memory=``."""
+    users pass ``url=`` or ``memory=``; ``max_value_bytes``: the adapter's own value limit."""
     if memory is None:
-        return kind(namespace, url)
+        return kind(namespace, url, max_value_bytes=max_value_bytes)
     if not isinstance(memory, _MemoryBase):
         raise TypeError(f"memory= takes a botwire Memory or AsyncMemory, not {type(memory)}")
-    return kind(namespace, backend=memory.backend, max_value_bytes=memory.max_value_bytes)
+    limit = max_value_bytes or memory.max_value_bytes
+    return kind(namespace, backend=memory.backend, max_value_bytes=limit)
 
 
 def list_namespaces(

@@ -18,6 +18,8 @@ MAX_NAMESPACE_BYTES = 256
 MAX_TTL = 100 * 365.25 * 86400
 """Longest ttl: a hundred years, in seconds."""
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+RAISE_LIMIT = "raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES"
+"""How a client raises its value limit (a server's errors name the server's setting)."""
 """Largest value (and largest appended item), in bytes of its JSON text: 1 MiB by default."""
 MAX_INT64 = 2**63 - 1
 """Largest version, length or count the stores keep (a signed 64-bit integer)."""
@@ -107,7 +109,7 @@ def encode_value(
     if size > max_bytes:
         raise ValueTooLarge(
             f"value{of_key} is {size} bytes of JSON; the limit is {max_bytes} bytes "
-            "(raise it with max_value_bytes= or BOTWIRE_MAX_VALUE_BYTES)",
+            f"({RAISE_LIMIT})",
             size=size,
             limit=max_bytes,
         )

@@ -238,6 +238,51 @@ def test_a_non_message_is_refused_and_nothing_is_written(mem: Memory, bad: list[
     assert "strict" not in mem
 
 
+def test_a_session_id_over_512_bytes_is_its_own_session(mem: Memory) -> None:
+    """Ids that share their first 600 bytes stay apart; the id is kept whole."""
+    ids = ["é" * 300 + "a", "é" * 300 + "b", "x" * 60_000]
+    for n, session in enumerate(ids):
+        history(mem, session).add_message(HumanMessage(str(n)))
+    for n, session in enumerate(ids):
+        assert [m.content for m in history(mem, session).messages] == [str(n)]
+        assert history(mem, session).session_id == session
+    assert all(len(key.encode()) <= 512 for key in mem.keys())  # noqa: SIM118
+    history(mem, ids[0]).clear()
+    assert history(mem, ids[0]).messages == [] and len(mem.keys()) == 2
+
+
+def test_a_message_over_a_megabyte_round_trips(store: Store, mem: Memory) -> None:
+    """A 1.5 MB multimodal message, as SQLChatMessageHistory stores it; over a limit, the error
+    names the setting that raises it (the history's own, or a server's) and nothing is
+    written."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 1_500_000}}
+    message = HumanMessage(content=[{"type": "text", "text": "what is this?"}, image])
+    h = history(mem, "pictures")
+    if store.name.startswith("http"):  # the shared server keeps the default 1 MiB
+        with pytest.raises(botwire.ValueTooLarge, match=r"server's limit.*BOTWIRE_MAX_VALUE_BYTES"):
+            h.add_message(message)
+        assert h.messages == []
+    else:
+        h.add_message(message)
+        assert_same_messages(h.messages, [message])
+    small = history(mem, "small", max_message_bytes=1_000_000)
+    with pytest.raises(botwire.ValueTooLarge, match=r"BotWireChatHistory\(max_message_bytes="):
+        small.add_message(message)
+    assert small.messages == []
+
+
+def test_non_finite_floats_in_metadata_round_trip(mem: Memory) -> None:
+    """As LangChain's own serializer (json.dumps) writes and reads them."""
+    message = AIMessage("hi", response_metadata={"logprob": float("-inf"), "x": float("nan")})
+    h = history(mem, "floats")
+    h.add_messages([HumanMessage("a"), message, AIMessage("b", response_metadata={"p": 0.5})])
+    first, got, last = h.messages
+    assert got.response_metadata["logprob"] == float("-inf")
+    assert got.response_metadata["x"] != got.response_metadata["x"]  # NaN
+    assert got.content == "hi" and type(got) is AIMessage
+    assert first.content == "a" and last.response_metadata == {"p": 0.5}
+
+
 @pytest.mark.parametrize("session_id", ["", "line\nbreak", "nul\x00", "tab\t", 42, None])
 def test_a_bad_session_id_is_refused(mem: Memory, session_id: Any) -> None:
     with pytest.raises(InvalidKey, match="session_id"):

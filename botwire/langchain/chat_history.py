@@ -3,8 +3,10 @@ every worker of a bot."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -18,10 +20,15 @@ from langchain_core.messages import (
 
 from botwire import AsyncMemory, Memory, _values
 from botwire._memory import on_store
-from botwire.errors import InvalidValue, WrongType
+from botwire.errors import InvalidValue, ValueTooLarge, WrongType
 
 LEADING = {"type": "system"}
 """A window never drops the system message that opens a conversation."""
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""The largest message by default, in bytes of JSON (``botwire serve`` takes requests up to
+8 MiB, and stores values up to its own ``--max-value-bytes``)."""
+MAX_SESSION_BYTES = 64 * 1024
+"""The longest session id, in bytes of UTF-8."""
 
 
 class BotWireChatHistory(BaseChatMessageHistory):
@@ -35,7 +42,8 @@ class BotWireChatHistory(BaseChatMessageHistory):
 
     Args:
         session_id: the conversation; any text (spaces, ``:``, ``/``, unicode), no control
-            characters, up to 512 bytes.
+            characters, up to 64 kB (an id over 512 bytes is kept under a key made of its
+            start and its hash).
         namespace: the botwire namespace that holds the sessions.
         url: the store (default ``$BOTWIRE_URL``, else the embedded file).
         memory: an existing ``Memory`` or ``AsyncMemory`` whose store (and connections) to
@@ -44,9 +52,14 @@ class BotWireChatHistory(BaseChatMessageHistory):
             that opened the conversation (it counts toward the limit).
         ttl: seconds (or a timedelta) after which an idle session expires; every write
             restarts it.
+        max_message_bytes: the largest message, in bytes of its JSON (default 8 MiB; a
+            server also holds each to its own ``--max-value-bytes``).
 
     Raises:
         InvalidKey: a ``session_id`` that is empty, too long or has a control character.
+
+    A message whose metadata holds ``NaN`` or an infinity is stored as LangChain's own
+    serializer writes it (JSON text with ``NaN``/``Infinity``) and comes back equal.
 
     Example::
 
@@ -66,14 +79,17 @@ class BotWireChatHistory(BaseChatMessageHistory):
         memory: Memory | AsyncMemory | None = None,
         max_messages: int | None = None,
         ttl: float | timedelta | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__()
-        self.session_id = _values.check_key(session_id, "session_id")
+        self.session_id = _values.check_key(session_id, "session_id", MAX_SESSION_BYTES)
+        self._key = _key_of(self.session_id)
         if max_messages is not None:
             _values.check_int(max_messages, "max_messages", 1)
         self.max_messages = max_messages
         self.ttl = _values.check_ttl(ttl)
-        self._memory = on_store(Memory, namespace, url, memory)
+        self.max_message_bytes = _values.check_int(max_message_bytes, "max_message_bytes", 1)
+        self._memory = on_store(Memory, namespace, url, memory, self.max_message_bytes)
         self._amemory = on_store(AsyncMemory, namespace, url, self._memory)
 
     def __repr__(self) -> str:
@@ -84,14 +100,15 @@ class BotWireChatHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
         """The session's messages, oldest first."""
-        return self._decode(self._memory.get(self.session_id))
+        return self._decode(self._memory.get(self._key))
 
     async def aget_messages(self) -> list[BaseMessage]:
         """The session's messages, oldest first (native async)."""
-        return self._decode(await self._amemory.get(self.session_id))
+        return self._decode(await self._amemory.get(self._key))
 
     def _decode(self, stored: Any) -> list[BaseMessage]:
-        return messages_from_dict(self._as_list(stored))
+        items = self._as_list(stored)
+        return messages_from_dict([json.loads(i) if isinstance(i, str) else i for i in items])
 
     def _as_list(self, stored: Any) -> list[Any]:
         """The stored message dicts. The hosted BotWire SDK wrote a session as one string of
@@ -117,48 +134,83 @@ class BotWireChatHistory(BaseChatMessageHistory):
 
         Raises:
             InvalidValue: an item is not a LangChain message (nothing is written).
+            ValueTooLarge: a message is larger than ``max_message_bytes`` (nothing is written).
         """
         items = self._encode(messages)
         if not items:
             return
-        try:
-            self._memory.append(self.session_id, *items, **self._window())
-        except WrongType:  # a session the hosted SDK wrote: made a list in place, atomically
-            self._memory.update(self.session_id, self._as_list)
-            self._memory.append(self.session_id, *items, **self._window())
+        with self._naming_the_limit():
+            try:
+                self._memory.append(self._key, *items, **self._window())
+            except WrongType:  # a session the hosted SDK wrote: made a list in place, atomically
+                self._memory.update(self._key, self._as_list)
+                self._memory.append(self._key, *items, **self._window())
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append ``messages`` in one atomic write (native async)."""
         items = self._encode(messages)
         if not items:
             return
+        with self._naming_the_limit():
+            try:
+                await self._amemory.append(self._key, *items, **self._window())
+            except WrongType:
+                await self._amemory.update(self._key, self._as_list)
+                await self._amemory.append(self._key, *items, **self._window())
+
+    @contextmanager
+    def _naming_the_limit(self) -> Iterator[None]:
+        """A message over the limit: the error names this class's parameter."""
         try:
-            await self._amemory.append(self.session_id, *items, **self._window())
-        except WrongType:
-            await self._amemory.update(self.session_id, self._as_list)
-            await self._amemory.append(self.session_id, *items, **self._window())
+            yield
+        except ValueTooLarge as exc:
+            if exc.limit != self.max_message_bytes:
+                raise  # a server's own limit: its message says so
+            raise ValueTooLarge(
+                f"a message is {exc.size} bytes of JSON, over this history's limit of "
+                f"{exc.limit} (raise it with BotWireChatHistory(max_message_bytes=...))",
+                size=exc.size,
+                limit=exc.limit,
+            ) from None
 
     def clear(self) -> None:
         """Delete the session."""
-        self._memory.delete(self.session_id)
+        self._memory.delete(self._key)
 
     async def aclear(self) -> None:
         """Delete the session (native async)."""
-        await self._amemory.delete(self.session_id)
+        await self._amemory.delete(self._key)
 
     def _window(self) -> dict[str, Any]:
         return {"max_len": self.max_messages, "ttl": self.ttl, "keep_first": LEADING}
 
     @staticmethod
-    def _encode(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    def _encode(messages: Sequence[BaseMessage]) -> list[dict[str, Any] | str]:
         if isinstance(messages, BaseMessage):
             messages = [messages]
-        items = []
+        items: list[dict[str, Any] | str] = []
         for number, message in enumerate(messages):
             if not isinstance(message, BaseMessage):
                 raise InvalidValue(
                     f"add_messages takes LangChain messages; item {number} is a "
                     f"{type(message).__name__}: {message!r:.80}"
                 )
-            items.append(message_to_dict(message_chunk_to_message(message)))
+            item = message_to_dict(message_chunk_to_message(message))
+            try:
+                json.dumps(item, allow_nan=False)
+                items.append(item)
+            except ValueError:  # NaN or an infinity: kept as LangChain's serializer writes it
+                items.append(json.dumps(item))
+            except TypeError:
+                items.append(item)  # the store says what it cannot hold
         return items
+
+
+def _key_of(session_id: str) -> str:
+    """The key of a session: its id, or for an id too long for a key, its start and hash
+    (``%~`` and 64 hex digits)."""
+    if len(session_id.encode("utf-8")) <= _values.MAX_KEY_BYTES:
+        return session_id
+    digest = hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+    start = session_id.encode("utf-8")[: _values.MAX_KEY_BYTES - 66].decode("utf-8", "ignore")
+    return f"{start}%~{digest}"

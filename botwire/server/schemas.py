@@ -34,7 +34,7 @@ from botwire.backends.base import (
 from botwire.backends.search import MAX_CONTEXT, search_op
 from botwire.backends.search import MAX_LIMIT as MAX_SEARCH_LIMIT
 from botwire.backends.wire import MAX_PAGE
-from botwire.errors import BotWireError, InvalidRequest
+from botwire.errors import BotWireError, InvalidRequest, ValueTooLarge
 
 Version = Annotated[int, Field(ge=0, le=MAX_INT64)]
 Time = Annotated[int, Field(ge=0, le=MAX_TIME_US, description="Microseconds since the epoch.")]
@@ -291,7 +291,14 @@ def parse_batch(body: bytes, max_ops: int, max_value_bytes: int) -> list[Op]:
         try:
             ops.append(op.to_op(max_value_bytes))
         except BotWireError as exc:
-            exc.args = (f"operation {index}: {exc}",)
+            message = str(exc)
+            if isinstance(exc, ValueTooLarge):  # the server's limit, which clients cannot raise
+                message = message.replace(
+                    _values.RAISE_LIMIT,
+                    "the server's limit: raise it with BOTWIRE_MAX_VALUE_BYTES where "
+                    "botwire serve runs",
+                )
+            exc.args = (f"operation {index}: {message}",)
             raise
     return ops
 
