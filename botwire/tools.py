@@ -67,6 +67,9 @@ class Arg:
     default: Any = ...
     minimum: int | None = None
     maximum: int | None = None
+    shown_as: str | None = None
+    """The JSON type a model's schema shows, when it is narrower than what the tool takes: a
+    schema that strict decoding (OpenAI's ``strict: true``, as CrewAI sends) can hold."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,15 @@ class ToolSpec:
         """The arguments as a pydantic model: what frameworks validate a call with, and where
         the JSON schema a model reads comes from. (Needs pydantic, which every framework that
         takes tools brings.)"""
-        from pydantic import Field, create_model
+        from typing import Annotated
+
+        from pydantic import Field, WithJsonSchema, create_model
 
         fields: dict[str, Any] = {
             name: (
-                arg.type,
+                arg.type
+                if arg.shown_as is None
+                else Annotated[arg.type, WithJsonSchema({"type": arg.shown_as})],
                 Field(arg.default, description=arg.description, ge=arg.minimum, le=arg.maximum),
             )
             for name, arg in self.arguments.items()
@@ -105,7 +112,21 @@ REMEMBER = ToolSpec(
     "recall it in a later conversation, even after a restart. Use it for what will matter later: "
     "the user's preferences, names, budgets, decisions, open tasks. Storing under a key that "
     "exists replaces its value.",
-    {"key": KEY, "value": Arg("The fact to store: text, or a number, list or object.", JsonValue)},
+    {
+        "key": KEY,
+        "value": Arg(
+            "The fact to store, as text. To store a number, list or object, give its JSON here "
+            "and set as_json to true.",
+            JsonValue,
+            shown_as="string",
+        ),
+        "as_json": Arg(
+            "true: value is JSON, stored as the number, list or object it describes; false: "
+            "value is stored as the text it is.",
+            bool,
+            default=False,
+        ),
+    },
     writes=True,
 )
 RECALL = ToolSpec(
@@ -205,10 +226,19 @@ class MemoryTools:
         result: str = getattr(self, name)(**dict(valid))
         return result
 
-    def remember(self, key: str, value: Any) -> str:
-        """Store ``value`` under ``key``; text is stored as that text."""
+    def remember(self, key: str, value: Any, as_json: bool = False) -> str:
+        """Store ``value`` under ``key``: text as that text; with ``as_json``, the JSON value
+        the text describes (a model under strict decoding can pass only text)."""
         self._writable()
         _needs_str(key, "key")
+        if as_json and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                return Refusal(
+                    f"could not store {key!r}: value is not valid JSON ({exc}). Pass it again as "
+                    "valid JSON, or with as_json false to store it as text."
+                )
         try:
             self.memory.set(key, value)
         except BotWireError as exc:

@@ -56,3 +56,22 @@ def tool_call(name: str, arguments: str) -> str:
 def final(answer: str) -> str:
     """A reply that ends the task."""
     return f"Thought: I now know the final answer\nFinal Answer: {answer}"
+
+
+def word_embedder(texts: list[str]) -> list[list[float]]:
+    """A deterministic embedder for tests: each word (lowercased, stripped of punctuation)
+    hashed into one of 64 dimensions, the vector normalised. Texts that share words are
+    near."""
+    import hashlib
+    import math
+
+    vectors = []
+    for text in texts:
+        vector = [0.0] * 64
+        for word in text.lower().split():
+            word = word.strip(".,!?;:'\"")
+            if word:
+                vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % 64] += 1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        vectors.append([x / norm for x in vector])
+    return vectors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ def test_each_tool_is_a_crewai_tool_with_a_schema(store: Store) -> None:
     assert schema["required"] == ["key", "value"]
     assert schema["properties"]["key"]["type"] == "string"
     assert "short name" in schema["properties"]["key"]["description"]
-    value_types = {option.get("type") for option in schema["properties"]["value"]["anyOf"]}
-    assert value_types >= {"string", "integer", "number", "boolean", "array", "object", "null"}
+    assert schema["properties"]["value"]["type"] == "string"  # JSON text with as_json
+    assert schema["properties"]["as_json"]["type"] == "boolean"
     listing = by_name["list_memory"].args_schema.model_json_schema()
     assert listing.get("required", []) == [] and listing["properties"]["prefix"]["default"] == ""
     assert by_name["remember"].run(key="budget", value=5000) == "stored 'budget'"
@@ -64,6 +65,64 @@ def test_each_tool_is_a_crewai_tool_with_a_schema(store: Store) -> None:
     }  # fmt: skip
     assert by_name["forget"].run(key="budget") == "forgot 'budget'"
     Agent(role="r", goal="g", backstory="b", tools=tools, llm=ScriptedCrewLLM(model="s"))
+
+
+def strict_problems(schema: Any, where: str = "parameters") -> list[str]:
+    """What OpenAI's strict decoding refuses in a tool's parameters: an object that is not
+    closed or does not require every property, a schema without a type (such as ``{}``), and
+    keywords it does not take."""
+    problems = []
+    if not isinstance(schema, dict):
+        return [f"{where}: not a schema"]
+    if "anyOf" in schema:
+        for n, option in enumerate(schema["anyOf"]):
+            problems += strict_problems(option, f"{where}.anyOf[{n}]")
+        return problems
+    kind = schema.get("type")
+    if kind is None:
+        problems.append(f"{where}: no type")
+    for keyword in ("default", "title", "format", "examples"):
+        if keyword in schema:
+            problems.append(f"{where}: {keyword!r} is not permitted")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            problems.append(f"{where}: additionalProperties is not false")
+        if sorted(schema.get("required", [])) != sorted(properties):
+            problems.append(f"{where}: not every property is required")
+        if not properties:
+            problems.append(f"{where}: an object of no properties holds only {{}}")
+        for name, option in properties.items():
+            problems += strict_problems(option, f"{where}.{name}")
+    if kind == "array":
+        problems += strict_problems(schema.get("items"), f"{where}.items")
+    return problems
+
+
+def test_the_schemas_crewai_sends_hold_under_openai_strict_mode(tmp_path: Path) -> None:
+    """The exact tool schemas CrewAI's OpenAI provider sends, ``strict: true``; ``remember``
+    still stores any JSON value (as JSON text with ``as_json``)."""
+    from crewai.llms.providers.openai.completion import OpenAICompletion
+    from crewai.utilities.agent_utils import convert_tools_to_openai_schema
+
+    url = f"sqlite:///{tmp_path / 'strict.db'}"
+    tools = memory_tools("crew", url=url)
+    schemas, functions, _ = convert_tools_to_openai_schema(tools)
+    sent = OpenAICompletion(model="gpt-4o", api_key="not-used")._convert_tools_for_interference(
+        schemas
+    )
+    assert [tool["function"]["name"] for tool in sent] == [tool.name for tool in tools]
+    for tool in sent:
+        assert tool["function"]["strict"] is True
+        assert strict_problems(tool["function"]["parameters"]) == [], tool["function"]["name"]
+    remember = functions["remember"]
+    for value in [{"city": "Lisbon", "days": [1, 2]}, [1, "a"], 42, 2.5, True, None, "text"]:
+        assert remember(key="k", value=json.dumps(value), as_json=True) == "stored 'k'"
+        assert Memory("crew", url).get("k") == value
+    assert remember(key="t", value="[not json", as_json=False) == "stored 't'"
+    assert Memory("crew", url).get("t") == "[not json"
+    refused = remember(key="bad", value="[not json", as_json=True)
+    assert "not valid JSON" in refused and Memory("crew", url).get("bad") is None
 
 
 def test_read_only_leaves_out_the_writing_tools(tmp_path: Path) -> None:
