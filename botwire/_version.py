@@ -1,6 +1,6 @@
 """The release of botwire: one place, read by the package metadata (pyproject.toml) too."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 
 def install_hint(extra: str) -> str:

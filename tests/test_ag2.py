@@ -231,19 +231,28 @@ def test_the_tools_carry_the_shared_words_and_run_through_register_function(
     assert Memory("team", url).get_many(["budget", "k"]) == {"budget": {"eur": 5000}, "k": 1}
 
 
-def test_without_ag2_the_error_says_what_to_install() -> None:
+def test_without_the_classic_ag2_the_error_says_what_to_install() -> None:
     out = run_python(
         """
         import sys
         sys.modules["autogen"] = None
+        import botwire.ag2
         try:
-            import botwire.ag2
+            botwire.ag2.BotWireCapability
         except ImportError as exc:
             print(exc)
         """
     )
-    assert "pip install 'botwire[ag2]>=0.3.0'" in out
-    assert "pip install -e '.[ag2]'" in out
+    assert "pip install 'botwire[ag2-classic]>=" in out
+    assert "pip install -e '.[ag2-classic]'" in out
+
+
+def test_the_classic_capability_uses_no_private_ag2_function() -> None:
+    import botwire.ag2.classic as classic
+
+    source = Path(classic.__file__).read_text()
+    assert "normilize_message_to_oai" not in source
+    assert "autogen.agentchat.conversable" not in source
 
 
 def test_a_conversation_kept_by_the_previous_release_is_resumed(tmp_path: Path) -> None:

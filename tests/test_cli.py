@@ -160,7 +160,7 @@ def test_a_missing_extra_is_one_line_saying_what_to_install(url: str) -> None:
         assert done.returncode == 1
         extra = "mcp" if command[0] == "mcp" else "server"
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-        assert f"pip install 'botwire[{extra}]>=0.3.0'" in done.stderr
+        assert f"pip install 'botwire[{extra}]>=0.4.0'" in done.stderr
         assert f"pip install -e '.[{extra}]'" in done.stderr
 
 

@@ -258,4 +258,4 @@ def test_without_crewai_the_error_says_what_to_install() -> None:
             print(exc)
         """
     )
-    assert "pip install 'botwire[crewai]>=0.3.0'" in out and "pip install -e '.[crewai]'" in out
+    assert "pip install 'botwire[crewai]>=0.4.0'" in out and "pip install -e '.[crewai]'" in out

@@ -132,6 +132,7 @@ MINIMUM_VERSIONS = {
     "langgraph-checkpoint": "3.0",
     "mcp": "1.30",
     "autogen": "0.14",
+    "ag2": "1.2",
 }
 """The frameworks the dev extras install, at versions the adapters are written for. A resolver
 that meets conflicting extras can fall back to an ancient placeholder release silently."""
@@ -160,14 +161,17 @@ def test_installed_framework_versions(distribution: str, minimum: str) -> None:
     assert Version(version(distribution)) >= Version(minimum)
 
 
-def test_ag2_is_the_0_14_series_beside_autogen_0_7() -> None:
-    """AG2 (the classic API) installs as the ``autogen`` package, beside Microsoft's AutoGen 0.7
-    (``autogen_core``, ``autogen_agentchat``): both import, each at its own series."""
+def test_both_ag2_lines_install_beside_autogen_0_7() -> None:
+    """AG2 1.x installs as the ``ag2`` package, its classic API (0.14) as ``autogen``, beside
+    Microsoft's AutoGen 0.7 (``autogen_core``, ``autogen_agentchat``): all import, each at its
+    own series."""
     from importlib.metadata import version
 
+    import ag2
     import autogen
     import autogen_agentchat
 
+    assert version("ag2").startswith("1.") and ag2.Agent.__module__.startswith("ag2")
     assert version("autogen").startswith("0.14.") and autogen.__version__.startswith("0.14.")
     assert version("autogen-core").startswith("0.7.")
     assert autogen_agentchat.__name__ == "autogen_agentchat"

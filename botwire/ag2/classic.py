@@ -1,5 +1,5 @@
-"""AG2 (the classic AutoGen ``ConversableAgent`` API, package ``autogen`` 0.14): botwire memory
-as an agent capability, with no vector database and no extra model call.
+"""AG2's classic ``ConversableAgent`` API (package ``autogen`` 0.14): botwire memory as an
+agent capability, with no vector database and no extra model call.
 
     from autogen import ConversableAgent, register_function
     from botwire.ag2 import BotWireCapability
@@ -11,7 +11,7 @@ as an agent capability, with no vector database and no extra model call.
     for tool in memory.tools():         # remember, recall, ... for the model to call
         register_function(tool, caller=assistant, executor=user, description=tool.__doc__)
 
-Needs AG2: ``pip install 'botwire[ag2]>=0.3'``.
+Needs the classic AG2: ``pip install 'botwire[ag2-classic]>=0.4'``.
 """
 
 from __future__ import annotations
@@ -21,23 +21,22 @@ from botwire.errors import MissingExtra
 try:
     from autogen import ConversableAgent
     from autogen.agentchat.contrib.capabilities.agent_capability import AgentCapability
-    from autogen.agentchat.conversable_agent import normilize_message_to_oai
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise MissingExtra("botwire's AG2 integration needs autogen 0.14 (AG2)", "ag2") from exc
+    raise MissingExtra(
+        "botwire's classic AG2 integration needs autogen 0.14 (AG2's ConversableAgent)",
+        "ag2-classic",
+    ) from exc
 
-import inspect
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
 from typing import Annotated, Any
 
 from botwire._memory import Memory
-from botwire._recall import Recalled, Source, recall
+from botwire._recall import Source, recall
 from botwire._values import check_int
-from botwire.errors import InvalidRequest
-from botwire.tools import MemoryTools, ToolSpec, describe, memory_block
-
-Message = dict[str, Any]
+from botwire.ag2._common import Message, describe_turn, function, is_turn, text_of
+from botwire.tools import MemoryTools, memory_block
 
 
 class BotWireCapability(AgentCapability):
@@ -116,14 +115,15 @@ class BotWireCapability(AgentCapability):
         ``search_memory``, ``append_note``) as functions for AG2's ``register_function``:
         the names, argument schemas, descriptions (``__doc__``) and answers of the CrewAI and
         MCP tools."""
-        return [_function(self._tools, spec) for spec in self._tools.specs]
+        return [function(self._tools, spec, lambda arg: Annotated[arg.type, arg.description])
+                for spec in self._tools.specs]  # fmt: skip
 
     # -- hooks ---------------------------------------------------------------------------------
 
     def _with_memories(self, agent: ConversableAgent, messages: list[Message]) -> list[Message]:
         if not messages:
             return messages
-        text = _text(messages[-1])
+        text = text_of(messages[-1])
         if not text.strip():
             return messages
         sources = [Source(self.memory)]
@@ -133,11 +133,11 @@ class BotWireCapability(AgentCapability):
         found = [
             memory
             for memory in recall(sources, text, self.k, fill=False, context=1)
-            if not _is_turn(memory) or str(memory.value.get("content")) not in shown
+            if not is_turn(memory) or str(memory.value.get("content")) not in shown
         ]  # the turns of this conversation are in it already
         if not found:
             return messages
-        block = memory_block(self.memory.namespace, found, _describe)
+        block = memory_block(self.memory.namespace, found, describe_turn)
         return [*messages[:-1], {"role": "system", "content": block}, messages[-1]]
 
     def _keep_received(self, agent: ConversableAgent, messages: list[Message]) -> None:
@@ -152,8 +152,8 @@ class BotWireCapability(AgentCapability):
         recipient: ConversableAgent,
         silent: bool,
     ) -> Message | str:
-        valid, sent = normilize_message_to_oai(message, name=sender.name, role="assistant")
-        self._sync(sender, recipient, [sent] if valid else [])
+        sent = _as_sent(message, sender.name)
+        self._sync(sender, recipient, [sent] if sent is not None else [])
         return message
 
     def _sync(self, agent: ConversableAgent, partner: Any, sending: list[Message]) -> None:
@@ -166,7 +166,7 @@ class BotWireCapability(AgentCapability):
         appending = 0 <= kept <= len(history)
         new = (history[kept:] if appending else history) + sending
         for message in new:
-            _text(message)  # refuse a message without text before writing anything
+            text_of(message)  # refuse a message without text before writing anything
         if not appending:
             key = pair + _chat_id()
         if new:
@@ -185,58 +185,31 @@ def _chat_id() -> str:
     return datetime.now(timezone.utc).strftime(":%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _is_turn(memory: Recalled) -> bool:
-    return memory.namespace.endswith(":conversations") and isinstance(memory.value, dict)
-
-
-def _describe(memory: Recalled) -> str:
-    """A recalled memory as the model reads it: a fact by its key, an earlier turn with who
-    said it, and the turn around it."""
-    if not _is_turn(memory):
-        return describe(memory)
-    partner = memory.key.split("<->", 1)[-1].split(":", 1)[0]
-    turns = memory.around or (memory.value,)
-    said = " / ".join(f"{turn.get('name') or turn.get('role')}: {turn.get('content')}"
-                      for turn in turns if isinstance(turn, dict))  # fmt: skip
-    return f"earlier, with {partner}: {said}"
-
-
-def _text(message: Message) -> str:
-    """The text of a message to search memories with: its content, or its text parts."""
-    content = message.get("content")
-    if content is None:  # a tool call
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # AG2's multimodal parts
-        return " ".join(
-            str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
-        )
-    raise InvalidRequest(
-        f"a message's content must be text (or text parts), not {type(content).__name__}"
-    )
-
-
-def _function(tools: MemoryTools, spec: ToolSpec) -> Callable[..., str]:
-    """A tool as a plain function whose signature AG2 turns into the tool's schema."""
-
-    def call(**arguments: Any) -> str:
-        return tools.call(spec.name, arguments)
-
-    parameters = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty if arg.default is ... else arg.default,
-            annotation=Annotated[arg.type, arg.description],
-        )
-        for name, arg in spec.arguments.items()
-    ]
-    call.__signature__ = inspect.Signature(parameters, return_annotation=str)  # type: ignore[attr-defined]
-    call.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": str}
-    call.__name__ = call.__qualname__ = spec.name
-    call.__doc__ = spec.description
-    return call
+def _as_sent(message: Message | str, name: str) -> Message | None:
+    """What an agent sends, as AG2 keeps it in the conversation (OpenAI's message shape: text
+    becomes ``{"content", "role": "assistant", "name"}``); ``None`` when it holds nothing."""
+    if isinstance(message, str):
+        message = {"content": message}
+    sent = {
+        key: message[key]
+        for key in ("content", "function_call", "tool_responses", "tool_call_id", "name", "context")
+        if message.get(key) is not None
+    }
+    if message.get("tool_calls"):
+        sent["tool_calls"] = message["tool_calls"]
+    if "content" not in sent:
+        if "function_call" not in sent and "tool_calls" not in sent:
+            return None
+        sent["content"] = None
+    role = message.get("role")
+    if role not in ("function", "tool"):
+        role = message.get("override_role", "assistant")
+    sent["role"] = role
+    if sent.get("function_call") or sent.get("tool_calls"):
+        sent["role"] = "assistant"
+    elif "name" not in sent:
+        sent["name"] = name
+    return sent
 
 
 __all__ = ["BotWireCapability"]
