@@ -4,19 +4,27 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import McpError
-from mcp.shared.memory import create_connected_server_and_client_session
+from mcp.shared.memory import create_client_server_memory_streams
+
+from botwire.mcp._compat import McpError
+
+try:  # the HTTP client the SDK's transport takes: httpx2 on mcp 2.x, httpx on 1.x
+    import httpx2 as mcp_httpx
+except ImportError:
+    mcp_httpx = httpx  # type: ignore[no-redef]
 
 from botwire import Memory
 from botwire.backends import create_backend
@@ -36,8 +44,27 @@ async def session(
 ) -> AsyncIterator[ClientSession]:
     served = Served(store.backend, namespace, options.pop("read_only", False))
     server = create_server(lambda: served, **options)
-    async with create_connected_server_and_client_session(server) as client:
-        yield client
+    async with (
+        create_client_server_memory_streams() as (client_streams, server_streams),
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(server.run, *server_streams, server.create_initialization_options())
+        async with ClientSession(*client_streams) as client:
+            await client.initialize()
+            yield client
+        tg.cancel_scope.cancel()
+
+
+def field(model: Any, name: str) -> Any:
+    """A field by its wire name: mcp 1.x models have camelCase attributes, 2.x snake_case."""
+    if hasattr(model, name):
+        return getattr(model, name)
+    return getattr(model, re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower())
+
+
+def capabilities(client: ClientSession) -> Any:
+    get = getattr(client, "get_server_capabilities", None)  # 1.x; 2.x: a property
+    return get() if get is not None else client.server_capabilities
 
 
 def text(result: types.CallToolResult) -> str:
@@ -49,7 +76,7 @@ def text(result: types.CallToolResult) -> str:
 def resource_text(result: types.ReadResourceResult) -> tuple[str, str | None]:
     (content,) = result.contents
     assert isinstance(content, types.TextResourceContents)
-    return content.text, content.mimeType
+    return content.text, field(content, "mimeType")
 
 
 # -- in process --------------------------------------------------------------------------------
@@ -58,28 +85,28 @@ def resource_text(result: types.ReadResourceResult) -> tuple[str, str | None]:
 async def test_tools_are_listed_with_schemas_a_model_can_follow(store: Store) -> None:
     async with session(store) as client:
         listed = (await client.list_tools()).tools
-        init = client.get_server_capabilities()
+        init = capabilities(client)
     assert init is not None and init.tools is not None and init.resources is not None
     assert [tool.name for tool in listed] == ALL_TOOLS
     by_name = {tool.name: tool for tool in listed}
     for spec in SPECS:
         tool = by_name[spec.name]
         assert tool.description == spec.description
-        assert tool.inputSchema["type"] == "object"
-        assert set(tool.inputSchema["properties"]) == set(spec.arguments)
+        assert field(tool, "inputSchema")["type"] == "object"
+        assert set(field(tool, "inputSchema")["properties"]) == set(spec.arguments)
         for name, arg in spec.arguments.items():
-            assert tool.inputSchema["properties"][name]["description"] == arg.description
+            assert field(tool, "inputSchema")["properties"][name]["description"] == arg.description
         assert tool.annotations is not None
-        assert tool.annotations.readOnlyHint is (not spec.writes)
-    assert by_name["remember"].inputSchema["required"] == ["key", "value"]
-    assert by_name["append_note"].inputSchema["required"] == ["key", "text"]
-    limit = by_name["search_memory"].inputSchema["properties"]["limit"]
+        assert field(tool.annotations, "readOnlyHint") is (not spec.writes)
+    assert field(by_name["remember"], "inputSchema")["required"] == ["key", "value"]
+    assert field(by_name["append_note"], "inputSchema")["required"] == ["key", "text"]
+    limit = field(by_name["search_memory"], "inputSchema")["properties"]["limit"]
     assert (limit["type"], limit["default"], limit["minimum"], limit["maximum"]) == (
         "integer", 5, 1, 20
     )  # fmt: skip
-    assert "required" not in by_name["list_memory"].inputSchema
+    assert "required" not in field(by_name["list_memory"], "inputSchema")
     assert by_name["forget"].annotations is not None
-    assert by_name["forget"].annotations.destructiveHint is True
+    assert field(by_name["forget"].annotations, "destructiveHint") is True
 
 
 async def test_each_tool_answers_as_the_crewai_tools_do(store: Store) -> None:
@@ -102,7 +129,7 @@ async def test_each_tool_answers_as_the_crewai_tools_do(store: Store) -> None:
     async with session(store) as client:
         for name, arguments in calls:
             result = await client.call_tool(name, arguments)
-            assert result.isError is False
+            assert field(result, "isError") is False
             assert text(result) == twin.call(name, arguments), name
     memory = store.memory("claude")
     assert memory.keys() == ["budget", "log"]
@@ -131,7 +158,7 @@ async def test_bad_input_from_a_model_is_an_error_result_and_writes_nothing(
 ) -> None:
     async with session(store, max_value_bytes=200) as client:
         result = await client.call_tool(name, arguments)
-        assert result.isError is True
+        assert field(result, "isError") is True
         assert problem in text(result)
         after = await client.call_tool("list_memory", {})  # the session goes on
         assert text(after) == "the memory is empty"
@@ -143,7 +170,7 @@ async def test_a_query_with_search_syntax_is_plain_text(store: Store, query: str
     store.memory("claude").set("budget", "5000 EUR")
     async with session(store) as client:
         result = await client.call_tool("search_memory", {"query": query})
-    assert result.isError is False
+    assert field(result, "isError") is False
     assert text(result).splitlines()[1:] == ["- 'budget' = 5000 EUR  (matched: budget)"]
     assert store.memory("claude").keys() == ["budget"]
 
@@ -155,7 +182,7 @@ async def test_read_only_offers_and_runs_only_the_reading_tools(store: Store) ->
         assert listed == ["recall", "list_memory", "search_memory"]
         for name in ("remember", "forget", "append_note"):
             refused = await client.call_tool(name, {"key": "budget", "value": 1, "text": "x"})
-            assert refused.isError is True and "there is no tool" in text(refused)
+            assert field(refused, "isError") is True and "there is no tool" in text(refused)
         assert text(await client.call_tool("recall", {"key": "budget"})) == "'budget' = 5000"
     assert store.memory("claude").get("budget") == 5000
 
@@ -181,7 +208,7 @@ def test_the_stdio_server_reads_no_other_namespace(tmp_path: Path) -> None:
         import anyio, sys
         from mcp import ClientSession, StdioServerParameters
         from mcp.client.stdio import stdio_client
-        from mcp.shared.exceptions import McpError
+        from botwire.mcp._compat import McpError
 
         async def main():
             params = StdioServerParameters(
@@ -209,7 +236,7 @@ async def test_resources_read_values_and_list_keys(store: Store) -> None:
     store.memory("other").set("x", 1)
     async with session(store) as client:
         listed = (await client.list_resources()).resources
-        templates = (await client.list_resource_templates()).resourceTemplates
+        templates = field(await client.list_resource_templates(), "resourceTemplates")
         value = await client.read_resource("botwire://claude/budget")
         name = await client.read_resource(resource_uri("claude", "name"))
         odd = await client.read_resource(resource_uri("claude", "client:acme/contact"))
@@ -227,7 +254,10 @@ async def test_resources_read_values_and_list_keys(store: Store) -> None:
         "botwire://claude/name",
     ]
     assert [r.name for r in listed[1:]] == ["budget", "client:acme/contact", "name"]
-    assert [t.uriTemplate for t in templates] == ["botwire://claude/{key}", "botwire://claude"]
+    assert [field(t, "uriTemplate") for t in templates] == [
+        "botwire://claude/{key}",
+        "botwire://claude",
+    ]
     assert resource_text(value) == ('{"amount": 5000}', "application/json")
     assert resource_text(name) == ("Ana", "text/plain")
     assert resource_text(odd) == ("Bob", "text/plain")
@@ -250,9 +280,9 @@ async def test_the_resource_list_comes_a_page_at_a_time(store: Store) -> None:
             )
             seen += [str(r.uri) for r in page.resources]
             pages += 1
-            if page.nextCursor is None:
+            if field(page, "nextCursor") is None:
                 break
-            cursor = page.nextCursor
+            cursor = field(page, "nextCursor")
     assert pages == 3
     assert seen == ["botwire://claude"] + [f"botwire://claude/k{n:03}" for n in range(250)]
 
@@ -278,7 +308,7 @@ async def stdio_session(
 async def test_botwire_mcp_remembers_across_server_processes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'claude.db'}"
     async with stdio_session(db, "--namespace", "claude") as (client, info):
-        assert info.serverInfo.name == "botwire"
+        assert field(info, "serverInfo").name == "botwire"
         assert info.instructions is not None and "Long-term memory" in info.instructions
         stored = await client.call_tool("remember", {"key": "editor", "value": "vim"})
         assert text(stored) == "stored 'editor'"
@@ -318,9 +348,9 @@ def test_botwire_mcp_refuses_a_bad_namespace_before_it_serves(tmp_path: Path) ->
 async def remote(url: str, token: str | None) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
-        httpx.AsyncClient(headers=headers, timeout=30) as http,
-        streamable_http_client(url, http_client=http) as (read, write, _),
-        ClientSession(read, write) as client,
+        mcp_httpx.AsyncClient(headers=headers, timeout=30) as http,
+        streamable_http_client(url, http_client=http) as streams,  # 1.x: 3 items, 2.x: 2
+        ClientSession(streams[0], streams[1]) as client,
     ):
         await client.initialize()
         yield client
@@ -335,8 +365,15 @@ async def refused_status(url: str, token: str | None) -> int:
         errors: list[BaseException] = [exc]
         while errors:
             error = errors.pop()
-            if isinstance(error, httpx.HTTPStatusError):
+            if isinstance(error, (httpx.HTTPStatusError, mcp_httpx.HTTPStatusError)):
                 return error.response.status_code
+            if isinstance(error, McpError):  # 2.x: the status is not kept; ask again over HTTP
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                hello = {"jsonrpc": "2.0", "id": 0, "method": "ping"}
+                accept = {"Accept": "application/json, text/event-stream"}
+                async with httpx.AsyncClient() as http:
+                    answer = await http.post(url, headers={**headers, **accept}, json=hello)
+                return answer.status_code
             errors += getattr(error, "exceptions", ())
         raise
     raise AssertionError(f"{url} let the client in")
@@ -382,7 +419,7 @@ async def test_mcp_on_the_server_is_scoped_by_the_token(served: Any) -> None:
         listed = [tool.name for tool in (await client.list_tools()).tools]
         assert listed == ["recall", "list_memory", "search_memory"]
         refused = await client.call_tool("remember", {"key": "plan", "value": "overwritten"})
-        assert refused.isError is True and "there is no tool 'remember'" in text(refused)
+        assert field(refused, "isError") is True and "there is no tool 'remember'" in text(refused)
         assert text(await client.call_tool("recall", {"key": "plan"})) == "'plan' = b's"
     assert await refused_status(server.url + "/mcp/team-b", tokens["a"]) == 403
     async with httpx.AsyncClient() as http:
@@ -403,8 +440,11 @@ async def test_an_open_loopback_server_serves_the_namespace_in_its_url_only(
     async with remote(http_server.url + "/mcp/team-a", None) as client:
         with pytest.raises(McpError, match="serves the namespace 'team-a' only"):
             await client.read_resource("botwire://team-b/secret")
-        templates = (await client.list_resource_templates()).resourceTemplates
-    assert [t.uriTemplate for t in templates] == ["botwire://team-a/{key}", "botwire://team-a"]
+        templates = field(await client.list_resource_templates(), "resourceTemplates")
+    assert [field(t, "uriTemplate") for t in templates] == [
+        "botwire://team-a/{key}",
+        "botwire://team-a",
+    ]
 
 
 @pytest.mark.slow
@@ -430,9 +470,9 @@ async def test_a_quota_hit_over_mcp_is_a_tool_error_and_the_session_goes_on(serv
     async with remote(server.url + "/mcp/team-a", tokens["a"]) as client:
         for n in range(3):
             stored = await client.call_tool("remember", {"key": f"k{n}", "value": n})
-            assert stored.isError is False
+            assert field(stored, "isError") is False
         refused = await client.call_tool("append_note", {"key": "log", "text": "one more"})
-        assert refused.isError is True
+        assert field(refused, "isError") is True
         assert text(refused).startswith("could not add a note to 'log': the memory takes no more")
         assert text(await client.call_tool("recall", {"key": "k2"})) == "'k2' = 2"
         assert text(await client.call_tool("list_memory", {})) == "3 keys: k0, k1, k2"
@@ -459,7 +499,7 @@ def test_the_mcp_endpoint_answers_odd_requests_with_a_4xx(served: Any) -> None:
                 json={"jsonrpc": "2.0", "id": 1, "method": "nope/nothing"},
             ),
             "wrong accept": http.post(
-                "/mcp/team-a", headers=auth,
+                "/mcp/team-a", headers={**auth, "Accept": "text/html"},
                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
             ),
             "a GET": http.get("/mcp/team-a", headers=auth),

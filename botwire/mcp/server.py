@@ -17,14 +17,12 @@ import anyio
 import anyio.to_thread
 from mcp import types
 from mcp.server.lowlevel import Server
-from mcp.server.lowlevel.helper_types import ReadResourceContents
-from mcp.shared.exceptions import McpError
-from pydantic import AnyUrl
 
 from botwire import __version__
 from botwire._memory import AsyncMemory, Memory
 from botwire.backends.base import Backend
 from botwire.errors import BotWireError
+from botwire.mcp._compat import as_uri, make_server, mcp_error
 from botwire.tools import INSTRUCTIONS, MemoryTools, Refusal, ToolSpec, offered
 
 
@@ -64,33 +62,34 @@ def create_server(where: Where, *, max_value_bytes: int | None = None) -> Server
         max_value_bytes: the largest value ``remember`` and ``append_note`` store (default: the
             store's usual limit, ``$BOTWIRE_MAX_VALUE_BYTES``).
     """
-    server: Server[Any, Any] = Server("botwire", version=__version__, instructions=INSTRUCTIONS)
     tools = {ro: [_tool(spec) for spec in offered(read_only=ro)] for ro in (False, True)}
 
-    @server.list_tools()  # type: ignore[no-untyped-call, untyped-decorator]
-    async def list_tools() -> list[types.Tool]:
-        return tools[where().read_only]
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools[where().read_only])
 
-    @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
-    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         backend, namespace, read_only = where()
         memory = Memory(namespace, backend=backend, max_value_bytes=max_value_bytes)
         call = MemoryTools(memory, read_only=read_only).call
-        result = await anyio.to_thread.run_sync(call, name, arguments)
+        try:
+            result = await anyio.to_thread.run_sync(call, params.name, params.arguments or {})
+        except Exception as exc:  # as 1.x's @call_tool() did: the model sees what went wrong
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=str(exc))], isError=True
+            )
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=result)],
             isError=isinstance(result, Refusal),
         )
 
-    @server.list_resources()  # type: ignore[no-untyped-call, untyped-decorator]
-    async def list_resources(request: types.ListResourcesRequest) -> types.ListResourcesResult:
+    async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
         backend, namespace, _ = where()
-        after = request.params.cursor if request.params else None
+        after = params.cursor if params else None
         keys = await _read(AsyncMemory(namespace, backend=backend).keys(after=after, limit=PAGE))
-        resources = [types.Resource(uri=AnyUrl(resource_uri(namespace, k)), name=k) for k in keys]
+        resources = [types.Resource(uri=as_uri(resource_uri(namespace, k)), name=k) for k in keys]
         if not after:  # the first page starts with the namespace's listing
             listing = types.Resource(
-                uri=AnyUrl(resource_uri(namespace)),
+                uri=as_uri(resource_uri(namespace)),
                 name=namespace,
                 mimeType="application/json",
                 description=f"The keys stored in the namespace {namespace!r}.",
@@ -99,34 +98,34 @@ def create_server(where: Where, *, max_value_bytes: int | None = None) -> Server
         more = keys[-1] if len(keys) == PAGE else None
         return types.ListResourcesResult(resources=resources, nextCursor=more)
 
-    @server.list_resource_templates()  # type: ignore[no-untyped-call, untyped-decorator]
-    async def list_resource_templates() -> list[types.ResourceTemplate]:
+    async def list_resource_templates(ctx: Any, params: Any) -> types.ListResourceTemplatesResult:
         namespace = where().namespace
-        return [
-            types.ResourceTemplate(
-                uriTemplate=resource_uri(namespace) + "/{key}",
-                name="memory",
-                description="The value stored under a key: text as it is, anything else as JSON.",
-            ),
-            types.ResourceTemplate(
-                uriTemplate=resource_uri(namespace),
-                name="keys",
-                mimeType="application/json",
-                description=f"The keys stored in the namespace {namespace!r}.",
-            ),
-        ]
+        return types.ListResourceTemplatesResult(
+            resourceTemplates=[
+                types.ResourceTemplate(
+                    uriTemplate=resource_uri(namespace) + "/{key}",
+                    name="memory",
+                    description=(
+                        "The value stored under a key: text as it is, anything else as JSON."
+                    ),
+                ),
+                types.ResourceTemplate(
+                    uriTemplate=resource_uri(namespace),
+                    name="keys",
+                    mimeType="application/json",
+                    description=f"The keys stored in the namespace {namespace!r}.",
+                ),
+            ]
+        )
 
-    @server.read_resource()  # type: ignore[no-untyped-call, untyped-decorator]
-    async def read_resource(uri: Any) -> list[ReadResourceContents]:
+    async def read_resource(ctx: Any, params: Any) -> types.ReadResourceResult:
+        uri = str(params.uri)
         backend, served, _ = where()
-        namespace, key = _parse(str(uri))
+        namespace, key = _parse(uri)
         if namespace != served:
-            raise McpError(
-                types.ErrorData(
-                    code=RESOURCE_NOT_FOUND,
-                    message=f"this server serves the namespace {served!r} only: "
-                    f"{resource_uri(served)}/{{key}}",
-                )
+            raise mcp_error(
+                RESOURCE_NOT_FOUND,
+                f"this server serves the namespace {served!r} only: {resource_uri(served)}/{{key}}",
             )
         memory = AsyncMemory(namespace, backend=backend)
         if key is None:
@@ -136,21 +135,25 @@ def create_server(where: Where, *, max_value_bytes: int | None = None) -> Server
                 "keys": keys[:MAX_LISTED],
                 "more": len(keys) > MAX_LISTED,
             }
-            return [
-                ReadResourceContents(json.dumps(listing, ensure_ascii=False), "application/json")
-            ]
+            return _contents(uri, json.dumps(listing, ensure_ascii=False), "application/json")
         missing = object()
         value = await _read(memory.get(key, missing))
         if value is missing:
-            raise McpError(
-                types.ErrorData(
-                    code=RESOURCE_NOT_FOUND, message=f"no memory under {key!r} in {namespace!r}"
-                )
-            )
+            raise mcp_error(RESOURCE_NOT_FOUND, f"no memory under {key!r} in {namespace!r}")
         if isinstance(value, str):
-            return [ReadResourceContents(value, "text/plain")]
-        return [ReadResourceContents(json.dumps(value, ensure_ascii=False), "application/json")]
+            return _contents(uri, value, "text/plain")
+        return _contents(uri, json.dumps(value, ensure_ascii=False), "application/json")
 
+    server = make_server(
+        "botwire",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        list_tools=list_tools,
+        call_tool=call_tool,
+        list_resources=list_resources,
+        list_resource_templates=list_resource_templates,
+        read_resource=read_resource,
+    )
     return server
 
 
@@ -163,17 +166,21 @@ async def _read(call: Any) -> Any:
     try:
         return await call
     except BotWireError as exc:
-        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=str(exc))) from exc
+        raise mcp_error(types.INVALID_PARAMS, str(exc)) from exc
+
+
+def _contents(address: str, text: str, mime_type: str) -> types.ReadResourceResult:
+    return types.ReadResourceResult(
+        contents=[types.TextResourceContents(uri=as_uri(address), mimeType=mime_type, text=text)]
+    )
 
 
 def _parse(uri: str) -> tuple[str, str | None]:
     """The namespace and key (``None``: the namespace's listing) a ``botwire://`` URI names."""
     if not uri.startswith(SCHEME):
-        raise McpError(
-            types.ErrorData(
-                code=types.INVALID_PARAMS,
-                message=f"botwire's resources are botwire://{{namespace}}/{{key}}, not {uri!r}",
-            )
+        raise mcp_error(
+            types.INVALID_PARAMS,
+            f"botwire's resources are botwire://{{namespace}}/{{key}}, not {uri!r}",
         )
     namespace, _, key = uri[len(SCHEME) :].partition("/")
     return unquote(namespace), unquote(key) if key else None

@@ -22,6 +22,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from botwire.backends.base import Backend, Op
 from botwire.errors import BotWireError
+from botwire.mcp._compat import request_context
 from botwire.mcp.server import Served, create_server
 from botwire.server.auth import Scope
 from botwire.server.context import SCOPE_KEY, Context, Message, Receive, Send, _send_json
@@ -80,7 +81,7 @@ class MCPEndpoint:
         self.context = context
 
     def _where(self) -> Served:
-        request = self.server.request_context.request
+        request = request_context().request
         if request is None:
             raise RuntimeError("an MCP request over HTTP carries its HTTP request")
         scope: Scope = request.scope[SCOPE_KEY]
@@ -94,6 +95,11 @@ class MCPEndpoint:
             yield
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET":  # stateless: no server-to-client stream to open (2.x
+            # takes httpx's ``Accept: */*`` as asking for one, and would hold it open)
+            error = {"code": -32600, "message": "this server offers no SSE stream: POST requests"}
+            await _send_json(send, 405, {"jsonrpc": "2.0", "id": None, "error": error})
+            return
         if scope["method"] == "POST":  # read and check the body before the SDK parses it
             body = await _read_body(receive)
             if body is None:
