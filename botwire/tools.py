@@ -16,7 +16,7 @@ is not a ``str``) still raise.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,22 @@ class Refusal(str):
     __slots__ = ()
 
 
+class Answer(str):
+    """A tool's result: the text a model reads, and ``data``, the same as JSON that fits the
+    tool's :attr:`ToolSpec.output` (MCP's structured content)."""
+
+    data: dict[str, Any]
+
+    def __new__(cls, text: str, data: dict[str, Any]) -> Answer:
+        answer = super().__new__(cls, text)
+        answer.data = data
+        return answer
+
+
+MAX_READ_CHARS = 20_000
+"""Most characters of memories ``read_memory`` shows at once."""
+
+
 @dataclass(frozen=True)
 class Arg:
     """One argument of a tool: what to pass, its type, its default (``...``: none, the
@@ -80,6 +96,8 @@ class ToolSpec:
     description: str
     arguments: dict[str, Arg]
     """Each argument, by name."""
+    output: dict[str, Any]
+    """The JSON schema of its result's ``data`` (an object)."""
     writes: bool = False
     """Left out of a read-only memory."""
 
@@ -102,6 +120,30 @@ class ToolSpec:
             for name, arg in self.arguments.items()
         }
         return create_model(f"{self.name.title().replace('_', '')}Args", **fields)
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_BOOL: dict[str, Any] = {"type": "boolean"}
+_INT: dict[str, Any] = {"type": "integer"}
+_ANY: dict[str, Any] = {}
+"""Any JSON value."""
+
+
+def _list(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _object(**properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _output(*required: str, **properties: dict[str, Any]) -> dict[str, Any]:
+    """A tool's output schema: an object of these properties, ``required`` ones always there
+    (default: all)."""
+    schema = _object(**properties)
+    if required:
+        schema["required"] = list(required)
+    return schema
 
 
 KEY = Arg("A short name for the fact, such as 'budget' or 'client:acme:contact'.")
@@ -127,6 +169,7 @@ REMEMBER = ToolSpec(
             default=False,
         ),
     },
+    _output(key=_STR, stored=_BOOL),
     writes=True,
 )
 RECALL = ToolSpec(
@@ -135,18 +178,21 @@ RECALL = ToolSpec(
     "something they may already have told you. If the key is unknown, the answer lists the keys "
     "that are stored.",
     {"key": KEY},
+    _output("key", "found", key=_STR, found=_BOOL, value=_ANY, known_keys=_list(_STR)),
 )
 LIST_MEMORY = ToolSpec(
     "list_memory",
     "List the keys of the facts in long-term memory, optionally only those that start with a "
     "prefix. Use it to see what you already know before you recall or remember.",
     {"prefix": Arg("Only keys that start with this text; empty for all keys.", default="")},
+    _output(keys=_list(_STR), total=_INT),
 )
 FORGET = ToolSpec(
     "forget",
     "Delete a fact from long-term memory by its key, when it is wrong, outdated, or the user "
     "asks you to forget it.",
     {"key": KEY},
+    _output(key=_STR, forgot=_BOOL),
     writes=True,
 )
 SEARCH_MEMORY = ToolSpec(
@@ -160,6 +206,14 @@ SEARCH_MEMORY = ToolSpec(
         "query": Arg("Words to look for; case, accents and punctuation do not matter."),
         "limit": Arg("Most matches to return.", int, 5, 1, MAX_MATCHES),
     },
+    _output(
+        matches=_list(
+            _object(
+                key=_STR, position={"type": ["integer", "null"]}, value=_ANY, matched=_list(_STR)
+            )
+        ),
+        by_words=_BOOL,
+    ),
 )
 APPEND_NOTE = ToolSpec(
     "append_note",
@@ -167,9 +221,18 @@ APPEND_NOTE = ToolSpec(
     "the notes already there. Use it instead of remember when the key collects many notes over "
     "time; recall shows them all.",
     {"key": KEY, "text": Arg("The note to add, as one short line of text.")},
+    _output(key=_STR, notes=_INT),
     writes=True,
 )
-SPECS = (REMEMBER, RECALL, LIST_MEMORY, FORGET, SEARCH_MEMORY, APPEND_NOTE)
+READ_MEMORY = ToolSpec(
+    "read_memory",
+    "Read every fact and note in long-term memory at once (or those whose keys start with a "
+    "prefix), as key = value lines, up to a size budget; the answer says how many more there "
+    "are. Use it at the start of a task to see everything you know.",
+    {"prefix": Arg("Only keys that start with this text; empty for all keys.", default="")},
+    _output(memories=_list(_object(key=_STR, value=_ANY)), total=_INT),
+)
+SPECS = (REMEMBER, RECALL, LIST_MEMORY, FORGET, SEARCH_MEMORY, APPEND_NOTE, READ_MEMORY)
 
 INSTRUCTIONS = (
     "Long-term memory that lasts between conversations and is shared with other agents that "
@@ -243,7 +306,7 @@ class MemoryTools:
             self.memory.set(key, value)
         except BotWireError as exc:
             return _advice(exc, f"could not store {key!r}")
-        return f"stored {key!r}"
+        return Answer(f"stored {key!r}", {"key": key, "stored": True})
 
     def recall(self, key: str) -> str:
         """``'key' = value``, or which keys there are when ``key`` is unknown."""
@@ -252,10 +315,12 @@ class MemoryTools:
         try:
             value = self.memory.get(key, missing)
             if value is missing:
-                return f"no memory under {key!r}; {self._known_keys()}"
+                keys = self.memory.keys()
+                data = {"key": key, "found": False, "known_keys": keys[:MAX_KEYS_SHOWN]}
+                return Answer(f"no memory under {key!r}; {_known(keys)}", data)
         except BotWireError as exc:
             return _advice(exc, f"could not recall {key!r}")
-        return f"{key!r} = {render(value)}"
+        return Answer(f"{key!r} = {render(value)}", {"key": key, "found": True, "value": value})
 
     def list_memory(self, prefix: str = "") -> str:
         """The stored keys (those that start with ``prefix``), a bounded number of them."""
@@ -264,9 +329,10 @@ class MemoryTools:
             keys = self.memory.keys(prefix or None)
         except BotWireError as exc:
             return _advice(exc, "could not list the memory")
+        data = {"keys": keys[:MAX_KEYS_SHOWN], "total": len(keys)}
         if not keys:
-            return f"no keys start with {prefix!r}" if prefix else "the memory is empty"
-        return _listing(keys, "key")
+            return Answer(_nothing(prefix), data)
+        return Answer(_listing(keys, "key"), data)
 
     def forget(self, key: str) -> str:
         """Delete ``key``."""
@@ -276,7 +342,8 @@ class MemoryTools:
             deleted = self.memory.delete(key)
         except BotWireError as exc:
             return _advice(exc, f"could not forget {key!r}")
-        return f"forgot {key!r}" if deleted else f"no memory under {key!r}; nothing to forget"
+        text = f"forgot {key!r}" if deleted else f"no memory under {key!r}; nothing to forget"
+        return Answer(text, {"key": key, "forgot": deleted})
 
     def search_memory(self, query: str, limit: int = 5) -> str:
         """The facts and notes that share words with ``query``, best first, one per line with
@@ -292,19 +359,26 @@ class MemoryTools:
         except BotWireError as exc:
             return _advice(exc, f"could not search for {query!r}")
         relevant = [memory for memory in found if memory.relevant]
+        shown = relevant or found
+        words = {id(memory): matched_words(query, memory) for memory in relevant}
+        data = {
+            "matches": [
+                {"key": memory.key, "position": memory.position, "value": memory.value,
+                 "matched": words.get(id(memory), [])}
+                for memory in shown
+            ],
+            "by_words": bool(relevant),
+        }  # fmt: skip
         if relevant:
-            lines = [
-                f"- {describe(memory)}  (matched: {', '.join(matched_words(query, memory))})"
-                for memory in relevant
-            ]
+            lines = [f"- {describe(memory)}  (matched: {', '.join(words[id(memory)])})"
+                     for memory in relevant]  # fmt: skip
             noun = "memory matches" if len(lines) == 1 else "memories match"
-            return "\n".join([f"{len(lines)} {noun} {query!r}, best first:", *lines])
+            return Answer("\n".join([f"{len(lines)} {noun} {query!r}, best first:", *lines]), data)
         if not found:
-            return "the memory is empty: nothing is stored yet"
+            return Answer("the memory is empty: nothing is stored yet", data)
         lines = [f"- {describe(memory)}" for memory in found]
-        return "\n".join(
-            [f"nothing in memory matches {query!r} by its words; the newest memories are:", *lines]
-        )
+        head = f"nothing in memory matches {query!r} by its words; the newest memories are:"
+        return Answer("\n".join([head, *lines]), data)
 
     def append_note(self, key: str, text: str) -> str:
         """Add ``text`` to the list of notes under ``key`` (atomically: concurrent notes all
@@ -323,7 +397,34 @@ class MemoryTools:
             )
         except BotWireError as exc:
             return _advice(exc, f"could not add a note to {key!r}")
-        return f"added a note to {key!r} ({count} note{'s' if count != 1 else ''})"
+        text = f"added a note to {key!r} ({count} note{'s' if count != 1 else ''})"
+        return Answer(text, {"key": key, "notes": count})
+
+    def read_memory(self, prefix: str = "") -> str:
+        """Every memory (whose key starts with ``prefix``) as ``'key' = value`` lines, in key
+        order, up to :data:`MAX_READ_CHARS`; then how many more there are."""
+        _needs_str(prefix, "prefix")
+        try:
+            keys = self.memory.keys(prefix or None)
+            lines: list[str] = []
+            memories: list[dict[str, Any]] = []
+            size = 0
+            for key, value in self._entries(keys):
+                line = f"- {key!r} = {render(value, MAX_HIT_CHARS)}"
+                if size + len(line) > MAX_READ_CHARS and lines:
+                    break
+                lines.append(line)
+                memories.append({"key": key, "value": value})
+                size += len(line) + 1
+        except BotWireError as exc:
+            return _advice(exc, "could not read the memory")
+        data = {"memories": memories, "total": len(keys)}
+        if not keys:
+            return Answer(_nothing(prefix), data)
+        more = len(keys) - len(lines)
+        head = f"{len(keys)} memor{'y' if len(keys) == 1 else 'ies'}"
+        tail = [f"… and {more:,} more: read them by a prefix, or recall them"] if more > 0 else []
+        return Answer("\n".join([f"{head}:", *lines, *tail]), data)
 
     def relevant(self, text: str, limit: int = 5) -> str | None:
         """The memories relevant to ``text`` (a message a model is about to answer), as a
@@ -332,11 +433,13 @@ class MemoryTools:
         found = recall([Source(self.memory)], text, limit, fill=False)
         return memory_block(self.memory.namespace, found) if found else None
 
-    def _known_keys(self) -> str:
-        keys = self.memory.keys()
-        if not keys:
-            return "nothing is stored yet"
-        return "known keys: " + _listing(keys, "key", count=False)
+    def _entries(self, keys: list[str]) -> Iterator[tuple[str, Any]]:
+        """``(key, value)`` of each of ``keys`` that still exists, a page per round trip, read
+        as they are asked for."""
+        for start in range(0, len(keys), MAX_KEYS_SHOWN):
+            page = keys[start : start + MAX_KEYS_SHOWN]
+            values = self.memory.get_many(page)
+            yield from ((key, values[key]) for key in page if key in values)
 
     def _writable(self) -> None:
         if self.read_only:
@@ -374,6 +477,16 @@ def _listing(keys: list[str], noun: str, *, count: bool = True) -> str:
     if more > 0:
         return f"{head}{shown}, and {more:,} more (narrow it with a prefix)"
     return head + shown
+
+
+def _nothing(prefix: str) -> str:
+    return f"no keys start with {prefix!r}" if prefix else "the memory is empty"
+
+
+def _known(keys: list[str]) -> str:
+    if not keys:
+        return "nothing is stored yet"
+    return "known keys: " + _listing(keys, "key", count=False)
 
 
 def _needs_str(value: object, what: str) -> None:

@@ -92,7 +92,7 @@ def test_read_only_offers_no_writing_tool_and_keeps_nothing(tmp_path: Path) -> N
                   plugins=[memory_plugin("ana", url=url, read_only=True)])  # fmt: skip
     asyncio.run(agent.ask("hi"))
     offered = [tool.function.name for tool in config.calls[0].tools]
-    assert offered == ["recall", "list_memory", "search_memory"]
+    assert offered == ["recall", "list_memory", "search_memory", "read_memory"]
     assert Memory("ana:conversations", url).keys() == []
 
 

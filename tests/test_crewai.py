@@ -32,7 +32,7 @@ def crew(llm: ScriptedCrewLLM, tools: list[BaseTool], description: str) -> Crew:
 def test_each_tool_is_a_crewai_tool_with_a_schema(store: Store) -> None:
     tools = memory_tools("crew", memory=store.memory())
     assert [tool.name for tool in tools] == [
-        "remember", "recall", "list_memory", "forget", "search_memory", "append_note"
+        "remember", "recall", "list_memory", "forget", "search_memory", "append_note", "read_memory"
     ]  # fmt: skip
     by_name = {tool.name: tool for tool in tools}
     for tool in tools:
@@ -127,7 +127,12 @@ def test_the_schemas_crewai_sends_hold_under_openai_strict_mode(tmp_path: Path) 
 
 def test_read_only_leaves_out_the_writing_tools(tmp_path: Path) -> None:
     tools = memory_tools("crew", url=f"sqlite:///{tmp_path / 'ro.db'}", read_only=True)
-    assert [tool.name for tool in tools] == ["recall", "list_memory", "search_memory"]
+    assert [tool.name for tool in tools] == [
+        "recall",
+        "list_memory",
+        "search_memory",
+        "read_memory",
+    ]
 
 
 @pytest.mark.parametrize(

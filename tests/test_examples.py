@@ -220,7 +220,7 @@ def test_the_claude_agent_stores_facts_and_starts_the_next_conversation_with_the
     system, _, tools = first.calls[0]
     assert system.endswith("What you know about this user:\nnothing yet")
     assert [tool["name"] for tool in tools] == [
-        "remember", "recall", "list_memory", "forget", "search_memory", "append_note"
+        "remember", "recall", "list_memory", "forget", "search_memory", "append_note", "read_memory"
     ]  # fmt: skip
     assert tools[0]["input_schema"]["required"] == ["key", "value"]
     _, messages, _ = first.calls[1]

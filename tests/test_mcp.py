@@ -35,7 +35,9 @@ from botwire.tools import SPECS, MemoryTools
 from .conftest import Store
 from .helpers import Server, child_env, run_python
 
-ALL_TOOLS = ["remember", "recall", "list_memory", "forget", "search_memory", "append_note"]
+ALL_TOOLS = [
+    "remember", "recall", "list_memory", "forget", "search_memory", "append_note", "read_memory"
+]  # fmt: skip
 
 
 @asynccontextmanager
@@ -137,6 +139,40 @@ async def test_each_tool_answers_as_the_crewai_tools_do(store: Store) -> None:
     assert memory.get("budget") == {"amount": 5000, "currency": "EUR"}
 
 
+async def test_every_tool_declares_an_output_schema_its_answers_fit(store: Store) -> None:
+    """Structured content beside the text, valid against the tool's outputSchema, for every
+    tool (a refusal is an error result, with text only)."""
+    import jsonschema
+
+    namespace = "claude-structured"
+    async with session(store, namespace) as client:
+        schemas = {
+            tool.name: field(tool, "outputSchema") for tool in (await client.list_tools()).tools
+        }
+        assert sorted(schemas) == sorted(ALL_TOOLS) and all(schemas.values())
+        calls = [
+            ("remember", {"key": "city", "value": json.dumps({"name": "Lisbon"}), "as_json": True}),
+            ("append_note", {"key": "log", "text": "moved to Lisbon"}),
+            ("recall", {"key": "city"}),
+            ("recall", {"key": "nowhere"}),
+            ("list_memory", {}),
+            ("search_memory", {"query": "Lisbon"}),
+            ("search_memory", {"query": "zebra"}),
+            ("read_memory", {}),
+            ("forget", {"key": "city"}),
+        ]
+        for name, arguments in calls:
+            result = await client.call_tool(name, arguments)
+            assert not field(result, "isError"), (name, result)
+            data = field(result, "structuredContent")
+            jsonschema.validate(data, schemas[name])
+            if name == "recall" and arguments["key"] == "city":
+                assert data == {"key": "city", "found": True, "value": {"name": "Lisbon"}}
+        assert data == {"key": "city", "forgot": True}
+        refused = await client.call_tool("remember", {"key": "", "value": "x"})
+        assert field(refused, "isError") and field(refused, "structuredContent") is None
+
+
 @pytest.mark.parametrize(
     ("name", "arguments", "problem"),
     [
@@ -179,7 +215,7 @@ async def test_read_only_offers_and_runs_only_the_reading_tools(store: Store) ->
     store.memory("claude").set("budget", 5000)
     async with session(store, read_only=True) as client:
         listed = [tool.name for tool in (await client.list_tools()).tools]
-        assert listed == ["recall", "list_memory", "search_memory"]
+        assert listed == ["recall", "list_memory", "search_memory", "read_memory"]
         for name in ("remember", "forget", "append_note"):
             refused = await client.call_tool(name, {"key": "budget", "value": 1, "text": "x"})
             assert field(refused, "isError") is True and "there is no tool" in text(refused)
@@ -417,7 +453,7 @@ async def test_mcp_on_the_server_is_scoped_by_the_token(served: Any) -> None:
             await client.read_resource("botwire://team-b/plan")
     async with remote(server.url + "/mcp/team-b", tokens["b-read"]) as client:
         listed = [tool.name for tool in (await client.list_tools()).tools]
-        assert listed == ["recall", "list_memory", "search_memory"]
+        assert listed == ["recall", "list_memory", "search_memory", "read_memory"]
         refused = await client.call_tool("remember", {"key": "plan", "value": "overwritten"})
         assert field(refused, "isError") is True and "there is no tool 'remember'" in text(refused)
         assert text(await client.call_tool("recall", {"key": "plan"})) == "'plan' = b's"

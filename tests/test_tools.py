@@ -111,7 +111,12 @@ def test_programming_errors_still_raise(tools: MemoryTools) -> None:
     with pytest.raises(TypeError, match="text must be a str"):
         tools.append_note("k", 5)  # type: ignore[arg-type]
     read_only = MemoryTools(tools.memory, read_only=True)
-    assert [s.name for s in read_only.specs] == ["recall", "list_memory", "search_memory"]
+    assert [s.name for s in read_only.specs] == [
+        "recall",
+        "list_memory",
+        "search_memory",
+        "read_memory",
+    ]
     for write in (read_only.remember, read_only.append_note):
         with pytest.raises(PermissionError, match="read-only"):
             write("k", "x")
@@ -145,7 +150,7 @@ def test_a_quota_hit_is_advice(tmp_path: Path) -> None:
 def test_descriptions_say_what_and_when() -> None:
     by_name = {spec.name: spec for spec in SPECS}
     assert list(by_name) == [
-        "remember", "recall", "list_memory", "forget", "search_memory", "append_note"
+        "remember", "recall", "list_memory", "forget", "search_memory", "append_note", "read_memory"
     ]  # fmt: skip
     assert "Use recall before asking the user" in by_name["recall"].description
     assert "when you do not know the key" in by_name["search_memory"].description
@@ -262,3 +267,23 @@ def test_relevant_memories_are_a_numbered_block_or_none(tools: MemoryTools) -> N
     ]
     assert tools.relevant("submarines") is None
     assert tools.relevant("   ") is None
+
+
+def test_read_memory_reads_everything_within_a_budget(tmp_path: Path) -> None:
+    from botwire.tools import MAX_READ_CHARS
+
+    tools = MemoryTools(Memory("everything", f"sqlite:///{tmp_path / 'all.db'}"))
+    assert tools.read_memory() == "the memory is empty"
+    tools.memory.set_many({f"fact:{n:03}": f"fact number {n} " + "x" * 200 for n in range(300)})
+    tools.memory.set("other", {"a": 1})
+    answer = tools.read_memory("fact:")
+    lines = answer.splitlines()
+    assert lines[0] == "300 memories:"
+    assert lines[1].startswith("- 'fact:000' = fact number 0 ")
+    shown = len(lines) - 2
+    assert 50 < shown < 300 and len(answer) <= MAX_READ_CHARS + 200
+    assert lines[-1] == f"… and {300 - shown:,} more: read them by a prefix, or recall them"
+    assert answer.data["total"] == 300 and len(answer.data["memories"]) == shown
+    small = tools.read_memory("other")
+    assert small == "1 memory:\n- 'other' = {\"a\": 1}"
+    assert small.data == {"memories": [{"key": "other", "value": {"a": 1}}], "total": 1}

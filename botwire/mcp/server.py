@@ -23,7 +23,7 @@ from botwire._memory import AsyncMemory, Memory
 from botwire.backends.base import Backend
 from botwire.errors import BotWireError
 from botwire.mcp._compat import as_uri, make_server, mcp_error
-from botwire.tools import INSTRUCTIONS, MemoryTools, Refusal, ToolSpec, offered
+from botwire.tools import INSTRUCTIONS, Answer, MemoryTools, Refusal, ToolSpec, offered
 
 
 class Served(NamedTuple):
@@ -79,6 +79,7 @@ def create_server(where: Where, *, max_value_bytes: int | None = None) -> Server
             )
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=result)],
+            structuredContent=result.data if isinstance(result, Answer) else None,
             isError=isinstance(result, Refusal),
         )
 
@@ -187,7 +188,8 @@ def _parse(uri: str) -> tuple[str, str | None]:
 
 
 def _tool(spec: ToolSpec) -> types.Tool:
-    """A tool as MCP lists it: its JSON schema is the one the CrewAI tools validate with."""
+    """A tool as MCP lists it: its input schema is the one the CrewAI tools validate with; its
+    output schema describes the structured content of each answer."""
     schema = spec.args_model.model_json_schema()
     schema.pop("title", None)
     hints = types.ToolAnnotations(
@@ -197,7 +199,11 @@ def _tool(spec: ToolSpec) -> types.Tool:
         openWorldHint=False,
     )
     return types.Tool(
-        name=spec.name, description=spec.description, inputSchema=schema, annotations=hints
+        name=spec.name,
+        description=spec.description,
+        inputSchema=schema,
+        outputSchema=spec.output,
+        annotations=hints,
     )
 
 
