@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -162,10 +163,28 @@ def _import(args: argparse.Namespace) -> int:
 
 @command("mcp")
 def _mcp(args: argparse.Namespace) -> int:
+    if args.print_config:
+        print(_mcp_config(args))
+        return 0
     from botwire.mcp import run_stdio
 
     run_stdio(args.namespace, args.url, read_only=args.read_only)
     return 0
+
+
+def _mcp_config(args: argparse.Namespace) -> str:
+    """This MCP server as a client's configuration starts it: this Python by its absolute path
+    (a desktop app's PATH holds no virtual environment), ``-m botwire mcp`` and the options."""
+    command = sys.executable
+    options = ["-m", "botwire", "mcp", "--namespace", args.namespace]
+    if args.url:
+        options += ["--url", args.url]
+    if args.read_only:
+        options.append("--read-only")
+    if args.print_config == "claude-code":
+        return shlex.join(["claude", "mcp", "add", "botwire", "--", command, *options])
+    server = {"command": command, "args": options}
+    return json.dumps({"mcpServers": {"botwire": server}}, indent=2)
 
 
 @command("serve")
@@ -307,12 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="serve a namespace to an MCP client over stdio (botwire[mcp])",
         description="An MCP server over stdin/stdout: memory tools (remember, recall, forget, "
-        "list_memory, search_memory, append_note) and botwire:// resources, for a client's "
-        'config: {"command": "botwire", "args": ["mcp", "--namespace", "claude"]}. A server '
-        "URL takes its token from $BOTWIRE_TOKEN.",
+        "list_memory, search_memory, append_note, read_memory) and botwire:// resources, for "
+        "a client's "
+        "config (--print-config writes one that starts this Python by its absolute path). A "
+        "server URL takes its token from $BOTWIRE_TOKEN.",
     )
     p.add_argument("--namespace", default="default", help="the memory to serve (default: default)")
     p.add_argument("--read-only", action="store_true", help="offer only the tools that read")
+    p.add_argument(
+        "--print-config",
+        choices=["claude-desktop", "claude-code"],
+        help="print the configuration that starts this server: claude_desktop_config.json's "
+        "mcpServers entry, or the `claude mcp add` command; then exit",
+    )
 
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", help="the server's store (default: $BOTWIRE_DB, else embedded)")

@@ -341,6 +341,39 @@ async def stdio_session(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("client", ["claude-desktop", "claude-code"])
+async def test_the_printed_config_starts_the_server_from_a_desktop_apps_path(
+    tmp_path: Path, client: str
+) -> None:
+    """A desktop app starts the command with its own bare PATH, no virtual environment on it:
+    the configuration names this Python by its absolute path, and the server it starts works."""
+    import shlex
+    import subprocess
+
+    db = f"sqlite:///{tmp_path / 'desktop.db'}"
+    printed = subprocess.run(
+        [sys.executable, "-m", "botwire", "mcp", "--url", db, "--namespace", "desk",
+         "--print-config", client],
+        capture_output=True, text=True, check=True, env=child_env(),
+    ).stdout  # fmt: skip
+    if client == "claude-desktop":
+        entry = json.loads(printed)["mcpServers"]["botwire"]
+        command, args = entry["command"], entry["args"]
+    else:
+        words = shlex.split(printed)
+        assert words[:4] == ["claude", "mcp", "add", "botwire"] and words[4] == "--"
+        command, args = words[5], words[6:]
+    assert Path(command).is_absolute() and Path(command).exists()
+    desktop = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    server = StdioServerParameters(command=command, args=args, env=desktop)
+    async with stdio_client(server) as streams, ClientSession(*streams) as session:
+        await session.initialize()
+        stored = await session.call_tool("remember", {"key": "editor", "value": "vim"})
+        assert text(stored) == "stored 'editor'"
+    assert Memory("desk", db).get("editor") == "vim"
+
+
+@pytest.mark.slow
 async def test_botwire_mcp_remembers_across_server_processes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'claude.db'}"
     async with stdio_session(db, "--namespace", "claude") as (client, info):
