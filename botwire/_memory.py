@@ -25,6 +25,7 @@ from botwire._plans import (
 )
 from botwire.backends import open_backend
 from botwire.backends.base import (
+    Get,
     ListNamespaces,
     Op,
     Search,
@@ -32,7 +33,7 @@ from botwire.backends.base import (
     run_steps,
 )
 from botwire.backends.search import Hit, hits, search_op
-from botwire.errors import VersionConflict
+from botwire.errors import ValueTooLarge, VersionConflict
 
 _UPDATE_ATTEMPTS = 100
 
@@ -144,8 +145,17 @@ class Memory(_MemoryBase):
     list_keys = keys
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The values of ``keys`` that exist, in one round trip."""
-        return self._run(self._plan_get_many(keys))
+        """The values of ``keys`` that exist, in one round trip (one snapshot); values more
+        than a server answers at once (its ``max_response_bytes``) come in parts."""
+        plan = self._plan_get_many(keys)
+        try:
+            return self._run(plan)
+        except ValueTooLarge:
+            if len(plan.ops) < 2:
+                raise
+        names = [op.key for op in plan.ops if isinstance(op, Get)]
+        half = len(names) // 2
+        return {**self.get_many(names[:half]), **self.get_many(names[half:])}
 
     def entries(self, keys: Iterable[str], *, refresh_ttl: bool = False) -> dict[str, Entry]:
         """The :class:`Entry` (value, version, timestamps) of each of ``keys`` that exists, in
@@ -368,8 +378,16 @@ class AsyncMemory(_MemoryBase):
     list_keys = keys
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The values of ``keys`` that exist, in one round trip."""
-        return await self._run(self._plan_get_many(keys))
+        """The values of ``keys`` that exist; see :meth:`Memory.get_many`."""
+        plan = self._plan_get_many(keys)
+        try:
+            return await self._run(plan)
+        except ValueTooLarge:
+            if len(plan.ops) < 2:
+                raise
+        names = [op.key for op in plan.ops if isinstance(op, Get)]
+        half = len(names) // 2
+        return {**await self.get_many(names[:half]), **await self.get_many(names[half:])}
 
     async def entries(self, keys: Iterable[str], *, refresh_ttl: bool = False) -> dict[str, Entry]:
         """The entries of ``keys`` that exist; see :meth:`Memory.entries`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -177,13 +178,21 @@ def _mcp_config(args: argparse.Namespace) -> str:
     (a desktop app's PATH holds no virtual environment), ``-m botwire mcp`` and the options."""
     command = sys.executable
     options = ["-m", "botwire", "mcp", "--namespace", args.namespace]
-    if args.url:
-        options += ["--url", args.url]
+    url = args.url or os.environ.get("BOTWIRE_URL")  # the app does not see this shell's
+    if url:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            path, _, query = url[len("sqlite:///") :].partition("?")  # the app's working
+            url = "sqlite:///" + os.path.abspath(path) + (f"?{query}" if query else "")  # dir
+        options += ["--url", url]
     if args.read_only:
         options.append("--read-only")
+    env = {"BOTWIRE_TOKEN": os.environ["BOTWIRE_TOKEN"]} if os.environ.get("BOTWIRE_TOKEN") else {}
     if args.print_config == "claude-code":
-        return shlex.join(["claude", "mcp", "add", "botwire", "--", command, *options])
-    server = {"command": command, "args": options}
+        flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+        return shlex.join(["claude", "mcp", "add", "botwire", *flags, "--", command, *options])
+    server: dict[str, object] = {"command": command, "args": options}
+    if env:
+        server["env"] = env
     return json.dumps({"mcpServers": {"botwire": server}}, indent=2)
 
 

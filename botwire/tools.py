@@ -68,6 +68,10 @@ class Answer(str):
         answer.data = data
         return answer
 
+    def __getnewargs__(self) -> tuple[str, dict[str, Any]]:  # type: ignore[override]
+        """Copied and pickled whole (frameworks copy tool results with their messages)."""
+        return str(self), self.data
+
 
 MAX_READ_CHARS = 20_000
 """Most characters of memories ``read_memory`` shows at once."""
@@ -230,7 +234,7 @@ READ_MEMORY = ToolSpec(
     "prefix), as key = value lines, up to a size budget; the answer says how many more there "
     "are. Use it at the start of a task to see everything you know.",
     {"prefix": Arg("Only keys that start with this text; empty for all keys.", default="")},
-    _output(memories=_list(_object(key=_STR, value=_ANY)), total=_INT),
+    _output(memories=_list(_object(key=_STR, value=_ANY, whole=_BOOL)), total=_INT),
 )
 SPECS = (REMEMBER, RECALL, LIST_MEMORY, FORGET, SEARCH_MEMORY, APPEND_NOTE, READ_MEMORY)
 
@@ -410,11 +414,13 @@ class MemoryTools:
             memories: list[dict[str, Any]] = []
             size = 0
             for key, value in self._entries(keys):
-                line = f"- {key!r} = {render(value, MAX_HIT_CHARS)}"
+                shown = render(value, MAX_HIT_CHARS)
+                line = f"- {key!r} = {shown}"
                 if size + len(line) > MAX_READ_CHARS and lines:
                     break
                 lines.append(line)
-                memories.append({"key": key, "value": value})
+                whole = len(_as_text(value)) <= MAX_HIT_CHARS
+                memories.append({"key": key, "value": value if whole else shown, "whole": whole})
                 size += len(line) + 1
         except BotWireError as exc:
             return _advice(exc, "could not read the memory")
@@ -464,7 +470,7 @@ def memory_block(
 def render(value: Any, max_chars: int = MAX_VALUE_CHARS) -> str:
     """A value as a model reads it: text as it is, anything else as compact, readable JSON;
     cut at ``max_chars`` with a note of how many characters more there are."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = _as_text(value)
     if len(text) <= max_chars:
         return text
     return f"{text[:max_chars]}… ({len(text) - max_chars:,} more characters)"
@@ -477,6 +483,10 @@ def _listing(keys: list[str], noun: str, *, count: bool = True) -> str:
     if more > 0:
         return f"{head}{shown}, and {more:,} more (narrow it with a prefix)"
     return head + shown
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _nothing(prefix: str) -> str:

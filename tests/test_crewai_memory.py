@@ -96,3 +96,14 @@ def test_a_crew_memory_is_shared_by_processes_through_a_server(tmp_path: Path) -
         out = run_python(code + "print(memory.recall('who is the client', depth='shallow')"
                          "[0].record.content)\n")  # fmt: skip
         assert out.strip() == "The client is Acme in Lisbon"
+
+
+def test_touching_a_deleted_record_brings_nothing_back(tmp_path: Path) -> None:
+    storage = BotWireStorage(url=f"sqlite:///{tmp_path / 'touch.db'}")
+    record = MemoryRecord(content="a", scope="/", embedding=[1.0, 0.0])
+    storage.save([record])
+    storage.touch_records([record.id, "deleted-meanwhile"])
+    assert storage.count() == 1
+    touched = storage.get_record(record.id)
+    assert touched is not None and touched.last_accessed >= record.last_accessed
+    assert [r.content for r, _ in storage.search([1.0, 0.0])] == ["a"]

@@ -315,6 +315,22 @@ def test_a_batch_cannot_read_one_large_value_a_thousand_times(
     refused(with_more, 413, "max_response_bytes")
 
 
+def test_get_many_reads_more_than_one_answer_holds_in_parts(server: Server, ns: str) -> None:
+    """The server answers a batch with at most max_response_bytes of values; ``get_many``
+    asks again for halves until every value is read, sync and async."""
+    import asyncio
+
+    from botwire import AsyncMemory
+
+    mem = Memory(ns, server.url)
+    values = {f"k{n}": f"{n}" * (MiB - 10) for n in range(10)}  # 10 MiB in all
+    mem.set_many(dict(list(values.items())[:3]))
+    mem.set_many(dict(list(values.items())[3:6]))
+    mem.set_many(dict(list(values.items())[6:]))
+    assert mem.get_many([*values, "missing"]) == values
+    assert asyncio.run(AsyncMemory(ns, server.url).get_many(list(values))) == values
+
+
 def test_oversized_headers_are_431(client: httpx.Client, ns: str) -> None:
     many = {f"x-h{n}": "v" for n in range(150)}
     refused(client.get(f"/memory/{ns}/k", headers=many), 431, "headers")

@@ -281,6 +281,10 @@ def test_non_finite_floats_in_metadata_round_trip(mem: Memory) -> None:
     assert got.response_metadata["x"] != got.response_metadata["x"]  # NaN
     assert got.content == "hi" and type(got) is AIMessage
     assert first.content == "a" and last.response_metadata == {"p": 0.5}
+    window = history(mem, "window", max_messages=3)
+    window.add_messages([SystemMessage("sys", response_metadata={"x": float("inf")})])
+    window.add_messages([HumanMessage(f"m{n}") for n in range(4)])
+    assert [m.content for m in window.messages] == ["sys", "m2", "m3"]  # kept first
 
 
 @pytest.mark.parametrize("session_id", ["", "line\nbreak", "nul\x00", "tab\t", 42, None])

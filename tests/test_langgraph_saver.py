@@ -220,7 +220,10 @@ def test_checkpoints_of_the_earlier_layout_stay_readable(url: str) -> None:
     memory = Memory(saver._namespace("old"), url)
     parent = None
     for step in range(3):
-        checkpoint = generate_checkpoint(channel_values={"items": [0]} if step == 0 else {})
+        checkpoint = generate_checkpoint(
+            channel_values={"items": [0]} if step == 0 else {},
+            channel_versions={"items": step + 1},
+        )
         metadata = {"step": step, "counters_since_delta_snapshot": {"items": [step, step]}}
         memory.set(f"c||{checkpoint['id']}", {"checkpoint": dumped(checkpoint),
                                               "metadata": dumped(metadata),
@@ -262,3 +265,61 @@ def test_a_state_of_many_pieces_is_written_in_batches_and_appears_whole(
     assert saver.calls > 30
     found = saver.get_tuple(config("many"))
     assert found is not None and found.checkpoint["channel_values"]["s"] == state
+
+
+# -- what a review found --------------------------------------------------------------------------
+
+
+def test_ttl_with_a_delta_channel_is_refused_on_the_first_run(tmp_path: Path) -> None:
+    """Checkpoints that expire one by one would leave a DeltaChannel rebuilt from a broken
+    chain, silently: the first run that writes one says so instead."""
+    from botwire import InvalidRequest
+
+    app = delta_graph(BotWireSaver(f"sqlite:///{tmp_path / 'ttl.db'}", ttl=60))
+    with pytest.raises(InvalidRequest, match="DeltaChannel"):
+        app.invoke({"items": []}, config("expiring"))
+    plain = tool_graph(BotWireSaver(f"sqlite:///{tmp_path / 'ttl.db'}", ttl=60))
+    plain.invoke({"messages": ["hi"]}, config("fine"))  # without DeltaChannels, ttl works
+
+
+def test_copy_thread_copies_writes_of_any_total_size(url: str) -> None:
+    saver = BotWireSaver(url)
+    stored = saver.put(config("source"), generate_checkpoint(), generate_metadata(), {})
+    writes = [(f"ch{n}", "w" * 150_000) for n in range(8)]  # 1.2 MB in all
+    saver.put_writes(stored, writes, "task-1")
+    saver.copy_thread("source", "copy")
+    copied = saver.get_tuple(config("copy", checkpoint_id=stored["configurable"]["checkpoint_id"]))
+    assert copied is not None and copied.pending_writes == [("task-1", c, v) for c, v in writes]
+    assert copied.config["configurable"]["thread_id"] == "copy"
+    saver.put_writes(copied.config, [("more", 1)], "task-2")  # still an append-list
+    again = saver.get_tuple(copied.config)
+    assert again is not None and again.pending_writes[-1] == ("task-2", "more", 1)
+
+
+class TwoChannels(TypedDict):
+    items: Annotated[list[int], DeltaChannel(extend, snapshot_frequency=10)]
+    unused: Annotated[list[int], DeltaChannel(extend, snapshot_frequency=10)]
+
+
+def test_prune_is_not_held_back_by_a_delta_channel_never_written(tmp_path: Path) -> None:
+    saver = BotWireSaver(f"sqlite:///{tmp_path / 'unused.db'}")
+    app = delta_graph(saver, TwoChannels)
+    for _ in range(33):
+        app.invoke({"items": []}, config("two"))
+    before = len(list(saver.list(config("two"))))
+    saver.prune(["two"], strategy="keep_latest")
+    assert len(list(saver.list(config("two")))) < before / 3
+    assert app.get_state(config("two")).values["items"] == list(range(33))
+
+
+def test_a_thread_id_too_long_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    from botwire import InvalidKey
+
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    saver = BotWireSaver(url)
+    with pytest.raises(InvalidKey, match="thread_id"):
+        saver.put(config("\x01" * 30_000), generate_checkpoint(), generate_metadata(), {})
+    assert Memory("langgraph-threads", url).keys() == []
+    from botwire import list_namespaces
+
+    assert list_namespaces(url=url) == []

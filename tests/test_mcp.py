@@ -361,8 +361,9 @@ async def test_the_printed_config_starts_the_server_from_a_desktop_apps_path(
         command, args = entry["command"], entry["args"]
     else:
         words = shlex.split(printed)
-        assert words[:4] == ["claude", "mcp", "add", "botwire"] and words[4] == "--"
-        command, args = words[5], words[6:]
+        assert words[:4] == ["claude", "mcp", "add", "botwire"]
+        end = words.index("--")
+        command, args = words[end + 1], words[end + 2 :]
     assert Path(command).is_absolute() and Path(command).exists()
     desktop = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     server = StdioServerParameters(command=command, args=args, env=desktop)
@@ -371,6 +372,25 @@ async def test_the_printed_config_starts_the_server_from_a_desktop_apps_path(
         stored = await session.call_tool("remember", {"key": "editor", "value": "vim"})
         assert text(stored) == "stored 'editor'"
     assert Memory("desk", db).get("editor") == "vim"
+
+
+def test_the_printed_config_carries_the_shells_store_and_token(tmp_path: Path) -> None:
+    """A desktop app sees neither this shell's environment nor its working directory."""
+    import subprocess
+
+    env = child_env(BOTWIRE_URL="sqlite:///relative/memory.db", BOTWIRE_TOKEN="bw_secret")
+
+    def printed(client: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "botwire", "mcp", "--print-config", client],
+            capture_output=True, text=True, check=True, env=env, cwd=tmp_path,
+        ).stdout  # fmt: skip
+
+    entry = json.loads(printed("claude-desktop"))["mcpServers"]["botwire"]
+    absolute = f"sqlite:///{tmp_path / 'relative' / 'memory.db'}"
+    assert entry["args"][-2:] == ["--url", absolute]
+    assert entry["env"] == {"BOTWIRE_TOKEN": "bw_secret"}
+    assert f"-e BOTWIRE_TOKEN=bw_secret -- {sys.executable}" in printed("claude-code")
 
 
 @pytest.mark.slow

@@ -286,4 +286,26 @@ def test_read_memory_reads_everything_within_a_budget(tmp_path: Path) -> None:
     assert answer.data["total"] == 300 and len(answer.data["memories"]) == shown
     small = tools.read_memory("other")
     assert small == "1 memory:\n- 'other' = {\"a\": 1}"
-    assert small.data == {"memories": [{"key": "other", "value": {"a": 1}}], "total": 1}
+    only = {"key": "other", "value": {"a": 1}, "whole": True}
+    assert small.data == {"memories": [only], "total": 1}
+
+
+def test_read_memory_cuts_a_long_value_in_its_data_too(tmp_path: Path) -> None:
+    tools = MemoryTools(Memory("long", f"sqlite:///{tmp_path / 'long.db'}"))
+    tools.memory.set("essay", "word " * 100_000)
+    tools.memory.set("short", "a fact")
+    answer = tools.read_memory()
+    essay, short = answer.data["memories"]
+    assert essay["whole"] is False and len(essay["value"]) < 1_000
+    assert short == {"key": "short", "value": "a fact", "whole": True}
+
+
+def test_an_answer_is_copied_and_pickled_whole() -> None:
+    import copy
+    import pickle
+
+    from botwire.tools import Answer
+
+    answer = Answer("stored 'k'", {"key": "k", "stored": True})
+    for twin in (copy.copy(answer), copy.deepcopy(answer), pickle.loads(pickle.dumps(answer))):
+        assert twin == "stored 'k'" and type(twin) is Answer and twin.data == answer.data

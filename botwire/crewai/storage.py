@@ -22,6 +22,7 @@ from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
 from crewai.memory.types import MemoryRecord, ScopeInfo
 
 from botwire._memory import AsyncMemory, Memory, on_store
+from botwire.errors import VersionConflict
 
 PAGE = 500
 """Records read per round trip."""
@@ -93,10 +94,13 @@ class BotWireStorage:
         return MemoryRecord.model_validate(value)
 
     def _records(self, scope_prefix: str | None = None) -> Iterator[MemoryRecord]:
-        """Every record in ``scope_prefix``, a page of keys per round trip."""
+        """Every record in ``scope_prefix``, a page of keys per round trip (in parts when a
+        server will not answer a page at once)."""
         keys = self._memory.keys()
         for start in range(0, len(keys), PAGE):
             for value in self._memory.get_many(keys[start : start + PAGE]).values():
+                if not isinstance(value, dict):
+                    continue  # not a record: something else shares the namespace
                 record = self._load(value)
                 if _in_scope(record.scope, scope_prefix):
                     yield record
@@ -113,10 +117,17 @@ class BotWireStorage:
         self._memory.set(record.id, self._dump(record))
 
     def touch_records(self, record_ids: list[str]) -> None:
-        """Mark records as just recalled (``last_accessed``)."""
+        """Mark records as just recalled (``last_accessed``); a record deleted or changed
+        meanwhile is left as it is."""
         now = datetime.utcnow().isoformat()
-        for record_id in record_ids:
-            self._memory.update(record_id, lambda v: v and {**v, "last_accessed": now})
+        for key, entry in self._memory.entries(record_ids).items():
+            if not isinstance(entry.value, dict):
+                continue
+            try:
+                touched = {**entry.value, "last_accessed": now}
+                self._memory.set(key, touched, if_version=entry.version)
+            except VersionConflict:
+                continue
 
     def get_record(self, record_id: str) -> MemoryRecord | None:
         value = self._memory.get(record_id)
@@ -159,7 +170,10 @@ class BotWireStorage:
             if (not record_ids or record.id in record_ids)
             and _matches(record, categories, metadata_filter, older_than)
         ]
-        return self._memory.delete_many(doomed) if doomed else 0
+        return sum(
+            self._memory.delete_many(doomed[start : start + PAGE])
+            for start in range(0, len(doomed), PAGE)
+        )
 
     def list_records(
         self, scope_prefix: str | None = None, limit: int = 200, offset: int = 0

@@ -27,6 +27,9 @@ LEADING = {"type": "system"}
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """The largest message by default, in bytes of JSON (``botwire serve`` takes requests up to
 8 MiB, and stores values up to its own ``--max-value-bytes``)."""
+AS_TEXT = "botwire_json"
+"""A message whose metadata JSON cannot hold (NaN, infinities) is stored as its JSON text,
+under this field, beside its ``type``."""
 MAX_SESSION_BYTES = 64 * 1024
 """The longest session id, in bytes of UTF-8."""
 
@@ -108,7 +111,7 @@ class BotWireChatHistory(BaseChatMessageHistory):
 
     def _decode(self, stored: Any) -> list[BaseMessage]:
         items = self._as_list(stored)
-        return messages_from_dict([json.loads(i) if isinstance(i, str) else i for i in items])
+        return messages_from_dict([_message_dict(item) for item in items])
 
     def _as_list(self, stored: Any) -> list[Any]:
         """The stored message dicts. The hosted BotWire SDK wrote a session as one string of
@@ -185,10 +188,10 @@ class BotWireChatHistory(BaseChatMessageHistory):
         return {"max_len": self.max_messages, "ttl": self.ttl, "keep_first": LEADING}
 
     @staticmethod
-    def _encode(messages: Sequence[BaseMessage]) -> list[dict[str, Any] | str]:
+    def _encode(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
         if isinstance(messages, BaseMessage):
             messages = [messages]
-        items: list[dict[str, Any] | str] = []
+        items: list[dict[str, Any]] = []
         for number, message in enumerate(messages):
             if not isinstance(message, BaseMessage):
                 raise InvalidValue(
@@ -199,11 +202,19 @@ class BotWireChatHistory(BaseChatMessageHistory):
             try:
                 json.dumps(item, allow_nan=False)
                 items.append(item)
-            except ValueError:  # NaN or an infinity: kept as LangChain's serializer writes it
-                items.append(json.dumps(item))
+            except ValueError:  # NaN or an infinity: kept as LangChain's serializer writes it,
+                # beside its type (a window's keep_first still sees a system message)
+                items.append({"type": item["type"], AS_TEXT: json.dumps(item)})
             except TypeError:
                 items.append(item)  # the store says what it cannot hold
         return items
+
+
+def _message_dict(item: Any) -> Any:
+    """A stored message as ``messages_from_dict`` reads it."""
+    if isinstance(item, dict) and AS_TEXT in item:
+        return json.loads(item[AS_TEXT])
+    return item
 
 
 def _key_of(session_id: str) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
+import json
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -48,7 +49,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from botwire import _values
-from botwire.errors import InvalidRequest, ValueTooLarge
+from botwire.errors import InvalidRequest
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 
@@ -59,8 +60,10 @@ PIECE = 256 * 1024
 BATCH = 3 * 1024 * 1024
 """Characters of pieces written, or read, per round trip: under ``botwire serve``'s default
 request and response limits."""
-MAX_THREAD_BYTES = 1024 * 1024
-"""The longest thread id, in bytes of UTF-8."""
+DELETE_BATCH = 1_000
+"""Keys deleted per round trip (a server takes at most 10,000 operations a batch)."""
+MAX_THREAD_BYTES = 64 * 1024
+"""The longest thread id, in bytes of UTF-8 (once escaped)."""
 
 
 def _checkpoints(checkpoint_ns: str) -> str:
@@ -74,6 +77,22 @@ def _writes_key(checkpoint_ns: str, checkpoint_id: str) -> str:
 def _pieces(checkpoint_ns: str, checkpoint_id: str) -> str:
     """The prefix of every piece of a checkpoint and of its writes."""
     return f"p|{escape(checkpoint_ns, '|')}|{checkpoint_id}|"
+
+
+def _groups(items: builtins.list[Any]) -> Iterator[builtins.list[Any]]:
+    """``items`` in groups of at most :data:`BATCH` characters of JSON (an item alone may be
+    more)."""
+    group: builtins.list[Any] = []
+    size = 0
+    for item in items:
+        length = len(json.dumps(item))
+        if group and size + length > BATCH:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += length
+    if group:
+        yield group
 
 
 def _parse(key: str) -> tuple[str, str]:
@@ -90,7 +109,9 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         url: the store (default ``$BOTWIRE_URL``, else the embedded file).
         namespace_prefix: the threads' namespaces start with it.
         ttl: seconds (or a timedelta) after which a checkpoint and its writes expire: a
-            thread left idle that long is gone; an active one keeps its recent history.
+            thread left idle that long is gone; an active one keeps its recent history. Not
+            for graphs with ``DeltaChannel``s, which are rebuilt from older checkpoints (a put
+            is refused with ``InvalidRequest``).
         serde: LangGraph's serializer (default: its ``JsonPlusSerializer``).
 
     Example::
@@ -361,6 +382,12 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         thread = str(config["configurable"]["thread_id"])
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         merged = get_checkpoint_metadata(config, metadata)
+        if self.ttl is not None and merged.get("counters_since_delta_snapshot"):
+            raise InvalidRequest(
+                "BotWireSaver(ttl=...) expires each checkpoint on its own, and a DeltaChannel is "
+                "rebuilt from older checkpoints: use ttl=None for a graph with DeltaChannels "
+                "(delete idle threads with delete_thread, or keep them short with prune)"
+            )
         at = _pieces(checkpoint_ns, checkpoint["id"])
         pieces: dict[str, str] = {}
         head = {
@@ -368,6 +395,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             "parent": config["configurable"].get("checkpoint_id"),
             "run_id": merged.get("run_id"),
             "channels": sorted(checkpoint["channel_values"]),
+            "written": sorted(checkpoint["channel_versions"]),
             "metadata": self._dump(merged, at + "m|", pieces),
             "checkpoint": self._dump(checkpoint, at + "c|", pieces, inline=False),
         }
@@ -421,11 +449,16 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         namespace = self._namespace(str(source))
         keys = yield Call(namespace, "keys")
         values = yield from self._read(namespace, keys)
+        into = self._namespace(str(target))
+        pieces = {key: value for key, value in values.items() if key.startswith("p|")}
+        yield from self._write(into, pieces, {})
+        for key, items in values.items():  # each write an item of its own, as put_writes made it
+            if key.startswith("w|"):
+                for group in _groups(items):
+                    yield Call(into, "append", (key, *group), {"ttl": self.ttl})
         heads = {key: {**value, "thread": str(target)} for key, value in values.items()
                  if key.startswith("c|")}  # fmt: skip
-        rest = {key: value for key, value in values.items() if key not in heads}
-        if values:
-            yield from self._write(self._namespace(str(target)), rest, heads)
+        yield from self._write(into, {}, heads)  # last: each checkpoint appears whole
 
     def _prune(self, thread_ids: Sequence[str], strategy: str) -> Steps:
         if strategy not in ("keep_latest", "delete"):
@@ -515,7 +548,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         chain = [(checkpoint_ns, checkpoint_id)]
         head = heads[key]
         counters = self._load(head["metadata"], heads).get("counters_since_delta_snapshot")
-        missing = set(counters or ()) - set(self._channels(head))
+        missing = set(counters or ()) & set(self._written(head)) - set(self._channels(head))
         while missing and head.get("parent"):
             key = _checkpoints(checkpoint_ns) + head["parent"]
             if key not in heads or (checkpoint_ns, head["parent"]) in chain:
@@ -526,29 +559,24 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         return chain
 
     def _delete_checkpoints(self, namespace: str, doomed: set[tuple[str, str]]) -> Steps:
-        """Delete these checkpoints, their writes and their pieces, at once."""
+        """Delete these checkpoints, their writes and their pieces (heads first: a checkpoint
+        goes whole or not at all)."""
         pieces = yield Call(namespace, "keys", ("p|",))
         keys = [_checkpoints(ns) + cid for ns, cid in doomed]
         keys += [_writes_key(ns, cid) for ns, cid in doomed]
         keys += [key for key in pieces if _parse(key) in doomed]
-        yield Call(namespace, "delete_many", (keys,))
+        for start in range(0, len(keys), DELETE_BATCH):
+            yield Call(namespace, "delete_many", (keys[start : start + DELETE_BATCH],))
 
     # -- reading and writing in pieces ---------------------------------------------------------
 
     def _read(self, namespace: str, keys: Sequence[str], group: int | None = None) -> Steps:
-        """The values of ``keys``, ``group`` keys per round trip (default: all); a group the
-        server finds too large to answer is read in halves."""
+        """The values of ``keys``, ``group`` keys per round trip (default: all; values more than
+        a server answers at once come in parts, as ``get_many`` reads them)."""
         found: dict[str, Any] = {}
-        group, start = max(1, group or len(keys)), 0
-        while start < len(keys):
-            try:
-                found.update((yield Call(namespace, "get_many", (keys[start : start + group],))))
-            except ValueTooLarge:
-                if group == 1:
-                    raise
-                group //= 2
-                continue
-            start += group
+        step = max(1, group or len(keys))
+        for start in range(0, len(keys), step):
+            found.update((yield Call(namespace, "get_many", (keys[start : start + step],))))
         return found
 
     def _read_pieces(self, namespace: str, dumped: Iterable[Any], found: dict[str, Any]) -> Steps:
@@ -563,7 +591,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         batch: dict[str, Any] = {}
         size = 0
         for key, value in pieces.items():
-            length = len(value) if isinstance(value, str) else PIECE
+            length = len(value) if isinstance(value, str) else len(json.dumps(value))
             if batch and size + length > BATCH:
                 yield Call(namespace, "set_many", (batch,), {"ttl": self.ttl})
                 batch, size = {}, 0
@@ -637,6 +665,12 @@ class BotWireSaver(BaseCheckpointSaver[str]):
 
     def _checkpoint(self, head: Mapping[str, Any], found: Mapping[str, Any]) -> Any:
         return self._load(head["checkpoint"], found)
+
+    def _written(self, head: Mapping[str, Any]) -> builtins.list[str]:
+        """The channels ever written by a checkpoint's time (those with a version)."""
+        if "written" in head:
+            return head["written"]  # type: ignore[no-any-return]
+        return list(self._load(head["checkpoint"], {})["channel_versions"])
 
     def _channels(self, head: Mapping[str, Any]) -> builtins.list[str]:
         """The channels whose values a checkpoint holds (a head of an earlier release holds
