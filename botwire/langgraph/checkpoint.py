@@ -29,7 +29,7 @@ import builtins
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -79,18 +79,25 @@ def _pieces(checkpoint_ns: str, checkpoint_id: str) -> str:
     return f"p|{escape(checkpoint_ns, '|')}|{checkpoint_id}|"
 
 
-def _groups(items: builtins.list[Any]) -> Iterator[builtins.list[Any]]:
-    """``items`` in groups of at most :data:`BATCH` characters of JSON (an item alone may be
-    more)."""
+def _length(value: Any) -> int:
+    """Characters a value takes in a request: a piece's text, or anything else's JSON."""
+    return len(value) if isinstance(value, str) else len(json.dumps(value))
+
+
+def _groups(
+    items: Iterable[Any], length: Callable[[Any], int] = _length
+) -> Iterator[builtins.list[Any]]:
+    """``items`` in groups of at most :data:`BATCH` characters by ``length`` (an item alone
+    may be more)."""
     group: builtins.list[Any] = []
     size = 0
     for item in items:
-        length = len(json.dumps(item))
-        if group and size + length > BATCH:
+        count = length(item)
+        if group and size + count > BATCH:
             yield group
             group, size = [], 0
         group.append(item)
-        size += length
+        size += count
     if group:
         yield group
 
@@ -588,16 +595,10 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def _write(self, namespace: str, pieces: Mapping[str, Any], last: Mapping[str, Any]) -> Steps:
         """Store ``pieces``, then ``last`` with the final batch of them: in one atomic batch
         when they fit one, else in batches of :data:`BATCH` characters."""
-        batch: dict[str, Any] = {}
-        size = 0
-        for key, value in pieces.items():
-            length = len(value) if isinstance(value, str) else len(json.dumps(value))
-            if batch and size + length > BATCH:
-                yield Call(namespace, "set_many", (batch,), {"ttl": self.ttl})
-                batch, size = {}, 0
-            batch[key] = value
-            size += length
-        batch.update(last)
+        groups = list(_groups(pieces.items(), lambda piece: _length(piece[1]))) or [[]]
+        for group in groups[:-1]:
+            yield Call(namespace, "set_many", (dict(group),), {"ttl": self.ttl})
+        batch = {**dict(groups[-1]), **last}
         if batch:
             yield Call(namespace, "set_many", (batch,), {"ttl": self.ttl})
 
