@@ -144,6 +144,26 @@ class Memory(_MemoryBase):
 
     list_keys = keys
 
+    def items(
+        self,
+        prefix: str | None = None,
+        *,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """The live keys (those starting with ``prefix``) with their values, in the order
+        :meth:`keys` lists them: a range read, each page of keys and values in one round trip
+        (a server ends a page early at its ``max_response_bytes``). Arguments as for
+        :meth:`keys`.
+
+        Example::
+
+            mem.items("msg:", reverse=True, limit=20)   # the newest 20 messages, newest first
+        """
+        steps = self._keys_steps(prefix, after, reverse, limit, values=True)
+        return self._items(run_steps(self._execute, steps))
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of ``keys`` that exist, in one round trip (one snapshot); values more
         than a server answers at once (its ``max_response_bytes``) come in parts."""
@@ -376,6 +396,18 @@ class AsyncMemory(_MemoryBase):
         return [info.key for info in await arun_steps(self._execute, steps)]
 
     list_keys = keys
+
+    async def items(
+        self,
+        prefix: str | None = None,
+        *,
+        after: str | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """The live keys with their values, in key order; see :meth:`Memory.items`."""
+        steps = self._keys_steps(prefix, after, reverse, limit, values=True)
+        return self._items(await arun_steps(self._execute, steps))
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of ``keys`` that exist; see :meth:`Memory.get_many`."""

@@ -255,12 +255,18 @@ class _MemoryBase:
         after: str | None = None,
         reverse: bool = False,
         limit: int | None = None,
+        values: bool = False,
     ) -> Steps[list[KeyInfo]]:
         if after is not None:
             after = _values.check_key(after, "after")
         if limit is not None:
             _values.check_int(limit, "limit", 1)
-        return all_keys(self.namespace, _values.check_prefix(prefix), after, bool(reverse), limit)
+        prefix = _values.check_prefix(prefix)
+        return all_keys(self.namespace, prefix, after, bool(reverse), limit, values)
+
+    @staticmethod
+    def _items(infos: list[KeyInfo]) -> dict[str, Any]:
+        return {info.key: _values.decode_value(info.value or "null") for info in infos}
 
     def _plan_slice(
         self, key: str, start: int | None, stop: int | None, default: Any

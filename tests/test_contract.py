@@ -594,6 +594,38 @@ async def test_async_keys_from_a_point_backwards(store: Store) -> None:
     assert await amem.keys(after="k1", limit=2) == ["k2", "k3"]
 
 
+def test_items_read_a_range_with_its_values(mem: Memory) -> None:
+    """``items`` lists as ``keys`` does, with each value, lists included, across pages."""
+    mem.set_many({f"cp:{n:05}": {"n": n} for n in range(1500)})
+    mem.set_many({"cp;": 1, "co": [2], "cp:00007x": "three"})
+    mem.delete("cp:00003")
+    mem.append("cp:00003", "a", {"b": None})
+    mem.delete("cp:00009")
+    everything = mem.items("cp:")
+    assert list(everything) == mem.keys("cp:") and len(everything) == 1500
+    assert everything["cp:00003"] == ["a", {"b": None}] and everything["cp:00007x"] == "three"
+    assert everything["cp:01499"] == {"n": 1499} and "cp:00009" not in everything
+    assert list(mem.items("cp:", reverse=True)) == list(everything)[::-1]
+    assert mem.items("cp:", after="cp:00007", limit=2) == {
+        "cp:00007x": "three",
+        "cp:00008": {"n": 8},
+    }
+    assert mem.items("cp:", after="cp:00008", reverse=True, limit=2) == {
+        "cp:00007x": "three", "cp:00007": {"n": 7}}  # fmt: skip
+    assert mem.items(reverse=True, limit=2) == {"cp;": 1, "cp:01499": {"n": 1499}}
+    assert mem.items("nothing") == {}
+    for bad in ({"limit": 0}, {"after": "a\x00"}, {"prefix": 5}):
+        with pytest.raises((InvalidRequest, InvalidKey)):
+            mem.items(**bad)
+
+
+async def test_async_items(store: Store) -> None:
+    amem = store.amemory("items")
+    await amem.set_many({f"k{n}": [n] for n in range(5)})
+    assert await amem.items("k", reverse=True, limit=2) == {"k4": [4], "k3": [3]}
+    assert await amem.items(after="k2") == {"k3": [3], "k4": [4]}
+
+
 def test_keys_prefix_with_odd_characters(mem: Memory) -> None:
     mem.set_many({"a?b": 1, "a?c": 2, "a": 3, "a/b": 4, "🧠x": 5, "🧠": 6, "🧡": 7})
     assert mem.keys("a?") == ["a?b", "a?c"]

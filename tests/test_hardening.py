@@ -331,6 +331,29 @@ def test_get_many_reads_more_than_one_answer_holds_in_parts(server: Server, ns: 
     assert asyncio.run(AsyncMemory(ns, server.url).get_many(list(values))) == values
 
 
+def test_items_pages_end_at_the_answer_budget(
+    client: httpx.Client, server: Server, ns: str
+) -> None:
+    """A listing with values answers at most max_response_bytes of them: its page ends early
+    with a cursor (``items`` reads on), and a page that fits no value is refused."""
+    import asyncio
+
+    from botwire import AsyncMemory
+
+    mem = Memory(ns, server.url)
+    values = {f"k{n}": f"{n}" * (MiB - 10) for n in range(10)}  # 10 MiB in all
+    for n in range(0, 10, 3):
+        mem.set_many(dict(list(values.items())[n : n + 3]))
+    page = batch(client, {"op": "list_keys", "ns": ns, "values": True}).json()["results"][0]
+    assert 0 < len(page["keys"]) < 10 and page["next_cursor"] == page["keys"][-1][0]
+    assert all(json.loads(item[3]) == values[item[0]] for item in page["keys"])
+    assert mem.items() == values
+    assert list(asyncio.run(AsyncMemory(ns, server.url).items(reverse=True))) == [*values][::-1]
+    spent = [{"op": "get", "ns": ns, "key": f"k{n}"} for n in range(4)]  # the whole budget
+    answer = batch(client, *spent, {"op": "list_keys", "ns": ns, "values": True})
+    assert answer.status_code == 413 and "max_response_bytes" in answer.json()["detail"]
+
+
 def test_oversized_headers_are_431(client: httpx.Client, ns: str) -> None:
     many = {f"x-h{n}": "v" for n in range(150)}
     refused(client.get(f"/memory/{ns}/k", headers=many), 431, "headers")

@@ -101,6 +101,10 @@ class ListKeys(NamedTuple):
     after: str | None = None
     """Cursor: list the keys that come after this one in the listing's order."""
     reverse: bool = False
+    values: bool = False
+    """Read each key's value too (:attr:`KeyInfo.value`). Values count against the batch's read
+    budget (:class:`~botwire.backends.common.ReadBudget`): a page ends early, with a cursor,
+    at a value that would not fit, and a page that fits none raises ``ValueTooLarge``."""
 
 
 class Clear(NamedTuple):
@@ -213,6 +217,8 @@ class KeyInfo(NamedTuple):
     key: str
     size: int
     updated_at: int
+    value: str | None = None
+    """The value's JSON text, when the listing asked for values (``ListKeys.values``)."""
 
 
 class KeyPage(NamedTuple):
@@ -330,13 +336,15 @@ def all_keys(
     after: str | None = None,
     reverse: bool = False,
     limit: int | None = None,
+    values: bool = False,
 ) -> Steps[list[KeyInfo]]:
     """The live keys of ``ns`` that start with ``prefix`` and come after ``after``, in key
-    order (``reverse``: from the last), at most ``limit`` of them, page by page."""
+    order (``reverse``: from the last), at most ``limit`` of them (with their values when
+    ``values``), page by page."""
     found: list[KeyInfo] = []
     while limit is None or len(found) < limit:
         size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(found))
-        (page,) = yield [ListKeys(ns, prefix, size, after, reverse)]
+        (page,) = yield [ListKeys(ns, prefix, size, after, reverse, values)]
         found.extend(page.keys)
         if page.next_cursor is None:
             break

@@ -79,6 +79,22 @@ class ReadBudget:
 read_budget: ContextVar[ReadBudget | None] = ContextVar("botwire_read_budget", default=None)
 """The budget of the batch being run (set by the server around each request's batch)."""
 
+
+def page_takes(size: int, taken: int) -> bool:
+    """Whether a listing that reads values takes one more of ``size`` bytes, with ``taken``
+    values on its page already: charged to the batch's :data:`read_budget`, if one is set. A
+    page ends (``False``) at the first value that would not fit; a page with no value yet
+    raises ``ValueTooLarge`` instead, as a read of that value would."""
+    budget = read_budget.get()
+    if budget is None:
+        return True
+    left = budget.left()
+    if taken and left is not None and size > left:
+        return False
+    budget.charge(size)
+    return True
+
+
 deadline: ContextVar[float | None] = ContextVar("botwire_deadline", default=None)
 """When (``time.monotonic()``) the batch being run must be done: the server sets it around each
 request's batch, and a store stops a search that runs past it (:func:`ran_out`)."""

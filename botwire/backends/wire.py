@@ -41,7 +41,8 @@ def result_to_json(result: Any) -> Any:
     if isinstance(result, Record):
         return result._asdict()
     if isinstance(result, KeyPage):
-        return {"keys": [list(info) for info in result.keys], "next_cursor": result.next_cursor}
+        keys = [list(info) if info.value is not None else list(info[:3]) for info in result.keys]
+        return {"keys": keys, "next_cursor": result.next_cursor}
     return result
 
 

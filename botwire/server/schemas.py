@@ -135,7 +135,8 @@ class ExpireIn(KeyOpIn):
 
 
 class ListKeysIn(OpIn):
-    """One page of keys after the cursor ``after`` (``reverse``: from the last key down)."""
+    """One page of keys after the cursor ``after`` (``reverse``: from the last key down), with
+    their values when ``values``."""
 
     op: Literal["list_keys"]
     ns: str
@@ -143,11 +144,12 @@ class ListKeysIn(OpIn):
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = MAX_PAGE
     after: str | None = None
     reverse: bool = False
+    values: bool = False
 
     def to_op(self, max_value_bytes: int) -> Op:
         after = None if self.after is None else _values.check_key(self.after, "cursor")
         prefix = _values.check_prefix(self.prefix)
-        return ListKeys(_ns(self.ns), prefix, self.limit, after, self.reverse)
+        return ListKeys(_ns(self.ns), prefix, self.limit, after, self.reverse, self.values)
 
 
 class ClearIn(OpIn):

@@ -80,6 +80,7 @@ from botwire.backends.common import (
     fresh_row,
     incr_steps,
     nbytes,
+    page_takes,
     quota_checks,
     ran_out,
     read_budget,
@@ -674,8 +675,9 @@ class PostgresBackend(Backend):
     def _list_keys(self, op: ListKeys, now: int) -> Steps:
         params: dict[str, Any] = {"ns": op.ns, "now": now, "prefix": op.prefix,
                                   "limit": op.limit + 1}  # fmt: skip
+        value = f", CASE WHEN e.kind = 1 THEN {_LIST_TEXT} ELSE e.value END" if op.values else ""
         sql = (
-            "SELECT key, size, updated_at FROM botwire_entries"
+            f"SELECT key, size, updated_at{value} FROM botwire_entries e"
             f" WHERE ns = %(ns)s AND {_LIVE} AND key >= %(prefix)s"
         )
         upper = prefix_upper_bound(op.prefix)
@@ -688,7 +690,12 @@ class PostgresBackend(Backend):
         order = " ORDER BY key DESC" if op.reverse else " ORDER BY key"
         rows = yield Query(sql + order + " LIMIT %(limit)s", params, "all")
         more = len(rows) > op.limit
-        keys = [KeyInfo(*row) for row in rows[: op.limit]]
+        keys: list[KeyInfo] = []
+        for row in rows[: op.limit]:
+            if op.values and not page_takes(row[1], len(keys)):
+                more = True
+                break
+            keys.append(KeyInfo(*row))
         return KeyPage(keys, keys[-1].key if more else None)
 
     def _clear(self, op: Clear, now: int) -> Steps:

@@ -72,6 +72,7 @@ from botwire.backends.common import (
     incr_steps,
     item_range,
     nbytes,
+    page_takes,
     quota_checks,
     ran_out,
     read_budget,
@@ -675,7 +676,8 @@ class SQLiteBackend(Backend):
         return cursor.rowcount > 0
 
     def _list_keys(self, conn: sqlite3.Connection, op: ListKeys, now: int) -> KeyPage:
-        sql = f"SELECT key, size, updated_at FROM entries WHERE ns = ? AND {_LIVE} AND key >= ?"
+        columns = "key, size, updated_at, kind, value, id" if op.values else "key, size, updated_at"
+        sql = f"SELECT {columns} FROM entries WHERE ns = ? AND {_LIVE} AND key >= ?"
         params: list[Any] = [op.ns, now, op.prefix]
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
@@ -688,7 +690,16 @@ class SQLiteBackend(Backend):
         params.append(op.limit + 1)
         rows = conn.execute(sql, params).fetchall()
         more = len(rows) > op.limit
-        keys = [KeyInfo(*row) for row in rows[: op.limit]]
+        keys: list[KeyInfo] = []
+        for row in rows[: op.limit]:
+            if op.values:
+                if not page_takes(row[1], len(keys)):
+                    more = True
+                    break
+                key, size, updated_at, kind, value, entry_id = row
+                value = self._list_text(conn, entry_id) if kind == LIST else value
+                row = (key, size, updated_at, value)
+            keys.append(KeyInfo(*row))
         return KeyPage(keys, keys[-1].key if more else None)
 
     def _clear(self, conn: sqlite3.Connection, op: Clear, now: int) -> int:
