@@ -166,6 +166,33 @@ def test_a_delta_channel_at_depth_60_is_read_in_a_few_round_trips(url: str) -> N
     assert app.get_state(config("deep")).values["items"] == list(range(60))
 
 
+def test_delta_history_reads_back_page_by_page_and_along_forks(url: str) -> None:
+    """Past a page of checkpoints, and on a branch forked from an old checkpoint, the history
+    is LangGraph's own walk's; each further page costs a round trip of heads and one of
+    writes."""
+    saver = Counting(url)
+    app = delta_graph(saver)
+    for _ in range(125):  # 250 checkpoints: three pages back
+        app.invoke({"items": []}, config("long"))
+    older = list(saver.list(config("long")))
+    at_fork = app.get_state(older[170].config).values["items"]
+    fork = app.invoke({"items": []}, older[170].config)  # a branch from an old checkpoint
+    assert fork["items"] == [*at_fork, len(at_fork)] and 0 < len(at_fork) < 100
+    tip = saver.get_tuple(config("long"))  # the fork's, now the newest
+    assert tip is not None
+    for named in (config("long"), tip.config, older[0].config, older[99].config,
+                  older[170].config, older[-1].config):  # fmt: skip
+        saver.calls = 0
+        ours = saver.get_delta_channel_history(config=named, channels=["items"])
+        assert saver.calls <= 8
+        walked = BaseCheckpointSaver.get_delta_channel_history(
+            saver, config=named, channels=["items"]
+        )
+        assert ours == walked
+    assert app.get_state(config("long")).values["items"] == list(range(len(fork["items"])))
+    assert len(app.get_state(older[0].config).values["items"]) == 125
+
+
 # -- listings as SqliteSaver lists ----------------------------------------------------------------
 
 

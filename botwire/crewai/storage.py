@@ -94,16 +94,13 @@ class BotWireStorage:
         return MemoryRecord.model_validate(value)
 
     def _records(self, scope_prefix: str | None = None) -> Iterator[MemoryRecord]:
-        """Every record in ``scope_prefix``, a page of keys per round trip (in parts when a
-        server will not answer a page at once)."""
-        keys = self._memory.keys()
-        for start in range(0, len(keys), PAGE):
-            for value in self._memory.get_many(keys[start : start + PAGE]).values():
-                if not isinstance(value, dict):
-                    continue  # not a record: something else shares the namespace
-                record = self._load(value)
-                if _in_scope(record.scope, scope_prefix):
-                    yield record
+        """Every record in ``scope_prefix``, a page of keys and values per round trip."""
+        for value in self._memory.items().values():
+            if not isinstance(value, dict):
+                continue  # not a record: something else shares the namespace
+            record = self._load(value)
+            if _in_scope(record.scope, scope_prefix):
+                yield record
 
     # -- the StorageBackend protocol -----------------------------------------------------------
 

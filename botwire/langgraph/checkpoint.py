@@ -108,6 +108,43 @@ def _parse(key: str) -> tuple[str, str]:
     return unescape(ns), checkpoint_id
 
 
+class _Back:
+    """Reads a namespace's checkpoints backwards in pages: heads (``c|``), and writes (``w|``)
+    from the same point, each page in one round trip (``Memory.items``)."""
+
+    def __init__(self, namespace: str, heads: str, writes: str) -> None:
+        self.namespace = namespace
+        self.heads = heads
+        self.writes = writes
+        self.newest = ""
+        self.oldest = ""
+        self.oldest_writes = ""
+        self.exhausted = False
+        self.writes_exhausted = False
+
+    def read(self, heads_before: str | None, writes_before: str | None) -> Steps:
+        """The heads of the :data:`PAGE` checkpoints before ``heads_before`` and as many
+        writes before ``writes_before`` (``None``: from the newest), the newest first."""
+        limit = {"reverse": True, "limit": PAGE}
+        heads = yield Call(self.namespace, "items", (self.heads,), {"after": heads_before, **limit})
+        writes = {}
+        if not self.writes_exhausted:
+            writes = yield Call(self.namespace, "items", (self.writes,),
+                                {"after": writes_before, **limit})  # fmt: skip
+        if heads:
+            self.newest = self.newest or next(iter(heads))
+            self.oldest = next(reversed(heads))
+        if writes:
+            self.oldest_writes = next(reversed(writes))
+        self.exhausted = len(heads) < PAGE
+        self.writes_exhausted = len(writes) < PAGE
+        return {**heads, **writes}
+
+    def covers(self, writes_key: str) -> bool:
+        """Whether what was read holds ``writes_key``'s writes, if it has any."""
+        return self.writes_exhausted or writes_key >= self.oldest_writes
+
+
 class BotWireSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer kept in botwire: threads survive restarts and are shared by
     every process on the store (the embedded file, ``botwire serve`` or PostgreSQL).
@@ -446,16 +483,14 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             return
         namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
         for namespace in namespaces:
-            keys = yield Call(namespace, "keys", ("c|",))
-            heads = yield from self._read(namespace, keys)
+            heads = yield Call(namespace, "items", ("c|",))
             doomed = {_parse(key) for key, head in heads.items() if head.get("run_id") in runs}
             if doomed:
                 yield from self._delete_checkpoints(namespace, doomed)
 
     def _copy_thread(self, source: str, target: str) -> Steps:
         namespace = self._namespace(str(source))
-        keys = yield Call(namespace, "keys")
-        values = yield from self._read(namespace, keys)
+        values = yield Call(namespace, "items")
         into = self._namespace(str(target))
         pieces = {key: value for key, value in values.items() if key.startswith("p|")}
         yield from self._write(into, pieces, {})
@@ -475,8 +510,8 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 yield Call(namespace, "clear")
                 continue
-            keys = yield Call(namespace, "keys", ("c|",))
-            heads = yield from self._read(namespace, keys)
+            heads = yield Call(namespace, "items", ("c|",))
+            keys = list(heads)
             metadata = [head["metadata"] for head in heads.values()]
             yield from self._read_pieces(namespace, metadata, heads)
             newest: dict[str, str] = {}
@@ -496,38 +531,39 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         namespace = self._namespace(thread)
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         prefix = _checkpoints(checkpoint_ns)
-        target_id = get_checkpoint_id(config)
-        if not target_id:
-            latest = yield Call(namespace, "keys", (prefix,), {"reverse": True, "limit": 1})
-            target_id = _parse(latest[0])[1] if latest else None
         history: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
-        if not target_id:
+        target_id = get_checkpoint_id(config)
+        # The ancestors are (nearly always) the checkpoints just before the target: read the
+        # target's head with a page of those before it, and a page of writes (a range of
+        # checkpoints has at most one writes key each, so it reaches back as far); read
+        # further back only when the chain leaves what was read.
+        writes_prefix = _writes_key(checkpoint_ns, "")
+        back = _Back(namespace, prefix, writes_prefix)
+        upto = None if target_id is None else prefix + target_id + " "  # the target and before
+        writes_before = None if target_id is None else _writes_key(checkpoint_ns, target_id)
+        found = yield from back.read(upto, writes_before)
+        if not found:
             return history
-        # The ancestors are (nearly always) the checkpoints just before: read a page of them
-        # with the target, and look further only when the chain leaves what was read.
-        listed = [prefix + target_id]
-        older = yield Call(namespace, "keys", (prefix,),
-                           {"after": listed[0], "reverse": True, "limit": PAGE})  # fmt: skip
-        found = yield from self._read(namespace, self._with_writes(listed + older))
-        head = found.get(listed[0])
+        head = found[back.newest]
+        target_id = _parse(back.newest)[1]
+        if back.newest != prefix + target_id:
+            return history  # the checkpoint named is gone
         steps: builtins.list[tuple[str, builtins.list[Any], dict[str, Any]]] = []
         remaining = set(channels)
         seen = {target_id}
-        parent = head.get("parent") if head else None
+        parent = head.get("parent")
         while parent and remaining and parent not in seen:
             seen.add(parent)
             key = prefix + parent
+            while key not in found and not back.exhausted and key < back.oldest:
+                found.update((yield from back.read(back.oldest, back.oldest_writes)))
             if key not in found:
-                more = yield Call(namespace, "keys", (prefix,),
-                                  {"after": older[-1] if older else key, "reverse": True,
-                                   "limit": PAGE})  # fmt: skip
-                older = more or older
-                wanted = self._with_writes([*more, key] if key not in more else more)
-                found.update((yield from self._read(namespace, wanted)))
-                if key not in found:
-                    break  # deleted: the walk ends, as at a root
+                break  # deleted: the walk ends, as at a root
             head = found[key]
-            writes = self._chosen(found.get(_writes_key(checkpoint_ns, parent), []))
+            writes_key = writes_prefix + parent
+            if writes_key not in found and not back.covers(writes_key):
+                found.update((yield Call(namespace, "get_many", ([writes_key],))))
+            writes = self._chosen(found.get(writes_key, []))
             seeded = remaining & set(self._channels(head))
             steps.append((key, [w for w in writes if w["channel"] in remaining], {}))
             if seeded:
