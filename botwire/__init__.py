@@ -18,7 +18,7 @@ from botwire._memory import (
     list_namespaces,
     search_namespaces,
 )
-from botwire._plans import Entry
+from botwire._plans import Change, ChangesPage, Entry
 from botwire._version import __version__
 from botwire.backends.search import Hit, Item
 from botwire.errors import (
@@ -57,6 +57,8 @@ __all__ = [
     "AsyncMemory",
     "BackendUnavailable",
     "BotWireError",
+    "Change",
+    "ChangesPage",
     "Entry",
     "Forbidden",
     "Hit",

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
 from botwire import _values, config
 from botwire._plans import (
+    Change,
+    ChangesPage,
     Entry,
     T,
     Ttl,
@@ -22,6 +24,7 @@ from botwire._plans import (
     _lost_every_race,
     _MemoryBase,
     _Plan,
+    change_of,
 )
 from botwire.backends import open_backend
 from botwire.backends.base import (
@@ -163,6 +166,52 @@ class Memory(_MemoryBase):
         """
         steps = self._keys_steps(prefix, after, reverse, limit, values=True)
         return self._items(run_steps(self._execute, steps))
+
+    def changes(
+        self, since: int = 0, *, prefix: str | None = None, limit: int = 100, values: bool = True
+    ) -> ChangesPage:
+        """The changes of this memory after position ``since``, oldest first, in one round
+        trip: a page of at most ``limit`` (up to 1,000), and the ``cursor`` to pass as
+        ``since`` next. Paging on with each cursor sees every committed change once, in commit
+        order, on every store; a change from before the log's retention is gone.
+
+        Args:
+            prefix: only the keys that start with it (a ``clear`` shows too).
+            values: carry what each change wrote (``Change.value``).
+
+        Example::
+
+            page = mem.changes(since=cursor)
+            for change in page.changes:
+                print(change.op, change.key, change.value)
+            cursor = page.cursor
+        """
+        return self._run(self._plan_changes(since, prefix, limit, values))
+
+    def history(self, key: str, *, limit: int = 20) -> list[Change]:
+        """What the change log holds of ``key``: its changes, newest first, with what each
+        wrote, who wrote it and when."""
+        return self._run(self._plan_history(key, limit))
+
+    def watch(self, since: int | None = None, *, prefix: str | None = None) -> Iterator[Change]:
+        """Every change of this memory as it commits, from any process or machine on the store,
+        forever: after position ``since`` (a ``Change.seq`` or a page's cursor), or with
+        ``None`` from now on. Leave the loop to stop; the store's connection for it closes.
+
+        On the embedded store a change arrives within milliseconds of its commit, on
+        PostgreSQL through LISTEN/NOTIFY, through ``botwire serve`` as server-sent events.
+
+        Example::
+
+            for change in mem.watch():
+                print(change.actor, change.op, change.key, change.value)
+        """
+        changes = self._backend.follow(self._watch_op(since, prefix))
+        try:
+            for change in changes:
+                yield change_of(change)
+        finally:
+            changes.close()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of ``keys`` that exist, in one round trip (one snapshot); values more
@@ -408,6 +457,28 @@ class AsyncMemory(_MemoryBase):
         """The live keys with their values, in key order; see :meth:`Memory.items`."""
         steps = self._keys_steps(prefix, after, reverse, limit, values=True)
         return self._items(await arun_steps(self._execute, steps))
+
+    async def changes(
+        self, since: int = 0, *, prefix: str | None = None, limit: int = 100, values: bool = True
+    ) -> ChangesPage:
+        """A page of this memory's changes after ``since``; see :meth:`Memory.changes`."""
+        return await self._run(self._plan_changes(since, prefix, limit, values))
+
+    async def history(self, key: str, *, limit: int = 20) -> list[Change]:
+        """A key's changes, newest first; see :meth:`Memory.history`."""
+        return await self._run(self._plan_history(key, limit))
+
+    async def watch(
+        self, since: int | None = None, *, prefix: str | None = None
+    ) -> AsyncIterator[Change]:
+        """Every change of this memory as it commits; see :meth:`Memory.watch`. To leave the
+        loop early, close it: ``async with contextlib.aclosing(amem.watch()) as changes:``."""
+        changes = self._backend.afollow(self._watch_op(since, prefix))
+        try:
+            async for change in changes:
+                yield change_of(change)
+        finally:
+            await changes.aclose()  # type: ignore[attr-defined]
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of ``keys`` that exist; see :meth:`Memory.get_many`."""

@@ -19,10 +19,13 @@ from botwire import _values, config
 from botwire.backends import Backend, open_backend
 from botwire.backends.base import (
     Append,
+    ChangePage,
+    Changes,
     Clear,
     Delete,
     Expire,
     Get,
+    History,
     Incr,
     KeyInfo,
     Op,
@@ -32,10 +35,13 @@ from botwire.backends.base import (
     Steps,
     all_keys,
 )
+from botwire.backends.base import Change as LoggedChange
 from botwire.backends.search import Hit, hits, search_op
 from botwire.errors import InvalidRequest, VersionConflict
 
 T = TypeVar("T")
+MAX_CHANGES = 1000
+"""Most changes one page holds."""
 Ttl = float | int | timedelta | None
 
 log = logging.getLogger("botwire")
@@ -53,6 +59,46 @@ class Entry:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write as the store's change log records it (:meth:`Memory.changes`,
+    :meth:`Memory.history`)."""
+
+    seq: int
+    """Its position in the store's log: pass it as ``since`` to read on after it."""
+    namespace: str
+    key: str | None
+    """``None`` for a ``clear`` of the whole namespace."""
+    op: str
+    """``set``, ``delete``, ``append``, ``incr``, ``expire``, ``clear``, ``import``, or
+    ``expired`` (removed when its ttl ran out)."""
+    version: int | None
+    """The key's version after the change; ``None`` once the key is gone."""
+    at: datetime
+    actor: str
+    """``token:NAME`` through ``botwire serve``, else ``local:user@host:pid``."""
+    request_id: str | None
+    value: Any = None
+    """What was written: a ``set``'s value, an ``append``'s items, an ``incr``'s new number,
+    an ``expire``'s ttl (``None``: no expiry)."""
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """A page of changes, oldest first, and the ``cursor`` to pass as ``since`` next."""
+
+    changes: list[Change]
+    cursor: int
+
+
+def change_of(change: LoggedChange) -> Change:
+    value = None if change.value is None else _values.decode_value(change.value)
+    return Change(
+        change.seq, change.ns, change.key, change.op, change.version,
+        _values.utc_datetime(change.at), change.actor, change.request_id, value,
+    )  # fmt: skip
 
 
 def _entry(key: str, record: Record | None) -> Entry | None:
@@ -267,6 +313,28 @@ class _MemoryBase:
     @staticmethod
     def _items(infos: list[KeyInfo]) -> dict[str, Any]:
         return {info.key: _values.decode_value(info.value or "null") for info in infos}
+
+    def _plan_changes(
+        self, since: int, prefix: str | None, limit: int, values: bool
+    ) -> _Plan[ChangesPage]:
+        op = Changes(
+            self.namespace, _values.check_int(since, "since", 0), _values.check_prefix(prefix),
+            _values.check_int(limit, "limit", 1, MAX_CHANGES), ns_prefix="", values=bool(values),
+        )  # fmt: skip
+
+        def finish(results: list[Any]) -> ChangesPage:
+            page: ChangePage = results[0]
+            return ChangesPage([change_of(change) for change in page.changes], page.cursor)
+
+        return _Plan([op], finish)
+
+    def _watch_op(self, since: int | None, prefix: str | None) -> Changes:
+        start = -1 if since is None else _values.check_int(since, "since", 0)
+        return Changes(self.namespace, start, _values.check_prefix(prefix), values=True)
+
+    def _plan_history(self, key: str, limit: int) -> _Plan[list[Change]]:
+        op = History(self.namespace, self._key(key), _values.check_int(limit, "limit", 1))
+        return _Plan([op], lambda results: [change_of(change) for change in results[0]])
 
     def _plan_slice(
         self, key: str, start: int | None, stop: int | None, default: Any

@@ -83,6 +83,26 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("watch")
+def _watch(args: argparse.Namespace) -> int:
+    memory = Memory(args.namespace, args.url)
+    for change in memory.watch(args.since, prefix=args.prefix):
+        line = {"seq": change.seq, "at": change.at.isoformat(), "actor": change.actor,
+                "op": change.op, "key": change.key, "version": change.version,
+                "value": change.value}  # fmt: skip
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    return 0
+
+
+@command("history")
+def _history(args: argparse.Namespace) -> int:
+    for change in Memory(args.namespace, args.url).history(args.key, limit=args.limit):
+        shown = "" if change.op in ("delete", "clear", "expired") else _snippet(change.value)
+        print(f"{change.at.isoformat()}  v{change.version or '-'}  {change.actor}  "
+              f"{change.op}  {shown}".rstrip())  # fmt: skip
+    return 0
+
+
 @command("search")
 def _search(args: argparse.Namespace) -> int:
     found = Memory(args.namespace, args.url).search(
@@ -316,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help='words to find; "quoted words" match as a phrase')
     p.add_argument("--limit", type=int, default=10, help="most keys to show (default 10)")
     p.add_argument("--any", action="store_true", help="any word is enough (best matches first)")
+    p = sub.add_parser(
+        "watch", parents=[common], help="print a namespace's changes as they commit (JSON lines)"
+    )
+    p.add_argument("namespace")
+    p.add_argument("--prefix", help="only keys that start with this")
+    p.add_argument("--since", type=int, help="from after this position (default: from now)")
+    p = sub.add_parser("history", parents=[common], help="a key's recorded changes, newest first")
+    p.add_argument("namespace")
+    p.add_argument("key")
+    p.add_argument("--limit", type=int, default=20, help="most changes to show (default 20)")
     p = sub.add_parser("namespaces", parents=[common], help="list namespaces with live keys")
     p.add_argument("--prefix")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")

@@ -215,11 +215,11 @@ def test_http_resends_only_what_cannot_change_its_answer(
     backend.close()
 
 
-def test_postgres_does_not_rerun_a_one_statement_write_that_may_have_committed(
+def test_postgres_does_not_rerun_a_write_that_may_have_committed(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The connection breaks after a statement that commits by itself ran: the write landed,
-    and running it again would turn its answer into a VersionConflict."""
+    """The connection breaks after the write's COMMIT ran: the write landed, and running it
+    again would turn its answer into a VersionConflict. A read that breaks runs again."""
     from botwire.backends.postgres import connections as postgres
 
     empty_postgres(pg_url)
@@ -227,26 +227,28 @@ def test_postgres_does_not_rerun_a_one_statement_write_that_may_have_committed(
     mem = Memory("once", backend=backend)
     mem.set("warm", 1)
     real_fetch = postgres._fetch
-    breaks = {"left": 0}
+    breaks = {"left": 0, "after": "COMMIT"}
 
     def fetch_then_break(cur: Any, fetch: str) -> Any:
         result = real_fetch(cur, fetch)
-        if breaks["left"] > 0:
-            breaks["left"] -= 1
+        if breaks["left"] and (cur.statusmessage or "").startswith(str(breaks["after"])):
+            breaks["left"] = 0
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         return result
 
     monkeypatch.setattr(postgres, "_fetch", fetch_then_break)
-    breaks["left"] = 1
+    breaks.update(left=1, after="COMMIT")
     with pytest.raises(BackendUnavailable, match="may or may not have been written"):
         mem.set("k", "v", if_version=0)
-    breaks["left"] = 1
+    breaks.update(left=1, after="SELECT")
     assert mem.get("k") == "v"  # it had landed; a read is simply run again
-    breaks["left"] = 1
+    assert breaks["left"] == 0
+    breaks.update(left=1, after="COMMIT")
     with pytest.raises(BackendUnavailable, match="may or may not"):
         mem.delete("k")
     monkeypatch.setattr(postgres, "_fetch", real_fetch)
     assert "k" not in mem
+    assert [c.op for c in mem.history("k")] == ["delete", "set"]  # each once
     backend.close()
 
 

@@ -18,7 +18,14 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Sequence,
+)
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -173,9 +180,36 @@ class Search(NamedTuple):
     relevance search (``match="any"``), no otherwise."""
 
 
+class Changes(NamedTuple):
+    """The change log after position ``since``, oldest first: of namespace ``ns``, or with
+    ``ns=None`` of every namespace that starts with ``ns_prefix``; only keys that start with
+    ``prefix``. Result: :class:`ChangePage`. It runs alone in its batch.
+
+    A reader that pages on with each page's ``cursor`` sees every committed change once, in
+    commit order (each store proves it in its own way: see its ``changes`` module)."""
+
+    ns: str | None
+    since: int = 0
+    prefix: str = ""
+    limit: int = 100
+    ns_prefix: str = ""
+    values: bool = False
+    """Carry each change's value (:attr:`Change.value`); they count against the read budget."""
+
+
+class History(NamedTuple):
+    """A key's recorded changes, newest first, with their values; only those older than
+    position ``before`` when it is given. Result: ``list[Change]``."""
+
+    ns: str
+    key: str
+    limit: int = 20
+    before: int | None = None
+
+
 Op = (
     Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
-    | Slice | Search
+    | Slice | Search | Changes | History
 )  # fmt: skip
 OP_NAMES: dict[type, str] = {
     Get: "get",
@@ -190,6 +224,8 @@ OP_NAMES: dict[type, str] = {
     Restore: "restore",
     Slice: "slice",
     Search: "search",
+    Changes: "changes",
+    History: "history",
 }
 """Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""
 WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore)
@@ -244,6 +280,35 @@ class SearchHit(NamedTuple):
     """A list's items around its matching ones (``Search.context``), in list order."""
 
 
+class Change(NamedTuple):
+    """One recorded write, as the change log holds it (:class:`Changes`, :class:`History`)."""
+
+    seq: int
+    """Its position in the store's log: grows with every change, in commit order."""
+    ns: str
+    key: str | None
+    """``None`` for a ``clear`` (of the whole namespace)."""
+    op: str
+    """``set``, ``delete``, ``append``, ``incr``, ``expire``, ``clear``, ``import`` or
+    ``expired`` (a key whose ttl ran out, removed)."""
+    version: int | None
+    """The key's version after the change (``None`` once it is gone)."""
+    at: int
+    actor: str
+    """Who wrote: a server token's name (``token:NAME``), or ``local:user@host:pid``."""
+    request_id: str | None
+    value: str | None
+    """JSON text of what was written, when asked for: a ``set``'s value, an ``append``'s items
+    (a list), an ``incr``'s new number, an ``expire``'s ttl in seconds (``null``: none)."""
+
+
+class ChangePage(NamedTuple):
+    """A page of changes, and the position to read on from (``Changes.since``)."""
+
+    changes: list[Change]
+    cursor: int
+
+
 class Quotas(NamedTuple):
     """Per-namespace limits a backend enforces inside its write transactions."""
 
@@ -280,7 +345,7 @@ def resendable(ops: Sequence[Op]) -> bool:
     outcome is unknown raises ``BackendUnavailable`` and says so.
     """
     return all(
-        isinstance(op, (Get, ListKeys, ListNamespaces, Restore))
+        isinstance(op, (Get, ListKeys, ListNamespaces, Restore, Changes, History))
         or (isinstance(op, Put) and op.if_version is None)
         for op in ops
     )
@@ -431,6 +496,26 @@ class Backend(ABC):
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
         """Async twin of :meth:`execute`."""
         return await asyncio.to_thread(self.execute, ops)
+
+    def watcher(self) -> Any:
+        """A :class:`~botwire.backends.changes.Watcher` of this store, for :meth:`follow`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be watched")
+
+    def follow(self, op: Changes) -> Generator[Change, None, None]:
+        """Every change ``op`` selects after ``op.since`` (``-1``: from now on), as they
+        commit, forever; closing the iterator stops it."""
+        from botwire.backends.changes import follow
+
+        return follow(self.execute, op, self.watcher())
+
+    async def afollow(self, op: Changes) -> AsyncIterator[Change]:
+        """Async :meth:`follow`: the sync one, each step in a worker thread."""
+        changes = self.follow(op)
+        try:
+            while True:
+                yield await asyncio.to_thread(next, changes)
+        finally:
+            changes.close()
 
     def migrate(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Bring the store's schema up to date; return how many migrations ran.

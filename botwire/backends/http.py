@@ -16,14 +16,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any
 
 import httpx
 
 from botwire import _values
 from botwire.backends import wire
-from botwire.backends.base import INHERITED, Backend, Op, on_loop_shutdown, resendable
+from botwire.backends.base import (
+    INHERITED,
+    Backend,
+    Change,
+    Changes,
+    Op,
+    on_loop_shutdown,
+    resendable,
+)
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable
 
@@ -137,6 +145,70 @@ class HTTPBackend(Backend):
                 raise self._failed(exc) from exc
         return self._results(ops, response)
 
+    # -- following the change log: server-sent events ---------------------------------------
+
+    def follow(self, op: Changes) -> Generator[Change, None, None]:
+        """Every change ``op`` selects, as the server streams them (``GET /v1/changes``); a
+        broken stream is opened again from the last position it sent (``Last-Event-ID``)."""
+        last = op.since
+        client = self._sync_client()
+        failures = 0
+        while True:
+            try:
+                with client.stream(
+                    "GET", CHANGES_PATH, params=_stream_params(op), headers=_resume(last),
+                    timeout=_STREAM_TIMEOUT,
+                ) as response:  # fmt: skip
+                    if response.status_code != 200:
+                        response.read()
+                        raise self._refusal(response)
+                    reader = EventReader()
+                    for line in response.iter_lines():
+                        for position, change in reader.feed(line):
+                            last, failures = position, 0
+                            if change is not None:
+                                yield change
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > RETRIES:
+                    raise self._failed(exc) from exc
+                time.sleep(_BACKOFF[min(failures, RETRIES) - 1])
+
+    async def afollow(self, op: Changes) -> AsyncIterator[Change]:
+        """Async :meth:`follow`, on an ``httpx.AsyncClient``."""
+        last = op.since
+        client = self._async_client()
+        failures = 0
+        while True:
+            try:
+                async with client.stream(
+                    "GET", CHANGES_PATH, params=_stream_params(op), headers=_resume(last),
+                    timeout=_STREAM_TIMEOUT,
+                ) as response:  # fmt: skip
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise self._refusal(response)
+                    reader = EventReader()
+                    async for line in response.aiter_lines():
+                        for position, change in reader.feed(line):
+                            last, failures = position, 0
+                            if change is not None:
+                                yield change
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > RETRIES:
+                    raise self._failed(exc) from exc
+                await asyncio.sleep(_BACKOFF[min(failures, RETRIES) - 1])
+
+    def _refusal(self, response: httpx.Response) -> Exception:
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+        return wire.error_from_json(
+            response.status_code, data or {}, response.headers.get("retry-after")
+        )
+
     # -- shared by both ---------------------------------------------------------------------
 
     @staticmethod
@@ -182,3 +254,61 @@ class HTTPBackend(Backend):
         return [
             wire.result_from_json(op, item) for op, item in zip(ops, data["results"], strict=True)
         ]
+
+
+CHANGES_PATH = "/v1/changes"
+_STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)
+"""A stream sends at least a heartbeat every 15 s: a read that waits 60 s has lost it."""
+
+
+def _stream_params(op: Changes) -> dict[str, Any]:
+    params: dict[str, Any] = {"prefix": op.prefix, "limit": op.limit,
+                              "values": "true" if op.values else "false"}  # fmt: skip
+    if op.ns is not None:
+        params["ns"] = op.ns
+    else:
+        params["ns_prefix"] = op.ns_prefix
+    return params
+
+
+def _resume(last: int) -> dict[str, str]:
+    """The headers that (re)open a stream after position ``last`` (``-1``: from now on)."""
+    headers = {"accept": "text/event-stream"}
+    if last >= 0:
+        headers["last-event-id"] = str(last)
+    return headers
+
+
+class EventReader:
+    """Server-sent events, line by line: each event's position (``id``), and its change
+    (``None`` for an event that only moves the position on)."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.data: list[str] = []
+
+    def feed(self, line: str) -> list[tuple[int, Change | None]]:
+        if line:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "id":
+                self.id = value
+            elif name == "data":
+                self.data.append(value)
+            return []
+        position, data = self.id, self.data
+        self.id, self.data = None, []
+        if position is None or not position.isdigit():
+            return []
+        change = change_from_json(json.loads("\n".join(data))) if data else None
+        return [(int(position), change)]
+
+
+def change_from_json(data: dict[str, Any]) -> Change:
+    """The inverse of the server's ``change_json``."""
+    value = data.get("value")
+    return Change(
+        data["seq"], data["namespace"], data["key"], data["op"], data["version"],
+        _values.parse_time(data["at"], "at") or 0, data["actor"], data["request_id"],
+        None if value is None else _values.to_json(value),
+    )  # fmt: skip

@@ -12,7 +12,11 @@ from typing import Any
 from botwire import errors
 from botwire.backends.base import (
     OP_NAMES,
+    Change,
+    ChangePage,
+    Changes,
     Get,
+    History,
     KeyInfo,
     KeyPage,
     ListKeys,
@@ -40,6 +44,10 @@ def result_to_json(result: Any) -> Any:
     """A result as JSON data (records and key pages become objects)."""
     if isinstance(result, Record):
         return result._asdict()
+    if isinstance(result, ChangePage):
+        return {"changes": [list(change) for change in result.changes], "cursor": result.cursor}
+    if isinstance(result, list) and result and isinstance(result[0], Change):
+        return [list(change) for change in result]
     if isinstance(result, KeyPage):
         keys = [list(info) if info.value is not None else list(info[:3]) for info in result.keys]
         return {"keys": keys, "next_cursor": result.next_cursor}
@@ -52,6 +60,10 @@ def result_from_json(op: Op, data: Any) -> Any:
         return None if data is None else Record(**data)
     if type(op) is ListKeys:
         return KeyPage([KeyInfo(*item) for item in data["keys"]], data["next_cursor"])
+    if type(op) is Changes:
+        return ChangePage([Change(*change) for change in data["changes"]], data["cursor"])
+    if type(op) is History:
+        return [Change(*change) for change in data]
     if type(op) is Search:  # each hit travels as an array of its fields
         return [_hit(*fields) for fields in data]
     return data

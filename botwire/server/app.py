@@ -42,6 +42,7 @@ from botwire.errors import BotWireError, InvalidRequest
 from botwire.server.context import Context, error_response
 from botwire.server.metrics import Metrics
 from botwire.server.middleware import Authenticate, Observe, RequestGuard
+from botwire.server.routes.changes import changes
 from botwire.server.routes.memory import KeyRoutes, memory
 from botwire.server.routes.native import native
 from botwire.server.schemas import validation_errors
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
             if mcp is not None:
                 await running.enter_async_context(mcp.run())
             yield
+        context.hub.close()
         await store.aclose()
 
     app = FastAPI(
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.state.context = context
     app.include_router(memory)
     app.include_router(native)
+    app.include_router(changes)
     methods = ["GET", "POST", "DELETE"]
     app.router.routes += [
         Route("/mcp/{namespace}", mcp or _no_mcp, methods=methods, include_in_schema=False),

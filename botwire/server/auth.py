@@ -22,6 +22,7 @@ from botwire._values import to_json
 from botwire.backends.base import (
     PAGE_SIZE,
     Backend,
+    Changes,
     Delete,
     Get,
     KeyPage,
@@ -111,10 +112,11 @@ class Scope:
         ns = getattr(op, "ns", None)
         if ns is not None:
             self.check_namespace(ns, changes(op))
-        elif isinstance(op, Search) and not self.grants_all_under(op.ns_prefix):
+        elif isinstance(op, (Search, Changes)) and not self.grants_all_under(op.ns_prefix):
+            verb = "search" if isinstance(op, Search) else "read the changes of"
             raise Forbidden(
-                f"token {self.name!r} may not search every namespace that starts with "
-                f"{op.ns_prefix!r}; search a prefix it grants whole (such as 'user:' for a "
+                f"token {self.name!r} may not {verb} every namespace that starts with "
+                f"{op.ns_prefix!r}; name a prefix it grants whole (such as 'user:' for a "
                 "token of 'user:')"
             )
 

@@ -3,8 +3,11 @@ store, authenticator, metrics) and how a refusal is answered."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -14,9 +17,10 @@ from fastapi.responses import JSONResponse, Response
 
 from botwire.backends import wire
 from botwire.backends.base import Backend, Op, Search
+from botwire.backends.changes import WAIT_SECONDS, actor
 from botwire.backends.common import ReadBudget, deadline, ran_out, read_budget
 from botwire.errors import BotWireError, InvalidRequest, Overloaded, QuotaExceeded, Unauthorized
-from botwire.server.auth import Authenticator, Scope
+from botwire.server.auth import ANONYMOUS, Authenticator, Scope
 from botwire.server.metrics import Metrics
 from botwire.server.settings import Settings
 
@@ -60,6 +64,63 @@ async def _send_error(send: Send, exc: BotWireError, context: Context | None = N
 # -- the server's state ------------------------------------------------------------------------
 
 
+class Hub:
+    """Wakes the server's streams when the store may hold new changes: one thread waits on the
+    store's watcher and bumps :attr:`moves`; a stream takes it before it reads the log, and
+    waits for it to move when the read found nothing new."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.moves = 0
+        self._changed: asyncio.Condition | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def mark(self) -> int:
+        self._start()
+        return self.moves
+
+    async def wait(self, mark: int, timeout: float) -> bool:
+        """``True`` once the store moved past ``mark``; ``False`` after ``timeout`` seconds."""
+        assert self._changed is not None
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.moves != mark), timeout
+                )
+        return self.moves != mark
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        self._changed = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._watch, args=(loop,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        watcher = self.backend.watcher()
+        try:
+            while not self._stop.is_set():
+                mark = watcher.mark()
+                if watcher.wait(mark, WAIT_SECONDS) and not loop.is_closed():
+                    asyncio.run_coroutine_threadsafe(self._bump(), loop)
+        except RuntimeError:  # the event loop closed: the server is stopping
+            pass
+        finally:
+            watcher.close()
+
+    async def _bump(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self.moves += 1
+            self._changed.notify_all()
+
+
+
 class Context:
     """What every request needs: settings, the store, the authenticator and the metrics."""
 
@@ -67,6 +128,7 @@ class Context:
         self.settings = settings
         self.backend = backend
         self.metrics = metrics
+        self.hub = Hub(backend)
         self.auth = Authenticator(
             backend,
             anonymous_ok=settings.loopback or settings.allow_anonymous,
@@ -89,11 +151,13 @@ class Context:
         budget = read_budget.set(ReadBudget(self.settings.max_response_bytes))
         limit = self.settings.max_request_seconds
         until = deadline.set(time.monotonic() + limit)
+        writer = actor.set("anonymous" if scope is ANONYMOUS else f"token:{scope.name}")
         try:
             return await self.backend.aexecute(ops)
         except Overloaded:
             raise ran_out(limit) from None
         finally:
+            actor.reset(writer)
             deadline.reset(until)
             read_budget.reset(budget)
 

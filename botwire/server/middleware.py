@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from botwire import _values
+from botwire.backends.changes import request_id
 from botwire.errors import Forbidden, Unauthorized
 from botwire.server.context import (
     PROTECTED,
@@ -185,7 +186,11 @@ class Authenticate:
         except (Unauthorized, Forbidden) as exc:
             await _send_error(send, exc, self.context)
             return
-        await self.app(scope, receive, send)
+        request = request_id.set(_request_id(scope["headers"]))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_id.reset(request)
 
     async def _metrics(self, authorization: str | None) -> None:
         token = self.context.settings.metrics_token
@@ -193,6 +198,17 @@ class Authenticate:
             return
         if authorization or await self.context.auth.required():
             await self.context.auth.scope(authorization)
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-Id`` (up to 64 printable ASCII characters), else a new id: the
+    change log records it with every change the request makes."""
+    for name, value in headers:
+        if name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii():
+            text = value.decode("ascii")
+            if text.isprintable():
+                return text
+    return uuid.uuid4().hex[:16]
 
 
 def _path_namespace(path: str) -> str | None:

@@ -15,13 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from botwire import _values
+from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, MAX_TIME_US
 from botwire.backends.base import (
     Append,
+    Changes,
     Clear,
     Delete,
     Expire,
     Get,
+    History,
     Incr,
     ListKeys,
     ListNamespaces,
@@ -250,9 +253,48 @@ class RestoreIn(KeyOpIn):
         )  # fmt: skip
 
 
+class ChangesIn(OpIn):
+    """The change log after position ``since``, oldest first: of ``ns``, or of every
+    namespace that starts with ``ns_prefix`` when ``ns`` is null. Alone in its batch."""
+
+    op: Literal["changes"]
+    ns: str | None = None
+    since: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+    prefix: str = ""
+    limit: Annotated[int, Field(ge=1, le=MAX_CHANGES)] = 100
+    ns_prefix: str = ""
+    values: bool = False
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return changes_request(
+            self.ns, self.since, self.prefix, self.limit, self.ns_prefix, self.values
+        )
+
+
+def changes_request(
+    ns: str | None, since: int, prefix: str, limit: int, ns_prefix: str, values: bool
+) -> Changes:
+    """A read of the change log a client sent, checked as ``Memory.changes`` checks it."""
+    return Changes(
+        None if ns is None else _ns(ns), since, _values.check_prefix(prefix), limit,
+        "" if ns is not None else _values.check_prefix(ns_prefix, "namespace prefix"), values,
+    )  # fmt: skip
+
+
+class HistoryIn(KeyOpIn):
+    """A key's recorded changes, newest first (older than position ``before``, if given)."""
+
+    op: Literal["history"]
+    limit: Annotated[int, Field(ge=1, le=MAX_CHANGES)] = 20
+    before: Annotated[int, Field(ge=1, le=MAX_INT64)] | None = None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return History(_ns(self.ns), _key(self.key), self.limit, self.before)
+
+
 AnyOpIn = Annotated[
     GetIn | PutIn | DeleteIn | AppendIn | IncrIn | ExpireIn | ListKeysIn | ClearIn
-    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn,
+    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn | ChangesIn | HistoryIn,
     Field(discriminator="op"),
 ]  # fmt: skip
 

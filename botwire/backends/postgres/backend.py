@@ -34,14 +34,17 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from botwire.backends import changes
 from botwire.backends.base import (
     INHERITED,
     Append,
     Backend,
+    Changes,
     Clear,
     Delete,
     Expire,
     Get,
+    History,
     Incr,
     KeyInfo,
     KeyPage,
@@ -87,6 +90,7 @@ from botwire.backends.common import (
     sliced_value,
     version_conflict,
 )
+from botwire.backends.postgres import changes as log
 from botwire.backends.postgres.connections import (
     BEGIN,
     BEGIN_SNAPSHOT,
@@ -108,7 +112,9 @@ from botwire.errors import BackendUnavailable, InvalidRequest
 
 _RETRIES = 10
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
-_ONE_STATEMENT = (Get, Put, Delete, Expire, Restore, ListKeys, ListNamespaces, Clear, Slice)
+_ONE_STATEMENT = (Get, ListKeys, ListNamespaces, Slice, Changes)
+"""Operations that run alone without a transaction around them (a write needs one: it logs
+its change in the same transaction; ``changes`` must not have one, see its module)."""
 _NEW_VERSION = "greatest(%(now)s, (SELECT value + 1 FROM botwire_version_floor))"
 """A new key's version: the time, or above every version deleted before."""
 
@@ -210,6 +216,12 @@ class PostgresBackend(Backend):
         if self.schema:
             kwargs["options"] = f'-c search_path="{self.schema}"'
         return kwargs
+
+    def watcher(self) -> log.Watcher:
+        """A connection that hears when writes commit changes (see :meth:`Backend.follow`)."""
+        if not self._migrated:
+            self.migrate(auto=True)
+        return log.Watcher(self.conninfo, self._connect_kwargs(), self.schema)
 
     def _sync_pool(self) -> ConnectionPool:
         if self._pool is None:
@@ -376,8 +388,9 @@ class PostgresBackend(Backend):
             budget.restart()
         if self._purge_due(now):
             yield BEGIN
-            yield from self._purge(now)
+            yield from self._purge(now, self.schema)
             yield COMMIT
+        changes.alone(ops)
         if self._one_statement(ops):  # atomic alone: no BEGIN/COMMIT round trips
             attempt.outcome_unknown = True
             op = ops[0]
@@ -390,7 +403,10 @@ class PostgresBackend(Backend):
             yield Query(f"SET LOCAL statement_timeout = {ms}", fetch="rowcount")
         results = []
         for op in ops:
-            results.append((yield from self._handlers[type(op)](op, now)))
+            result = yield from self._handlers[type(op)](op, now)
+            if writes and (change := changes.record(op, result)) is not None:
+                yield from log.add([change], now, self.schema)
+            results.append(result)
         if self.quotas is not None and writes:
             yield from self._answer(quota_checks(self.quotas, ops, now), now)
         attempt.outcome_unknown = True
@@ -398,15 +414,8 @@ class PostgresBackend(Backend):
         return results
 
     def _one_statement(self, ops: Sequence[Op]) -> bool:
-        """Whether the batch is one operation that runs as one statement, with no quota to check.
-
-        (A failed conditional ``put`` reads the current version afterwards, for its message.)
-        """
-        return (
-            len(ops) == 1
-            and type(ops[0]) in _ONE_STATEMENT
-            and (self.quotas is None or not is_write(ops))
-        )
+        """Whether the batch is one operation that runs without a transaction around it."""
+        return len(ops) == 1 and type(ops[0]) in _ONE_STATEMENT
 
     def _purge_due(self, now: int) -> bool:
         """Whether to purge now: at most once a second per process."""
@@ -416,17 +425,18 @@ class PostgresBackend(Backend):
         return True
 
     @staticmethod
-    def _purge(now: int) -> Steps:
+    def _purge(now: int, schema: str | None) -> Steps:
         """Delete a bounded batch of expired keys, skipping rows that writers hold.
 
         Runs in its own short transaction, before the batch's.
         """
-        yield Query(
+        gone = yield Query(
             "DELETE FROM botwire_entries WHERE id IN (SELECT id FROM botwire_entries"
-            " WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+            " WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING ns, key",
             (now, PURGE_BATCH),
-            "rowcount",
+            "all",
         )
+        yield from log.add([r for ns, key in gone if (r := changes.expired(ns, key))], now, schema)
         yield Query(
             "DELETE FROM botwire_quota_usage WHERE day < %s",
             (now // 86_400_000_000 - 1,),
@@ -557,6 +567,14 @@ class PostgresBackend(Backend):
             tuple(q),
         )
         return int(writes)
+
+    @staticmethod
+    def _changes(op: Changes, now: int) -> Steps:
+        return (yield from log.read(op))
+
+    @staticmethod
+    def _history(op: History, now: int) -> Steps:
+        return (yield from log.history(op))
 
     @staticmethod
     def _stored_bytes(q: StoredBytes, now: int) -> Steps:

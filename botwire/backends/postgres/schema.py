@@ -98,6 +98,22 @@ MIGRATIONS: list[Migration] = [
     # has a digest of its words, so that values that read alike show once. Every value and
     # item is indexed again.
     lambda conn, progress: add_languages(conn, progress),
+    # 8 (2026-12): the change log (see botwire.backends.postgres.changes).
+    """
+    CREATE SEQUENCE IF NOT EXISTS botwire_change_seq;
+    CREATE TABLE IF NOT EXISTS botwire_changes (
+        seq bigint PRIMARY KEY DEFAULT nextval('botwire_change_seq'),
+        ns text COLLATE "C" NOT NULL,
+        key text COLLATE "C",
+        op text NOT NULL,
+        version bigint,
+        at bigint NOT NULL,
+        actor text NOT NULL,
+        request_id text,
+        value text
+    );
+    CREATE INDEX IF NOT EXISTS botwire_changes_of_key ON botwire_changes (ns, key, seq);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")

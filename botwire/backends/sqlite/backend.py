@@ -26,14 +26,19 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from botwire.backends import changes
 from botwire.backends.base import (
     INHERITED,
     Append,
     Backend,
+    Change,
+    ChangePage,
+    Changes,
     Clear,
     Delete,
     Expire,
     Get,
+    History,
     Incr,
     KeyInfo,
     KeyPage,
@@ -80,6 +85,7 @@ from botwire.backends.common import (
     version_conflict,
 )
 from botwire.backends.search import Counts, check_language
+from botwire.backends.sqlite import changes as log
 from botwire.backends.sqlite import schema, search
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -90,7 +96,6 @@ _GET_VALUE = "SELECT kind, value, expires_at FROM entries WHERE ns = ? AND key =
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
 """A new key's version: the time (``?5``), or above every version deleted before."""
-_ONE_WRITE_STATEMENT = (Put, Delete, Expire, Restore)
 LIGHT_OPS = 16
 """Most operations of a batch that runs on the event loop (see :meth:`SQLiteBackend.aexecute`)."""
 SEARCH_CATCH_UP = 256
@@ -345,6 +350,11 @@ class SQLiteBackend(Backend):
             and self.now() < self._next_purge
         )
 
+    def watcher(self) -> log.Watcher:
+        """A connection that sees when another commits (see :meth:`Backend.follow`)."""
+        self._connection()  # the file exists and is migrated
+        return log.Watcher(self.path, self.timeout)
+
     def _translate(self, exc: Exception) -> BackendUnavailable | InvalidRequest:
         if isinstance(exc, (sqlite3.DataError, OverflowError, UnicodeError)):
             return InvalidRequest(f"the SQLite store refused the request: {exc}")
@@ -370,15 +380,7 @@ class SQLiteBackend(Backend):
             # A list's items are rows of their own: the entry and its items are read again
             # below, in one transaction, so that they come from one snapshot.
         now = self.now()
-        if (
-            type(op) in _ONE_WRITE_STATEMENT
-            and self.quotas is None
-            and self._writes < SEARCH_CATCH_UP
-        ):
-            # One statement is atomic by itself: no BEGIN/COMMIT, as a plain upsert.
-            self._purge_if_due(conn, now, transaction=False)
-            self._writes += 1
-            return [self._handlers[type(op)](conn, op, now)]
+        changes.alone(ops)
         searching = any(type(op) is Search for op in ops)
         try:
             return self._in_transaction(conn, ops, now, is_write(ops), searching)
@@ -392,17 +394,21 @@ class SQLiteBackend(Backend):
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             if write:
-                self._purge_if_due(conn, now, transaction=True)
+                self._purge_if_due(conn, now)
                 if searching:
                     self._catch_up(conn, None)
                 elif self._writes >= SEARCH_CATCH_UP:
                     self._catch_up(conn, search.SEARCH_BATCH)
                 self._writes += 1
-            results = [
-                self._search_in_time(conn, op, now) if type(op) is Search
-                else run[type(op)](conn, op, now)
-                for op in ops
-            ]  # fmt: skip
+            results = []
+            for op in ops:
+                result = (
+                    self._search_in_time(conn, op, now) if type(op) is Search
+                    else run[type(op)](conn, op, now)
+                )  # fmt: skip
+                if write and (change := changes.record(op, result)) is not None:
+                    log.add(conn, [change], now)
+                results.append(result)
             if self.quotas is not None and write:
                 self._answer(conn, quota_checks(self.quotas, ops, now), now)
         except BaseException:
@@ -426,28 +432,19 @@ class SQLiteBackend(Backend):
         finally:
             conn.set_progress_handler(None, 0)
 
-    def _purge_if_due(self, conn: sqlite3.Connection, now: int, transaction: bool) -> None:
-        if now < self._next_purge:
-            return
-        self._next_purge = now + 1_000_000
-        if transaction:
+    def _purge_if_due(self, conn: sqlite3.Connection, now: int) -> None:
+        if now >= self._next_purge:
+            self._next_purge = now + 1_000_000
             self._purge(conn, now)
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._purge(conn, now)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _purge(self, conn: sqlite3.Connection, now: int) -> None:
         """Delete a bounded number of expired keys; runs at most once a second per process."""
-        conn.execute(
+        gone = conn.execute(
             "DELETE FROM entries WHERE id IN "
-            "(SELECT id FROM entries WHERE expires_at <= ? LIMIT ?)",
+            "(SELECT id FROM entries WHERE expires_at <= ? LIMIT ?) RETURNING ns, key",
             (now, PURGE_BATCH),
-        )
+        ).fetchall()
+        log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key))], now)
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
         self._catch_up(conn, search.SEARCH_BATCH)
 
@@ -731,6 +728,12 @@ class SQLiteBackend(Backend):
         if (budget := read_budget.get()) is not None:
             budget.charge(nbytes(text))
         return text
+
+    def _changes(self, conn: sqlite3.Connection, op: Changes, now: int) -> ChangePage:
+        return log.read(conn, op)
+
+    def _history(self, conn: sqlite3.Connection, op: History, now: int) -> list[Change]:
+        return log.history(conn, op)
 
     def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
         return search.search(conn, op, now, self._counts)

@@ -125,6 +125,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE search_state ADD COLUMN language TEXT NOT NULL DEFAULT 'english';
     """
     + _QUEUE_EVERYTHING,
+    # 5 (2026-12): the change log (see botwire.backends.changes). Positions come from
+    # AUTOINCREMENT, so a position is never used twice, even after the log is trimmed; the
+    # write lock orders commits, so positions grow in commit order.
+    """
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ns TEXT NOT NULL,
+        key TEXT,                   -- NULL: a clear of the namespace
+        op TEXT NOT NULL,
+        version INTEGER,
+        at INTEGER NOT NULL,        -- microseconds since the epoch
+        actor TEXT NOT NULL,
+        request_id TEXT,
+        value TEXT
+    );
+    CREATE INDEX changes_of_key ON changes (ns, key, seq);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,161 @@
+"""The change log, once for every store: what each write records, and who wrote it.
+
+Every write that changes something adds one record to the store's log in the same transaction
+as the write (:class:`~botwire.backends.base.Change`): its namespace and key, the kind of
+change, the key's new version, the time, the actor and the request id, and what was written.
+A batch that fails records nothing, as it writes nothing. Each engine keeps the log in a table
+of its own (its ``changes`` module) and reads it in commit order.
+
+Botwire's own namespaces (those holding ``/``, such as the server's tokens) are not logged.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from collections.abc import Callable, Generator
+from contextvars import ContextVar
+from typing import Any, NamedTuple, Protocol
+
+from botwire.backends.base import (
+    Append,
+    Change,
+    ChangePage,
+    Changes,
+    Clear,
+    Delete,
+    Expire,
+    Incr,
+    Op,
+    Put,
+    Restore,
+)
+from botwire.backends.common import page_takes
+from botwire.errors import InvalidRequest
+
+actor: ContextVar[str | None] = ContextVar("botwire_actor", default=None)
+"""Who the batch being run writes for: the server sets ``token:NAME`` around each request;
+unset, a process writes as :func:`local_actor`."""
+request_id: ContextVar[str | None] = ContextVar("botwire_request_id", default=None)
+"""The id of the request whose batch is being run (the server sets it)."""
+
+_local: tuple[int, str] | None = None
+
+
+def local_actor() -> str:
+    """``local:user@host:pid``: a process writing to a store directly."""
+    global _local
+    pid = os.getpid()
+    if _local is None or _local[0] != pid:  # a forked child is another writer
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a container, say)
+            user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+        _local = (pid, f"local:{user}@{socket.gethostname()}:{pid}")
+    return _local[1]
+
+
+def current_actor() -> str:
+    return actor.get() or local_actor()
+
+
+class Record(NamedTuple):
+    """What one write adds to the log (the engine adds the version, time and actor)."""
+
+    ns: str
+    key: str | None
+    op: str
+    value: str | None
+
+
+def record(op: Op, result: Any) -> Record | None:
+    """What ``op``, which answered ``result``, adds to the log; ``None`` when it changed
+    nothing (a delete of a missing key, an expire of one), or is not a write."""
+    ns = getattr(op, "ns", None)
+    if not isinstance(ns, str) or "/" in ns:
+        return None  # not a write of one namespace, or one of botwire's own
+    if isinstance(op, Put):
+        return Record(op.ns, op.key, "set", op.value)
+    if isinstance(op, Append):
+        return Record(op.ns, op.key, "append", "[" + ",".join(op.values) + "]")
+    if isinstance(op, Incr):
+        return Record(op.ns, op.key, "incr", str(result))
+    if isinstance(op, Restore):
+        return Record(op.ns, op.key, "import", op.value)
+    if isinstance(op, Delete) and result:
+        return Record(op.ns, op.key, "delete", None)
+    if isinstance(op, Expire) and result:
+        return Record(op.ns, op.key, "expire", json.dumps(op.ttl))
+    if isinstance(op, Clear) and result:
+        return Record(op.ns, None, "clear", None)
+    return None
+
+
+def expired(ns: str, key: str) -> Record | None:
+    """What a key removed because its ttl ran out adds to the log."""
+    return None if "/" in ns else Record(ns, key, "expired", None)
+
+
+def page(rows: list[tuple[object, ...]], op: Changes, horizon: int) -> ChangePage:
+    """The page of ``rows`` (read up to ``horizon``) that fits the batch's read budget, and
+    where to read on: after its last change, or, when nothing up to the horizon is left for
+    this reader, after the horizon."""
+    found: list[Change] = []
+    for row in rows:
+        value = row[8]
+        if isinstance(value, str) and not page_takes(len(value.encode()), len(found)):
+            return ChangePage(found, found[-1].seq)
+        found.append(Change(*row))  # type: ignore[arg-type]
+    if len(rows) < op.limit:
+        return ChangePage(found, max(op.since, horizon))
+    return ChangePage(found, found[-1].seq)
+
+
+def alone(ops: Any) -> None:
+    """Refuse a batch in which a :class:`Changes` read does not stand alone (each engine reads
+    the log at its own horizon, outside any other transaction)."""
+    if len(ops) > 1 and any(type(op) is Changes for op in ops):
+        raise InvalidRequest("a 'changes' read runs alone in its batch")
+
+
+# -- following the log -------------------------------------------------------------------------
+
+POLL_SECONDS = 0.002
+"""How often a SQLite watcher looks whether another connection committed (a cheap pragma)."""
+WAIT_SECONDS = 1.0
+"""Longest a follower waits before it reads the log again, a wake-up or not."""
+
+
+class Watcher(Protocol):
+    """Tells a follower when the store may hold a new change: take a :meth:`mark`, read the log,
+    and when the read found nothing new, :meth:`wait` until the store moved past the mark.
+    Nothing committed after the mark is missed, however close behind it."""
+
+    def mark(self) -> object:
+        """Where the store is now (opaque)."""
+
+    def wait(self, mark: object, timeout: float) -> bool:
+        """Return ``True`` once the store has moved past ``mark``, ``False`` after ``timeout``
+        seconds."""
+
+    def close(self) -> None:
+        """Release what the watcher holds (a connection)."""
+
+
+def follow(
+    execute: Callable[[list[Op]], list[Any]], op: Changes, watcher: Watcher
+) -> Generator[Change, None, None]:
+    """Every change ``op`` selects after ``op.since`` (``-1``: from now on), oldest first,
+    forever: the log read page by page, waiting on ``watcher`` when it is read to its end."""
+    try:
+        while True:
+            mark = watcher.mark()
+            (page,) = execute([op])
+            yield from page.changes
+            op = op._replace(since=page.cursor)
+            if len(page.changes) < op.limit:
+                watcher.wait(mark, WAIT_SECONDS)
+    finally:
+        watcher.close()

@@ -1,0 +1,89 @@
+"""The embedded store's change log: a table written in each write's transaction.
+
+Positions are ``AUTOINCREMENT`` row ids, given inside the write transaction; SQLite lets one
+writer at a time commit, so a later position is a later commit, and a reader that has read up
+to a position never sees a smaller one appear afterwards.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+
+from botwire.backends.base import Change, ChangePage, Changes, History, prefix_upper_bound
+from botwire.backends.changes import POLL_SECONDS, Record, current_actor, page, request_id
+from botwire.backends.sqlite.connections import open_connection
+
+_COLUMNS = "seq, ns, key, op, version, at, actor, request_id"
+
+
+def add(conn: sqlite3.Connection, records: Iterable[Record], now: int) -> None:
+    """Log ``records`` in the current write transaction, with each key's version now."""
+    who, request = current_actor(), request_id.get()
+    conn.executemany(
+        "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value) VALUES"
+        " (?1, ?2, ?3, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2), ?4, ?5, ?6, ?7)",
+        [(r.ns, r.key, r.op, now, who, request, r.value) for r in records],
+    )
+
+
+def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
+    """A page of the log after ``op.since``, oldest first."""
+    sql = f"SELECT {_COLUMNS}, {'value' if op.values else 'NULL'} FROM changes WHERE seq > ?"
+    params: list[object] = [op.since]
+    if op.ns is not None:
+        sql += " AND ns = ?"
+        params.append(op.ns)
+    elif op.ns_prefix:
+        sql += " AND " + _starts("ns", op.ns_prefix, params)
+    if op.prefix:  # a clear (no key) changes every key
+        sql += f" AND (key IS NULL OR {_starts('key', op.prefix, params)})"
+    sql += " ORDER BY seq LIMIT ?"
+    params.append(op.limit)
+    (horizon,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+    if op.since < 0:  # from now on: where the log ends
+        return ChangePage([], horizon)
+    return page(conn.execute(sql, params).fetchall(), op, horizon)
+
+
+class Watcher:
+    """Wakes a follower when another connection (of any process) commits to the file: SQLite
+    bumps ``PRAGMA data_version`` of this watcher's own connection then."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.conn = open_connection(path, timeout, "NORMAL")
+
+    def mark(self) -> object:
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def wait(self, mark: object, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while self.mark() == mark:
+            if time.monotonic() >= end:
+                return False
+            time.sleep(POLL_SECONDS)
+        return True
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _starts(column: str, prefix: str, params: list[object]) -> str:
+    """SQL for ``column`` starting with ``prefix`` (its parameters added to ``params``)."""
+    params.append(prefix)
+    upper = prefix_upper_bound(prefix)
+    if upper is None:
+        return f"{column} >= ?"
+    params.append(upper)
+    return f"({column} >= ? AND {column} < ?)"
+
+
+def history(conn: sqlite3.Connection, op: History) -> list[Change]:
+    """A key's changes, newest first, with their values."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS}, value FROM changes WHERE ns = ? AND key = ? AND seq < ?"
+        " ORDER BY seq DESC LIMIT ?",
+        (op.ns, op.key, 2**63 - 1 if op.before is None else op.before, op.limit),
+    )
+    return [Change(*row) for row in rows]

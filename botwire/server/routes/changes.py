@@ -1,0 +1,99 @@
+"""``GET /v1/changes``: the change log, as a page of JSON or as a stream of server-sent events.
+
+A stream reads the log with the request's token, like any read, and waits between reads on the
+server's :class:`~botwire.server.context.Hub`: one watcher of the store per server process,
+however many streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from botwire import _values
+from botwire._plans import MAX_CHANGES
+from botwire._values import MAX_INT64, format_time
+from botwire.backends.base import Change, Changes
+from botwire.errors import InvalidRequest
+from botwire.server.context import _state
+from botwire.server.schemas import ERRORS, changes_request
+
+changes = APIRouter(tags=["changes"], responses=ERRORS)
+
+HEARTBEAT_SECONDS = 15.0
+"""A stream with nothing to send sends a comment this often (proxies close idle streams)."""
+
+
+def change_json(change: Change) -> str:
+    """A change as the routes answer it (its value as JSON, not as JSON text)."""
+    enc = _values.to_json
+    return (
+        f'{{"seq":{change.seq},"namespace":{enc(change.ns)},"key":{enc(change.key)},'
+        f'"op":{enc(change.op)},"version":{enc(change.version)},'
+        f'"at":{enc(format_time(change.at))},"actor":{enc(change.actor)},'
+        f'"request_id":{enc(change.request_id)},"value":{change.value or "null"}}}'
+    )
+
+
+@changes.get("/v1/changes")
+async def read_changes(
+    request: Request,
+    ns: Annotated[str | None, Query(description="the namespace to read")] = None,
+    ns_prefix: Annotated[
+        str, Query(description="without ns: every namespace that starts with this")
+    ] = "",
+    prefix: Annotated[str, Query(description="only keys that start with this")] = "",
+    since: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_INT64, description="after this position (a stream: default now)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 100,
+    values: Annotated[bool, Query(description="carry what each change wrote")] = True,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The change log, oldest first, in commit order, scoped by the token like every read.
+
+    With ``Accept: text/event-stream``, a stream of server-sent events, one per change
+    (``id``: its position, ``event: change``, ``data``: the change), with a comment every 15 s
+    when there is nothing to send; it starts after ``since`` (default: now), or after the
+    ``Last-Event-ID`` a reconnecting client sends, so that nothing is missed or repeated.
+    Otherwise a page: ``{"changes": [{"seq", "namespace", "key", "op", "version", "at",
+    "actor", "request_id", "value"}], "cursor"}``; pass ``cursor`` as ``since`` to read on.
+    """
+    context, scope = _state(request)
+    streaming = "text/event-stream" in request.headers.get("accept", "")
+    if last_event_id is not None:
+        if not last_event_id.isdigit() or int(last_event_id) > MAX_INT64:
+            raise InvalidRequest("Last-Event-ID must be a change's position (a number)")
+        since = int(last_event_id)
+    start = since if since is not None else (-1 if streaming else 0)
+    op = changes_request(ns, 0, prefix, limit, ns_prefix, values)._replace(since=start)
+    if not streaming:
+        (page,) = await context.run(scope, [op])
+        body = ",".join(change_json(change) for change in page.changes)
+        return Response(
+            f'{{"changes":[{body}],"cursor":{page.cursor}}}', media_type="application/json"
+        )
+    scope.check(op)  # refused before the stream starts, with its status
+
+    async def events() -> AsyncIterator[str]:
+        reading: Changes = op
+        hub = context.hub
+        while True:
+            mark = hub.mark()
+            (page,) = await context.run(scope, [reading])
+            for change in page.changes:
+                yield f"id: {change.seq}\nevent: change\ndata: {change_json(change)}\n\n"
+            if page.cursor != (page.changes[-1].seq if page.changes else reading.since):
+                yield f"id: {page.cursor}\n\n"  # read on from there (nothing of ours before)
+            reading = reading._replace(since=page.cursor)
+            if len(page.changes) < reading.limit and not await hub.wait(
+                mark, HEARTBEAT_SECONDS
+            ):
+                yield ": heartbeat\n\n"
+
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

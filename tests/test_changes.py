@@ -1,0 +1,361 @@
+"""The change log: one record per write, in the write's transaction, read in commit order on
+every store (SQLite, PostgreSQL, and through ``botwire serve``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from botwire import AsyncMemory, Change, InvalidKey, InvalidRequest, Memory, VersionConflict
+from botwire.backends.base import Changes, Get, Put
+from botwire.backends.sqlite import SQLiteBackend
+from botwire.server.auth import create_token
+
+from .conftest import Store
+from .helpers import Server, child_env, run_many, run_python
+
+
+def fresh(store: Store) -> Memory:
+    """A memory of a namespace no other test writes (the server's log is shared by all)."""
+    return store.memory(f"log-{uuid.uuid4().hex[:8]}")
+
+
+def ops(changes: list[Change]) -> list[tuple[str | None, str, Any]]:
+    return [(c.key, c.op, c.value) for c in changes]
+
+
+def test_every_write_kind_records_one_change(store: Store) -> None:
+    mem = fresh(store)
+    version = mem.set("a", {"x": 1})
+    mem.set_many({"b": [1], "c": "three"})
+    length = mem.append("chat", {"role": "user"}, "hi")
+    mem.incr("n", 5)
+    mem.expire("c", 60)
+    mem.expire("c", None)
+    assert mem.delete("b") and not mem.delete("missing") and not mem.expire("missing", 5)
+    with pytest.raises(VersionConflict):
+        mem.set("a", 2, if_version=version + 1)
+    mem.update("a", lambda old: {**old, "y": 2})
+    assert length == 2
+    page = mem.changes()
+    assert ops(page.changes) == [
+        ("a", "set", {"x": 1}),
+        ("b", "set", [1]),
+        ("c", "set", "three"),
+        ("chat", "append", [{"role": "user"}, "hi"]),
+        ("n", "incr", 5),
+        ("c", "expire", 60.0),
+        ("c", "expire", None),
+        ("b", "delete", None),
+        ("a", "set", {"x": 1, "y": 2}),
+    ]
+    seqs = [c.seq for c in page.changes]
+    assert seqs == sorted(set(seqs)) and page.cursor == seqs[-1]
+    entries = mem.entries(["a", "c", "chat", "n"])
+    latest = {c.key: c.version for c in page.changes}
+    assert {key: e.version for key, e in entries.items()} == {k: latest[k] for k in entries}
+    assert latest["b"] is None  # gone
+    change = page.changes[0]
+    assert change.namespace == mem.namespace and change.at.tzinfo is not None
+    assert change.actor.startswith("local:" if store.name != "http" else "anonymous")
+    assert mem.clear() == 4
+    (cleared,) = mem.changes(page.cursor).changes
+    assert (cleared.key, cleared.op, cleared.version) == (None, "clear", None)
+    assert mem.changes(cleared.seq).changes == []
+
+
+def test_a_failed_batch_records_nothing(store: Store) -> None:
+    mem = fresh(store)
+    mem.set("a", 1)
+    before = mem.changes()
+    with pytest.raises(VersionConflict):
+        store.backend.execute(
+            [Put(mem.namespace, "b", "2"), Put(mem.namespace, "a", "3", if_version=0)]
+        )
+    assert mem.changes(before.cursor).changes == []
+    assert mem.get("b") is None
+
+
+def test_pages_prefixes_and_values(store: Store) -> None:
+    mem = fresh(store)
+    for n in range(25):
+        mem.set(f"user:{n:02}", n)
+        mem.set(f"task:{n:02}", n)
+    seen: list[Change] = []
+    cursor = 0
+    while True:
+        page = mem.changes(cursor, prefix="user:", limit=10)
+        if not page.changes:
+            break
+        assert len(page.changes) <= 10
+        seen += page.changes
+        cursor = page.cursor
+    assert [c.key for c in seen] == [f"user:{n:02}" for n in range(25)]
+    mem.clear()
+    (cleared,) = mem.changes(cursor, prefix="user:").changes  # a clear changes every key
+    assert cleared.op == "clear"
+    bare = mem.changes(limit=3, values=False).changes
+    assert [c.value for c in bare] == [None, None, None] and bare[0].key == "user:00"
+
+
+def test_history_of_a_key_newest_first(store: Store) -> None:
+    mem = fresh(store)
+    for n in range(5):
+        mem.set("profile", {"n": n})
+    mem.set("other", 1)
+    mem.delete("profile")
+    history = mem.history("profile")
+    assert [(c.op, c.value) for c in history] == [("delete", None)] + [
+        ("set", {"n": n}) for n in reversed(range(5))
+    ]
+    assert [c.version for c in history[1:]] == sorted(
+        (c.version for c in history[1:]), reverse=True
+    )
+    assert len(mem.history("profile", limit=2)) == 2
+    assert mem.history("never") == []
+
+
+def test_bad_arguments_are_refused(store: Store) -> None:
+    mem = fresh(store)
+    for bad in ({"since": -1}, {"since": "3"}, {"limit": 0}, {"limit": 1001}, {"prefix": 5}):
+        with pytest.raises((InvalidRequest, InvalidKey)):
+            mem.changes(**bad)  # type: ignore[arg-type]
+    for bad_key in ("", "a\x00b", 7):
+        with pytest.raises((InvalidKey, InvalidRequest)):
+            mem.history(bad_key)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="alone"):
+        store.backend.execute([Changes(mem.namespace), Get(mem.namespace, "a")])
+
+
+async def test_async_changes_and_history(store: Store) -> None:
+    amem = store.amemory(f"log-{uuid.uuid4().hex[:8]}")
+    await amem.set("k", 1)
+    await amem.append("l", "x")
+    page = await amem.changes()
+    assert ops(page.changes) == [("k", "set", 1), ("l", "append", ["x"])]
+    assert [c.op for c in await amem.history("l")] == ["append"]
+    assert isinstance(amem, AsyncMemory)
+
+
+def test_ttl_purges_are_recorded(tmp_path: Path) -> None:
+    clock = [1_800_000_000.0]
+    backend = SQLiteBackend(tmp_path / "ttl.db", clock=lambda: clock[0])
+    mem = Memory("ttl", backend=backend)
+    mem.set("short", 1, ttl=5)
+    clock[0] += 10
+    mem.set("later", 2)  # a write purges what expired, at most once a second
+    assert ops(mem.changes().changes) == [
+        ("short", "set", 1), ("short", "expired", None), ("later", "set", 2)
+    ]  # fmt: skip
+
+
+def test_botwires_own_namespaces_are_not_logged(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "own.db")
+    create_token(backend, "ops", ["*"])
+    (page,) = backend.execute([Changes(None)])
+    assert page.changes == []
+
+
+def test_through_the_server_the_actor_is_the_token(tmp_path: Path) -> None:
+    db = tmp_path / "tokens.db"
+    backend = SQLiteBackend(db)
+    token = create_token(backend, "billing-bot", ["billing:"])
+    other = create_token(backend, "support", ["support:"])
+    backend.close()
+    with Server(f"sqlite:///{db}") as server:
+        mem = Memory("billing:acme", server.url, token=token)
+        mem.set("plan", "pro")
+        (change,) = mem.changes().changes
+        assert change.actor == "token:billing-bot" and change.request_id
+        answer = httpx.post(
+            server.url + "/v1/batch",
+            json={"ops": [{"op": "put", "ns": "billing:acme", "key": "seats", "value": "3"}]},
+            headers={"authorization": f"Bearer {token}", "x-request-id": "req-42"},
+        )
+        assert answer.status_code == 200
+        assert mem.changes(change.seq).changes[0].request_id == "req-42"
+        with pytest.raises(Exception, match="may not"):
+            Memory("billing:acme", server.url, token=other).changes()
+        with pytest.raises(Exception, match="read the changes of"):
+            Memory("support:x", server.url, token=other).backend.execute([Changes(None, 0)])
+
+
+WRITER = """
+import os
+from botwire import Memory
+url = os.environ["URLS"].split(",")[int(os.environ["WORKER"]) % len(os.environ["URLS"].split(","))]
+mem = Memory(os.environ["NS"], url)
+for n in range(int(os.environ["WRITES"])):
+    mem.incr(f"counter-{n % 4}")
+    mem.append("events", {"worker": int(os.environ["WORKER"]), "n": n})
+print("done")
+"""
+
+
+def follow_while_writing(reader: Memory, urls: list[str], writes: int) -> list[Change]:
+    """Eight writer processes; this process pages through the log as they write."""
+    outputs: list[list[str]] = []
+    env = {"URLS": ",".join(urls), "NS": reader.namespace, "WRITES": str(writes)}
+    thread = threading.Thread(target=lambda: outputs.append(run_many(WRITER, 8, **env)))
+    thread.start()
+    seen: list[Change] = []
+    cursor = 0
+    while thread.is_alive() or len(seen) < 8 * writes * 2:
+        page = reader.changes(cursor, limit=200)
+        seen += page.changes
+        cursor = page.cursor
+        if not thread.is_alive() and not page.changes:
+            break
+    thread.join()
+    assert outputs and len(outputs[0]) == 8
+    return seen
+
+
+def assert_exactly_once_in_commit_order(seen: list[Change], writes: int) -> None:
+    seqs = [c.seq for c in seen]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) == 8 * writes * 2
+    for key in (f"counter-{k}" for k in range(4)):  # each new number once, in order
+        assert [c.value for c in seen if c.key == key] == list(range(1, 2 * writes + 1))
+    versions = [c.version for c in seen if c.key == "events"]
+    assert versions == sorted(versions)
+
+
+def test_a_follower_sees_every_change_once_in_commit_order(tmp_path: Path, pg_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path / 'follow.db'}", pg_url):
+        reader = Memory(f"follow-{uuid.uuid4().hex[:8]}", url)
+        assert_exactly_once_in_commit_order(follow_while_writing(reader, [url], 60), 60)
+
+
+def test_a_follower_through_two_servers_on_one_postgres(pg_url: str) -> None:
+    with Server(pg_url) as one, Server(pg_url) as two:
+        reader = Memory(f"follow-{uuid.uuid4().hex[:8]}", one.url)
+        seen = follow_while_writing(reader, [one.url, two.url], 40)
+        assert_exactly_once_in_commit_order(seen, 40)
+        assert {c.actor for c in seen} == {"anonymous"}
+
+
+def test_local_actor_names_user_host_and_process() -> None:
+    from botwire.backends.changes import local_actor
+
+    actor = local_actor()
+    assert actor.startswith("local:") and actor.endswith(f"@{socket.gethostname()}:{os.getpid()}")
+    assert json.dumps(actor)
+
+
+# -- watch ---------------------------------------------------------------------------------------
+
+WRITE_LATER = """
+import os, time
+from botwire import Memory
+time.sleep(float(os.environ["DELAY"]))
+mem = Memory(os.environ["NS"], os.environ["URL"])
+for n in range(3):
+    mem.set(f"k{n}", n)
+"""
+
+
+def write_later(url: str, ns: str, delay: float = 0.5) -> threading.Thread:
+    """Another process writes k0, k1, k2 to ``ns`` after ``delay`` seconds."""
+    env = {"URL": url, "NS": ns, "DELAY": str(delay)}
+    thread = threading.Thread(target=run_python, args=(WRITE_LATER,), kwargs=env)
+    thread.start()
+    return thread
+
+
+def test_watch_follows_another_process_from_now_on(url: str) -> None:
+    ns = f"watch-{uuid.uuid4().hex[:8]}"
+    mem = Memory(ns, url)
+    mem.set("before", 0)  # before the watch: not shown
+    changes = mem.watch()
+    writer = write_later(url, ns)
+    seen = [next(changes) for _ in range(3)]
+    writer.join()
+    changes.close()
+    assert [(c.key, c.value, c.op) for c in seen] == [(f"k{n}", n, "set") for n in range(3)]
+    late = datetime.now(timezone.utc) - seen[-1].at
+    assert late.total_seconds() < 5
+    again = mem.watch(since=seen[0].seq, prefix="k")
+    assert [next(again).key for _ in range(2)] == ["k1", "k2"]
+    again.close()
+    with pytest.raises(InvalidRequest):
+        next(mem.watch(since=-5))
+
+
+async def test_async_watch(url: str) -> None:
+    ns = f"awatch-{uuid.uuid4().hex[:8]}"
+    amem = AsyncMemory(ns, url)
+    await amem.set("first", 1)
+    writer = write_later(url, ns, delay=0.2)
+    seen = []
+    async with contextlib.aclosing(amem.watch(since=0)) as changes:
+        async for change in changes:
+            seen.append(change.key)
+            if len(seen) == 4:
+                break
+    writer.join()
+    assert seen == ["first", "k0", "k1", "k2"]
+
+
+def test_botwire_watch_prints_json_lines(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    ns = "cli-watch"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botwire.cli", "watch", ns, "--url", url, "--since", "0"],
+        stdout=subprocess.PIPE, text=True, env=child_env(),
+    )  # fmt: skip
+    try:
+        Memory(ns, url).set("greeting", {"text": "hi"})
+        assert proc.stdout is not None
+        line = json.loads(proc.stdout.readline())
+        assert (line["op"], line["key"], line["value"], line["seq"]) == (
+            "set", "greeting", {"text": "hi"}, 1
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_stream_resumes_after_the_last_event_id(tmp_path: Path) -> None:
+    db = tmp_path / "sse.db"
+    backend = SQLiteBackend(db)
+    token = create_token(backend, "a-bot", ["a:"])
+    backend.close()
+    with Server(f"sqlite:///{db}") as server:
+        mem = Memory("a:1", server.url, token=token)
+        for n in range(5):
+            mem.set(f"k{n}", n)
+        auth = {"authorization": f"Bearer {token}"}
+        stream = {**auth, "accept": "text/event-stream"}
+        resume = {**stream, "last-event-id": "3"}
+        feed = server.url + "/v1/changes"
+        with httpx.stream("GET", feed, params={"ns": "a:1"}, headers=resume, timeout=10) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            lines = answer.iter_lines()
+            events = [next(lines) for _ in range(6)]
+        assert events[0] == "id: 4" and events[1] == "event: change"
+        assert json.loads(events[2].removeprefix("data: "))["key"] == "k3"
+        assert events[4] == "id: 5"
+        for bad in ("x", "-1", "99999999999999999999"):
+            answer = httpx.get(server.url + "/v1/changes", params={"ns": "a:1"},
+                               headers={**stream, "last-event-id": bad})  # fmt: skip
+            assert answer.status_code == 400
+        answer = httpx.get(server.url + "/v1/changes", params={"ns": "b:1"}, headers=stream)
+        assert answer.status_code == 403
+        answer = httpx.get(server.url + "/v1/changes", params={"ns_prefix": "a"}, headers=auth)
+        assert answer.status_code == 403  # "a" would open "ab:..." too
+        bare = {"ns": "a:1", "since": 4, "values": "false"}
+        page = httpx.get(feed, params=bare, headers=auth)
+        assert page.json() == {"changes": [page.json()["changes"][0]], "cursor": 5}
+        assert page.json()["changes"][0]["value"] is None
