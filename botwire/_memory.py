@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from botwire import _values, config
@@ -105,12 +106,37 @@ class Memory(_MemoryBase):
         """
         return self._run(self._plan_set(key, value, ttl, if_version))
 
-    def get(self, key: str, default: Any = None, *, refresh_ttl: bool = False) -> Any:
+    def get(
+        self,
+        key: str,
+        default: Any = None,
+        *,
+        refresh_ttl: bool = False,
+        version: int | None = None,
+        at: datetime | None = None,
+    ) -> Any:
         """The value of ``key``, or ``default`` when it is missing or expired.
 
         ``refresh_ttl=True`` restarts the key's expiry with the ttl it was written with.
+        ``version=`` (a version the key had) or ``at=`` (an aware datetime) read what the key
+        held then, rebuilt from the change log (``default`` where the log holds nothing of it
+        then; ``InvalidRequest`` where it no longer reaches back far enough).
         """
-        return self._run(self._plan_get(key, default, refresh_ttl))
+        if version is None and at is None:
+            return self._run(self._plan_get(key, default, refresh_ttl))
+        state, _ = run_steps(self._execute, self._state_steps(key, version, at))
+        return default if state is None or not state[0] else state[1]
+
+    def restore(self, key: str, *, version: int | None = None, at: datetime | None = None) -> int:
+        """Write what ``key`` held at ``version`` (or at time ``at``) as its new version, if
+        nothing wrote it since this call read it, keeping its expiry; return the new version.
+
+        Raises:
+            InvalidRequest: the key held nothing then, or the log no longer reaches back.
+            VersionConflict: another writer changed it meanwhile (read, and try again).
+        """
+        state, current = run_steps(self._execute, self._state_steps(key, version, at))
+        return self._run(self._plan_restore(key, state, current))
 
     def entry(self, key: str) -> Entry | None:
         """The value with its version and timestamps, or ``None`` when missing."""
@@ -416,9 +442,27 @@ class AsyncMemory(_MemoryBase):
         """Store ``value`` under ``key``; see :meth:`Memory.set`."""
         return await self._run(self._plan_set(key, value, ttl, if_version))
 
-    async def get(self, key: str, default: Any = None, *, refresh_ttl: bool = False) -> Any:
-        """The value of ``key`` or ``default``; see :meth:`Memory.get`."""
-        return await self._run(self._plan_get(key, default, refresh_ttl))
+    async def get(
+        self,
+        key: str,
+        default: Any = None,
+        *,
+        refresh_ttl: bool = False,
+        version: int | None = None,
+        at: datetime | None = None,
+    ) -> Any:
+        """The value of ``key``, or ``default``; see :meth:`Memory.get`."""
+        if version is None and at is None:
+            return await self._run(self._plan_get(key, default, refresh_ttl))
+        state, _ = await arun_steps(self._execute, self._state_steps(key, version, at))
+        return default if state is None or not state[0] else state[1]
+
+    async def restore(
+        self, key: str, *, version: int | None = None, at: datetime | None = None
+    ) -> int:
+        """Write what ``key`` held then as its new version; see :meth:`Memory.restore`."""
+        state, current = await arun_steps(self._execute, self._state_steps(key, version, at))
+        return await self._run(self._plan_restore(key, state, current))
 
     async def entry(self, key: str) -> Entry | None:
         """The value with its version and timestamps; see :meth:`Memory.entry`."""

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from botwire import _values, config
 from botwire.backends import Backend, open_backend
+from botwire.backends import changes as changelog
 from botwire.backends.base import (
     Append,
     ChangePage,
@@ -40,6 +41,8 @@ from botwire.backends.search import Hit, hits, search_op
 from botwire.errors import InvalidRequest, VersionConflict
 
 T = TypeVar("T")
+HISTORY_PAGE = 500
+"""A key's changes read per round trip when rebuilding a value from the log."""
 MAX_CHANGES = 1000
 """Most changes one page holds."""
 Ttl = float | int | timedelta | None
@@ -331,6 +334,50 @@ class _MemoryBase:
     def _watch_op(self, since: int | None, prefix: str | None) -> Changes:
         start = -1 if since is None else _values.check_int(since, "since", 0)
         return Changes(self.namespace, start, _values.check_prefix(prefix), values=True)
+
+    def _state_steps(
+        self, key: str, version: int | None, at: datetime | None
+    ) -> Steps[tuple[tuple[bool, Any] | None, Record | None]]:
+        """The key's state at ``version`` or at time ``at``, rebuilt from the change log
+        (``None``: the log holds nothing of it then), and its current record, read with the
+        log's first page."""
+        key = self._key(key)
+        if (version is None) == (at is None):
+            raise InvalidRequest("name the point to read: version= or at=, one of them")
+        if version is not None:
+            _values.check_int(version, "version", 1)
+        moment = None if at is None else _values.datetime_us(at, "at")
+        found: list[LoggedChange] = []
+        current: Record | None = None
+        before: int | None = None
+        while True:
+            ops: list[Op] = [History(self.namespace, key, HISTORY_PAGE, before)]
+            if before is None:
+                ops.append(Get(self.namespace, key))
+            results = yield ops
+            if before is None:
+                current = results[1]
+            found += results[0]
+            index = changelog.target(found, version, moment)
+            start = None if index is None else changelog.base(found, index)
+            if index is not None and start is not None:
+                return changelog.replay(found[start : index - 1 if index else None : -1]), current
+            if len(results[0]) < HISTORY_PAGE:
+                break
+            before = found[-1].seq
+        if index is None:
+            return None, current
+        raise InvalidRequest(
+            f"the change log no longer reaches back to all that {key!r} was then: it keeps "
+            "changes for a time (the store's ?history=, 7 days by default)"
+        )
+
+    def _plan_restore(
+        self, key: str, state: tuple[bool, Any] | None, current: Record | None
+    ) -> _Plan[int]:
+        if state is None or not state[0]:
+            raise InvalidRequest(f"{key!r} held no value then: there is nothing to restore")
+        return self._plan_update_write(key, current, state[1])
 
     def _plan_history(self, key: str, limit: int) -> _Plan[list[Change]]:
         op = History(self.namespace, self._key(key), _values.check_int(limit, "limit", 1))

@@ -265,6 +265,16 @@ def utc_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def datetime_us(moment: object, what: str) -> int:
+    """An aware ``datetime`` as microseconds since the epoch (how every store keeps time)."""
+    if not isinstance(moment, datetime):
+        raise InvalidRequest(f"{what} must be a datetime, not {type(moment).__name__}")
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{what} must be an aware datetime (with a timezone), not naive")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def check_time(us: object, what: str) -> int:
     """``us`` when it is a time botwire keeps: integer microseconds from 1970 to the end of 9999."""
     return check_int(us, what, 0, MAX_TIME_US)

@@ -21,6 +21,7 @@ from botwire import __version__, config
 from botwire._memory import Memory, list_namespaces
 from botwire._values import format_time
 from botwire.backends import Backend, open_backend
+from botwire.backends.base import Stats
 from botwire.errors import BotWireError
 
 Command = Callable[[argparse.Namespace], int]
@@ -100,6 +101,18 @@ def _history(args: argparse.Namespace) -> int:
         shown = "" if change.op in ("delete", "clear", "expired") else _snippet(change.value)
         print(f"{change.at.isoformat()}  v{change.version or '-'}  {change.actor}  "
               f"{change.op}  {shown}".rstrip())  # fmt: skip
+    return 0
+
+
+@command("stats")
+def _stats(args: argparse.Namespace) -> int:
+    (held,) = open_backend(config.resolve_url(args.url)).execute([Stats()])
+    oldest = held["oldest_change"]
+    print(f"{_count(held['namespaces'], 'namespace')}, {_count(held['keys'], 'key')}, "
+          f"{_count(held['bytes'], 'byte')} of values")  # fmt: skip
+    print(f"change log: {_count(held['changes'], 'change')}, "
+          f"{_count(held['change_bytes'], 'byte')} of values, oldest "
+          f"{'none' if oldest is None else format_time(oldest)}")  # fmt: skip
     return 0
 
 
@@ -346,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("namespace")
     p.add_argument("key")
     p.add_argument("--limit", type=int, default=20, help="most changes to show (default 20)")
+    sub.add_parser(
+        "stats", parents=[common], help="what the store holds: keys, bytes, the change log"
+    )
     p = sub.add_parser("namespaces", parents=[common], help="list namespaces with live keys")
     p.add_argument("--prefix")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")

@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,12 @@ import httpx
 import pytest
 
 from botwire import AsyncMemory, Change, InvalidKey, InvalidRequest, Memory, VersionConflict
-from botwire.backends.base import Changes, Get, Put
+from botwire.backends import create_backend
+from botwire.backends.base import Changes, Get, Put, run_steps
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.server.auth import create_token
 
-from .conftest import Store
+from .conftest import FakeClock, Store
 from .helpers import Server, child_env, run_many, run_python
 
 
@@ -359,3 +361,159 @@ def test_the_stream_resumes_after_the_last_event_id(tmp_path: Path) -> None:
         page = httpx.get(feed, params=bare, headers=auth)
         assert page.json() == {"changes": [page.json()["changes"][0]], "cursor": 5}
         assert page.json()["changes"][0]["value"] is None
+
+
+# -- retention and size ----------------------------------------------------------------------------
+
+
+def test_the_log_keeps_changes_for_its_retention_then_trims(tmp_path: Path, pg_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path / 'kept.db'}?history=60", f"{pg_url}&history=60"):
+        clock = FakeClock()
+        backend = create_backend(url)
+        backend.clock = clock  # type: ignore[method-assign]
+        mem = Memory(f"kept-{uuid.uuid4().hex[:8]}", backend=backend)
+        mem.set("old", 1)
+        clock.advance(120)
+        mem.set("new", 2)  # a write purges and trims, at most once a second
+        clock.advance(2)
+        mem.set("newer", 3)
+        assert [c.key for c in mem.changes().changes] == ["new", "newer"]
+        assert mem.get("old") == 1  # the data stays; only its history went
+        backend.close()
+
+
+def test_history_off_logs_nothing(tmp_path: Path, pg_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path / 'quiet.db'}?history=off", f"{pg_url}&history=off"):
+        mem = Memory(f"quiet-{uuid.uuid4().hex[:8]}", url)
+        mem.set("k", 1)
+        mem.append("l", 1)
+        assert mem.changes().changes == [] and mem.get("k") == 1
+    for bad in ("-1", "soon", "0", "1e12"):
+        with pytest.raises(InvalidRequest, match="history"):
+            Memory("x", f"sqlite:///{tmp_path / 'bad.db'}?history={bad}").get("k")
+    assert (
+        Memory("x", f"sqlite:///{tmp_path / 'days.db'}?history=30d").backend.history == 30 * 86_400
+    )  # type: ignore[attr-defined]
+
+
+def test_botwire_stats_shows_the_log(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'stats.db'}"
+    mem = Memory("s", url)
+    mem.set("a", "x" * 100)
+    mem.set("a", "y")
+    shown = run_python(
+        f"import sys; from botwire.cli import main; sys.exit(main(['stats', '--url', {url!r}]))"
+    )
+    assert "1 namespace, 1 key, 3 bytes of values" in shown
+    assert "change log: 2 changes, 105 bytes of values, oldest 20" in shown
+
+
+# -- reading and restoring what a key held ---------------------------------------------------
+
+
+def tick(store: Store) -> None:
+    """Let the store's time move on (a frozen test clock, or a real one)."""
+    if store.clock is not None:
+        store.clock.advance(0.001)
+    else:
+        time.sleep(0.002)
+
+
+def test_every_version_reads_back_as_it_was(store: Store) -> None:
+    mem = fresh(store)
+    seen: list[tuple[str, int, Any]] = []
+
+    def note(key: str) -> None:
+        entry = mem.entry(key)
+        assert entry is not None
+        seen.append((key, entry.version, entry.value))
+
+    for n in range(3):
+        mem.set("profile", {"city": f"city {n}"})
+        note("profile")
+        tick(store)
+    mem.incr("visits")
+    note("visits")
+    mem.incr("visits", 4)
+    note("visits")
+    system = {"role": "system", "content": "be brief"}
+    mem.append("chat", system)
+    note("chat")
+    for n in range(6):
+        mem.append("chat", {"role": "user", "n": n}, max_len=3, keep_first={"role": "system"})
+        note("chat")
+    mem.append("chat", "plain", max_len=2)
+    note("chat")
+    mem.set("chat", ["reset"])
+    note("chat")
+    mem.append("chat", "more")
+    note("chat")
+    mem.expire("chat", 3600)
+    for key, version, value in seen:
+        assert mem.get(key, version=version) == value, (key, version)
+    assert mem.get("profile", version=1) is None  # a version it never had
+    assert mem.get("profile", "gone", version=1) == "gone"
+    tick(store)
+    mem.delete("profile")
+    profile = [c for c in mem.history("profile") if c.op == "set"]
+    assert mem.get("profile", at=profile[0].at) == {"city": "city 2"}
+    assert mem.get("profile", at=profile[0].at - timedelta(microseconds=1)) == {"city": "city 1"}
+    assert mem.get("profile", at=profile[-1].at - timedelta(microseconds=1)) is None
+    assert mem.get("profile", at=datetime.now(timezone.utc) + timedelta(hours=1)) is None
+
+
+def test_restore_writes_an_old_value_as_a_new_version(store: Store) -> None:
+    mem = fresh(store)
+    first = mem.set("prefs", {"lang": "en"})
+    mem.set("prefs", {"lang": "pt"}, ttl=3600)
+    restored = mem.restore("prefs", version=first)
+    entry = mem.entry("prefs")
+    assert entry is not None and entry.value == {"lang": "en"} and entry.version == restored
+    assert entry.expires_at is not None  # its expiry stays
+    assert mem.history("prefs")[0].op == "set"
+    mem.delete("prefs")
+    assert mem.restore("prefs", version=first) > restored  # back from the dead
+    with pytest.raises(InvalidRequest, match="no value"):
+        mem.restore("never", at=datetime.now(timezone.utc))
+    for bad in ({}, {"version": 1, "at": datetime.now(timezone.utc)}, {"version": 0},
+                {"at": datetime(2026, 1, 1)}, {"at": "yesterday"}):  # fmt: skip
+        with pytest.raises(InvalidRequest):
+            mem.restore("prefs", **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest):
+        mem.get("prefs", version="3")  # type: ignore[arg-type]
+
+
+def test_restore_is_conditional_on_the_version_it_read(store: Store) -> None:
+    mem = fresh(store)
+    first = mem.set("k", 1)
+    mem.set("k", 2)
+    state, current = run_steps(mem._execute, mem._state_steps("k", first, None))
+    mem.set("k", 3)  # another writer, between the read and the write
+    with pytest.raises(VersionConflict):
+        mem._run(mem._plan_restore("k", state, current))
+    assert mem.get("k") == 3
+
+
+async def test_async_point_in_time(store: Store) -> None:
+    amem = store.amemory(f"log-{uuid.uuid4().hex[:8]}")
+    first = await amem.set("k", "a")
+    await amem.set("k", "b")
+    assert await amem.get("k", version=first) == "a"
+    await amem.restore("k", version=first)
+    assert await amem.get("k") == "a"
+
+
+def test_a_value_older_than_the_log_is_refused(tmp_path: Path) -> None:
+    clock = FakeClock()
+    backend = create_backend(f"sqlite:///{tmp_path / 'short.db'}?history=60")
+    backend.clock = clock  # type: ignore[method-assign]
+    mem = Memory("short", backend=backend)
+    mem.append("chat", "one")
+    clock.advance(120)
+    second = mem.append("chat", "two") and mem.entry("chat")
+    assert second is not None
+    clock.advance(2)
+    mem.set("other", 1)  # trims "one" away
+    assert [c.value for c in mem.history("chat")] == [["two"]]
+    with pytest.raises(InvalidRequest, match="no longer reaches back"):
+        mem.get("chat", version=second.version)

@@ -9,6 +9,7 @@ import threading
 from urllib.parse import parse_qs, urlsplit
 
 from botwire.backends.base import Backend, Quotas
+from botwire.backends.changes import retention
 from botwire.config import mask_url
 from botwire.errors import InvalidRequest, MissingExtra
 
@@ -25,7 +26,8 @@ def create_backend(
     absolute. A query sets options: ``?synchronous=full``, ``?search=off`` (no full-text index,
     cheaper writes, for every process of the store; ``?search=on`` builds it again),
     ``?language=simple`` (index words as they are rather than their English stems; on
-    PostgreSQL too). ``quotas``
+    PostgreSQL too), ``?history=30d`` (how long the change log keeps a change: seconds, days
+    or hours; default 7 days; on PostgreSQL too). ``quotas``
     are enforced by stores that hold data (SQLite, PostgreSQL); the HTTP backend leaves them to
     its server.
     """
@@ -43,6 +45,7 @@ def create_backend(
         return SQLiteBackend(
             path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL"), quotas=quotas,
             search=None if search is None else search == "on", language=options.get("language"),
+            history=retention(options.get("history")),
         )  # fmt: skip
     if scheme in ("http", "https"):
         from botwire.backends.http import HTTPBackend

@@ -207,9 +207,15 @@ class History(NamedTuple):
     before: int | None = None
 
 
+class Stats(NamedTuple):
+    """What the whole store holds. Result: ``dict`` of ``namespaces``, ``keys``, ``bytes``
+    (of values), ``changes`` (records in the log), ``change_bytes`` (of their values), and
+    ``oldest_change`` (microseconds, or ``None``)."""
+
+
 Op = (
     Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
-    | Slice | Search | Changes | History
+    | Slice | Search | Changes | History | Stats
 )  # fmt: skip
 OP_NAMES: dict[type, str] = {
     Get: "get",
@@ -226,6 +232,7 @@ OP_NAMES: dict[type, str] = {
     Search: "search",
     Changes: "changes",
     History: "history",
+    Stats: "stats",
 }
 """Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""
 WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore)
@@ -300,6 +307,9 @@ class Change(NamedTuple):
     value: str | None
     """JSON text of what was written, when asked for: a ``set``'s value, an ``append``'s items
     (a list), an ``incr``'s new number, an ``expire``'s ttl in seconds (``null``: none)."""
+    detail: str | None = None
+    """JSON text of what replaying the change needs besides its value: an ``append``'s
+    window, ``{"max_len": n, "keep_first": {...} | null}`` (read by :class:`History`)."""
 
 
 class ChangePage(NamedTuple):
@@ -345,7 +355,7 @@ def resendable(ops: Sequence[Op]) -> bool:
     outcome is unknown raises ``BackendUnavailable`` and says so.
     """
     return all(
-        isinstance(op, (Get, ListKeys, ListNamespaces, Restore, Changes, History))
+        isinstance(op, (Get, ListKeys, ListNamespaces, Restore, Changes, History, Stats))
         or (isinstance(op, Put) and op.if_version is None)
         for op in ops
     )

@@ -32,7 +32,7 @@ from botwire.backends.base import (
     Put,
     Restore,
 )
-from botwire.backends.common import page_takes
+from botwire.backends.common import fields_match, page_takes
 from botwire.errors import InvalidRequest
 
 actor: ContextVar[str | None] = ContextVar("botwire_actor", default=None)
@@ -41,7 +41,33 @@ unset, a process writes as :func:`local_actor`."""
 request_id: ContextVar[str | None] = ContextVar("botwire_request_id", default=None)
 """The id of the request whose batch is being run (the server sets it)."""
 
+RETENTION = 7 * 86_400.0
+"""How long the log keeps a change, by default: seven days (``?history=`` on a store URL)."""
+TRIM_BATCH = 1_000
+"""Most changes one trim deletes (trims run with the purge of expired keys, once a second)."""
+
 _local: tuple[int, str] | None = None
+
+
+def retention(text: str | None) -> float:
+    """Seconds the log keeps a change, from a URL's ``?history=``: seconds, or a number of
+    days (``30d``) or hours (``12h``); default :data:`RETENTION`; ``off``: ``0``, this
+    process logs nothing (cheaper writes; nothing to watch or restore)."""
+    if text is None:
+        return RETENTION
+    if text == "off":
+        return 0.0
+    units = {"d": 86_400.0, "h": 3_600.0, "s": 1.0}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1.0)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 1e11:
+        raise InvalidRequest(
+            f"?history= takes how long to keep changes (seconds, 30d or 12h) or off, not {text!r}"
+        )
+    return seconds
 
 
 def local_actor() -> str:
@@ -68,6 +94,7 @@ class Record(NamedTuple):
     key: str | None
     op: str
     value: str | None
+    detail: str | None = None
 
 
 def record(op: Op, result: Any) -> Record | None:
@@ -79,7 +106,10 @@ def record(op: Op, result: Any) -> Record | None:
     if isinstance(op, Put):
         return Record(op.ns, op.key, "set", op.value)
     if isinstance(op, Append):
-        return Record(op.ns, op.key, "append", "[" + ",".join(op.values) + "]")
+        window = f'{{"length":{int(result)},"max_len":{json.dumps(op.max_len)},' + (
+            f'"keep_first":{op.keep_first or "null"}}}'
+        )
+        return Record(op.ns, op.key, "append", "[" + ",".join(op.values) + "]", window)
     if isinstance(op, Incr):
         return Record(op.ns, op.key, "incr", str(result))
     if isinstance(op, Restore):
@@ -111,6 +141,65 @@ def page(rows: list[tuple[object, ...]], op: Changes, horizon: int) -> ChangePag
     if len(rows) < op.limit:
         return ChangePage(found, max(op.since, horizon))
     return ChangePage(found, found[-1].seq)
+
+
+# -- a key's value at a point of its history ----------------------------------------------------
+
+_GONE = ("delete", "clear", "expired")
+_WHOLE = ("set", "import", "incr")
+
+
+def target(changes: list[Change], version: int | None, at: int | None) -> int | None:
+    """The index in ``changes`` (a key's, newest first) of the change that left the key as it
+    was at ``version`` (the newest change that has it) or at time ``at``; ``None``: none."""
+    for index, change in enumerate(changes):
+        if (change.version == version) if version is not None else (change.at <= (at or 0)):
+            return index
+    return None
+
+
+def base(changes: list[Change], start: int) -> int | None:
+    """The index of the newest change at or before ``changes[start]`` (a key's, newest first)
+    that leaves the key's value whole: a write of the value, a removal, or an append to an
+    empty list; ``None``: the log no longer reaches one."""
+    for index in range(start, len(changes)):
+        change = changes[index]
+        if change.op in _WHOLE or change.op in _GONE:
+            return index
+        if change.op == "append" and _starts_list(change):
+            return index
+    return None
+
+
+def _starts_list(change: Change) -> bool:
+    """Whether an append found the list empty (or absent): its length is its items'."""
+    window = json.loads(change.detail or "{}")
+    items = json.loads(change.value or "[]")
+    fits = window.get("max_len") is None or window.get("keep_first") is None
+    return window.get("length") == len(items) and (fits or len(items) < window["max_len"])
+
+
+def replay(changes: list[Change]) -> tuple[bool, Any]:
+    """A key's state after ``changes`` (oldest first, the first leaving its value whole):
+    ``(True, value)``, or ``(False, None)`` when it did not exist."""
+    present, value = False, None
+    for change in changes:
+        if change.op in _GONE:
+            present, value = False, None
+        elif change.op in _WHOLE:
+            present, value = True, json.loads(change.value or "null")
+        elif change.op == "append":
+            items = json.loads(change.value or "[]")
+            value = [*(value if present and isinstance(value, list) else []), *items]
+            present = True
+            window = json.loads(change.detail or "{}")
+            max_len, keep = window.get("max_len"), window.get("keep_first")
+            if max_len is not None and len(value) > max_len:
+                if keep is not None and fields_match(value[0], keep):
+                    value = [value[0], *value[len(value) - max_len + 1 :]]
+                else:
+                    value = value[len(value) - max_len :]
+    return present, value
 
 
 def alone(ops: Any) -> None:

@@ -31,6 +31,7 @@ from botwire.backends.base import (
     Put,
     Record,
     Search,
+    Stats,
     all_keys,
     changes,
     run_steps,
@@ -112,6 +113,8 @@ class Scope:
         ns = getattr(op, "ns", None)
         if ns is not None:
             self.check_namespace(ns, changes(op))
+        elif isinstance(op, Stats) and not self.grants_all_under(""):
+            raise Forbidden(f"token {self.name!r} may not read the whole store's stats")
         elif isinstance(op, (Search, Changes)) and not self.grants_all_under(op.ns_prefix):
             verb = "search" if isinstance(op, Search) else "read the changes of"
             raise Forbidden(

@@ -33,6 +33,7 @@ from botwire.backends.base import (
     Restore,
     Search,
     Slice,
+    Stats,
 )
 from botwire.backends.search import MAX_CONTEXT, search_op
 from botwire.backends.search import MAX_LIMIT as MAX_SEARCH_LIMIT
@@ -292,9 +293,18 @@ class HistoryIn(KeyOpIn):
         return History(_ns(self.ns), _key(self.key), self.limit, self.before)
 
 
+class StatsIn(OpIn):
+    """What the whole store holds (a token of every namespace only)."""
+
+    op: Literal["stats"]
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return Stats()
+
+
 AnyOpIn = Annotated[
     GetIn | PutIn | DeleteIn | AppendIn | IncrIn | ExpireIn | ListKeysIn | ClearIn
-    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn | ChangesIn | HistoryIn,
+    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn | ChangesIn | HistoryIn | StatsIn,
     Field(discriminator="op"),
 ]  # fmt: skip
 

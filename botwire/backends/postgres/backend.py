@@ -57,6 +57,7 @@ from botwire.backends.base import (
     Restore,
     Search,
     Slice,
+    Stats,
     handlers,
     is_write,
     on_loop_shutdown,
@@ -182,7 +183,9 @@ class PostgresBackend(Backend):
     ) -> None:
         super().__init__()
         self.url = mask_url(url)
-        self.conninfo, self.schema, self.auto_migrate, self.wanted_language = parse_url(url)
+        self.conninfo, self.schema, self.auto_migrate, self.wanted_language, self.history = (
+            parse_url(url)
+        )
         self.language = DEFAULT_LANGUAGE
         """The store's language, read when the schema is checked (first use)."""
         self.timeout = timeout
@@ -388,7 +391,9 @@ class PostgresBackend(Backend):
             budget.restart()
         if self._purge_due(now):
             yield BEGIN
-            yield from self._purge(now, self.schema)
+            yield from self._purge(now)
+            if self.history:
+                yield from log.trim(now - int(self.history * 1_000_000))
             yield COMMIT
         changes.alone(ops)
         if self._one_statement(ops):  # atomic alone: no BEGIN/COMMIT round trips
@@ -404,7 +409,7 @@ class PostgresBackend(Backend):
         results = []
         for op in ops:
             result = yield from self._handlers[type(op)](op, now)
-            if writes and (change := changes.record(op, result)) is not None:
+            if writes and self.history and (change := changes.record(op, result)):
                 yield from log.add([change], now, self.schema)
             results.append(result)
         if self.quotas is not None and writes:
@@ -424,8 +429,7 @@ class PostgresBackend(Backend):
         self._next_purge = now + 1_000_000
         return True
 
-    @staticmethod
-    def _purge(now: int, schema: str | None) -> Steps:
+    def _purge(self, now: int) -> Steps:
         """Delete a bounded batch of expired keys, skipping rows that writers hold.
 
         Runs in its own short transaction, before the batch's.
@@ -436,7 +440,9 @@ class PostgresBackend(Backend):
             (now, PURGE_BATCH),
             "all",
         )
-        yield from log.add([r for ns, key in gone if (r := changes.expired(ns, key))], now, schema)
+        if self.history:
+            gone = [r for ns, key in gone if (r := changes.expired(ns, key))]
+            yield from log.add(gone, now, self.schema)
         yield Query(
             "DELETE FROM botwire_quota_usage WHERE day < %s",
             (now // 86_400_000_000 - 1,),
@@ -575,6 +581,10 @@ class PostgresBackend(Backend):
     @staticmethod
     def _history(op: History, now: int) -> Steps:
         return (yield from log.history(op))
+
+    @staticmethod
+    def _stats(op: Stats, now: int) -> Steps:
+        return (yield from log.stats(now))
 
     @staticmethod
     def _stored_bytes(q: StoredBytes, now: int) -> Steps:

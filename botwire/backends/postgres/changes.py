@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from botwire.backends.base import Change, ChangePage, Changes, History, prefix_upper_bound
-from botwire.backends.changes import Record, current_actor, page, request_id
+from botwire.backends.changes import TRIM_BATCH, Record, current_actor, page, request_id
 from botwire.backends.postgres.connections import Query, Steps
 
 LOG_LOCK = 0x626F7478
@@ -49,12 +49,13 @@ def add(records: Iterable[Record], now: int, schema: str | None) -> Steps:
         yield Query(
             "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(lock)s),"
             " pg_notify(%(channel)s, ''))"
-            " INSERT INTO botwire_changes (ns, key, op, version, at, actor, request_id, value)"
+            " INSERT INTO botwire_changes"
+            " (ns, key, op, version, at, actor, request_id, value, detail)"
             " SELECT %(ns)s, %(key)s, %(op)s, (SELECT version FROM botwire_entries"
-            " WHERE ns = %(ns)s AND key = %(key)s), %(at)s, %(actor)s, %(request)s, %(value)s"
-            " FROM held",
+            " WHERE ns = %(ns)s AND key = %(key)s), %(at)s, %(actor)s, %(request)s, %(value)s,"
+            " %(detail)s FROM held",
             {"lock": LOG_LOCK, "channel": channel(schema), "ns": r.ns, "key": r.key, "op": r.op,
-             "at": now, "actor": who, "request": request, "value": r.value},
+             "at": now, "actor": who, "request": request, "value": r.value, "detail": r.detail},
             "rowcount",
         )  # fmt: skip
 
@@ -93,10 +94,35 @@ def _starts(column: str, prefix: str, params: dict[str, object]) -> str:
     return f"({column} >= %({column}_lo)s AND {column} < %({column}_hi)s)"
 
 
+def trim(before: int) -> Steps:
+    """Delete up to :data:`TRIM_BATCH` of the oldest changes made before ``before``."""
+    yield Query(
+        "DELETE FROM botwire_changes WHERE seq IN (SELECT seq FROM botwire_changes"
+        " WHERE at < %s ORDER BY seq LIMIT %s)",
+        (before, TRIM_BATCH),
+        "rowcount",
+    )
+
+
+def stats(now: int) -> Steps:
+    """What the store holds: see :class:`~botwire.backends.base.Stats`."""
+    namespaces, keys, size = yield Query(
+        "SELECT count(DISTINCT ns), count(*), coalesce(sum(size), 0) FROM botwire_entries"
+        " WHERE strpos(ns, '/') = 0 AND (expires_at IS NULL OR expires_at > %s)",
+        (now,),
+    )
+    changes, change_bytes, oldest = yield Query(
+        "SELECT count(*), coalesce(sum(octet_length(value)), 0), min(at) FROM botwire_changes"
+    )
+    return {"namespaces": namespaces, "keys": keys, "bytes": int(size), "changes": changes,
+            "change_bytes": int(change_bytes), "oldest_change": oldest}  # fmt: skip
+
+
 def history(op: History) -> Steps:
     """A key's changes, newest first, with their values."""
     rows = yield Query(
-        f"SELECT {_COLUMNS}, value FROM botwire_changes WHERE ns = %(ns)s AND key = %(key)s"
+        f"SELECT {_COLUMNS}, value, detail FROM botwire_changes"
+        " WHERE ns = %(ns)s AND key = %(key)s"
         " AND seq < %(before)s ORDER BY seq DESC LIMIT %(limit)s",
         {"ns": op.ns, "key": op.key, "limit": op.limit,
          "before": 2**63 - 1 if op.before is None else op.before},

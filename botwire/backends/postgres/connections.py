@@ -14,6 +14,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
+from botwire.backends.changes import retention
 from botwire.backends.search import check_language
 from botwire.errors import InvalidRequest
 
@@ -111,13 +112,16 @@ class Options(NamedTuple):
     """``?migrate=false``: refuse to migrate on first use."""
     language: str | None
     """``?language=``: the store's language (see :mod:`botwire.backends.search`)."""
+    history: float
+    """``?history=``: seconds the change log keeps a change."""
 
 
 def parse_url(url: str) -> Options:
-    """Split botwire's own options (``schema``, ``migrate``, ``language``) off a PostgreSQL URL."""
+    """Split botwire's own options (``schema``, ``migrate``, ``language``, ``history``) off a
+    PostgreSQL URL."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    options = {k: v for k, v in query if k in ("schema", "migrate", "language")}
+    options = {k: v for k, v in query if k in ("schema", "migrate", "language", "history")}
     rest = [(k, v) for k, v in query if k not in options]
     schema = options.get("schema") or None
     if schema is not None and not (schema.isascii() and schema.replace("_", "").isalnum()):
@@ -129,6 +133,7 @@ def parse_url(url: str) -> Options:
         schema,
         migrate,
         None if language is None else check_language(language),
+        retention(options.get("history")),
     )
 
 

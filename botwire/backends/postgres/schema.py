@@ -114,6 +114,9 @@ MIGRATIONS: list[Migration] = [
     );
     CREATE INDEX IF NOT EXISTS botwire_changes_of_key ON botwire_changes (ns, key, seq);
     """,
+    # 9 (2026-12): an append's window (max_len, keep_first) beside its items, so that a list's
+    # value at any version can be rebuilt.
+    "ALTER TABLE botwire_changes ADD COLUMN IF NOT EXISTS detail text",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")

@@ -52,6 +52,7 @@ from botwire.backends.base import (
     Search,
     SearchHit,
     Slice,
+    Stats,
     handlers,
     is_write,
     prefix_upper_bound,
@@ -159,6 +160,7 @@ class SQLiteBackend(Backend):
         quotas: Quotas | None = None,
         search: bool | None = None,
         language: str | None = None,
+        history: float = changes.RETENTION,
     ) -> None:
         super().__init__()
         self.path = os.fspath(path)
@@ -175,6 +177,8 @@ class SQLiteBackend(Backend):
             raise InvalidRequest(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.clock = clock
         self.quotas = quotas
+        self.history = history
+        """Seconds the change log keeps a change."""
         self.search = search
         self.language = None if language is None else check_language(language)
         self._local = threading.local()
@@ -406,7 +410,7 @@ class SQLiteBackend(Backend):
                     self._search_in_time(conn, op, now) if type(op) is Search
                     else run[type(op)](conn, op, now)
                 )  # fmt: skip
-                if write and (change := changes.record(op, result)) is not None:
+                if write and self.history and (change := changes.record(op, result)):
                     log.add(conn, [change], now)
                 results.append(result)
             if self.quotas is not None and write:
@@ -444,7 +448,9 @@ class SQLiteBackend(Backend):
             "(SELECT id FROM entries WHERE expires_at <= ? LIMIT ?) RETURNING ns, key",
             (now, PURGE_BATCH),
         ).fetchall()
-        log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key))], now)
+        if self.history:
+            log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key))], now)
+            log.trim(conn, now - int(self.history * 1_000_000))
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
         self._catch_up(conn, search.SEARCH_BATCH)
 
@@ -734,6 +740,9 @@ class SQLiteBackend(Backend):
 
     def _history(self, conn: sqlite3.Connection, op: History, now: int) -> list[Change]:
         return log.history(conn, op)
+
+    def _stats(self, conn: sqlite3.Connection, op: Stats, now: int) -> dict[str, int | None]:
+        return log.stats(conn, now)
 
     def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
         return search.search(conn, op, now, self._counts)

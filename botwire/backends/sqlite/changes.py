@@ -12,7 +12,14 @@ import time
 from collections.abc import Iterable
 
 from botwire.backends.base import Change, ChangePage, Changes, History, prefix_upper_bound
-from botwire.backends.changes import POLL_SECONDS, Record, current_actor, page, request_id
+from botwire.backends.changes import (
+    POLL_SECONDS,
+    TRIM_BATCH,
+    Record,
+    current_actor,
+    page,
+    request_id,
+)
 from botwire.backends.sqlite.connections import open_connection
 
 _COLUMNS = "seq, ns, key, op, version, at, actor, request_id"
@@ -22,9 +29,10 @@ def add(conn: sqlite3.Connection, records: Iterable[Record], now: int) -> None:
     """Log ``records`` in the current write transaction, with each key's version now."""
     who, request = current_actor(), request_id.get()
     conn.executemany(
-        "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value) VALUES"
-        " (?1, ?2, ?3, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2), ?4, ?5, ?6, ?7)",
-        [(r.ns, r.key, r.op, now, who, request, r.value) for r in records],
+        "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail)"
+        " VALUES (?1, ?2, ?3, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2), ?4, ?5,"
+        " ?6, ?7, ?8)",
+        [(r.ns, r.key, r.op, now, who, request, r.value, r.detail) for r in records],
     )
 
 
@@ -79,10 +87,33 @@ def _starts(column: str, prefix: str, params: list[object]) -> str:
     return f"({column} >= ? AND {column} < ?)"
 
 
+def trim(conn: sqlite3.Connection, before: int) -> None:
+    """Delete up to :data:`TRIM_BATCH` of the oldest changes made before ``before``."""
+    conn.execute(
+        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE at < ? ORDER BY seq"
+        " LIMIT ?)",
+        (before, TRIM_BATCH),
+    )
+
+
+def stats(conn: sqlite3.Connection, now: int) -> dict[str, int | None]:
+    """What the store holds: see :class:`~botwire.backends.base.Stats`."""
+    namespaces, keys, size = conn.execute(
+        "SELECT count(DISTINCT ns), count(*), coalesce(sum(size), 0) FROM entries"
+        " WHERE instr(ns, '/') = 0 AND (expires_at IS NULL OR expires_at > ?)",
+        (now,),
+    ).fetchone()
+    changes, change_bytes, oldest = conn.execute(
+        "SELECT count(*), coalesce(sum(length(CAST(value AS BLOB))), 0), min(at) FROM changes"
+    ).fetchone()
+    return {"namespaces": namespaces, "keys": keys, "bytes": size, "changes": changes,
+            "change_bytes": change_bytes, "oldest_change": oldest}  # fmt: skip
+
+
 def history(conn: sqlite3.Connection, op: History) -> list[Change]:
     """A key's changes, newest first, with their values."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS}, value FROM changes WHERE ns = ? AND key = ? AND seq < ?"
+        f"SELECT {_COLUMNS}, value, detail FROM changes WHERE ns = ? AND key = ? AND seq < ?"
         " ORDER BY seq DESC LIMIT ?",
         (op.ns, op.key, 2**63 - 1 if op.before is None else op.before, op.limit),
     )

@@ -142,6 +142,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX changes_of_key ON changes (ns, key, seq);
     """,
+    # 6 (2026-12): what a change needs to be replayed besides its value: an append's window
+    # (max_len, keep_first), so that a list's value at any version can be rebuilt.
+    """
+    ALTER TABLE changes ADD COLUMN detail TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
