@@ -488,6 +488,7 @@ class Backend(ABC):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._broadcast: tuple[int, Any] | None = None
         _backends.add(self)
 
     def _after_fork(self) -> None:  # noqa: B027 - optional hook
@@ -513,10 +514,15 @@ class Backend(ABC):
 
     def follow(self, op: Changes) -> Generator[Change, None, None]:
         """Every change ``op`` selects after ``op.since`` (``-1``: from now on), as they
-        commit, forever; closing the iterator stops it."""
-        from botwire.backends.changes import follow
+        commit, forever; closing the iterator stops it. The followers of a process share one
+        watcher of the store."""
+        from botwire.backends.changes import Broadcast, follow
 
-        return follow(self.execute, op, self.watcher())
+        with self._lock:
+            if self._broadcast is None or self._broadcast[0] != os.getpid():  # not a parent's
+                self._broadcast = (os.getpid(), Broadcast(self.watcher))
+            broadcast = self._broadcast[1]
+        return follow(self.execute, op, broadcast.view())
 
     async def afollow(self, op: Changes) -> AsyncIterator[Change]:
         """Async :meth:`follow`: the sync one, each step in a worker thread."""

@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol
@@ -95,6 +96,8 @@ class Record(NamedTuple):
     op: str
     value: str | None
     detail: str | None = None
+    version: int | None = None
+    """The key's new version, when the write answered it (else the engine reads it)."""
 
 
 def record(op: Op, result: Any) -> Record | None:
@@ -104,7 +107,7 @@ def record(op: Op, result: Any) -> Record | None:
     if not isinstance(ns, str) or "/" in ns:
         return None  # not a write of one namespace, or one of botwire's own
     if isinstance(op, Put):
-        return Record(op.ns, op.key, "set", op.value)
+        return Record(op.ns, op.key, "set", op.value, None, result)
     if isinstance(op, Append):
         window = f'{{"length":{int(result)},"max_len":{json.dumps(op.max_len)},' + (
             f'"keep_first":{op.keep_first or "null"}}}'
@@ -113,7 +116,7 @@ def record(op: Op, result: Any) -> Record | None:
     if isinstance(op, Incr):
         return Record(op.ns, op.key, "incr", str(result))
     if isinstance(op, Restore):
-        return Record(op.ns, op.key, "import", op.value)
+        return Record(op.ns, op.key, "import", op.value, None, result)
     if isinstance(op, Delete) and result:
         return Record(op.ns, op.key, "delete", None)
     if isinstance(op, Expire) and result:
@@ -231,6 +234,65 @@ class Watcher(Protocol):
 
     def close(self) -> None:
         """Release what the watcher holds (a connection)."""
+
+
+class Broadcast:
+    """One watcher of a store for a whole process, however many follow it: a thread waits on
+    it and wakes every follower through a condition (each follower's :meth:`view` is a
+    :class:`Watcher`). The thread runs while someone follows."""
+
+    def __init__(self, make: Callable[[], Watcher]) -> None:
+        self.make = make
+        self.moves = 0
+        self.followers = 0
+        self.changed = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def view(self) -> Watcher:
+        with self.changed:
+            self.followers += 1
+            if self.thread is None:
+                watcher = self.make()  # in the caller: a store that cannot be opened says so
+                self.thread = threading.Thread(target=self._run, args=(watcher,), daemon=True)
+                self.thread.start()
+        return _View(self)
+
+    def _run(self, watcher: Watcher) -> None:
+        try:
+            mark = watcher.mark()
+            while True:
+                moved = watcher.wait(mark, WAIT_SECONDS)
+                with self.changed:
+                    if moved:
+                        mark = watcher.mark()  # later commits move it again
+                        self.moves += 1
+                        self.changed.notify_all()
+                    if self.followers == 0:
+                        self.thread = None
+                        return
+        finally:
+            watcher.close()
+
+
+class _View:
+    """A follower's :class:`Watcher` on a :class:`Broadcast`."""
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        self.broadcast = broadcast
+        self.closed = False
+
+    def mark(self) -> object:
+        return self.broadcast.moves
+
+    def wait(self, mark: object, timeout: float) -> bool:
+        with self.broadcast.changed:
+            return self.broadcast.changed.wait_for(lambda: self.broadcast.moves != mark, timeout)
+
+    def close(self) -> None:
+        with self.broadcast.changed:
+            if not self.closed:
+                self.closed = True
+                self.broadcast.followers -= 1
 
 
 def follow(

@@ -51,11 +51,12 @@ def add(records: Iterable[Record], now: int, schema: str | None) -> Steps:
             " pg_notify(%(channel)s, ''))"
             " INSERT INTO botwire_changes"
             " (ns, key, op, version, at, actor, request_id, value, detail)"
-            " SELECT %(ns)s, %(key)s, %(op)s, (SELECT version FROM botwire_entries"
-            " WHERE ns = %(ns)s AND key = %(key)s), %(at)s, %(actor)s, %(request)s, %(value)s,"
-            " %(detail)s FROM held",
+            " SELECT %(ns)s, %(key)s, %(op)s, coalesce(%(version)s, (SELECT version"
+            " FROM botwire_entries WHERE ns = %(ns)s AND key = %(key)s)), %(at)s, %(actor)s,"
+            " %(request)s, %(value)s, %(detail)s FROM held",
             {"lock": LOG_LOCK, "channel": channel(schema), "ns": r.ns, "key": r.key, "op": r.op,
-             "at": now, "actor": who, "request": request, "value": r.value, "detail": r.detail},
+             "at": now, "actor": who, "request": request, "value": r.value, "detail": r.detail,
+             "version": r.version},
             "rowcount",
         )  # fmt: skip
 

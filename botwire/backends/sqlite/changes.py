@@ -1,8 +1,9 @@
 """The embedded store's change log: a table written in each write's transaction.
 
-Positions are ``AUTOINCREMENT`` row ids, given inside the write transaction; SQLite lets one
-writer at a time commit, so a later position is a later commit, and a reader that has read up
-to a position never sees a smaller one appear afterwards.
+Positions are row ids, given inside the write transaction; SQLite lets one writer at a time
+commit, so a later position is a later commit, and a reader that has read up to a position
+never sees a smaller one appear afterwards. A trim never deletes the newest row, so a position
+is never given twice.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ from botwire.backends.sqlite.connections import open_connection
 _COLUMNS = "seq, ns, key, op, version, at, actor, request_id"
 
 
+_ADD = (
+    "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail)"
+    " VALUES (?1, ?2, ?3, coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
+    " ?4, ?5, ?6, ?7, ?8)"
+)
+
+
 def add(conn: sqlite3.Connection, records: Iterable[Record], now: int) -> None:
     """Log ``records`` in the current write transaction, with each key's version now."""
     who, request = current_actor(), request_id.get()
-    conn.executemany(
-        "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail)"
-        " VALUES (?1, ?2, ?3, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2), ?4, ?5,"
-        " ?6, ?7, ?8)",
-        [(r.ns, r.key, r.op, now, who, request, r.value, r.detail) for r in records],
-    )
+    for r in records:
+        conn.execute(_ADD, (r.ns, r.key, r.op, now, who, request, r.value, r.detail, r.version))
 
 
 def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
@@ -91,7 +95,7 @@ def trim(conn: sqlite3.Connection, before: int) -> None:
     """Delete up to :data:`TRIM_BATCH` of the oldest changes made before ``before``."""
     conn.execute(
         "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE at < ? ORDER BY seq"
-        " LIMIT ?)",
+        " LIMIT ?) AND seq < (SELECT max(seq) FROM changes)",  # the newest stays: see above
         (before, TRIM_BATCH),
     )
 

@@ -125,12 +125,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE search_state ADD COLUMN language TEXT NOT NULL DEFAULT 'english';
     """
     + _QUEUE_EVERYTHING,
-    # 5 (2026-12): the change log (see botwire.backends.changes). Positions come from
-    # AUTOINCREMENT, so a position is never used twice, even after the log is trimmed; the
-    # write lock orders commits, so positions grow in commit order.
+    # 5 (2026-12): the change log (see botwire.backends.changes). A position is the row id,
+    # given in the write transaction; the write lock orders commits, so positions grow in
+    # commit order, and trims always keep the newest row, so a position is never given twice.
+    # An append's window (max_len, keep_first) is kept with it, so that a list's value at any
+    # version can be rebuilt.
     """
     CREATE TABLE changes (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         ns TEXT NOT NULL,
         key TEXT,                   -- NULL: a clear of the namespace
         op TEXT NOT NULL,
@@ -138,14 +140,10 @@ MIGRATIONS: list[str] = [
         at INTEGER NOT NULL,        -- microseconds since the epoch
         actor TEXT NOT NULL,
         request_id TEXT,
-        value TEXT
+        value TEXT,
+        detail TEXT
     );
-    CREATE INDEX changes_of_key ON changes (ns, key, seq);
-    """,
-    # 6 (2026-12): what a change needs to be replayed besides its value: an append's window
-    # (max_len, keep_first), so that a list's value at any version can be rebuilt.
-    """
-    ALTER TABLE changes ADD COLUMN detail TEXT;
+    CREATE INDEX changes_of_key ON changes (ns, key);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
