@@ -19,6 +19,8 @@ def test_public_names() -> None:
         "AsyncMemory",
         "BackendUnavailable",
         "BotWireError",
+        "Change",
+        "ChangesPage",
         "Entry",
         "Forbidden",
         "Hit",

@@ -419,8 +419,9 @@ class PostgresBackend(Backend):
         return results
 
     def _one_statement(self, ops: Sequence[Op]) -> bool:
-        """Whether the batch is one operation that runs without a transaction around it."""
-        return len(ops) == 1 and type(ops[0]) in _ONE_STATEMENT
+        """Whether the batch is one read that runs without a transaction around it (a ``get``
+        that refreshes a ttl writes: it needs one, for its quota)."""
+        return len(ops) == 1 and type(ops[0]) in _ONE_STATEMENT and not is_write(ops)
 
     def _purge_due(self, now: int) -> bool:
         """Whether to purge now: at most once a second per process."""
