@@ -21,7 +21,7 @@ from botwire import __version__, config
 from botwire._memory import Memory, list_namespaces
 from botwire._values import format_time
 from botwire.backends import Backend, open_backend
-from botwire.backends.base import Stats
+from botwire.backends.base import Changes, Stats
 from botwire.errors import BotWireError
 
 Command = Callable[[argparse.Namespace], int]
@@ -114,6 +114,29 @@ def _stats(args: argparse.Namespace) -> int:
           f"{_count(held['change_bytes'], 'byte')} of values, oldest "
           f"{'none' if oldest is None else format_time(oldest)}")  # fmt: skip
     return 0
+
+
+@command("audit")
+def _audit(args: argparse.Namespace) -> int:
+    from botwire.backends.changes import audit_span
+
+    backend = open_backend(config.resolve_url(args.url))
+    start, end = audit_span(args.since, args.until, backend.now())
+    actor = args.actor
+    if actor is not None and ":" not in actor and actor != "anonymous":
+        actor = f"token:{actor}"
+    op = Changes(None, 0, "", 1000, args.ns_prefix, args.values, actor, start, end)
+    while True:
+        (page,) = backend.execute([op])
+        for change in page.changes:
+            where = change.ns if change.key is None else f"{change.ns}/{change.key}"
+            line = f"{format_time(change.at)}  {change.actor}  {change.op}  {where}"
+            line += f"  v{change.version}" if change.version is not None else ""
+            line += f"  request={change.request_id}" if change.request_id else ""
+            print(line + (f"  {change.value}" if args.values else ""))
+        if len(page.changes) < op.limit:
+            return 0
+        op = op._replace(since=page.cursor)
 
 
 @command("search")
@@ -264,13 +287,15 @@ def _token(args: argparse.Namespace) -> int:
     backend = _token_store(args)
     if args.action == "create":
         token = create_token(
-            backend, args.name, args.prefix, read_only=args.read_only, ttl=args.ttl
-        )
+            backend, args.name, args.prefix, read_only=args.read_only, ttl=args.ttl,
+            admin=args.admin,
+        )  # fmt: skip
         print(token)
         print("botwire: keep this token now; it is not shown again", file=sys.stderr)
     elif args.action == "list":
         for info in list_tokens(backend):
             rights = "read" if info["read_only"] else "read,write"
+            rights += ",admin" if info["admin"] else ""
             expires = format_time(info["expires_at"]) or "never"
             prefixes = ",".join(repr(p) for p in info["prefixes"])
             print(f"{info['id']}  {info['name']}  {rights}  prefixes={prefixes}  expires={expires}")
@@ -362,6 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "stats", parents=[common], help="what the store holds: keys, bytes, the change log"
     )
+    p = sub.add_parser(
+        "audit", parents=[common], help="who changed what, when: the change log, oldest first"
+    )
+    p.add_argument("--ns-prefix", default="", help="only namespaces that start with this")
+    p.add_argument("--actor", help="a token's name, or an actor as the log names it")
+    p.add_argument("--since", help="a span back from now (30m, 1h, 2d) or an ISO time")
+    p.add_argument("--until", help="as --since: the end of the range")
+    p.add_argument("--values", action="store_true", help="show what each change wrote")
     p = sub.add_parser("namespaces", parents=[common], help="list namespaces with live keys")
     p.add_argument("--prefix")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")
@@ -438,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefix", action="append", required=True, help="namespace prefix (repeatable; '*' = all)"
     )
     t.add_argument("--read-only", action="store_true", help="reads only")
+    t.add_argument("--admin", action="store_true", help="may read the audit (GET /v1/audit)")
     t.add_argument("--ttl", type=float, help="seconds until the token expires (up to 100 years)")
     actions.add_parser("list", parents=[db], help="list live tokens (never the tokens themselves)")
     t = actions.add_parser("revoke", parents=[db], help="revoke tokens by name or id")

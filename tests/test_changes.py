@@ -517,3 +517,59 @@ def test_a_value_older_than_the_log_is_refused(tmp_path: Path) -> None:
     assert [c.value for c in mem.history("chat")] == [["two"]]
     with pytest.raises(InvalidRequest, match="no longer reaches back"):
         mem.get("chat", version=second.version)
+
+
+# -- the audit -------------------------------------------------------------------------------------
+
+
+def test_the_audit_is_for_admin_tokens(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    backend = SQLiteBackend(db)
+    admin = create_token(backend, "ops", ["*"], admin=True)
+    billing = create_token(backend, "billing-bot", ["billing:"])
+    support = create_token(backend, "support-bot", ["*"])
+    backend.close()
+    with Server(f"sqlite:///{db}") as server:
+        Memory("billing:acme", server.url, token=billing).set("plan", "pro")
+        Memory("support:t1", server.url, token=support).append("thread", "hello")
+        audit = server.url + "/v1/audit"
+
+        def ask(token: str, **params: Any) -> httpx.Response:
+            return httpx.get(audit, params=params, headers={"authorization": f"Bearer {token}"})
+
+        everything = ask(admin).json()["changes"]
+        assert [(c["actor"], c["op"], c["namespace"]) for c in everything] == [
+            ("token:billing-bot", "set", "billing:acme"),
+            ("token:support-bot", "append", "support:t1"),
+        ]
+        assert all(c["value"] is None and c["request_id"] for c in everything)
+        (mine,) = ask(admin, actor="billing-bot", values="true").json()["changes"]
+        assert mine["key"] == "plan" and mine["value"] == "pro"
+        assert ask(admin, ns_prefix="support:", since="1h").json()["changes"][0]["key"] == "thread"
+        assert ask(admin, until="2020-01-01T00:00:00Z").json()["changes"] == []
+        for token in (billing, support):  # support sees every namespace, but is no admin
+            refused = ask(token)
+            assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+        refusals = [
+            ({"actor": "nobody"}, "unknown actor"),
+            ({"since": "yesterday"}, "since"),
+            ({"since": "2999-01-01"}, "future"),
+            ({"since": "2h", "until": "3h"}, "after since"),
+            ({"limit": 0}, ""),
+        ]
+        for bad, word in refusals:
+            answer = ask(admin, **bad)
+            assert 400 <= answer.status_code < 500 and word in answer.text, bad
+        with pytest.raises(Exception, match="admin"):
+            Memory("billing:acme", server.url, token=billing).backend.execute(
+                [Changes("billing:acme", actor="token:billing-bot")]
+            )
+
+
+def test_botwire_audit_on_a_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli-audit.db'}"
+    Memory("team:a", url).set("k", {"v": 1})
+    Memory("other", url).set("k", 2)
+    argv = ["audit", "--url", url, "--ns-prefix", "team:", "--values"]
+    shown = run_python(f"import sys; from botwire.cli import main; sys.exit(main({argv!r}))")
+    assert "set  team:a/k" in shown and '{"v":1}' in shown.replace(" ", "") and "other" not in shown

@@ -195,6 +195,12 @@ class Changes(NamedTuple):
     ns_prefix: str = ""
     values: bool = False
     """Carry each change's value (:attr:`Change.value`); they count against the read budget."""
+    actor: str | None = None
+    """Only the changes this actor made (the audit; needs an admin token through a server)."""
+    from_at: int | None = None
+    """Only the changes made at or after this time (microseconds; the audit, as ``actor``)."""
+    to_at: int | None = None
+    """Only the changes made before this time (microseconds; the audit, as ``actor``)."""
 
 
 class History(NamedTuple):

@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
+from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
 from botwire.backends.base import (
@@ -48,6 +49,36 @@ TRIM_BATCH = 1_000
 """Most changes one trim deletes (trims run with the purge of expired keys, once a second)."""
 
 _local: tuple[int, str] | None = None
+
+
+def moment(text: str, now: int, what: str) -> int:
+    """A time a person names, as microseconds: a span back from ``now`` (``90s``, ``30m``,
+    ``1h``, ``2d``) or an ISO 8601 time (``2026-12-01T09:00:00Z``; UTC when it names no zone)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - int(float(text[:-1]) * units[text[-1]] * 1_000_000)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"{what} takes a span back from now (30m, 1h, 2d) or an ISO 8601 time, not {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def audit_span(since: str | None, until: str | None, now: int) -> tuple[int | None, int | None]:
+    """The audit's time range from what a person typed; refused when it is empty or in the
+    future."""
+    start = None if since is None else moment(since, now, "since")
+    end = None if until is None else moment(until, now, "until")
+    if start is not None and start > now:
+        raise InvalidRequest("since is in the future: nothing has happened there yet")
+    if start is not None and end is not None and end <= start:
+        raise InvalidRequest("until must come after since")
+    return start, end
 
 
 def retention(text: str | None) -> float:

@@ -83,6 +83,8 @@ class Scope:
     name: str
     prefixes: tuple[str, ...]
     read_only: bool
+    admin: bool = False
+    """May read the audit (who changed what, across namespaces)."""
 
     def allows(self, ns: str) -> bool:
         return any(prefix_allows(prefix, ns) for prefix in self.prefixes)
@@ -108,13 +110,23 @@ class Scope:
                 return True
         return False
 
+    def check_admin(self) -> None:
+        """Raise :class:`Forbidden` unless this is an admin token."""
+        if not self.admin:
+            raise Forbidden(
+                f"token {self.name!r} is not an admin token: the audit needs one "
+                "(botwire token create NAME --prefix '*' --admin)"
+            )
+
     def check(self, op: Op) -> None:
         """Raise :class:`Forbidden` unless this scope may run ``op``."""
+        if isinstance(op, Changes) and (op.actor, op.from_at, op.to_at) != (None, None, None):
+            self.check_admin()
+        if isinstance(op, Stats) and not self.grants_all_under(""):
+            raise Forbidden(f"token {self.name!r} may not read the whole store's stats")
         ns = getattr(op, "ns", None)
         if ns is not None:
             self.check_namespace(ns, changes(op))
-        elif isinstance(op, Stats) and not self.grants_all_under(""):
-            raise Forbidden(f"token {self.name!r} may not read the whole store's stats")
         elif isinstance(op, (Search, Changes)) and not self.grants_all_under(op.ns_prefix):
             verb = "search" if isinstance(op, Search) else "read the changes of"
             raise Forbidden(
@@ -124,7 +136,9 @@ class Scope:
             )
 
 
-ANONYMOUS = Scope("anonymous", ("*",), False)
+ANONYMOUS = Scope("anonymous", ("*",), False, admin=True)
+"""A request without a token, where the server lets one in (loopback, or allow_anonymous):
+whoever reaches such a server may do anything, so the audit is theirs as well."""
 
 
 def check_prefixes(prefixes: list[str]) -> list[str]:
@@ -146,11 +160,13 @@ def create_token(
     *,
     read_only: bool = False,
     ttl: float | None = None,
+    admin: bool = False,
 ) -> str:
     """Store a new token and return it (the only time it is seen).
 
     From then on the store requires tokens, for good: a server on it refuses requests without
-    one even when no token is left, until :func:`disable_auth`.
+    one even when no token is left, until :func:`disable_auth`. ``admin``: the token may read
+    the audit (``GET /v1/audit``).
 
     Raises:
         InvalidRequest: no name, no prefix, a bad prefix, or a ttl that is not a positive
@@ -161,7 +177,8 @@ def create_token(
     seconds = _values.check_ttl(ttl)
     token = PREFIX + secrets.token_urlsafe(32)
     digest = _hash(token)
-    record = {"name": name, "prefixes": prefixes, "read_only": read_only, "hash": digest}
+    record = {"name": name, "prefixes": prefixes, "read_only": read_only, "admin": admin,
+              "hash": digest}  # fmt: skip
     backend.execute(
         [Put(AUTH_NS, REQUIRED, "true"), Put(TOKENS_NS, digest, to_json(record), seconds)]
     )
@@ -222,6 +239,11 @@ def _token_records(backend: Backend) -> list[tuple[str, dict[str, Any], Record]]
     return found
 
 
+def token_names(backend: Backend) -> set[str]:
+    """The names of the live tokens."""
+    return {data["name"] for _, data, _ in _token_records(backend)}
+
+
 def list_tokens(backend: Backend) -> list[dict[str, Any]]:
     """Every live token's name, id (its hash's start), prefixes, rights and expiry."""
     tokens = [
@@ -230,6 +252,7 @@ def list_tokens(backend: Backend) -> list[dict[str, Any]]:
             "name": data["name"],
             "prefixes": data["prefixes"],
             "read_only": data["read_only"],
+            "admin": bool(data.get("admin", False)),
             "expires_at": record.expires_at,
         }
         for key, data, record in _token_records(backend)
@@ -309,4 +332,7 @@ class Authenticator:
         data = json.loads(record.value)
         if not hmac.compare_digest(str(data.get("hash", "")), digest):
             return None
-        return Scope(str(data["name"]), tuple(data["prefixes"]), bool(data["read_only"]))
+        return Scope(
+            str(data["name"]), tuple(data["prefixes"]), bool(data["read_only"]),
+            bool(data.get("admin", False)),
+        )  # fmt: skip

@@ -265,11 +265,16 @@ class ChangesIn(OpIn):
     limit: Annotated[int, Field(ge=1, le=MAX_CHANGES)] = 100
     ns_prefix: str = ""
     values: bool = False
+    actor: str | None = None
+    from_at: Time | None = None
+    to_at: Time | None = None
 
     def to_op(self, max_value_bytes: int) -> Op:
-        return changes_request(
+        op = changes_request(
             self.ns, self.since, self.prefix, self.limit, self.ns_prefix, self.values
         )
+        actor = None if self.actor is None else _values.check_key(self.actor, "actor")
+        return op._replace(actor=actor, from_at=self.from_at, to_at=self.to_at)
 
 
 def changes_request(

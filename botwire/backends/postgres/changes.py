@@ -81,6 +81,12 @@ def read(op: Changes) -> Steps:
         sql += " AND " + _starts("ns", op.ns_prefix, params)
     if op.prefix:  # a clear (no key) changes every key
         sql += f" AND (key IS NULL OR {_starts('key', op.prefix, params)})"
+    for name, condition, value in (("actor", "actor = %(actor)s", op.actor),
+                                   ("from_at", "at >= %(from_at)s", op.from_at),
+                                   ("to_at", "at < %(to_at)s", op.to_at)):  # fmt: skip
+        if value is not None:
+            sql += f" AND {condition}"
+            params[name] = value
     rows = yield Query(sql + " ORDER BY seq LIMIT %(limit)s", params, "all")
     return page(rows, op, horizon)
 

@@ -51,6 +51,11 @@ def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
         sql += " AND " + _starts("ns", op.ns_prefix, params)
     if op.prefix:  # a clear (no key) changes every key
         sql += f" AND (key IS NULL OR {_starts('key', op.prefix, params)})"
+    audit = (("actor = ?", op.actor), ("at >= ?", op.from_at), ("at < ?", op.to_at))
+    for condition, value in audit:
+        if value is not None:
+            sql += f" AND {condition}"
+            params.append(value)
     sql += " ORDER BY seq LIMIT ?"
     params.append(op.limit)
     (horizon,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()

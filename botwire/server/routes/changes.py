@@ -7,6 +7,8 @@ however many streams.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -17,7 +19,9 @@ from botwire import _values
 from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, format_time
 from botwire.backends.base import Change, Changes
+from botwire.backends.changes import audit_span
 from botwire.errors import InvalidRequest
+from botwire.server.auth import token_names
 from botwire.server.context import _state
 from botwire.server.schemas import ERRORS, changes_request
 
@@ -90,10 +94,45 @@ async def read_changes(
             if page.cursor != (page.changes[-1].seq if page.changes else reading.since):
                 yield f"id: {page.cursor}\n\n"  # read on from there (nothing of ours before)
             reading = reading._replace(since=page.cursor)
-            if len(page.changes) < reading.limit and not await hub.wait(
-                mark, HEARTBEAT_SECONDS
-            ):
+            if len(page.changes) < reading.limit and not await hub.wait(mark, HEARTBEAT_SECONDS):
                 yield ": heartbeat\n\n"
 
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+@changes.get("/v1/audit")
+async def audit(
+    request: Request,
+    ns_prefix: Annotated[str, Query(description="namespaces that start with this")] = "",
+    actor: Annotated[
+        str | None,
+        Query(description="a token's name, or an actor as the log names it (local:..., ...)"),
+    ] = None,
+    since: Annotated[
+        str | None, Query(description="a span back from now (30m, 1h, 2d) or an ISO time")
+    ] = None,
+    until: Annotated[str | None, Query(description="as since: the end of the range")] = None,
+    cursor: Annotated[int, Query(ge=0, le=MAX_INT64, description="read on after it")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 100,
+    values: Annotated[bool, Query(description="carry what each change wrote")] = False,
+) -> Response:
+    """Who changed what, when, and from which request, across namespaces, oldest first: the
+    change log for an admin token (``botwire token create NAME --prefix '*' --admin``). An
+    actor named by a token's name must be a token the store knows.
+
+    Answers ``{"changes": [...], "cursor"}`` as ``GET /v1/changes`` does; values only when asked.
+    """
+    context, scope = _state(request)
+    scope.check_admin()
+    now = int(time.time() * 1_000_000)
+    start, end = audit_span(since, until, now)
+    if actor is not None and ":" not in actor and actor != "anonymous":
+        if actor not in await asyncio.to_thread(token_names, context.backend):
+            raise InvalidRequest(f"unknown actor: no token is named {actor!r}")
+        actor = f"token:{actor}"
+    op = changes_request(None, cursor, "", limit, ns_prefix, values)
+    op = op._replace(actor=actor, from_at=start, to_at=end)
+    (page,) = await context.run(scope, [op])
+    body = ",".join(change_json(change) for change in page.changes)
+    return Response(f'{{"changes":[{body}],"cursor":{page.cursor}}}', media_type="application/json")
