@@ -306,6 +306,29 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("webhook")
+def _webhook(args: argparse.Namespace) -> int:
+    from botwire.server.auth import OPERATOR
+    from botwire.server.webhooks import add_webhook, list_webhooks, remove_webhook
+
+    backend = _token_store(args)
+    if args.action == "add":
+        made = add_webhook(backend, args.url, args.ns_prefix, args.secret, OPERATOR)
+        print(f"{made['id']}  {made['url']}  ns_prefix={made['ns_prefix']!r}")
+        if args.secret is None:
+            print(f"secret: {made['secret']}")
+            print("botwire: keep this secret now; it is not shown again", file=sys.stderr)
+    elif args.action == "list":
+        for hook in list_webhooks(backend):
+            print(f"{hook['id']}  {hook['url']}  ns_prefix={hook['ns_prefix']!r}  "
+                  f"by={hook['creator']}  at={hook['at']}")  # fmt: skip
+    else:
+        if not remove_webhook(backend, args.id):
+            print(f"botwire: no webhook {args.id!r}", file=sys.stderr)
+            return 1
+    return 0
+
+
 @command("auth")
 def _auth(args: argparse.Namespace) -> int:
     from botwire.server import Settings
@@ -476,6 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", parents=[db], help="list live tokens (never the tokens themselves)")
     t = actions.add_parser("revoke", parents=[db], help="revoke tokens by name or id")
     t.add_argument("name", help="a token's name or id (from `botwire token list`)")
+
+    p = sub.add_parser("webhook", help="add, list and remove the server's webhooks")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("add", parents=[db], help="POST the changes of a prefix to a URL")
+    t.add_argument("url")
+    t.add_argument("--ns-prefix", default="", help="namespaces that start with this (all)")
+    t.add_argument("--secret", help="what deliveries are signed with (16+ chars; default: new)")
+    actions.add_parser("list", parents=[db], help="list webhooks (never their secrets)")
+    t = actions.add_parser("remove", parents=[db], help="remove a webhook by id")
+    t.add_argument("id")
 
     p = sub.add_parser("auth", help="whether the server's store requires tokens")
     actions = p.add_subparsers(dest="action", required=True)

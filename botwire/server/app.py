@@ -17,6 +17,8 @@ with a JSON ``detail``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import os
 import threading
@@ -45,8 +47,10 @@ from botwire.server.middleware import Authenticate, Observe, RequestGuard
 from botwire.server.routes.changes import changes
 from botwire.server.routes.memory import KeyRoutes, memory
 from botwire.server.routes.native import native
+from botwire.server.routes.webhooks import webhooks
 from botwire.server.schemas import validation_errors
 from botwire.server.settings import Settings
+from botwire.server.webhooks import Deliveries
 
 if TYPE_CHECKING:
     from botwire.server.routes.mcp import MCPEndpoint
@@ -96,7 +100,11 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         async with AsyncExitStack() as running:
             if mcp is not None:
                 await running.enter_async_context(mcp.run())
+            deliveries = asyncio.create_task(Deliveries(store, context.hub).run())
             yield
+            deliveries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliveries
         context.hub.close()
         await store.aclose()
 
@@ -111,6 +119,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.include_router(memory)
     app.include_router(native)
     app.include_router(changes)
+    app.include_router(webhooks)
     methods = ["GET", "POST", "DELETE"]
     app.router.routes += [
         Route("/mcp/{namespace}", mcp or _no_mcp, methods=methods, include_in_schema=False),

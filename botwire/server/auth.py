@@ -139,6 +139,8 @@ class Scope:
 ANONYMOUS = Scope("anonymous", ("*",), False, admin=True)
 """A request without a token, where the server lets one in (loopback, or allow_anonymous):
 whoever reaches such a server may do anything, so the audit is theirs as well."""
+OPERATOR = Scope("operator", ("*",), False, admin=True)
+"""Whoever runs ``botwire`` on the store itself (``botwire webhook add``)."""
 
 
 def check_prefixes(prefixes: list[str]) -> list[str]:
