@@ -20,8 +20,11 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from botwire import _values, config
 from botwire._values import format_time, parse_time
 from botwire.backends.base import (
+    AddChange,
     Backend,
+    Change,
     Get,
+    History,
     ListNamespaces,
     Record,
     Restore,
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 BATCH = 500
+HISTORY_PAGE = 1000
+KINDS = ("set", "delete", "append", "incr", "expire", "clear", "import", "expired")
+"""The kinds of change a dump's history may hold."""
 
 
 def progress_bar(verb: str, stream: IO[str] | None = None) -> tqdm[Any]:
@@ -63,10 +69,35 @@ def _line(ns: str, key: str, record: Record) -> str:
     )
 
 
+def _history(backend: Backend, ns: str, key: str) -> str:
+    """``,"history":[...]``: what the change log holds of a key, oldest first."""
+    found: list[Change] = []
+    before = None
+    while True:
+        (page,) = backend.execute([History(ns, key, HISTORY_PAGE, before)])
+        found += page
+        if len(page) < HISTORY_PAGE:
+            break
+        before = page[-1].seq
+    enc = _values.to_json
+    items = [
+        f'{{"op":{enc(c.op)},"version":{enc(c.version)},"at":{enc(format_time(c.at))},'
+        f'"actor":{enc(c.actor)},"request_id":{enc(c.request_id)},'
+        f'"value":{c.value or "null"},"detail":{c.detail or "null"}}}'
+        for c in reversed(found)
+    ]
+    return ',"history":[' + ",".join(items) + "]"
+
+
 def export_lines(
-    backend: Backend, namespaces: Sequence[str] | None = None, progress: tqdm[Any] | None = None
+    backend: Backend,
+    namespaces: Sequence[str] | None = None,
+    progress: tqdm[Any] | None = None,
+    *,
+    history: bool = False,
 ) -> Iterator[str]:
-    """Dump lines for ``namespaces`` (default: all), sorted by namespace and key."""
+    """Dump lines for ``namespaces`` (default: all), sorted by namespace and key; with
+    ``history``, each line carries what the change log holds of its key."""
     if not namespaces:
         (names,) = backend.execute([ListNamespaces("")])
     else:
@@ -81,7 +112,8 @@ def export_lines(
             records = backend.execute([Get(ns, key) for key in chunk])
             for key, record in zip(chunk, records, strict=True):
                 if record is not None:  # deleted or expired since it was listed
-                    yield _line(ns, key, record)
+                    line = _line(ns, key, record)
+                    yield line[:-2] + _history(backend, ns, key) + "}\n" if history else line
             if progress is not None:
                 progress.update(len(chunk))
 
@@ -110,13 +142,23 @@ class ImportReport(NamedTuple):
     """The last line read."""
 
 
-def restore_op(line: str, number: int, now: int, max_value_bytes: int) -> Restore | None:
+def restore_op(
+    line: str, number: int, now: int, max_value_bytes: int, history: bool = False
+) -> Restore | None:
     """The write a dump line stands for, checked as ``set`` checks a value (JSON, size, keys)
     and with times that could have happened; ``None`` when it expired while it was away.
 
     Raises:
         InvalidRequest: ``line N of the dump ...`` and what is wrong with it.
     """
+    return restore_ops(line, number, now, max_value_bytes, history)[-1]  # type: ignore[return-value]
+
+
+def restore_ops(
+    line: str, number: int, now: int, max_value_bytes: int, history: bool = False
+) -> list[AddChange | Restore | None]:
+    """What a dump line stands for: with ``history``, the changes its key had (to add to the
+    log), then its write (``None`` when it expired while it was away)."""
     where = f"line {number} of the dump"
     try:
         item = json.loads(line, parse_constant=_values.refuse_constant)
@@ -142,9 +184,42 @@ def restore_op(line: str, number: int, now: int, max_value_bytes: int) -> Restor
         raise type(exc)(f"{where}: {exc}") from None
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
+    changes = _changes(item.get("history") or [], ns, key, where, now) if history else []
     if expires is not None and expires <= now:
-        return None  # expired while it was away
-    return Restore(ns, key, value, created, updated, expires, ttl)
+        return [*changes, None]  # expired while it was away
+    return [*changes, Restore(ns, key, value, created, updated, expires, ttl)]
+
+
+def _changes(
+    history: Any, ns: str, key: str, where: str, now: int
+) -> list[AddChange | Restore | None]:
+    """A dump line's history as changes to add to the log, checked."""
+    if not isinstance(history, list):
+        raise InvalidRequest(f"{where}: history must be a list of changes")
+    found: list[AddChange | Restore | None] = []
+    for n, change in enumerate(history, 1):
+        try:
+            if not isinstance(change, dict) or change.get("op") not in KINDS:
+                raise InvalidRequest(f"a change's op is one of {', '.join(KINDS)}")
+            at = _values.check_time(parse_time(change.get("at"), "at"), "at")
+            _values.check_history(at, at, now)
+            version = change.get("version")
+            if version is not None:
+                _values.check_int(version, "version", 0)
+            value, detail = change.get("value"), change.get("detail")
+            found.append(AddChange(
+                ns, key if change["op"] != "clear" else None, change["op"], version, at,
+                _values.check_key(change.get("actor"), "actor"),
+                None if change.get("request_id") is None
+                else _values.check_key(change["request_id"], "request_id"),
+                None if value is None else _values.to_json(value),
+                None if detail is None else _values.to_json(detail),
+            ))  # fmt: skip
+        except BotWireError as exc:
+            raise type(exc)(f"{where}, change {n} of its history: {exc}") from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidRequest(f"{where}, change {n} of its history: {exc}") from None
+    return found
 
 
 def import_dump(
@@ -154,12 +229,14 @@ def import_dump(
     from_line: int = 1,
     max_value_bytes: int | None = None,
     progress: tqdm[Any] | None = None,
+    history: bool = False,
 ) -> ImportReport:
     """Write every record of a dump (overwriting keys that exist), from line ``from_line`` on.
 
     Every line is checked first, so a dump with a bad line writes nothing; then the records
     are written in batches, each atomic. ``open_lines`` gives the dump's lines, once for each
-    pass.
+    pass. With ``history``, the changes a line's key had (``export --with-history``) are added
+    to the change log first, with their times and actors, in new positions.
 
     Raises:
         InvalidRequest: a line is not a valid record (its number says which); nothing written.
@@ -168,22 +245,21 @@ def import_dump(
     """
     limit = config.max_value_bytes(max_value_bytes)
     now = int(time.time() * 1_000_000)
-    total = sum(1 for _ in _records(open_lines(), from_line, now, limit))
+    total = sum(1 for _ in _records(open_lines(), from_line, now, limit, history))
     if progress is not None:
         progress.total = total
         progress.refresh()
     written = expired = 0
     last = from_line - 1
-    batch: list[Restore] = []
+    batch: list[AddChange | Restore] = []
     first_line = from_line
-    for number, op in _records(open_lines(), from_line, now, limit):
+    for number, ops in _records(open_lines(), from_line, now, limit, history):
         last = number
-        if op is None:
+        if ops[-1] is None:
             expired += 1
-            continue
         if not batch:
             first_line = number
-        batch.append(op)
+        batch += [op for op in ops if op is not None]
         if len(batch) >= BATCH:
             written += _write(backend, batch, written, first_line, progress)
     written += _write(backend, batch, written, first_line, progress)
@@ -191,17 +267,18 @@ def import_dump(
 
 
 def _records(
-    lines: Iterable[str], from_line: int, now: int, max_value_bytes: int
-) -> Iterator[tuple[int, Restore | None]]:
+    lines: Iterable[str], from_line: int, now: int, max_value_bytes: int, history: bool
+) -> Iterator[tuple[int, list[AddChange | Restore | None]]]:
     for number, line in enumerate(lines, 1):
         if number >= from_line and line.strip():
-            yield number, restore_op(line, number, now, max_value_bytes)
+            yield number, restore_ops(line, number, now, max_value_bytes, history)
 
 
 def _write(
-    backend: Backend, batch: list[Restore], written: int, first_line: int, progress: Any
-) -> int:
-    count = len(batch)
+    backend: Backend, batch: list[AddChange | Restore], written: int, first_line: int,
+    progress: Any,
+) -> int:  # fmt: skip
+    count = sum(1 for op in batch if type(op) is Restore)
     if batch:
         try:
             backend.execute(batch)

@@ -175,7 +175,7 @@ def _export(args: argparse.Namespace) -> int:
     backend = open_backend(config.resolve_url(args.url))
     written = 0
     with progress_bar("exporting") as progress:
-        for line in export_lines(backend, args.namespaces, progress):
+        for line in export_lines(backend, args.namespaces, progress, history=args.with_history):
             sys.stdout.write(line)
             written += 1
     sys.stdout.flush()
@@ -206,7 +206,10 @@ def _import(args: argparse.Namespace) -> int:
 
         try:
             with progress_bar("importing") as progress:
-                report = import_dump(backend, lines, from_line=args.from_line, progress=progress)
+                report = import_dump(
+                    backend, lines, from_line=args.from_line, progress=progress,
+                    history=args.with_history,
+                )  # fmt: skip
         except ImportStopped as stopped:
             print(
                 f"botwire: {stopped}. Run again with --from-line {stopped.next_line} to continue.",
@@ -422,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")
     p.add_argument("namespaces", nargs="*", help="namespaces to export (default: all)")
+    p.add_argument(
+        "--with-history", action="store_true", help="each key with its changes from the log"
+    )
     p = sub.add_parser("import", parents=[common], help="load JSON lines written by export")
     p.add_argument("file", nargs="?", help="the dump (default: stdin)")
     p.add_argument(
@@ -429,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="start at this line of the dump (to continue an import the store stopped)",
+    )
+    p.add_argument(
+        "--with-history",
+        action="store_true",
+        help="add each key's changes (export --with-history) to the change log",
     )
 
     sub.add_parser("migrate", parents=[common], help="bring a store's schema up to date")

@@ -573,3 +573,39 @@ def test_botwire_audit_on_a_store(tmp_path: Path) -> None:
     argv = ["audit", "--url", url, "--ns-prefix", "team:", "--values"]
     shown = run_python(f"import sys; from botwire.cli import main; sys.exit(main({argv!r}))")
     assert "set  team:a/k" in shown and '{"v":1}' in shown.replace(" ", "") and "other" not in shown
+
+
+# -- export and import with history ----------------------------------------------------------------
+
+
+def test_export_and_import_carry_history_when_asked(tmp_path: Path, pg_url: str) -> None:
+    from botwire._transfer import export_lines, import_dump
+
+    source = Memory("moved", f"sqlite:///{tmp_path / 'from.db'}")
+    first = source.set("prefs", {"lang": "en"})
+    source.set("prefs", {"lang": "pt"})
+    source.append("chat", "hi", max_len=2)
+    source.append("chat", "there", max_len=2)
+    source.append("chat", "again", max_len=2)
+    plain = list(export_lines(source.backend, ["moved"]))
+    assert all('"history"' not in line for line in plain)
+    lines = list(export_lines(source.backend, ["moved"], history=True))
+    assert json.loads(lines[1])["history"][0]["op"] == "set"
+    for url in (f"sqlite:///{tmp_path / 'to.db'}", pg_url):
+        target = Memory("moved", url)
+        target.clear()
+        report = import_dump(target.backend, lambda: lines, history=True)
+        assert report.written == 2
+        history = target.history("prefs")
+        assert [c.op for c in history] == ["import", "set", "set"]
+        assert history[1].actor == source.history("prefs")[0].actor
+        assert target.get("prefs", version=first) == {"lang": "en"}
+        chat = target.history("chat")
+        assert [c.value for c in chat[1:]] == [["again"], ["there"], ["hi"]]
+        assert target.get("chat") == ["there", "again"]
+    quiet = Memory("quiet", f"sqlite:///{tmp_path / 'quiet.db'}")
+    import_dump(quiet.backend, lambda: [line.replace('"moved"', '"quiet"') for line in lines])
+    assert [c.op for c in quiet.history("prefs")] == ["import"]  # history only when asked
+    bad = lines[1].replace('"op":"set"', '"op":"rename"', 1)
+    with pytest.raises(InvalidRequest, match="line 1 of the dump, change 1"):
+        import_dump(quiet.backend, lambda: [bad], history=True)

@@ -213,6 +213,21 @@ class History(NamedTuple):
     before: int | None = None
 
 
+class AddChange(NamedTuple):
+    """Add a change to the log as given, with a new position (an import of a dump's history:
+    its times and actors are the original ones). Result: the position."""
+
+    ns: str
+    key: str | None
+    op: str
+    version: int | None
+    at: int
+    actor: str
+    request_id: str | None
+    value: str | None
+    detail: str | None = None
+
+
 class Stats(NamedTuple):
     """What the whole store holds. Result: ``dict`` of ``namespaces``, ``keys``, ``bytes``
     (of values), ``changes`` (records in the log), ``change_bytes`` (of their values), and
@@ -221,7 +236,7 @@ class Stats(NamedTuple):
 
 Op = (
     Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
-    | Slice | Search | Changes | History | Stats
+    | Slice | Search | Changes | History | Stats | AddChange
 )  # fmt: skip
 OP_NAMES: dict[type, str] = {
     Get: "get",
@@ -239,9 +254,10 @@ OP_NAMES: dict[type, str] = {
     Changes: "changes",
     History: "history",
     Stats: "stats",
+    AddChange: "add_change",
 }
 """Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""
-WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore)
+WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore, AddChange)
 """Operations that change the store (and count against a writes quota)."""
 
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
 from botwire.backends.base import (
+    AddChange,
     Append,
     Change,
     ChangePage,
@@ -129,6 +130,17 @@ class Record(NamedTuple):
     detail: str | None = None
     version: int | None = None
     """The key's new version, when the write answered it (else the engine reads it)."""
+    at: int | None = None
+    """When it happened, for a change imported with its history (else: the batch's time)."""
+    actor: str | None = None
+    """Who made it, for a change imported with its history (else: :func:`current_actor`)."""
+    request_id: str | None = None
+
+
+def imported(op: AddChange) -> Record:
+    """The record an :class:`AddChange` adds, as it was made."""
+    return Record(op.ns, op.key, op.op, op.value, op.detail, op.version, op.at, op.actor,
+                  op.request_id)  # fmt: skip
 
 
 def record(op: Op, result: Any) -> Record | None:

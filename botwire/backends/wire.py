@@ -12,6 +12,7 @@ from typing import Any
 from botwire import errors
 from botwire.backends.base import (
     OP_NAMES,
+    AddChange,
     Change,
     ChangePage,
     Changes,
@@ -33,6 +34,8 @@ MAX_PAGE = 1000
 def op_to_json(op: Op) -> dict[str, Any]:
     """An operation as the JSON object the batch endpoint takes."""
     data = op._asdict()
+    if type(op) is AddChange:  # its own kind of change travels as "change"
+        data["change"] = data.pop("op")
     data["op"] = OP_NAMES[type(op)]
     return data
 

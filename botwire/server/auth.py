@@ -21,6 +21,7 @@ from botwire import _values
 from botwire._values import to_json
 from botwire.backends.base import (
     PAGE_SIZE,
+    AddChange,
     Backend,
     Changes,
     Delete,
@@ -120,7 +121,9 @@ class Scope:
 
     def check(self, op: Op) -> None:
         """Raise :class:`Forbidden` unless this scope may run ``op``."""
-        if isinstance(op, Changes) and (op.actor, op.from_at, op.to_at) != (None, None, None):
+        if isinstance(op, AddChange) or (
+            isinstance(op, Changes) and (op.actor, op.from_at, op.to_at) != (None, None, None)
+        ):
             self.check_admin()
         if isinstance(op, Stats) and not self.grants_all_under(""):
             raise Forbidden(f"token {self.name!r} may not read the whole store's stats")

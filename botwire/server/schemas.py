@@ -18,6 +18,7 @@ from botwire import _values
 from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, MAX_TIME_US
 from botwire.backends.base import (
+    AddChange,
     Append,
     Changes,
     Clear,
@@ -298,6 +299,30 @@ class HistoryIn(KeyOpIn):
         return History(_ns(self.ns), _key(self.key), self.limit, self.before)
 
 
+class AddChangeIn(OpIn):
+    """Add a change to the log as given (an import of a dump's history; an admin token)."""
+
+    op: Literal["add_change"]
+    ns: str
+    key: str | None
+    change: Literal["set", "delete", "append", "incr", "expire", "clear", "import", "expired"]
+    version: Version | None = None
+    at: Time
+    actor: str
+    request_id: str | None = None
+    value: JsonText | None = None
+    detail: JsonText | None = None
+
+    def to_op(self, max_value_bytes: int) -> Op:
+        return AddChange(
+            _ns(self.ns), None if self.key is None else _key(self.key), self.change,
+            self.version, self.at, _values.check_key(self.actor, "actor"),
+            None if self.request_id is None else _values.check_key(self.request_id, "request_id"),
+            None if self.value is None else _values.canonical_json(self.value, max_value_bytes),
+            None if self.detail is None else _values.canonical_json(self.detail),
+        )  # fmt: skip
+
+
 class StatsIn(OpIn):
     """What the whole store holds (a token of every namespace only)."""
 
@@ -309,7 +334,8 @@ class StatsIn(OpIn):
 
 AnyOpIn = Annotated[
     GetIn | PutIn | DeleteIn | AppendIn | IncrIn | ExpireIn | ListKeysIn | ClearIn
-    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn | ChangesIn | HistoryIn | StatsIn,
+    | ListNamespacesIn | RestoreIn | SliceIn | SearchIn | ChangesIn | HistoryIn | StatsIn
+    | AddChangeIn,
     Field(discriminator="op"),
 ]  # fmt: skip
 

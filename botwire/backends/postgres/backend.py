@@ -37,6 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from botwire.backends import changes
 from botwire.backends.base import (
     INHERITED,
+    AddChange,
     Append,
     Backend,
     Changes,
@@ -582,6 +583,9 @@ class PostgresBackend(Backend):
     @staticmethod
     def _history(op: History, now: int) -> Steps:
         return (yield from log.history(op))
+
+    def _add_change(self, op: AddChange, now: int) -> Steps:
+        return (yield from log.imported(op, now, self.schema))
 
     @staticmethod
     def _stats(op: Stats, now: int) -> Steps:

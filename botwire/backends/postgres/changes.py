@@ -26,7 +26,15 @@ from typing import Any
 
 import psycopg
 
-from botwire.backends.base import Change, ChangePage, Changes, History, prefix_upper_bound
+from botwire.backends import changes
+from botwire.backends.base import (
+    AddChange,
+    Change,
+    ChangePage,
+    Changes,
+    History,
+    prefix_upper_bound,
+)
 from botwire.backends.changes import TRIM_BATCH, Record, current_actor, page, request_id
 from botwire.backends.postgres.connections import Query, Steps
 
@@ -46,6 +54,7 @@ def add(records: Iterable[Record], now: int, schema: str | None) -> Steps:
     notify followers (PostgreSQL sends the notification when the transaction commits)."""
     who, request = current_actor(), request_id.get()
     for r in records:
+        made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
         yield Query(
             "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(lock)s),"
             " pg_notify(%(channel)s, ''))"
@@ -55,8 +64,8 @@ def add(records: Iterable[Record], now: int, schema: str | None) -> Steps:
             " FROM botwire_entries WHERE ns = %(ns)s AND key = %(key)s)), %(at)s, %(actor)s,"
             " %(request)s, %(value)s, %(detail)s FROM held",
             {"lock": LOG_LOCK, "channel": channel(schema), "ns": r.ns, "key": r.key, "op": r.op,
-             "at": now, "actor": who, "request": request, "value": r.value, "detail": r.detail,
-             "version": r.version},
+             "at": made[0], "actor": made[1], "request": made[2], "value": r.value,
+             "detail": r.detail, "version": r.version},
             "rowcount",
         )  # fmt: skip
 
@@ -99,6 +108,13 @@ def _starts(column: str, prefix: str, params: dict[str, object]) -> str:
         return f"{column} >= %({column}_lo)s"
     params[f"{column}_hi"] = upper
     return f"({column} >= %({column}_lo)s AND {column} < %({column}_hi)s)"
+
+
+def imported(op: AddChange, now: int, schema: str | None) -> Steps:
+    """Add an imported change; its position."""
+    yield from add([changes.imported(op)], now, schema)
+    row = yield Query("SELECT currval('botwire_change_seq')")
+    return int(row[0])
 
 
 def trim(before: int) -> Steps:

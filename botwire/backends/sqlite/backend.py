@@ -29,6 +29,7 @@ from typing import Any
 from botwire.backends import changes
 from botwire.backends.base import (
     INHERITED,
+    AddChange,
     Append,
     Backend,
     Change,
@@ -740,6 +741,9 @@ class SQLiteBackend(Backend):
 
     def _history(self, conn: sqlite3.Connection, op: History, now: int) -> list[Change]:
         return log.history(conn, op)
+
+    def _add_change(self, conn: sqlite3.Connection, op: AddChange, now: int) -> int:
+        return log.imported(conn, op, now)
 
     def _stats(self, conn: sqlite3.Connection, op: Stats, now: int) -> dict[str, int | None]:
         return log.stats(conn, now)

@@ -12,7 +12,15 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from botwire.backends.base import Change, ChangePage, Changes, History, prefix_upper_bound
+from botwire.backends import changes
+from botwire.backends.base import (
+    AddChange,
+    Change,
+    ChangePage,
+    Changes,
+    History,
+    prefix_upper_bound,
+)
 from botwire.backends.changes import (
     POLL_SECONDS,
     TRIM_BATCH,
@@ -37,7 +45,8 @@ def add(conn: sqlite3.Connection, records: Iterable[Record], now: int) -> None:
     """Log ``records`` in the current write transaction, with each key's version now."""
     who, request = current_actor(), request_id.get()
     for r in records:
-        conn.execute(_ADD, (r.ns, r.key, r.op, now, who, request, r.value, r.detail, r.version))
+        made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
+        conn.execute(_ADD, (r.ns, r.key, r.op, *made, r.value, r.detail, r.version))
 
 
 def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
@@ -94,6 +103,13 @@ def _starts(column: str, prefix: str, params: list[object]) -> str:
         return f"{column} >= ?"
     params.append(upper)
     return f"({column} >= ? AND {column} < ?)"
+
+
+def imported(conn: sqlite3.Connection, op: AddChange, now: int) -> int:
+    """Add an imported change; its position."""
+    add(conn, [changes.imported(op)], now)
+    (seq,) = conn.execute("SELECT max(seq) FROM changes").fetchone()
+    return int(seq)
 
 
 def trim(conn: sqlite3.Connection, before: int) -> None:
