@@ -151,16 +151,61 @@ async def test_async_changes_and_history(store: Store) -> None:
     assert isinstance(amem, AsyncMemory)
 
 
-def test_ttl_purges_are_recorded(tmp_path: Path) -> None:
-    clock = [1_800_000_000.0]
-    backend = SQLiteBackend(tmp_path / "ttl.db", clock=lambda: clock[0])
-    mem = Memory("ttl", backend=backend)
-    mem.set("short", 1, ttl=5)
-    clock[0] += 10
-    mem.set("later", 2)  # a write purges what expired, at most once a second
-    assert ops(mem.changes().changes) == [
-        ("short", "set", 1), ("short", "expired", None), ("later", "set", 2)
-    ]  # fmt: skip
+def test_ttl_purges_are_recorded(tmp_path: Path, pg_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path / 'ttl.db'}", pg_url):
+        clock = FakeClock()
+        backend = create_backend(url)
+        backend.clock = clock  # type: ignore[method-assign]
+        mem = Memory(f"ttl-{uuid.uuid4().hex[:8]}", backend=backend)
+        mem.set("short", 1, ttl=5)
+        clock.advance(10)
+        mem.set("later", 2)  # a write purges what expired, at most once a second
+        assert ops(mem.changes().changes) == [
+            ("short", "set", 1), ("short", "expired", None), ("later", "set", 2)
+        ]  # fmt: skip
+        backend.close()
+
+
+KILLED_WRITER = """
+import os, sys
+from botwire import Memory
+mem = Memory(os.environ["NS"], os.environ["URL"])
+n = 0
+print("writing", flush=True)
+while True:
+    mem.set_many({f"k{i}": n for i in range(200)})
+    mem.append("log", *range(50))
+    n += 1
+"""
+
+
+def test_a_killed_writer_leaves_the_log_and_the_data_agreeing(tmp_path: Path, pg_url: str) -> None:
+    import signal
+
+    for url in (f"sqlite:///{tmp_path / 'killed.db'}", pg_url):
+        ns = f"killed-{uuid.uuid4().hex[:8]}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER], stdout=subprocess.PIPE, text=True,
+            env=child_env(URL=url, NS=ns),
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        mem = Memory(ns, url)
+        logged: list[Change] = []
+        cursor = 0
+        while page := mem.changes(cursor, limit=1000).changes:
+            logged += page
+            cursor = page[-1].seq
+        latest = {c.key: c for c in logged}
+        entries = mem.entries([f"k{i}" for i in range(200)] + ["log"])
+        assert entries and {k: e.version for k, e in entries.items()} == {
+            k: latest[k].version for k in entries
+        }
+        sets = [c for c in logged if c.op == "set"]
+        assert len(sets) == 200 * len({c.value for c in sets})  # whole batches only
+        assert len(mem.get("log")) == 50 * sum(1 for c in logged if c.op == "append")
 
 
 def test_botwires_own_namespaces_are_not_logged(tmp_path: Path) -> None:
