@@ -419,10 +419,13 @@ def test_the_log_keeps_changes_for_its_retention_then_trims(tmp_path: Path, pg_u
         mem = Memory(f"kept-{uuid.uuid4().hex[:8]}", backend=backend)
         mem.set("old", 1)
         clock.advance(120)
-        mem.set("new", 2)  # a write purges and trims, at most once a second
-        clock.advance(2)
-        mem.set("newer", 3)
-        assert [c.key for c in mem.changes().changes] == ["new", "newer"]
+        mem.set("new", 2)  # a write purges and trims (in batches), at most once a second
+        for _ in range(100):  # the shared test schema may hold a backlog of older changes
+            clock.advance(2)
+            mem.set("newer", 3)
+            if mem.history("old") == []:
+                break
+        assert [c.key for c in mem.changes().changes][:2] == ["new", "newer"]
         assert mem.get("old") == 1  # the data stays; only its history went
         backend.close()
 
