@@ -537,23 +537,24 @@ class Backend(ABC):
     def follow(self, op: Changes) -> Generator[Change, None, None]:
         """Every change ``op`` selects after ``op.since`` (``-1``: from now on), as they
         commit, forever; closing the iterator stops it. The followers of a process share one
-        watcher of the store."""
-        from botwire.backends.changes import Broadcast, follow
+        watcher of the store, and those of one selection one read of each change."""
+        from botwire.backends.changes import follow
+
+        return follow(self.execute, op, self._broadcast_of_process())
+
+    def afollow(self, op: Changes) -> AsyncIterator[Change]:
+        """Async :meth:`follow`."""
+        from botwire.backends.changes import afollow
+
+        return afollow(self.aexecute, op, self._broadcast_of_process())
+
+    def _broadcast_of_process(self) -> Any:
+        from botwire.backends.changes import Broadcast
 
         with self._lock:
             if self._broadcast is None or self._broadcast[0] != os.getpid():  # not a parent's
-                self._broadcast = (os.getpid(), Broadcast(self.watcher))
-            broadcast = self._broadcast[1]
-        return follow(self.execute, op, broadcast.view())
-
-    async def afollow(self, op: Changes) -> AsyncIterator[Change]:
-        """Async :meth:`follow`: the sync one, each step in a worker thread."""
-        changes = self.follow(op)
-        try:
-            while True:
-                yield await asyncio.to_thread(next, changes)
-        finally:
-            changes.close()
+                self._broadcast = (os.getpid(), Broadcast(self.watcher, self.execute))
+            return self._broadcast[1]
 
     def migrate(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Bring the store's schema up to date; return how many migrations ran.

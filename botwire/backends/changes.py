@@ -11,12 +11,15 @@ Botwire's own namespaces (those holding ``/``, such as the server's tokens) are 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import getpass
 import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
@@ -36,7 +39,7 @@ from botwire.backends.base import (
     Restore,
 )
 from botwire.backends.common import fields_match, page_takes
-from botwire.errors import InvalidRequest
+from botwire.errors import BotWireError, InvalidRequest
 
 actor: ContextVar[str | None] = ContextVar("botwire_actor", default=None)
 """Who the batch being run writes for: the server sets ``token:NAME`` around each request;
@@ -279,77 +282,177 @@ class Watcher(Protocol):
         """Release what the watcher holds (a connection)."""
 
 
+RING = 2_000
+"""Changes a feed keeps for its followers (one that falls further behind reads the store)."""
+
+
+class Feed:
+    """The changes one selection (namespace, prefixes, values) picks, read once for every
+    follower of it in the process: the :class:`Broadcast` thread appends them as they commit;
+    a follower whose position is within :attr:`start`..:attr:`cursor` takes them from here."""
+
+    def __init__(self, op: Changes, end: int) -> None:
+        self.op = op._replace(since=end)
+        self.start = end
+        """The ring holds every change of the selection after this position."""
+        self.cursor = end
+        """... up to this one."""
+        self.ring: list[Change] = []
+        self.followers = 0
+        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def moved(self, position: int) -> bool:
+        """Whether the feed has read past ``position``."""
+        return self.cursor > position
+
+    def after(self, position: int) -> list[Change] | None:
+        """The changes after ``position``; ``None`` when the ring no longer reaches back."""
+        if position < self.start:
+            return None
+        return [change for change in self.ring if change.seq > position]
+
+    def add(self, page: ChangePage) -> None:
+        self.ring += page.changes
+        self.cursor = page.cursor
+        if len(self.ring) > RING:
+            self.start = self.ring[-RING - 1].seq
+            del self.ring[:-RING]
+
+
 class Broadcast:
     """One watcher of a store for a whole process, however many follow it: a thread waits on
-    it and wakes every follower through a condition (each follower's :meth:`view` is a
-    :class:`Watcher`). The thread runs while someone follows."""
+    it, reads each :class:`Feed` once per wake-up, and wakes the feed's followers. The thread
+    runs while someone follows."""
 
-    def __init__(self, make: Callable[[], Watcher]) -> None:
+    def __init__(self, make: Callable[[], Watcher], execute: Callable[[list[Op]], list[Any]]):
         self.make = make
-        self.moves = 0
-        self.followers = 0
+        self.execute = execute
+        self.feeds: dict[Changes, Feed] = {}
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
 
-    def view(self) -> Watcher:
+    def join(self, op: Changes) -> Feed:
+        """The feed of ``op``'s selection (made, and the thread started, when none runs)."""
+        selection = op._replace(since=0, limit=BATCH_READ)
         with self.changed:
-            self.followers += 1
+            feed = self.feeds.get(selection)
+            if feed is None:
+                (end,) = self.execute([selection._replace(since=-1)])
+                feed = self.feeds[selection] = Feed(selection, end.cursor)
+            feed.followers += 1
             if self.thread is None:
                 watcher = self.make()  # in the caller: a store that cannot be opened says so
                 self.thread = threading.Thread(target=self._run, args=(watcher,), daemon=True)
                 self.thread.start()
-        return _View(self)
+        return feed
+
+    def leave(self, feed: Feed) -> None:
+        with self.changed:
+            feed.followers -= 1
+            if feed.followers == 0:
+                self.feeds.pop(feed.op._replace(since=0), None)
 
     def _run(self, watcher: Watcher) -> None:
         try:
-            mark = watcher.mark()
             while True:
-                moved = watcher.wait(mark, WAIT_SECONDS)
+                mark = watcher.mark()
                 with self.changed:
-                    if moved:
-                        mark = watcher.mark()  # later commits move it again
-                        self.moves += 1
-                        self.changed.notify_all()
-                    if self.followers == 0:
+                    feeds = list(self.feeds.values())
+                    if not feeds:
                         self.thread = None
                         return
+                for feed in feeds:
+                    self._read(feed)
+                watcher.wait(mark, WAIT_SECONDS)
         finally:
             watcher.close()
 
+    def _read(self, feed: Feed) -> None:
+        """Read what committed for ``feed`` since it was last read, and wake its followers."""
+        while True:
+            try:
+                (page,) = self.execute([feed.op._replace(since=feed.cursor)])
+            except BotWireError:  # the store is away: its followers wait, the thread retries
+                return
+            with self.changed:
+                moved = page.cursor != feed.cursor
+                feed.add(page)
+                if moved:
+                    self.changed.notify_all()
+                    for loop, event in feed.waiters:
+                        loop.call_soon_threadsafe(event.set)
+            if len(page.changes) < feed.op.limit:
+                return
 
-class _View:
-    """A follower's :class:`Watcher` on a :class:`Broadcast`."""
 
-    def __init__(self, broadcast: Broadcast) -> None:
-        self.broadcast = broadcast
-        self.closed = False
+BATCH_READ = 500
+"""Changes a feed, or a follower behind it, reads per round trip."""
 
-    def mark(self) -> object:
-        return self.broadcast.moves
 
-    def wait(self, mark: object, timeout: float) -> bool:
-        with self.broadcast.changed:
-            return self.broadcast.changed.wait_for(lambda: self.broadcast.moves != mark, timeout)
-
-    def close(self) -> None:
-        with self.broadcast.changed:
-            if not self.closed:
-                self.closed = True
-                self.broadcast.followers -= 1
+def _selected(op: Changes, changes: list[Change]) -> list[Change]:
+    """The feed's changes as ``op`` asked for them (with or without values)."""
+    return changes if op.values else [change._replace(value=None) for change in changes]
 
 
 def follow(
-    execute: Callable[[list[Op]], list[Any]], op: Changes, watcher: Watcher
+    execute: Callable[[list[Op]], list[Any]], op: Changes, broadcast: Broadcast
 ) -> Generator[Change, None, None]:
     """Every change ``op`` selects after ``op.since`` (``-1``: from now on), oldest first,
-    forever: the log read page by page, waiting on ``watcher`` when it is read to its end."""
+    forever: from the process's shared feed of that selection, or read from the store while
+    the follower is further behind than the feed reaches."""
+    feed = broadcast.join(op._replace(values=True))
     try:
+        position = op.since if op.since >= 0 else execute([op])[0].cursor
         while True:
-            mark = watcher.mark()
-            (page,) = execute([op])
-            yield from page.changes
-            op = op._replace(since=page.cursor)
-            if len(page.changes) < op.limit:
-                watcher.wait(mark, WAIT_SECONDS)
+            with broadcast.changed:
+                found = feed.after(position)
+                if found == [] and feed.cursor <= position:
+                    moved = functools.partial(feed.moved, position)
+                    broadcast.changed.wait_for(moved, WAIT_SECONDS)
+                    continue
+                reached = feed.cursor
+            if found is None:  # behind the ring: read the store
+                (page,) = execute([op._replace(since=position, limit=BATCH_READ)])
+                yield from page.changes
+                position = page.cursor
+                continue
+            yield from _selected(op, found)
+            position = max(position, reached)
     finally:
-        watcher.close()
+        broadcast.leave(feed)
+
+
+async def afollow(
+    aexecute: Callable[[list[Op]], Awaitable[list[Any]]], op: Changes, broadcast: Broadcast
+) -> AsyncIterator[Change]:
+    """Async :func:`follow`: it waits on an event the broadcast thread sets, never in a
+    worker thread."""
+    feed = await asyncio.to_thread(broadcast.join, op._replace(values=True))
+    event = asyncio.Event()
+    waiter = (asyncio.get_running_loop(), event)
+    try:
+        position = op.since if op.since >= 0 else (await aexecute([op]))[0].cursor
+        while True:
+            with broadcast.changed:
+                found = feed.after(position)
+                reached = feed.cursor
+                if found == [] and reached <= position:
+                    event.clear()
+                    feed.waiters.add(waiter)
+            if found == [] and reached <= position:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), WAIT_SECONDS)
+                continue
+            if found is None:
+                (page,) = await aexecute([op._replace(since=position, limit=BATCH_READ)])
+                for change in page.changes:
+                    yield change
+                position = page.cursor
+                continue
+            for change in _selected(op, found):
+                yield change
+            position = max(position, reached)
+    finally:
+        with broadcast.changed:
+            feed.waiters.discard(waiter)
+        broadcast.leave(feed)

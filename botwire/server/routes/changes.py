@@ -8,6 +8,7 @@ however many streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -18,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from botwire import _values
 from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, format_time
-from botwire.backends.base import Change, Changes
+from botwire.backends.base import Change
 from botwire.backends.changes import audit_span
 from botwire.errors import InvalidRequest
 from botwire.server.auth import token_names
@@ -84,18 +85,27 @@ async def read_changes(
     scope.check(op)  # refused before the stream starts, with its status
 
     async def events() -> AsyncIterator[str]:
-        reading: Changes = op
-        hub = context.hub
-        while True:
-            mark = hub.mark()
-            (page,) = await context.run(scope, [reading])
-            for change in page.changes:
+        start = op
+        if op.since < 0:  # from now on: tell the client where that is, to resume from
+            (end,) = await context.run(scope, [op])
+            start = op._replace(since=end.cursor)
+            yield f"id: {end.cursor}\n\n"
+        changes = context.backend.afollow(start)  # shared with every stream of its selection
+        try:
+            pending = asyncio.ensure_future(anext(changes))
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+                if not done:
+                    yield ": heartbeat\n\n"
+                    continue
+                change = pending.result()
+                pending = asyncio.ensure_future(anext(changes))
                 yield f"id: {change.seq}\nevent: change\ndata: {change_json(change)}\n\n"
-            if page.cursor != (page.changes[-1].seq if page.changes else reading.since):
-                yield f"id: {page.cursor}\n\n"  # read on from there (nothing of ours before)
-            reading = reading._replace(since=page.cursor)
-            if len(page.changes) < reading.limit and not await hub.wait(mark, HEARTBEAT_SECONDS):
-                yield ": heartbeat\n\n"
+        finally:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+            await changes.aclose()  # type: ignore[attr-defined]
 
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
