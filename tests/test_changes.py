@@ -430,6 +430,24 @@ def test_the_log_keeps_changes_for_its_retention_then_trims(tmp_path: Path, pg_u
         backend.close()
 
 
+def test_history_versions_keeps_each_keys_newest(tmp_path: Path, pg_url: str) -> None:
+    for url in (
+        f"sqlite:///{tmp_path / 'few.db'}?history_versions=3",
+        f"{pg_url}&history_versions=3",
+    ):
+        mem = Memory(f"few-{uuid.uuid4().hex[:8]}", url)
+        for n in range(6):
+            mem.set("a", n)
+            mem.append("b", n)
+        mem.set("c", 0)
+        assert [c.value for c in mem.history("a")] == [5, 4, 3]
+        assert [c.value for c in mem.history("b")] == [[5], [4], [3]]
+        assert [c.key for c in mem.changes().changes] == ["a", "b", "a", "b", "a", "b", "c"]
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(InvalidRequest, match="history_versions"):
+            Memory("x", f"sqlite:///{tmp_path / 'bad.db'}?history_versions={bad}").get("k")
+
+
 def test_history_off_logs_nothing(tmp_path: Path, pg_url: str) -> None:
     for url in (f"sqlite:///{tmp_path / 'quiet.db'}?history=off", f"{pg_url}&history=off"):
         mem = Memory(f"quiet-{uuid.uuid4().hex[:8]}", url)

@@ -9,7 +9,7 @@ import threading
 from urllib.parse import parse_qs, urlsplit
 
 from botwire.backends.base import Backend, Quotas
-from botwire.backends.changes import retention
+from botwire.backends.changes import retention, versions_kept
 from botwire.config import mask_url
 from botwire.errors import InvalidRequest, MissingExtra
 
@@ -27,7 +27,8 @@ def create_backend(
     cheaper writes, for every process of the store; ``?search=on`` builds it again),
     ``?language=simple`` (index words as they are rather than their English stems; on
     PostgreSQL too), ``?history=30d`` (how long the change log keeps a change: seconds, days
-    or hours; default 7 days; on PostgreSQL too). ``quotas``
+    or hours; default 7 days; on PostgreSQL too), ``?history_versions=20`` (and at most that
+    many changes of each key). ``quotas``
     are enforced by stores that hold data (SQLite, PostgreSQL); the HTTP backend leaves them to
     its server.
     """
@@ -46,6 +47,7 @@ def create_backend(
             path, timeout=timeout, synchronous=options.get("synchronous", "NORMAL"), quotas=quotas,
             search=None if search is None else search == "on", language=options.get("language"),
             history=retention(options.get("history")),
+            history_versions=versions_kept(options.get("history_versions")),
         )  # fmt: skip
     if scheme in ("http", "https"):
         from botwire.backends.http import HTTPBackend

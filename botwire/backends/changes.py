@@ -55,6 +55,19 @@ TRIM_BATCH = 1_000
 _local: tuple[int, str] | None = None
 
 
+def versions_kept(text: str | None) -> int | None:
+    """How many changes of each key the log keeps, from a URL's ``?history_versions=``
+    (``None``: as many as its time retention allows)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise InvalidRequest(
+            f"?history_versions= takes how many changes of each key to keep (1 or more), "
+            f"not {text!r}"
+        )
+    return int(text)
+
+
 def moment(text: str, now: int, what: str) -> int:
     """A time a person names, as microseconds: a span back from ``now`` (``90s``, ``30m``,
     ``1h``, ``2d``) or an ISO 8601 time (``2026-12-01T09:00:00Z``; UTC when it names no zone)."""

@@ -184,9 +184,9 @@ class PostgresBackend(Backend):
     ) -> None:
         super().__init__()
         self.url = mask_url(url)
-        self.conninfo, self.schema, self.auto_migrate, self.wanted_language, self.history = (
-            parse_url(url)
-        )
+        options = parse_url(url)
+        self.conninfo, self.schema, self.auto_migrate, self.wanted_language = options[:4]
+        self.history, self.history_versions = options.history, options.history_versions
         self.language = DEFAULT_LANGUAGE
         """The store's language, read when the schema is checked (first use)."""
         self.timeout = timeout
@@ -411,7 +411,7 @@ class PostgresBackend(Backend):
         for op in ops:
             result = yield from self._handlers[type(op)](op, now)
             if writes and self.history and (change := changes.record(op, result)):
-                yield from log.add([change], now, self.schema)
+                yield from log.add([change], now, self.schema, self.history_versions)
             results.append(result)
         if self.quotas is not None and writes:
             yield from self._answer(quota_checks(self.quotas, ops, now), now)

@@ -49,9 +49,12 @@ def channel(schema: str | None) -> str:
     return f"botwire_changes_{suffix}"
 
 
-def add(records: Iterable[Record], now: int, schema: str | None) -> Steps:
+def add(
+    records: Iterable[Record], now: int, schema: str | None, keep: int | None = None
+) -> Steps:
     """Log ``records`` in the current write transaction, with each key's version now, and
-    notify followers (PostgreSQL sends the notification when the transaction commits)."""
+    notify followers (PostgreSQL sends the notification when the transaction commits); with
+    ``keep``, only each key's newest ``keep`` changes stay."""
     who, request = current_actor(), request_id.get()
     for r in records:
         made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
@@ -68,6 +71,14 @@ def add(records: Iterable[Record], now: int, schema: str | None) -> Steps:
              "detail": r.detail, "version": r.version},
             "rowcount",
         )  # fmt: skip
+        if keep is not None and r.key is not None:
+            yield Query(
+                "DELETE FROM botwire_changes WHERE ns = %(ns)s AND key = %(key)s AND seq <="
+                " (SELECT seq FROM botwire_changes WHERE ns = %(ns)s AND key = %(key)s"
+                " ORDER BY seq DESC LIMIT 1 OFFSET %(keep)s)",
+                {"ns": r.ns, "key": r.key, "keep": keep},
+                "rowcount",
+            )
 
 
 def read(op: Changes) -> Steps:

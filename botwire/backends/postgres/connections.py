@@ -14,7 +14,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
-from botwire.backends.changes import retention
+from botwire.backends.changes import retention, versions_kept
 from botwire.backends.search import check_language
 from botwire.errors import InvalidRequest
 
@@ -114,6 +114,8 @@ class Options(NamedTuple):
     """``?language=``: the store's language (see :mod:`botwire.backends.search`)."""
     history: float
     """``?history=``: seconds the change log keeps a change."""
+    history_versions: int | None
+    """``?history_versions=``: changes of each key the log keeps."""
 
 
 def parse_url(url: str) -> Options:
@@ -121,7 +123,8 @@ def parse_url(url: str) -> Options:
     PostgreSQL URL."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    options = {k: v for k, v in query if k in ("schema", "migrate", "language", "history")}
+    ours = ("schema", "migrate", "language", "history", "history_versions")
+    options = {k: v for k, v in query if k in ours}
     rest = [(k, v) for k, v in query if k not in options]
     schema = options.get("schema") or None
     if schema is not None and not (schema.isascii() and schema.replace("_", "").isalnum()):
@@ -134,6 +137,7 @@ def parse_url(url: str) -> Options:
         migrate,
         None if language is None else check_language(language),
         retention(options.get("history")),
+        versions_kept(options.get("history_versions")),
     )
 
 

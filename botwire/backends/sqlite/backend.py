@@ -162,6 +162,7 @@ class SQLiteBackend(Backend):
         search: bool | None = None,
         language: str | None = None,
         history: float = changes.RETENTION,
+        history_versions: int | None = None,
     ) -> None:
         super().__init__()
         self.path = os.fspath(path)
@@ -180,6 +181,8 @@ class SQLiteBackend(Backend):
         self.quotas = quotas
         self.history = history
         """Seconds the change log keeps a change."""
+        self.history_versions = history_versions
+        """Changes of each key the log keeps (``None``: all, within :attr:`history`)."""
         self.search = search
         self.language = None if language is None else check_language(language)
         self._local = threading.local()
@@ -412,7 +415,7 @@ class SQLiteBackend(Backend):
                     else run[type(op)](conn, op, now)
                 )  # fmt: skip
                 if write and self.history and (change := changes.record(op, result)):
-                    log.add(conn, [change], now)
+                    log.add(conn, [change], now, self.history_versions)
                 results.append(result)
             if self.quotas is not None and write:
                 self._answer(conn, quota_checks(self.quotas, ops, now), now)

@@ -41,12 +41,21 @@ _ADD = (
 )
 
 
-def add(conn: sqlite3.Connection, records: Iterable[Record], now: int) -> None:
-    """Log ``records`` in the current write transaction, with each key's version now."""
+def add(
+    conn: sqlite3.Connection, records: Iterable[Record], now: int, keep: int | None = None
+) -> None:
+    """Log ``records`` in the current write transaction, with each key's version now; with
+    ``keep``, only each key's newest ``keep`` changes stay."""
     who, request = current_actor(), request_id.get()
     for r in records:
         made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
         conn.execute(_ADD, (r.ns, r.key, r.op, *made, r.value, r.detail, r.version))
+        if keep is not None and r.key is not None:
+            conn.execute(
+                "DELETE FROM changes WHERE ns = ?1 AND key = ?2 AND seq <= (SELECT seq FROM"
+                " changes WHERE ns = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+                (r.ns, r.key, keep),
+            )
 
 
 def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
