@@ -6,8 +6,8 @@
   in its own transaction) against the same write on a store that keeps no log
   (``?history=off``), on the embedded store, side by side, rounds interleaved: ``set`` of a
   chat-like value, ``append`` to a chat window (``max_len=100``), ``incr``.
-- Watch latency, commit to event: ``--subscribers`` followers (``Memory.watch``, each in a
-  thread of this process) of one namespace, while another process writes a change every
+- Watch latency, commit to event: ``--subscribers`` followers (``AsyncMemory.watch``, each a
+  task of this process's event loop) of one namespace, while another process writes a change every
   20 ms; for each event, the time from the change's commit stamp to its arrival. On the
   embedded store, on PostgreSQL (LISTEN/NOTIFY), and through ``botwire serve`` (server-sent
   events, one stream per subscriber).
@@ -16,17 +16,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from _shared import ROOT, medians, per_op, pg_schema, start_serve
 
-from botwire import Memory
+from botwire import AsyncMemory, Memory
 
 VALUE = {"role": "user", "content": "I'm flying to Lisbon on Tuesday, then Porto by train."}
 
@@ -54,7 +54,7 @@ def write_costs(folder: Path, rounds: int, ops: int) -> dict[str, float]:
 
 WRITER = """
 import sys, time
-from botwire import Memory
+from botwire import AsyncMemory, Memory
 mem = Memory(sys.argv[2], sys.argv[1])
 time.sleep(1.0)
 for n in range(int(sys.argv[3])):
@@ -64,34 +64,37 @@ for n in range(int(sys.argv[3])):
 
 
 def watch_latency(url: str, subscribers: int, changes: int) -> tuple[float, float]:
-    """p50 and p99, in ms, from each change's commit stamp to its arrival at a subscriber."""
+    """p50 and p99, in ms, from each change's commit stamp to its arrival at a subscriber
+    (``AsyncMemory.watch``, every subscriber a task of one event loop)."""
+    return asyncio.run(_watch_latency(url, subscribers, changes))
+
+
+async def _watch_latency(url: str, subscribers: int, changes: int) -> tuple[float, float]:
     ns = f"watch-{time.time_ns()}"
     delays: list[float] = []
-    lock = threading.Lock()
-    ready = threading.Barrier(subscribers + 1)
+    started = asyncio.Event()
+    count = 0
 
-    def subscribe() -> None:
-        stream = Memory(ns, url).watch()
-        seen: list[float] = []
-        ready.wait()
-        for change in stream:
-            seen.append((time.time() - change.at.timestamp()) * 1000)
-            if len(seen) == changes:
-                break
-        stream.close()
-        with lock:
-            delays.extend(seen)
+    async def subscribe() -> None:
+        nonlocal count
+        seen = 0
+        async with contextlib.aclosing(AsyncMemory(ns, url).watch()) as stream:
+            count += 1
+            if count == subscribers:
+                started.set()
+            async for change in stream:
+                delays.append((time.time() - change.at.timestamp()) * 1000)
+                seen += 1
+                if seen == changes:
+                    break
 
-    threads = [threading.Thread(target=subscribe) for _ in range(subscribers)]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, url, ns, str(changes)], env={"PYTHONPATH": str(ROOT)}
+    tasks = [asyncio.create_task(subscribe()) for _ in range(subscribers)]
+    await started.wait()
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WRITER, url, ns, str(changes), env={"PYTHONPATH": str(ROOT)}
     )
-    writer.wait()
-    for thread in threads:
-        thread.join(60)
+    await writer.wait()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
     delays.sort()
     return statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
 

@@ -273,7 +273,7 @@ def alone(ops: Any) -> None:
 
 # -- following the log -------------------------------------------------------------------------
 
-POLL_SECONDS = 0.002
+POLL_SECONDS = 0.001
 """How often a SQLite watcher looks whether another connection committed (a cheap pragma)."""
 WAIT_SECONDS = 1.0
 """Longest a follower waits before it reads the log again, a wake-up or not."""
