@@ -201,6 +201,7 @@ class HTTPBackend(Backend):
                 await asyncio.sleep(_BACKOFF[min(failures, RETRIES) - 1])
 
     def _refusal(self, response: httpx.Response) -> Exception:
+        """The error a server's refusal stands for."""
         try:
             data = json.loads(response.content)
         except ValueError:
@@ -239,14 +240,12 @@ class HTTPBackend(Backend):
         )
 
     def _results(self, ops: Sequence[Op], response: httpx.Response) -> list[Any]:
+        if response.status_code != 200:
+            raise self._refusal(response)
         try:
             data = json.loads(response.content)
         except ValueError:
             data = None
-        if response.status_code != 200:
-            raise wire.error_from_json(
-                response.status_code, data or {}, response.headers.get("retry-after")
-            )
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise BackendUnavailable(
                 f"{self.url} answered with something that is not a botwire batch"
