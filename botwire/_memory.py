@@ -119,8 +119,10 @@ class Memory(_MemoryBase):
 
         ``refresh_ttl=True`` restarts the key's expiry with the ttl it was written with.
         ``version=`` (a version the key had) or ``at=`` (an aware datetime) read what the key
-        held then, rebuilt from the change log (``default`` where the log holds nothing of it
-        then; ``InvalidRequest`` where it no longer reaches back far enough).
+        held then, rebuilt from the change log: ``default`` where the log holds nothing of the
+        key at or before that point (it did not exist, or the log no longer keeps that time),
+        ``InvalidRequest`` where the log holds the point but no longer the whole value it was
+        built from (an append whose list began before the log's retention).
         """
         if version is None and at is None:
             return self._run(self._plan_get(key, default, refresh_ttl))

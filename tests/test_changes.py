@@ -163,6 +163,7 @@ def test_ttl_purges_are_recorded(tmp_path: Path, pg_url: str) -> None:
         assert ops(mem.changes().changes) == [
             ("short", "set", 1), ("short", "expired", None), ("later", "set", 2)
         ]  # fmt: skip
+        assert mem.history("short")[0].actor == "system:ttl"  # not the batch that purged it
         backend.close()
 
 
@@ -394,7 +395,7 @@ def test_the_stream_resumes_after_the_last_event_id(tmp_path: Path) -> None:
         assert events[0] == "id: 4" and events[1] == "event: change"
         assert json.loads(events[2].removeprefix("data: "))["key"] == "k3"
         assert events[4] == "id: 5"
-        for bad in ("x", "-1", "99999999999999999999"):
+        for bad in ("x", "-1", "99999999999999999999", b"\xb2"):  # b"\xb2" reads as "²"
             answer = httpx.get(server.url + "/v1/changes", params={"ns": "a:1"},
                                headers={**stream, "last-event-id": bad})  # fmt: skip
             assert answer.status_code == 400
@@ -549,6 +550,18 @@ def test_restore_writes_an_old_value_as_a_new_version(store: Store) -> None:
         mem.get("prefs", version="3")  # type: ignore[arg-type]
 
 
+def test_a_clear_ends_every_keys_history(store: Store) -> None:
+    mem = fresh(store)
+    mem.set("a", 1)
+    tick(store)
+    mem.clear()
+    tick(store)
+    assert [c.op for c in mem.history("a")] == ["clear", "set"]
+    assert mem.get("a", at=datetime.now(timezone.utc) + timedelta(hours=1)) is None
+    with pytest.raises(InvalidRequest, match="no value"):
+        mem.restore("a", at=datetime.now(timezone.utc) + timedelta(hours=1))
+
+
 def test_restore_is_conditional_on_the_version_it_read(store: Store) -> None:
     mem = fresh(store)
     first = mem.set("k", 1)
@@ -621,6 +634,8 @@ def test_the_audit_is_for_admin_tokens(tmp_path: Path) -> None:
             ({"since": "yesterday"}, "since"),
             ({"since": "2999-01-01"}, "future"),
             ({"since": "2h", "until": "3h"}, "after since"),
+            ({"since": "1" + "9" * 400 + "d"}, "since"),
+            ({"since": "\u00b2h"}, "since"),
             ({"limit": 0}, ""),
         ]
         for bad, word in refusals:

@@ -204,8 +204,9 @@ class Changes(NamedTuple):
 
 
 class History(NamedTuple):
-    """A key's recorded changes, newest first, with their values; only those older than
-    position ``before`` when it is given. Result: ``list[Change]``."""
+    """A key's recorded changes (and the clears of its namespace), newest first, with their
+    values; only those older than position ``before`` when it is given. Result:
+    ``list[Change]``."""
 
     ns: str
     key: str

@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ from botwire.backends.base import (
     Restore,
 )
 from botwire.backends.common import fields_match, page_takes
-from botwire.errors import BotWireError, InvalidRequest
+from botwire.errors import InvalidRequest
 
 actor: ContextVar[str | None] = ContextVar("botwire_actor", default=None)
 """Who the batch being run writes for: the server sets ``token:NAME`` around each request;
@@ -72,14 +73,19 @@ def moment(text: str, now: int, what: str) -> int:
     """A time a person names, as microseconds: a span back from ``now`` (``90s``, ``30m``,
     ``1h``, ``2d``) or an ISO 8601 time (``2026-12-01T09:00:00Z``; UTC when it names no zone)."""
     units = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0}
-    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
-        return now - int(float(text[:-1]) * units[text[-1]] * 1_000_000)
+    refusal = InvalidRequest(
+        f"{what} takes a span back from now (30m, 1h, 2d) or an ISO 8601 time, not {text!r}"
+    )
+    number = text[:-1].replace(".", "", 1)
+    if text[-1:] in units and number.isascii() and number.isdigit():
+        span = float(text[:-1]) * units[text[-1]]
+        if not span < 400 * 366 * 86_400:  # four centuries back: before any change
+            raise refusal
+        return now - int(span * 1_000_000)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidRequest(
-            f"{what} takes a span back from now (30m, 1h, 2d) or an ISO 8601 time, not {text!r}"
-        ) from None
+        raise refusal from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -185,9 +191,13 @@ def record(op: Op, result: Any) -> Record | None:
     return None
 
 
-def expired(ns: str, key: str) -> Record | None:
+TTL_ACTOR = "system:ttl"
+"""Who removes a key whose ttl ran out (whichever batch happened to purge it)."""
+
+
+def expired(ns: str, key: str, now: int) -> Record | None:
     """What a key removed because its ttl ran out adds to the log."""
-    return None if "/" in ns else Record(ns, key, "expired", None)
+    return None if "/" in ns else Record(ns, key, "expired", None, at=now, actor=TTL_ACTOR)
 
 
 def page(rows: list[tuple[object, ...]], op: Changes, horizon: int) -> ChangePage:
@@ -345,17 +355,20 @@ class Broadcast:
         self.thread: threading.Thread | None = None
 
     def join(self, op: Changes) -> Feed:
-        """The feed of ``op``'s selection (made, and the thread started, when none runs)."""
+        """The feed of ``op``'s selection (made, and the thread started, when none runs). The
+        store is read, and the watcher made, outside the lock that followers wait on."""
         selection = op._replace(since=0, limit=BATCH_READ)
         with self.changed:
             feed = self.feeds.get(selection)
-            if feed is None:
-                (end,) = self.execute([selection._replace(since=-1)])
-                feed = self.feeds[selection] = Feed(selection, end.cursor)
+            if feed is not None:
+                feed.followers += 1
+                return feed
+        (end,) = self.execute([selection._replace(since=-1)])
+        with self.changed:
+            feed = self.feeds.setdefault(selection, Feed(selection, end.cursor))
             feed.followers += 1
             if self.thread is None:
-                watcher = self.make()  # in the caller: a store that cannot be opened says so
-                self.thread = threading.Thread(target=self._run, args=(watcher,), daemon=True)
+                self.thread = threading.Thread(target=self._run, daemon=True)
                 self.thread.start()
         return feed
 
@@ -365,28 +378,41 @@ class Broadcast:
             if feed.followers == 0:
                 self.feeds.pop(feed.op._replace(since=0), None)
 
-    def _run(self, watcher: Watcher) -> None:
+    def _run(self) -> None:
+        """Read every feed, then wait for the store to move on, while anyone follows; a
+        watcher that fails (its connection lost) is made again, after a pause."""
+        watcher: Watcher | None = None
         try:
             while True:
-                mark = watcher.mark()
                 with self.changed:
                     feeds = list(self.feeds.values())
                     if not feeds:
                         self.thread = None
                         return
-                for feed in feeds:
-                    self._read(feed)
-                watcher.wait(mark, WAIT_SECONDS)
+                try:
+                    if watcher is None:
+                        watcher = self.make()
+                    mark = watcher.mark()
+                    for feed in feeds:
+                        self._read(feed)
+                    watcher.wait(mark, WAIT_SECONDS)
+                except Exception:  # the store went away: followers wait, this thread retries
+                    if watcher is not None:
+                        with contextlib.suppress(Exception):
+                            watcher.close()
+                    watcher = None
+                    time.sleep(WAIT_SECONDS)
         finally:
-            watcher.close()
+            if watcher is not None:
+                watcher.close()
+            with self.changed:
+                if self.thread is threading.current_thread():
+                    self.thread = None
 
     def _read(self, feed: Feed) -> None:
         """Read what committed for ``feed`` since it was last read, and wake its followers."""
         while True:
-            try:
-                (page,) = self.execute([feed.op._replace(since=feed.cursor)])
-            except BotWireError:  # the store is away: its followers wait, the thread retries
-                return
+            (page,) = self.execute([feed.op._replace(since=feed.cursor)])
             with self.changed:
                 moved = page.cursor != feed.cursor
                 feed.add(page)
@@ -435,12 +461,22 @@ def follow(
         broadcast.leave(feed)
 
 
+def _leave_joined(broadcast: Broadcast, joining: asyncio.Future[Feed]) -> None:
+    if not joining.cancelled() and joining.exception() is None:
+        broadcast.leave(joining.result())
+
+
 async def afollow(
     aexecute: Callable[[list[Op]], Awaitable[list[Any]]], op: Changes, broadcast: Broadcast
 ) -> AsyncIterator[Change]:
     """Async :func:`follow`: it waits on an event the broadcast thread sets, never in a
     worker thread."""
-    feed = await asyncio.to_thread(broadcast.join, op._replace(values=True))
+    joining = asyncio.ensure_future(asyncio.to_thread(broadcast.join, op._replace(values=True)))
+    try:
+        feed = await asyncio.shield(joining)
+    except asyncio.CancelledError:  # left while joining: leave once the join is done
+        joining.add_done_callback(functools.partial(_leave_joined, broadcast))
+        raise
     event = asyncio.Event()
     waiter = (asyncio.get_running_loop(), event)
     try:
@@ -453,7 +489,7 @@ async def afollow(
                     event.clear()
                     feed.waiters.add(waiter)
             if found == [] and reached <= position:
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before 3.11
                     await asyncio.wait_for(event.wait(), WAIT_SECONDS)
                 continue
             if found is None:

@@ -84,7 +84,7 @@ class Hub:
         """``True`` once the store moved past ``mark``; ``False`` after ``timeout`` seconds."""
         assert self._changed is not None
         async with self._changed:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before 3.11
                 await asyncio.wait_for(
                     self._changed.wait_for(lambda: self.moves != mark), timeout
                 )

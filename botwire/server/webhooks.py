@@ -66,7 +66,7 @@ def verify(secret: str, body: bytes, header: str, tolerance: int = TOLERANCE_SEC
     seconds of now: what a receiver checks before it trusts a delivery."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     stamp = fields.get("t", "")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > tolerance:
+    if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > tolerance:
         return False
     return hmac.compare_digest(sign(secret, body, int(stamp)), f"t={stamp},v1={fields.get('v1')}")
 
@@ -117,6 +117,7 @@ def list_webhooks(backend: Backend) -> list[dict[str, Any]]:
         if record is not None and record.value is not None:
             subscription = json.loads(record.value)
             subscription["at"] = int(at.value) if at is not None and at.value else 0
+            subscription["at_version"] = at.version if at is not None else 0
             found.append(subscription)
     return found
 
@@ -186,13 +187,20 @@ class Deliveries:
             ident = subscription["id"]
             if self.retry_at.get(ident, 0) > time.monotonic():
                 continue
+            if not await self._lease():  # another worker took over: it delivers from here
+                return False
             op = Changes(None, subscription["at"], "", BATCH, subscription["ns_prefix"], True)
             (page,) = await self.backend.aexecute([op])
             changes = [c for c in page.changes if _readable(subscription, c.ns)]
             if changes and not await self._post(client, subscription, changes):
                 continue
             if page.cursor != subscription["at"]:
-                await self.backend.aexecute([Put(WEBHOOKS_NS, f"at:{ident}", str(page.cursor))])
+                moved = Put(WEBHOOKS_NS, f"at:{ident}", str(page.cursor), None,
+                            subscription["at_version"])  # fmt: skip
+                try:  # only from where this worker read: a position never moves back
+                    await self.backend.aexecute([moved])
+                except VersionConflict:
+                    return False
             busy = busy or len(page.changes) == BATCH
         return busy
 

@@ -443,7 +443,7 @@ class PostgresBackend(Backend):
             "all",
         )
         if self.history:
-            gone = [r for ns, key in gone if (r := changes.expired(ns, key))]
+            gone = [r for ns, key in gone if (r := changes.expired(ns, key, now))]
             yield from log.add(gone, now, self.schema)
         yield Query(
             "DELETE FROM botwire_quota_usage WHERE day < %s",

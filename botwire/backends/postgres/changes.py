@@ -129,11 +129,12 @@ def imported(op: AddChange, now: int, schema: str | None) -> Steps:
 
 
 def trim(before: int) -> Steps:
-    """Delete up to :data:`TRIM_BATCH` of the oldest changes made before ``before``."""
+    """Delete those of the oldest :data:`TRIM_BATCH` changes made before ``before`` (a bounded
+    read however large the log)."""
     yield Query(
         "DELETE FROM botwire_changes WHERE seq IN (SELECT seq FROM botwire_changes"
-        " WHERE at < %s ORDER BY seq LIMIT %s)",
-        (before, TRIM_BATCH),
+        " ORDER BY seq LIMIT %s) AND at < %s",
+        (TRIM_BATCH, before),
         "rowcount",
     )
 
@@ -156,7 +157,7 @@ def history(op: History) -> Steps:
     """A key's changes, newest first, with their values."""
     rows = yield Query(
         f"SELECT {_COLUMNS}, value, detail FROM botwire_changes"
-        " WHERE ns = %(ns)s AND key = %(key)s"
+        " WHERE ns = %(ns)s AND (key = %(key)s OR key IS NULL)"
         " AND seq < %(before)s ORDER BY seq DESC LIMIT %(limit)s",
         {"ns": op.ns, "key": op.key, "limit": op.limit,
          "before": 2**63 - 1 if op.before is None else op.before},

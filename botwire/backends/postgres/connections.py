@@ -64,7 +64,7 @@ class AsyncPool:
         """A connection for the duration of the block; a broken one is not kept."""
         try:
             await asyncio.wait_for(self._slots.acquire(), self.timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
             raise PoolTimeout(f"no connection free within {self.timeout} s") from None
         conn: psycopg.AsyncConnection[Any] | None = None
         try:

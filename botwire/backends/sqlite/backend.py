@@ -453,7 +453,7 @@ class SQLiteBackend(Backend):
             (now, PURGE_BATCH),
         ).fetchall()
         if self.history:
-            log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key))], now)
+            log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key, now))], now)
             log.trim(conn, now - int(self.history * 1_000_000))
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
         self._catch_up(conn, search.SEARCH_BATCH)

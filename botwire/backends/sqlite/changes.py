@@ -122,11 +122,12 @@ def imported(conn: sqlite3.Connection, op: AddChange, now: int) -> int:
 
 
 def trim(conn: sqlite3.Connection, before: int) -> None:
-    """Delete up to :data:`TRIM_BATCH` of the oldest changes made before ``before``."""
+    """Delete those of the oldest :data:`TRIM_BATCH` changes made before ``before`` (a bounded
+    read however large the log)."""
     conn.execute(
-        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE at < ? ORDER BY seq"
-        " LIMIT ?) AND seq < (SELECT max(seq) FROM changes)",  # the newest stays: see above
-        (before, TRIM_BATCH),
+        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes ORDER BY seq LIMIT ?)"
+        " AND at < ? AND seq < (SELECT max(seq) FROM changes)",  # the newest stays: see above
+        (TRIM_BATCH, before),
     )
 
 
@@ -147,7 +148,8 @@ def stats(conn: sqlite3.Connection, now: int) -> dict[str, int | None]:
 def history(conn: sqlite3.Connection, op: History) -> list[Change]:
     """A key's changes, newest first, with their values."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS}, value, detail FROM changes WHERE ns = ? AND key = ? AND seq < ?"
+        f"SELECT {_COLUMNS}, value, detail FROM changes WHERE ns = ? AND (key = ? OR key IS NULL)"
+        " AND seq < ?"
         " ORDER BY seq DESC LIMIT ?",
         (op.ns, op.key, 2**63 - 1 if op.before is None else op.before, op.limit),
     )

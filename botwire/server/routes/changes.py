@@ -71,7 +71,9 @@ async def read_changes(
     context, scope = _state(request)
     streaming = "text/event-stream" in request.headers.get("accept", "")
     if last_event_id is not None:
-        if not last_event_id.isdigit() or int(last_event_id) > MAX_INT64:
+        if not (last_event_id.isascii() and last_event_id.isdigit()) or (
+            int(last_event_id) > MAX_INT64
+        ):
             raise InvalidRequest("Last-Event-ID must be a change's position (a number)")
         since = int(last_event_id)
     start = since if since is not None else (-1 if streaming else 0)
