@@ -93,6 +93,9 @@ def subscribe(server: Server, token: str, url: str, ns_prefix: str, **more: Any)
 def test_deliveries_are_signed_ordered_and_scoped(tmp_path: Path, receiver: Receiver) -> None:
     db = tmp_path / "hooks.db"
     made = tokens(db, shop=["orders:"], other=["billing:"])
+    backend = SQLiteBackend(db)
+    namesake = create_token(backend, "shop", ["orders:"])  # another token of the same name
+    backend.close()
     with Server(f"sqlite:///{db}") as server:
         created = subscribe(server, made["shop"], receiver.url, "orders:")
         assert created.status_code == 201
@@ -127,6 +130,10 @@ def test_deliveries_are_signed_ordered_and_scoped(tmp_path: Path, receiver: Rece
                                 headers={"authorization": f"Bearer {made['shop']}"})  # fmt: skip
             assert answer.status_code in (400, 422), bad
         hook = listed["webhooks"][0]["id"]
+        theirs = httpx.get(server.url + "/v1/webhooks", headers=auth(namesake)).json()
+        assert theirs == {"webhooks": []}  # a webhook is its token's, not its name's
+        assert httpx.delete(server.url + f"/v1/webhooks/{hook}",
+                            headers=auth(namesake)).status_code == 400  # fmt: skip
         gone = httpx.delete(server.url + f"/v1/webhooks/{hook}",
                             headers={"authorization": f"Bearer {made['other']}"})  # fmt: skip
         assert gone.status_code == 400  # not its webhook

@@ -86,6 +86,9 @@ class Scope:
     read_only: bool
     admin: bool = False
     """May read the audit (who changed what, across namespaces)."""
+    ident: str = ""
+    """The token's id (its hash's start, as ``botwire token list`` shows it); ``""`` for
+    requests without a token."""
 
     def allows(self, ns: str) -> bool:
         return any(prefix_allows(prefix, ns) for prefix in self.prefixes)
@@ -339,5 +342,5 @@ class Authenticator:
             return None
         return Scope(
             str(data["name"]), tuple(data["prefixes"]), bool(data["read_only"]),
-            bool(data.get("admin", False)),
+            bool(data.get("admin", False)), digest[:12],
         )  # fmt: skip

@@ -96,7 +96,8 @@ def add_webhook(
     ident = uuid.uuid4().hex[:12]
     (start,) = backend.execute([Changes(None, -1)])
     record = {"id": ident, "url": url, "ns_prefix": ns_prefix, "secret": secret,
-              "prefixes": list(scope.prefixes), "creator": scope.name}  # fmt: skip
+              "prefixes": list(scope.prefixes), "creator": scope.name,
+              "creator_id": scope.ident}  # fmt: skip
     backend.execute(
         [
             Put(WEBHOOKS_NS, f"sub:{ident}", to_json(record)),
@@ -233,6 +234,11 @@ class Deliveries:
         failures = self.failures[ident] = self.failures.get(ident, 0) + 1
         self.retry_at[ident] = time.monotonic() + min(2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
         return False
+
+
+def owns(scope: Scope, subscription: dict[str, Any]) -> bool:
+    """Whether ``scope``'s token made the subscription (an admin token owns them all)."""
+    return scope.admin or (bool(scope.ident) and subscription.get("creator_id") == scope.ident)
 
 
 def _readable(subscription: dict[str, Any], ns: str) -> bool:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from botwire.errors import Forbidden, InvalidRequest
 from botwire.server.context import _state
 from botwire.server.schemas import ERRORS
-from botwire.server.webhooks import add_webhook, list_webhooks, remove_webhook
+from botwire.server.webhooks import add_webhook, list_webhooks, owns, remove_webhook
 
 webhooks = APIRouter(tags=["webhooks"], responses=ERRORS)
 
@@ -47,11 +47,11 @@ async def create(request: Request, body: WebhookIn) -> dict[str, Any]:
 
 @webhooks.get("/v1/webhooks")
 async def listing(request: Request) -> dict[str, Any]:
-    """The token's subscriptions (an admin token's: all), with the position each receiver
-    acknowledged; never their secrets."""
+    """The token's subscriptions (made by this very token, not another of its name; an admin
+    token's: all), with the position each receiver acknowledged; never their secrets."""
     context, scope = _state(request)
     found = await asyncio.to_thread(list_webhooks, context.backend)
-    return {"webhooks": [_shown(s) for s in found if scope.admin or s["creator"] == scope.name]}
+    return {"webhooks": [_shown(s) for s in found if owns(scope, s)]}
 
 
 @webhooks.delete("/v1/webhooks/{ident}")
@@ -59,7 +59,7 @@ async def remove(request: Request, ident: str) -> dict[str, Any]:
     """Remove one of the token's subscriptions (an admin token: any)."""
     context, scope = _state(request)
     found = {s["id"]: s for s in await asyncio.to_thread(list_webhooks, context.backend)}
-    if ident not in found or not (scope.admin or found[ident]["creator"] == scope.name):
+    if ident not in found or not owns(scope, found[ident]):
         raise InvalidRequest(f"no webhook {ident!r} of token {scope.name!r}")
     await asyncio.to_thread(remove_webhook, context.backend, ident)
     return {"id": ident, "removed": True}
