@@ -21,7 +21,7 @@ import pytest
 
 from botwire import AsyncMemory, Change, InvalidKey, InvalidRequest, Memory, VersionConflict
 from botwire.backends import create_backend
-from botwire.backends.base import Changes, Get, Put, run_steps
+from botwire.backends.base import Append, Changes, Delete, Get, Incr, Put, run_steps
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.server.auth import create_token
 
@@ -88,6 +88,29 @@ def test_a_failed_batch_records_nothing(store: Store) -> None:
         )
     assert mem.changes(before.cursor).changes == []
     assert mem.get("b") is None
+
+
+def test_one_batch_writing_a_key_twice_logs_each_version(store: Store) -> None:
+    mem = fresh(store)
+    ns = mem.namespace
+    store.backend.execute(
+        [Append(ns, "l", ('"a"',)), Append(ns, "l", ('"b"',)), Incr(ns, "n", 1), Incr(ns, "n", 1),
+         Put(ns, "k", "1"), Delete(ns, "k"), Put(ns, "k", "2")]
+    )  # fmt: skip
+    logged = mem.changes().changes
+    assert [(c.key, c.op) for c in logged] == [
+        ("l", "append"), ("l", "append"), ("n", "incr"), ("n", "incr"),
+        ("k", "set"), ("k", "delete"), ("k", "set"),
+    ]  # fmt: skip
+    by_key: dict[str | None, list[int | None]] = {}
+    for change in logged:
+        by_key.setdefault(change.key, []).append(change.version)
+    for key in ("l", "n"):
+        first, second = by_key[key]
+        assert first is not None and second is not None and first < second
+        assert mem.entry(key).version == second  # type: ignore[union-attr]
+    assert by_key["k"][1] is None and by_key["k"][2] == mem.entry("k").version  # type: ignore[union-attr]
+    assert mem.get("l", version=by_key["l"][0]) == ["a"]
 
 
 def test_pages_prefixes_and_values(store: Store) -> None:

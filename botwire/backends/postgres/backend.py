@@ -408,13 +408,18 @@ class PostgresBackend(Backend):
             ms = max(1, int((end - time.monotonic()) * 1000))
             yield Query(f"SET LOCAL statement_timeout = {ms}", fetch="rowcount")
         results = []
+        logged: list[changes.Record] = []  # written last, just before the commit
         for op in ops:
+            if logged and log.rewrites(op, logged):
+                yield from log.add(logged, now, self.schema, self.history_versions)
+                logged = []
             result = yield from self._handlers[type(op)](op, now)
             if writes and self.history and (change := changes.record(op, result)):
-                yield from log.add([change], now, self.schema, self.history_versions)
+                logged.append(change)
             results.append(result)
         if self.quotas is not None and writes:
             yield from self._answer(quota_checks(self.quotas, ops, now), now)
+        yield from log.add(logged, now, self.schema, self.history_versions)
         attempt.outcome_unknown = True
         yield COMMIT
         return results

@@ -52,33 +52,59 @@ def channel(schema: str | None) -> str:
 def add(
     records: Iterable[Record], now: int, schema: str | None, keep: int | None = None
 ) -> Steps:
-    """Log ``records`` in the current write transaction, with each key's version now, and
-    notify followers (PostgreSQL sends the notification when the transaction commits); with
-    ``keep``, only each key's newest ``keep`` changes stay."""
+    """Log ``records`` in the current write transaction, in one statement, with each key's
+    version now (a removal's: none), and notify followers (PostgreSQL sends the notification
+    when the transaction commits); with ``keep``, only each key's newest ``keep`` changes stay.
+
+    Run it last in a batch, just before its commit: the log's shared lock is held from here to
+    the commit, and a reader waiting for it holds back new writers meanwhile."""
     who, request = current_actor(), request_id.get()
-    for r in records:
-        made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
-        yield Query(
-            "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(lock)s),"
-            " pg_notify(%(channel)s, ''))"
-            " INSERT INTO botwire_changes"
-            " (ns, key, op, version, at, actor, request_id, value, detail)"
-            " SELECT %(ns)s, %(key)s, %(op)s, coalesce(%(version)s, (SELECT version"
-            " FROM botwire_entries WHERE ns = %(ns)s AND key = %(key)s)), %(at)s, %(actor)s,"
-            " %(request)s, %(value)s, %(detail)s FROM held",
-            {"lock": LOG_LOCK, "channel": channel(schema), "ns": r.ns, "key": r.key, "op": r.op,
-             "at": made[0], "actor": made[1], "request": made[2], "value": r.value,
-             "detail": r.detail, "version": r.version},
-            "rowcount",
-        )  # fmt: skip
-        if keep is not None and r.key is not None:
+    rows = [
+        (r.ns, r.key, r.op, r.version, *((r.at, r.actor, r.request_id) if r.actor
+                                         else (now, who, request)), r.value, r.detail)
+        for r in records
+    ]  # fmt: skip
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    yield Query(
+        "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%(lock)s),"
+        " pg_notify(%(channel)s, '')),"
+        " r AS (SELECT * FROM unnest(%(ns)s::text[], %(key)s::text[], %(op)s::text[],"
+        " %(version)s::bigint[], %(at)s::bigint[], %(actor)s::text[], %(request)s::text[],"
+        " %(value)s::text[], %(detail)s::text[]) WITH ORDINALITY"
+        " AS r(ns, key, op, version, at, actor, request_id, value, detail, n))"
+        " INSERT INTO botwire_changes (ns, key, op, version, at, actor, request_id, value, detail)"
+        " SELECT r.ns, r.key, r.op, CASE WHEN r.op IN ('delete', 'clear', 'expired') THEN NULL"
+        " ELSE coalesce(r.version, (SELECT e.version FROM botwire_entries e"
+        " WHERE e.ns = r.ns AND e.key = r.key)) END, r.at, r.actor, r.request_id, r.value,"
+        " r.detail FROM held, r ORDER BY r.n",
+        {"lock": LOG_LOCK, "channel": channel(schema), "ns": list(columns[0]),
+         "key": list(columns[1]), "op": list(columns[2]), "version": list(columns[3]),
+         "at": list(columns[4]), "actor": list(columns[5]), "request": list(columns[6]),
+         "value": list(columns[7]), "detail": list(columns[8])},
+        "rowcount",
+    )  # fmt: skip
+    if keep is not None:
+        for ns, key in dict.fromkeys((row[0], row[1]) for row in rows if row[1] is not None):
             yield Query(
                 "DELETE FROM botwire_changes WHERE ns = %(ns)s AND key = %(key)s AND seq <="
                 " (SELECT seq FROM botwire_changes WHERE ns = %(ns)s AND key = %(key)s"
                 " ORDER BY seq DESC LIMIT 1 OFFSET %(keep)s)",
-                {"ns": r.ns, "key": r.key, "keep": keep},
+                {"ns": ns, "key": key, "keep": keep},
                 "rowcount",
             )
+
+
+def rewrites(op: object, pending: list[Record]) -> bool:
+    """Whether ``op`` writes a key whose logged change waits for its version to be read at
+    the batch's end (log those first, or they would read the version ``op`` makes)."""
+    ns, key = getattr(op, "ns", None), getattr(op, "key", None)
+    return any(
+        r.version is None and r.ns == ns and key in (None, r.key) and r.op in ("append", "incr",
+                                                                                "expire")
+        for r in pending
+    )  # fmt: skip
 
 
 def read(op: Changes) -> Steps:
