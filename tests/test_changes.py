@@ -713,3 +713,28 @@ def test_export_and_import_carry_history_when_asked(tmp_path: Path, pg_url: str)
     bad = lines[1].replace('"op":"set"', '"op":"rename"', 1)
     with pytest.raises(InvalidRequest, match="line 1 of the dump, change 1"):
         import_dump(quiet.backend, lambda: [bad], history=True)
+
+
+def test_a_stream_ends_when_its_token_is_revoked(tmp_path: Path) -> None:
+    from botwire.server.auth import revoke_token
+
+    db = tmp_path / "revoke.db"
+    backend = SQLiteBackend(db)
+    reader = create_token(backend, "reader", ["r:"])
+    writer = create_token(backend, "writer", ["r:"])
+    with Server(f"sqlite:///{db}") as server:
+        mem = Memory("r:1", server.url, token=writer)
+        headers = {"authorization": f"Bearer {reader}", "accept": "text/event-stream"}
+        feed = server.url + "/v1/changes"
+        with httpx.stream("GET", feed, params={"ns": "r:1"}, headers=headers, timeout=20) as answer:
+            lines = answer.iter_lines()
+            assert next(lines).startswith("id: ") and next(lines) == ""  # where "now" is
+            mem.set("before", 1)
+            event = [next(lines) for _ in range(4)]  # id, event, data, the blank line
+            assert event[1] == "event: change" and '"before"' in event[2]
+            revoke_token(backend, "reader")
+            time.sleep(2.5)  # the server's token cache
+            mem.set("after", 2)
+            rest = list(lines)  # the stream ends instead of sending "after"
+        assert not any('"after"' in line for line in rest)
+    backend.close()

@@ -202,3 +202,21 @@ def test_botwire_webhook_cli(tmp_path: Path) -> None:
     assert ident in listed and "'crm:'" in listed and "secret" not in listed
     run_python(command.format(argv=["webhook", "remove", ident, "--db", db]))
     assert ident not in run_python(command.format(argv=["webhook", "list", "--db", db]))
+
+
+def test_a_revoked_tokens_webhook_delivers_nothing_more(tmp_path: Path, receiver: Receiver) -> None:
+    from botwire.server.auth import revoke_token
+
+    db = tmp_path / "revoked.db"
+    made = tokens(db, crm=["crm:"])
+    with Server(f"sqlite:///{db}") as server:
+        assert subscribe(server, made["crm"], receiver.url, "crm:").status_code == 201
+        mem = Memory("crm:1", server.url, token=made["crm"])
+        mem.set("lead", 1)
+        assert len(receiver.wait_for(1)) == 1
+        backend = SQLiteBackend(db)
+        revoke_token(backend, "crm")
+        backend.close()
+        Memory("crm:1", f"sqlite:///{db}").set("lead", 2)  # written on the store itself
+        time.sleep(3)
+        assert [c["value"] for c in receiver.changes()] == [1]

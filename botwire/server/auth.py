@@ -247,6 +247,11 @@ def _token_records(backend: Backend) -> list[tuple[str, dict[str, Any], Record]]
     return found
 
 
+def token_ids(backend: Backend) -> set[str]:
+    """The ids of the live tokens (their hashes' start, as :attr:`Scope.ident`)."""
+    return {key[:12] for key, _, _ in _token_records(backend)}
+
+
 def token_names(backend: Backend) -> set[str]:
     """The names of the live tokens."""
     return {data["name"] for _, data, _ in _token_records(backend)}

@@ -12,7 +12,7 @@ commit order, as JSON; the receiver acknowledges it with any 2xx answer, and onl
 position move on. A receiver that fails (an error, a non-2xx answer, no answer within 10 s) gets
 the same changes again, after 1 s, then 2, 4, ... up to 5 minutes. A server stopped or killed
 mid-delivery leaves the position where it was, and the next worker starts from there: at least
-once, in order.
+once, in order. A webhook whose token was revoked (or expired) delivers nothing more.
 
 Each delivery carries ``Botwire-Signature: t=<unix time>,v1=<hex>``, the HMAC-SHA256 with the
 subscription's secret of ``f"{t}.{body}"`` (as Stripe signs its webhooks): a receiver checks it
@@ -37,7 +37,7 @@ from botwire import _values
 from botwire._values import to_json
 from botwire.backends.base import Backend, Changes, Delete, Get, Put, all_keys, run_steps
 from botwire.errors import InvalidRequest, VersionConflict
-from botwire.server.auth import Scope, prefix_allows
+from botwire.server.auth import Scope, prefix_allows, token_ids
 
 log = logging.getLogger("botwire.server")
 
@@ -184,10 +184,13 @@ class Deliveries:
     ) -> bool:
         """One delivery to each subscription that has changes waiting; whether any had more."""
         busy = False
+        live = await asyncio.to_thread(token_ids, self.backend)
         for subscription in subscriptions:
             ident = subscription["id"]
             if self.retry_at.get(ident, 0) > time.monotonic():
                 continue
+            if subscription.get("creator_id") and subscription["creator_id"] not in live:
+                continue  # its token was revoked, or expired: nothing more goes out
             if not await self._lease():  # another worker took over: it delivers from here
                 return False
             op = Changes(None, subscription["at"], "", BATCH, subscription["ns_prefix"], True)

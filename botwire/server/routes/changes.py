@@ -21,7 +21,7 @@ from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, format_time
 from botwire.backends.base import Change
 from botwire.backends.changes import audit_span
-from botwire.errors import InvalidRequest
+from botwire.errors import InvalidRequest, Unauthorized
 from botwire.server.auth import token_names
 from botwire.server.context import _state
 from botwire.server.schemas import ERRORS, changes_request
@@ -86,6 +86,17 @@ async def read_changes(
         )
     scope.check(op)  # refused before the stream starts, with its status
 
+    authorization = request.headers.get("authorization")
+
+    async def still_allowed() -> bool:
+        """Whether the stream's token still holds (checked before each event: a revoked
+        token's stream ends within the server's token cache time)."""
+        try:
+            await context.auth.scope(authorization)
+        except Unauthorized:
+            return False
+        return True
+
     async def events() -> AsyncIterator[str]:
         start = op
         if op.since < 0:  # from now on: tell the client where that is, to resume from
@@ -97,6 +108,8 @@ async def read_changes(
             pending = asyncio.ensure_future(anext(changes))
             while True:
                 done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+                if not await still_allowed():
+                    return  # its token was revoked, or expired: the stream ends
                 if not done:
                     yield ": heartbeat\n\n"
                     continue
