@@ -142,23 +142,16 @@ class ImportReport(NamedTuple):
     """The last line read."""
 
 
-def restore_op(
-    line: str, number: int, now: int, max_value_bytes: int, history: bool = False
-) -> Restore | None:
-    """The write a dump line stands for, checked as ``set`` checks a value (JSON, size, keys)
-    and with times that could have happened; ``None`` when it expired while it was away.
-
-    Raises:
-        InvalidRequest: ``line N of the dump ...`` and what is wrong with it.
-    """
-    return restore_ops(line, number, now, max_value_bytes, history)[-1]  # type: ignore[return-value]
-
-
 def restore_ops(
     line: str, number: int, now: int, max_value_bytes: int, history: bool = False
 ) -> list[AddChange | Restore | None]:
     """What a dump line stands for: with ``history``, the changes its key had (to add to the
-    log), then its write (``None`` when it expired while it was away)."""
+    log), then its write, checked as ``set`` checks a value (JSON, size, keys) and with times
+    that could have happened (``None`` when it expired while it was away).
+
+    Raises:
+        InvalidRequest: ``line N of the dump ...`` and what is wrong with it.
+    """
     where = f"line {number} of the dump"
     try:
         item = json.loads(line, parse_constant=_values.refuse_constant)

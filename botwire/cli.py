@@ -118,13 +118,11 @@ def _stats(args: argparse.Namespace) -> int:
 
 @command("audit")
 def _audit(args: argparse.Namespace) -> int:
-    from botwire.backends.changes import audit_span
+    from botwire.backends.changes import audit_span, token_actor
 
     backend = open_backend(config.resolve_url(args.url))
     start, end = audit_span(args.since, args.until, backend.now())
-    actor = args.actor
-    if actor is not None and ":" not in actor and actor != "anonymous":
-        actor = f"token:{actor}"
+    actor = token_actor(args.actor)
     op = Changes(None, 0, "", 1000, args.ns_prefix, args.values, actor, start, end)
     while True:
         (page,) = backend.execute([op])

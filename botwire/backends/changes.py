@@ -22,9 +22,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextvars import ContextVar
-from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
+from botwire._values import parse_time
 from botwire.backends.base import (
     AddChange,
     Append,
@@ -83,13 +83,17 @@ def moment(text: str, now: int, what: str) -> int:
             raise refusal
         return now - int(span * 1_000_000)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_time(text, what) or 0
+    except (ValueError, OverflowError):
         raise refusal from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def token_actor(name: str | None) -> str | None:
+    """The actor the log names for ``name``: a bare token name becomes ``token:NAME``; an
+    actor as the log writes it (``local:...``, ``system:ttl``, ``anonymous``) stays."""
+    if name is None or ":" in name or name == "anonymous":
+        return name
+    return f"token:{name}"
 
 
 def audit_span(since: str | None, until: str | None, now: int) -> tuple[int | None, int | None]:

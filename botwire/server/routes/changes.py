@@ -20,7 +20,7 @@ from botwire import _values
 from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, format_time
 from botwire.backends.base import Change
-from botwire.backends.changes import audit_span
+from botwire.backends.changes import audit_span, token_actor
 from botwire.errors import InvalidRequest, Unauthorized
 from botwire.server.auth import token_names
 from botwire.server.context import _state
@@ -152,12 +152,11 @@ async def audit(
     scope.check_admin()
     now = int(time.time() * 1_000_000)
     start, end = audit_span(since, until, now)
-    if actor is not None and ":" not in actor and actor != "anonymous":
-        if actor not in await asyncio.to_thread(token_names, context.backend):
-            raise InvalidRequest(f"unknown actor: no token is named {actor!r}")
-        actor = f"token:{actor}"
+    named = token_actor(actor)
+    if named != actor and actor not in await asyncio.to_thread(token_names, context.backend):
+        raise InvalidRequest(f"unknown actor: no token is named {actor!r}")
     op = changes_request(None, cursor, "", limit, ns_prefix, values)
-    op = op._replace(actor=actor, from_at=start, to_at=end)
+    op = op._replace(actor=named, from_at=start, to_at=end)
     (page,) = await context.run(scope, [op])
     body = ",".join(change_json(change) for change in page.changes)
     return Response(f'{{"changes":[{body}],"cursor":{page.cursor}}}', media_type="application/json")
