@@ -565,10 +565,12 @@ def test_restore_writes_an_old_value_as_a_new_version(store: Store) -> None:
     assert mem.restore("prefs", version=first) > restored  # back from the dead
     with pytest.raises(InvalidRequest, match="no value"):
         mem.restore("never", at=datetime.now(timezone.utc))
+    written = mem.changes().changes
     for bad in ({}, {"version": 1, "at": datetime.now(timezone.utc)}, {"version": 0},
                 {"at": datetime(2026, 1, 1)}, {"at": "yesterday"}):  # fmt: skip
         with pytest.raises(InvalidRequest):
             mem.restore("prefs", **bad)  # type: ignore[arg-type]
+    assert mem.changes().changes == written and "never" not in mem  # nothing was written
     with pytest.raises(InvalidRequest):
         mem.get("prefs", version="3")  # type: ignore[arg-type]
 

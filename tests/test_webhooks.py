@@ -129,6 +129,8 @@ def test_deliveries_are_signed_ordered_and_scoped(tmp_path: Path, receiver: Rece
             answer = httpx.post(server.url + "/v1/webhooks", json=body,
                                 headers={"authorization": f"Bearer {made['shop']}"})  # fmt: skip
             assert answer.status_code in (400, 422), bad
+        again = httpx.get(server.url + "/v1/webhooks", headers=auth(made["shop"])).json()
+        assert again["webhooks"] == listed["webhooks"]  # the refused ones were not stored
         hook = listed["webhooks"][0]["id"]
         theirs = httpx.get(server.url + "/v1/webhooks", headers=auth(namesake)).json()
         assert theirs == {"webhooks": []}  # a webhook is its token's, not its name's
