@@ -587,6 +587,52 @@ def test_keys_from_a_point_backwards_and_limited(mem: Memory) -> None:
             mem.keys("cp:", **bad)
 
 
+def test_keys_by_last_change_page_newest_first(store: Store) -> None:
+    mem = store.memory("bylast")
+    mem.set_many({f"k{n:02}": n for n in range(5)})  # one moment: ties go by key
+    store.advance(0.01)
+    mem.set("k01", "touched")
+    store.advance(0.01)
+    mem.set("z", "new")
+    mem.set("other", 1, ttl=0.005)  # expired by the time it is listed
+    store.advance(0.01)
+    want = ["z", "k01", "k00", "k02", "k03", "k04"]
+
+    def listing(reverse: bool, limit: int) -> list[str]:
+        found: list[str] = []
+        after: str | None = None
+        while True:
+            op = ListKeys("bylast", "", limit, after, reverse, by_update=True)
+            (page,) = store.backend.execute([op])
+            found += [info.key for info in page.keys]
+            if page.next_cursor is None:
+                return found
+            after = page.next_cursor
+
+    assert listing(False, 1000) == want
+    assert listing(False, 2) == want  # across pages, ties included
+    assert listing(True, 1) == want[::-1]
+    (page,) = store.backend.execute([ListKeys("bylast", "k", 2, by_update=True)])
+    assert [info.key for info in page.keys] == ["k01", "k00"]
+    for bad in ("k01", "12x:k", ":k"):
+        with pytest.raises(InvalidRequest, match="cursor"):
+            store.backend.execute([ListKeys("bylast", "", 5, bad, by_update=True)])
+
+
+def test_namespaces_with_their_sizes(store: Store) -> None:
+    store.memory("sized-a").set_many({"x": "abc", "y": [1, 2]})
+    store.memory("sized-b").set("only", 12345)
+    store.memory("sized-c").set("gone", 1, ttl=0.005)
+    store.advance(0.01)
+    (infos,) = store.backend.execute([ListNamespaces("sized-", sizes=True)])
+    assert [tuple(info) for info in infos] == [
+        ("sized-a", 2, len('"abc"') + len("[1,2]"), 0),
+        ("sized-b", 1, len("12345"), 0),
+    ]
+    (names,) = store.backend.execute([ListNamespaces("sized-")])
+    assert names == ["sized-a", "sized-b"]
+
+
 async def test_async_keys_from_a_point_backwards(store: Store) -> None:
     amem = store.amemory("rev")
     await amem.set_many({f"k{n}": n for n in range(5)})

@@ -112,6 +112,9 @@ class ListKeys(NamedTuple):
     """Read each key's value too (:attr:`KeyInfo.value`). Values count against the batch's read
     budget (:class:`~botwire.backends.common.ReadBudget`): a page ends early, with a cursor,
     at a value that would not fit, and a page that fits none raises ``ValueTooLarge``."""
+    by_update: bool = False
+    """Order by last change, newest first (``reverse``: oldest first), then by key; ``after``
+    is then a cursor as :func:`page_cursor` makes it."""
 
 
 class Clear(NamedTuple):
@@ -121,9 +124,11 @@ class Clear(NamedTuple):
 
 
 class ListNamespaces(NamedTuple):
-    """Namespaces that hold live keys, sorted. Result: ``list[str]``."""
+    """Namespaces that hold live keys, sorted. Result: ``list[str]``, or with ``sizes``
+    ``list[NamespaceInfo]``."""
 
     prefix: str = ""
+    sizes: bool = False
 
 
 class Restore(NamedTuple):
@@ -285,6 +290,17 @@ class KeyInfo(NamedTuple):
     updated_at: int
     value: str | None = None
     """The value's JSON text, when the listing asked for values (``ListKeys.values``)."""
+
+
+class NamespaceInfo(NamedTuple):
+    """A namespace with what it holds (:class:`ListNamespaces` with ``sizes``)."""
+
+    ns: str
+    keys: int
+    bytes: int
+    """Of its live values."""
+    writes_today: int
+    """Writes since midnight UTC, as the writes quota counts them (0 while no quota is on)."""
 
 
 class KeyPage(NamedTuple):

@@ -20,6 +20,8 @@ from botwire._values import MAX_INT64, to_json
 from botwire.backends.base import (
     Append,
     Incr,
+    KeyInfo,
+    ListKeys,
     Op,
     Put,
     Quotas,
@@ -415,3 +417,21 @@ def sliced_value(key: str, json_text: str, start: int | None, stop: int | None) 
     if not isinstance(value, list):
         raise not_a_list(key, value, "slice")
     return to_json(value[start:stop])
+
+
+def page_cursor(info: KeyInfo, op: ListKeys) -> str:
+    """The cursor of a listing's next page, after ``info``: its key, or in a listing by last
+    change ``"<updated_at>:<key>"``."""
+    return f"{info.updated_at}:{info.key}" if op.by_update else info.key
+
+
+def update_cursor(after: str) -> tuple[int, str]:
+    """The last change and key a by-update listing's cursor names (:func:`page_cursor`).
+
+    Raises:
+        InvalidRequest: it is not such a cursor.
+    """
+    moment, sep, key = after.partition(":")
+    if not (sep and moment.isascii() and moment.isdigit() and len(moment) <= 19):
+        raise InvalidRequest(f"cursor {after!r} is not a cursor of a listing by last change")
+    return int(moment), key

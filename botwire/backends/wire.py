@@ -21,6 +21,8 @@ from botwire.backends.base import (
     KeyInfo,
     KeyPage,
     ListKeys,
+    ListNamespaces,
+    NamespaceInfo,
     Op,
     Record,
     Search,
@@ -31,9 +33,17 @@ from botwire.errors import BotWireError, InvalidRequest
 MAX_PAGE = 1000
 
 
+NEWER_FIELDS: dict[type, tuple[str, ...]] = {ListKeys: ("by_update",), ListNamespaces: ("sizes",)}
+"""Fields a client sends only when they are set: a server from before them understands every
+request that does not use them."""
+
+
 def op_to_json(op: Op) -> dict[str, Any]:
     """An operation as the JSON object the batch endpoint takes."""
     data = op._asdict()
+    for name in NEWER_FIELDS.get(type(op), ()):
+        if not data[name]:
+            del data[name]
     if type(op) is AddChange:  # its own kind of change travels as "change"
         data["change"] = data.pop("op")
     data["op"] = OP_NAMES[type(op)]
@@ -63,6 +73,8 @@ def result_from_json(op: Op, data: Any) -> Any:
         return None if data is None else Record(**data)
     if type(op) is ListKeys:
         return KeyPage([KeyInfo(*item) for item in data["keys"]], data["next_cursor"])
+    if type(op) is ListNamespaces and op.sizes:
+        return [NamespaceInfo(*item) for item in data]
     if type(op) is Changes:
         return ChangePage([Change(*change) for change in data["changes"]], data["cursor"])
     if type(op) is History:

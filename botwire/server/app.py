@@ -6,7 +6,9 @@ Routes:
   ``If-None-Match: *`` make a write conditional (412 when it no longer holds).
 - ``POST /v1/batch``: many operations in one request and one transaction (the Python client).
 - ``/mcp/{ns}``: the MCP server (:mod:`botwire.server.routes.mcp`), with the ``mcp`` extra.
-- ``/healthz``, ``/metrics`` (Prometheus) and the OpenAPI docs at ``/docs``.
+- ``/v1/changes``, ``/v1/history``, ``/v1/audit``, ``/v1/webhooks``, ``/v1/tokens``, ...
+- ``/console``: the web console (:mod:`botwire.server.routes.pages`); ``/`` leads there.
+- ``/healthz``, ``/metrics`` (Prometheus) and the OpenAPI docs at ``/docs`` (served offline).
 
 A request passes, in order: :class:`Observe` (metrics; an unexpected error becomes a JSON 500
 with a request id, the connection kept), :class:`RequestGuard` (header, path and body limits),
@@ -44,9 +46,11 @@ from botwire.errors import BotWireError, InvalidRequest
 from botwire.server.context import Context, error_response
 from botwire.server.metrics import Metrics
 from botwire.server.middleware import Authenticate, Observe, RequestGuard
+from botwire.server.routes import pages
 from botwire.server.routes.changes import changes
 from botwire.server.routes.memory import KeyRoutes, memory
 from botwire.server.routes.native import native
+from botwire.server.routes.tokens import tokens
 from botwire.server.routes.webhooks import webhooks
 from botwire.server.schemas import validation_errors
 from botwire.server.settings import Settings
@@ -113,6 +117,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         version=__version__,
         summary="Persistent memory for AI agents and chat bots.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         **_NO_OPENTELEMETRY,
     )
     app.state.context = context
@@ -120,10 +126,12 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.include_router(native)
     app.include_router(changes)
     app.include_router(webhooks)
+    app.include_router(tokens)
     methods = ["GET", "POST", "DELETE"]
     app.router.routes += [
         Route("/mcp/{namespace}", mcp or _no_mcp, methods=methods, include_in_schema=False),
         Route("/mcp", _name_the_namespace, methods=methods, include_in_schema=False),
+        *pages.routes(),
     ]
 
     @app.exception_handler(BotWireError)
@@ -139,6 +147,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.add_middleware(Authenticate, context=context)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(Observe, metrics=context.metrics)
+    app.add_middleware(pages.PageHeaders)
     return app
 
 

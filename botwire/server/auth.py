@@ -118,7 +118,7 @@ class Scope:
         """Raise :class:`Forbidden` unless this is an admin token."""
         if not self.admin:
             raise Forbidden(
-                f"token {self.name!r} is not an admin token: the audit needs one "
+                f"token {self.name!r} is not an admin token: the audit and the tokens need one "
                 "(botwire token create NAME --prefix '*' --admin)"
             )
 
@@ -297,6 +297,10 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Scope | None]] = {}
         self._required_seen = -1e9
+
+    def forget(self) -> None:
+        """Drop the cached tokens (one was revoked here: it stops working at once)."""
+        self._cache.clear()
 
     async def required(self) -> bool:
         """Whether the store requires tokens (see :func:`tokens_required`)."""

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from botwire._memory import AsyncMemory
 from botwire.backends import wire
 from botwire.backends.base import Backend, Op, Search
 from botwire.backends.changes import WAIT_SECONDS, actor
@@ -160,6 +161,22 @@ class Context:
             actor.reset(writer)
             deadline.reset(until)
             read_budget.reset(budget)
+
+
+class RequestMemory(AsyncMemory):
+    """An :class:`~botwire.AsyncMemory` whose every batch runs as a request's
+    (:meth:`Context.run`), for routes that answer with what a memory method computes over
+    several batches (a past version, a restore)."""
+
+    def __init__(self, namespace: str, context: Context, scope: Scope) -> None:
+        super().__init__(
+            namespace, backend=context.backend, max_value_bytes=context.settings.max_value_bytes
+        )
+        self._context = context
+        self._scope = scope
+
+    async def _execute(self, ops: list[Op]) -> list[Any]:
+        return await self._context.run(self._scope, ops)
 
 
 def _state(request: Request) -> tuple[Context, Scope]:

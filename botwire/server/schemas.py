@@ -36,6 +36,7 @@ from botwire.backends.base import (
     Slice,
     Stats,
 )
+from botwire.backends.common import update_cursor
 from botwire.backends.search import MAX_CONTEXT, search_op
 from botwire.backends.search import MAX_LIMIT as MAX_SEARCH_LIMIT
 from botwire.backends.wire import MAX_PAGE
@@ -150,11 +151,22 @@ class ListKeysIn(OpIn):
     after: str | None = None
     reverse: bool = False
     values: bool = False
+    by_update: bool = False
 
     def to_op(self, max_value_bytes: int) -> Op:
-        after = None if self.after is None else _values.check_key(self.after, "cursor")
+        after = None if self.after is None else check_cursor(self.after, self.by_update)
         prefix = _values.check_prefix(self.prefix)
-        return ListKeys(_ns(self.ns), prefix, self.limit, after, self.reverse, self.values)
+        return ListKeys(_ns(self.ns), prefix, self.limit, after, self.reverse, self.values,
+                        self.by_update)  # fmt: skip
+
+
+def check_cursor(after: str, by_update: bool) -> str:
+    """A listing's cursor, checked: a key, or in a listing by last change what
+    :func:`~botwire.backends.common.page_cursor` makes."""
+    if by_update:
+        update_cursor(after)
+        return _values.check_key(after, "cursor", _values.MAX_KEY_BYTES + 20)
+    return _values.check_key(after, "cursor")
 
 
 class ClearIn(OpIn):
@@ -172,9 +184,10 @@ class ListNamespacesIn(OpIn):
 
     op: Literal["list_namespaces"]
     prefix: str = ""
+    sizes: bool = False
 
     def to_op(self, max_value_bytes: int) -> Op:
-        return ListNamespaces(_values.check_prefix(self.prefix, "namespace prefix"))
+        return ListNamespaces(_values.check_prefix(self.prefix, "namespace prefix"), self.sizes)
 
 
 class SliceIn(KeyOpIn):

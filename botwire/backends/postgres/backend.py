@@ -51,6 +51,7 @@ from botwire.backends.base import (
     KeyPage,
     ListKeys,
     ListNamespaces,
+    NamespaceInfo,
     Op,
     Put,
     Quotas,
@@ -66,6 +67,7 @@ from botwire.backends.base import (
     resendable,
 )
 from botwire.backends.common import (
+    DAY_US,
     LIST,
     PURGE_BATCH,
     VALUE,
@@ -85,11 +87,13 @@ from botwire.backends.common import (
     fresh_row,
     incr_steps,
     nbytes,
+    page_cursor,
     page_takes,
     quota_checks,
     ran_out,
     read_budget,
     sliced_value,
+    update_cursor,
     version_conflict,
 )
 from botwire.backends.postgres import changes as log
@@ -722,10 +726,20 @@ class PostgresBackend(Backend):
         if upper is not None:
             sql += " AND key < %(upper)s"
             params["upper"] = upper
-        if op.after is not None:
-            sql += " AND key < %(after)s" if op.reverse else " AND key > %(after)s"
-            params["after"] = op.after
-        order = " ORDER BY key DESC" if op.reverse else " ORDER BY key"
+        if op.by_update:
+            if op.after is not None:
+                params["moment"], params["after"] = update_cursor(op.after)
+                older, later = (">", "<") if op.reverse else ("<", ">")
+                sql += (
+                    f" AND (updated_at {older} %(moment)s"
+                    f" OR (updated_at = %(moment)s AND key {later} %(after)s))"
+                )
+            order = " ORDER BY updated_at" + (", key DESC" if op.reverse else " DESC, key")
+        else:
+            if op.after is not None:
+                sql += " AND key < %(after)s" if op.reverse else " AND key > %(after)s"
+                params["after"] = op.after
+            order = " ORDER BY key DESC" if op.reverse else " ORDER BY key"
         rows = yield Query(sql + order + " LIMIT %(limit)s", params, "all")
         more = len(rows) > op.limit
         keys: list[KeyInfo] = []
@@ -734,7 +748,7 @@ class PostgresBackend(Backend):
                 more = True
                 break
             keys.append(KeyInfo(*row))
-        return KeyPage(keys, keys[-1].key if more else None)
+        return KeyPage(keys, page_cursor(keys[-1], op) if more else None)
 
     def _clear(self, op: Clear, now: int) -> Steps:
         row = yield Query(
@@ -766,11 +780,21 @@ class PostgresBackend(Backend):
         return search(op, now, self._counts, self.language)
 
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
-        params: dict[str, Any] = {"now": now, "prefix": op.prefix}
-        sql = f"SELECT DISTINCT ns FROM botwire_entries WHERE {_LIVE} AND ns >= %(prefix)s"
+        params: dict[str, Any] = {"now": now, "prefix": op.prefix, "day": now // DAY_US}
+        where = f"{_LIVE} AND ns >= %(prefix)s"
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
-            sql += " AND ns < %(upper)s"
+            where += " AND ns < %(upper)s"
             params["upper"] = upper
-        rows = yield Query(sql + " ORDER BY ns", params, "all")
-        return [ns for (ns,) in rows if "/" not in ns]
+        if not op.sizes:
+            sql = f"SELECT DISTINCT ns FROM botwire_entries WHERE {where} ORDER BY ns"
+            rows = yield Query(sql, params, "all")
+            return [ns for (ns,) in rows if "/" not in ns]
+        rows = yield Query(
+            "SELECT ns, count(*), coalesce(sum(size), 0), coalesce((SELECT writes FROM"
+            " botwire_quota_usage q WHERE q.ns = e.ns AND q.day = %(day)s), 0)"
+            f" FROM botwire_entries e WHERE {where} GROUP BY ns ORDER BY ns",
+            params,
+            "all",
+        )
+        return [NamespaceInfo(*row) for row in rows if "/" not in row[0]]

@@ -45,6 +45,7 @@ from botwire.backends.base import (
     KeyPage,
     ListKeys,
     ListNamespaces,
+    NamespaceInfo,
     Op,
     Put,
     Quotas,
@@ -59,6 +60,7 @@ from botwire.backends.base import (
     prefix_upper_bound,
 )
 from botwire.backends.common import (
+    DAY_US,
     LIST,
     PURGE_BATCH,
     VALUE,
@@ -79,11 +81,13 @@ from botwire.backends.common import (
     incr_steps,
     item_range,
     nbytes,
+    page_cursor,
     page_takes,
     quota_checks,
     ran_out,
     read_budget,
     sliced_value,
+    update_cursor,
     version_conflict,
 )
 from botwire.backends.search import Counts, check_language
@@ -690,12 +694,19 @@ class SQLiteBackend(Backend):
         if upper is not None:
             sql += " AND key < ?"
             params.append(upper)
-        if op.after is not None:
-            sql += " AND key < ?" if op.reverse else " AND key > ?"
-            params.append(op.after)
-        sql += " ORDER BY key DESC LIMIT ?" if op.reverse else " ORDER BY key LIMIT ?"
-        params.append(op.limit + 1)
-        rows = conn.execute(sql, params).fetchall()
+        if op.by_update:
+            if op.after is not None:
+                moment, key = update_cursor(op.after)
+                older, later = (">", "<") if op.reverse else ("<", ">")
+                sql += f" AND (updated_at {older} ? OR (updated_at = ? AND key {later} ?))"
+                params += [moment, moment, key]
+            sql += " ORDER BY updated_at" + (", key DESC" if op.reverse else " DESC, key")
+        else:
+            if op.after is not None:
+                sql += " AND key < ?" if op.reverse else " AND key > ?"
+                params.append(op.after)
+            sql += " ORDER BY key DESC" if op.reverse else " ORDER BY key"
+        rows = conn.execute(sql + " LIMIT ?", [*params, op.limit + 1]).fetchall()
         more = len(rows) > op.limit
         keys: list[KeyInfo] = []
         for row in rows[: op.limit]:
@@ -707,7 +718,7 @@ class SQLiteBackend(Backend):
                 value = self._list_text(conn, entry_id) if kind == LIST else value
                 row = (key, size, updated_at, value)
             keys.append(KeyInfo(*row))
-        return KeyPage(keys, keys[-1].key if more else None)
+        return KeyPage(keys, page_cursor(keys[-1], op) if more else None)
 
     def _clear(self, conn: sqlite3.Connection, op: Clear, now: int) -> int:
         (live,) = conn.execute(
@@ -754,12 +765,22 @@ class SQLiteBackend(Backend):
     def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
         return search.search(conn, op, now, self._counts)
 
-    def _list_namespaces(self, conn: sqlite3.Connection, op: ListNamespaces, now: int) -> list[str]:
-        sql = f"SELECT DISTINCT ns FROM entries WHERE {_LIVE} AND ns >= ?"
+    def _list_namespaces(
+        self, conn: sqlite3.Connection, op: ListNamespaces, now: int
+    ) -> list[str] | list[NamespaceInfo]:
         params: list[Any] = [now, op.prefix]
+        where = f"{_LIVE} AND ns >= ?"
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
-            sql += " AND ns < ?"
+            where += " AND ns < ?"
             params.append(upper)
-        rows = conn.execute(sql + " ORDER BY ns", params).fetchall()
-        return [ns for (ns,) in rows if "/" not in ns]
+        if not op.sizes:
+            sql = f"SELECT DISTINCT ns FROM entries WHERE {where} ORDER BY ns"
+            return [ns for (ns,) in conn.execute(sql, params) if "/" not in ns]
+        rows = conn.execute(
+            "SELECT ns, count(*), coalesce(sum(size), 0), coalesce((SELECT writes FROM quota_usage"
+            f" q WHERE q.ns = e.ns AND q.day = ?), 0) FROM entries e WHERE {where}"
+            " GROUP BY ns ORDER BY ns",
+            [now // DAY_US, *params],
+        )
+        return [NamespaceInfo(*row) for row in rows if "/" not in row[0]]

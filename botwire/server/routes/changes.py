@@ -11,19 +11,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from botwire import _values
 from botwire._plans import MAX_CHANGES
 from botwire._values import MAX_INT64, format_time
-from botwire.backends.base import Change
+from botwire.backends.base import Change, History
 from botwire.backends.changes import audit_span, token_actor
 from botwire.errors import InvalidRequest, Unauthorized
 from botwire.server.auth import token_names
-from botwire.server.context import _state
+from botwire.server.context import RequestMemory, _state
 from botwire.server.schemas import ERRORS, changes_request
 
 changes = APIRouter(tags=["changes"], responses=ERRORS)
@@ -160,3 +161,65 @@ async def audit(
     (page,) = await context.run(scope, [op])
     body = ",".join(change_json(change) for change in page.changes)
     return Response(f'{{"changes":[{body}],"cursor":{page.cursor}}}', media_type="application/json")
+
+
+_ABSENT = object()
+
+
+@changes.get("/v1/history")
+async def history(
+    request: Request,
+    ns: Annotated[str, Query(description="the namespace")],
+    key: Annotated[str, Query(description="the key")],
+    limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 20,
+) -> Response:
+    """A key's changes, newest first, each with what it wrote (``value``), who and when.
+
+    Answers ``{"changes": [...]}`` in the shape of ``GET /v1/changes``.
+    """
+    context, scope = _state(request)
+    op = History(_values.check_namespace(ns), _values.check_key(key), limit)
+    (found,) = await context.run(scope, [op])
+    body = ",".join(change_json(change) for change in found)
+    return Response(f'{{"changes":[{body}]}}', media_type="application/json")
+
+
+@changes.get("/v1/versions")
+async def version_value(
+    request: Request,
+    ns: Annotated[str, Query(description="the namespace")],
+    key: Annotated[str, Query(description="the key")],
+    version: Annotated[int, Query(ge=1, le=MAX_INT64, description="a version the key had")],
+) -> Response:
+    """What ``key`` held at ``version``, rebuilt from the change log (as
+    ``Memory.get(key, version=...)``): ``{"namespace", "key", "version", "value"}``; 404 where
+    the log holds nothing of the key then."""
+    context, scope = _state(request)
+    mem = RequestMemory(_values.check_namespace(ns), context, scope)
+    value = await mem.get(key, _ABSENT, version=version)
+    if value is _ABSENT:
+        detail = f"the change log holds no version {version} of {key!r}"
+        return JSONResponse({"detail": detail}, 404)
+    enc = _values.to_json
+    return Response(
+        f'{{"namespace":{enc(ns)},"key":{enc(key)},"version":{version},"value":{enc(value)}}}',
+        media_type="application/json",
+    )
+
+
+class RestoreIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    ns: str
+    key: str
+    version: int = Field(ge=1, le=MAX_INT64)
+
+
+@changes.post("/v1/restore")
+async def restore(request: Request, body: RestoreIn) -> dict[str, Any]:
+    """Write what ``key`` held at ``version`` as its new version, keeping its expiry, if
+    nothing wrote it meanwhile (as ``Memory.restore``): ``{"version"}``, the new one. 409 when
+    another writer changed it during the restore; 400 when it held nothing then."""
+    context, scope = _state(request)
+    mem = RequestMemory(_values.check_namespace(body.ns), context, scope)
+    return {"version": await mem.restore(body.key, version=body.version)}

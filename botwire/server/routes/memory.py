@@ -6,7 +6,7 @@ holds)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +24,7 @@ from botwire.backends.base import (
 )
 from botwire.errors import BotWireError, InvalidRequest
 from botwire.server.context import ASGIApp, Context, Receive, Send, _state, error_response
-from botwire.server.schemas import ERRORS, validation_errors
+from botwire.server.schemas import ERRORS, check_cursor, validation_errors
 
 Namespace = Annotated[str, Path(description="The namespace (no '/').")]
 Key = Annotated[str, Path(description="The key, percent-encoded ('/' as %2F).")]
@@ -183,12 +183,16 @@ async def list_keys(
     limit: Annotated[int, Query(ge=1, le=wire.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     prefix: Annotated[str, Query()] = "",
+    sort: Annotated[
+        Literal["key", "updated"], Query(description="by key, or by last change (newest first)")
+    ] = "key",
 ) -> Any:
-    """One page of keys in key order, with the cursor of the next page."""
+    """One page of keys in key order (or by last change), with the cursor of the next page."""
     context, scope = _state(request)
     ns = _values.check_namespace(namespace)
-    after = None if cursor is None else _values.check_key(cursor, "cursor")
-    page_op = ListKeys(ns, _values.check_prefix(prefix), limit, after)
+    by_update = sort == "updated"
+    after = None if cursor is None else check_cursor(cursor, by_update)
+    page_op = ListKeys(ns, _values.check_prefix(prefix), limit, after, by_update=by_update)
     (page,) = await context.run(scope, [page_op])
     keys = [
         {"key": info.key, "bytes": info.size, "updated_at": format_time(info.updated_at)}

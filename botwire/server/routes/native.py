@@ -44,7 +44,9 @@ async def batch(request: Request) -> Response:
     results = await context.run(scope, ops)
     if scope.prefixes != ("*",):  # a scoped token sees only its own namespaces
         results = [
-            [ns for ns in result if scope.allows(ns)] if isinstance(op, ListNamespaces) else result
+            [ns for ns in result if scope.allows(ns if isinstance(ns, str) else ns.ns)]
+            if isinstance(op, ListNamespaces)
+            else result
             for op, result in zip(ops, results, strict=True)
         ]
     encode = _encode_results
@@ -115,6 +117,26 @@ def _items(items: list[tuple[int, str]] | None) -> str:
     if items is None:
         return "null"
     return "[" + ",".join(f'{{"position":{at},"value":{text}}}' for at, text in items) + "]"
+
+
+@native.get("/v1/namespaces")
+async def namespaces(
+    request: Request,
+    prefix: Annotated[str, Query(description="only namespaces that start with this")] = "",
+) -> dict[str, Any]:
+    """The namespaces the token may see that hold live keys, sorted, each with its number of
+    keys, the bytes of its values, and its writes today (as the writes quota counts them):
+    ``{"namespaces": [{"namespace", "keys", "bytes", "writes_today"}]}``."""
+    context, scope = _state(request)
+    op = ListNamespaces(_values.check_prefix(prefix, "namespace prefix"), sizes=True)
+    (found,) = await context.run(scope, [op])
+    shown = [
+        {"namespace": info.ns, "keys": info.keys, "bytes": info.bytes,
+         "writes_today": info.writes_today}
+        for info in found
+        if scope.allows(info.ns)
+    ]  # fmt: skip
+    return {"namespaces": shown}
 
 
 @native.get("/healthz")
