@@ -57,6 +57,8 @@
 
   function enc(text) { return encodeURIComponent(text); }
 
+  function count(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
   function detailOf(data) {
     if (!data) return "";
     if (typeof data === "string") return data;
@@ -280,7 +282,7 @@
         type: "button", "aria-current": info.namespace === st.ns ? "true" : null,
         title: info.namespace, onclick: () => go({ ns: info.namespace }),
       }, el("span", { class: "name", text: info.namespace }),
-      el("span", { class: "size", text: `${info.keys} keys · ${bytes(info.bytes)}` }));
+      el("span", { class: "size", text: `${count(info.keys, "key")} · ${bytes(info.bytes)}` }));
       box.append(el("li", {}, button));
     }
     if (!shown.length) box.append(el("li", { class: "muted", text: list.length ? "No namespace matches." : "No namespace holds anything yet." }));
@@ -315,13 +317,17 @@
       st.keys.push(...page.keys);
       st.cursor = page.next_cursor;
       st.complete = !page.next_cursor;
-      $("keys-count").textContent = `${st.keys.length}${st.complete ? "" : "+"} keys`;
+      $("keys-count").textContent = keysCount();
       renderKeys();
     } catch (error) {
       say("Could not list the keys: " + error.message, true);
     } finally {
       if (gen === st.keysGen) st.loading = false;
     }
+  }
+
+  function keysCount() {
+    return st.complete ? count(st.keys.length, "key") : `${st.keys.length}+ keys`;
   }
 
   function renderKeys() {
@@ -568,7 +574,7 @@
       say(`Saved version ${written}.`);
       await loadEntry(false);
     } catch (error) {
-      if (error.status === 409) return showConflict(text);
+      if (error.kind === "VersionConflict") return showConflict(text);
       $("editor-error").textContent = "Not saved: " + error.message;
     }
   }
@@ -634,8 +640,9 @@
     if (!(await confirmDialog(`Delete ${st.key} from ${st.ns}? This cannot be undone here (its history stays).`))) return;
     try {
       await api("DELETE", `/memory/${enc(st.ns)}/${enc(st.key)}`);
-      say(`Deleted ${st.key}.`);
+      const gone = st.key;
       go({ ns: st.ns });
+      say(`Deleted ${gone}.`);
     } catch (error) {
       say(error.message, true);
     }
@@ -660,15 +667,17 @@
       $("new-key-dialog").close();
       go({ ns: st.ns, key });
     } catch (error) {
-      $("new-key-error").textContent = error.status === 409 ? "That key exists already." : error.message;
+      $("new-key-error").textContent = error.kind === "VersionConflict" ? "That key exists already." : error.message;
     }
   });
 
   // -- history: versions, a diff between two, restore ---------------------------------------
 
+  let historyRead = 0;
+
   async function loadHistory() {
-    const body = $("history-table").tBodies[0];
-    body.replaceChildren();
+    const body = document.createElement("tbody");
+    const read = ++historyRead;
     $("diff").replaceChildren();
     let found;
     try {
@@ -677,6 +686,7 @@
       say("Could not read the history: " + error.message, true);
       return;
     }
+    if (read !== historyRead) return;  // a later read answers instead
     st.history = found;
     const versions = found.filter((c) => c.version !== null);
     found.forEach((change) => {
@@ -687,7 +697,7 @@
       }) : "";
       const row = el("tr", {},
         el("td", {}, pick("a", versions[1] === change)), el("td", {}, pick("b", versions[0] === change)),
-        el("td", { text: has ? change.version : "" }), el("td", { text: change.op }),
+        el("td", { class: "mono", text: has ? change.version : "" }), el("td", { text: change.op }),
         el("td", { text: when(change.at) }), el("td", { text: change.actor }));
       const actions = el("td");
       if (has && me && !me.read_only && change !== versions[0]) {
@@ -701,6 +711,7 @@
       body.append(row);
     });
     if (!found.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "The change log holds nothing of this key." })));
+    $("history-table").tBodies[0].replaceWith(body);
   }
 
   async function versionText(version) {
@@ -837,7 +848,7 @@
         }
       }
     }
-    $("keys-count").textContent = `${st.keys.length}${st.complete ? "" : "+"} keys`;
+    $("keys-count").textContent = keysCount();
     renderKeys();
     clearTimeout(st.nsTimer);
     st.nsTimer = setTimeout(loadNamespaces, 500);

@@ -218,7 +218,7 @@ class RestoreIn(BaseModel):
 @changes.post("/v1/restore")
 async def restore(request: Request, body: RestoreIn) -> dict[str, Any]:
     """Write what ``key`` held at ``version`` as its new version, keeping its expiry, if
-    nothing wrote it meanwhile (as ``Memory.restore``): ``{"version"}``, the new one. 409 when
+    nothing wrote it meanwhile (as ``Memory.restore``): ``{"version"}``, the new one. 412 when
     another writer changed it during the restore; 400 when it held nothing then."""
     context, scope = _state(request)
     mem = RequestMemory(_values.check_namespace(body.ns), context, scope)
