@@ -203,6 +203,8 @@ def test_a_wrong_token_is_refused_and_the_token_stays_out_of_urls(
     page.click("#sign-out")
     page.wait_for_selector("#signin:not([hidden])")
     assert page.evaluate("sessionStorage.length") == 0
+    assert console.server.log is not None
+    assert console.tokens["admin"] not in Path(console.server.log).read_text()  # nor in logs
 
 
 # -- browse -----------------------------------------------------------------------------------

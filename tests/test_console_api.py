@@ -215,3 +215,11 @@ def test_keys_by_last_change_through_the_compatible_route(served: Served) -> Non
     assert seen == ["a", "b", "c"]
     by_name = served.ask("GET", "/memory/team:sorted", "team").json()
     assert [k["key"] for k in by_name["keys"]] == ["a", "b", "c"]
+
+
+def test_a_local_server_without_tokens_opens_the_console_without_one(tmp_path: Path) -> None:
+    with Server(f"sqlite:///{tmp_path / 'open.db'}") as server:
+        me = httpx.get(server.url + "/v1/whoami").json()
+        assert me["anonymous"] is True and me["admin"] is True and me["read_only"] is False
+        page = httpx.get(server.url + "/", follow_redirects=True)
+        assert page.status_code == 200 and "botwire console" in page.text
