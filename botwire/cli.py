@@ -268,6 +268,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         metrics_token=args.metrics_token,
         access_log=args.access_log or None,
+        log_format=args.log_format,
+        store_wait_seconds=args.store_wait_seconds,
         allowed_hosts=",".join(args.allowed_host) if args.allowed_host else None,
     )
     serve(settings)
@@ -478,6 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-token", help="a bearer token that may read /metrics once tokens are on"
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text (default), or json: one object per line, with request ids",
+    )
+    p.add_argument(
+        "--store-wait-seconds",
+        type=float,
+        help="at start, how long to wait for the store to answer (default 60)",
+    )
     p.add_argument(
         "--allowed-host",
         action="append",

@@ -176,6 +176,18 @@ def test_console_and_docs_are_served_from_the_package_with_a_strict_policy(
     assert "content-security-policy" not in httpx.get(console.url + "/healthz").headers
 
 
+def test_namespace_sizes_are_numbers_on_every_store(console: Console, ns: str) -> None:
+    console.memory(ns).set_many({"a": "xyz", "b": [1, 2]})
+    headers = {"authorization": f"Bearer {console.tokens['admin']}"}
+    found = httpx.get(console.url + "/v1/namespaces", params={"prefix": ns}, headers=headers)
+    assert found.json() == {
+        "namespaces": [{"namespace": ns, "keys": 2, "bytes": 10, "writes_today": 0}]
+    }
+    ops = {"ops": [{"op": "list_namespaces", "prefix": ns, "sizes": True}]}
+    answer = httpx.post(console.url + "/v1/batch", json=ops, headers=headers)
+    assert answer.status_code == 200 and answer.json()["results"] == [[[ns, 2, 10, 0]]]
+
+
 def test_docs_render_offline_in_the_browser(console: Console, page: Any) -> None:
     outside: list[str] = []
     page.on(
@@ -338,6 +350,83 @@ def test_phone_width_shows_one_pane_at_a_time(console: Console, browser: Any, ns
     page.click("#detail-pane .back")
     page.wait_for_selector("#keys-pane", state="visible")
     context.close()
+
+
+def test_a_namespace_opened_while_another_still_loads_shows_its_own_keys(
+    console: Console, page: Any, ns: str
+) -> None:
+    console.memory(ns + "-a").set("from-a", 1)
+    console.memory(ns + "-b").set("from-b", 1)
+    sign_in(page, console)
+    held: list[Any] = []
+    page.route(f"**/memory/{ns}-a?*", lambda route: held.append(route))
+    page.locator("#ns-list button", has_text=ns + "-a").click()
+    page.wait_for_timeout(200)
+    assert len(held) == 1  # a's keys are still on their way
+    page.locator("#ns-list button", has_text=ns + "-b").click()
+    key_row(page, "from-b").wait_for()
+    held[0].continue_()
+    page.wait_for_timeout(300)
+    assert page.locator("#key-list .item .name").all_inner_texts() == ["from-b"]
+
+
+def test_a_slow_key_never_shows_in_place_of_the_key_opened_after_it(
+    console: Console, page: Any, ns: str
+) -> None:
+    console.memory(ns).set_many({"a0": "value of a0", "a1": "value of a1"})
+    sign_in(page, console, path=f"/console?ns={ns}")
+    held: list[Any] = []
+
+    def hold_a0(route: Any) -> None:
+        if '"key":"a0"' in (route.request.post_data or "").replace(" ", ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/v1/batch", hold_a0)
+    key_row(page, "a0").click()
+    page.wait_for_timeout(200)
+    assert len(held) == 1
+    key_row(page, "a1").click()
+    page.wait_for_selector("#value:text('value of a1')")
+    held[0].continue_()
+    page.wait_for_timeout(300)
+    assert page.inner_text("#detail-title") == "a1" and "value of a1" in page.inner_text("#value")
+
+
+def test_unsaved_edits_meet_a_conflict_even_after_a_live_reload(
+    console: Console, page: Any, ns: str
+) -> None:
+    mem = console.memory(ns)
+    mem.set("doc", {"v": "first"})
+    sign_in(page, console, path=f"/console?ns={ns}&key=doc")
+    page.click("#tab-edit")
+    page.fill("#editor", '{"v": "mine"}')
+    page.click("#tab-value")
+    page.wait_for_timeout(300)  # the feed is open
+    mem.set("doc", {"v": "theirs"})
+    page.wait_for_selector("#value:text('theirs')")  # the view follows the store
+    expect(page.locator("#live-note")).to_be_visible()
+    page.click("#tab-edit")
+    assert "mine" in page.input_value("#editor")  # the unsaved text is kept
+    page.click("#save")
+    page.wait_for_selector("#conflict:not([hidden])")
+    assert mem.get("doc") == {"v": "theirs"}
+
+
+def test_a_namespace_left_and_opened_again_follows_the_store_again(
+    console: Console, page: Any, ns: str
+) -> None:
+    mem = console.memory(ns)
+    mem.set("first", 1)
+    sign_in(page, console, path=f"/console?ns={ns}")
+    key_row(page, "first").wait_for()
+    page.click("#nav a[data-nav=search]")
+    page.go_back()
+    key_row(page, "first").wait_for()
+    page.wait_for_timeout(300)
+    mem.set("second", 2)
+    key_row(page, "second").wait_for(timeout=2000)
 
 
 # -- search -----------------------------------------------------------------------------------

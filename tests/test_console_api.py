@@ -4,6 +4,7 @@ restore, and keys by last change. Every refusal is a 4xx that writes nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from botwire import Memory
+from botwire.backends.base import Incr
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.server.auth import create_token, list_tokens
 
@@ -125,6 +127,54 @@ def test_a_bad_token_request_is_refused_and_creates_nothing(served: Served, body
     answer = served.ask("POST", "/v1/tokens", json=body)
     assert 400 <= answer.status_code < 500 and answer.json()["detail"]
     assert served.token_names() == before
+
+
+def test_only_an_admin_token_of_every_namespace_manages_tokens(tmp_path: Path) -> None:
+    """A narrower admin token (scoped, or read-only) could otherwise mint itself more rights."""
+    db = tmp_path / "admins.db"
+    backend = SQLiteBackend(db)
+    narrow = {
+        "scoped-admin": create_token(backend, "scoped-admin", ["team:"], admin=True),
+        "reading-admin": create_token(backend, "reading-admin", ["*"], read_only=True, admin=True),
+    }
+    backend.close()
+    with Server(f"sqlite:///{db}") as server:
+        served = Served(server, narrow, db)
+        before = served.token_names()
+        for who in narrow:
+            assert served.ask("GET", "/v1/whoami", who).json()["manages_tokens"] is False
+            assert served.ask("GET", "/v1/tokens", who).status_code == 403
+            body = {"name": "evil", "prefixes": ["*"], "admin": True}
+            refused = served.ask("POST", "/v1/tokens", who, json=body)
+            assert refused.status_code == 403 and "every namespace" in refused.json()["detail"]
+            assert served.ask("DELETE", "/v1/tokens/scoped-admin", who).status_code == 403
+        assert served.token_names() == before
+        # the scoped admin still reads the audit of its own namespaces
+        assert (
+            served.ask(
+                "GET", "/v1/audit", "scoped-admin", params={"ns_prefix": "team:"}
+            ).status_code
+            == 200
+        )
+
+
+def test_a_version_rebuilt_from_a_long_log_stays_within_the_request_limit(tmp_path: Path) -> None:
+    db = tmp_path / "long.db"
+    backend = SQLiteBackend(db)
+    for _ in range(40):
+        backend.execute([Incr("long", "counter", 1)] * 1000)
+    backend.close()
+    with Server(f"sqlite:///{db}", BOTWIRE_MAX_REQUEST_SECONDS="0.05") as server:
+        first = httpx.get(
+            server.url + "/v1/history", params={"ns": "long", "key": "counter", "limit": 1}
+        )
+        assert first.status_code == 200
+        started = time.monotonic()
+        params = {"ns": "long", "key": "counter", "version": 1}
+        answer = httpx.get(server.url + "/v1/versions", params=params, timeout=60)
+        assert answer.status_code == 503 and "Retry-After".lower() in answer.headers
+        assert time.monotonic() - started < 5
+        assert httpx.get(server.url + "/readyz").status_code == 200
 
 
 def test_only_admin_tokens_manage_tokens(served: Served) -> None:

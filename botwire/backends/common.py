@@ -432,6 +432,6 @@ def update_cursor(after: str) -> tuple[int, str]:
         InvalidRequest: it is not such a cursor.
     """
     moment, sep, key = after.partition(":")
-    if not (sep and moment.isascii() and moment.isdigit() and len(moment) <= 19):
+    if not (sep and moment.isascii() and moment.isdigit() and int(moment[:20]) <= MAX_INT64):
         raise InvalidRequest(f"cursor {after!r} is not a cursor of a listing by last change")
     return int(moment), key

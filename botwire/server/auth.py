@@ -122,6 +122,16 @@ class Scope:
                 "(botwire token create NAME --prefix '*' --admin)"
             )
 
+    def check_token_admin(self) -> None:
+        """Raise :class:`Forbidden` unless this token may manage tokens: an admin token of
+        every namespace that may write (a narrower one could mint itself more rights)."""
+        self.check_admin()
+        if self.read_only or not self.grants_all_under(""):
+            raise Forbidden(
+                f"token {self.name!r} may not manage tokens: that needs an admin token of every "
+                "namespace that may write (botwire token create NAME --prefix '*' --admin)"
+            )
+
     def check(self, op: Op) -> None:
         """Raise :class:`Forbidden` unless this scope may run ``op``."""
         if isinstance(op, AddChange) or (

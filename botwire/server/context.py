@@ -149,9 +149,14 @@ class Context:
                 f"a batch holds at most {self.settings.max_batch_searches} searches "
                 "(max_batch_searches)"
             )
-        budget = read_budget.set(ReadBudget(self.settings.max_response_bytes))
         limit = self.settings.max_request_seconds
-        until = deadline.set(time.monotonic() + limit)
+        ends = deadline.get()
+        if ends is not None and time.monotonic() > ends:  # a request of several batches
+            raise ran_out(limit)
+        budget = until = None
+        if ends is None:
+            budget = read_budget.set(ReadBudget(self.settings.max_response_bytes))
+            until = deadline.set(time.monotonic() + limit)
         writer = actor.set("anonymous" if scope is ANONYMOUS else f"token:{scope.name}")
         try:
             return await self.backend.aexecute(ops)
@@ -159,14 +164,24 @@ class Context:
             raise ran_out(limit) from None
         finally:
             actor.reset(writer)
-            deadline.reset(until)
-            read_budget.reset(budget)
+            if until is not None and budget is not None:
+                deadline.reset(until)
+                read_budget.reset(budget)
+
+    def request_limits(self) -> None:
+        """Make the batches a request runs from here on share one deadline and one read
+        budget (:meth:`run` sets them per batch otherwise): a route that runs many batches
+        (a past version rebuilt from the log) stays within ``max_request_seconds`` and
+        ``max_response_bytes`` in all."""
+        read_budget.set(ReadBudget(self.settings.max_response_bytes))
+        deadline.set(time.monotonic() + self.settings.max_request_seconds)
 
 
 class RequestMemory(AsyncMemory):
     """An :class:`~botwire.AsyncMemory` whose every batch runs as a request's
-    (:meth:`Context.run`), for routes that answer with what a memory method computes over
-    several batches (a past version, a restore)."""
+    (:meth:`Context.run`), within one deadline and read budget for them all, for routes that
+    answer with what a memory method computes over several batches (a past version, a
+    restore). Make it in the request's own task."""
 
     def __init__(self, namespace: str, context: Context, scope: Scope) -> None:
         super().__init__(
@@ -174,6 +189,7 @@ class RequestMemory(AsyncMemory):
         )
         self._context = context
         self._scope = scope
+        context.request_limits()
 
     async def _execute(self, ops: list[Op]) -> list[Any]:
         return await self._context.run(self._scope, ops)

@@ -44,6 +44,8 @@ class Observe:
         started = time.perf_counter()
         status = 500
         responded = False
+        ident = _request_id(scope["headers"])
+        current = request_id.set(ident)  # in the change log and the logs, the access line too
 
         async def record_status(message: Message) -> None:
             nonlocal status, responded
@@ -55,18 +57,18 @@ class Observe:
         try:
             await self.app(scope, receive, record_status)
         except Exception:
-            request_id = uuid.uuid4().hex[:16]
-            log.exception("request %s (%s %s) failed", request_id, scope["method"], scope["path"])
+            log.exception("request %s (%s %s) failed", ident, scope["method"], scope["path"])
             if responded:
                 raise  # too late for a clean answer
             status = 500
             body = {
-                "detail": f"internal error; the server's log has the details under {request_id}",
+                "detail": f"internal error; the server's log has the details under {ident}",
                 "error": "InternalError",
-                "request_id": request_id,
+                "request_id": ident,
             }
-            await _send_json(send, 500, body, [(b"x-request-id", request_id.encode())])
+            await _send_json(send, 500, body, [(b"x-request-id", ident.encode())])
         finally:
+            request_id.reset(current)
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
 
@@ -186,11 +188,7 @@ class Authenticate:
         except (Unauthorized, Forbidden) as exc:
             await _send_error(send, exc, self.context)
             return
-        request = request_id.set(_request_id(scope["headers"]))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            request_id.reset(request)
+        await self.app(scope, receive, send)
 
     async def _metrics(self, authorization: str | None) -> None:
         token = self.context.settings.metrics_token

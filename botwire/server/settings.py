@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botwire._values import DEFAULT_MAX_VALUE_BYTES
+from botwire.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class Settings:
     token_cache_seconds: float = 2.0
     """How long a token lookup is reused; a revoked token stops working within this time."""
     access_log: bool = False
+    log_format: str = "text"
+    """``text``, or ``json``: one JSON object per line, with the request id (never a token or a
+    value)."""
+    store_wait_seconds: float = 60.0
+    """At start, how long to wait for the store to answer (a database starting beside the
+    server) before giving up."""
     allowed_hosts: str | None = None
     """Host names besides the loopback ones that a loopback server answers MCP requests for
     (comma-separated): the name a TLS proxy on this machine forwards, such as
@@ -61,7 +68,12 @@ class Settings:
         for field in dataclasses.fields(cls):
             raw = os.environ.get(f"BOTWIRE_{field.name.upper()}")
             if raw is not None and raw != "":
-                values[field.name] = _parse(field.type, raw)
+                try:
+                    values[field.name] = _parse(field.type, raw)
+                except ValueError:
+                    raise InvalidRequest(
+                        f"BOTWIRE_{field.name.upper()}={raw!r} is not {_KINDS[str(field.type)[:3]]}"
+                    ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -76,6 +88,15 @@ class Settings:
                 )
         return env
 
+    def check(self) -> None:
+        """Raise :class:`~botwire.errors.InvalidRequest` for settings a server cannot run with."""
+        if not 1 <= self.port <= 65535:
+            raise InvalidRequest(f"the port must be 1 to 65535, not {self.port}")
+        if self.workers < 1:
+            raise InvalidRequest(f"workers must be at least 1, not {self.workers}")
+        if self.log_format not in ("text", "json"):
+            raise InvalidRequest(f"the log format is text or json, not {self.log_format!r}")
+
     def host_names(self) -> list[str]:
         """The names in :attr:`allowed_hosts`."""
         return [name.strip() for name in (self.allowed_hosts or "").split(",") if name.strip()]
@@ -89,6 +110,9 @@ class Settings:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+_KINDS = {"int": "a whole number", "flo": "a number", "boo": "a yes or no", "str": "text"}
 
 
 def _parse(kind: Any, raw: str) -> Any:

@@ -791,7 +791,7 @@ class PostgresBackend(Backend):
             rows = yield Query(sql, params, "all")
             return [ns for (ns,) in rows if "/" not in ns]
         rows = yield Query(
-            "SELECT ns, count(*), coalesce(sum(size), 0), coalesce((SELECT writes FROM"
+            "SELECT ns, count(*), coalesce(sum(size), 0)::bigint, coalesce((SELECT writes FROM"
             " botwire_quota_usage q WHERE q.ns = e.ns AND q.day = %(day)s), 0)"
             f" FROM botwire_entries e WHERE {where} GROUP BY ns ORDER BY ns",
             params,

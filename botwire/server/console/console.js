@@ -95,7 +95,8 @@
   function needs(root) {
     for (const node of (root || document).querySelectorAll("[data-needs]")) {
       const need = node.getAttribute("data-needs");
-      node.hidden = !me || (need === "write" && me.read_only) || (need === "admin" && !me.admin);
+      node.hidden = !me || (need === "write" && me.read_only) || (need === "admin" && !me.admin)
+        || (need === "tokens" && !me.manages_tokens);
     }
   }
 
@@ -223,7 +224,11 @@
       if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
     }
     say("");
-    if (view !== "browse") stopFollowing();
+    if (view !== "browse") {  // coming back opens the namespace afresh, following it again
+      stopFollowing();
+      st.ns = null;
+      st.key = null;
+    }
     if (view === "search") return openSearch(query);
     if (view === "audit") return openAudit();
     if (view === "tokens") return openTokens();
@@ -292,8 +297,8 @@
   $("ns-filter").addEventListener("input", () => renderNamespaces(st.namespaces || []));
 
   function clearKeys() {
-    st.keysGen++;
-    st.keys = []; st.cursor = null; st.complete = false; st.active = -1;
+    st.keysGen++;  // a page still loading for the old listing is dropped when it arrives
+    st.keys = []; st.cursor = null; st.complete = false; st.active = -1; st.loading = false;
     $("keys-count").textContent = "";
     renderKeys();
   }
@@ -397,11 +402,12 @@
   // -- one key ------------------------------------------------------------------------------
 
   async function loadEntry(resetTab) {
-    const [record] = await batch([{ op: "get", ns: st.ns, key: st.key }]).catch((error) => {
+    const ns = st.ns, key = st.key;
+    const [record] = await batch([{ op: "get", ns, key }]).catch((error) => {
       say("Could not read the key: " + error.message, true);
       return [undefined];
     });
-    if (record === undefined) return;
+    if (record === undefined || ns !== st.ns || key !== st.key) return;  // another key is open
     st.entry = record;
     if (resetTab) st.tab = "value";
     showEntry(record);
@@ -420,7 +426,7 @@
       $("value").textContent = "";
       $("chat").hidden = true;
       $("value").hidden = false;
-      $("editor").value = "";
+      if (!st.dirty) { $("editor").value = ""; st.editVersion = 0; }
       selectTab(st.tab === "history" ? "history" : "value");
       return;
     }
@@ -433,6 +439,7 @@
     for (const [name, value] of rows) meta.append(el("dt", { text: name }), el("dd", { text: value }));
     showValue(record.value);
     if (!st.dirty) {
+      st.editVersion = record.version;
       $("editor").value = formatJson(record.value);
       $("editor-error").textContent = "";
       $("conflict").hidden = true;
@@ -571,6 +578,7 @@
       const [written] = await batch([op]);
       st.dirty = false;
       $("conflict").hidden = true;
+      $("live-note").hidden = true;
       say(`Saved version ${written}.`);
       await loadEntry(false);
     } catch (error) {
@@ -592,9 +600,9 @@
 
   $("save").addEventListener("click", () => {
     const text = editedText();
-    if (text !== null) save(text, st.entry ? st.entry.version : 0);
+    if (text !== null) save(text, st.editVersion);
   });
-  $("revert").addEventListener("click", () => { st.dirty = false; showEntry(st.entry); });
+  $("revert").addEventListener("click", () => { st.dirty = false; $("live-note").hidden = true; showEntry(st.entry); });
   $("keep-mine").addEventListener("click", () => {
     const text = editedText();
     if (text !== null) save(text, st.theirs ? st.theirs.version : 0);
@@ -603,6 +611,7 @@
     st.dirty = false;
     st.entry = st.theirs;
     $("conflict").hidden = true;
+    $("live-note").hidden = true;
     showEntry(st.theirs);
     selectTab("edit");
   });
@@ -853,14 +862,13 @@
     clearTimeout(st.nsTimer);
     st.nsTimer = setTimeout(loadNamespaces, 500);
     if (change.key === st.key || change.op === "clear") {
-      if (st.tab === "edit" && st.dirty) {
+      await loadEntry(false);  // the editor keeps unsaved text, and the version it came from
+      if (st.dirty) {
         const note = $("live-note");
-        note.textContent = `${change.actor} changed this key (${change.op}, version ${change.version ?? "-"}) since you loaded it.`;
+        note.textContent = `${change.actor} changed this key (${change.op}, version ${change.version ?? "-"}) since you began editing; saving will show both values.`;
         note.hidden = false;
-      } else {
-        await loadEntry(false);
-        if (st.tab === "history") loadHistory();
       }
+      if (st.tab === "history") loadHistory();
     }
   }
 

@@ -1,5 +1,5 @@
 """botwire's own routes: ``POST /v1/batch`` (many operations in one transaction: the Python
-client), ``GET /v1/search``, ``/healthz`` and ``/metrics``."""
+client), ``GET /v1/search``, ``GET /v1/namespaces``, ``/healthz``, ``/readyz`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from botwire import __version__, _values
@@ -18,6 +18,7 @@ from botwire.backends.base import (
     ListNamespaces,
 )
 from botwire.backends.search import MAX_CONTEXT
+from botwire.errors import BotWireError
 from botwire.server.context import Context, _state
 from botwire.server.schemas import ERRORS, batch_openapi, parse_batch, search_request
 
@@ -140,11 +141,21 @@ async def namespaces(
 
 
 @native.get("/healthz")
-async def healthz(request: Request) -> Any:
-    """Whether the server can reach its store (open to all)."""
-    context: Context = request.app.state.context
-    await context.backend.aexecute([Get("/health", "ping", False)])
+async def healthz() -> Any:
+    """Whether the server runs (open to all): liveness, no round trip to the store."""
     return {"status": "ok", "version": __version__}
+
+
+@native.get("/readyz", responses={503: {"description": "the store does not answer"}})
+async def readyz(request: Request) -> Any:
+    """Whether the server can serve: its store answers (open to all). 503 while it does not."""
+    context: Context = request.app.state.context
+    try:
+        await asyncio.wait_for(context.backend.aexecute([Get("/health", "ping", False)]), 5.0)
+    except (BotWireError, TimeoutError) as exc:
+        detail = str(exc) or "the store did not answer within 5 s"
+        return JSONResponse({"status": "unavailable", "detail": detail}, 503)
+    return {"status": "ready", "version": __version__}
 
 
 @native.get("/metrics", response_class=PlainTextResponse)

@@ -1,5 +1,6 @@
-"""``GET /v1/whoami`` (what the request's token may do) and ``/v1/tokens`` (an admin token
-lists, creates and revokes tokens, as ``botwire token`` does on the store itself)."""
+"""``GET /v1/whoami`` (what the request's token may do) and ``/v1/tokens`` (an admin token of
+every namespace, not read-only, lists, creates and revokes tokens, as ``botwire token`` does on
+the store itself)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ async def whoami(request: Request) -> dict[str, Any]:
         "prefixes": list(scope.prefixes),
         "read_only": scope.read_only,
         "admin": scope.admin,
+        "manages_tokens": scope.admin and not scope.read_only and scope.grants_all_under(""),
         "anonymous": scope is ANONYMOUS,
         "version": __version__,
         "max_value_bytes": settings.max_value_bytes,
@@ -50,10 +52,10 @@ class TokenIn(BaseModel):
 
 @tokens.get("/v1/tokens")
 async def listing(request: Request) -> dict[str, Any]:
-    """Every live token (admin tokens only): name, id, prefixes, rights, expiry; never the
-    token itself, which the store does not keep."""
+    """Every live token (for an admin token of every namespace that may write): name, id,
+    prefixes, rights, expiry; never the token itself, which the store does not keep."""
     context, scope = _state(request)
-    scope.check_admin()
+    scope.check_token_admin()
     found = await asyncio.to_thread(list_tokens, context.backend)
     for token in found:
         token["expires_at"] = format_time(token["expires_at"])
@@ -62,9 +64,10 @@ async def listing(request: Request) -> dict[str, Any]:
 
 @tokens.post("/v1/tokens", status_code=201)
 async def create(request: Request, body: TokenIn) -> dict[str, Any]:
-    """Create a token (admin tokens only). The answer holds the token, shown this once."""
+    """Create a token (for an admin token of every namespace that may write). The answer holds
+    the token, shown this once."""
     context, scope = _state(request)
-    scope.check_admin()
+    scope.check_token_admin()
     token = await asyncio.to_thread(
         create_token, context.backend, body.name, body.prefixes,
         read_only=body.read_only, ttl=body.ttl, admin=body.admin,
@@ -74,10 +77,10 @@ async def create(request: Request, body: TokenIn) -> dict[str, Any]:
 
 @tokens.delete("/v1/tokens/{name_or_id}")
 async def revoke(request: Request, name_or_id: str) -> dict[str, Any]:
-    """Revoke the tokens with this name or id (admin tokens only). A server stops accepting
+    """Revoke the tokens with this name or id (as creating one needs). A server stops accepting
     them within its token cache time (``token_cache_seconds``)."""
     context, scope = _state(request)
-    scope.check_admin()
+    scope.check_token_admin()
     revoked = await asyncio.to_thread(revoke_token, context.backend, name_or_id)
     context.auth.forget()
     if not revoked:
