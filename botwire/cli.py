@@ -268,6 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         metrics_token=args.metrics_token,
         access_log=args.access_log or None,
+        require_tokens=args.require_tokens or None,
         log_format=args.log_format,
         store_wait_seconds=args.store_wait_seconds,
         allowed_hosts=",".join(args.allowed_host) if args.allowed_host else None,
@@ -478,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics-token", help="a bearer token that may read /metrics once tokens are on"
+    )
+    p.add_argument(
+        "--require-tokens",
+        action="store_true",
+        help="require tokens from the start, before any exists (as the container image does)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument(

@@ -23,7 +23,7 @@ from botwire.backends.base import Backend
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable, InvalidRequest
 from botwire.server.app import create_app, open_server_backend
-from botwire.server.auth import settle_auth
+from botwire.server.auth import require_auth, settle_auth
 from botwire.server.logs import log_config, say
 from botwire.server.metrics import share_between_workers
 from botwire.server.protocol import BotWireHTTP
@@ -45,6 +45,9 @@ def serve(settings: Settings) -> None:
     backend = open_server_backend(settings)
     try:
         required = _wait_for_store(backend, settings.store_wait_seconds, settings.log_format)
+        if settings.require_tokens and not required:
+            require_auth(backend)
+            required = True
     finally:
         backend.close()
     if not settings.loopback and not settings.allow_anonymous and not required:

@@ -236,6 +236,11 @@ def settle_auth(backend: Backend) -> bool:
     return required
 
 
+def require_auth(backend: Backend) -> None:
+    """Make the store require tokens from now on, whether or not one exists yet."""
+    backend.execute([Put(AUTH_NS, REQUIRED, "true")])
+
+
 def disable_auth(backend: Backend) -> int:
     """Stop requiring tokens on this store; return how many live tokens remain (they still
     work when a request sends one)."""

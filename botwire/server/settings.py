@@ -26,6 +26,9 @@ class Settings:
     quota_bytes: int | None = None
     """Bytes of values one namespace may hold; off when ``None``."""
     allow_anonymous: bool = False
+    require_tokens: bool = False
+    """Require tokens from the start, before any exists (a container: the first token is made
+    with ``botwire token create`` inside it)."""
     """Serve requests without a token on a non-loopback address when no token exists."""
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     max_body_bytes: int = 8 * 1024 * 1024
