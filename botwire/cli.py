@@ -269,6 +269,10 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_token=args.metrics_token,
         access_log=args.access_log or None,
         require_tokens=args.require_tokens or None,
+        jwks=args.jwks,
+        jwt_issuer=args.jwt_issuer,
+        jwt_audience=args.jwt_audience,
+        jwt_prefixes_claim=args.jwt_prefixes_claim,
         log_format=args.log_format,
         store_wait_seconds=args.store_wait_seconds,
         allowed_hosts=",".join(args.allowed_host) if args.allowed_host else None,
@@ -479,6 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics-token", help="a bearer token that may read /metrics once tokens are on"
+    )
+    p.add_argument(
+        "--jwks",
+        help="also accept JWTs signed by a key of this JWKS (a URL or a file); with "
+        "--jwt-issuer and --jwt-audience",
+    )
+    p.add_argument("--jwt-issuer", help="the iss a JWT must carry")
+    p.add_argument("--jwt-audience", help="the audience a JWT must be for")
+    p.add_argument(
+        "--jwt-prefixes-claim",
+        help="the claim listing a JWT's namespace prefixes (default botwire_prefixes)",
     )
     p.add_argument(
         "--require-tokens",

@@ -42,12 +42,14 @@ def serve(settings: Settings) -> None:
         BackendUnavailable: the store did not answer in ``store_wait_seconds``.
     """
     settings.check()
+    jwt = settings.jwt_verifier()  # a JWKS that cannot be read stops the start, said plainly
     backend = open_server_backend(settings)
     try:
         required = _wait_for_store(backend, settings.store_wait_seconds, settings.log_format)
         if settings.require_tokens and not required:
             require_auth(backend)
             required = True
+        required = required or jwt is not None
     finally:
         backend.close()
     if not settings.loopback and not settings.allow_anonymous and not required:

@@ -8,6 +8,7 @@ records, in ``/auth``, that the store requires tokens from then on.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botwire import _values
 from botwire._values import to_json
@@ -38,6 +39,9 @@ from botwire.backends.base import (
     run_steps,
 )
 from botwire.errors import Forbidden, InvalidRequest, Unauthorized, VersionConflict
+
+if TYPE_CHECKING:
+    from botwire.server.jwt import JWTVerifier
 
 TOKENS_NS = "/tokens"
 PREFIX = "bw_"
@@ -297,6 +301,11 @@ def revoke_token(backend: Backend, name_or_id: str) -> int:
     return len(keys)
 
 
+def looks_like_jwt(token: str) -> bool:
+    """Whether a bearer token has a JWT's shape (three dot-separated parts), not a ``bw_`` one."""
+    return token.count(".") == 2 and not token.startswith(PREFIX)
+
+
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Scope`, or refuses it.
 
@@ -306,10 +315,20 @@ class Authenticator:
     anonymous access at once, on every server of the store.
     """
 
-    def __init__(self, backend: Backend, *, anonymous_ok: bool, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        anonymous_ok: bool,
+        cache_seconds: float,
+        jwt: JWTVerifier | None = None,
+    ) -> None:
         self.backend = backend
         self.anonymous_ok = anonymous_ok
         self.cache_seconds = cache_seconds
+        self.jwt = jwt
+        """Accepts your identity provider's JWTs beside botwire's tokens (and requires a token
+        of one kind or the other)."""
         self._cache: dict[str, tuple[float, Scope | None]] = {}
         self._required_seen = -1e9
 
@@ -318,8 +337,9 @@ class Authenticator:
         self._cache.clear()
 
     async def required(self) -> bool:
-        """Whether the store requires tokens (see :func:`tokens_required`)."""
-        if time.monotonic() - self._required_seen < self.cache_seconds:
+        """Whether the store requires tokens (see :func:`tokens_required`); always, where JWTs
+        are accepted."""
+        if self.jwt is not None or time.monotonic() - self._required_seen < self.cache_seconds:
             return True
         (marker,) = await self.backend.aexecute([_MARKER])  # settle_auth wrote it
         tokens = None if marker is not None else (await self.backend.aexecute([_ANY_TOKEN]))[0]
@@ -347,15 +367,23 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
             found = cached[1]
+        elif self.jwt is not None and looks_like_jwt(token):
+            found, expires = await asyncio.to_thread(self.jwt.scope, token)
+            # reused until it expires, at the latest
+            seen = time.monotonic() - max(0.0, self.cache_seconds - (expires - time.time()))
+            self._remember(digest, seen, found)
         else:
             (record,) = await self.backend.aexecute([Get(TOKENS_NS, digest)])
             found = self._verify(record, digest)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (time.monotonic(), found)
+            self._remember(digest, time.monotonic(), found)
         if found is None:
             raise Unauthorized("unknown, revoked or expired token")
         return found
+
+    def _remember(self, digest: str, seen: float, found: Scope | None) -> None:
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (seen, found)
 
     @staticmethod
     def _verify(record: Record | None, digest: str) -> Scope | None:

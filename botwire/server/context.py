@@ -134,6 +134,7 @@ class Context:
             backend,
             anonymous_ok=settings.loopback or settings.allow_anonymous,
             cache_seconds=settings.token_cache_seconds,
+            jwt=settings.jwt_verifier(),
         )
 
     async def run(self, scope: Scope, ops: list[Op]) -> list[Any]:

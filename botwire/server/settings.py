@@ -6,10 +6,13 @@ import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botwire._values import DEFAULT_MAX_VALUE_BYTES
 from botwire.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from botwire.server.jwt import JWTVerifier
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,15 @@ class Settings:
     store_wait_seconds: float = 60.0
     """At start, how long to wait for the store to answer (a database starting beside the
     server) before giving up."""
+    jwks: str | None = None
+    """Accept JWTs signed by a key of this JWKS (an ``https://`` URL or a file) beside
+    botwire's own tokens; see :mod:`botwire.server.jwt` for how claims map to rights."""
+    jwt_issuer: str | None = None
+    """The ``iss`` a JWT must carry (required with ``jwks``)."""
+    jwt_audience: str | None = None
+    """The audience a JWT must be for (required with ``jwks``)."""
+    jwt_prefixes_claim: str = "botwire_prefixes"
+    """The claim that lists a JWT's namespace prefixes."""
     allowed_hosts: str | None = None
     """Host names besides the loopback ones that a loopback server answers MCP requests for
     (comma-separated): the name a TLS proxy on this machine forwards, such as
@@ -99,6 +111,16 @@ class Settings:
             raise InvalidRequest(f"workers must be at least 1, not {self.workers}")
         if self.log_format not in ("text", "json"):
             raise InvalidRequest(f"the log format is text or json, not {self.log_format!r}")
+
+    def jwt_verifier(self) -> JWTVerifier | None:
+        """The JWT checker these settings ask for (``None`` without ``jwks``)."""
+        if not self.jwks:
+            return None
+        from botwire.server.jwt import JWTVerifier
+
+        return JWTVerifier(
+            self.jwks, self.jwt_issuer or "", self.jwt_audience or "", self.jwt_prefixes_claim
+        )
 
     def host_names(self) -> list[str]:
         """The names in :attr:`allowed_hosts`."""
