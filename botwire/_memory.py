@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from botwire import _values, config
+from botwire import _values, config, telemetry
 from botwire._plans import (
     Change,
     ChangesPage,
@@ -64,16 +64,10 @@ class Memory(_MemoryBase):
     """
 
     def _execute(self, ops: list[Op]) -> list[Any]:
-        if not self._debug:
+        if not self._debug and not telemetry.ENABLED:
             return self._backend.execute(ops)
-        started, error = time.perf_counter(), None
-        try:
+        with self._observing(ops):
             return self._backend.execute(ops)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._log(ops, started, error)
 
     def _run(self, plan: _Plan[T]) -> T:
         return plan.finish(self._execute(plan.ops))
@@ -410,16 +404,10 @@ class AsyncMemory(_MemoryBase):
     """
 
     async def _execute(self, ops: list[Op]) -> list[Any]:
-        if not self._debug:
+        if not self._debug and not telemetry.ENABLED:
             return await self._backend.aexecute(ops)
-        started, error = time.perf_counter(), None
-        try:
+        with self._observing(ops):
             return await self._backend.aexecute(ops)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._log(ops, started, error)
 
     async def _run(self, plan: _Plan[T]) -> T:
         return plan.finish(await self._execute(plan.ops))

@@ -7,15 +7,16 @@ results. ``Memory`` runs plans with ``backend.execute`` and ``AsyncMemory`` with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from botwire import _values, config
+from botwire import _values, config, telemetry
 from botwire.backends import Backend, open_backend
 from botwire.backends import changes as changelog
 from botwire.backends.base import (
@@ -173,6 +174,21 @@ class _MemoryBase:
 
     def _encode(self, value: Any, key: str) -> str:
         return _values.encode_value(value, self.max_value_bytes, key)
+
+    @contextlib.contextmanager
+    def _observing(self, ops: Sequence[Op]) -> Iterator[None]:
+        """Around a batch while debugging or tracing: its log line, its span."""
+        started, error = time.perf_counter(), None
+        traced = telemetry.client_span(ops) if telemetry.ENABLED else contextlib.nullcontext()
+        try:
+            with traced:
+                yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if self._debug:
+                self._log(ops, started, error)
 
     def _log(self, ops: Sequence[Op], started: float, error: BaseException | None) -> None:
         elapsed = (time.perf_counter() - started) * 1000

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from botwire import telemetry
 from botwire._memory import Memory
 from botwire._recall import Recalled, Source, matched_words, recall
 from botwire.errors import (
@@ -276,6 +277,14 @@ class MemoryTools:
         """Call the tool ``name`` with a model's ``arguments`` (a JSON object): arguments that
         do not fit the tool's schema, and a tool this memory does not offer, are refusals too.
         For protocols that hand over a tool call as a name and JSON (MCP)."""
+        if not telemetry.ENABLED:
+            return self._call(name, arguments)
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                      "gen_ai.memory.store.id": self.memory.namespace}  # fmt: skip
+        with telemetry.span(f"execute_tool {name}", attributes):
+            return self._call(name, arguments)
+
+    def _call(self, name: str, arguments: Mapping[str, Any]) -> str:
         from pydantic import ValidationError
 
         spec = next((spec for spec in self.specs if spec.name == name), None)

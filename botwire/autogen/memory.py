@@ -24,6 +24,7 @@ from botwire._recall import Source, arecall
 from botwire.autogen._messages import header, memory_header
 from botwire.backends.search import coverage, strings
 from botwire.errors import InvalidRequest, InvalidValue
+from botwire.telemetry import traced
 
 KEY = "memories"
 """The list that holds a namespace's memories, oldest first (one atomic append per memory)."""
@@ -129,6 +130,7 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
         """How the system message that ``update_context`` writes begins."""
         return header(self._memory.namespace)
 
+    @traced("botwire.autogen.memory.add")
     async def add(
         self, content: MemoryContent, cancellation_token: CancellationToken | None = None
     ) -> None:
@@ -140,6 +142,7 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
         """
         await self._memory.append(KEY, _encode(content))
 
+    @traced("botwire.autogen.memory.query")
     async def query(
         self,
         query: str | MemoryContent = "",
@@ -178,6 +181,7 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
             values = [v for v in values if coverage(text, " ".join(strings(v))) >= threshold]
         return [_decode(value) for value in values[:k]]
 
+    @traced("botwire.autogen.memory.update_context")
     async def update_context(self, model_context: ChatCompletionContext) -> UpdateContextResult:
         """Put the memories relevant to the last user message in ``model_context`` (then the
         newest others, up to ``k``), as one numbered system message that replaces the one an
@@ -198,6 +202,7 @@ class BotWireMemory(AgentMemory, Component[BotWireMemoryConfig]):
             await model_context.add_message(SystemMessage(content=self.header + "\n".join(lines)))
         return UpdateContextResult(memories=MemoryQueryResult(results=found))
 
+    @traced("botwire.autogen.memory.clear")
     async def clear(self) -> None:
         """Delete every memory."""
         await self._memory.delete(KEY)

@@ -34,6 +34,7 @@ from botwire.backends.base import (
 )
 from botwire.config import mask_url
 from botwire.errors import BackendUnavailable
+from botwire.telemetry import trace_headers
 
 BATCH_PATH = "/v1/batch"
 RETRIES = 3
@@ -119,7 +120,7 @@ class HTTPBackend(Backend):
         client = self._sync_client()
         for attempt in range(RETRIES + 1):
             try:
-                response = client.post(BATCH_PATH, content=body)
+                response = client.post(BATCH_PATH, content=body, headers=trace_headers())
                 break
             except httpx.TransportError as exc:
                 self._give_up_unless_retry(exc, ops, attempt)
@@ -136,7 +137,7 @@ class HTTPBackend(Backend):
         client = self._async_client()
         for attempt in range(RETRIES + 1):
             try:
-                response = await client.post(BATCH_PATH, content=body)
+                response = await client.post(BATCH_PATH, content=body, headers=trace_headers())
                 break
             except httpx.TransportError as exc:
                 self._give_up_unless_retry(exc, ops, attempt)

@@ -23,6 +23,7 @@ from crewai.memory.types import MemoryRecord, ScopeInfo
 
 from botwire._memory import AsyncMemory, Memory, on_store
 from botwire.errors import VersionConflict
+from botwire.telemetry import traced
 
 PAGE = 500
 """Records read per round trip."""
@@ -104,6 +105,7 @@ class BotWireStorage:
 
     # -- the StorageBackend protocol -----------------------------------------------------------
 
+    @traced("botwire.crewai.storage.save")
     def save(self, records: list[MemoryRecord]) -> None:
         """Store ``records`` atomically (a record with an existing id replaces it)."""
         if records:
@@ -130,6 +132,7 @@ class BotWireStorage:
         value = self._memory.get(record_id)
         return None if value is None else self._load(value)
 
+    @traced("botwire.crewai.storage.search")
     def search(
         self,
         query_embedding: list[float],
@@ -233,9 +236,11 @@ class BotWireStorage:
 
     # -- async: the same, off the event loop ---------------------------------------------------
 
+    @traced("botwire.crewai.storage.save")
     async def asave(self, records: list[MemoryRecord]) -> None:
         await asyncio.to_thread(self.save, records)
 
+    @traced("botwire.crewai.storage.search")
     async def asearch(
         self,
         query_embedding: list[float],

@@ -21,6 +21,7 @@ from langchain_core.messages import (
 from botwire import AsyncMemory, Memory, _values
 from botwire._memory import on_store
 from botwire.errors import InvalidValue, ValueTooLarge, WrongType
+from botwire.telemetry import traced
 
 LEADING = {"type": "system"}
 """A window never drops the system message that opens a conversation."""
@@ -132,6 +133,7 @@ class BotWireChatHistory(BaseChatMessageHistory):
 
     # -- writing -------------------------------------------------------------------------------
 
+    @traced("botwire.langchain.chat_history.add_messages")
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append ``messages`` in one atomic write.
 
@@ -149,6 +151,7 @@ class BotWireChatHistory(BaseChatMessageHistory):
                 self._memory.update(self._key, self._as_list)
                 self._memory.append(self._key, *items, **self._window())
 
+    @traced("botwire.langchain.chat_history.add_messages")
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append ``messages`` in one atomic write (native async)."""
         items = self._encode(messages)
@@ -176,10 +179,12 @@ class BotWireChatHistory(BaseChatMessageHistory):
                 limit=exc.limit,
             ) from None
 
+    @traced("botwire.langchain.chat_history.clear")
     def clear(self) -> None:
         """Delete the session."""
         self._memory.delete(self._key)
 
+    @traced("botwire.langchain.chat_history.clear")
     async def aclear(self) -> None:
         """Delete the session (native async)."""
         await self._amemory.delete(self._key)

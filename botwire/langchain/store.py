@@ -14,6 +14,7 @@ from langchain_core.stores import BaseStore
 from botwire import AsyncMemory, Memory, _values
 from botwire._memory import on_store
 from botwire.errors import InvalidValue, WrongType
+from botwire.telemetry import traced
 
 V = TypeVar("V")
 
@@ -45,26 +46,32 @@ class _BotWireBaseStore(BaseStore[str, V], Generic[V]):
     def _pairs(self, key_value_pairs: Sequence[tuple[str, V]]) -> dict[str, Any]:
         return {key: self._encode(value) for key, value in key_value_pairs}
 
+    @traced("botwire.langchain.store.mget")
     def mget(self, keys: Sequence[str]) -> list[V | None]:
         """The values of ``keys`` (``None`` where missing), in one round trip."""
         return self._found(keys, self._memory.get_many(keys))
 
+    @traced("botwire.langchain.store.mget")
     async def amget(self, keys: Sequence[str]) -> list[V | None]:
         """Async twin of :meth:`mget`."""
         return self._found(keys, await self._amemory.get_many(keys))
 
+    @traced("botwire.langchain.store.mset")
     def mset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
         """Store every pair atomically, in one round trip (with the store's ``ttl``)."""
         self._memory.set_many(self._pairs(key_value_pairs), ttl=self.ttl)
 
+    @traced("botwire.langchain.store.mset")
     async def amset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
         """Async twin of :meth:`mset`."""
         await self._amemory.set_many(self._pairs(key_value_pairs), ttl=self.ttl)
 
+    @traced("botwire.langchain.store.mdelete")
     def mdelete(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` atomically, in one round trip; missing keys are no error."""
         self._memory.delete_many(keys)
 
+    @traced("botwire.langchain.store.mdelete")
     async def amdelete(self, keys: Sequence[str]) -> None:
         """Async twin of :meth:`mdelete`."""
         await self._amemory.delete_many(keys)

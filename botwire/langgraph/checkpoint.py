@@ -52,6 +52,7 @@ from botwire import _values
 from botwire.errors import InvalidRequest
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
+from botwire.telemetry import traced
 
 PAGE = 100
 """Checkpoints read per round trip when listing."""
@@ -213,10 +214,12 @@ class BotWireSaver(BaseCheckpointSaver[str]):
 
     # -- the interface, sync and async ---------------------------------------------------------
 
+    @traced("botwire.langgraph.checkpoint.get_tuple")
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names, or its thread's latest, with its pending writes."""
         return self._run(self._get_tuple(config))  # type: ignore[no-any-return]
 
+    @traced("botwire.langgraph.checkpoint.get_tuple")
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Async :meth:`get_tuple`."""
         return await self._arun(self._get_tuple(config))  # type: ignore[no-any-return]
@@ -245,6 +248,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         for item in await self._arun(self._list(config, filter, before, limit)):
             yield item
 
+    @traced("botwire.langgraph.checkpoint.put")
     def put(
         self,
         config: RunnableConfig,
@@ -255,6 +259,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         """Store a checkpoint (one write) and return the config that names it."""
         return self._run(self._put(config, checkpoint, metadata))  # type: ignore[no-any-return]
 
+    @traced("botwire.langgraph.checkpoint.put")
     async def aput(
         self,
         config: RunnableConfig,
@@ -265,6 +270,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         """Async :meth:`put`."""
         return await self._arun(self._put(config, checkpoint, metadata))  # type: ignore[no-any-return]
 
+    @traced("botwire.langgraph.checkpoint.put_writes")
     def put_writes(
         self,
         config: RunnableConfig,
@@ -275,6 +281,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         """Store a task's writes for a checkpoint in one atomic append."""
         self._run(self._put_writes(config, writes, task_id, task_path))
 
+    @traced("botwire.langgraph.checkpoint.put_writes")
     async def aput_writes(
         self,
         config: RunnableConfig,
@@ -285,10 +292,12 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         """Async :meth:`put_writes`."""
         await self._arun(self._put_writes(config, writes, task_id, task_path))
 
+    @traced("botwire.langgraph.checkpoint.delete_thread")
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread: every checkpoint and write, in every namespace, at once."""
         self._run(self._delete_thread(thread_id))
 
+    @traced("botwire.langgraph.checkpoint.delete_thread")
     async def adelete_thread(self, thread_id: str) -> None:
         """Async :meth:`delete_thread`."""
         await self._arun(self._delete_thread(thread_id))

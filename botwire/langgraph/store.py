@@ -44,6 +44,7 @@ from botwire.langgraph._filters import matches as _matches
 from botwire.langgraph._filters import narrowing as _narrowing
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
+from botwire.telemetry import traced
 
 VECTORS = "__vectors__"
 """The field of a stored item that holds its embeddings (numbers: never searched as text)."""
@@ -115,6 +116,7 @@ class BotWireStore(BaseStore):
 
     # -- the batch -----------------------------------------------------------------------------
 
+    @traced("botwire.langgraph.store.batch")
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run LangGraph's operations: reads first, as they see the store before the batch,
         then the writes (the last put of a key wins)."""
@@ -129,6 +131,7 @@ class BotWireStore(BaseStore):
         )  # fmt: skip
         return results
 
+    @traced("botwire.langgraph.store.batch")
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Async :meth:`batch` (``AsyncMemory``, and the embeddings' async methods)."""
         ops = self._check(ops)

@@ -34,7 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botwire import __version__
+from botwire import __version__, telemetry
 from botwire._version import install_hint
 from botwire.backends import create_backend
 from botwire.backends.base import (
@@ -54,6 +54,7 @@ from botwire.server.routes.tokens import tokens
 from botwire.server.routes.webhooks import webhooks
 from botwire.server.schemas import validation_errors
 from botwire.server.settings import Settings
+from botwire.server.telemetry import TraceRequests, setup_tracing
 from botwire.server.webhooks import Deliveries
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         backend: the store; default the one ``settings.db`` names.
     """
     settings = settings or Settings.from_env()
+    tracing = setup_tracing() if telemetry.ENABLED else None
     store = backend or open_server_backend(settings)
     context = Context(settings, store, Metrics())
 
@@ -111,6 +113,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
                 await deliveries
         context.hub.close()
         await store.aclose()
+        if tracing is not None:
+            tracing.shutdown()  # the spans still in its buffer go out
 
     app = FastAPI(
         title="botwire",
@@ -148,6 +152,8 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(Observe, metrics=context.metrics)
     app.add_middleware(pages.PageHeaders)
+    if telemetry.ENABLED:
+        app.add_middleware(TraceRequests)
     return app
 
 

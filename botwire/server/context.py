@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from botwire import telemetry
 from botwire._memory import AsyncMemory
 from botwire.backends import wire
 from botwire.backends.base import Backend, Op, Search
@@ -160,6 +161,9 @@ class Context:
             until = deadline.set(time.monotonic() + limit)
         writer = actor.set("anonymous" if scope is ANONYMOUS else f"token:{scope.name}")
         try:
+            if telemetry.ENABLED:
+                with telemetry.span(*telemetry.batch_attributes(ops)):
+                    return await self.backend.aexecute(ops)
             return await self.backend.aexecute(ops)
         except Overloaded:
             raise ran_out(limit) from None
