@@ -43,7 +43,7 @@ def _print_json(value: object) -> None:
 @command("get")
 def _get(args: argparse.Namespace) -> int:
     missing = object()
-    value = Memory(args.namespace, args.url).get(args.key, missing)
+    value = Memory(args.namespace, args.url, token=args.token).get(args.key, missing)
     if value is missing:
         print(f"botwire: {args.key!r} is not in {args.namespace!r}", file=sys.stderr)
         return 1
@@ -61,13 +61,13 @@ def _set(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    Memory(args.namespace, args.url).set(args.key, value, ttl=args.ttl)
+    Memory(args.namespace, args.url, token=args.token).set(args.key, value, ttl=args.ttl)
     return 0
 
 
 @command("rm")
 def _rm(args: argparse.Namespace) -> int:
-    if Memory(args.namespace, args.url).delete(args.key):
+    if Memory(args.namespace, args.url, token=args.token).delete(args.key):
         return 0
     print(f"botwire: {args.key!r} is not in {args.namespace!r}; nothing removed", file=sys.stderr)
     return 1
@@ -79,14 +79,14 @@ def _count(n: int, noun: str) -> str:
 
 @command("keys")
 def _keys(args: argparse.Namespace) -> int:
-    for key in Memory(args.namespace, args.url).keys(args.prefix):
+    for key in Memory(args.namespace, args.url, token=args.token).keys(args.prefix):
         print(key)
     return 0
 
 
 @command("watch")
 def _watch(args: argparse.Namespace) -> int:
-    memory = Memory(args.namespace, args.url)
+    memory = Memory(args.namespace, args.url, token=args.token)
     for change in memory.watch(args.since, prefix=args.prefix):
         line = {"seq": change.seq, "at": change.at.isoformat(), "actor": change.actor,
                 "op": change.op, "key": change.key, "version": change.version,
@@ -97,7 +97,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 @command("history")
 def _history(args: argparse.Namespace) -> int:
-    for change in Memory(args.namespace, args.url).history(args.key, limit=args.limit):
+    memory = Memory(args.namespace, args.url, token=args.token)
+    for change in memory.history(args.key, limit=args.limit):
         shown = "" if change.op in ("delete", "clear", "expired") else _snippet(change.value)
         print(f"{change.at.isoformat()}  v{change.version or '-'}  {change.actor}  "
               f"{change.op}  {shown}".rstrip())  # fmt: skip
@@ -106,7 +107,7 @@ def _history(args: argparse.Namespace) -> int:
 
 @command("stats")
 def _stats(args: argparse.Namespace) -> int:
-    (held,) = open_backend(config.resolve_url(args.url)).execute([Stats()])
+    (held,) = open_backend(config.resolve_url(args.url), token=args.token).execute([Stats()])
     oldest = held["oldest_change"]
     print(f"{_count(held['namespaces'], 'namespace')}, {_count(held['keys'], 'key')}, "
           f"{_count(held['bytes'], 'byte')} of values")  # fmt: skip
@@ -120,7 +121,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from botwire.backends.changes import audit_span, token_actor
 
-    backend = open_backend(config.resolve_url(args.url))
+    backend = open_backend(config.resolve_url(args.url), token=args.token)
     start, end = audit_span(args.since, args.until, backend.now())
     actor = token_actor(args.actor)
     op = Changes(None, 0, "", 1000, args.ns_prefix, args.values, actor, start, end)
@@ -139,7 +140,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 @command("search")
 def _search(args: argparse.Namespace) -> int:
-    found = Memory(args.namespace, args.url).search(
+    found = Memory(args.namespace, args.url, token=args.token).search(
         args.query, limit=args.limit, match="any" if args.any else "all"
     )
     for hit in found:
@@ -161,7 +162,7 @@ def _snippet(value: object, width: int = 72) -> str:
 
 @command("namespaces")
 def _namespaces(args: argparse.Namespace) -> int:
-    for name in list_namespaces(args.prefix, url=args.url):
+    for name in list_namespaces(args.prefix, url=args.url, token=args.token):
         print(name)
     return 0
 
@@ -170,7 +171,7 @@ def _namespaces(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from botwire._transfer import export_lines, progress_bar
 
-    backend = open_backend(config.resolve_url(args.url))
+    backend = open_backend(config.resolve_url(args.url), token=args.token)
     written = 0
     with progress_bar("exporting") as progress:
         for line in export_lines(backend, args.namespaces, progress, history=args.with_history):
@@ -188,7 +189,7 @@ def _import(args: argparse.Namespace) -> int:
 
     from botwire._transfer import ImportStopped, import_dump, progress_bar
 
-    backend = open_backend(config.resolve_url(args.url))
+    backend = open_backend(config.resolve_url(args.url), token=args.token)
     with contextlib.ExitStack() as stack:
         if args.file:
             path = args.file
@@ -226,7 +227,7 @@ def _mcp(args: argparse.Namespace) -> int:
         return 0
     from botwire.mcp import run_stdio
 
-    run_stdio(args.namespace, args.url, read_only=args.read_only)
+    run_stdio(args.namespace, args.url, read_only=args.read_only, token=args.token)
     return 0
 
 
@@ -243,7 +244,8 @@ def _mcp_config(args: argparse.Namespace) -> str:
         options += ["--url", url]
     if args.read_only:
         options.append("--read-only")
-    env = {"BOTWIRE_TOKEN": os.environ["BOTWIRE_TOKEN"]} if os.environ.get("BOTWIRE_TOKEN") else {}
+    token = args.token or os.environ.get("BOTWIRE_TOKEN")
+    env = {"BOTWIRE_TOKEN": token} if token else {}
     if args.print_config == "claude-code":
         flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
         return shlex.join(["claude", "mcp", "add", "botwire", *flags, "--", command, *options])
@@ -321,7 +323,7 @@ def _webhook(args: argparse.Namespace) -> int:
 
     backend = _token_store(args)
     if args.action == "add":
-        made = add_webhook(backend, args.url, args.ns_prefix, args.secret, OPERATOR)
+        made = add_webhook(backend, args.target, args.ns_prefix, args.secret, OPERATOR)
         print(f"{made['id']}  {made['url']}  ns_prefix={made['ns_prefix']!r}")
         if args.secret is None:
             print(f"secret: {made['secret']}")
@@ -379,41 +381,48 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="store URL (default: $BOTWIRE_URL, else the embedded store)")
+    common.add_argument(
+        "--url",
+        help="the store: sqlite:///path, postgresql://... or a botwire serve's http(s)://host:port "
+        "(default: $BOTWIRE_URL, else the embedded store)",
+    )
+    common.add_argument(
+        "--token", help="bearer token for a botwire serve URL (default: $BOTWIRE_TOKEN)"
+    )
     parser = argparse.ArgumentParser(prog="botwire", description="Persistent memory for AI agents.")
     parser.add_argument("--version", action="version", version=f"botwire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("get", parents=[common], help="print a key's value as JSON")
-    p.add_argument("namespace")
-    p.add_argument("key")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
+    p.add_argument("key", help="the key")
     p = sub.add_parser("set", parents=[common], help="store a JSON value")
-    p.add_argument("namespace")
-    p.add_argument("key")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
+    p.add_argument("key", help="the key")
     p.add_argument("value", help="a JSON value: 5, '\"text\"', '{\"a\": 1}'")
     p.add_argument("--ttl", type=float, help="seconds until the key expires")
     p = sub.add_parser("rm", parents=[common], help="delete a key (exit 1 if it was missing)")
-    p.add_argument("namespace")
-    p.add_argument("key")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
+    p.add_argument("key", help="the key")
     p = sub.add_parser("keys", parents=[common], help="list a namespace's keys")
-    p.add_argument("namespace")
-    p.add_argument("--prefix")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
+    p.add_argument("--prefix", help="only keys that start with this")
     p = sub.add_parser(
         "search", parents=[common], help="full-text search of a namespace: score, key, snippet"
     )
-    p.add_argument("namespace")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
     p.add_argument("query", help='words to find; "quoted words" match as a phrase')
     p.add_argument("--limit", type=int, default=10, help="most keys to show (default 10)")
     p.add_argument("--any", action="store_true", help="any word is enough (best matches first)")
     p = sub.add_parser(
         "watch", parents=[common], help="print a namespace's changes as they commit (JSON lines)"
     )
-    p.add_argument("namespace")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
     p.add_argument("--prefix", help="only keys that start with this")
     p.add_argument("--since", type=int, help="from after this position (default: from now)")
     p = sub.add_parser("history", parents=[common], help="a key's recorded changes, newest first")
-    p.add_argument("namespace")
-    p.add_argument("key")
+    p.add_argument("namespace", help="the namespace (the memory's name)")
+    p.add_argument("key", help="the key")
     p.add_argument("--limit", type=int, default=20, help="most changes to show (default 20)")
     sub.add_parser(
         "stats", parents=[common], help="what the store holds: keys, bytes, the change log"
@@ -427,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="as --since: the end of the range")
     p.add_argument("--values", action="store_true", help="show what each change wrote")
     p = sub.add_parser("namespaces", parents=[common], help="list namespaces with live keys")
-    p.add_argument("--prefix")
+    p.add_argument("--prefix", help="only namespaces that start with this")
     p = sub.add_parser("export", parents=[common], help="write namespaces as JSON lines to stdout")
     p.add_argument("namespaces", nargs="*", help="namespaces to export (default: all)")
     p.add_argument(
@@ -468,7 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", help="the server's store (default: $BOTWIRE_DB, else embedded)")
+    db.add_argument(
+        "--url",
+        "--db",
+        dest="db",
+        help="the server's store: sqlite:///path or postgresql://... (default: $BOTWIRE_DB, "
+        "else the embedded store; --db is the same)",
+    )
     p = sub.add_parser("serve", parents=[db], help="run the HTTP server (botwire[server])")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8765)")
@@ -531,12 +546,16 @@ def build_parser() -> argparse.ArgumentParser:
         "invisible joiner. A prefix that ends in punctuation or a symbol (user-, team:) grants "
         "every namespace that starts with it. --prefix '*' grants every namespace.",
     )
-    t.add_argument("name")
+    t.add_argument("name", help="a name for the token (shown in the change log as token:NAME)")
     t.add_argument(
         "--prefix", action="append", required=True, help="namespace prefix (repeatable; '*' = all)"
     )
     t.add_argument("--read-only", action="store_true", help="reads only")
-    t.add_argument("--admin", action="store_true", help="may read the audit (GET /v1/audit)")
+    t.add_argument(
+        "--admin",
+        action="store_true",
+        help="may read the audit (GET /v1/audit); with --prefix '*', manage tokens over HTTP",
+    )
     t.add_argument("--ttl", type=float, help="seconds until the token expires (up to 100 years)")
     actions.add_parser("list", parents=[db], help="list live tokens (never the tokens themselves)")
     t = actions.add_parser("revoke", parents=[db], help="revoke tokens by name or id")
@@ -545,12 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("webhook", help="add, list and remove the server's webhooks")
     actions = p.add_subparsers(dest="action", required=True)
     t = actions.add_parser("add", parents=[db], help="POST the changes of a prefix to a URL")
-    t.add_argument("url")
+    t.add_argument("target", metavar="URL", help="where the changes are POSTed")
     t.add_argument("--ns-prefix", default="", help="namespaces that start with this (all)")
     t.add_argument("--secret", help="what deliveries are signed with (16+ chars; default: new)")
     actions.add_parser("list", parents=[db], help="list webhooks (never their secrets)")
     t = actions.add_parser("remove", parents=[db], help="remove a webhook by id")
-    t.add_argument("id")
+    t.add_argument("id", help="the webhook's id (from `botwire webhook list`)")
 
     p = sub.add_parser("auth", help="whether the server's store requires tokens")
     actions = p.add_subparsers(dest="action", required=True)

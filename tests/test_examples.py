@@ -55,11 +55,13 @@ def test_each_example_runs_top_to_bottom_without_a_key(
     for secret in ("ANTHROPIC_API_KEY", "TELEGRAM_BOT_TOKEN", "TWILIO_AUTH_TOKEN"):
         env.pop(secret, None)
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{example}.py")],
+        [sys.executable, "-W", "always::DeprecationWarning", "-W", "always::FutureWarning",
+         str(EXAMPLES / f"{example}.py")],
         capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert says in done.stdout
+    assert "DeprecationWarning" not in done.stderr and "FutureWarning" not in done.stderr
     assert_stayed_local(done.stderr)
 
 

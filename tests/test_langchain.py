@@ -556,7 +556,7 @@ def test_without_langchain_the_error_says_what_to_install() -> None:
             print(exc)
         """
     )
-    assert "pip install 'botwire[langchain]>=0.4.0'" in out
+    assert "pip install -e '.[langchain]'" in out
     assert "pip install -e '.[langchain]'" in out
 
 

@@ -277,5 +277,5 @@ def test_without_langgraph_the_error_says_what_to_install() -> None:
             print(exc)
         """
     )
-    assert "pip install 'botwire[langgraph]>=0.4.0'" in out
+    assert "pip install -e '.[langgraph]'" in out
     assert "pip install -e '.[langgraph]'" in out

@@ -207,12 +207,15 @@ def _tool(spec: ToolSpec) -> types.Tool:
     )
 
 
-def run_stdio(namespace: str, url: str | None = None, *, read_only: bool = False) -> None:
+def run_stdio(
+    namespace: str, url: str | None = None, *, read_only: bool = False, token: str | None = None
+) -> None:
     """Serve ``namespace`` of the store at ``url`` (default ``$BOTWIRE_URL``, else the embedded
-    store) over stdin and stdout until the client hangs up: ``botwire mcp``."""
+    store; a server's ``token``, default ``$BOTWIRE_TOKEN``) over stdin and stdout until the
+    client hangs up: ``botwire mcp``."""
     from mcp.server.stdio import stdio_server
 
-    memory = Memory(namespace, url)
+    memory = Memory(namespace, url, token=token)
     served = Served(memory.backend, memory.namespace, read_only)
     server = create_server(lambda: served, max_value_bytes=memory.max_value_bytes)
 
