@@ -30,7 +30,7 @@ ENV PYTHONUNBUFFERED=1 \
 VOLUME ["/data"]
 EXPOSE 8765
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8765/readyz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('BOTWIRE_PORT', '8765'), timeout=2)"]
 # SIGTERM: the server stops accepting, answers what it was sent (shutdown_grace_seconds), exits.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["botwire"]

@@ -27,13 +27,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 _TRACE_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
+def exporters() -> list[str]:
+    """The span exporters ``OTEL_TRACES_EXPORTER`` names (comma-separated; default ``otlp``)."""
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    return [name.strip().lower() for name in raw.split(",") if name.strip()] or ["otlp"]
+
+
 def _asked_by_environment() -> bool:
+    """Whether the standard variables ask for traces, and OpenTelemetry is there to make them
+    (without it, tracing stays off rather than break every call)."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter and exporter != "none":
-        return True
-    return any(os.environ.get(name) for name in _TRACE_VARIABLES)
+    if exporters() == ["none"]:
+        return False
+    asked = bool(os.environ.get("OTEL_TRACES_EXPORTER")) or any(
+        os.environ.get(name) for name in _TRACE_VARIABLES
+    )
+    if not asked:
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("opentelemetry") is not None
 
 
 ENABLED = _asked_by_environment()

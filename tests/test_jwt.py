@@ -163,6 +163,52 @@ def test_a_prefix_claim_opens_no_neighbouring_namespace(keys: Keys, server: Serv
     assert answer.status_code == 403 and "no botwire_prefixes" in answer.json()["detail"]
     bad = keys.token(botwire_prefixes=["a/b"])
     assert ask(server, bad, path="/memory/a/k").status_code == 403
+    # an empty prefix would grant every namespace: refused
+    empty = keys.token(botwire_prefixes=[""], scope="botwire:write botwire:admin")
+    assert ask(server, empty, path="/memory/anything/k").status_code == 403
+    assert (
+        ask(server, empty, "POST", "/v1/tokens", json={"name": "x", "prefixes": ["*"]}).status_code
+        == 403
+    )
+
+
+def test_a_key_of_the_wrong_type_for_the_algorithm_is_a_401_not_a_500(
+    keys: Keys, server: Server
+) -> None:
+    forged = keys.token(key=keys.ec, kid="rsa-1", alg="ES256")  # an RSA key's kid, ES256
+    answer = ask(server, forged)
+    assert answer.status_code == 401 and "not a key for ES256" in answer.json()["detail"]
+
+
+def test_a_jwt_cannot_own_a_webhook(keys: Keys, server: Server) -> None:
+    body = {"url": "http://127.0.0.1:9/hook", "ns_prefix": "user-1"}
+    answer = ask(server, keys.token(), "POST", "/v1/webhooks", json=body)
+    assert answer.status_code == 403 and "botwire's own tokens" in answer.json()["detail"]
+
+
+def test_a_key_removed_from_the_jwks_stops_working(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botwire.errors import Unauthorized
+    from botwire.server import jwt as botwire_jwt
+
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(keys.jwks))
+    verifier = botwire_jwt.JWTVerifier(str(path), ISSUER, AUDIENCE, "botwire_prefixes")
+    token = keys.token()
+    assert verifier.scope(token)[0].name == "jwt:alice"
+    path.write_text(json.dumps({"keys": [k for k in keys.jwks["keys"] if k["kid"] != "rsa-1"]}))
+    monkeypatch.setattr(botwire_jwt, "REFRESH_SECONDS", 0.0)
+    with pytest.raises(Unauthorized, match="kid"):
+        verifier.scope(token)
+
+
+def test_a_jwks_over_plain_http_beyond_loopback_is_refused() -> None:
+    from botwire.errors import InvalidRequest
+    from botwire.server.jwt import JWTVerifier
+
+    with pytest.raises(InvalidRequest, match="https"):
+        JWTVerifier("http://id.example.test/jwks.json", ISSUER, AUDIENCE, "botwire_prefixes")
 
 
 def test_scope_claims_grant_writes_and_the_audit(keys: Keys, server: Server) -> None:

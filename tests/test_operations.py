@@ -223,10 +223,14 @@ def test_json_logs_carry_request_ids_and_no_token_or_value(tmp_path: Path) -> No
         httpx.get(server.url + "/memory/logged/k", headers={"authorization": f"Bearer {token}",
                                                           "x-request-id": "req-42"})  # fmt: skip
         httpx.get(server.url + "/memory/logged/k", headers={"authorization": "Bearer bw_wrong"})
+        words = {"q": "whispered", "ns": "logged"}
+        auth = {"authorization": f"Bearer {token}"}
+        assert httpx.get(server.url + "/v1/search", params=words, headers=auth).status_code == 200
         assert server.proc is not None
     assert server.log is not None
     text = Path(server.log).read_text()
     assert token not in text and secret_value not in text and "bw_wrong" not in text
+    assert "whispered" not in text  # a search's words: the query is left out of the path
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any("listening on" in r["message"] for r in records)

@@ -51,6 +51,13 @@ print(telemetry.ENABLED, any(m.startswith("opentelemetry") for m in sys.modules)
         OTEL_TRACES_EXPORTER="otlp",
     )
     assert asked.strip() == "True"
+    none = run_python(
+        "from botwire import telemetry; print(telemetry.ENABLED)",
+        OTEL_SDK_DISABLED="",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318",
+    )
+    assert none.strip() == "False"  # traces off; the endpoint may be for metrics
     disabled = run_python(
         "from botwire import telemetry; print(telemetry.ENABLED)",
         OTEL_SDK_DISABLED="true",

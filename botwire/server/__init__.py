@@ -107,7 +107,10 @@ def _wait_for_store(backend: Backend, seconds: float, log_format: str) -> bool:
 
 def _listen(settings: Settings) -> socket.socket:
     """The server's socket, bound and listening; a clear error when the port is taken."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise InvalidRequest(f"cannot listen on {settings.host}: {exc.strerror}") from None
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -28,10 +28,13 @@ import jwt
 from botwire.errors import Forbidden, InvalidRequest, Unauthorized
 from botwire.server.auth import Scope, check_prefixes
 
-ALGORITHMS = ["RS256", "ES256"]
+ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
+"""The algorithms accepted, each with the type of key it must be verified with."""
 LEEWAY_SECONDS = 30
 REFETCH_SECONDS = 60.0
 """A JWKS from a URL is fetched again for an unknown ``kid`` (a rotated key) at most this often."""
+REFRESH_SECONDS = 300.0
+"""A JWKS is read again this often anyway, so that a key the provider removed stops working."""
 
 
 class JWTVerifier:
@@ -49,6 +52,10 @@ class JWTVerifier:
             raise InvalidRequest(
                 "a JWKS needs the issuer and the audience its tokens must carry "
                 "(--jwt-issuer, --jwt-audience)"
+            )
+        if jwks.startswith("http://") and not _loopback(jwks):
+            raise InvalidRequest(
+                "a JWKS URL must be https:// (anyone on the way could hand over keys by http://)"
             )
         self.source = jwks
         self.issuer = issuer
@@ -78,18 +85,26 @@ class JWTVerifier:
         return {key.key_id: key for key in keys if key.key_id}
 
     def _key(self, kid: str) -> Any:
+        age = time.monotonic() - self._fetched
+        rotated = kid not in self._keys and self.remote and age > REFETCH_SECONDS
+        if age > REFRESH_SECONDS or rotated:
+            self._refresh()
         key = self._keys.get(kid)
-        if key is None and self.remote:
-            with self._lock:  # a rotated key: fetch the set again, not more than once a minute
-                if time.monotonic() - self._fetched > REFETCH_SECONDS:
-                    try:
-                        self._keys = self._load()
-                    except InvalidRequest:
-                        self._fetched = time.monotonic()
-                key = self._keys.get(kid)
         if key is None:
             raise Unauthorized("the token's signing key (kid) is not in the server's JWKS")
         return key
+
+    def _refresh(self) -> None:
+        """Read the set again (a rotated or removed key); one reader at a time, and requests
+        that find a read under way go on with the keys at hand rather than wait for it."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._keys = self._load()
+        except InvalidRequest:
+            self._fetched = time.monotonic()  # keep the keys at hand; try again later
+        finally:
+            self._lock.release()
 
     def scope(self, token: str) -> tuple[Scope, float]:
         """The token's scope and its expiry (a Unix time), or :class:`Unauthorized` (a token
@@ -98,14 +113,17 @@ class JWTVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Unauthorized("the bearer token is not a valid JWT") from None
-        if header.get("alg") not in ALGORITHMS:
+        algorithm = header.get("alg")
+        if algorithm not in ALGORITHMS:
             raise Unauthorized(f"JWTs must be signed with {' or '.join(ALGORITHMS)}")
         key = self._key(str(header.get("kid", "")))
+        if key.key_type != ALGORITHMS[algorithm]:
+            raise Unauthorized(f"the token's key (kid) is not a key for {algorithm}")
         try:
             claims = jwt.decode(
                 token,
                 key.key,
-                algorithms=ALGORITHMS,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY_SECONDS,
@@ -115,6 +133,8 @@ class JWTVerifier:
             raise Unauthorized("the JWT has expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the JWT was refused: {exc}") from None
+        except (TypeError, ValueError):  # a key the token's header does not fit
+            raise Unauthorized("the JWT was refused: its key does not verify it") from None
         return self._map(claims), float(claims["exp"])
 
     def _map(self, claims: dict[str, Any]) -> Scope:
@@ -123,8 +143,8 @@ class JWTVerifier:
         name = f"jwt:{claims['sub']}"
         if not isinstance(prefixes, list) or not prefixes:
             raise Forbidden(f"token {name!r} grants no namespace: it has no {self.prefixes_claim}")
-        if not all(isinstance(p, str) for p in prefixes):
-            raise Forbidden(f"token {name!r}: {self.prefixes_claim} must hold strings")
+        if not all(isinstance(p, str) and p for p in prefixes):
+            raise Forbidden(f"token {name!r}: {self.prefixes_claim} must hold non-empty strings")
         try:
             check_prefixes(prefixes)
         except InvalidRequest as exc:
@@ -138,3 +158,9 @@ class JWTVerifier:
             admin="botwire:admin" in granted,
             ident=name,
         )
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")

@@ -1,10 +1,11 @@
 """The server's logs: uvicorn's text lines, or with ``--log-format json`` one JSON object per
 line (time, level, logger, message, the request id where there is one). Neither ever holds a
-token or a value: requests are logged by method, path and status only (tokens travel in a
-header, values in the body)."""
+token or a value: requests are logged by method, path without its query (a search's words
+travel there) and status (tokens travel in a header, values in the body)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -14,6 +15,16 @@ from typing import Any
 from uvicorn.config import LOGGING_CONFIG
 
 from botwire.backends.changes import request_id
+
+
+class NoQuery(logging.Filter):
+    """Leave the query out of an access line's path: a search's words travel in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
 
 
 class JSONFormatter(logging.Formatter):
@@ -41,18 +52,23 @@ class JSONFormatter(logging.Formatter):
 
 def log_config(log_format: str) -> dict[str, Any]:
     """The logging configuration uvicorn applies (in each worker process)."""
+    no_query = {"no_query": {"()": "botwire.server.logs.NoQuery"}}
     if log_format != "json":
-        return LOGGING_CONFIG
+        config = copy.deepcopy(LOGGING_CONFIG)
+        config["filters"] = no_query
+        config["handlers"]["access"]["filters"] = ["no_query"]
+        return config
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": no_query,
         "formatters": {"json": {"()": "botwire.server.logs.JSONFormatter"}},
-        "handlers": {"json": handler},
+        "handlers": {"json": handler, "access": {**handler, "filters": ["no_query"]}},
         "loggers": {
             "uvicorn": {"handlers": ["json"], "level": "INFO", "propagate": False},
             "uvicorn.error": {"level": "INFO"},
-            "uvicorn.access": {"handlers": ["json"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
             "botwire": {"handlers": ["json"], "level": "INFO", "propagate": False},
         },
     }

@@ -27,22 +27,24 @@ def setup_tracing() -> Any:
         raise MissingExtra("tracing needs OpenTelemetry's SDK", "otel") from exc
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None  # the program set one up
-    name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     provider = TracerProvider(resource=Resource.create({"service.name": _service_name()}))
-    if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+    for name in telemetry.exporters():
+        if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
-    elif name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError as exc:
-            raise MissingExtra("exporting spans over OTLP needs its exporter", "otel") from exc
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    else:
-        raise InvalidRequest(
-            f"OTEL_TRACES_EXPORTER={name!r}: botwire serve exports otlp or console"
-        )
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        elif name == "otlp":
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+            except ImportError as exc:
+                raise MissingExtra("exporting spans over OTLP needs its exporter", "otel") from exc
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name != "none":
+            raise InvalidRequest(
+                f"OTEL_TRACES_EXPORTER names {name!r}: botwire serve exports otlp or console"
+            )
     trace.set_tracer_provider(provider)
     return provider
 

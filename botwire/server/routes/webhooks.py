@@ -38,6 +38,11 @@ async def create(request: Request, body: WebhookIn) -> dict[str, Any]:
     context, scope = _state(request)
     if scope.read_only:
         raise Forbidden(f"token {scope.name!r} is read-only")
+    if scope.ident.startswith("jwt:"):
+        raise Forbidden(
+            "webhooks need one of botwire's own tokens: a JWT's rights cannot be checked when "
+            "its deliveries go out"
+        )
     made = await asyncio.to_thread(
         add_webhook, context.backend, body.url, body.ns_prefix, body.secret, scope
     )
