@@ -115,4 +115,4 @@ def test_without_ag2_the_error_says_what_to_install() -> None:
             print(exc)
         """
     )
-    assert "pip install 'botwire[ag2]>=" in out
+    assert "pip install -e '.[ag2]'" in out and "not on the package index" in out

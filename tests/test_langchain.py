@@ -557,7 +557,7 @@ def test_without_langchain_the_error_says_what_to_install() -> None:
         """
     )
     assert "pip install -e '.[langchain]'" in out
-    assert "pip install -e '.[langchain]'" in out
+    assert "not on the package index" in out
 
 
 # -- the retriever: long-term memories in a prompt ----------------------------------------------

@@ -278,4 +278,4 @@ def test_without_langgraph_the_error_says_what_to_install() -> None:
         """
     )
     assert "pip install -e '.[langgraph]'" in out
-    assert "pip install -e '.[langgraph]'" in out
+    assert "not on the package index" in out

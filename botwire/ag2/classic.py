@@ -11,7 +11,7 @@ agent capability, with no vector database and no extra model call.
     for tool in memory.tools():         # remember, recall, ... for the model to call
         register_function(tool, caller=assistant, executor=user, description=tool.__doc__)
 
-Needs the classic AG2: ``pip install 'botwire[ag2-classic]>=0.4'``.
+Needs the classic AG2: ``pip install -e '.[ag2-classic]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations

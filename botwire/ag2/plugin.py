@@ -7,7 +7,7 @@ database and no extra model call.
     agent = Agent("assistant", prompt="...", config=..., plugins=[memory_plugin("user-42")])
     reply = await agent.ask("What is my name?")   # memories from earlier sessions shown first
 
-Needs AG2 1.x: ``pip install 'botwire[ag2]>=0.4'``.
+Needs AG2 1.x: ``pip install -e '.[ag2]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
         model_context=BotWireChatCompletionContext("user-42", buffer_size=20),
     )
 
-Needs AutoGen 0.7 (autogen-core, autogen-agentchat): ``pip install 'botwire[autogen]>=0.3'``.
+Needs AutoGen 0.7 (autogen-core, autogen-agentchat): ``pip install -e '.[autogen]'`` (in a
+botwire checkout).
 """
 
 from __future__ import annotations

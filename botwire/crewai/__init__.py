@@ -5,7 +5,7 @@ CrewAI's own memory kept in botwire.
     agent = Agent(role="assistant", goal="...", backstory="...", tools=memory_tools("crew"))
     crew = Crew(agents=[agent], tasks=[...], memory=Memory(storage=BotWireStorage("crew")))
 
-Needs CrewAI: ``pip install 'botwire[crewai]>=0.3'``.
+Needs CrewAI: ``pip install -e '.[crewai]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ key-value stores on any botwire store.
     history = BotWireChatHistory("user-42")          # embedded store, or url=/BOTWIRE_URL
     history.add_messages([HumanMessage("hi"), AIMessage("hello!")])
 
-Needs langchain-core: ``pip install 'botwire[langchain]>=0.3'``.
+Needs langchain-core: ``pip install -e '.[langchain]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ across threads) on any botwire store.
     from botwire.langgraph import BotWireSaver, BotWireStore
     graph = builder.compile(checkpointer=BotWireSaver(), store=BotWireStore())
 
-Needs LangGraph: ``pip install 'botwire[langgraph]>=0.3'``.
+Needs LangGraph: ``pip install -e '.[langgraph]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations

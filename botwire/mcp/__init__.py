@@ -7,7 +7,7 @@ the server's tokens. Tools: ``remember``, ``recall``, ``forget``, ``list_memory`
 ``search_memory`` and ``append_note`` (worded by :mod:`botwire.tools`, as the CrewAI tools are).
 Resources: ``botwire://{namespace}/{key}`` (a value) and ``botwire://{namespace}`` (its keys).
 
-Needs the MCP SDK: ``pip install 'botwire[mcp]>=0.3'``.
+Needs the MCP SDK: ``pip install -e '.[mcp]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``botwire serve``: a FastAPI service that shares one store across machines.
 
-Needs the server extra: ``pip install 'botwire[server]>=0.3'``.
+Needs the server extra: ``pip install -e '.[server]'`` (in a botwire checkout).
 """
 
 from __future__ import annotations
