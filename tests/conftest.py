@@ -109,6 +109,20 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def store_url(engine: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty store: a SQLite file in ``folder`` or a PostgreSQL schema of its own."""
+    if engine == "sqlite":
+        yield f"sqlite:///{folder / 'store.db'}"
+        return
+    import psycopg
+
+    request.getfixturevalue("pg_url")  # skips (or fails in CI) where no PostgreSQL answers
+    schema = f"botwire_store_{uuid.uuid4().hex[:8]}"
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def empty_postgres(url: str) -> None:
     """Remove every key (and quota count) from the test schema."""
     import psycopg

@@ -23,7 +23,7 @@ from botwire import Memory
 from botwire.backends import create_backend
 from botwire.server.auth import create_token
 
-from .conftest import PG_URL
+from .conftest import store_url
 from .helpers import Server, run_python
 
 pytestmark = pytest.mark.browser
@@ -74,29 +74,11 @@ class Console:
         return Memory(ns, self.url, token=self.tokens[token])
 
 
-def _postgres_schema_url() -> Iterator[str]:
-    import psycopg
-
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3, autocommit=True).close()
-    except psycopg.OperationalError as exc:
-        if os.environ.get("BOTWIRE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"no PostgreSQL answers at {PG_URL}: {exc}")
-        pytest.skip(f"no PostgreSQL answers at {PG_URL}")
-    schema = f"botwire_console_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def console(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('console') / 'c.db'}"])
-    else:
-        urls = _postgres_schema_url()
+    urls = store_url(request.param, tmp_path_factory.mktemp("console"), request)
     db = next(urls)
     backend = create_backend(db)
     tokens = {

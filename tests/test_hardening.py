@@ -33,22 +33,10 @@ from botwire.backends.sqlite import SQLiteBackend
 from botwire.server.auth import prefix_allows
 from botwire.server.settings import Settings
 
-from .conftest import PG_URL
+from .conftest import store_url
 from .helpers import Server, child_env, free_port
 
 MiB = 1024 * 1024
-
-
-def _store_url(engine: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A new, empty store: a SQLite file in ``folder`` or a PostgreSQL schema of its own."""
-    if engine == "sqlite":
-        yield f"sqlite:///{folder / 'store.db'}"
-        return
-    request.getfixturevalue("pg_url")  # skips (or fails in CI) where no PostgreSQL answers
-    schema = f"botwire_hard_{uuid.uuid4().hex[:8]}"
-    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -56,7 +44,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server of this module's own, on SQLite or on a PostgreSQL schema of its own."""
-    for db in _store_url(request.param, tmp_path_factory.mktemp("hard"), request):
+    for db in store_url(request.param, tmp_path_factory.mktemp("hard"), request):
         with Server(db) as server:
             yield server
 
@@ -64,7 +52,7 @@ def server(
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A new, empty store for one test, on SQLite or PostgreSQL."""
-    yield from _store_url(request.param, tmp_path, request)
+    yield from store_url(request.param, tmp_path, request)
 
 
 @pytest.fixture
