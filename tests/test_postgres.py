@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -235,3 +236,76 @@ async def test_the_async_path_purges_too(url: str) -> None:
     await mem.set("fresh", 1)
     assert sql(url, "SELECT count(*) FROM botwire_entries") == [(1,)]
     await backend.aclose()
+
+
+def _statements(backend: PostgresBackend, ops: list[object]) -> tuple[list[str], list[object]]:
+    """Run ``ops`` as one batch; the statements it sent (one round trip each) and its results."""
+    from botwire.backends.postgres.connections import Attempt, run
+
+    sent: list[str] = []
+
+    def counted(steps):  # type: ignore[no-untyped-def]
+        query = next(steps)
+        while True:
+            sent.append(query.sql)
+            answer = yield query
+            try:
+                query = steps.send(answer)
+            except StopIteration as done:
+                return done.value
+
+    backend._next_purge = 2**62  # no purge in this batch
+    with backend._sync_pool().connection() as conn:
+        results = run(conn, counted(backend._batch(ops, Attempt())))
+    return sent, results
+
+
+def test_append_costs_the_round_trips_of_a_set(url: str) -> None:
+    """A chat window's append (max_len, keep_first) is one server-side call: as many
+    statements as a set, whether the list is new, short, or trimmed around its first item."""
+    from botwire.backends.base import Append, Put
+
+    backend = PostgresBackend(url)
+    mem = Memory("chat", backend=backend)
+    system = '{"role":"system","content":"be brief"}'
+    message = '{"role":"user","content":"hi"}'
+    set_sent, _ = _statements(backend, [Put("chat", "k", message)])
+    for n in range(1, 6):
+        sent, (length,) = _statements(
+            backend, [Append("chat", "log", (message,) * n, 4, None, '{"role":"system"}')]
+        )
+        assert len(sent) == len(set_sent), sent
+    assert length == 4
+    _statements(backend, [Append("chat", "window", (system,))])
+    for _ in range(5):
+        sent, (length,) = _statements(
+            backend, [Append("chat", "window", (message,), 3, None, '{"role":"system"}')]
+        )
+        assert len(sent) == len(set_sent)
+    assert length == 3
+    assert mem.get("window") == [{"role": "system", "content": "be brief"},
+                                 {"role": "user", "content": "hi"},
+                                 {"role": "user", "content": "hi"}]  # fmt: skip
+    stored = json.dumps(mem.get("window"), separators=(",", ":"))
+    assert sql(url, "SELECT size FROM botwire_entries WHERE key = 'window'") == [(len(stored),)]
+    backend.close()
+
+
+def test_append_hands_back_what_it_leaves_to_the_shared_steps(url: str) -> None:
+    """A list written by set becomes items with their exact text, and a first item holding
+    NUL (which jsonb refuses) is still tested against keep_first: both through the shared
+    steps, in the same batch."""
+    backend = PostgresBackend(url)
+    mem = Memory("chat", backend=backend)
+    mem.set("log", [{"b": 1, "a": "x"}, {"z": 1.5}])
+    assert mem.append("log", {"c": 2}) == 3
+    assert sql(url, "SELECT value FROM botwire_list_items ORDER BY seq") == [
+        ('{"b":1,"a":"x"}',),
+        ('{"z":1.5}',),
+        ('{"c":2}',),
+    ]
+    mem.append("nul", {"role": "system", "content": "a\x00b"})
+    for i in range(3):
+        mem.append("nul", {"i": i}, max_len=2, keep_first={"role": "system"})
+    assert mem.get("nul") == [{"role": "system", "content": "a\x00b"}, {"i": 2}]
+    backend.close()

@@ -699,6 +699,18 @@ class PostgresBackend(Backend):
         return row is not None and (row[0] is None or row[0] > now)
 
     def _append(self, op: Append, now: int) -> Steps:
+        """One call of the server-side ``botwire_append``; where it hands the append back (a
+        value written by ``set`` to split into items), the shared steps, one query each."""
+        docs = [tsvector(op.ns, op.key, value, self.language) for value in op.values]
+        (length,) = yield Query(
+            "SELECT botwire_append(%s::text, %s::text, %s::text[], %s::text[], %s::text[],"
+            " %s::bigint, %s::text, %s::float8, %s::bigint, %s::bigint)",
+            (op.ns, op.key, list(op.values), [doc["doc"] for doc in docs],
+             [doc["digest"] for doc in docs], op.max_len, op.keep_first, op.ttl,
+             expiry(now, op.ttl), now),
+        )  # fmt: skip
+        if length is not None:
+            return int(length)
         return (yield from self._answer(append_steps(op), now))
 
     def _incr(self, op: Incr, now: int) -> Steps:

@@ -49,9 +49,7 @@ def channel(schema: str | None) -> str:
     return f"botwire_changes_{suffix}"
 
 
-def add(
-    records: Iterable[Record], now: int, schema: str | None, keep: int | None = None
-) -> Steps:
+def add(records: Iterable[Record], now: int, schema: str | None, keep: int | None = None) -> Steps:
     """Log ``records`` in the current write transaction, in one statement, with each key's
     version now (a removal's: none), and notify followers (PostgreSQL sends the notification
     when the transaction commits); with ``keep``, only each key's newest ``keep`` changes stay.

@@ -12,6 +12,101 @@ from botwire.errors import BackendUnavailable
 
 Migration = str | Callable[[psycopg.Connection[Any], "Progress | None"], None]
 Progress = Callable[[int, int], None]
+APPEND = r"""
+CREATE OR REPLACE FUNCTION botwire_append(
+    p_ns text, p_key text, p_values text[], p_docs text[], p_digests text[],
+    p_max_len bigint, p_keep_first text, p_ttl float8, p_expires_at bigint, p_now bigint
+) RETURNS bigint LANGUAGE plpgsql AS $$
+-- botwire.backends.common.append_steps as one server-side call: lock (or start) the key's
+-- list, add the items, keep the window, save the list; the new length. NULL, having changed
+-- nothing but an expired key's reset, where the key holds a value written by set (its
+-- items are split in Python, to keep their exact text) or the window's test meets text that
+-- jsonb cannot hold (NUL): the caller then runs append_steps in the same transaction.
+DECLARE
+    r record;
+    lo bigint;
+    hi bigint;
+    items bigint;
+    first text;
+    keep boolean := false;
+    removed bigint := 0;
+    removed_bytes bigint := 0;
+BEGIN
+    LOOP  -- as PostgresBackend._lock_row
+        INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at,
+            updated_at, list_lo, list_hi)
+        VALUES (p_ns, p_key, 1, NULL, 2,
+            greatest(p_now, (SELECT value + 1 FROM botwire_version_floor)), p_now, p_now, 0, 0)
+        ON CONFLICT (ns, key) DO NOTHING
+        RETURNING e.id, e.kind, e.size, e.list_lo, e.list_hi, e.expires_at INTO r;
+        EXIT WHEN FOUND;
+        SELECT e.id, e.kind, e.size, e.list_lo, e.list_hi, e.expires_at INTO r
+            FROM botwire_entries e WHERE e.ns = p_ns AND e.key = p_key FOR UPDATE;
+        IF FOUND THEN
+            IF r.expires_at IS NOT NULL AND r.expires_at <= p_now THEN  -- start afresh
+                IF r.kind = 1 THEN
+                    DELETE FROM botwire_list_items WHERE entry_id = r.id;
+                END IF;
+                UPDATE botwire_entries SET kind = 1, value = NULL, size = 2,
+                    version = greatest(version + 1, p_now), created_at = p_now,
+                    updated_at = p_now, expires_at = NULL, ttl = NULL, list_lo = 0,
+                    list_hi = 0, tsv = NULL, digest = NULL
+                WHERE id = r.id;
+                r.kind := 1; r.size := 2; r.list_lo := 0; r.list_hi := 0;
+            ELSIF r.kind = 0 THEN
+                RETURN NULL;
+            END IF;
+            EXIT;
+        END IF;
+    END LOOP;
+    lo := coalesce(r.list_lo, 0);
+    hi := coalesce(r.list_hi, 0);
+    IF p_max_len IS NOT NULL AND p_keep_first IS NOT NULL
+            AND hi - lo + cardinality(p_values) > p_max_len THEN
+        IF hi > lo THEN
+            SELECT value INTO first FROM botwire_list_items WHERE entry_id = r.id AND seq = lo;
+        ELSE
+            first := p_values[1];
+        END IF;
+        IF strpos(first, '\u0000') > 0 OR strpos(p_keep_first, '\u0000') > 0 THEN
+            RETURN NULL;
+        END IF;
+        -- common.fields_match: an object holding each field with an equal JSON value
+        keep := jsonb_typeof(first::jsonb) = 'object' AND NOT EXISTS (
+            SELECT FROM jsonb_each(p_keep_first::jsonb) f
+            WHERE first::jsonb -> f.key IS DISTINCT FROM f.value);
+    END IF;
+    INSERT INTO botwire_list_items (entry_id, seq, value, tsv, digest)
+        SELECT r.id, hi + t.n - 1, t.value, t.doc::tsvector, t.digest
+        FROM unnest(p_values, p_docs, p_digests) WITH ORDINALITY AS t(value, doc, digest, n);
+    -- common.list_size: n items' text is 2 + their sizes + (n - 1) commas
+    items := CASE WHEN hi > lo THEN r.size - (hi - lo) - 1 ELSE 0 END
+        + (SELECT coalesce(sum(octet_length(v)), 0) FROM unnest(p_values) v);
+    hi := hi + cardinality(p_values);
+    IF p_max_len IS NOT NULL AND hi - lo > p_max_len THEN
+        WITH gone AS (
+            DELETE FROM botwire_list_items
+            WHERE entry_id = r.id AND seq >= lo + keep::int AND seq < hi - p_max_len + keep::int
+            RETURNING octet_length(value) AS bytes)
+        SELECT count(*), coalesce(sum(bytes), 0) INTO removed, removed_bytes FROM gone;
+        IF keep THEN  -- the first item moves up to just before the newest max_len - 1
+            UPDATE botwire_list_items SET seq = hi - p_max_len WHERE entry_id = r.id AND seq = lo;
+        END IF;
+        lo := hi - p_max_len;
+        items := items - removed_bytes;
+    END IF;
+    UPDATE botwire_entries SET kind = 1, value = NULL, tsv = NULL, digest = NULL,
+        size = CASE WHEN hi > lo THEN items + (hi - lo) + 1 ELSE 2 END,
+        list_lo = lo, list_hi = hi, version = greatest(version + 1, p_now), updated_at = p_now,
+        expires_at = CASE WHEN p_ttl IS NULL THEN expires_at ELSE p_expires_at END,
+        ttl = coalesce(p_ttl, ttl)
+    WHERE id = r.id;
+    RETURN hi - lo;
+END $$;
+"""
+"""``append`` as one server-side function (migration 10): an append costs the round trips of
+a ``set``, not one per step of :func:`~botwire.backends.common.append_steps`."""
+
 MIGRATIONS: list[Migration] = [
     # 1: the first schema. Keys sort by code point (COLLATE "C"), as on every backend.
     """
@@ -117,8 +212,12 @@ MIGRATIONS: list[Migration] = [
     # 9 (2026-12): an append's window (max_len, keep_first) beside its items, so that a list's
     # value at any version can be rebuilt.
     "ALTER TABLE botwire_changes ADD COLUMN IF NOT EXISTS detail text",
+    # 10 (2026-12): append in one round trip (see APPEND).
+    APPEND,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
 LOCK_ID = 0x626F7477  # advisory lock that serialises migrations ("botw")
 
 
