@@ -1,19 +1,19 @@
-"""Embedded store benchmark: botwire on SQLite against the fastest store written by hand.
+"""Embedded store benchmark: botwire on SQLite against a raw SQLite upsert and diskcache.
 
-    python bench/bench_embedded.py [--rounds 7] [--ops 3000]
+    python bench/bench_embedded.py [--rounds 5] [--ops 3000]
 
-The baselines are what a person would write for speed with sqlite3 and json:
-- plain: one ``WITHOUT ROWID`` table keyed ``(ns, key)`` with the value as text; a set is one
-  upsert statement, a get one select (``json.dumps`` / ``json.loads`` around them);
-- indexed: the same store that also keeps an FTS5 index of its values, as botwire does by
-  default: a rowid table (the FTS5 row's id), the upsert and the FTS5 insert in one
-  transaction.
-botwire with search (its default) is compared with the indexed baseline, botwire with
-``?search=off`` with the plain one. Same durability everywhere (WAL, synchronous=NORMAL, every
-write its own transaction); values change on every write (SQLite skips a row that did not
-change); nothing (no WAL checkpoint, no index catch-up) is done for one side only. Each round
-runs every case once, interleaved, so that a noisy neighbour hits all of them alike; the table
-reports the median over rounds of microseconds per operation, and ratios of medians.
+The neutral baseline is what a person would write for speed with ``sqlite3`` and ``json``: one
+``WITHOUT ROWID`` table keyed ``(ns, key)`` with the value as text, a set one upsert statement
+(its own transaction), a get one select, ``json.dumps`` / ``json.loads`` around them; WAL and
+``synchronous=NORMAL``, botwire's durability. diskcache (``Cache.set`` / ``Cache.get``, its
+defaults) is the library a Python user reaches for instead.
+
+botwire runs with its defaults (the search index and the change log on) and with each turned
+off (``?search=off``, ``?history=off``), so that what each feature costs a write is a row of its
+own rather than folded into a baseline. Values change on every write (SQLite skips a row that
+did not change); nothing (no WAL checkpoint, no index catch-up) is done for one side only. Each
+round runs every case once, interleaved, so that a noisy neighbour hits all of them alike; the
+table reports the median over rounds of microseconds per operation, and ratios of medians.
 """
 
 from __future__ import annotations
@@ -27,33 +27,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import diskcache
+
 from botwire import Memory
 from botwire.backends.sqlite import SQLiteBackend
 
 VALUE = {"language": "en", "timezone": "Europe/Berlin", "name": "Ada", "turns": 12}
+MESSAGE = {"role": "user", "content": "What did I tell you about my travel plans yesterday?"}
+SYSTEM = {"role": "system", "content": "You are a travel assistant. Answer briefly."}
+BIG = 100_000
+"""Items of the long list, and appends made to the window before it is measured again."""
 
 
 def value(i: int) -> dict[str, object]:
     """A value that differs on every write, as real writes do (SQLite skips identical rows)."""
     return {**VALUE, "turns": i}
-
-
-MESSAGE = {"role": "user", "content": "What did I tell you about my travel plans yesterday?"}
-
-
-def raw_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(
-        """
-        CREATE TABLE kv (ns TEXT, key TEXT, value TEXT, PRIMARY KEY (ns, key)) WITHOUT ROWID;
-        CREATE TABLE indexed (id INTEGER PRIMARY KEY, ns TEXT, key TEXT, value TEXT,
-                              UNIQUE (ns, key));
-        CREATE VIRTUAL TABLE indexed_fts USING fts5(doc);
-        """
-    )
-    return conn
 
 
 def per_op(fn: Callable[[int], object], ops: int) -> float:
@@ -66,136 +54,111 @@ def per_op(fn: Callable[[int], object], ops: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=3000)
     args = parser.parse_args()
-    ops = args.ops
+    ops = keys = args.ops
     folder = Path(tempfile.mkdtemp(prefix="botwire-bench-"))
 
-    mem = Memory("bench", backend=SQLiteBackend(folder / "botwire.db"))
-    unindexed = Memory("bench", backend=SQLiteBackend(folder / "unindexed.db", search=False))
-    side = sqlite3.connect(folder / "botwire.db", isolation_level=None)
+    def store(name: str, search: bool, history: bool) -> Memory:
+        backend = SQLiteBackend(folder / f"{name}.db", search=search, history=604800 * history)
+        return Memory("bench", backend=backend)
 
-    def checkpoint() -> None:
-        side.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    default = store("default", True, True)
+    no_search = store("no-search", False, True)
+    no_log = store("no-log", True, False)
+    bare = store("bare", False, False)
 
-    raw = raw_connection(folder / "raw.db")
+    raw = sqlite3.connect(folder / "raw.db", isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    raw.execute("CREATE TABLE kv (ns TEXT, key TEXT, value TEXT, PRIMARY KEY (ns, key)) WITHOUT ROWID")
     dumps, loads = json.dumps, json.loads
+    upsert = (
+        "INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value"
+    )
+    select = "SELECT value FROM kv WHERE ns = ? AND key = ?"
 
     def raw_set(i: int) -> None:
-        raw.execute(
-            "INSERT INTO kv VALUES (?, ?, ?)"
-            " ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
-            ("bench", f"k{i % keys}", dumps(value(i))),
-        )
-
-    def raw_indexed_set(i: int) -> None:
-        text = dumps(value(i))
-        raw.execute("BEGIN IMMEDIATE")
-        (row_id,) = raw.execute(
-            "INSERT INTO indexed (ns, key, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value RETURNING id",
-            ("bench", f"k{i % keys}", text),
-        ).fetchone()
-        raw.execute("INSERT OR REPLACE INTO indexed_fts (rowid, doc) VALUES (?, ?)", (row_id, text))
-        raw.execute("COMMIT")
+        raw.execute(upsert, ("bench", f"k{i % keys}", dumps(value(i))))
 
     def raw_get(i: int) -> object:
-        key = f"k{i % keys}"
-        row = raw.execute(
-            "SELECT value FROM kv WHERE ns = ? AND key = ?", ("bench", key)
-        ).fetchone()
-        return loads(row[0])
+        return loads(raw.execute(select, ("bench", f"k{i % keys}")).fetchone()[0])
 
-    def naive_append(i: int) -> None:  # the read-modify-write JSON list bots write by hand
-        raw.execute("BEGIN IMMEDIATE")
-        (text,) = raw.execute(
-            "SELECT value FROM kv WHERE ns = 'bench' AND key = 'naive'"
-        ).fetchone()
-        items = loads(text)
-        items.append(MESSAGE)
-        raw.execute("UPDATE kv SET value = ? WHERE ns = 'bench' AND key = 'naive'", (dumps(items),))
-        raw.execute("COMMIT")
+    cache = diskcache.Cache(str(folder / "diskcache"))
 
-    keys = ops
-    mem.set_many({f"k{i}": value(i) for i in range(keys)})
-    unindexed.set_many({f"k{i}": value(i) for i in range(keys)})
+    for mem in (default, no_search, no_log, bare):
+        mem.set_many({f"k{i}": value(i) for i in range(keys)})
     for i in range(keys):
         raw_set(i)
-        raw_indexed_set(i)
+        cache.set(f"k{i}", value(i))
 
-    cases: dict[str, list[float]] = {
-        name: []
-        for name in [
-            "set botwire",
-            "set raw, indexed",
-            "set botwire, search off",
-            "set raw",
-            "get botwire",
-            "get raw",
-            "append @10",
-            "append @10,000",
-            "naive append @1,000",
-            "append @1,000",
-        ]
+    # Lists: 10 and BIG items appended to without a window; a chat window (max_len=100 and a
+    # system prompt kept first) measured fresh and after BIG appends.
+    for mem in (default, no_log):
+        mem.append("short", *[MESSAGE] * 10)
+        mem.append("long", *[MESSAGE] * BIG)
+        mem.append("window", SYSTEM)
+        mem.append("window", *[MESSAGE] * 10, max_len=100, keep_first={"role": "system"})
+        mem.append("worn", SYSTEM)
+        for start in range(0, BIG, 1000):
+            mem.append("worn", *[MESSAGE] * 1000, max_len=100, keep_first={"role": "system"})
+        mem.search("travel", limit=1)  # the index catches up with the lists before timing
+
+    def window(mem: Memory, key: str) -> Callable[[int], object]:
+        return lambda i: mem.append(key, MESSAGE, max_len=100, keep_first={"role": "system"})
+
+    def setter(mem: Memory, base: int) -> Callable[[int], object]:
+        return lambda i: mem.set(f"k{i % keys}", value(base + i))
+
+    cases: dict[str, Callable[[int], Callable[[int], object]]] = {
+        "raw upsert": lambda b: lambda i: raw_set(b + i),
+        "set": lambda b: setter(default, b),
+        "set, search off": lambda b: setter(no_search, b),
+        "set, log off": lambda b: setter(no_log, b),
+        "set, both off": lambda b: setter(bare, b),
+        "diskcache set": lambda b: lambda i: cache.set(f"k{i % keys}", value(b + i)),
+        "raw select": lambda b: raw_get,
+        "get": lambda b: lambda i: default.get(f"k{i % keys}"),
+        "diskcache get": lambda b: lambda i: cache.get(f"k{i % keys}"),
+        "append @10": lambda b: lambda i: default.append("short", MESSAGE),
+        f"append @{BIG:,}": lambda b: lambda i: default.append("long", MESSAGE),
+        "window": lambda b: window(default, "window"),
+        f"window after {BIG:,}": lambda b: window(default, "worn"),
+        "append @10, log off": lambda b: lambda i: no_log.append("short", MESSAGE),
+        "window, log off": lambda b: window(no_log, "window"),
+        "incr": lambda b: lambda i: default.incr("counter"),
+        "incr, log off": lambda b: lambda i: no_log.incr("counter"),
     }
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(args.rounds):
         base = (r + 1) * ops
-        cases["set botwire"].append(per_op(lambda i, b=base: mem.set(f"k{i}", value(b + i)), ops))
-        cases["set raw, indexed"].append(per_op(lambda i, b=base: raw_indexed_set(b + i), ops))
-        cases["set botwire, search off"].append(
-            per_op(lambda i, b=base: unindexed.set(f"k{i}", value(b + i)), ops)
-        )
-        cases["set raw"].append(per_op(lambda i, b=base: raw_set(b + i), ops))
-        cases["get botwire"].append(per_op(lambda i: mem.get(f"k{i}"), ops))
-        cases["get raw"].append(per_op(raw_get, ops))
+        for name, make in cases.items():
+            n = ops if not name.startswith(("append", "window")) else ops // 4
+            times[name].append(per_op(make(base), n))
 
-        for size, name in [
-            (10, "append @10"),
-            (10_000, "append @10,000"),
-            (1_000, "append @1,000"),
-        ]:
-            times = []
-            for _ in range(6):  # 6 x 50 appends, the list reset to `size` items before each
-                mem.delete("chat")
-                mem.append("chat", *([MESSAGE] * size))
-                mem.search("x", limit=1)  # the search index catches up on the reset's writes
-                checkpoint()  # start each batch with an empty WAL, whatever the reset wrote
-                times.append(per_op(lambda i: mem.append("chat", MESSAGE), 50))
-            cases[name].append(statistics.mean(times))
-        raw.execute(
-            "INSERT OR REPLACE INTO kv VALUES ('bench', 'naive', ?)", (dumps([MESSAGE] * 1000),)
-        )
-        cases["naive append @1,000"].append(per_op(naive_append, 300))
-
-    med = {name: statistics.median(times) for name, times in cases.items()}
+    med = {name: statistics.median(samples) for name, samples in times.items()}
     rows = [
-        (
-            "`Memory.set` vs raw upsert + FTS5 insert",
-            med["set botwire"],
-            med["set raw, indexed"],
-            "≤ 2.0",
-        ),
-        (
-            "`Memory.set`, `?search=off`, vs raw upsert",
-            med["set botwire, search off"],
-            med["set raw"],
-            "≤ 2.0",
-        ),
-        ("`Memory.get` vs raw select", med["get botwire"], med["get raw"], "≤ 1.5"),
-        ("`append` at 10,000 vs at 10 items", med["append @10,000"], med["append @10"], "≤ 1.5"),
-        (
-            "`append` vs naive JSON read-modify-write, 1,000 items",
-            med["append @1,000"],
-            med["naive append @1,000"],
-            "< 1.0",
-        ),
+        ("`set` (search index and change log on) vs raw upsert", "set", "raw upsert", "≤ 2.0"),
+        ("`set`, search and log off, vs raw upsert", "set, both off", "raw upsert", "≤ 1.5"),
+        ("`set`: what the search index costs", "set", "set, search off", ""),
+        ("`set`: what the change log costs", "set", "set, log off", "≤ 1.3"),
+        ("`set` vs diskcache `set`", "set", "diskcache set", ""),
+        ("`get` vs raw select", "get", "raw select", "≤ 1.2"),
+        ("`get` vs diskcache `get`", "get", "diskcache get", "< 1.0"),
+        (f"`append` at {BIG:,} items vs at 10", f"append @{BIG:,}", "append @10", "flat"),
+        ("`append(max_len=100, keep_first)` vs `append`", "window", "append @10", "≤ 2.0"),
+        (f"window after {BIG:,} appends vs fresh", f"window after {BIG:,}", "window", "flat"),
+        ("`append`: what the change log costs", "append @10", "append @10, log off", "≤ 1.3"),
+        ("windowed `append`: what the log costs", "window", "window, log off", "≤ 1.3"),
+        ("`incr`: what the change log costs", "incr", "incr, log off", "≤ 1.3"),
     ]
     print(f"median of {args.rounds} rounds, {ops} ops per round (µs per operation)\n")
     print("| comparison | botwire µs | baseline µs | ratio | target |")
     print("|---|---:|---:|---:|---|")
-    for label, ours, base, target in rows:
-        print(f"| {label} | {ours:.1f} | {base:.1f} | {ours / base:.2f} | {target} |")
+    for label, ours, base_case, target in rows:
+        a, b = med[ours], med[base_case]
+        print(f"| {label} | {a:.1f} | {b:.1f} | {a / b:.2f} | {target} |")
 
 
 if __name__ == "__main__":

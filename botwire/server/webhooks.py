@@ -184,17 +184,23 @@ class Deliveries:
     ) -> bool:
         """One delivery to each subscription that has changes waiting; whether any had more."""
         busy = False
-        live = await asyncio.to_thread(token_ids, self.backend)
         for subscription in subscriptions:
             ident = subscription["id"]
             if self.retry_at.get(ident, 0) > time.monotonic():
                 continue
-            if subscription.get("creator_id") and subscription["creator_id"] not in live:
-                continue  # its token was revoked, or expired: nothing more goes out
             if not await self._lease():  # another worker took over: it delivers from here
                 return False
             op = Changes(None, subscription["at"], "", BATCH, subscription["ns_prefix"], True)
             (page,) = await self.backend.aexecute([op])
+            # The tokens are read after the changes: a change that committed after its
+            # creator's token was revoked (or expired) finds the token gone, and stays unsent.
+            creator = subscription.get("creator_id")
+            if (
+                creator
+                and page.changes
+                and creator not in await asyncio.to_thread(token_ids, self.backend)
+            ):
+                continue
             changes = [c for c in page.changes if _readable(subscription, c.ns)]
             if changes and not await self._post(client, subscription, changes):
                 continue
