@@ -173,3 +173,31 @@ def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
     )
     assert out.strip() == "[1, 2]"
     assert Memory("ns", url).get("from_child") == {"ok": True}
+
+
+async def test_reads_answer_on_the_event_loop_while_a_purge_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read carries no purge and no index catch-up, so it never waits for a worker thread,
+    however long ago the store last purged; the next write, which purges, goes to a thread."""
+    import asyncio
+
+    from botwire import AsyncMemory
+
+    clock = FakeClock()
+    mem = AsyncMemory("ns", backend=SQLiteBackend(tmp_path / "m.db", clock=clock))
+    await mem.set("k", 1)
+    clock.advance(60)  # a purge is due
+    hops: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: object, *args: object) -> object:
+        hops.append(fn)
+        return await to_thread(fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    assert [await mem.get("k") for _ in range(50)] == [1] * 50
+    assert await mem.get_many(["k", "missing"]) == {"k": 1}
+    assert hops == []
+    await mem.set("k", 2)
+    assert len(hops) == 1

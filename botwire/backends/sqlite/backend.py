@@ -354,12 +354,12 @@ class SQLiteBackend(Backend):
 
     def _light(self, ops: Sequence[Op]) -> bool:
         """Whether a batch costs little enough to run on the event loop: a few operations, no
-        search or clear, and no index catch-up or purge due with it."""
-        return (
-            len(ops) <= LIGHT_OPS
-            and not any(type(op) in (Search, Clear) for op in ops)
-            and self._writes < SEARCH_CATCH_UP - 1
-            and self.now() < self._next_purge
+        search or clear, and, for a write, no index catch-up or purge due with it (a read
+        carries neither)."""
+        if len(ops) > LIGHT_OPS or any(type(op) in (Search, Clear) for op in ops):
+            return False
+        return not is_write(ops) or (
+            self._writes < SEARCH_CATCH_UP - 1 and self.now() < self._next_purge
         )
 
     def watcher(self) -> log.Watcher:
