@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -206,7 +206,7 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
             text = value.decode("ascii")
             if text.isprintable():
                 return text
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def _path_namespace(path: str) -> str | None:
