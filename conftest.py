@@ -46,3 +46,22 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[object]:
     attempts = blocked()[before:]
     assert attempts == [], f"a connection beyond this machine was attempted: {attempts}"
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """Under pytest-xdist, a test marked ``alone`` (it measures how long something waits) runs
+    while no other worker runs a test: it holds the run's lock file exclusively, every other
+    test holds it shared."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return (yield)
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / f"botwire-tests-{run}.lock", "a") as lock:
+        alone = item.get_closest_marker("alone") is not None
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -72,7 +72,9 @@ def main() -> None:
     raw = sqlite3.connect(folder / "raw.db", isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("PRAGMA synchronous=NORMAL")
-    raw.execute("CREATE TABLE kv (ns TEXT, key TEXT, value TEXT, PRIMARY KEY (ns, key)) WITHOUT ROWID")
+    raw.execute(
+        "CREATE TABLE kv (ns TEXT, key TEXT, value TEXT, PRIMARY KEY (ns, key)) WITHOUT ROWID"
+    )
     dumps, loads = json.dumps, json.loads
     upsert = (
         "INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value"
@@ -101,7 +103,7 @@ def main() -> None:
         mem.append("window", SYSTEM)
         mem.append("window", *[MESSAGE] * 10, max_len=100, keep_first={"role": "system"})
         mem.append("worn", SYSTEM)
-        for start in range(0, BIG, 1000):
+        for _ in range(0, BIG, 1000):
             mem.append("worn", *[MESSAGE] * 1000, max_len=100, keep_first={"role": "system"})
         mem.search("travel", limit=1)  # the index catches up with the lists before timing
 

@@ -713,3 +713,22 @@ def test_hits_are_exported_from_botwire() -> None:
     import botwire
 
     assert botwire.Hit is Hit and asyncio.iscoroutinefunction(botwire.asearch_namespaces)
+
+
+def test_the_index_backlog_stays_small_as_writes_happen(tmp_path: Path) -> None:
+    """Loading a store in batches, or appending a long list, leaves the index at most a
+    bounded batch behind once writes go on: no search waits for a whole load to be indexed."""
+    path = tmp_path / "load.db"
+    mem = Memory("load", backend=SQLiteBackend(path))
+    for batch in range(30):
+        mem.set_many({f"k{batch}-{i}": f"a trip to Lisbon, note {i}" for i in range(1000)})
+    side = sqlite3.connect(path)
+    (pending,) = side.execute("SELECT count(*) FROM search_pending").fetchone()
+    assert pending <= 2000  # the last batch's notes, at most
+    mem.append("chat", *[{"role": "user", "content": "hello Porto"}] * 10_000)
+    for i in range(6):
+        mem.set(f"after-{i}", i)
+    (pending,) = side.execute("SELECT count(*) FROM search_pending").fetchone()
+    assert pending <= 2000
+    assert len(mem.search("Lisbon", limit=5)) == 5
+    side.close()

@@ -63,6 +63,7 @@ def test_each_request_does_bounded_work(crowded: Server) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_no_request_stalls_the_event_loop_for_the_others(crowded: Server) -> None:
     """Clients send the heaviest searches the server accepts (and some it refuses) for a few
     seconds; another client's ``/healthz`` never waits more than 100 ms."""

@@ -104,8 +104,10 @@ _NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
 """A new key's version: the time (``?5``), or above every version deleted before."""
 LIGHT_OPS = 16
 """Most operations of a batch that runs on the event loop (see :meth:`SQLiteBackend.aexecute`)."""
-SEARCH_CATCH_UP = 256
-"""Write batches of one process between two catch-ups of the search index (see migration 3)."""
+SEARCH_CATCH_UP = 500
+"""Documents one process's writes note for the search index before a write catches it up
+(see migration 3): a write never waits for more than one bounded batch of indexing, and a
+search finds little left to index first."""
 
 
 # One statement for a plain set: an upsert keeps the common write to a single round through
@@ -123,6 +125,18 @@ ON CONFLICT (ns, key) DO UPDATE SET
     ttl = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN ttl ELSE excluded.ttl END,
     list_lo = NULL, list_hi = NULL
 """
+
+
+def _notes(ops: Sequence[Op]) -> int:
+    """About how many documents ``ops`` note for the search index (a clear: enough to catch
+    up at the next write)."""
+    notes = 0
+    for op in ops:
+        if isinstance(op, Append):
+            notes += 2 * len(op.values)
+        else:
+            notes += SEARCH_CATCH_UP if type(op) is Clear else 1
+    return notes
 
 
 def _may_write(ops: Sequence[Op]) -> bool:
@@ -197,8 +211,11 @@ class SQLiteBackend(Backend):
         """Held by this process's thread that writes: the others queue here, handed the turn at
         once, rather than polling SQLite's lock with sleeps (other processes still do)."""
         self._next_purge = 0
-        self._writes = 0
-        """Write batches since this process last caught the search index up."""
+        self._heavy = 0
+        """Batches that :meth:`aexecute` sent to worker threads and are running there."""
+        self._noted = 0
+        """Documents this process's writes noted for the index since it last caught up (an
+        estimate: one per value written, two per item appended, whose window may drop one)."""
         self._counts = Counts()
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
         self._answers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
@@ -334,8 +351,17 @@ class SQLiteBackend(Backend):
         holds the lock (``SQLITE_BUSY``, nothing done yet) does it wait, in a thread, as
         ``execute``. A search, a large batch, a clear, or a batch whose turn it is to index or
         purge runs in a thread from the start: the event loop stays free for other requests.
+        While one of those runs, light batches go to threads too: on the event loop, each of
+        their calls into SQLite would wait for the interpreter's lock behind the busy thread,
+        and every other request with them.
         """
         if not self._light(ops):  # on the loop, it would keep every other request waiting
+            self._heavy += 1
+            try:
+                return await asyncio.to_thread(self.execute, ops)
+            finally:
+                self._heavy -= 1
+        if self._heavy:
             return await asyncio.to_thread(self.execute, ops)
         writing = _may_write(ops)
         if writing and not self._writing.acquire(blocking=False):
@@ -359,7 +385,7 @@ class SQLiteBackend(Backend):
         if len(ops) > LIGHT_OPS or any(type(op) in (Search, Clear) for op in ops):
             return False
         return not is_write(ops) or (
-            self._writes < SEARCH_CATCH_UP - 1 and self.now() < self._next_purge
+            self._noted < SEARCH_CATCH_UP and self.now() < self._next_purge
         )
 
     def watcher(self) -> log.Watcher:
@@ -409,9 +435,9 @@ class SQLiteBackend(Backend):
                 self._purge_if_due(conn, now)
                 if searching:
                     self._catch_up(conn, None)
-                elif self._writes >= SEARCH_CATCH_UP:
+                elif self._noted >= SEARCH_CATCH_UP:
                     self._catch_up(conn, search.SEARCH_BATCH)
-                self._writes += 1
+                self._noted += _notes(ops)
             results = []
             for op in ops:
                 result = (
@@ -463,10 +489,12 @@ class SQLiteBackend(Backend):
         self._catch_up(conn, search.SEARCH_BATCH)
 
     def _catch_up(self, conn: sqlite3.Connection, limit: int | None) -> int:
-        """Index what writes noted (see :func:`search.catch_up`); the count of writes since
-        the last catch-up starts again."""
-        self._writes = 0
-        return search.catch_up(conn, limit)
+        """Index what writes noted (see :func:`search.catch_up`), the oldest ``limit`` notes
+        or all; the count of documents noted starts again, or, where ``limit`` left notes
+        waiting, stays due, so that the next write goes on."""
+        handled = search.catch_up(conn, limit)
+        self._noted = SEARCH_CATCH_UP if handled == limit else 0
+        return handled
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------
 
