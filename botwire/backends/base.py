@@ -565,6 +565,12 @@ class Backend(ABC):
 
         return afollow(self.aexecute, op, self._broadcast_of_process())
 
+    def afollow_batches(self, op: Changes) -> AsyncIterator[list[Change]]:
+        """:meth:`afollow`, as the lists of changes found at each wake-up (never empty)."""
+        from botwire.backends.changes import afollow_batches
+
+        return afollow_batches(self.aexecute, op, self._broadcast_of_process())
+
     def _broadcast_of_process(self) -> Any:
         from botwire.backends.changes import Broadcast
 

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol
 
@@ -475,6 +475,16 @@ async def afollow(
 ) -> AsyncIterator[Change]:
     """Async :func:`follow`: it waits on an event the broadcast thread sets, never in a
     worker thread."""
+    async with contextlib.aclosing(afollow_batches(aexecute, op, broadcast)) as batches:
+        async for batch in batches:
+            for change in batch:
+                yield change
+
+
+async def afollow_batches(
+    aexecute: Callable[[list[Op]], Awaitable[list[Any]]], op: Changes, broadcast: Broadcast
+) -> AsyncGenerator[list[Change], None]:
+    """:func:`afollow`, as the lists of changes found at each wake-up (never empty)."""
     joining = asyncio.ensure_future(asyncio.to_thread(broadcast.join, op._replace(values=True)))
     try:
         feed = await asyncio.shield(joining)
@@ -498,12 +508,12 @@ async def afollow(
                 continue
             if found is None:
                 (page,) = await aexecute([op._replace(since=position, limit=BATCH_READ)])
-                for change in page.changes:
-                    yield change
+                if page.changes:
+                    yield page.changes
                 position = page.cursor
                 continue
-            for change in _selected(op, found):
-                yield change
+            if selected := list(_selected(op, found)):
+                yield selected
             position = max(position, reached)
     finally:
         with broadcast.changed:
