@@ -12,6 +12,7 @@ Botwire's own namespaces (those holding ``/``, such as the server's tokens) are 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import getpass
@@ -313,6 +314,10 @@ RING = 2_000
 """Changes a feed keeps for its followers (one that falls further behind reads the store)."""
 
 
+def _seq(change: Change) -> int:
+    return change.seq
+
+
 class Feed:
     """The changes one selection (namespace, prefixes, values) picks, read once for every
     follower of it in the process: the :class:`Broadcast` thread appends them as they commit;
@@ -336,7 +341,7 @@ class Feed:
         """The changes after ``position``; ``None`` when the ring no longer reaches back."""
         if position < self.start:
             return None
-        return [change for change in self.ring if change.seq > position]
+        return self.ring[bisect.bisect_right(self.ring, position, key=_seq) :]
 
     def add(self, page: ChangePage) -> None:
         self.ring += page.changes
