@@ -732,3 +732,39 @@ def test_the_index_backlog_stays_small_as_writes_happen(tmp_path: Path) -> None:
     assert pending <= 2000
     assert len(mem.search("Lisbon", limit=5)) == 5
     side.close()
+
+
+def test_an_append_notes_its_items_and_nothing_else_for_the_index(tmp_path: Path) -> None:
+    """An append notes the item it adds (and one its window drops), not the list's entry,
+    which has no document of its own; a list that becomes a value, and back, is noted."""
+    path = tmp_path / "notes.db"
+    mem = Memory("chat", backend=SQLiteBackend(path))
+    side = sqlite3.connect(path)
+
+    seen = 0
+
+    def noted() -> list[tuple[int, int]]:
+        """The notes added since the last call (none is indexed before the search below)."""
+        nonlocal seen
+        rows = side.execute(
+            "SELECT rowid, entry_id, seq FROM search_pending WHERE rowid > ? ORDER BY rowid",
+            (seen,),
+        ).fetchall()
+        seen = rows[-1][0] if rows else seen
+        return [(entry_id, seq) for _, entry_id, seq in rows]
+
+    mem.append("log", "hello Lisbon")
+    assert [seq for _, seq in noted()] == [0]
+    mem.append("log", "hello Porto", max_len=1)
+    assert sorted(seq for _, seq in noted()) == [0, 1]  # the item added, the item dropped
+    mem.set("log", "now a value about Faro")
+    assert -1 in [seq for _, seq in noted()]
+    mem.set("log", "now a value about Faro")  # the same text again: nothing to index anew
+    assert noted() == []
+    mem.set("log", ["a list", "again"])
+    assert [seq for _, seq in noted()] == [-1]
+    mem.append("log", "and more")  # the value's document goes, its items come
+    assert sorted(seq for _, seq in noted()) == [-1, 0, 1, 2]
+    side.close()
+    assert [hit.key for hit in mem.search("more")] == ["log"]
+    assert [hit.key for hit in mem.search("Faro")] == []

@@ -145,6 +145,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX changes_of_key ON changes (ns, key);
     """,
+    # 6 (2026-12): a write notes a value's document only when it has one, or had one: a list
+    # (whose items are documents of their own) saved again notes nothing more.
+    """
+    DROP TRIGGER search_entry_new;
+    CREATE TRIGGER search_entry_new AFTER INSERT ON entries
+    WHEN new.kind = 0 AND instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
+    DROP TRIGGER search_entry_changed;
+    CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind ON entries
+    WHEN (old.kind = 0 OR new.kind = 0) AND old.value IS NOT new.value
+        AND instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
