@@ -726,7 +726,7 @@ def test_the_index_backlog_stays_small_as_writes_happen(tmp_path: Path) -> None:
     (pending,) = side.execute("SELECT count(*) FROM search_pending").fetchone()
     assert pending <= 2000  # the last batch's notes, at most
     mem.append("chat", *[{"role": "user", "content": "hello Porto"}] * 10_000)
-    for i in range(6):
+    for i in range(10):  # each indexes a bounded batch of what the append noted
         mem.set(f"after-{i}", i)
     (pending,) = side.execute("SELECT count(*) FROM search_pending").fetchone()
     assert pending <= 2000

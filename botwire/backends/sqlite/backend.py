@@ -106,8 +106,10 @@ LIGHT_OPS = 16
 """Most operations of a batch that runs on the event loop (see :meth:`SQLiteBackend.aexecute`)."""
 SEARCH_CATCH_UP = 500
 """Documents one process's writes note for the search index before a write catches it up
-(see migration 3): a write never waits for more than one bounded batch of indexing, and a
-search finds little left to index first."""
+(see migration 3), :data:`CATCH_UP_BATCH` at a time: a search finds little left to index
+first."""
+CATCH_UP_BATCH = 1000
+"""Most notes a write (or a purge) indexes: about 20 ms here, so that no write waits long."""
 
 
 # One statement for a plain set: an upsert keeps the common write to a single round through
@@ -436,7 +438,7 @@ class SQLiteBackend(Backend):
                 if searching:
                     self._catch_up(conn, None)
                 elif self._noted >= SEARCH_CATCH_UP:
-                    self._catch_up(conn, search.SEARCH_BATCH)
+                    self._catch_up(conn, CATCH_UP_BATCH)
                 self._noted += _notes(ops)
             results = []
             for op in ops:
@@ -486,7 +488,7 @@ class SQLiteBackend(Backend):
             log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key, now))], now)
             log.trim(conn, now - int(self.history * 1_000_000))
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
-        self._catch_up(conn, search.SEARCH_BATCH)
+        self._catch_up(conn, CATCH_UP_BATCH)
 
     def _catch_up(self, conn: sqlite3.Connection, limit: int | None) -> int:
         """Index what writes noted (see :func:`search.catch_up`), the oldest ``limit`` notes
