@@ -141,6 +141,8 @@ class Deliveries:
         self.holder = uuid.uuid4().hex
         self.retry_at: dict[str, float] = {}
         self.failures: dict[str, int] = {}
+        self.revoked: set[str] = set()
+        """Creators whose token was found revoked or expired (for good: ids are not reused)."""
 
     async def run(self) -> None:
         """Deliver, forever: while the store has subscriptions and this worker holds the
@@ -186,7 +188,8 @@ class Deliveries:
         busy = False
         for subscription in subscriptions:
             ident = subscription["id"]
-            if self.retry_at.get(ident, 0) > time.monotonic():
+            creator = subscription.get("creator_id")
+            if self.retry_at.get(ident, 0) > time.monotonic() or creator in self.revoked:
                 continue
             if not await self._lease():  # another worker took over: it delivers from here
                 return False
@@ -194,12 +197,12 @@ class Deliveries:
             (page,) = await self.backend.aexecute([op])
             # The tokens are read after the changes: a change that committed after its
             # creator's token was revoked (or expired) finds the token gone, and stays unsent.
-            creator = subscription.get("creator_id")
             if (
                 creator
                 and page.changes
                 and creator not in await asyncio.to_thread(token_ids, self.backend)
             ):
+                self.revoked.add(creator)
                 continue
             changes = [c for c in page.changes if _readable(subscription, c.ns)]
             if changes and not await self._post(client, subscription, changes):

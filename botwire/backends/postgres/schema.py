@@ -68,7 +68,7 @@ BEGIN
         ELSE
             first := p_values[1];
         END IF;
-        IF strpos(first, '\u0000') > 0 OR strpos(p_keep_first, '\u0000') > 0 THEN
+        IF strpos(first, E'\\u0000') > 0 OR strpos(p_keep_first, E'\\u0000') > 0 THEN
             RETURN NULL;
         END IF;
         -- common.fields_match: an object holding each field with an equal JSON value

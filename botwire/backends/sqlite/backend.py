@@ -358,11 +358,9 @@ class SQLiteBackend(Backend):
         and every other request with them.
         """
         if not self._light(ops):  # on the loop, it would keep every other request waiting
-            self._heavy += 1
-            try:
-                return await asyncio.to_thread(self.execute, ops)
-            finally:
-                self._heavy -= 1
+            with self._lock:
+                self._heavy += 1
+            return await asyncio.to_thread(self._execute_heavy, ops)
         if self._heavy:
             return await asyncio.to_thread(self.execute, ops)
         writing = _may_write(ops)
@@ -379,6 +377,15 @@ class SQLiteBackend(Backend):
             if writing:
                 self._writing.release()
         return await asyncio.to_thread(self.execute, ops)
+
+    def _execute_heavy(self, ops: Sequence[Op]) -> list[Any]:
+        """:meth:`execute` in a worker thread, counted in :attr:`_heavy` until it ends (not
+        when the request that waits for it goes away)."""
+        try:
+            return self.execute(ops)
+        finally:
+            with self._lock:
+                self._heavy -= 1
 
     def _light(self, ops: Sequence[Op]) -> bool:
         """Whether a batch costs little enough to run on the event loop: a few operations, no

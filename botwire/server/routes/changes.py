@@ -45,10 +45,27 @@ def change_json(change: Change) -> str:
     )
 
 
-@functools.lru_cache(maxsize=4096)
+WRITE_BYTES = 256 * 1024
+"""A stream sends the events of a wake-up in writes of about this size."""
+
+
 def change_event(change: Change) -> str:
-    """A change as a server-sent event, written once for every stream that sends it."""
+    """A change as a server-sent event; one with a small value is written once for every
+    stream that sends it."""
+    if change.value is not None and len(change.value) > _SHARED_VALUE:
+        return _event(change)
+    return _shared_event(change)
+
+
+_SHARED_VALUE = 16 * 1024
+
+
+def _event(change: Change) -> str:
     return f"id: {change.seq}\nevent: change\ndata: {change_json(change)}\n\n"
+
+
+_shared_event = functools.lru_cache(maxsize=1024)(_event)
+"""Recent events (at most 1,024 of values up to 16 kB: about 40 MB held)."""
 
 
 @changes.get("/v1/changes")
@@ -99,13 +116,15 @@ async def read_changes(
     checked = time.monotonic()
 
     async def still_allowed() -> bool:
-        """Whether the stream's token still holds, asked again before an event once the
-        server's token cache time has passed since it was last asked (a revoked token's
-        stream ends within twice that time)."""
+        """Whether the stream's token still holds, asked before each write of events (from
+        the token cache: a token revoked on this server ends its streams at once, elsewhere
+        within the cache time). An anonymous stream asks whether the store now requires
+        tokens once the cache time has passed (that is a read of the store)."""
         nonlocal checked
-        if time.monotonic() - checked < context.auth.cache_seconds:
-            return True
-        checked = time.monotonic()
+        if authorization is None:
+            if time.monotonic() - checked < context.auth.cache_seconds:
+                return True
+            checked = time.monotonic()
         try:
             await context.auth.scope(authorization)
         except Unauthorized:
@@ -130,7 +149,15 @@ async def read_changes(
                     continue
                 batch = pending.result()
                 pending = asyncio.ensure_future(anext(changes))
-                yield "".join([change_event(change) for change in batch])
+                events, size = [], 0
+                for change in batch:
+                    events.append(event := change_event(change))
+                    size += len(event)
+                    if size >= WRITE_BYTES:
+                        yield "".join(events)
+                        events, size = [], 0
+                if events:
+                    yield "".join(events)
         finally:
             pending.cancel()
             with contextlib.suppress(BaseException):
