@@ -64,20 +64,9 @@ from botwire.backends.common import (
     LIST,
     PURGE_BATCH,
     VALUE,
-    AddItems,
-    CountWrites,
-    DropItems,
-    LockRow,
-    MoveItem,
-    ReadItem,
-    Row,
-    SaveList,
-    SaveValue,
-    StoredBytes,
     append_steps,
     deadline,
     expiry,
-    fresh_row,
     incr_steps,
     item_range,
     nbytes,
@@ -94,14 +83,12 @@ from botwire.backends.search import Counts, check_language
 from botwire.backends.sqlite import changes as log
 from botwire.backends.sqlite import schema, search
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
+from botwire.backends.sqlite.rows import ANSWERS, LIVE, NEW_VERSION
 from botwire.errors import BackendUnavailable, InvalidRequest
 
 _ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl"
 _GET = f"SELECT {_ROW} FROM entries WHERE ns = ? AND key = ?"
 _GET_VALUE = "SELECT kind, value, expires_at FROM entries WHERE ns = ? AND key = ?"
-_LIVE = "(expires_at IS NULL OR expires_at > ?)"
-_NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
-"""A new key's version: the time (``?5``), or above every version deleted before."""
 LIGHT_OPS = 16
 """Most operations of a batch that runs on the event loop (see :meth:`SQLiteBackend.aexecute`)."""
 SEARCH_CATCH_UP = 500
@@ -116,7 +103,7 @@ CATCH_UP_BATCH = 1000
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
 _UPSERT = f"""
 INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at, expires_at, ttl)
-VALUES (?1, ?2, 0, ?3, ?4, {_NEW_VERSION}, ?5, ?5, ?6, ?7)
+VALUES (?1, ?2, 0, ?3, ?4, {NEW_VERSION}, ?5, ?5, ?6, ?7)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = excluded.value, size = excluded.size,
     version = max(version + 1, ?5),
@@ -220,17 +207,6 @@ class SQLiteBackend(Backend):
         estimate: one per value written, two per item appended, whose window may drop one)."""
         self._counts = Counts()
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
-        self._answers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
-            LockRow: self._lock_row,
-            AddItems: self._add_items,
-            DropItems: self._drop_items,
-            ReadItem: self._read_item,
-            MoveItem: self._move_item,
-            SaveList: self._save_list,
-            SaveValue: self._save_value,
-            CountWrites: self._count_writes,
-            StoredBytes: self._stored_bytes,
-        }
 
     # -- connections -------------------------------------------------------------------------
 
@@ -514,103 +490,7 @@ class SQLiteBackend(Backend):
                 question = steps.send(answer)
             except StopIteration as done:
                 return done.value
-            answer = self._answers[type(question)](conn, question, now)
-
-    def _lock_row(self, conn: sqlite3.Connection, q: LockRow, now: int) -> tuple[Row, bool]:
-        # The transaction holds the write lock already (BEGIN IMMEDIATE): nothing to lock.
-        empty = fresh_row(0, q.kind)
-        row = conn.execute(
-            "SELECT id, kind, value, size, list_lo, list_hi, expires_at FROM entries"
-            " WHERE ns = ? AND key = ?",
-            (q.ns, q.key),
-        ).fetchone()
-        if row is None:
-            (entry_id,) = conn.execute(
-                "INSERT INTO entries (ns, key, kind, value, size, version, created_at,"
-                f" updated_at, list_lo, list_hi) VALUES (?1, ?2, ?3, ?4, ?6, {_NEW_VERSION},"
-                " ?5, ?5, ?7, ?7) RETURNING id",
-                (q.ns, q.key, q.kind, empty.value, now, empty.size, empty.list_lo),
-            ).fetchone()
-            return empty._replace(id=entry_id), True
-        if row[6] is not None and row[6] <= now:  # expired: start afresh
-            if row[1] == LIST:
-                conn.execute("DELETE FROM list_items WHERE entry_id = ?", (row[0],))
-            conn.execute(
-                "UPDATE entries SET kind = ?, value = ?, size = ?, version = max(version + 1, ?),"
-                " created_at = ?, updated_at = ?, expires_at = NULL, ttl = NULL, list_lo = ?,"
-                " list_hi = ? WHERE id = ?",
-                (q.kind, empty.value, empty.size, now, now, now, empty.list_lo, empty.list_lo,
-                 row[0]),
-            )  # fmt: skip
-            return empty._replace(id=row[0]), True
-        return Row(*row[:6]), False
-
-    @staticmethod
-    def _add_items(conn: sqlite3.Connection, q: AddItems, now: int) -> None:
-        conn.executemany(
-            "INSERT INTO list_items (entry_id, seq, value, size) VALUES (?, ?, ?, ?)",
-            [
-                (q.entry_id, q.first_seq + i, value, nbytes(value))
-                for i, value in enumerate(q.values)
-            ],
-        )
-
-    @staticmethod
-    def _drop_items(conn: sqlite3.Connection, q: DropItems, now: int) -> tuple[int, int]:
-        sizes = conn.execute(
-            "DELETE FROM list_items WHERE entry_id = ? AND seq >= ? AND seq < ? RETURNING size",
-            (q.entry_id, q.from_seq, q.below_seq),
-        ).fetchall()
-        return len(sizes), sum(size for (size,) in sizes)
-
-    @staticmethod
-    def _read_item(conn: sqlite3.Connection, q: ReadItem, now: int) -> str:
-        (text,) = conn.execute(
-            "SELECT value FROM list_items WHERE entry_id = ? AND seq = ?", (q.entry_id, q.seq)
-        ).fetchone()
-        return str(text)
-
-    @staticmethod
-    def _move_item(conn: sqlite3.Connection, q: MoveItem, now: int) -> None:
-        conn.execute(
-            "UPDATE list_items SET seq = ? WHERE entry_id = ? AND seq = ?",
-            (q.to_seq, q.entry_id, q.from_seq),
-        )
-
-    @staticmethod
-    def _save_list(conn: sqlite3.Connection, q: SaveList, now: int) -> None:
-        conn.execute(
-            "UPDATE entries SET kind = 1, value = NULL, size = ?1, list_lo = ?2, list_hi = ?3,"
-            " version = max(version + 1, ?4), updated_at = ?4,"
-            " expires_at = CASE WHEN ?6 IS NULL THEN expires_at ELSE ?5 END,"
-            " ttl = coalesce(?6, ttl) WHERE id = ?7",
-            (q.size, q.lo, q.hi, now, expiry(now, q.ttl), q.ttl, q.entry_id),
-        )
-
-    @staticmethod
-    def _save_value(conn: sqlite3.Connection, q: SaveValue, now: int) -> None:
-        conn.execute(
-            "UPDATE entries SET kind = 0, value = ?, size = ?, version = max(version + 1, ?),"
-            " updated_at = ? WHERE id = ?",
-            (q.text, nbytes(q.text), now, now, q.entry_id),
-        )
-
-    @staticmethod
-    def _count_writes(conn: sqlite3.Connection, q: CountWrites, now: int) -> int:
-        (writes,) = conn.execute(
-            "INSERT INTO quota_usage (ns, day, writes) VALUES (?, ?, ?)"
-            " ON CONFLICT (ns, day) DO UPDATE SET writes = writes + excluded.writes"
-            " RETURNING writes",
-            q,
-        ).fetchone()
-        return int(writes)
-
-    @staticmethod
-    def _stored_bytes(conn: sqlite3.Connection, q: StoredBytes, now: int) -> int:
-        (used,) = conn.execute(
-            f"SELECT coalesce(sum(size), 0) FROM entries WHERE ns = ? AND {_LIVE}", q
-        ).fetchone()
-        return int(used)
+            answer = ANSWERS[type(question)](conn, question, now)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -675,7 +555,7 @@ class SQLiteBackend(Backend):
             ).fetchone()
         if row is None:
             found = conn.execute(
-                f"SELECT version FROM entries WHERE ns = ? AND key = ? AND {_LIVE}",
+                f"SELECT version FROM entries WHERE ns = ? AND key = ? AND {LIVE}",
                 (op.ns, op.key, now),
             ).fetchone()
             raise version_conflict(op.key, op.if_version or 0, 0 if found is None else found[0])
@@ -684,7 +564,7 @@ class SQLiteBackend(Backend):
     def _restore(self, conn: sqlite3.Connection, op: Restore, now: int) -> int:
         (version,) = conn.execute(
             "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at,"
-            f" expires_at, ttl) VALUES (?1, ?2, 0, ?3, ?4, {_NEW_VERSION}, ?6, ?7, ?8, ?9)"
+            f" expires_at, ttl) VALUES (?1, ?2, 0, ?3, ?4, {NEW_VERSION}, ?6, ?7, ?8, ?9)"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value,"
             " size = excluded.size, version = max(version + 1, ?5),"
             " created_at = excluded.created_at, updated_at = excluded.updated_at,"
@@ -718,14 +598,14 @@ class SQLiteBackend(Backend):
 
     def _expire(self, conn: sqlite3.Connection, op: Expire, now: int) -> bool:
         cursor = conn.execute(
-            f"UPDATE entries SET expires_at = ?, ttl = ? WHERE ns = ? AND key = ? AND {_LIVE}",
+            f"UPDATE entries SET expires_at = ?, ttl = ? WHERE ns = ? AND key = ? AND {LIVE}",
             (expiry(now, op.ttl), op.ttl, op.ns, op.key, now),
         )
         return cursor.rowcount > 0
 
     def _list_keys(self, conn: sqlite3.Connection, op: ListKeys, now: int) -> KeyPage:
         columns = "key, size, updated_at, kind, value, id" if op.values else "key, size, updated_at"
-        sql = f"SELECT {columns} FROM entries WHERE ns = ? AND {_LIVE} AND key >= ?"
+        sql = f"SELECT {columns} FROM entries WHERE ns = ? AND {LIVE} AND key >= ?"
         params: list[Any] = [op.ns, now, op.prefix]
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
@@ -759,7 +639,7 @@ class SQLiteBackend(Backend):
 
     def _clear(self, conn: sqlite3.Connection, op: Clear, now: int) -> int:
         (live,) = conn.execute(
-            f"SELECT count(*) FROM entries WHERE ns = ? AND {_LIVE}", (op.ns, now)
+            f"SELECT count(*) FROM entries WHERE ns = ? AND {LIVE}", (op.ns, now)
         ).fetchone()
         conn.execute("DELETE FROM entries WHERE ns = ?", (op.ns,))
         return int(live)
@@ -767,7 +647,7 @@ class SQLiteBackend(Backend):
     def _slice(self, conn: sqlite3.Connection, op: Slice, now: int) -> str | None:
         row = conn.execute(
             f"SELECT id, kind, value, list_lo, list_hi FROM entries"
-            f" WHERE ns = ? AND key = ? AND {_LIVE}",
+            f" WHERE ns = ? AND key = ? AND {LIVE}",
             (op.ns, op.key, now),
         ).fetchone()
         if row is None:
@@ -806,7 +686,7 @@ class SQLiteBackend(Backend):
         self, conn: sqlite3.Connection, op: ListNamespaces, now: int
     ) -> list[str] | list[NamespaceInfo]:
         params: list[Any] = [now, op.prefix]
-        where = f"{_LIVE} AND ns >= ?"
+        where = f"{LIVE} AND ns >= ?"
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
             where += " AND ns < ?"
