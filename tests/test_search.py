@@ -30,6 +30,7 @@ from botwire.backends.search import (
     document,
     document_words,
     fts_document,
+    length_token,
     ns_tag,
     parse_query,
     tsvector,
@@ -416,7 +417,8 @@ def test_every_word_of_the_index_carries_its_namespace() -> None:
     tag = ns_tag("user-1")
     assert len(tag) == TAG_CHARS and tag.isalnum() and tag == ns_tag("user-1") != ns_tag("user-10")
     text, length, digest = fts_document("user-1", "k", json.dumps("Hi hi there"))  # type: ignore[misc]
-    assert text == f"{tag} {tag}k {tag}hi {tag}hi {tag}there" and length == 3
+    assert text == f"{tag} {tag}k {tag}hi {tag}hi {tag}there 1{tag}3" and length == 3
+    assert length_token(tag, 3) == f"1{tag}3"  # a length word: no term or tag starts with 1
     pg = tsvector("user-1", "k", json.dumps("Hi hi"))
     assert pg["doc"] == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4"
     same = fts_document("user-1", "other", json.dumps({"text": "HI, hi there!", "n": 5}))
@@ -424,13 +426,13 @@ def test_every_word_of_the_index_carries_its_namespace() -> None:
     assert fts_document("user-1", "k", json.dumps({"n": 5}))[2] is None  # type: ignore[index]
     assert fts_document("/tokens", "k", "1") is None and tsvector("/auth", "k", "1")["doc"] is None
     stemmed = fts_document("user-1", "k", json.dumps("hiking children grew"))
-    assert stemmed is not None and stemmed[0].split()[2:] == [
+    assert stemmed is not None and stemmed[0].split()[2:-1] == [
         f"{tag}hike",
         f"{tag}child",
         f"{tag}grow",
     ]
     simple = fts_document("user-1", "k", json.dumps("hiking children"), "simple")
-    assert simple is not None and simple[0].split()[2:] == [f"{tag}hiking", f"{tag}children"]
+    assert simple is not None and simple[0].split()[2:-1] == [f"{tag}hiking", f"{tag}children"]
     many = " ".join(f"w{n}" for n in range(MAX_INDEXED_WORDS + 50))
     assert len(document_words("k", json.dumps(many))) == MAX_INDEXED_WORDS
     with pytest.raises(InvalidRequest, match="at most 32 words"):
@@ -558,6 +560,34 @@ def test_a_store_with_the_index_of_release_0_3_is_indexed_again(tmp_path: Path) 
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT size FROM list_items").fetchall() == [(8,)]
         assert conn.execute("PRAGMA user_version").fetchone() == (SQLITE_SCHEMA,)
+
+
+def test_a_store_whose_index_has_no_length_words_is_indexed_again(tmp_path: Path) -> None:
+    """Schema 6: the upgrade builds the index again, each document with its length word, which
+    the ranking counts (the average length) and reads (the shortest matches first)."""
+    path = tmp_path / "v6.db"
+    tag = ns_tag("old")
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for migration in SQLITE_MIGRATIONS[:6]:
+            for statement in statements(migration):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version=6")
+        conn.execute(
+            "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
+            " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO search_fts (rowid, doc, length) VALUES"
+            f" (1, '{tag} {tag}doc {tag}an {tag}ancient {tag}manuscript', 4)"
+        )
+        conn.execute("DELETE FROM search_pending")
+    assert SQLiteBackend(path).migrate()
+    mem = Memory("old", f"sqlite:///{path}")
+    assert found(mem.search("ancient")) == {"doc": None}
+    with sqlite3.connect(path) as conn:
+        assert conn.execute(
+            "SELECT term, doc FROM search_vocab WHERE term LIKE '1%'"
+        ).fetchall() == [(length_token(tag, 4), 1)]
 
 
 def test_the_migrate_command_indexes_with_a_progress_bar(tmp_path: Path) -> None:

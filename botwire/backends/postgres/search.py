@@ -75,7 +75,14 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
         tags = [ns_tag(ns) for ns in namespaces]
         markers = [f"'{tag}'" for tag in tags]
         groups = query.tsquery_groups(tags, language)
-        if missing := counts.missing([*markers, *groups]):
+        if missing := counts.missing(markers):
+            lengths: dict[str, dict[int, int]] = {marker: {} for marker in missing}
+            for number, length, docs in (yield _lengths(missing)):
+                lengths[missing[number - 1]][length] = docs
+            for marker, found in lengths.items():
+                counts.put(Counts.lengths(marker), found)
+                counts.put(marker, sum(found.values()))
+        if missing := counts.missing(groups):
             (found,) = yield _counts(missing)
             for expression, count in zip(missing, found, strict=True):
                 counts.put(expression, int(count))
@@ -104,7 +111,8 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
             f" FROM (VALUES ({combined}::tsquery)) q(query)"
             " JOIN botwire_list_items i ON i.tsv @@ q.query"
         )
-        sql = ranked_sql(DIALECT, p, op, now, candidates)
+        average = counts.average_length(markers)
+        sql = ranked_sql(DIALECT, p, op, now, candidates, average_length=average)
     elif query.listing:  # an empty query: every key in scope, newest first
         listing = listing_sql(DIALECT, p, op, now)
         sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
@@ -125,6 +133,19 @@ def _namespaces(prefix: str) -> Query:
         f" WHERE ns > n.ns{below}) FROM n WHERE n.ns IS NOT NULL)"
         " SELECT ns FROM n WHERE ns IS NOT NULL AND strpos(ns, '/') = 0",
         {"prefix": prefix, "upper": upper},
+        "all",
+    )
+
+
+def _lengths(markers: list[str]) -> Query:
+    """How many documents of each length (distinct terms) the namespaces of ``markers``
+    (tsquery texts) hold: rows of the marker's number (from 1), a length, and a count."""
+    return Query(
+        "SELECT q.n, length(d.tsv) - 1, count(*) FROM unnest(%s::text[]) WITH ORDINALITY"
+        " AS q(t, n), LATERAL (SELECT tsv FROM botwire_entries WHERE tsv @@ q.t::tsquery"
+        " AND kind = 0 UNION ALL SELECT tsv FROM botwire_list_items WHERE tsv @@ q.t::tsquery)"
+        " d GROUP BY 1, 2",
+        (markers,),
         "all",
     )
 

@@ -76,13 +76,23 @@ def fts_document(
 ) -> tuple[str, int, str | None] | None:
     """What SQLite's index holds for a key's value (or one list item): its terms, each behind
     the namespace's tag, after the tag alone (which every document of the namespace holds,
-    so that counting it counts them); its length (distinct terms); and its digest."""
+    so that counting it counts them) and before its :func:`length_token`; its length
+    (distinct terms); and its digest."""
     found = indexed(ns, key, json_text, language)
     if found is None:
         return None
     tag = found.tag
-    text = tag + " " + " ".join(tag + term for term in found.terms)
-    return text, len(set(found.terms)), found.digest
+    length = len(set(found.terms))
+    terms_text = "".join(" " + tag + term for term in found.terms)
+    return f"{tag}{terms_text} {length_token(tag, length)}", length, found.digest
+
+
+def length_token(tag: str, length: int) -> str:
+    """The word of SQLite's index that a document of ``length`` distinct terms in the
+    namespace of ``tag`` holds (``1`` never starts a tag, nor a term): a search reads the
+    shortest documents that match first, which rank highest, and counts how many of each
+    length a namespace holds, for the ranking's average length."""
+    return f"1{tag}{length}"
 
 
 def tsvector(
@@ -123,14 +133,15 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 class Counts:
     """How many documents match an expression of the index (a namespace's tag: how many it
-    holds, the ``N`` of a word's rarity; a word: how many hold it, its ``df``), counted by a
-    store now and then and remembered for :attr:`TTL` seconds: rarity need not be exact to
-    the last write, and counting a common word costs as much as finding it."""
+    holds, the ``N`` of a word's rarity; a word: how many hold it, its ``df``), and how long
+    a namespace's documents are (:meth:`lengths`), counted by a store now and then and
+    remembered for :attr:`TTL` seconds: rarity need not be exact to the last write, and
+    counting a common word costs as much as finding it."""
 
     TTL = 30.0
 
     def __init__(self) -> None:
-        self._counts: dict[str, tuple[float, int]] = {}
+        self._counts: dict[str, tuple[float, Any]] = {}
 
     def missing(self, expressions: Sequence[str]) -> list[str]:
         """Those of ``expressions`` not counted lately."""
@@ -140,13 +151,30 @@ class Counts:
             if (found := self._counts.get(e)) is None or now - found[0] > self.TTL
         ]  # fmt: skip
 
-    def put(self, expression: str, count: int) -> None:
+    def put(self, expression: str, count: Any) -> None:
         if len(self._counts) > 100_000:
             self._counts.clear()
         self._counts[expression] = (time.monotonic(), count)
 
-    def __getitem__(self, expression: str) -> int:
+    def __getitem__(self, expression: str) -> Any:
         return self._counts[expression][1]
+
+    @staticmethod
+    def lengths(marker: str) -> str:
+        """The expression under which a store puts the lengths of the documents of a
+        namespace (its ``marker``): ``{length: documents}``."""
+        return f"lengths {marker}"
+
+    def average_length(self, markers: Sequence[str]) -> float:
+        """The average length (distinct terms) of the documents of the namespaces whose
+        markers are given, BM25's ``avgdl`` (at least 1); their :meth:`lengths` counted
+        before."""
+        docs = total = 0
+        for marker in markers:
+            for length, count in self[self.lengths(marker)].items():
+                docs += count
+                total += length * count
+        return max(1.0, total / docs) if docs else 1.0
 
     def rarities(self, markers: Sequence[str], groups: Sequence[str]) -> list[float]:
         """The rarity of each group of words, among the documents of the namespaces whose
@@ -178,8 +206,21 @@ class Dialect(NamedTuple):
         return Params(self.style)
 
 
+def score_of(weight: float, length: int, average_length: float) -> float:
+    """The score :func:`ranked_sql` gives a document of ``length`` that holds words of summed
+    rarity ``weight`` (without ``recency``): lower for a longer one."""
+    return weight * (K1 + 1) / (1.0 + K1 * ((1 - B) + B * length / average_length))
+
+
 def ranked_sql(
-    d: Dialect, p: Params, op: Search, now: int, candidates: str, *, filtered: bool = False
+    d: Dialect,
+    p: Params,
+    op: Search,
+    now: int,
+    candidates: str,
+    *,
+    average_length: float = 1.0,
+    filtered: bool = False,
 ) -> str:
     """The SQL that ranks a search's ``candidates`` (a statement that yields documents:
     ``entry_id, seq, weight, length, digest, tier``) and reads its hits, for the rows of
@@ -188,7 +229,8 @@ def ranked_sql(
     - it keeps the documents in the search's scope, live, that pass its filters (unless the
       candidates are ``filtered`` already, as :func:`listing_sql`'s are);
     - scores each by BM25 (the summed rarity ``weight`` of the words it holds, for its
-      ``length`` among the average length of the matches), less for age with ``recency``;
+      ``length`` beside the ``average_length`` of the namespaces' documents:
+      :func:`score_of`), less for age with ``recency``;
     - ranks the keys by their best document: those that hold a telling word (``tier``: not
       only common words, see :class:`~botwire.backends.search.query.Weighed`) first, the
       best first, then the newest; with
@@ -209,7 +251,7 @@ def ranked_sql(
         scope = search_scope(op, p, d.no_slash)
         filters = " AND ".join([live, "(c.seq >= 0 OR e.kind = 0)", *scope])
     score = (f"weight * {K1 + 1} / (1.0 + {K1} * ({1 - B} + {B} * length"
-             " / avg(length) OVER ()))")  # fmt: skip
+             f" / {p(float(average_length))}))")  # fmt: skip
     if op.recency is not None:
         age = f"({p(now)} - updated_at) / {p(op.recency * 1_000_000)}"
         score = f"({score}) * {d.power}(0.5, {age})"
@@ -260,7 +302,7 @@ def ranked_sql(
             LIMIT {p(op.limit)}
         ),
         ranked AS (
-            SELECT entry_id, seq, row_number() OVER (
+            SELECT entry_id, seq, tier, score, row_number() OVER (
                 PARTITION BY entry_id ORDER BY tier DESC, score DESC, seq DESC) AS n
             FROM (
                 SELECT r.entry_id, r.seq, r.score, r.tier, row_number() OVER (
@@ -270,16 +312,18 @@ def ranked_sql(
                 FROM r JOIN top t ON t.entry_id = r.entry_id
             ) x WHERE copy = 1
         ),
-        shown AS (SELECT entry_id, seq, n FROM ranked WHERE n <= {p(op.limit)}),
+        shown AS (SELECT entry_id, seq, n, tier, score FROM ranked WHERE n <= {p(op.limit)}),
         near(entry_id, seq) AS ({near}),
         o AS (
-            SELECT t.entry_id, t.tier, t.best, t.at, s.seq, s.n, 0 AS near FROM top t
+            SELECT t.entry_id, t.tier, t.best, t.at, s.seq, s.n, 0 AS near, s.tier AS item_tier,
+                s.score FROM top t
             JOIN shown s ON s.entry_id = t.entry_id
-            UNION ALL SELECT t.entry_id, t.tier, t.best, t.at, n.seq, n.seq, 1 FROM top t
+            UNION ALL SELECT t.entry_id, t.tier, t.best, t.at, n.seq, n.seq, 1, 0, 0 FROM top t
             JOIN near n ON n.entry_id = t.entry_id
         ),
         w AS (
-            SELECT o.entry_id, o.best, o.seq, o.near, {size} AS size,
+            SELECT o.entry_id, o.tier, o.best, o.seq, o.near, o.item_tier, o.score,
+                {size} AS size,
                 row_number() OVER win AS pos, sum({size}) OVER win AS cum
             FROM o JOIN {d.entries} e ON e.id = o.entry_id
             LEFT JOIN {d.items} li ON o.seq >= 0 AND li.entry_id = o.entry_id AND li.seq = o.seq
@@ -288,7 +332,8 @@ def ranked_sql(
                            ROWS UNBOUNDED PRECEDING)
         )
         SELECT e.ns, e.key, w.best, e.updated_at, e.created_at, e.kind, e.list_lo, w.seq, w.size,
-            CASE WHEN {readable} THEN coalesce(li.value, e.value) END, w.near
+            CASE WHEN {readable} THEN coalesce(li.value, e.value) END, w.near, w.tier,
+            w.item_tier, w.score
         FROM w JOIN {d.entries} e ON e.id = w.entry_id
         LEFT JOIN {d.items} li ON w.seq >= 0 AND li.entry_id = w.entry_id AND li.seq = w.seq
         ORDER BY w.pos
@@ -366,14 +411,15 @@ def search_scope(op: Search, p: Params, no_slash: str) -> list[str]:
 def search_hits(rows: list[Any], context: bool = False) -> list[SearchHit]:
     """Hits from the rows of :func:`ranked_sql`, best first, one row per document read:
     ``(ns, key, best score, updated_at, created_at, kind, list_lo, item seq, size, value,
-    near)``; the documents of one key follow each other, its best items first, then the items
+    near, ...)`` (then the key's tier, and the document's tier and score, which hits do not
+    show); the documents of one key follow each other, its best items first, then the items
     around them (``near``, with ``context``). ``value`` is ``None`` where it did not fit the
     read budget (see :func:`budget_terms`): then nothing is returned, and the budget says
     why."""
     hits: list[SearchHit] = []
     last = None
     budget = read_budget.get()
-    for ns, key, best, updated, created, kind, lo, seq, size, value, near in rows:
+    for ns, key, best, updated, created, kind, lo, seq, size, value, near, *_ in rows:
         if budget is not None:
             budget.charge(size)
         if value is None:  # the charge above refused it; a guard for a store that erred

@@ -158,6 +158,22 @@ MIGRATIONS: list[str] = [
         AND instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
     BEGIN INSERT INTO search_pending VALUES (new.id, -1); END;
     """,
+    # 7 (2026-12): each document holds a word for its length, so that a search that matches
+    # many documents ranks the shortest first, and the index's vocabulary (search_vocab)
+    # counts a namespace's documents of each length for the ranking's average; two letters
+    # typed of a word (after the namespace's tag of ten) have an index of their own, so that
+    # such a prefix does not read the documents of every word it begins. The index is built
+    # again.
+    """
+    DROP TABLE search_fts;
+    CREATE VIRTUAL TABLE search_fts USING fts5(
+        doc, length UNINDEXED, digest UNINDEXED, tokenize = 'ascii', prefix = '12'
+    );
+    CREATE VIRTUAL TABLE search_vocab USING fts5vocab(search_fts, row);
+    DELETE FROM search_docs;
+    DELETE FROM search_pending;
+    """
+    + _QUEUE_EVERYTHING,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from botwire.backends.base import Search, SearchHit, prefix_upper_bound
+from botwire.backends.common import LIST
 from botwire.backends.search import (
     SEARCH_OFF,
     Counts,
@@ -22,12 +24,16 @@ from botwire.backends.search import (
     Scalar,
     chunks,
     fts_document,
+    length_token,
     listing_sql,
     ns_tag,
     parse_query,
     ranked_sql,
+    score_of,
     search_hits,
 )
+from botwire.backends.search.query import Weighed
+from botwire.backends.search.sql import shown_keys
 from botwire.errors import InvalidRequest
 
 SEARCH_BATCH = 2000
@@ -196,55 +202,208 @@ def documents(
 
 def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> list[SearchHit]:
     """Run a search in the current transaction (see :class:`SearchBehind`); ``counts`` keeps
-    what rarity needs (how many documents a namespace holds, and hold a word) between
-    searches."""
+    what rarity needs (how many documents a namespace holds, how long they are, and how many
+    hold a word) between searches.
+
+    A search whose words match many documents ranks the shortest that match first (the
+    highest scores: see :func:`_shortest_first`), and all of them only where those cannot
+    prove its hits."""
     enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
     query = parse_query(op.query, op.match)
     if query.groups and conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone():
         raise SearchBehind  # the index must hold every write first (a listing reads none)
-    p = DIALECT.params()
-    if query.groups:
-        namespaces = [op.ns] if op.ns is not None else _namespaces(conn, op.ns_prefix)
-        if not namespaces:
-            return []
-        tags = [ns_tag(ns) for ns in namespaces]
-        markers = [f'"{tag}"' for tag in tags]
-        groups = query.fts5_groups(tags, language)
-        for expression in counts.missing([*markers, *groups]):
-            (count,) = conn.execute(f"SELECT count(*) FROM {_MATCH}", (expression,)).fetchone()
-            counts.put(expression, count)
-        weighed = query.weighed(groups, counts.rarities(markers, groups))
-        if query.any:  # each document weighs the rarity of the groups it holds
+    if query.listing:  # an empty query: every key in scope, newest first
+        p = DIALECT.params()
+        listing = listing_sql(DIALECT, p, op, now)
+        sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
+        return search_hits(conn.execute(sql, p.values).fetchall(), op.context > 0)
+    if not query.groups:  # only punctuation or emoji: nothing to find
+        return []
+    namespaces = [op.ns] if op.ns is not None else _namespaces(conn, op.ns_prefix)
+    if not namespaces:
+        return []
+    tags = [ns_tag(ns) for ns in namespaces]
+    markers = [f'"{tag}"' for tag in tags]
+    groups = query.fts5_groups(tags, language)
+    _count(conn, counts, tags, markers, groups)
+    weighed = query.weighed(groups, counts.rarities(markers, groups))
+    ranking = _Ranking(conn, op, now, weighed, query.any, counts.average_length(markers))
+    rows = None
+    if op.recency is None:  # the score falls as the length grows
+        rows = _shortest_first(ranking, counts, tags, markers)
+    return search_hits(ranking.rows(None) if rows is None else rows, op.context > 0)
+
+
+def _shortest_first(
+    ranking: _Ranking, counts: Counts, tags: list[str], markers: list[str]
+) -> list[Any] | None:
+    """The rows of a search that matches many documents from the shortest of them (``None``
+    where they cannot prove its hits: every match must be ranked).
+
+    A document's score falls as its length grows, so a match longer than the longest ranked
+    scores at most :meth:`_Ranking.unseen`; the ranking of the shortest is the search's when
+    each hit scores more than that (:func:`_proven`), else it ranks four times as many."""
+    op, lengths = ranking.op, _lengths(counts, markers)
+    matches = [counts[group.expression] for group in ranking.weighed]
+    found = sum(matches) if ranking.any else min(matches)  # at most
+    wanted = max(SHORTEST_FIRST, 8 * shown_keys(op))
+    while (longest := _longest(lengths, wanted / max(found, 1))) is not None:
+        within = " OR ".join(
+            f'"{length_token(tag, length)}"'
+            for tag, marker in zip(tags, markers, strict=True)
+            for length in counts[Counts.lengths(marker)] if length <= longest
+        )  # fmt: skip
+        rows = ranking.rows(within)
+        proven = _proven(rows, op, ranking.unseen(_after(lengths, longest)))
+        if proven is not None:  # with every match of the lists whose items may lack some
+            return ranking.rows(within, proven) if proven else rows
+        wanted *= 4
+    return None
+
+
+SHORTEST_FIRST = 500
+"""How many of the shortest matches a search that matches many documents ranks first (or
+more: see :func:`search`)."""
+
+
+class _Ranking:
+    """The statement that ranks a search's matches (:func:`ranked_sql`), over all of them or
+    over the shortest ones."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        op: Search,
+        now: int,
+        weighed: list[Weighed],
+        any_group: bool,
+        average_length: float,
+    ) -> None:
+        self.conn, self.op, self.now = conn, op, now
+        self.weighed, self.any = weighed, any_group
+        self.average_length = average_length
+
+    def rows(self, within: str | None, keys: frozenset[tuple[str, str]] = frozenset()) -> list[Any]:
+        """The rows of the ranking of the matches (only those that also match ``within``, an
+        expression of length words, when given; and every match of the lists ``keys``)."""
+        p = DIALECT.params()
+        extra = ""
+        if keys:
+            pairs = ", ".join(f"({p(ns)}, {p(key)})" for ns, key in sorted(keys))
+            extra = ("rowid IN (SELECT -d.id FROM search_docs d JOIN entries e"
+                     f" ON e.id = d.entry_id WHERE (e.ns, e.key) IN (VALUES {pairs}))")  # fmt: skip
+
+        def matching(columns: str, expression: str) -> str:
+            restricted = expression if within is None else f"({expression}) AND ({within})"
+            found = f"SELECT {columns} FROM search_fts WHERE search_fts MATCH {p(restricted)}"
+            if extra:  # UNION: a document found both ways once
+                found += (f" UNION SELECT {columns} FROM search_fts"
+                          f" WHERE search_fts MATCH {p(expression)} AND {extra}")  # fmt: skip
+            return found
+
+        if self.any:  # each document weighs the rarity of the groups it holds
             matched = " UNION ALL ".join(
-                f"SELECT rowid, {p(group.weight)} AS weight, length, digest,"
-                f" {int(group.telling)} AS telling FROM search_fts"
-                f" WHERE search_fts MATCH {p(group.expression)}"
-                for group in weighed
-            )
+                matching(f"rowid, {p(group.weight)} AS weight, length, digest,"
+                         f" {int(group.telling)} AS telling", group.expression)
+                for group in self.weighed
+            )  # fmt: skip
             found = (f"SELECT rowid, sum(weight) AS weight, max(length) AS length,"
                      f" max(digest) AS digest, max(telling) AS tier FROM ({matched})"
                      " GROUP BY rowid")  # fmt: skip
         else:  # each document holds them all
-            everything = " AND ".join(f"({group.expression})" for group in weighed)
-            total = sum(group.weight for group in weighed)
-            found = (f"SELECT rowid, {p(total)} AS weight, length, digest, 1 AS tier"
-                     " FROM search_fts"
-                     f" WHERE search_fts MATCH {p(everything)}")  # fmt: skip
+            everything = " AND ".join(f"({group.expression})" for group in self.weighed)
+            total = sum(group.weight for group in self.weighed)
+            found = matching(f"rowid, {p(total)} AS weight, length, digest, 1 AS tier", everything)
         candidates = (  # a list item's document maps to its item
             "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.weight, m.length,"
             f" m.digest, m.tier FROM ({found}) m LEFT JOIN search_docs d ON m.rowid < 0"
             " AND d.id = -m.rowid"
         )
-        sql = ranked_sql(DIALECT, p, op, now, candidates)
-    elif query.listing:  # an empty query: every key in scope, newest first
-        listing = listing_sql(DIALECT, p, op, now)
-        sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
-    else:  # only punctuation or emoji: nothing to find
-        return []
-    rows = conn.execute(sql, p.values).fetchall()
-    return search_hits(rows, op.context > 0)
+        sql = ranked_sql(
+            DIALECT, p, self.op, self.now, candidates, average_length=self.average_length
+        )
+        return self.conn.execute(sql, p.values).fetchall()
+
+    def unseen(self, length: int | None) -> float:
+        """The best score a document of ``length`` or longer can have, without ``recency``
+        (``None``: there is none)."""
+        if length is None:
+            return 0.0
+        most = sum(group.weight for group in self.weighed)
+        return score_of(most, length, self.average_length)
+
+
+def _proven(rows: list[Any], op: Search, unseen: float) -> frozenset[tuple[str, str]] | None:
+    """Whether the rows of a ranking of the shortest matches are the search's, where every
+    match left out scores at most ``unseen``: ``None`` when they may not be; else the lists
+    whose items may be missing some that were left out (each key's best documents hold
+    telling words and score above ``unseen``, and so does each list's ``limit``-th item, or
+    the list is given)."""
+    keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    lists: set[tuple[str, str]] = set()
+    for ns, key, best, _, _, kind, _, _, _, _, near, tier, item_tier, score in rows:
+        found = keys.setdefault((ns, key), [])
+        if tier < 1 or best <= unseen:
+            return None
+        if kind == LIST:
+            lists.add((ns, key))
+            if not near:
+                found.append((item_tier, score))
+    if len(keys) < op.limit:
+        return None
+    return frozenset(
+        key for key in lists
+        if len(keys[key]) < op.limit or keys[key][-1][0] < 1 or keys[key][-1][1] <= unseen
+    )  # fmt: skip
+
+
+def _count(
+    conn: sqlite3.Connection, counts: Counts, tags: list[str], markers: list[str], groups: list[str]
+) -> None:
+    """Count what the ranking needs and ``counts`` has not counted lately: the lengths of each
+    namespace's documents (how many of each, from the index's vocabulary: the marker's count
+    is their sum) and how many documents match each group."""
+    for tag, marker in zip(tags, markers, strict=True):
+        if counts.missing([marker]):
+            prefix = length_token(tag, 0)[:-1]
+            rows = conn.execute(
+                "SELECT term, doc FROM search_vocab WHERE term >= ? AND term < ?",
+                (prefix, prefix + ":"),  # ':' follows the digits
+            ).fetchall()
+            lengths = {int(term[len(prefix) :]): docs for term, docs in rows}
+            counts.put(Counts.lengths(marker), lengths)
+            counts.put(marker, sum(lengths.values()))
+    for expression in counts.missing(groups):
+        (count,) = conn.execute(f"SELECT count(*) FROM {_MATCH}", (expression,)).fetchone()
+        counts.put(expression, count)
+
+
+def _lengths(counts: Counts, markers: list[str]) -> list[tuple[int, int]]:
+    """How many documents of the namespaces have each length, shortest first."""
+    found: dict[int, int] = {}
+    for marker in markers:
+        for length, docs in counts[Counts.lengths(marker)].items():
+            found[length] = found.get(length, 0) + docs
+    return sorted(found.items())
+
+
+def _longest(lengths: list[tuple[int, int]], share: float) -> int | None:
+    """The shortest length such that the documents as long or shorter are ``share`` of all
+    of them (``None``: nearly all are)."""
+    docs = sum(count for _, count in lengths)
+    held = 0
+    for length, count in lengths[:-1]:
+        held += count
+        if held >= share * docs:
+            return length if held < docs / 2 else None
+    return None
+
+
+def _after(lengths: list[tuple[int, int]], longest: int) -> int | None:
+    """The length that follows ``longest`` among the documents' (``None``: none does)."""
+    return next((length for length, _ in lengths if length > longest), None)
 
 
 _MATCH = "search_fts WHERE search_fts MATCH ?"

@@ -1,0 +1,127 @@
+"""A search whose words match many documents ranks the shortest first and stops where they
+prove its hits: the same hits, scores, items and context as ranking every match, for a
+fraction of the work."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botwire import Memory, search_namespaces
+from botwire.backends.search import Counts, search_op
+from botwire.backends.sqlite import search as sqlite_search
+
+WORDS = [f"w{n}" for n in range(300)]
+
+
+def _text(rng: random.Random, words: int, lisbon: float = 0.8) -> str:
+    picked = rng.sample(WORDS, words)
+    if rng.random() < lisbon:
+        picked.insert(rng.randrange(len(picked) + 1), "lisbon")
+    if rng.random() < 0.3:
+        picked.append("porto")
+    return " ".join(picked)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A namespace of 4,000 values of 1 to 60 words (most hold "lisbon"), a few of them alike,
+    some long ones under their own prefix, some that hold a rare word too (all long), and 30
+    chats of 40 messages."""
+    path = tmp_path_factory.mktemp("shortest") / "big.db"
+    rng = random.Random(11)
+    mem = Memory("big", f"sqlite:///{path}")
+    values: dict[str, Any] = {}
+    for n in range(4000):
+        text = _text(rng, rng.randint(1, 40))
+        values[f"v:{n:05}"] = {"role": rng.choice(["user", "assistant"]), "text": text}
+    for n in range(0, 4000, 97):  # alike: the same words as another value
+        values[f"copy:{n:05}"] = {"role": "user", "text": values[f"v:{n:05}"]["text"]}
+    for n in range(300):
+        values[f"long:{n:04}"] = _text(rng, rng.randint(45, 60), lisbon=1.0)
+    for n in range(100):  # a rare word in long values only: they rank above short ones
+        values[f"sintra:{n:03}"] = _text(rng, rng.randint(30, 40), lisbon=1.0) + " sintra"
+    mem.set_many(values)
+    for n in range(30):
+        mem.append(f"chat:{n:02}", *({"role": rng.choice(["user", "assistant"]),
+                                      "text": _text(rng, rng.randint(2, 30), 0.5)}
+                                     for _ in range(40)))  # fmt: skip
+    mem.set("later", "lisbon")  # a write after the lists: an entry with the shortest text
+    other = Memory("big-2", f"sqlite:///{path}")  # a second namespace, of short values
+    other.set_many({f"o:{n:04}": _text(rng, rng.randint(1, 3)) for n in range(1500)})
+    mem.search("warm up")
+    return path
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("lisbon", {}),
+    ("lisbon", {"limit": 1}),
+    ("lisbon", {"limit": 3, "distinct": True}),
+    ("lisbon", {"match": "any"}),
+    ("lisbon porto", {}),
+    ("lisbon porto", {"match": "any"}),
+    ("what about lisbon or porto", {"match": "any"}),  # common words beside telling ones
+    ("lisbon w1", {"match": "any", "limit": 20}),
+    ("lisbon sintra", {"match": "any"}),
+    ("lisbon sintra", {"match": "any", "prefix": "chat:"}),
+    ("lisbon", {"where": {"role": "user"}}),
+    ("lisbon", {"prefix": "long:"}),  # only long documents: the shortest prove nothing
+    ("lisbon", {"prefix": "chat:"}),  # lists: each key's best items
+    ("lisbon", {"prefix": "chat:", "context": 1, "match": "any"}),
+    ("lisbon", {"limit": 40}),
+    ("lisbon w", {}),  # the last word also a prefix
+    ("lisbon", {"across": True}),
+    ("lisbon sintra", {"across": True, "match": "any", "limit": 30}),
+]
+
+
+def _search(path: Path, query: str, **options: Any) -> list[Any]:
+    if options.pop("across", False):  # the namespaces that start with "big"
+        return search_namespaces(query, "big", url=f"sqlite:///{path}", **options)
+    return Memory("big", f"sqlite:///{path}").search(query, **options)
+
+
+@pytest.mark.parametrize(("query", "options"), CASES, ids=[repr(c) for c in CASES])
+def test_the_same_hits_as_ranking_every_match(
+    big: Path, query: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _search(big, query, **options)
+    monkeypatch.setattr(sqlite_search, "SHORTEST_FIRST", 10**9)  # every match ranked
+    every = _search(big, query, **options)
+    assert fast == every
+    assert len(fast) == options.get("limit", 10)
+    if options == {"across": True}:
+        assert {hit.namespace for hit in fast} == {"big", "big-2"}
+
+
+def _steps(path: Path, query: str, **options: Any) -> int:
+    """The virtual machine steps (in thousands) of one search."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 1000)
+    op = search_op("big", query, None, None, options.pop("limit", 10), **options)
+    now = time.time_ns() // 1000
+    sqlite_search.search(conn, op, now, Counts())
+    conn.close()
+    return steps
+
+
+@pytest.mark.parametrize("match", ["all", "any"])
+def test_a_search_that_matches_most_documents_ranks_a_few_of_them(
+    big: Path, match: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _steps(big, "lisbon", match=match)
+    monkeypatch.setattr(sqlite_search, "SHORTEST_FIRST", 10**9)
+    every = _steps(big, "lisbon", match=match)
+    assert fast * 4 < every, (fast, every)
