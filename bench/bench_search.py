@@ -3,9 +3,11 @@
     python bench/bench_search.py [--sizes 10000,100000] [--queries 300] [--rounds 5]
 
 - Search: a namespace of N chat-like messages (`{"role", "content"}`, 6 to 30 words drawn from
-  a 5,000-word vocabulary with a Zipf-like spread, as real text is), then `--queries` searches of
-  one to three words (the last also a prefix), each `Memory.search(q, limit=10)`: p50 and p99,
-  on SQLite and on PostgreSQL.
+  a 5,000-word vocabulary with a Zipf-like spread, as real text is, each about the same "Lisbon
+  trip"), then `--queries` searches of one to three words (the last also a prefix), each
+  `Memory.search(q, limit=10)`: p50 and p99, on SQLite and on PostgreSQL; and "Lisbon trip",
+  whose words every message holds (`match="all"` and `"any"`, and with `recency`, which ranks
+  every match), p50 of 5.
 - Naive: what a bot does without search: load the namespace (`get_many` of every key) and scan
   the text in Python, lower-cased, for every word; a few queries, p50.
 - Writes: `set` of a new message, `append` to a chat, and `append` to a chat kept to its newest
@@ -22,6 +24,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _shared import medians, per_op, pg_schema
 
@@ -44,6 +47,10 @@ def sentence(rng: random.Random, words: list[str], weights: list[float]) -> str:
     return " ".join(rng.choices(words, weights, k=rng.randint(6, 30))).capitalize() + "."
 
 
+EVERYWHERE = "Lisbon trip"
+"""Words that every message of the fill holds."""
+
+
 def fill(
     mem: Memory, size: int, rng: random.Random, words: list[str], weights: list[float]
 ) -> float:
@@ -55,7 +62,7 @@ def fill(
             {
                 f"msg:{n:07}": {
                     "role": rng.choice(["user", "assistant"]),
-                    "content": sentence(rng, words, weights),
+                    "content": f"{sentence(rng, words, weights)} {EVERYWHERE}.",
                 }
                 for n in range(start, min(size, start + 500))
             }
@@ -76,11 +83,19 @@ def queries(rng: random.Random, words: list[str], count: int) -> list[str]:
     return found
 
 
-def latencies(mem: Memory, texts: list[str]) -> list[float]:
+EVERYWHERE_CASES: list[tuple[str, dict[str, Any]]] = [
+    ('`match="all"`', {}),
+    ('`match="any"`', {"match": "any"}),
+    ('`match="any"`, `where={"role": "user"}`', {"match": "any", "where": {"role": "user"}}),
+    ("`recency=3600` (every match ranked)", {"recency": 3600}),
+]
+
+
+def latencies(mem: Memory, texts: list[str], **options: Any) -> list[float]:
     found = []
     for text in texts:
         started = time.perf_counter()
-        mem.search(text, limit=10)
+        mem.search(text, limit=10, **options)
         found.append((time.perf_counter() - started) * 1000)
     return found
 
@@ -112,6 +127,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="botwire-bench-search-"))
     texts = queries(rng, words, args.queries)
     rows = []
+    common: list[tuple[str, int, str, float]] = []
     with pg_schema() as pg:
         for size in [int(s) for s in args.sizes.split(",")]:
             stores = {"SQLite": Memory(f"chat-{size}", f"sqlite:///{folder / f'{size}.db'}")}
@@ -135,6 +151,9 @@ def main() -> None:
                     (name, size, p50, percentile(found, 0.99), statistics.median(naive_ms),
                      loaded, slowest, first)
                 )  # fmt: skip
+                for label, options in EVERYWHERE_CASES:
+                    common.append((name, size, label, statistics.median(
+                        latencies(mem, [EVERYWHERE] * 5, **options))))  # fmt: skip
     print(f"{args.queries} searches of 1 to 3 words (limit=10) per store\n")
     print(
         "| store | entries | p50 ms | p99 ms | naive scan p50 ms | naive / search | fill s "
@@ -146,6 +165,12 @@ def main() -> None:
             f"| {name} | {size:,} | {p50:.2f} | {p99:.2f} | {naive_p50:,.0f} | "
             f"{naive_p50 / p50:,.0f}x | {loaded:.1f} | {slowest * 1000:.0f} | {first * 1000:.0f} |"
         )
+
+    print(f'\n"{EVERYWHERE}" (words every message holds), limit=10, p50 of 5, ms\n')
+    print("| store | entries | search | p50 ms |")
+    print("|---|---:|---|---:|")
+    for name, size, label, p50 in common:
+        print(f"| {name} | {size:,} | {label} | {p50:.1f} |")
 
     on = Memory("writes", f"sqlite:///{folder / 'on.db'}")
     off = Memory("writes", f"sqlite:///{folder / 'off.db'}?search=off")

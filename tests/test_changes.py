@@ -3,6 +3,7 @@ every store (SQLite, PostgreSQL, and through ``botwire serve``)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -377,6 +378,36 @@ async def test_async_watch(url: str) -> None:
                 break
     writer.join()
     assert seen == ["first", "k0", "k1", "k2"]
+
+
+async def test_followers_wake_once_for_many_writes_that_come_fast(tmp_path: Path) -> None:
+    """Under a stream of writes a follower wakes about 20 times a second, each time for all that
+    came (not once per write); a change that comes alone is passed on at once."""
+    url = f"sqlite:///{tmp_path / 'burst.db'}"
+    backend = SQLiteBackend(tmp_path / "burst.db")
+    batches: list[list[int]] = []
+    follower = backend.afollow_batches(Changes("burst", 0, None, values=True))
+
+    def burst() -> None:
+        mem = Memory("burst", url)
+        for n in range(1000):
+            mem.set("k", n)
+
+    try:
+        writer = threading.Thread(target=burst)
+        writer.start()
+        while sum(len(batch) for batch in batches) < 1000:
+            batches.append([json.loads(change.value) for change in await anext(follower)])
+        writer.join()
+        assert [value for batch in batches for value in batch] == list(range(1000))
+        assert len(batches) <= 30, [len(batch) for batch in batches]
+        await asyncio.sleep(0.3)  # quiet: the next change alone
+        started = time.monotonic()
+        await asyncio.to_thread(Memory("burst", url).set, "k", "alone")
+        assert [json.loads(c.value) for c in await anext(follower)] == ["alone"]
+        assert time.monotonic() - started < 0.2
+    finally:
+        await follower.aclose()  # type: ignore[attr-defined]
 
 
 def test_botwire_watch_prints_json_lines(tmp_path: Path) -> None:

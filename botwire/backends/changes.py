@@ -292,6 +292,12 @@ POLL_SECONDS = 0.001
 """How often a SQLite watcher looks whether another connection committed (a cheap pragma)."""
 WAIT_SECONDS = 1.0
 """Longest a follower waits before it reads the log again, a wake-up or not."""
+PAUSE_PER_CHANGE = 0.001
+MAX_PAUSE = 0.05
+"""How long a :class:`Broadcast` waits after a wake-up that found several changes (1 ms for
+each after the first, up to 50 ms) before it reads again: a change that comes alone is
+passed on at once, and under a stream of writes its followers wake about 20 times a second,
+each time for all that came, rather than once for every write."""
 
 
 class Watcher(Protocol):
@@ -402,8 +408,9 @@ class Broadcast:
                     if watcher is None:
                         watcher = self.make()
                     mark = watcher.mark()
-                    for feed in feeds:
-                        self._read(feed)
+                    found = sum([self._read(feed) for feed in feeds])
+                    if found > 1:  # writes come fast: let the next wake-up carry more of them
+                        time.sleep(min(MAX_PAUSE, (found - 1) * PAUSE_PER_CHANGE))
                     watcher.wait(mark, WAIT_SECONDS)
                 except Exception:  # the store went away: followers wait, this thread retries
                     if watcher is not None:
@@ -418,8 +425,10 @@ class Broadcast:
                 if self.thread is threading.current_thread():
                     self.thread = None
 
-    def _read(self, feed: Feed) -> None:
-        """Read what committed for ``feed`` since it was last read, and wake its followers."""
+    def _read(self, feed: Feed) -> int:
+        """Read what committed for ``feed`` since it was last read, and wake its followers;
+        return how many changes that was."""
+        found = 0
         while True:
             (page,) = self.execute([feed.op._replace(since=feed.cursor)])
             with self.changed:
@@ -429,8 +438,9 @@ class Broadcast:
                     self.changed.notify_all()
                     for loop, event in feed.waiters:
                         loop.call_soon_threadsafe(event.set)
+            found += len(page.changes)
             if len(page.changes) < feed.op.limit:
-                return
+                return found
 
 
 BATCH_READ = 500
