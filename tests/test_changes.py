@@ -410,6 +410,21 @@ async def test_followers_wake_once_for_many_writes_that_come_fast(tmp_path: Path
         await follower.aclose()  # type: ignore[attr-defined]
 
 
+async def test_an_idle_follower_hears_a_heartbeat(tmp_path: Path) -> None:
+    """With ``idle``, a follower that nothing reached for that long gets an empty batch (a
+    stream's heartbeat), and changes after it as before."""
+    backend = SQLiteBackend(tmp_path / "idle.db")
+    follower = backend.afollow_batches(Changes("idle", 0, None, values=True), idle=0.2)
+    try:
+        started = time.monotonic()
+        assert await anext(follower) == []
+        assert 0.15 < time.monotonic() - started < 1.0
+        await asyncio.to_thread(Memory("idle", f"sqlite:///{tmp_path / 'idle.db'}").set, "k", 1)
+        assert [(c.key, c.value) for c in await anext(follower)] == [("k", "1")]
+    finally:
+        await follower.aclose()  # type: ignore[attr-defined]
+
+
 def test_botwire_watch_prints_json_lines(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     ns = "cli-watch"

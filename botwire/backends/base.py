@@ -565,11 +565,14 @@ class Backend(ABC):
 
         return afollow(self.aexecute, op, self._broadcast_of_process())
 
-    def afollow_batches(self, op: Changes) -> AsyncIterator[list[Change]]:
-        """:meth:`afollow`, as the lists of changes found at each wake-up (never empty)."""
+    def afollow_batches(
+        self, op: Changes, idle: float | None = None
+    ) -> AsyncIterator[list[Change]]:
+        """:meth:`afollow`, as the lists of changes found at each wake-up; an empty list after
+        ``idle`` seconds without one (never when ``None``)."""
         from botwire.backends.changes import afollow_batches
 
-        return afollow_batches(self.aexecute, op, self._broadcast_of_process())
+        return afollow_batches(self.aexecute, op, self._broadcast_of_process(), idle)
 
     def _broadcast_of_process(self) -> Any:
         from botwire.backends.changes import Broadcast

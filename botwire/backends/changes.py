@@ -497,9 +497,13 @@ async def afollow(
 
 
 async def afollow_batches(
-    aexecute: Callable[[list[Op]], Awaitable[list[Any]]], op: Changes, broadcast: Broadcast
+    aexecute: Callable[[list[Op]], Awaitable[list[Any]]],
+    op: Changes,
+    broadcast: Broadcast,
+    idle: float | None = None,
 ) -> AsyncGenerator[list[Change], None]:
-    """:func:`afollow`, as the lists of changes found at each wake-up (never empty)."""
+    """:func:`afollow`, as the lists of changes found at each wake-up; an empty list after
+    ``idle`` seconds without one (a stream's heartbeat), never when ``idle`` is ``None``."""
     joining = asyncio.ensure_future(asyncio.to_thread(broadcast.join, op._replace(values=True)))
     try:
         feed = await asyncio.shield(joining)
@@ -510,6 +514,8 @@ async def afollow_batches(
     waiter = (asyncio.get_running_loop(), event)
     try:
         position = op.since if op.since >= 0 else (await aexecute([op]))[0].cursor
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
             with broadcast.changed:
                 found = feed.after(position)
@@ -518,16 +524,28 @@ async def afollow_batches(
                     event.clear()
                     feed.waiters.add(waiter)
             if found == [] and reached <= position:
-                with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before 3.11
-                    await asyncio.wait_for(event.wait(), WAIT_SECONDS)
+                if idle is not None and loop.time() - last >= idle:
+                    last = loop.time()
+                    yield []
+                    continue
+                wait = (
+                    WAIT_SECONDS if idle is None else min(WAIT_SECONDS, last + idle - loop.time())
+                )
+                timer = loop.call_later(wait, event.set)  # a timer, not a task per wait
+                try:
+                    await event.wait()
+                finally:
+                    timer.cancel()
                 continue
             if found is None:
                 (page,) = await aexecute([op._replace(since=position, limit=BATCH_READ)])
                 if page.changes:
+                    last = loop.time()
                     yield page.changes
                 position = page.cursor
                 continue
             if selected := list(_selected(op, found)):
+                last = loop.time()
                 yield selected
             position = max(position, reached)
     finally:

@@ -8,8 +8,6 @@ however many streams.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -49,23 +47,40 @@ WRITE_BYTES = 256 * 1024
 """A stream sends the events of a wake-up in writes of about this size."""
 
 
-def change_event(change: Change) -> str:
-    """A change as a server-sent event; one with a small value is written once for every
-    stream that sends it."""
-    if change.value is not None and len(change.value) > _SHARED_VALUE:
-        return _event(change)
-    return _shared_event(change)
+def batch_writes(batch: list[Change]) -> list[bytes]:
+    """The server-sent events of a wake-up's changes, in writes of about :data:`WRITE_BYTES`:
+    made once for every stream that sends the same changes (the streams of one selection,
+    woken together), unless they are large."""
+    seqs = tuple(change.seq for change in batch)
+    values = any(change.value is not None for change in batch)
+    found = _recent.get((seqs, values))
+    if found is None:
+        found = _writes(batch)
+        if sum(map(len, found)) <= _SHARED_BYTES:
+            if len(_recent) >= 64:
+                _recent.pop(next(iter(_recent)))
+            _recent[(seqs, values)] = found
+    return found
 
 
-_SHARED_VALUE = 16 * 1024
+_recent: dict[tuple[tuple[int, ...], bool], list[bytes]] = {}
+"""The writes of the latest wake-ups (at most 64, each up to :data:`_SHARED_BYTES`)."""
+_SHARED_BYTES = 1024 * 1024
 
 
-def _event(change: Change) -> str:
-    return f"id: {change.seq}\nevent: change\ndata: {change_json(change)}\n\n"
-
-
-_shared_event = functools.lru_cache(maxsize=1024)(_event)
-"""Recent events (at most 1,024 of values up to 16 kB: about 40 MB held)."""
+def _writes(batch: list[Change]) -> list[bytes]:
+    writes: list[bytes] = []
+    events: list[str] = []
+    size = 0
+    for change in batch:
+        events.append(event := f"id: {change.seq}\nevent: change\ndata: {change_json(change)}\n\n")
+        size += len(event)
+        if size >= WRITE_BYTES:
+            writes.append("".join(events).encode())
+            events, size = [], 0
+    if events:
+        writes.append("".join(events).encode())
+    return writes
 
 
 @changes.get("/v1/changes")
@@ -131,37 +146,23 @@ async def read_changes(
             return False
         return True
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[str | bytes]:
         start = op
         if op.since < 0:  # from now on: tell the client where that is, to resume from
             (end,) = await context.run(scope, [op])
             start = op._replace(since=end.cursor)
             yield f"id: {end.cursor}\n\n"
-        changes = context.backend.afollow_batches(start)  # shared with every stream of its
-        try:  # selection; each wake-up's changes go out as one write
-            pending = asyncio.ensure_future(anext(changes))
-            while True:
-                done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+        changes = context.backend.afollow_batches(start, HEARTBEAT_SECONDS)  # shared with
+        try:  # every stream of its selection; each wake-up's changes go out as one write
+            async for batch in changes:
                 if not await still_allowed():
                     return  # its token was revoked, or expired: the stream ends
-                if not done:
+                if not batch:
                     yield ": heartbeat\n\n"
                     continue
-                batch = pending.result()
-                pending = asyncio.ensure_future(anext(changes))
-                events, size = [], 0
-                for change in batch:
-                    events.append(event := change_event(change))
-                    size += len(event)
-                    if size >= WRITE_BYTES:
-                        yield "".join(events)
-                        events, size = [], 0
-                if events:
-                    yield "".join(events)
+                for write in batch_writes(batch):
+                    yield write
         finally:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
             await changes.aclose()  # type: ignore[attr-defined]
 
     headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
