@@ -14,6 +14,7 @@ import pytest
 
 from botwire import Memory, search_namespaces
 from botwire.backends.search import Counts, search_op
+from botwire.backends.search import sql as search_sql
 from botwire.backends.sqlite import search as sqlite_search
 
 WORDS = [f"w{n}" for n in range(300)]
@@ -91,7 +92,7 @@ def test_the_same_hits_as_ranking_every_match(
     big: Path, query: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = _search(big, query, **options)
-    monkeypatch.setattr(sqlite_search, "SHORTEST_FIRST", 10**9)  # every match ranked
+    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)  # every match ranked
     every = _search(big, query, **options)
     assert fast == every
     assert len(fast) == options.get("limit", 10)
@@ -122,6 +123,6 @@ def test_a_search_that_matches_most_documents_ranks_a_few_of_them(
     big: Path, match: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = _steps(big, "lisbon", match=match)
-    monkeypatch.setattr(sqlite_search, "SHORTEST_FIRST", 10**9)
+    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)
     every = _steps(big, "lisbon", match=match)
     assert fast * 4 < every, (fast, every)

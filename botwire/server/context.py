@@ -87,9 +87,7 @@ class Hub:
         assert self._changed is not None
         async with self._changed:
             with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before 3.11
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.moves != mark), timeout
-                )
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.moves != mark), timeout)
         return self.moves != mark
 
     def close(self) -> None:
@@ -120,7 +118,6 @@ class Hub:
         async with self._changed:
             self.moves += 1
             self._changed.notify_all()
-
 
 
 class Context:

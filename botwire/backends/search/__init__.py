@@ -49,10 +49,12 @@ from botwire.backends.search.query import (
 from botwire.backends.search.results import MAX_CONTEXT, Hit, Item, hits, search_op
 from botwire.backends.search.sql import (
     SEARCH_OFF,
+    SHORTEST_FIRST,
     TAG_CHARS,
     Counts,
     Dialect,
     Indexed,
+    ShortestFirst,
     budget_terms,
     chunks,
     fts_document,
@@ -117,6 +119,7 @@ __all__ = [
     "ParsedQuery",
     "Weighed",
     "SEARCH_OFF",
+    "SHORTEST_FIRST",
     "Scalar",
     "TAG_CHARS",
     "TOKEN_CHARS",
@@ -134,6 +137,7 @@ __all__ = [
     "fts_document",
     "hits",
     "Indexed",
+    "ShortestFirst",
     "idf",
     "indexed",
     "is_distinct",

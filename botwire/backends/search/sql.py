@@ -212,6 +212,104 @@ def score_of(weight: float, length: int, average_length: float) -> float:
     return weight * (K1 + 1) / (1.0 + K1 * ((1 - B) + B * length / average_length))
 
 
+class ShortestFirst:
+    """How a search whose words match many documents ranks only the shortest of them: a
+    document's score falls as its length grows (without ``recency``), so a match longer than
+    those ranked scores at most :meth:`unseen`, and the ranking of the shortest is the
+    search's when each hit scores more than that (:meth:`proven`); else four times as many
+    are ranked, and every match once that reaches about half the documents. Each engine
+    renders "only documents up to this length" in its own syntax (:meth:`tokens`: the length
+    words of :func:`length_token`)::
+
+        shortest = ShortestFirst(op, weighed, any_group, counts, markers)
+        while (longest := shortest.longest()) is not None:
+            rows = rank(shortest.tokens(tags, longest))
+            if (proven := shortest.proven(rows)) is not None:
+                return rank(..., and every match of the lists in proven) if proven else rows
+        return rank(every match)
+    """
+
+    def __init__(
+        self,
+        op: Search,
+        weighed: Sequence[Any],
+        any_group: bool,
+        counts: Counts,
+        markers: Sequence[str],
+    ) -> None:
+        self.op, self.weighed, self.counts, self.markers = op, weighed, counts, markers
+        self.average = counts.average_length(markers)
+        found: dict[int, int] = {}
+        for marker in markers:
+            for length, docs in counts[Counts.lengths(marker)].items():
+                found[length] = found.get(length, 0) + docs
+        self.lengths = sorted(found.items())
+        """How many documents of the namespaces have each length, shortest first."""
+        matches = [counts[group.expression] for group in weighed]
+        self.matches = sum(matches) if any_group else min(matches)  # at most
+        self.wanted = max(SHORTEST_FIRST, 8 * shown_keys(op)) // 4
+        self.last: int | None = None
+
+    def longest(self) -> int | None:
+        """The length up to which to rank next (four times as many matches as the last
+        time); ``None``: rank every match (``recency``, or about half the documents)."""
+        if self.op.recency is not None:
+            return None
+        self.wanted *= 4
+        share = self.wanted / max(self.matches, 1)
+        docs = sum(count for _, count in self.lengths)
+        held = 0
+        for length, count in self.lengths[:-1]:
+            held += count
+            if held >= share * docs:
+                self.last = length if held < docs / 2 else None
+                return self.last
+        return None
+
+    def tokens(self, tags: Sequence[str], longest: int) -> list[str]:
+        """The length words of the documents of the namespaces of ``tags`` (their markers'
+        order) up to ``longest``."""
+        return [
+            length_token(tag, length)
+            for tag, marker in zip(tags, self.markers, strict=True)
+            for length in self.counts[Counts.lengths(marker)] if length <= longest
+        ]  # fmt: skip
+
+    def unseen(self) -> float:
+        """The best score a document longer than the last ranked can have."""
+        last = self.last if self.last is not None else -1
+        longer = next(length for length, _ in self.lengths if length > last)
+        return score_of(sum(group.weight for group in self.weighed), longer, self.average)
+
+    def proven(self, rows: list[Any]) -> frozenset[tuple[str, str]] | None:
+        """Whether ``rows`` (:func:`ranked_sql`'s, of the shortest) are the search's:
+        ``None`` when they may not be; else the lists (namespace, key) whose items may lack
+        some that were left out (each key holds telling words and scores above
+        :meth:`unseen`, and so does each list's ``limit``-th item, or the list is given)."""
+        op, unseen = self.op, self.unseen()
+        keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        lists: set[tuple[str, str]] = set()
+        for ns, key, best, _, _, kind, _, _, _, _, near, tier, item_tier, score in rows:
+            found = keys.setdefault((ns, key), [])
+            if tier < 1 or best <= unseen:
+                return None
+            if kind == LIST:
+                lists.add((ns, key))
+                if not near:
+                    found.append((item_tier, score))
+        if len(keys) < op.limit:
+            return None
+        return frozenset(
+            key for key in lists
+            if len(keys[key]) < op.limit or keys[key][-1][0] < 1 or keys[key][-1][1] <= unseen
+        )  # fmt: skip
+
+
+SHORTEST_FIRST = 500
+"""How many of the shortest matches a search that matches many documents ranks first (or
+more: see :class:`ShortestFirst`)."""
+
+
 def ranked_sql(
     d: Dialect,
     p: Params,

@@ -14,7 +14,6 @@ import sqlite3
 from typing import Any
 
 from botwire.backends.base import Search, SearchHit, prefix_upper_bound
-from botwire.backends.common import LIST
 from botwire.backends.search import (
     SEARCH_OFF,
     Counts,
@@ -22,6 +21,7 @@ from botwire.backends.search import (
     JsonFields,
     Params,
     Scalar,
+    ShortestFirst,
     chunks,
     fts_document,
     length_token,
@@ -29,11 +29,9 @@ from botwire.backends.search import (
     ns_tag,
     parse_query,
     ranked_sql,
-    score_of,
     search_hits,
 )
 from botwire.backends.search.query import Weighed
-from botwire.backends.search.sql import shown_keys
 from botwire.errors import InvalidRequest
 
 SEARCH_BATCH = 2000
@@ -206,7 +204,7 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     hold a word) between searches.
 
     A search whose words match many documents ranks the shortest that match first (the
-    highest scores: see :func:`_shortest_first`), and all of them only where those cannot
+    highest scores: see :class:`ShortestFirst`), and all of them only where those cannot
     prove its hits."""
     enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
@@ -229,43 +227,15 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     groups = query.fts5_groups(tags, language)
     _count(conn, counts, tags, markers, groups)
     weighed = query.weighed(groups, counts.rarities(markers, groups))
-    ranking = _Ranking(conn, op, now, weighed, query.any, counts.average_length(markers))
-    rows = None
-    if op.recency is None:  # the score falls as the length grows
-        rows = _shortest_first(ranking, counts, tags, markers)
-    return search_hits(ranking.rows(None) if rows is None else rows, op.context > 0)
-
-
-def _shortest_first(
-    ranking: _Ranking, counts: Counts, tags: list[str], markers: list[str]
-) -> list[Any] | None:
-    """The rows of a search that matches many documents from the shortest of them (``None``
-    where they cannot prove its hits: every match must be ranked).
-
-    A document's score falls as its length grows, so a match longer than the longest ranked
-    scores at most :meth:`_Ranking.unseen`; the ranking of the shortest is the search's when
-    each hit scores more than that (:func:`_proven`), else it ranks four times as many."""
-    op, lengths = ranking.op, _lengths(counts, markers)
-    matches = [counts[group.expression] for group in ranking.weighed]
-    found = sum(matches) if ranking.any else min(matches)  # at most
-    wanted = max(SHORTEST_FIRST, 8 * shown_keys(op))
-    while (longest := _longest(lengths, wanted / max(found, 1))) is not None:
-        within = " OR ".join(
-            f'"{length_token(tag, length)}"'
-            for tag, marker in zip(tags, markers, strict=True)
-            for length in counts[Counts.lengths(marker)] if length <= longest
-        )  # fmt: skip
+    shortest = ShortestFirst(op, weighed, query.any, counts, markers)
+    ranking = _Ranking(conn, op, now, weighed, query.any, shortest.average)
+    while (longest := shortest.longest()) is not None:
+        within = " OR ".join(f'"{token}"' for token in shortest.tokens(tags, longest))
         rows = ranking.rows(within)
-        proven = _proven(rows, op, ranking.unseen(_after(lengths, longest)))
-        if proven is not None:  # with every match of the lists whose items may lack some
-            return ranking.rows(within, proven) if proven else rows
-        wanted *= 4
-    return None
-
-
-SHORTEST_FIRST = 500
-"""How many of the shortest matches a search that matches many documents ranks first (or
-more: see :func:`search`)."""
+        if (proven := shortest.proven(rows)) is not None:  # and every match of the lists
+            rows = ranking.rows(within, proven) if proven else rows  # that may lack items
+            return search_hits(rows, op.context > 0)
+    return search_hits(ranking.rows(None), op.context > 0)
 
 
 class _Ranking:
@@ -326,38 +296,6 @@ class _Ranking:
         )
         return self.conn.execute(sql, p.values).fetchall()
 
-    def unseen(self, length: int | None) -> float:
-        """The best score a document of ``length`` or longer can have, without ``recency``
-        (``None``: there is none)."""
-        if length is None:
-            return 0.0
-        most = sum(group.weight for group in self.weighed)
-        return score_of(most, length, self.average_length)
-
-
-def _proven(rows: list[Any], op: Search, unseen: float) -> frozenset[tuple[str, str]] | None:
-    """Whether the rows of a ranking of the shortest matches are the search's, where every
-    match left out scores at most ``unseen``: ``None`` when they may not be; else the lists
-    whose items may be missing some that were left out (each key's best documents hold
-    telling words and score above ``unseen``, and so does each list's ``limit``-th item, or
-    the list is given)."""
-    keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    lists: set[tuple[str, str]] = set()
-    for ns, key, best, _, _, kind, _, _, _, _, near, tier, item_tier, score in rows:
-        found = keys.setdefault((ns, key), [])
-        if tier < 1 or best <= unseen:
-            return None
-        if kind == LIST:
-            lists.add((ns, key))
-            if not near:
-                found.append((item_tier, score))
-    if len(keys) < op.limit:
-        return None
-    return frozenset(
-        key for key in lists
-        if len(keys[key]) < op.limit or keys[key][-1][0] < 1 or keys[key][-1][1] <= unseen
-    )  # fmt: skip
-
 
 def _count(
     conn: sqlite3.Connection, counts: Counts, tags: list[str], markers: list[str], groups: list[str]
@@ -378,32 +316,6 @@ def _count(
     for expression in counts.missing(groups):
         (count,) = conn.execute(f"SELECT count(*) FROM {_MATCH}", (expression,)).fetchone()
         counts.put(expression, count)
-
-
-def _lengths(counts: Counts, markers: list[str]) -> list[tuple[int, int]]:
-    """How many documents of the namespaces have each length, shortest first."""
-    found: dict[int, int] = {}
-    for marker in markers:
-        for length, docs in counts[Counts.lengths(marker)].items():
-            found[length] = found.get(length, 0) + docs
-    return sorted(found.items())
-
-
-def _longest(lengths: list[tuple[int, int]], share: float) -> int | None:
-    """The shortest length such that the documents as long or shorter are ``share`` of all
-    of them (``None``: nearly all are)."""
-    docs = sum(count for _, count in lengths)
-    held = 0
-    for length, count in lengths[:-1]:
-        held += count
-        if held >= share * docs:
-            return length if held < docs / 2 else None
-    return None
-
-
-def _after(lengths: list[tuple[int, int]], longest: int) -> int | None:
-    """The length that follows ``longest`` among the documents' (``None``: none does)."""
-    return next((length for length, _ in lengths if length > longest), None)
 
 
 _MATCH = "search_fts WHERE search_fts MATCH ?"
