@@ -420,7 +420,7 @@ def test_every_word_of_the_index_carries_its_namespace() -> None:
     assert text == f"{tag} {tag}k {tag}hi {tag}hi {tag}there 1{tag}3" and length == 3
     assert length_token(tag, 3) == f"1{tag}3"  # a length word: no term or tag starts with 1
     pg = tsvector("user-1", "k", json.dumps("Hi hi"))
-    assert pg["doc"] == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4"
+    assert pg["doc"] == f"'{tag}':1 '{tag}k':2 '{tag}hi':3,4 '1{tag}2':5"
     same = fts_document("user-1", "other", json.dumps({"text": "HI, hi there!", "n": 5}))
     assert same is not None and same[2] == digest  # the same words, another key: alike
     assert fts_document("user-1", "k", json.dumps({"n": 5}))[2] is None  # type: ignore[index]
@@ -625,11 +625,14 @@ def test_search_can_be_turned_off_and_on_for_a_store(tmp_path: Path) -> None:
 # -- PostgreSQL: a database of the previous release ----------------------------------------------
 
 
-@pytest.mark.parametrize("applied", [2, 4, 6], ids=["0.2", "0.3", "tags-without-language"])
+@pytest.mark.parametrize(
+    "applied", [2, 4, 6, 10], ids=["0.2", "0.3", "tags-without-language", "no-length-words"]
+)
 def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, applied: int) -> None:
     """0.2 (migrations 1-2): no search index; 0.3 (1-4): one index of 'simple' words for every
-    namespace; 1-6: tagged words, but no language setting nor digests yet. Either way the
-    upgrade indexes every value again, as this release reads it (stems, tags)."""
+    namespace; 1-6: tagged words, but no language setting nor digests yet; 1-10: no length
+    words. Either way the upgrade indexes every value again, as this release reads it (stems,
+    tags, length words)."""
     schema = f"botwire_old_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -642,8 +645,15 @@ def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, applied
             migration = PG_MIGRATIONS[number - 1]
             if isinstance(migration, str):
                 conn.execute(migration)
+            elif number == 7:  # the language setting (it indexes nothing yet)
+                with conn.transaction():
+                    migration(conn, None)
             conn.execute("INSERT INTO botwire_migrations (version) VALUES (%s)", (number,))
         tsv = "NULL" if applied == 2 else "to_tsvector('simple', 'an ancient manuscripts')"
+        if applied == 10:  # as 1-10 indexed it: no length word
+            words = tsvector("old", "doc", '"an ancient manuscripts"')["doc"]
+            assert words is not None and words.endswith(f"'{length_token(ns_tag('old'), 4)}':6")
+            tsv = "'" + words.rsplit(" ", 1)[0].replace("'", "''") + "'::tsvector"
         conn.execute(
             "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
             " updated_at" + ("" if applied == 2 else ", tsv") + ") VALUES ('old', 'doc', 0,"
@@ -657,6 +667,9 @@ def test_a_postgres_schema_from_a_previous_release_upgrades(pg_url: str, applied
         assert progress[-1] == (1, 1)
         assert found(Memory("old", url).search("manuscript")) == {"doc": None}  # its stem
         assert found(Memory("other", url).search("manuscript")) == {}
+        with psycopg.connect(PG_URL, options=f"-c search_path={schema}") as conn:
+            (words,) = conn.execute("SELECT tsv::text FROM botwire_entries").fetchone()
+            assert f"'{length_token(ns_tag('old'), 4)}'" in words
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,12 @@ def _text(rng: random.Random, words: int, lisbon: float = 0.8) -> str:
     return " ".join(picked)
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _fill(url: str) -> None:
     """A namespace of 4,000 values of 1 to 60 words (most hold "lisbon"), a few of them alike,
     some long ones under their own prefix, some that hold a rare word too (all long), and 30
-    chats of 40 messages."""
-    path = tmp_path_factory.mktemp("shortest") / "big.db"
+    chats of 40 messages; and a second namespace of short values."""
     rng = random.Random(11)
-    mem = Memory("big", f"sqlite:///{path}")
+    mem = Memory("big", url)
     values: dict[str, Any] = {}
     for n in range(4000):
         text = _text(rng, rng.randint(1, 40))
@@ -53,10 +52,31 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                       "text": _text(rng, rng.randint(2, 30), 0.5)}
                                      for _ in range(40)))  # fmt: skip
     mem.set("later", "lisbon")  # a write after the lists: an entry with the shortest text
-    other = Memory("big-2", f"sqlite:///{path}")  # a second namespace, of short values
+    other = Memory("big-2", url)
     other.set_many({f"o:{n:04}": _text(rng, rng.randint(1, 3)) for n in range(1500)})
     mem.search("warm up")
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("shortest") / "big.db"
+    _fill(f"sqlite:///{path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def big_postgres(pg_url: str) -> Iterator[str]:
+    """The same data on PostgreSQL (a schema of its own)."""
+    url = pg_url.replace("schema=", "schema=shortest_")
+    _fill(url)
+    yield url
+    import psycopg
+
+    from botwire.backends.postgres import parse_url
+
+    conninfo, schema, *_ = parse_url(url)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 CASES: list[tuple[str, dict[str, Any]]] = [
@@ -81,23 +101,26 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _search(path: Path, query: str, **options: Any) -> list[Any]:
+def _search(url: str, query: str, **options: Any) -> list[Any]:
     if options.pop("across", False):  # the namespaces that start with "big"
-        return search_namespaces(query, "big", url=f"sqlite:///{path}", **options)
-    return Memory("big", f"sqlite:///{path}").search(query, **options)
+        return search_namespaces(query, "big", url=url, **options)
+    return Memory("big", url).search(query, **options)
 
 
 @pytest.mark.parametrize(("query", "options"), CASES, ids=[repr(c) for c in CASES])
 def test_the_same_hits_as_ranking_every_match(
-    big: Path, query: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fast = _search(big, query, **options)
+    big: Path, big_postgres: str, query: str, options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    fast = {url: _search(url, query, **options) for url in (f"sqlite:///{big}", big_postgres)}
     monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)  # every match ranked
-    every = _search(big, query, **options)
-    assert fast == every
-    assert len(fast) == options.get("limit", 10)
-    if options == {"across": True}:
-        assert {hit.namespace for hit in fast} == {"big", "big-2"}
+    for url, hits in fast.items():
+        assert hits == _search(url, query, **options), url
+        assert len(hits) == options.get("limit", 10)
+        if options == {"across": True}:
+            assert {hit.namespace for hit in hits} == {"big", "big-2"}
+    sqlite, postgres = fast.values()  # one ranking: the same scores on both engines
+    assert [round(h.score, 9) for h in sqlite] == [round(h.score, 9) for h in postgres]
 
 
 def _steps(path: Path, query: str, **options: Any) -> int:

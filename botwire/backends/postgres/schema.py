@@ -214,6 +214,10 @@ MIGRATIONS: list[Migration] = [
     "ALTER TABLE botwire_changes ADD COLUMN IF NOT EXISTS detail text",
     # 10 (2026-12): append in one round trip (see APPEND).
     APPEND,
+    # 11 (2026-12): each document holds a word for its length (as on SQLite), so that a
+    # search that matches many documents ranks the shortest first. Every value and item is
+    # indexed again.
+    lambda conn, progress: index_existing(conn, progress),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -294,8 +298,8 @@ def settle_language(
 
 
 def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """The tsvector and digest of every value and item written before (migration 7, and a
-    new language), in the store's language."""
+    """The tsvector and digest of every value and item written before (migrations 7 and 11,
+    and a new language), in the store's language."""
     row = conn.execute("SELECT language FROM botwire_search_settings").fetchone()
     language = row[0] if row else DEFAULT_LANGUAGE
     (total,) = conn.execute(

@@ -14,12 +14,14 @@ from botwire.backends.search import (
     JsonFields,
     Params,
     Scalar,
+    ShortestFirst,
     listing_sql,
     ns_tag,
     parse_query,
     ranked_sql,
     search_hits,
 )
+from botwire.backends.search.query import Weighed
 
 
 class _PostgresJson(JsonFields):
@@ -87,39 +89,74 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
             for expression, count in zip(missing, found, strict=True):
                 counts.put(expression, int(count))
         weighed = query.weighed(groups, counts.rarities(markers, groups))
-        finding = " | " if query.any else " & "  # a document holds one group, or all
-        combined = p(finding.join(f"({g.expression})" for g in weighed))
-        if query.any:  # each document weighs the rarity of the groups it holds
-            weight = " + ".join(
-                f"CASE WHEN X.tsv @@ {p(g.expression)}::tsquery THEN {p(g.weight)}::float8"
-                " ELSE 0 END"
-                for g in weighed
-            )
-            telling = p(" | ".join(f"({g.expression})" for g in weighed if g.telling))
-            tier = f"CASE WHEN X.tsv @@ {telling}::tsquery THEN 1 ELSE 0 END"
-        else:  # each document holds them all
-            weight, tier = f"{p(sum(g.weight for g in weighed))}::float8", "1"
-        # The query joins as a row rather than appears as a constant: the planner then looks it
-        # up in the GIN index, where its estimate of a tagged word would scan the table.
-        candidates = (
-            f"SELECT e.id, -1::bigint, {weight.replace('X.', 'e.')}, length(e.tsv) - 1, e.digest,"
-            f" {tier.replace('X.', 'e.')}"
-            f" FROM (VALUES ({combined}::tsquery)) q(query)"
-            " JOIN botwire_entries e ON e.tsv @@ q.query WHERE e.kind = 0"
-            f" UNION ALL SELECT i.entry_id, i.seq, {weight.replace('X.', 'i.')},"
-            f" length(i.tsv) - 1, i.digest, {tier.replace('X.', 'i.')}"
-            f" FROM (VALUES ({combined}::tsquery)) q(query)"
-            " JOIN botwire_list_items i ON i.tsv @@ q.query"
-        )
-        average = counts.average_length(markers)
-        sql = ranked_sql(DIALECT, p, op, now, candidates, average_length=average)
-    elif query.listing:  # an empty query: every key in scope, newest first
+        shortest = ShortestFirst(op, weighed, query.any, counts, markers)
+        while (longest := shortest.longest()) is not None:
+            within = " | ".join(f"'{token}'" for token in shortest.tokens(tags, longest))
+            rows = yield _ranking(op, now, weighed, query.any, shortest.average, within)
+            if (proven := shortest.proven(rows)) is not None:  # and every match of the lists
+                if proven:  # that may lack items
+                    rows = yield _ranking(
+                        op, now, weighed, query.any, shortest.average, within, proven
+                    )
+                return search_hits(rows, op.context > 0)
+        rows = yield _ranking(op, now, weighed, query.any, shortest.average, None)
+        return search_hits(rows, op.context > 0)
+    if query.listing:  # an empty query: every key in scope, newest first
         listing = listing_sql(DIALECT, p, op, now)
         sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
     else:  # only punctuation or emoji: nothing to find
         return []
     rows = yield Query(sql, p.values, "all")
     return search_hits(rows, op.context > 0)
+
+
+def _ranking(
+    op: Search,
+    now: int,
+    weighed: list[Weighed],
+    any_group: bool,
+    average_length: float,
+    within: str | None,
+    keys: frozenset[tuple[str, str]] = frozenset(),
+) -> Query:
+    """The statement that ranks a search's matches (:func:`ranked_sql`): all of them, or only
+    those that also match ``within`` (a tsquery of length words), with every match of the
+    lists ``keys``."""
+    p = DIALECT.params()
+    finding = " | " if any_group else " & "  # a document holds one group, or all
+    combined = finding.join(f"({g.expression})" for g in weighed)
+    if any_group:  # each document weighs the rarity of the groups it holds
+        weight = " + ".join(
+            f"CASE WHEN X.tsv @@ {p(g.expression)}::tsquery THEN {p(g.weight)}::float8 ELSE 0 END"
+            for g in weighed
+        )
+        telling = p(" | ".join(f"({g.expression})" for g in weighed if g.telling))
+        tier = f"CASE WHEN X.tsv @@ {telling}::tsquery THEN 1 ELSE 0 END"
+    else:  # each document holds them all
+        weight, tier = f"{p(sum(g.weight for g in weighed))}::float8", "1"
+    found = p(combined if within is None else f"({combined}) & ({within})")
+    # The query joins as a row rather than appears as a constant: the planner then looks it
+    # up in the GIN index, where its estimate of a tagged word would scan the table.
+    candidates = (
+        f"SELECT e.id, -1::bigint, {weight.replace('X.', 'e.')}, length(e.tsv) - 2, e.digest,"
+        f" {tier.replace('X.', 'e.')}"
+        f" FROM (VALUES ({found}::tsquery)) q(query)"
+        " JOIN botwire_entries e ON e.tsv @@ q.query WHERE e.kind = 0"
+        f" UNION ALL SELECT i.entry_id, i.seq, {weight.replace('X.', 'i.')},"
+        f" length(i.tsv) - 2, i.digest, {tier.replace('X.', 'i.')}"
+        f" FROM (VALUES ({found}::tsquery)) q(query)"
+        " JOIN botwire_list_items i ON i.tsv @@ q.query"
+    )
+    if keys:  # UNION: an item found both ways once
+        pairs = ", ".join(f"({p(ns)}, {p(key)})" for ns, key in sorted(keys))
+        candidates = (
+            f"{candidates} UNION SELECT i.entry_id, i.seq, {weight.replace('X.', 'i.')},"
+            f" length(i.tsv) - 2, i.digest, {tier.replace('X.', 'i.')}"
+            " FROM botwire_entries e JOIN botwire_list_items i ON i.entry_id = e.id"
+            f" WHERE (e.ns, e.key) IN (VALUES {pairs}) AND i.tsv @@ {p(combined)}::tsquery"
+        )
+    sql = ranked_sql(DIALECT, p, op, now, candidates, average_length=average_length)
+    return Query(sql, p.values, "all")
 
 
 def _namespaces(prefix: str) -> Query:
@@ -141,7 +178,7 @@ def _lengths(markers: list[str]) -> Query:
     """How many documents of each length (distinct terms) the namespaces of ``markers``
     (tsquery texts) hold: rows of the marker's number (from 1), a length, and a count."""
     return Query(
-        "SELECT q.n, length(d.tsv) - 1, count(*) FROM unnest(%s::text[]) WITH ORDINALITY"
+        "SELECT q.n, length(d.tsv) - 2, count(*) FROM unnest(%s::text[]) WITH ORDINALITY"
         " AS q(t, n), LATERAL (SELECT tsv FROM botwire_entries WHERE tsv @@ q.t::tsquery"
         " AND kind = 0 UNION ALL SELECT tsv FROM botwire_list_items WHERE tsv @@ q.t::tsquery)"
         " d GROUP BY 1, 2",

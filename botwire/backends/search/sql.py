@@ -99,8 +99,8 @@ def tsvector(
     ns: str, key: str, json_text: str | None, language: str = DEFAULT_LANGUAGE
 ) -> dict[str, str | None]:
     """What PostgreSQL's index holds for a key's value (or one list item): ``doc``, the text
-    of a ``tsvector`` of the same terms as :func:`fts_document`, with their positions, and
-    its ``digest`` (both ``None`` for botwire's own namespaces)."""
+    of a ``tsvector`` of the same terms as :func:`fts_document`, with their positions (and
+    its length word last), and its ``digest`` (both ``None`` for botwire's own namespaces)."""
     found = indexed(ns, key, json_text, language)
     if found is None:
         return {"doc": None, "digest": None}
@@ -108,6 +108,7 @@ def tsvector(
     positions: dict[str, list[int]] = {tag: [1]}
     for position, term in enumerate(found.terms, 2):
         positions.setdefault(tag + term, []).append(position)
+    positions[length_token(tag, len(positions) - 1)] = [len(found.terms) + 2]
     doc = " ".join(f"'{lexeme}':{','.join(map(str, at))}" for lexeme, at in positions.items())
     return {"doc": doc, "digest": found.digest}
 
