@@ -246,15 +246,19 @@ class ShortestFirst:
                 found[length] = found.get(length, 0) + docs
         self.lengths = sorted(found.items())
         """How many documents of the namespaces have each length, shortest first."""
+        docs = sum(count for _, count in self.lengths)
         matches = [counts[group.expression] for group in weighed]
-        self.matches = sum(matches) if any_group else min(matches)  # at most
+        if any_group:  # how many documents match, about (words taken as independent)
+            self.matches = sum(matches)
+        else:
+            self.matches = int(docs * math.prod(min(1.0, m / max(docs, 1)) for m in matches))
         self.wanted = max(SHORTEST_FIRST, 8 * shown_keys(op)) // 4
         self.last: int | None = None
 
     def longest(self) -> int | None:
         """The length up to which to rank next (four times as many matches as the last
         time); ``None``: rank every match (``recency``, or about half the documents)."""
-        if self.op.recency is not None:
+        if self.op.recency is not None or self.matches < SHORTEST_FROM:
             return None
         self.wanted *= 4
         share = self.wanted / max(self.matches, 1)
@@ -309,6 +313,9 @@ class ShortestFirst:
 SHORTEST_FIRST = 500
 """How many of the shortest matches a search that matches many documents ranks first (or
 more: see :class:`ShortestFirst`)."""
+SHORTEST_FROM = 1000
+"""How many documents a search must match, about, to rank the shortest first: fewer are
+ranked as quickly as the length words are read."""
 
 
 def ranked_sql(
