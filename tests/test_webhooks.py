@@ -175,6 +175,31 @@ def test_a_restarted_server_resumes_where_its_receiver_left_off(tmp_path: Path) 
         receiver.close()
 
 
+def test_a_server_whose_deliveries_fail_stops_at_once(tmp_path: Path) -> None:
+    """SIGTERM while deliveries are failing and waiting to be retried: the server stops within
+    a few seconds (it hung in its shutdown), and a server started after it delivers at once
+    (it used to wait for the stopped one's delivery lease to run out)."""
+    db = f"sqlite:///{tmp_path / 'stop.db'}"
+    receiver = Receiver(failures=1000)
+    try:
+        server = Server(db).start()
+        assert subscribe(server, "", receiver.url, "").status_code == 201
+        for n in range(3):
+            Memory("notes", server.url).set(f"n{n}", n)
+        time.sleep(1.5)  # deliveries fail and wait to be retried
+        assert server.proc is not None
+        server.proc.terminate()
+        server.proc.wait(5)  # raises TimeoutExpired when it hangs
+        receiver.failures = 0
+        started = time.monotonic()
+        with Server(db):
+            got = receiver.wait_for(3)
+        assert [c["key"] for c in got] == ["n0", "n1", "n2"]
+        assert time.monotonic() - started < 8
+    finally:
+        receiver.close()
+
+
 def test_two_servers_on_one_postgres_deliver_each_change_once(
     pg_url: str, receiver: Receiver
 ) -> None:

@@ -107,11 +107,14 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         async with AsyncExitStack() as running:
             if mcp is not None:
                 await running.enter_async_context(mcp.run())
-            deliveries = asyncio.create_task(Deliveries(store, context.hub).run())
+            worker = Deliveries(store, context.hub)
+            deliveries = asyncio.create_task(worker.run())
             yield
             deliveries.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await deliveries
+            with contextlib.suppress(Exception):  # the store may be gone: the lease runs out
+                await worker.release()
         context.hub.close()
         await store.aclose()
         if tracing is not None:

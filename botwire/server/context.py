@@ -4,7 +4,6 @@ store, authenticator, metrics) and how a refusal is answered."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -67,14 +66,15 @@ async def _send_error(send: Send, exc: BotWireError, context: Context | None = N
 
 
 class Hub:
-    """Wakes the server's streams when the store may hold new changes: one thread waits on the
-    store's watcher and bumps :attr:`moves`; a stream takes it before it reads the log, and
-    waits for it to move when the read found nothing new."""
+    """Wakes the server's delivery worker when the store may hold new changes: one thread
+    waits on the store's watcher and bumps :attr:`moves`; the worker takes it before it reads
+    the log, and waits for it to move when the read found nothing new."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.moves = 0
-        self._changed: asyncio.Condition | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -83,11 +83,19 @@ class Hub:
         return self.moves
 
     async def wait(self, mark: int, timeout: float) -> bool:
-        """``True`` once the store moved past ``mark``; ``False`` after ``timeout`` seconds."""
-        assert self._changed is not None
-        async with self._changed:
-            with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before 3.11
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.moves != mark), timeout)
+        """``True`` once the store moved past ``mark``; ``False`` after ``timeout`` seconds.
+        (A future and a timer: cancelled, it ends at once.)"""
+        if self.moves != mark:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(timeout, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
         return self.moves != mark
 
     def close(self) -> None:
@@ -96,9 +104,8 @@ class Hub:
     def _start(self) -> None:
         if self._thread is not None:
             return
-        self._changed = asyncio.Condition()
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._watch, args=(loop,), daemon=True)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._watch, args=(self._loop,), daemon=True)
         self._thread.start()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -107,17 +114,21 @@ class Hub:
             while not self._stop.is_set():
                 mark = watcher.mark()
                 if watcher.wait(mark, WAIT_SECONDS) and not loop.is_closed():
-                    asyncio.run_coroutine_threadsafe(self._bump(), loop)
+                    loop.call_soon_threadsafe(self._bump)
         except RuntimeError:  # the event loop closed: the server is stopping
             pass
         finally:
             watcher.close()
 
-    async def _bump(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self.moves += 1
-            self._changed.notify_all()
+    def _bump(self) -> None:
+        self.moves += 1
+        for waiter in self._waiters:
+            _settle(waiter)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Context:

@@ -22,6 +22,7 @@ with :func:`verify` and refuses stale times, so a captured delivery cannot be re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -132,6 +133,10 @@ def remove_webhook(backend: Backend, ident: str) -> bool:
     return bool(gone)
 
 
+_RELEASED = to_json({"holder": None})
+"""The lease's value once its worker gave it up: free for any worker."""
+
+
 class Deliveries:
     """The delivery worker of one server process (see the module's docstring)."""
 
@@ -171,7 +176,7 @@ class Deliveries:
         """Take or renew the store's delivery lease; whether this worker holds it."""
         (held,) = await self.backend.aexecute([Get(WEBHOOKS_NS, LEASE)])
         value = to_json({"holder": self.holder})
-        if held is not None and held.value != value:
+        if held is not None and held.value not in (value, _RELEASED):
             return False  # another server's worker delivers
         try:
             await self.backend.aexecute(
@@ -180,6 +185,17 @@ class Deliveries:
         except VersionConflict:
             return False
         return True
+
+    async def release(self) -> None:
+        """Give the lease up if this worker holds it (its server stops): the next worker, of
+        the same server started again or of another one, delivers at once rather than when
+        the lease would have run out."""
+        (held,) = await self.backend.aexecute([Get(WEBHOOKS_NS, LEASE)])
+        if held is not None and held.value == to_json({"holder": self.holder}):
+            with contextlib.suppress(VersionConflict):  # another worker took it meanwhile
+                await self.backend.aexecute(
+                    [Put(WEBHOOKS_NS, LEASE, _RELEASED, LEASE_SECONDS, held.version)]
+                )
 
     async def _deliver_all(
         self, client: httpx.AsyncClient, subscriptions: list[dict[str, Any]]
