@@ -149,3 +149,48 @@ def test_a_search_that_matches_most_documents_ranks_a_few_of_them(
     monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)
     every = _steps(big, "lisbon", match=match)
     assert fast * 4 < every, (fast, every)
+
+
+def _fast_and_full(
+    url: str, query: str, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> tuple[list[Any], list[Any]]:
+    """A search with shortest-first from a few matches on, and the same ranking every match."""
+    monkeypatch.setattr(search_sql, "SHORTEST_FROM", 10)
+    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 20)
+    fast = Memory("small", url).search(query, **options)
+    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)
+    return fast, Memory("small", url).search(query, **options)
+
+
+def test_a_value_of_a_length_written_since_the_lengths_were_counted_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lengths a store counted (remembered for a while) never hide a newer document."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    mem = Memory("small", url)
+    mem.set_many({f"a{n:02}": "lisbon f g" for n in range(30)})
+    mem.set_many({f"z{n:03}": " ".join(["lisbon", *WORDS[:40]]) for n in range(270)})
+    fast, every = _fast_and_full(url, "lisbon", monkeypatch, limit=3)
+    assert fast == every
+    mem.set("new", "lisbon")  # a length no document had when they were counted
+    fast, every = _fast_and_full(url, "lisbon", monkeypatch, limit=3)
+    assert fast == every and fast[0].key == "new"
+
+
+def test_a_list_whose_telling_item_is_long_still_ranks_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key's tier comes from its best document of any length: a list whose short item holds
+    only a common word and whose long item holds the telling one outranks keys of common
+    words only."""
+    url = f"sqlite:///{tmp_path / 'tier.db'}"
+    mem = Memory("small", url)
+    filler = WORDS[100:140]
+    mem.set("top", " ".join(["the", "lisbon", *WORDS[:20]]))
+    mem.set_many({f"short{n}": " ".join(["lisbon", *WORDS[20 + n : 41 + n]]) for n in range(10)})
+    mem.set_many({f"long{n:03}": " ".join((["lisbon"] if n < 236 else []) + filler)
+                  for n in range(290)})  # fmt: skip
+    mem.append("k", "the", " ".join(["lisbon", *filler]))
+    fast, every = _fast_and_full(url, "the lisbon", monkeypatch, match="any", limit=1,
+                                 distinct=False)  # fmt: skip
+    assert fast == every and fast[0].key == "k"

@@ -253,12 +253,16 @@ class ShortestFirst:
         else:
             self.matches = int(docs * math.prod(min(1.0, m / max(docs, 1)) for m in matches))
         self.wanted = max(SHORTEST_FIRST, 8 * shown_keys(op)) // 4
+        self.common = not all(group.telling for group in weighed)
+        """Whether common words are looked up beside telling ones: a key's tier (whether it
+        holds a telling word) may then come from a document longer than those ranked, so
+        length alone proves nothing."""
         self.last: int | None = None
 
     def longest(self) -> int | None:
         """The length up to which to rank next (four times as many matches as the last
         time); ``None``: rank every match (``recency``, or about half the documents)."""
-        if self.op.recency is not None or self.matches < SHORTEST_FROM:
+        if self.op.recency is not None or self.matches < SHORTEST_FROM or self.common:
             return None
         self.wanted *= 4
         share = self.wanted / max(self.matches, 1)
@@ -272,19 +276,14 @@ class ShortestFirst:
         return None
 
     def tokens(self, tags: Sequence[str], longest: int) -> list[str]:
-        """The length words of the documents of the namespaces of ``tags`` (their markers'
-        order) up to ``longest``."""
-        return [
-            length_token(tag, length)
-            for tag, marker in zip(tags, self.markers, strict=True)
-            for length in self.counts[Counts.lengths(marker)] if length <= longest
-        ]  # fmt: skip
+        """The length words of every length up to ``longest`` in the namespaces of ``tags``:
+        every length, not only those counted, which a document written since may have."""
+        return [length_token(tag, length) for tag in tags for length in range(longest + 1)]
 
     def unseen(self) -> float:
         """The best score a document longer than the last ranked can have."""
-        last = self.last if self.last is not None else -1
-        longer = next(length for length, _ in self.lengths if length > last)
-        return score_of(sum(group.weight for group in self.weighed), longer, self.average)
+        assert self.last is not None
+        return score_of(sum(group.weight for group in self.weighed), self.last + 1, self.average)
 
     def proven(self, rows: list[Any]) -> frozenset[tuple[str, str]] | None:
         """Whether ``rows`` (:func:`ranked_sql`'s, of the shortest) are the search's:
