@@ -786,3 +786,18 @@ def test_a_stream_ends_when_its_token_is_revoked(tmp_path: Path) -> None:
             rest = list(lines)  # the stream ends instead of sending "after"
         assert not any('"after"' in line for line in rest)
     backend.close()
+
+
+def test_two_stores_streams_never_share_events_of_equal_positions() -> None:
+    """Positions name changes within one store: two stores served by one process (two apps)
+    each send their own change at position 5."""
+    from botwire.backends.base import Change as LoggedChange
+    from botwire.server.routes.changes import batch_writes
+
+    def change(ns: str) -> LoggedChange:
+        return LoggedChange(5, ns, "k", "set", 1, 1_700_000_000_000_000, "a", None, '"v"')
+
+    first: dict[Any, list[bytes]] = {}
+    second: dict[Any, list[bytes]] = {}
+    assert b'"namespace":"one"' in b"".join(batch_writes([change("one")], first))
+    assert b'"namespace":"two"' in b"".join(batch_writes([change("two")], second))

@@ -64,6 +64,10 @@ if TYPE_CHECKING:
 # -- the application ------------------------------------------------------------------------
 
 
+RELEASE_SECONDS = 2.0
+"""Longest a stopping server spends giving its webhook delivery lease up (with the store
+unreachable, the lease runs out instead)."""
+
 _NO_OPENTELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters
@@ -114,7 +118,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
             with contextlib.suppress(asyncio.CancelledError):
                 await deliveries
             with contextlib.suppress(Exception):  # the store may be gone: the lease runs out
-                await worker.release()
+                await asyncio.wait_for(worker.release(), RELEASE_SECONDS)
         context.hub.close()
         await store.aclose()
         if tracing is not None:

@@ -139,6 +139,8 @@ class Context:
         self.backend = backend
         self.metrics = metrics
         self.hub = Hub(backend)
+        self.recent_events: dict[Any, list[bytes]] = {}
+        """The server-sent events of the store's latest wake-ups, shared by its streams."""
         self.auth = Authenticator(
             backend,
             anonymous_ok=settings.loopback or settings.allow_anonymous,

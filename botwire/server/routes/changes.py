@@ -47,24 +47,23 @@ WRITE_BYTES = 256 * 1024
 """A stream sends the events of a wake-up in writes of about this size."""
 
 
-def batch_writes(batch: list[Change]) -> list[bytes]:
+def batch_writes(batch: list[Change], recent: dict[Any, list[bytes]]) -> list[bytes]:
     """The server-sent events of a wake-up's changes, in writes of about :data:`WRITE_BYTES`:
-    made once for every stream that sends the same changes (the streams of one selection,
-    woken together), unless they are large."""
-    seqs = tuple(change.seq for change in batch)
-    values = any(change.value is not None for change in batch)
-    found = _recent.get((seqs, values))
+    made once for every stream of the store that sends the same changes (the streams of one
+    selection, woken together), unless they are large. ``recent`` holds the writes of the
+    store's latest wake-ups (at most 64, each up to :data:`_SHARED_BYTES`): positions name
+    changes within one store only."""
+    key = (tuple(change.seq for change in batch), any(c.value is not None for c in batch))
+    found = recent.get(key)
     if found is None:
         found = _writes(batch)
         if sum(map(len, found)) <= _SHARED_BYTES:
-            if len(_recent) >= 64:
-                _recent.pop(next(iter(_recent)))
-            _recent[(seqs, values)] = found
+            if len(recent) >= 64:
+                recent.pop(next(iter(recent)))
+            recent[key] = found
     return found
 
 
-_recent: dict[tuple[tuple[int, ...], bool], list[bytes]] = {}
-"""The writes of the latest wake-ups (at most 64, each up to :data:`_SHARED_BYTES`)."""
 _SHARED_BYTES = 1024 * 1024
 
 
@@ -160,7 +159,7 @@ async def read_changes(
                 if not batch:
                     yield ": heartbeat\n\n"
                     continue
-                for write in batch_writes(batch):
+                for write in batch_writes(batch, context.recent_events):
                     yield write
         finally:
             await changes.aclose()  # type: ignore[attr-defined]
