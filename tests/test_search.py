@@ -494,17 +494,24 @@ def test_a_crash_during_indexed_writes_leaves_index_and_data_consistent(tmp_path
         assert fts == values + items and docs == items
 
 
+def _sqlite_store_at(path: Path, version: int) -> sqlite3.Connection:
+    """A store file at schema ``version`` holding the value ``old``/``doc`` (not indexed),
+    and a connection to it to add what that release wrote."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in SQLITE_MIGRATIONS[:version]:
+        for statement in statements(migration):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    conn.execute(
+        "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
+        " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
+    )
+    return conn
+
+
 def _old_sqlite_store(path: Path) -> None:
     """A store file as the previous release wrote it (schema 2, no search index)."""
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        for migration in SQLITE_MIGRATIONS[:2]:
-            for statement in statements(migration):
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version=2")
-        conn.execute(
-            "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
-            " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
-        )
+    with _sqlite_store_at(path, 2) as conn:
         conn.execute(
             "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at, list_lo,"
             " list_hi) VALUES ('old', 'log', 1, 20, 1, 1, 1, 0, 2)"
@@ -533,15 +540,7 @@ def test_a_store_with_the_index_of_release_0_3_is_indexed_again(tmp_path: Path) 
     """Schema 3 (one index for every namespace): the upgrade builds the index again, with
     each namespace's words apart and the sizes of list items."""
     path = tmp_path / "v3.db"
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        for migration in SQLITE_MIGRATIONS[:3]:
-            for statement in statements(migration):
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version=3")
-        conn.execute(
-            "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
-            " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
-        )
+    with _sqlite_store_at(path, 3) as conn:
         conn.execute(
             "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at, list_lo,"
             " list_hi) VALUES ('old', 'log', 1, 20, 1, 1, 1, 0, 1)"
@@ -567,15 +566,7 @@ def test_a_store_whose_index_has_no_length_words_is_indexed_again(tmp_path: Path
     the ranking counts (the average length) and reads (the shortest matches first)."""
     path = tmp_path / "v6.db"
     tag = ns_tag("old")
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        for migration in SQLITE_MIGRATIONS[:6]:
-            for statement in statements(migration):
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version=6")
-        conn.execute(
-            "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
-            " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
-        )
+    with _sqlite_store_at(path, 6) as conn:
         conn.execute(
             "INSERT INTO search_fts (rowid, doc, length) VALUES"
             f" (1, '{tag} {tag}doc {tag}an {tag}ancient {tag}manuscript', 4)"
