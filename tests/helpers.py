@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from botwire.backends.sqlite.schema import MIGRATIONS, statements
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,3 +128,18 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def sqlite_store_at(path: Path, version: int) -> sqlite3.Connection:
+    """A store file at schema ``version`` holding the value ``old``/``doc`` (not indexed),
+    and a connection to it to add what that release wrote."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:version]:
+        for statement in statements(migration):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    conn.execute(
+        "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
+        " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
+    )
+    return conn

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,14 +22,23 @@ from typing import Any
 import httpx
 import pytest
 
-from botwire import AsyncMemory, Change, InvalidKey, InvalidRequest, Memory, VersionConflict
+from botwire import (
+    AsyncMemory,
+    Change,
+    InvalidKey,
+    InvalidRequest,
+    Memory,
+    VersionConflict,
+    WrongType,
+)
 from botwire.backends import create_backend
-from botwire.backends.base import Append, Changes, Delete, Get, Incr, Put, run_steps
+from botwire.backends.base import Append, Changes, Delete, Get, History, Incr, Put, run_steps
+from botwire.backends.base import Change as Logged
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.server.auth import create_token
 
 from .conftest import FakeClock, Store
-from .helpers import Server, child_env, run_many, run_python
+from .helpers import Server, child_env, run_many, run_python, sqlite_store_at
 
 
 def fresh(store: Store) -> Memory:
@@ -801,3 +812,104 @@ def test_two_stores_streams_never_share_events_of_equal_positions() -> None:
     second: dict[Any, list[bytes]] = {}
     assert b'"namespace":"one"' in b"".join(batch_writes([change("one")], first))
     assert b'"namespace":"two"' in b"".join(batch_writes([change("two")], second))
+
+
+_REFERENCE = (
+    "SELECT seq, ns, key, op, version, at, actor, request_id, value, detail FROM changes"
+    " WHERE ns = ? AND (key = ? OR key IS NULL) ORDER BY seq DESC"
+)
+"""A key's history read by scanning the whole log: what the history must equal."""
+
+
+def _history_pages(backend: SQLiteBackend, ns: str, key: str, size: int) -> list[Logged]:
+    """A key's whole history, read ``size`` changes a page."""
+    found: list[Logged] = []
+    while True:
+        before = found[-1].seq if found else None
+        (page,) = backend.execute([History(ns, key, size, before)])
+        found += page
+        if len(page) < size:
+            return found
+
+
+@pytest.mark.parametrize("versions", [None, 3])
+def test_a_keys_history_is_every_change_of_it_through_deletes_clears_and_returns(
+    tmp_path: Path, versions: int | None
+) -> None:
+    """A key's history follows its chain of changes on SQLite (see schema migration 8): it
+    must hold exactly what a scan of the log finds, across deletes, clears, expiries, keys
+    written again, lists and counters, read whole and page by page."""
+    rng = random.Random(8)
+    path = tmp_path / "chain.db"
+    backend = SQLiteBackend(path, history_versions=versions)
+    keys = [(ns, key) for ns in ("a", "b") for key in ("k0", "k1", "k2", "k3")]
+    for step in range(400):
+        ns, key = rng.choice(keys)
+        mem = Memory(ns, backend=backend)
+        kind = rng.random()
+        if kind < 0.35:
+            mem.set(key, step)
+        elif kind < 0.5:
+            with contextlib.suppress(WrongType):  # a value, not a list
+                mem.append(key, step, max_len=rng.choice([None, 3]))
+        elif kind < 0.6:
+            mem.delete(key)
+        elif kind < 0.7:
+            with contextlib.suppress(WrongType):  # a list, or a value that is no number
+                mem.incr(key)
+        elif kind < 0.8:
+            mem.expire(key, rng.choice([60, None]))
+        elif kind < 0.85:
+            mem.set_many({k: step for n, k in keys if n == ns})
+        elif kind < 0.88:
+            mem.clear()
+        elif kind < 0.95:
+            history = mem.history(key, limit=2)
+            if history and history[-1].op == "set":
+                with contextlib.suppress(VersionConflict, InvalidRequest):
+                    mem.restore(key, version=history[-1].version)
+        else:
+            mem.set(key, step, ttl=60)
+    scan = sqlite3.connect(path)
+    for ns, key in keys:
+        expected = [Logged(*row) for row in scan.execute(_REFERENCE, (ns, key))]
+        assert expected, "every key was written"
+        assert _history_pages(backend, ns, key, 1000) == expected
+        assert _history_pages(backend, ns, key, 3) == expected
+        if versions is not None:
+            assert len([c for c in expected if c.key is not None]) <= versions
+    backend.close()
+
+
+def test_a_log_of_the_previous_release_reads_as_before_and_goes_on(tmp_path: Path) -> None:
+    """A store whose log was kept by key (schema 7) upgrades: every key's history is what the
+    scan finds, deleted keys included, and new changes continue each one."""
+    path = tmp_path / "v7.db"
+    with sqlite_store_at(path, 7) as conn:
+        log = [  # (ns, key, op, version): doc set twice, gone deleted, a clear of "other"
+            ("old", "doc", "set", 1), ("old", "gone", "set", 1), ("other", "x", "set", 1),
+            ("old", "doc", "set", 2), ("old", "gone", "delete", None), ("other", None, "clear",
+            None),
+        ]  # fmt: skip
+        conn.executemany(
+            "INSERT INTO changes (ns, key, op, version, at, actor, value) VALUES"
+            " (?, ?, ?, ?, ?, 'local:test', '1')",
+            [(*change, time.time_ns() // 1000) for change in log],
+        )
+        before = {k: list(conn.execute(_REFERENCE, k)) for k in [("old", "doc"), ("old", "gone"),
+                  ("other", "x")]}  # fmt: skip
+    backend = SQLiteBackend(path)
+    for (ns, key), rows in before.items():
+        assert _history_pages(backend, ns, key, 2) == [Logged(*row) for row in rows]
+    Memory("old", backend=backend).set("gone", "back")
+    Memory("other", backend=backend).set("x", "again")
+    assert [c.op for c in Memory("old", backend=backend).history("gone")] == [
+        "set",
+        "delete",
+        "set",
+    ]
+    assert [c.op for c in Memory("other", backend=backend).history("x")] == ["set", "clear", "set"]
+    scan = sqlite3.connect(path)
+    indexes = [row[1] for row in scan.execute("PRAGMA index_list(changes)")]
+    assert indexes == ["changes_clears"]  # a change is added to the log's end, nothing else
+    backend.close()

@@ -37,12 +37,10 @@ from botwire.backends.search import (
     words,
 )
 from botwire.backends.sqlite import SQLiteBackend
-from botwire.backends.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from botwire.backends.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
-from botwire.backends.sqlite.schema import statements
 
 from .conftest import PG_URL, Store
-from .helpers import Server, child_env, start_python
+from .helpers import Server, child_env, sqlite_store_at, start_python
 
 CHAT = [
     {"role": "user", "content": "I fly to Lisbon on Tuesday"},
@@ -494,24 +492,9 @@ def test_a_crash_during_indexed_writes_leaves_index_and_data_consistent(tmp_path
         assert fts == values + items and docs == items
 
 
-def _sqlite_store_at(path: Path, version: int) -> sqlite3.Connection:
-    """A store file at schema ``version`` holding the value ``old``/``doc`` (not indexed),
-    and a connection to it to add what that release wrote."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for migration in SQLITE_MIGRATIONS[:version]:
-        for statement in statements(migration):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version={version}")
-    conn.execute(
-        "INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at)"
-        " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
-    )
-    return conn
-
-
 def _old_sqlite_store(path: Path) -> None:
     """A store file as the previous release wrote it (schema 2, no search index)."""
-    with _sqlite_store_at(path, 2) as conn:
+    with sqlite_store_at(path, 2) as conn:
         conn.execute(
             "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at, list_lo,"
             " list_hi) VALUES ('old', 'log', 1, 20, 1, 1, 1, 0, 2)"
@@ -540,7 +523,7 @@ def test_a_store_with_the_index_of_release_0_3_is_indexed_again(tmp_path: Path) 
     """Schema 3 (one index for every namespace): the upgrade builds the index again, with
     each namespace's words apart and the sizes of list items."""
     path = tmp_path / "v3.db"
-    with _sqlite_store_at(path, 3) as conn:
+    with sqlite_store_at(path, 3) as conn:
         conn.execute(
             "INSERT INTO entries (ns, key, kind, size, version, created_at, updated_at, list_lo,"
             " list_hi) VALUES ('old', 'log', 1, 20, 1, 1, 1, 0, 1)"
@@ -566,7 +549,7 @@ def test_a_store_whose_index_has_no_length_words_is_indexed_again(tmp_path: Path
     the ranking counts (the average length) and reads (the shortest matches first)."""
     path = tmp_path / "v6.db"
     tag = ns_tag("old")
-    with _sqlite_store_at(path, 6) as conn:
+    with sqlite_store_at(path, 6) as conn:
         conn.execute(
             "INSERT INTO search_fts (rowid, doc, length) VALUES"
             f" (1, '{tag} {tag}doc {tag}an {tag}ancient {tag}manuscript', 4)"

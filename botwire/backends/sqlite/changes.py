@@ -32,13 +32,31 @@ from botwire.backends.changes import (
 from botwire.backends.sqlite.connections import open_connection
 
 _COLUMNS = "seq, ns, key, op, version, at, actor, request_id"
-
+# A key's newest change: its entry names it, or, once the key is gone, removed_heads; each
+# change names the key's change before it (prev). Triggers keep the heads up to date as changes
+# are added (schema migration 8).
+_HEAD = (
+    "coalesce((SELECT last_change FROM entries WHERE ns = ?1 AND key = ?2),"
+    " (SELECT seq FROM removed_heads WHERE ns = ?1 AND key = ?2))"
+)
 
 _ADD = (
-    "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail)"
+    "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail, prev)"
     " VALUES (?1, ?2, ?3, coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
-    " ?4, ?5, ?6, ?7, ?8)"
+    f" ?4, ?5, ?6, ?7, ?8, {_HEAD})"
 )
+
+_CHAIN = (
+    "WITH RECURSIVE chain (seq, shown) AS ("
+    " SELECT coalesce((SELECT seq FROM changes WHERE seq = ?3 AND ns = ?1 AND key = ?2),"
+    f" {_HEAD}), 0"
+    " UNION ALL SELECT c.prev, chain.shown + (c.seq < ?3) FROM changes c JOIN chain"
+    " ON c.seq = chain.seq WHERE c.prev IS NOT NULL AND chain.shown < ?4)"
+)
+"""The positions of key ?2's changes in namespace ?1, newest first (the oldest may be one that
+was trimmed), each with how many of those before it are older than position ?3; followed until
+?4 of those are found; from ?3 on when it is a change of the key (a page's last). A trim deletes
+the oldest changes, so a chain ends where one is gone."""
 
 
 def add(
@@ -52,9 +70,9 @@ def add(
         conn.execute(_ADD, (r.ns, r.key, r.op, *made, r.value, r.detail, r.version))
         if keep is not None and r.key is not None:
             conn.execute(
-                "DELETE FROM changes WHERE ns = ?1 AND key = ?2 AND seq <= (SELECT seq FROM"
-                " changes WHERE ns = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
-                (r.ns, r.key, keep),
+                f"{_CHAIN} DELETE FROM changes WHERE seq IN (SELECT seq FROM chain"
+                " WHERE shown >= ?5)",  # before every position: shown counts the newer ones
+                (r.ns, r.key, 2**63 - 1, 2**62, keep),
             )
 
 
@@ -146,11 +164,14 @@ def stats(conn: sqlite3.Connection, now: int) -> dict[str, int | None]:
 
 
 def history(conn: sqlite3.Connection, op: History) -> list[Change]:
-    """A key's changes, newest first, with their values."""
+    """A key's changes and its namespace's clears, newest first, with their values."""
+    before = 2**63 - 1 if op.before is None else op.before
     rows = conn.execute(
-        f"SELECT {_COLUMNS}, value, detail FROM changes WHERE ns = ? AND (key = ? OR key IS NULL)"
-        " AND seq < ?"
-        " ORDER BY seq DESC LIMIT ?",
-        (op.ns, op.key, 2**63 - 1 if op.before is None else op.before, op.limit),
+        f"{_CHAIN} SELECT {_COLUMNS}, value, detail FROM changes"
+        " WHERE seq IN (SELECT seq FROM chain) AND seq < ?3"
+        f" UNION ALL SELECT {_COLUMNS}, value, detail FROM changes"
+        " WHERE ns = ?1 AND key IS NULL AND seq < ?3"
+        " ORDER BY seq DESC LIMIT ?4",
+        (op.ns, op.key, before, op.limit),
     )
     return [Change(*row) for row in rows]
