@@ -143,3 +143,30 @@ def sqlite_store_at(path: Path, version: int) -> sqlite3.Connection:
         " VALUES ('old', 'doc', 0, '\"an ancient manuscript\"', 23, 1, 1, 1)"
     )
     return conn
+
+
+_CONCEPTS = {
+    "portugal": ["lisbon", "porto", "portugal", "portuguese", "algarve", "sintra"],
+    "travel": ["trip", "travel", "flight", "far", "journey", "vacation", "holiday", "visit"],
+    "cat": ["cat", "cats", "kitten", "tuna", "purr", "feline"],
+    "food": ["food", "dinner", "lunch", "eat", "vegetarian", "meat", "cook", "restaurant"],
+    "music": ["music", "jazz", "song", "guitar", "concert", "band"],
+    "work": ["job", "work", "office", "manager", "meeting", "deadline"],
+}
+_CONCEPT_OF = {word: n for n, words in enumerate(_CONCEPTS.values()) for word in words}
+
+
+def concepts(texts: list[str]) -> list[list[float]]:
+    """A deterministic embedder for tests: words of one concept (Lisbon, Porto, Portugal) share
+    a dimension; any other word adds a little to one of 16 dimensions chosen by its letters."""
+    vectors = []
+    for text in texts:
+        vector = [0.0] * (len(_CONCEPTS) + 16)
+        for word in "".join(c if c.isalnum() else " " for c in text.lower()).split():
+            concept = _CONCEPT_OF.get(word)
+            if concept is not None:
+                vector[concept] += 1.0
+            else:
+                vector[len(_CONCEPTS) + sum(map(ord, word)) % 16] += 0.2
+        vectors.append(vector)
+    return vectors
