@@ -55,6 +55,11 @@ class Memory(_MemoryBase):
         timeout: seconds to wait for the store.
         max_value_bytes: largest value in bytes of JSON (default 1 MiB or
             ``$BOTWIRE_MAX_VALUE_BYTES``).
+        embedder: turns text into vectors for ``search(..., mode="meaning")``: a callable
+            ``list[str] -> list[list[float]]`` (sync or async), a ``"module:function"`` name
+            (``"botwire.embedders:wordllama"``), a LangChain ``Embeddings``, or LangGraph's
+            index config (see :mod:`botwire.embedders`). Each value (and list item) written
+            through this memory is stored with its vector, in the same transaction.
 
     Example::
 
@@ -355,6 +360,7 @@ class Memory(_MemoryBase):
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
+        mode: Literal["words", "meaning"] = "words",
     ) -> list[Hit]:
         """Keys whose key or text matches ``query``, most relevant first, then newest first.
 
@@ -382,6 +388,10 @@ class Memory(_MemoryBase):
                 since it was written, so that among equally relevant hits the newer wins.
             distinct: leave out keys (and list items) whose text reads as a better hit's;
                 ``None``: yes with ``match="any"``, no otherwise.
+            mode: ``"words"`` (the default), or ``"meaning"``: the keys (and list items)
+                whose text means what the query means, by the memory's embedder
+                (``Memory(..., embedder=...)``), most similar first (``Hit.score``: the
+                cosine similarity); only what was written with that embedder has vectors.
 
         Example::
 
@@ -389,7 +399,7 @@ class Memory(_MemoryBase):
             mem.search("what did I say about Lisbon?", match="any", context=1)
         """
         return self._run(
-            self._plan_search(query, prefix, where, limit, match, context, recency, distinct)
+            self._plan_search(query, prefix, where, limit, match, context, recency, distinct, mode)
         )
 
 
@@ -603,10 +613,11 @@ class AsyncMemory(_MemoryBase):
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
+        mode: Literal["words", "meaning"] = "words",
     ) -> list[Hit]:
         """Ranked full-text search; see :meth:`Memory.search`."""
         return await self._run(
-            self._plan_search(query, prefix, where, limit, match, context, recency, distinct)
+            self._plan_search(query, prefix, where, limit, match, context, recency, distinct, mode)
         )
 
 

@@ -145,6 +145,7 @@ class _MemoryBase:
         timeout: float = 30.0,
         max_value_bytes: int | None = None,
         backend: Backend | None = None,
+        embedder: Any = None,
     ) -> None:
         self.namespace = _values.check_namespace(namespace)
         if url is not None and base_url is not None and url != base_url:
@@ -155,6 +156,16 @@ class _MemoryBase:
             backend = open_backend(self.url, token=token, timeout=timeout)
         else:
             self.url = url or base_url or backend.url
+        if embedder is not None:
+            from botwire.backends.embedding import Embedding
+            from botwire.embedders import resolve
+
+            if backend.url.split(":", 1)[0].lower() in ("http", "https"):
+                raise InvalidRequest(
+                    "through a server, the server embeds (botwire serve --embedder ...): "
+                    "search(mode='meaning') works without embedder= here"
+                )
+            backend = Embedding(backend, resolve(embedder))  # type: ignore[arg-type]
         self._backend = backend
         self._debug = config.debug_enabled()
         if self._debug and not log.handlers:
@@ -422,9 +433,10 @@ class _MemoryBase:
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
+        mode: str = "words",
     ) -> _Plan[list[Hit]]:
         op = search_op(self.namespace, query, prefix, where, limit, match, context=context,
-                       recency=recency, distinct=distinct)  # fmt: skip
+                       recency=recency, distinct=distinct, mode=mode)  # fmt: skip
         return _Plan([op], lambda results: hits(results[0]))
 
     def _plan_clear(self) -> _Plan[int]:

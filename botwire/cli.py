@@ -278,6 +278,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         store_wait_seconds=args.store_wait_seconds,
         allowed_hosts=",".join(args.allowed_host) if args.allowed_host else None,
+        embedder=args.embedder,
     )
     serve(settings)
     return 0
@@ -488,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8765)")
     p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument(
+        "--embedder",
+        help="recall by meaning: the embedder of what clients write, as module:function "
+        "(botwire.embedders:wordllama, with pip install wordllama)",
+    )
     p.add_argument("--quota-writes-per-day", type=int, help="writes per namespace per UTC day")
     p.add_argument("--quota-bytes", type=int, help="bytes of values per namespace")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")

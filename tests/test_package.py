@@ -82,6 +82,8 @@ def test_import_botwire_imports_no_framework_and_no_server() -> None:
         "pydantic",
         "httpx",
         "psycopg",
+        "numpy",
+        "wordllama",
         "botwire.server",
     )
     loaded = [m for m in modules if m.split(".")[0] in heavy or m.startswith("botwire.server")]

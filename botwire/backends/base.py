@@ -45,6 +45,15 @@ class Get(NamedTuple):
     whose version, timestamps and size are left at 0 (a cheaper read)."""
 
 
+class Vectors(NamedTuple):
+    """What an embedder (:mod:`botwire.embedders`) made of a write's values, or of a search's
+    query: unit-length float32 vectors, packed, and the fingerprint of the model."""
+
+    model: str
+    items: tuple[bytes | None, ...]
+    """One per value (``None``: a value without text, which has none)."""
+
+
 class Put(NamedTuple):
     """Write one value. Result: the new version (int).
 
@@ -59,6 +68,8 @@ class Put(NamedTuple):
     if_version: int | None = None
     keep_ttl: bool = False
     """With ``ttl=None``: keep the key's current expiry instead of removing it."""
+    vectors: Vectors | None = None
+    """The value's vector, stored with it for recall by meaning."""
 
 
 class Delete(NamedTuple):
@@ -80,6 +91,8 @@ class Append(NamedTuple):
     keep_first: str | None = None
     """JSON text of an object. When ``max_len`` trims the list and its first item is an object
     holding each of these fields with an equal value, the first item stays (and counts)."""
+    vectors: Vectors | None = None
+    """A vector for each of ``values``, stored with its item for recall by meaning."""
 
 
 class Incr(NamedTuple):
@@ -183,6 +196,11 @@ class Search(NamedTuple):
     distinct: bool | None = None
     """Leave out a key (or list item) whose value repeats a better hit's; ``None``: yes for a
     relevance search (``match="any"``), no otherwise."""
+    mode: str | None = None
+    """``"meaning"``: rank by the similarity of the stored vectors to ``vectors`` (the query's);
+    ``None``: by words."""
+    vectors: Vectors | None = None
+    """The query's vector (one item), for ``mode="meaning"``."""
 
 
 class Changes(NamedTuple):

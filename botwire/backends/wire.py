@@ -13,6 +13,7 @@ from botwire import errors
 from botwire.backends.base import (
     OP_NAMES,
     AddChange,
+    Append,
     Change,
     ChangePage,
     Changes,
@@ -24,6 +25,7 @@ from botwire.backends.base import (
     ListNamespaces,
     NamespaceInfo,
     Op,
+    Put,
     Record,
     Search,
     SearchHit,
@@ -33,7 +35,13 @@ from botwire.errors import BotWireError, InvalidRequest
 MAX_PAGE = 1000
 
 
-NEWER_FIELDS: dict[type, tuple[str, ...]] = {ListKeys: ("by_update",), ListNamespaces: ("sizes",)}
+NEWER_FIELDS: dict[type, tuple[str, ...]] = {
+    ListKeys: ("by_update",),
+    ListNamespaces: ("sizes",),
+    Put: ("vectors",),
+    Append: ("vectors",),
+    Search: ("mode", "vectors"),
+}
 """Fields a client sends only when they are set: a server from before them understands every
 request that does not use them."""
 

@@ -81,7 +81,8 @@ def open_server_backend(settings: Settings) -> Backend:
     """The store the server keeps its data in, with the quotas it enforces.
 
     ``settings.db`` (``--db`` or ``$BOTWIRE_DB``), else the embedded store. ``$BOTWIRE_URL``
-    is where *clients* find a store (often this very server) and plays no part here.
+    is where *clients* find a store (often this very server) and plays no part here. With
+    ``settings.embedder``, the server embeds what clients write and search by meaning.
     """
     url = settings.db or "sqlite:///" + str(default_path())
     if url.split(":", 1)[0].lower() in ("http", "https"):
@@ -89,7 +90,15 @@ def open_server_backend(settings: Settings) -> Backend:
             f"the server stores into sqlite:///... or postgresql://..., not {mask_url(url)}"
         )
     quotas = Quotas(settings.quota_writes_per_day, settings.quota_bytes)
-    return create_backend(url, quotas=None if quotas == Quotas() else quotas)
+    backend = create_backend(url, quotas=None if quotas == Quotas() else quotas)
+    if settings.embedder:
+        from botwire.backends.embedding import Embedding
+        from botwire.embedders import resolve
+
+        embedder = resolve(settings.embedder)
+        assert embedder is not None  # a name resolves to one, or raises
+        return Embedding(backend, embedder)
+    return backend
 
 
 def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:

@@ -216,11 +216,13 @@ class SearchIn(OpIn):
     context: Annotated[int, Field(ge=0, le=MAX_CONTEXT)] = 0
     recency: Annotated[float, Field(gt=0, le=_values.MAX_TTL)] | None = None
     distinct: bool | None = None
+    mode: Literal["words", "meaning"] | None = None
 
     def to_op(self, max_value_bytes: int) -> Op:
         return search_request(
             self.ns, self.query, self.prefix, self.where, self.limit, self.ns_prefix, self.match,
             context=self.context, recency=self.recency, distinct=self.distinct,
+            mode=self.mode or "words",
         )  # fmt: skip
 
 
@@ -236,11 +238,12 @@ def search_request(
     context: int = 0,
     recency: float | None = None,
     distinct: bool | None = None,
+    mode: str = "words",
 ) -> Search:
     """A search a client sent (its filter as JSON text), checked as ``Memory.search`` checks."""
     fields = None if where is None else _values.decode_value(_values.canonical_json(where))
     op = search_op(None if ns is None else _ns(ns), query, prefix, fields, limit, match,
-                   context=context, recency=recency, distinct=distinct)  # fmt: skip
+                   context=context, recency=recency, distinct=distinct, mode=mode)  # fmt: skip
     if ns is None:
         op = op._replace(ns_prefix=_values.check_prefix(ns_prefix, "namespace prefix"))
     return op

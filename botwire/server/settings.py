@@ -71,6 +71,10 @@ class Settings:
     """The audience a JWT must be for (required with ``jwks``)."""
     jwt_prefixes_claim: str = "botwire_prefixes"
     """The claim that lists a JWT's namespace prefixes."""
+    embedder: str | None = None
+    """Recall by meaning for clients: the embedder (``"module:function"``, such as
+    ``botwire.embedders:wordllama``) that makes the vectors of every value written through the
+    server and of every ``mode="meaning"`` search's query (see :mod:`botwire.embedders`)."""
     allowed_hosts: str | None = None
     """Host names besides the loopback ones that a loopback server answers MCP requests for
     (comma-separated): the name a TLS proxy on this machine forwards, such as

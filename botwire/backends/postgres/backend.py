@@ -669,6 +669,13 @@ class PostgresBackend(Backend):
                 params,
             )
             raise version_conflict(op.key, op.if_version or 0, 0 if current is None else current[0])
+        if op.vectors is not None and op.vectors.items[0] is not None:
+            yield Query(
+                "UPDATE botwire_entries SET vector = %s, vector_model = %s"
+                " WHERE ns = %s AND key = %s",
+                (op.vectors.items[0], op.vectors.model, op.ns, op.key),
+                "rowcount",
+            )
         return int(row[0])
 
     def _restore(self, op: Restore, now: int) -> Steps:
@@ -709,9 +716,20 @@ class PostgresBackend(Backend):
              [doc["digest"] for doc in docs], op.max_len, op.keep_first, op.ttl,
              expiry(now, op.ttl), now),
         )  # fmt: skip
-        if length is not None:
-            return int(length)
-        return (yield from self._answer(append_steps(op), now))
+        if length is None:
+            length = yield from self._answer(append_steps(op), now)
+        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1
+            back = [len(op.values) - n for n, v in enumerate(op.vectors.items) if v is not None]
+            yield Query(
+                "UPDATE botwire_list_items li SET vector = v.vector, vector_model = %s"
+                " FROM botwire_entries e, unnest(%s::bytea[], %s::bigint[]) AS v(vector, back)"
+                " WHERE e.ns = %s AND e.key = %s AND li.entry_id = e.id"
+                " AND li.seq = e.list_hi - v.back",
+                (op.vectors.model, [v for v in op.vectors.items if v is not None], back,
+                 op.ns, op.key),
+                "rowcount",
+            )  # fmt: skip
+        return int(length)
 
     def _incr(self, op: Incr, now: int) -> Steps:
         return (yield from self._answer(incr_steps(op), now))

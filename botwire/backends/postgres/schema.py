@@ -218,6 +218,26 @@ MIGRATIONS: list[Migration] = [
     # search that matches many documents ranks the shortest first. Every value and item is
     # indexed again.
     lambda conn, progress: index_existing(conn, progress),
+    # 12 (2026-12): vectors for recall by meaning, on the rows they belong to (a value's, a list
+    # item's), written with them by a memory that has an embedder; vector_model is the
+    # embedder's fingerprint. A value that changes loses its vector (a trigger, so that every
+    # write path does); an item's goes with it.
+    """
+    ALTER TABLE botwire_entries ADD COLUMN IF NOT EXISTS vector bytea,
+        ADD COLUMN IF NOT EXISTS vector_model text;
+    ALTER TABLE botwire_list_items ADD COLUMN IF NOT EXISTS vector bytea,
+        ADD COLUMN IF NOT EXISTS vector_model text;
+    CREATE OR REPLACE FUNCTION botwire_vector_stale() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.vector := NULL;
+        NEW.vector_model := NULL;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER botwire_entries_vector_stale BEFORE UPDATE OF value, kind ON botwire_entries
+        FOR EACH ROW WHEN (OLD.vector IS NOT NULL
+            AND (NEW.value IS DISTINCT FROM OLD.value OR NEW.kind <> OLD.kind))
+        EXECUTE FUNCTION botwire_vector_stale();
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

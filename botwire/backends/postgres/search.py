@@ -20,7 +20,9 @@ from botwire.backends.search import (
     parse_query,
     ranked_sql,
     search_hits,
+    search_scope,
 )
+from botwire.backends.search.meaning import meaning_steps
 from botwire.backends.search.query import Weighed
 
 
@@ -65,6 +67,8 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
     """A search in a store of ``language``: what rarity needs when not counted lately, then
     one statement that finds the documents in the namespaces' part of the index, ranks them
     and reads the hits."""
+    if op.mode == "meaning":
+        return (yield from _by_meaning(op, now))
     query = parse_query(op.query, op.match)
     p = DIALECT.params()
     if query.groups:
@@ -196,3 +200,27 @@ def _counts(expressions: list[str]) -> Query:
         " FROM unnest(%s::text[]) WITH ORDINALITY AS q(t, n)",
         (expressions,),
     )
+
+
+def _by_meaning(op: Search, now: int) -> Steps:
+    """The hits of a meaning search (:func:`meaning_steps`): the vectors of values and of list
+    items in its scope."""
+
+    def documents(p: Params, model: str) -> str:
+        scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
+        return (
+            f"SELECT e.id, -1, e.vector FROM botwire_entries e WHERE {scope}"
+            f" AND e.vector_model = {p(model)}"
+            " UNION ALL SELECT li.entry_id, li.seq, li.vector FROM botwire_list_items li"
+            f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {scope}"
+            f" AND li.vector_model = {p(model)}"
+        )
+
+    steps = meaning_steps(DIALECT, op, now, documents)
+    statement = next(steps)
+    while True:
+        rows = yield Query(statement[0], statement[1], "all")
+        try:
+            statement = steps.send(rows)
+        except StopIteration as done:
+            return search_hits(done.value, op.context > 0)

@@ -47,6 +47,10 @@ MAX_CONTEXT = 50
 """Most items before and after a matching item that a search brings with it."""
 
 
+MODES = ("words", "meaning")
+"""How a search ranks: by the words of the query, or by its meaning (an embedder's vectors)."""
+
+
 def search_op(
     ns: str | None,
     query: str,
@@ -58,9 +62,12 @@ def search_op(
     context: int = 0,
     recency: float | timedelta | None = None,
     distinct: bool | None = None,
+    mode: str = "words",
 ) -> Search:
     """A :class:`Search` operation, every argument checked (``InvalidRequest`` says which)."""
     parse_query(query, match)
+    if mode not in MODES:
+        raise InvalidRequest(f"mode is one of {', '.join(map(repr, MODES))}, not {mode!r}")
     if distinct is not None and not isinstance(distinct, bool):
         raise InvalidRequest(f"distinct is True, False or None, not {distinct!r}")
     return Search(
@@ -73,6 +80,7 @@ def search_op(
         context=check_int(context, "context", 0, MAX_CONTEXT),
         recency=None if recency is None else check_ttl(recency),
         distinct=distinct,
+        mode=None if mode == "words" else mode,
     )
 
 

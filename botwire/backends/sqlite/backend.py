@@ -559,6 +559,12 @@ class SQLiteBackend(Backend):
                 (op.ns, op.key, now),
             ).fetchone()
             raise version_conflict(op.key, op.if_version or 0, 0 if found is None else found[0])
+        if op.vectors is not None and op.vectors.items[0] is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO vectors SELECT id, -1, ?, ? FROM entries"
+                " WHERE ns = ? AND key = ?",
+                (op.vectors.model, op.vectors.items[0], op.ns, op.key),
+            )
         return int(row[0])
 
     def _restore(self, conn: sqlite3.Connection, op: Restore, now: int) -> int:
@@ -591,7 +597,17 @@ class SQLiteBackend(Backend):
         return row is not None and (row[0] is None or row[0] > now)
 
     def _append(self, conn: sqlite3.Connection, op: Append, now: int) -> int:
-        return int(self._answer(conn, append_steps(op), now))
+        length = int(self._answer(conn, append_steps(op), now))
+        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1
+            count = len(op.values)
+            conn.executemany(
+                "INSERT OR REPLACE INTO vectors SELECT li.entry_id, li.seq, ?, ? FROM entries e"
+                " JOIN list_items li ON li.entry_id = e.id AND li.seq = e.list_hi - ?"
+                " WHERE e.ns = ? AND e.key = ?",
+                [(op.vectors.model, vector, count - n, op.ns, op.key)
+                 for n, vector in enumerate(op.vectors.items) if vector is not None],
+            )  # fmt: skip
+        return length
 
     def _incr(self, conn: sqlite3.Connection, op: Incr, now: int) -> int:
         return int(self._answer(conn, incr_steps(op), now))

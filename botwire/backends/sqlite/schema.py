@@ -219,6 +219,27 @@ MIGRATIONS: list[str] = [
         DELETE FROM removed_heads WHERE ns = new.ns AND key = new.key;
     END;
     """,
+    # 9 (2026-12): vectors for recall by meaning, one per value and per list item that has text,
+    # written with it by a memory that has an embedder; model is the embedder's fingerprint. A
+    # vector goes when its value changes or goes (triggers, so every write path does), and moves
+    # with its item.
+    """
+    CREATE TABLE vectors (
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,       -- -1: the value; else a list item's
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,       -- unit-length float32
+        PRIMARY KEY (entry_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER vectors_entry_gone AFTER DELETE ON entries
+    BEGIN DELETE FROM vectors WHERE entry_id = old.id; END;
+    CREATE TRIGGER vectors_value_changed AFTER UPDATE OF value, kind ON entries
+    BEGIN DELETE FROM vectors WHERE entry_id = new.id AND seq = -1; END;
+    CREATE TRIGGER vectors_item_gone AFTER DELETE ON list_items
+    BEGIN DELETE FROM vectors WHERE entry_id = old.entry_id AND seq = old.seq; END;
+    CREATE TRIGGER vectors_item_moved AFTER UPDATE OF seq ON list_items
+    BEGIN UPDATE vectors SET seq = new.seq WHERE entry_id = old.entry_id AND seq = old.seq; END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

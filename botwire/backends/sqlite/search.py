@@ -30,7 +30,9 @@ from botwire.backends.search import (
     parse_query,
     ranked_sql,
     search_hits,
+    search_scope,
 )
+from botwire.backends.search.meaning import meaning_steps
 from botwire.backends.search.query import Weighed
 from botwire.errors import InvalidRequest
 
@@ -206,6 +208,8 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     A search whose words match many documents ranks the shortest that match first (the
     highest scores: see :class:`ShortestFirst`), and all of them only where those cannot
     prove its hits."""
+    if op.mode == "meaning":
+        return search_hits(_by_meaning(conn, op, now), op.context > 0)
     enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
@@ -236,6 +240,25 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
             rows = ranking.rows(within, proven) if proven else rows  # that may lack items
             return search_hits(rows, op.context > 0)
     return search_hits(ranking.rows(None), op.context > 0)
+
+
+def _by_meaning(conn: sqlite3.Connection, op: Search, now: int) -> list[Any]:
+    """The ranked rows of a meaning search (:func:`meaning_steps`)."""
+
+    def documents(p: Params, model: str) -> str:
+        scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
+        return (
+            "SELECT v.entry_id, v.seq, v.vector FROM vectors v JOIN entries e"
+            f" ON e.id = v.entry_id WHERE {scope} AND v.model = {p(model)}"
+        )
+
+    steps = meaning_steps(DIALECT, op, now, documents)
+    statement = next(steps)
+    while True:
+        try:
+            statement = steps.send(conn.execute(*statement).fetchall())
+        except StopIteration as done:
+            return list(done.value)
 
 
 class _Ranking:

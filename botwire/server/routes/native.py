@@ -90,6 +90,10 @@ async def search(
     distinct: Annotated[
         bool | None, Query(description="leave out hits that read as a better one")
     ] = None,
+    mode: Annotated[
+        Literal["words", "meaning"],
+        Query(description="rank by the query's words, or by its meaning (needs --embedder)"),
+    ] = "words",
 ) -> Response:
     """Ranked full-text search, for clients in any language (Python's client uses the batch).
 
@@ -100,7 +104,7 @@ async def search(
     """
     state, scope = _state(request)
     op = search_request(ns, q, prefix, where, limit, ns_prefix, match, context=context,
-                        recency=recency, distinct=distinct)  # fmt: skip
+                        recency=recency, distinct=distinct, mode=mode)  # fmt: skip
     (found,) = await state.run(scope, [op])
     enc = _values.to_json
     hits = []

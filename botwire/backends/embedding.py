@@ -1,0 +1,121 @@
+"""A store with an embedder: the vectors of what a batch writes go with it, in its
+transaction, and a search by meaning gets its query's vector.
+
+A memory given ``embedder=`` runs its batches through :class:`Embedding`, and so does a
+server started with ``--embedder`` (its clients send text). The texts of one batch are
+embedded in one call, before the batch runs: a write then waits for the embedder, as it must
+for its vectors to be written with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from typing import Any
+
+from botwire.backends.base import Append, Backend, Change, Changes, Op, Put, Search, Vectors
+from botwire.backends.search.meaning import embed_text
+from botwire.embedders import Embedder
+
+MEANING = "meaning"
+
+
+class Embedding(Backend):
+    """``backend``, with ``embedder`` making the vectors of its writes and searches."""
+
+    def __init__(self, backend: Backend, embedder: Embedder) -> None:
+        super().__init__()
+        self.backend, self.embedder = backend, embedder
+        self.url = backend.url
+        self.clock = backend.clock
+
+    def __repr__(self) -> str:
+        return f"Embedding({self.backend!r}, {self.embedder!r})"
+
+    def execute(self, ops: Sequence[Op]) -> list[Any]:
+        texts, fill = _texts(ops)
+        if not texts:
+            return self.backend.execute(ops)
+        vectors = self.embedder.documents(texts[0]) if texts[0] else []
+        queries = [self.embedder.query(text) for text in texts[1]]
+        return self.backend.execute(fill(self.embedder.fingerprint, vectors, queries))
+
+    async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
+        texts, fill = _texts(ops)
+        if not texts:
+            return await self.backend.aexecute(ops)
+        vectors = await self.embedder.adocuments(texts[0]) if texts[0] else []
+        queries = [await self.embedder.aquery(text) for text in texts[1]]
+        model = await self.embedder.afingerprint()
+        return await self.backend.aexecute(fill(model, vectors, queries))
+
+    def now(self) -> int:
+        return self.backend.now()
+
+    def watcher(self) -> Any:
+        return self.backend.watcher()
+
+    def follow(self, op: Changes) -> Generator[Change, None, None]:
+        return self.backend.follow(op)
+
+    def afollow(self, op: Changes) -> AsyncIterator[Change]:
+        return self.backend.afollow(op)
+
+    def afollow_batches(
+        self, op: Changes, idle: float | None = None
+    ) -> AsyncIterator[list[Change]]:
+        return self.backend.afollow_batches(op, idle)
+
+    def migrate(self, progress: Callable[[int, int], None] | None = None) -> int:
+        return self.backend.migrate(progress)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+Fill = Callable[[str, list[bytes], list[bytes]], list[Op]]
+
+
+def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]:
+    """What a batch needs embedded (the texts of its values, in order, and its meaning
+    searches' queries), and how to put the vectors into its operations; ``None`` when
+    nothing."""
+    values: list[str] = []
+    queries: list[str] = []
+    plans: list[tuple[int, list[int | None]]] = []  # op index, each value's text or None
+    for index, op in enumerate(ops):
+        if type(op) is Put and op.vectors is None:
+            plans.append((index, [_add(values, embed_text(op.value))]))
+        elif type(op) is Append and op.vectors is None:
+            plans.append((index, [_add(values, embed_text(value)) for value in op.values]))
+        elif type(op) is Search and op.mode == MEANING and op.vectors is None:
+            plans.append((index, [-1 - len(queries)]))
+            queries.append(op.query)
+
+    def fill(model: str, vectors: list[bytes], found: list[bytes]) -> list[Op]:
+        filled = list(ops)
+        for index, at in plans:
+            op = filled[index]
+            if type(op) is Search:
+                query = at[0]
+                assert query is not None
+                filled[index] = op._replace(vectors=Vectors(model, (found[-1 - query],)))
+                continue
+            items = tuple(None if n is None else vectors[n] for n in at)
+            if any(item is not None for item in items) and isinstance(op, (Put, Append)):
+                filled[index] = op._replace(vectors=Vectors(model, items))
+        return filled
+
+    if not values and not queries:
+        return None, fill
+    return (values, queries), fill
+
+
+def _add(texts: list[str], text: str | None) -> int | None:
+    """Add ``text`` to ``texts``; its index (``None`` for no text)."""
+    if text is None:
+        return None
+    texts.append(text)
+    return len(texts) - 1

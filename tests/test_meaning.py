@@ -1,0 +1,215 @@
+"""Recall by meaning: a memory with an embedder stores a vector with each value and list item,
+in the write's transaction, and ``search(mode="meaning")`` ranks by similarity to the query,
+with the filters and hit shapes of a word search."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from array import array
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from botwire import AsyncMemory, InvalidRequest, Memory
+from botwire.embedders import Embedder
+
+from .conftest import empty_postgres
+from .helpers import Server, concepts
+
+QUESTION = "How far is Lisbon from Porto?"
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store of each engine, empty."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meaning.db'}"
+    pg_url: str = request.getfixturevalue("pg_url")
+    empty_postgres(pg_url)
+    return pg_url
+
+
+def vectors_of(url: str) -> list[str]:
+    """The model of every vector the store holds."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            rows = conn.execute("SELECT model FROM vectors").fetchall()
+    else:
+        import psycopg
+
+        from botwire.backends.postgres import parse_url
+
+        conninfo, schema, *_ = parse_url(url)
+        with psycopg.connect(conninfo, options=f"-c search_path={schema}") as conn:
+            rows = conn.execute(
+                "SELECT vector_model FROM botwire_entries WHERE vector IS NOT NULL UNION ALL"
+                " SELECT vector_model FROM botwire_list_items WHERE vector IS NOT NULL"
+            ).fetchall()
+    return sorted(model for (model,) in rows)
+
+
+def test_meaning_finds_what_words_miss(url: str) -> None:
+    mem = Memory("user-1", url, embedder=concepts)
+    mem.set("trip", "We planned a trip to Portugal in May")
+    mem.set("pet", {"note": "My cat likes tuna"})
+    mem.set("age", 42)  # no text: no vector, never a hit by meaning
+    assert mem.search(QUESTION) == []  # no value holds every word
+    hits = mem.search(QUESTION, mode="meaning")
+    assert [hit.key for hit in hits] == ["trip", "pet"]
+    assert hits[0].value == "We planned a trip to Portugal in May"
+    assert 0.5 < hits[0].score <= 1.0 and hits[1].score < 0.5
+
+
+def test_list_items_are_found_by_meaning_one_by_one(url: str) -> None:
+    mem = Memory("user-1", url, embedder=concepts)
+    mem.append(
+        "chat",
+        {"role": "user", "content": "I love jazz concerts"},
+        {"role": "user", "content": "Flight to Lisbon booked"},
+        {"role": "assistant", "content": "Noted, your manager meeting moved"},
+    )
+    (hit,) = mem.search(QUESTION, mode="meaning", limit=1)
+    assert hit.key == "chat" and hit.value is None
+    assert hit.items is not None and hit.items[0].position == 1
+    (hit,) = mem.search(QUESTION, mode="meaning", limit=1, context=1)
+    assert hit.context is not None
+    assert [item.position for item in hit.context] == [0, 1, 2]
+
+
+def test_the_ranking_is_the_cosine_of_every_stored_vector(url: str) -> None:
+    """Differential: the order and scores equal a brute-force cosine over every value."""
+    texts = [f"{a} {b}" for a in ("lisbon", "cat", "jazz", "deadline", "tuna")
+             for b in ("trip", "dinner", "guitar", "sofa")]  # fmt: skip
+    mem = Memory("many", url, embedder=concepts)
+    mem.set_many({f"k{n:02d}": text for n, text in enumerate(texts)})
+    embedder = Embedder(concepts)
+    query = array("f", embedder.query("a trip to Porto"))
+
+    def cosine(text: str) -> float:
+        return sum(a * b for a, b in zip(array("f", embedder.query(text)), query, strict=True))
+
+    expected = sorted(
+        ((cosine(text), f"k{n:02d}") for n, text in enumerate(texts)),
+        key=lambda pair: (-round(pair[0], 5), pair[1]),
+    )
+    hits = mem.search("a trip to Porto", mode="meaning", limit=20)
+    assert [round(hit.score, 5) for hit in hits] == [round(score, 5) for score, _ in expected]
+    tops = {key for score, key in expected if round(score, 5) == round(expected[0][0], 5)}
+    assert hits[0].key in tops
+
+
+def test_filters_limit_and_prefix_apply_as_in_a_word_search(url: str) -> None:
+    mem = Memory("notes", url, embedder=concepts)
+    for n in range(30):
+        mem.set(f"a{n:02d}", {"kind": "travel" if n % 10 == 0 else "other",
+                              "text": f"a trip to Lisbon number {n}"})  # fmt: skip
+    mem.set("b", {"kind": "travel", "text": "Porto by train"})
+    hits = mem.search(QUESTION, mode="meaning", where={"kind": "travel"}, limit=10)
+    assert sorted(hit.key for hit in hits) == ["a00", "a10", "a20", "b"]
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning", prefix="b")] == ["b"]
+    assert len(mem.search(QUESTION, mode="meaning", limit=3)) == 3
+
+
+def test_vectors_follow_the_data(url: str) -> None:
+    mem = Memory("user-1", url, embedder=concepts)
+    plain = Memory("user-1", url)  # no embedder: writes no vector
+    mem.set("trip", "Lisbon in May")
+    mem.append("chat", "Lisbon flight", "cat food", max_len=2)
+    assert len(vectors_of(url)) == 3
+    plain.set("trip", "a trip to Portugal")  # changed without a vector: its old one goes
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["chat"]
+    mem.append("chat", "jazz tonight", max_len=2)  # the window drops "Lisbon flight"
+    (hit,) = mem.search(QUESTION, mode="meaning", limit=5)
+    assert hit.items is not None
+    assert sorted(item.value for item in hit.items) == ["cat food", "jazz tonight"]
+    assert len(vectors_of(url)) == 2
+    mem.delete("chat")
+    assert vectors_of(url) == [] and mem.search(QUESTION, mode="meaning") == []
+    mem.set("trip", "Lisbon again")
+    mem.clear()
+    assert vectors_of(url) == []
+
+
+def test_another_models_vectors_are_never_compared(url: str) -> None:
+    def other(texts: list[str]) -> list[list[float]]:
+        return [[float(len(text)), 1.0] for text in texts]
+
+    Memory("user-1", url, embedder=other).set("short", "Lisbon")
+    mem = Memory("user-1", url, embedder=concepts)
+    mem.set("trip", "a trip to Portugal")
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["trip"]
+    assert len(set(vectors_of(url))) == 2
+
+
+def test_async_memory_and_async_embedder(url: str) -> None:
+    async def aconcepts(texts: list[str]) -> list[list[float]]:
+        await asyncio.sleep(0)
+        return concepts(texts)
+
+    async def main() -> list[Any]:
+        mem = AsyncMemory("user-1", url, embedder=aconcepts)
+        await mem.set("trip", "We planned a trip to Portugal")
+        await mem.append("chat", "my cat purrs")
+        return await mem.search(QUESTION, mode="meaning")
+
+    assert [hit.key for hit in asyncio.run(main())] == ["trip", "chat"]
+
+
+def test_bad_searches_are_refused(url: str) -> None:
+    mem = Memory("user-1", url)
+    mem.set("trip", "Lisbon")
+    with pytest.raises(InvalidRequest, match="needs an embedder"):
+        mem.search(QUESTION, mode="meaning")
+    with pytest.raises(InvalidRequest, match="mode is one of"):
+        mem.search(QUESTION, mode="vibes")  # type: ignore[arg-type]
+
+
+def test_a_failing_embedder_writes_nothing(url: str) -> None:
+    def broken(texts: list[str]) -> list[list[float]]:
+        raise RuntimeError("the model server is down")
+
+    mem = Memory("user-1", url, embedder=broken)
+    with pytest.raises(RuntimeError, match="down"):
+        mem.set("trip", "Lisbon")
+    with pytest.raises(InvalidRequest, match="returned 1 vectors for 2 texts"):
+        Memory("user-1", url, embedder=lambda texts: [[1.0]]).append("chat", "a", "b")
+    assert Memory("user-1", url).get("trip") is None and Memory("user-1", url).get("chat") is None
+
+
+def test_a_server_with_an_embedder_embeds_for_its_clients(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'served.db'}"
+    with Server(db, "--embedder", "tests.helpers:concepts") as server:
+        mem = Memory("user-1", server.url)  # the client sends text only
+        mem.set("trip", "We planned a trip to Portugal in May")
+        mem.set("pet", "My cat likes tuna")
+        mem.append("chat", "jazz tonight", "Flight to Lisbon booked")
+        hits = mem.search(QUESTION, mode="meaning", limit=2)
+        assert [hit.key for hit in hits] == ["chat", "trip"]
+        assert hits[0].items is not None and hits[0].items[0].position == 1
+        answer = httpx.get(
+            f"{server.url}/v1/search",
+            params={"ns": "user-1", "q": QUESTION, "mode": "meaning", "limit": 1},
+        )
+        assert answer.status_code == 200 and answer.json()["hits"][0]["key"] == "chat"
+        with pytest.raises(InvalidRequest, match="the server embeds"):
+            Memory("user-1", server.url, embedder=concepts)
+    assert vectors_of(db) and len(set(vectors_of(db))) == 1  # written in the server's store
+
+
+def test_a_server_without_an_embedder_refuses_a_search_by_meaning(tmp_path: Path) -> None:
+    with Server(f"sqlite:///{tmp_path / 'plain.db'}") as server:
+        mem = Memory("user-1", server.url)
+        mem.set("trip", "Lisbon")
+        with pytest.raises(InvalidRequest, match="needs an embedder"):
+            mem.search(QUESTION, mode="meaning")
+        answer = httpx.get(
+            f"{server.url}/v1/search", params={"ns": "user-1", "q": "x", "mode": "meaning"}
+        )
+        assert answer.status_code == 400 and "needs an embedder" in answer.json()["detail"]
+        answer = httpx.get(
+            f"{server.url}/v1/search", params={"ns": "user-1", "q": "x", "mode": "vibes"}
+        )
+        assert answer.status_code in (400, 422)
