@@ -360,7 +360,7 @@ class Memory(_MemoryBase):
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
-        mode: Literal["words", "meaning"] = "words",
+        mode: Literal["words", "meaning", "hybrid"] = "words",
     ) -> list[Hit]:
         """Keys whose key or text matches ``query``, most relevant first, then newest first.
 
@@ -388,10 +388,12 @@ class Memory(_MemoryBase):
                 since it was written, so that among equally relevant hits the newer wins.
             distinct: leave out keys (and list items) whose text reads as a better hit's;
                 ``None``: yes with ``match="any"``, no otherwise.
-            mode: ``"words"`` (the default), or ``"meaning"``: the keys (and list items)
-                whose text means what the query means, by the memory's embedder
+            mode: ``"words"`` (the default); ``"meaning"``: the keys (and list items) whose
+                text means what the query means, by the memory's embedder
                 (``Memory(..., embedder=...)``), most similar first (``Hit.score``: the
-                cosine similarity); only what was written with that embedder has vectors.
+                cosine similarity; only what was written with that embedder has vectors);
+                ``"hybrid"``: both rankings fused (``Hit.score``: the sum of each one's
+                standard score, see :func:`botwire.backends.search.meaning.fuse`).
 
         Example::
 
@@ -613,7 +615,7 @@ class AsyncMemory(_MemoryBase):
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
-        mode: Literal["words", "meaning"] = "words",
+        mode: Literal["words", "meaning", "hybrid"] = "words",
     ) -> list[Hit]:
         """Ranked full-text search; see :meth:`Memory.search`."""
         return await self._run(

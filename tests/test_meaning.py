@@ -188,6 +188,8 @@ def test_a_server_with_an_embedder_embeds_for_its_clients(tmp_path: Path) -> Non
         mem.append("chat", "jazz tonight", "Flight to Lisbon booked")
         hits = mem.search(QUESTION, mode="meaning", limit=2)
         assert [hit.key for hit in hits] == ["chat", "trip"]
+        hybrid = mem.search(QUESTION, mode="hybrid", match="any", limit=2)
+        assert {hit.key for hit in hybrid} == {"chat", "trip"}
         assert hits[0].items is not None and hits[0].items[0].position == 1
         answer = httpx.get(
             f"{server.url}/v1/search",
@@ -213,3 +215,18 @@ def test_a_server_without_an_embedder_refuses_a_search_by_meaning(tmp_path: Path
             f"{server.url}/v1/search", params={"ns": "user-1", "q": "x", "mode": "vibes"}
         )
         assert answer.status_code in (400, 422)
+
+
+def test_hybrid_finds_what_either_ranking_finds(url: str) -> None:
+    mem = Memory("user-1", url, embedder=concepts)
+    mem.set("trip", "We planned a trip to Portugal in May")  # meaning only
+    mem.set("code", "my locker code is far far away: 4711")  # the words "far", only
+    mem.set("pet", "My cat likes tuna")  # neither
+    for n in range(20):
+        mem.set(f"noise-{n}", f"an unrelated note number {n} about the weather")
+    hits = mem.search(QUESTION, mode="hybrid", match="any", limit=3)
+    assert {hit.key for hit in hits[:2]} == {"trip", "code"}
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    words = mem.search(QUESTION, match="any", limit=3)
+    meaning = mem.search(QUESTION, mode="meaning", limit=3)
+    assert "trip" not in {hit.key for hit in words} and meaning[0].key == "trip"

@@ -16,7 +16,8 @@ from botwire.backends.base import Append, Backend, Change, Changes, Op, Put, Sea
 from botwire.backends.search.meaning import embed_text
 from botwire.embedders import Embedder
 
-MEANING = "meaning"
+MEANING = ("meaning", "hybrid")
+"""The search modes that need the query's vector."""
 
 
 class Embedding(Backend):
@@ -90,7 +91,7 @@ def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]
             plans.append((index, [_add(values, embed_text(op.value))]))
         elif type(op) is Append and op.vectors is None:
             plans.append((index, [_add(values, embed_text(value)) for value in op.values]))
-        elif type(op) is Search and op.mode == MEANING and op.vectors is None:
+        elif type(op) is Search and op.mode in MEANING and op.vectors is None:
             plans.append((index, [-1 - len(queries)]))
             queries.append(op.query)
 

@@ -22,7 +22,7 @@ from botwire.backends.search import (
     search_hits,
     search_scope,
 )
-from botwire.backends.search.meaning import meaning_steps
+from botwire.backends.search.meaning import fuse, meaning_steps, pooled
 from botwire.backends.search.query import Weighed
 
 
@@ -60,6 +60,8 @@ DIALECT = Dialect(
     json=_PostgresJson(),
     style="%({})s",
     no_digest="NULL::text",
+    scored="SELECT (x ->> 0)::bigint, (x ->> 1)::bigint, (x ->> 2)::float8"
+    " FROM jsonb_array_elements({}::jsonb) x",
 )
 
 
@@ -68,7 +70,13 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
     one statement that finds the documents in the namespaces' part of the index, ranks them
     and reads the hits."""
     if op.mode == "meaning":
-        return (yield from _by_meaning(op, now))
+        rows, _ = yield from _by_meaning(op, now)
+        return search_hits(rows, op.context > 0)
+    if op.mode == "hybrid":
+        pool = pooled(op)
+        words = yield from search(pool._replace(mode=None), now, counts, language)
+        rows, spread = yield from _by_meaning(pool, now)
+        return fuse(words, search_hits(rows, op.context > 0), spread, op.limit)
     query = parse_query(op.query, op.match)
     p = DIALECT.params()
     if query.groups:
@@ -203,8 +211,8 @@ def _counts(expressions: list[str]) -> Query:
 
 
 def _by_meaning(op: Search, now: int) -> Steps:
-    """The hits of a meaning search (:func:`meaning_steps`): the vectors of values and of list
-    items in its scope."""
+    """The ranked rows of a meaning search and the spread of its similarities
+    (:func:`meaning_steps`): the vectors of values and of list items in its scope."""
 
     def documents(p: Params, model: str) -> str:
         scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
@@ -223,4 +231,4 @@ def _by_meaning(op: Search, now: int) -> Steps:
         try:
             statement = steps.send(rows)
         except StopIteration as done:
-            return search_hits(done.value, op.context > 0)
+            return done.value

@@ -14,11 +14,12 @@ up to every vector in scope.
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from botwire.backends.base import Search
+from botwire.backends.base import Search, SearchHit
 from botwire.backends.search.filters import Params
 from botwire.backends.search.sql import Dialect, ranked_sql, shown_keys
 from botwire.backends.search.text import is_text, strings
@@ -64,14 +65,23 @@ Statement = tuple[str, Any]
 """SQL and its parameters, for the engine to run in the search's transaction."""
 
 
+class Spread(NamedTuple):
+    """How similar the documents in a search's scope are to its query: how many, their mean
+    similarity and its standard deviation."""
+
+    documents: int
+    mean: float
+    deviation: float
+
+
 def meaning_steps(
     d: Dialect, op: Search, now: int, documents: Callable[[Params, str], str]
-) -> Generator[Statement, list[Any], list[Any]]:
-    """The rows of :func:`ranked_sql` (for :func:`search_hits`) of a meaning search, as
-    statements to run: first ``documents(p, model)``, the engine's SQL that reads
-    ``(entry_id, seq, vector)`` of every vector in the search's scope (:func:`search_scope`,
-    on ``e``) made by ``model``; then the ranking of the most similar, more of them while the
-    filters leave too few keys."""
+) -> Generator[Statement, list[Any], tuple[list[Any], Spread]]:
+    """The rows of :func:`ranked_sql` (for :func:`search_hits`) of a meaning search, and the
+    :class:`Spread` of its similarities, as statements to run: first ``documents(p, model)``,
+    the engine's SQL that reads ``(entry_id, seq, vector)`` of every vector in the search's
+    scope (:func:`search_scope`, on ``e``) made by ``model``; then the ranking of the most
+    similar, more of them while the filters leave too few keys."""
     model = check_meaning(op)
     assert op.vectors is not None and op.vectors.items[0] is not None
     p = d.params()
@@ -80,18 +90,74 @@ def meaning_steps(
     order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
     take = max(FIRST_CANDIDATES, shown_keys(op) * 8)
     while True:
-        # The chosen documents as literals (numbers this code made): any number of them fits
-        # in one statement, where parameters would not.
-        rows = ", ".join(
-            f"({int(found[i][0])}, {int(found[i][1])}, {float(scores[i])!r}, 1,"
-            f" {d.no_digest}, 1)"
-            for i in order[:take]
-        )  # fmt: skip
-        candidates = f"VALUES {rows}" if rows else (
-            f"SELECT 0, 0, 0.0, 1, {d.no_digest}, 1 WHERE 1 = 0"
-        )  # fmt: skip
+        chosen = [[found[i][0], found[i][1], scores[i]] for i in order[:take]]
         p = d.params()
+        triples = d.scored.format(p(json.dumps(chosen)))
+        candidates = f"SELECT s.*, 1, {d.no_digest}, 1 FROM ({triples}) s"
         ranked = yield ranked_sql(d, p, op, now, candidates), p.values
         if len({(row[0], row[1]) for row in ranked}) >= op.limit or take >= len(order):
-            return ranked
+            return ranked, _spread(scores)
         take *= 4
+
+
+def _spread(scores: list[float]) -> Spread:
+    if not scores:
+        return Spread(0, 0.0, 1.0)
+    mean = math.fsum(scores) / len(scores)
+    deviation = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / len(scores))
+    return Spread(len(scores), mean, deviation or 1.0)
+
+
+# -- hybrid: both rankings, fused --------------------------------------------------------------
+
+HYBRID_POOL = 50
+"""Keys each ranking hands to the fusion (at least; more when a search shows more)."""
+MEANING_WEIGHT = 1.2
+"""How much a standard deviation of similarity weighs beside one of word relevance."""
+
+
+def pooled(op: Search) -> Search:
+    """The search each ranking of a hybrid search runs: its pool of keys."""
+    return op._replace(limit=max(op.limit, HYBRID_POOL))
+
+
+def fuse(
+    words: list[SearchHit], meaning: list[SearchHit], spread: Spread, limit: int
+) -> list[SearchHit]:
+    """The hits of a hybrid search from those of its two rankings (each its pool of keys, best
+    first), ``limit`` of them with each list's best ``limit`` items.
+
+    Each ranking's scores are taken as standard scores over every document in the search's
+    scope: a similarity against the mean and deviation of all of them (``spread``), a word
+    relevance against the same over the documents, where one that holds no word of the query
+    scores 0. A key's hybrid score is its words' standard score plus :data:`MEANING_WEIGHT`
+    times its meaning's (a key outside the words' pool counts as holding no word of the query,
+    one outside the meaning's pool as its pool's last). So a
+    ranking counts by how far its best stand out from the rest of the store: an embedder
+    that tells documents apart poorly, whose best similarities barely stand out, moves the
+    word ranking little, and a strong one can lift a key that shares no word with the query.
+    """
+    count = max(spread.documents, len(words), 1)
+    scores = [hit.score for hit in words]
+    mean = math.fsum(scores) / count
+    square = math.fsum((x - mean) ** 2 for x in scores) + (count - len(scores)) * mean**2
+    deviation = math.sqrt(square / count) or 1.0
+    by_words = {(hit.ns, hit.key): (hit.score - mean) / deviation for hit in words}
+    by_meaning = {(h.ns, h.key): (h.score - spread.mean) / spread.deviation for h in meaning}
+    no_words = -mean / deviation  # as a document that holds no word of the query
+    no_meaning = min(by_meaning.values(), default=0.0)
+    found = {(hit.ns, hit.key): hit for hit in meaning}
+    found.update({(hit.ns, hit.key): hit for hit in words})  # a list's items as words found
+    fused = {
+        key: by_words.get(key, no_words) + MEANING_WEIGHT * by_meaning.get(key, no_meaning)
+        for key in found
+    }
+    best = sorted(found, key=lambda key: (-fused[key], -found[key].updated_at))[:limit]
+    return [_trimmed(found[key]._replace(score=fused[key]), limit) for key in best]
+
+
+def _trimmed(hit: SearchHit, limit: int) -> SearchHit:
+    """``hit`` with its best ``limit`` items only."""
+    if hit.items is None or len(hit.items) <= limit:
+        return hit
+    return hit._replace(items=hit.items[:limit])

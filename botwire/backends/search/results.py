@@ -47,8 +47,9 @@ MAX_CONTEXT = 50
 """Most items before and after a matching item that a search brings with it."""
 
 
-MODES = ("words", "meaning")
-"""How a search ranks: by the words of the query, or by its meaning (an embedder's vectors)."""
+MODES = ("words", "meaning", "hybrid")
+"""How a search ranks: by the words of the query, by its meaning (an embedder's vectors), or
+by both (see :func:`botwire.backends.search.meaning.fuse`)."""
 
 
 def search_op(

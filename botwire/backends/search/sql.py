@@ -202,6 +202,9 @@ class Dialect(NamedTuple):
     """A parameter's placeholder, with ``{}`` for its name."""
     no_digest: str
     """SQL for a document without a digest (a typed ``NULL``)."""
+    scored: str
+    """SQL that reads ``(entry_id, seq, score)`` rows from a JSON array of such triples, given
+    as the parameter ``{}`` (one parameter, whatever their number)."""
 
     def params(self) -> Params:
         return Params(self.style)

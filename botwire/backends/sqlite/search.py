@@ -32,7 +32,7 @@ from botwire.backends.search import (
     search_hits,
     search_scope,
 )
-from botwire.backends.search.meaning import meaning_steps
+from botwire.backends.search.meaning import Spread, fuse, meaning_steps, pooled
 from botwire.backends.search.query import Weighed
 from botwire.errors import InvalidRequest
 
@@ -94,6 +94,7 @@ DIALECT = Dialect(
     json=_SQLiteJson(),
     style=":{}",
     no_digest="NULL",
+    scored="SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each({})",
 )
 
 
@@ -209,7 +210,12 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     highest scores: see :class:`ShortestFirst`), and all of them only where those cannot
     prove its hits."""
     if op.mode == "meaning":
-        return search_hits(_by_meaning(conn, op, now), op.context > 0)
+        return search_hits(_by_meaning(conn, op, now)[0], op.context > 0)
+    if op.mode == "hybrid":
+        pool = pooled(op)
+        words = search(conn, pool._replace(mode=None), now, counts)
+        rows, spread = _by_meaning(conn, pool, now)
+        return fuse(words, search_hits(rows, op.context > 0), spread, op.limit)
     enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
@@ -242,8 +248,9 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     return search_hits(ranking.rows(None), op.context > 0)
 
 
-def _by_meaning(conn: sqlite3.Connection, op: Search, now: int) -> list[Any]:
-    """The ranked rows of a meaning search (:func:`meaning_steps`)."""
+def _by_meaning(conn: sqlite3.Connection, op: Search, now: int) -> tuple[list[Any], Spread]:
+    """The ranked rows of a meaning search and the spread of its similarities
+    (:func:`meaning_steps`)."""
 
     def documents(p: Params, model: str) -> str:
         scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
@@ -258,7 +265,8 @@ def _by_meaning(conn: sqlite3.Connection, op: Search, now: int) -> list[Any]:
         try:
             statement = steps.send(conn.execute(*statement).fetchall())
         except StopIteration as done:
-            return list(done.value)
+            rows, spread = done.value
+            return list(rows), spread
 
 
 class _Ranking:

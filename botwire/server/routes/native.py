@@ -91,8 +91,8 @@ async def search(
         bool | None, Query(description="leave out hits that read as a better one")
     ] = None,
     mode: Annotated[
-        Literal["words", "meaning"],
-        Query(description="rank by the query's words, or by its meaning (needs --embedder)"),
+        Literal["words", "meaning", "hybrid"],
+        Query(description="rank by the query's words, its meaning, or both (--embedder)"),
     ] = "words",
 ) -> Response:
     """Ranked full-text search, for clients in any language (Python's client uses the batch).
