@@ -44,6 +44,9 @@ class Embedder:
         name: identifies the model for good (``"text-embedding-3-small"``); without one, the
             fingerprint is taken from the model's own vectors for two fixed texts, so that
             another model (or the same one at other dimensions) is told apart.
+        hybrid_weight: how much this model's ranking weighs beside the words' in a hybrid
+            search; default: calibrated once per store (see
+            :mod:`botwire.backends.search.calibration`).
     """
 
     def __init__(
@@ -52,12 +55,18 @@ class Embedder:
         query: EmbedFunction | None = None,
         *,
         name: str | None = None,
+        hybrid_weight: float | None = None,
     ) -> None:
         if not callable(documents) or (query is not None and not callable(query)):
             raise InvalidRequest("an embedder must be callable: list[str] -> list[list[float]]")
         self._documents = documents
         self._query = query or documents
         self.name = name
+        if hybrid_weight is not None and not (
+            isinstance(hybrid_weight, (int, float)) and 0 <= hybrid_weight < math.inf
+        ):
+            raise InvalidRequest(f"hybrid_weight is a number from 0, not {hybrid_weight!r}")
+        self.hybrid_weight = hybrid_weight
         self._fingerprint: str | None = None
         self.dims: int | None = None
 

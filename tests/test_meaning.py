@@ -5,6 +5,7 @@ with the filters and hit shapes of a word search."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from array import array
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from botwire import AsyncMemory, InvalidRequest, Memory
+from botwire.backends.base import Get
 from botwire.embedders import Embedder
 
 from .conftest import empty_postgres
@@ -230,3 +232,89 @@ def test_hybrid_finds_what_either_ranking_finds(url: str) -> None:
     words = mem.search(QUESTION, match="any", limit=3)
     meaning = mem.search(QUESTION, mode="meaning", limit=3)
     assert "trip" not in {hit.key for hit in words} and meaning[0].key == "trip"
+
+
+def kept(mem: Memory, key: str) -> Any:
+    """What the store keeps under ``key`` in botwire's namespace of calibrations."""
+    (record,) = mem.backend.execute([Get("/meaning", key)])
+    return None if record is None else json.loads(record.value)
+
+
+def test_each_embedder_is_calibrated_once_and_the_weight_is_kept(url: str) -> None:
+    from botwire.backends.search import calibration
+
+    calls: list[int] = []
+
+    def counted(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return concepts(texts)
+
+    calibration._known.clear()
+    mem = Memory("user-1", url, embedder=Embedder(counted, name="counted-concepts"))
+    mem.set("trip", "a trip to Portugal")
+    before = sum(calls)
+    mem.search(QUESTION, mode="hybrid", match="any")
+    measured = sum(calls) - before
+    assert measured > 1500  # the calibration's turns and questions
+    stored = kept(mem, "weight:counted-concepts")
+    assert stored is not None and stored["weight"] in calibration.WEIGHTS
+    assert stored["hybrid"] >= max(stored["words"], stored["meaning"])
+    calibration._known.clear()  # another process: reads the store's
+    again = Memory("user-1", url, embedder=Embedder(counted, name="counted-concepts"))
+    again.search(QUESTION, mode="hybrid", match="any")
+    assert sum(calls) - before - measured <= 2  # the query only
+    fixed = Embedder(counted, name="fixed", hybrid_weight=0.5)
+    Memory("user-1", url, embedder=fixed).search(QUESTION, mode="hybrid", match="any")
+    assert kept(mem, "weight:fixed") is None
+
+
+def test_calibration_takes_words_alone_from_a_weak_model_and_meaning_from_a_good_one() -> None:
+    """On the calibration conversations (and, below, on the recall benchmark's, which it
+    never saw), hybrid is never below the better of words and meaning."""
+    import hashlib
+
+    from botwire.backends.search.calibration import calibrate
+    from botwire.embedders import wordllama
+
+    def hashing(texts: list[str]) -> list[list[float]]:
+        vectors = []
+        for text in texts:
+            vector = [0.0] * 64
+            for word in text.lower().split():
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+                vector[h % 64] += 1.0 if (h >> 7) & 1 else -1.0
+            vectors.append(vector)
+        return vectors
+
+    weak, good = calibrate(Embedder(hashing)), calibrate(wordllama())
+    assert weak.weight < good.weight and weak.hybrid >= max(weak.words, weak.meaning)
+    assert good.weight >= 1 and good.hybrid >= max(good.words, good.meaning)
+    assert good.meaning > good.words > weak.meaning
+
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "bench" / "recall_conversations.jsonl").read_text().splitlines()
+    held_out = [json.loads(line) for line in lines[:6]]
+    for embedder, weight in ((Embedder(hashing), weak.weight), (wordllama(), good.weight)):
+        found = _recalls(held_out, embedder, weight)
+        assert found["hybrid"] >= max(found["words"], found["meaning"]) - 0.005, found
+
+
+def _recalls(
+    conversations: list[dict[str, Any]], embedder: Embedder, weight: float
+) -> dict[str, float]:
+    """recall@10 of each mode on ``conversations`` (a store in a temporary folder)."""
+    import tempfile
+
+    found: dict[str, list[float]] = {"words": [], "meaning": [], "hybrid": []}
+    with tempfile.TemporaryDirectory() as folder:
+        embedder.hybrid_weight = weight
+        for conv in conversations:
+            mem = Memory(conv["id"], f"sqlite:///{folder}/held-out.db", embedder=embedder)
+            mem.set_many({t["id"]: {"speaker": t["speaker"], "text": t["text"],
+                                    "session": t["session"]} for t in conv["turns"]})  # fmt: skip
+            for q in conv["questions"]:
+                for mode in found:
+                    hits = mem.search(q["question"], match="any", limit=10, mode=mode)  # type: ignore[arg-type]
+                    keys = {hit.key for hit in hits}
+                    found[mode].append(len(keys & set(q["evidence"])) / len(q["evidence"]))
+    return {mode: sum(values) / len(values) for mode, values in found.items()}

@@ -200,7 +200,10 @@ class Search(NamedTuple):
     """``"meaning"``: rank by the similarity of the stored vectors to ``vectors`` (the query's);
     ``"hybrid"``: by both, fused; ``None``: by words."""
     vectors: Vectors | None = None
-    """The query's vector (one item), for ``mode="meaning"``."""
+    """The query's vector (one item), for ``mode="meaning"`` and ``"hybrid"``."""
+    weight: float | None = None
+    """With ``mode="hybrid"``: how much the meaning ranking weighs beside the words' (the
+    embedder's calibrated weight; ``None``: 1)."""
 
 
 class Changes(NamedTuple):

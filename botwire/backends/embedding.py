@@ -9,6 +9,7 @@ for its vectors to be written with it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any
 
@@ -38,7 +39,8 @@ class Embedding(Backend):
             return self.backend.execute(ops)
         vectors = self.embedder.documents(texts[0]) if texts[0] else []
         queries = [self.embedder.query(text) for text in texts[1]]
-        return self.backend.execute(fill(self.embedder.fingerprint, vectors, queries))
+        weight = self._weight(ops)
+        return self.backend.execute(fill(self.embedder.fingerprint, vectors, queries, weight))
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
         texts, fill = _texts(ops)
@@ -47,7 +49,16 @@ class Embedding(Backend):
         vectors = await self.embedder.adocuments(texts[0]) if texts[0] else []
         queries = [await self.embedder.aquery(text) for text in texts[1]]
         model = await self.embedder.afingerprint()
-        return await self.backend.aexecute(fill(model, vectors, queries))
+        weight = await asyncio.to_thread(self._weight, ops)
+        return await self.backend.aexecute(fill(model, vectors, queries, weight))
+
+    def _weight(self, ops: Sequence[Op]) -> float | None:
+        """The embedder's weight in a hybrid search, where the batch holds one."""
+        if not any(type(op) is Search and op.mode == "hybrid" for op in ops):
+            return None
+        from botwire.backends.search.calibration import hybrid_weight
+
+        return hybrid_weight(self.backend, self.embedder)
 
     def now(self) -> int:
         return self.backend.now()
@@ -76,7 +87,7 @@ class Embedding(Backend):
         await self.backend.aclose()
 
 
-Fill = Callable[[str, list[bytes], list[bytes]], list[Op]]
+Fill = Callable[[str, list[bytes], list[bytes], float | None], list[Op]]
 
 
 def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]:
@@ -95,14 +106,17 @@ def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]
             plans.append((index, [-1 - len(queries)]))
             queries.append(op.query)
 
-    def fill(model: str, vectors: list[bytes], found: list[bytes]) -> list[Op]:
+    def fill(
+        model: str, vectors: list[bytes], found: list[bytes], weight: float | None
+    ) -> list[Op]:
         filled = list(ops)
         for index, at in plans:
             op = filled[index]
             if type(op) is Search:
                 query = at[0]
                 assert query is not None
-                filled[index] = op._replace(vectors=Vectors(model, (found[-1 - query],)))
+                vector = Vectors(model, (found[-1 - query],))
+                filled[index] = op._replace(vectors=vector, weight=op.weight or weight)
                 continue
             items = tuple(None if n is None else vectors[n] for n in at)
             if any(item is not None for item in items) and isinstance(op, (Put, Append)):

@@ -40,7 +40,7 @@ NEWER_FIELDS: dict[type, tuple[str, ...]] = {
     ListNamespaces: ("sizes",),
     Put: ("vectors",),
     Append: ("vectors",),
-    Search: ("mode", "vectors"),
+    Search: ("mode", "vectors", "weight"),
 }
 """Fields a client sends only when they are set: a server from before them understands every
 request that does not use them."""

@@ -76,7 +76,7 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
         pool = pooled(op)
         words = yield from search(pool._replace(mode=None), now, counts, language)
         rows, spread = yield from _by_meaning(pool, now)
-        return fuse(words, search_hits(rows, op.context > 0), spread, op.limit)
+        return fuse(words, search_hits(rows, op.context > 0), spread, op.limit, op.weight)
     query = parse_query(op.query, op.match)
     p = DIALECT.params()
     if query.groups:

@@ -112,8 +112,9 @@ def _spread(scores: list[float]) -> Spread:
 
 HYBRID_POOL = 50
 """Keys each ranking hands to the fusion (at least; more when a search shows more)."""
-MEANING_WEIGHT = 1.2
-"""How much a standard deviation of similarity weighs beside one of word relevance."""
+MEANING_WEIGHT = 1.0
+"""How much a standard deviation of similarity weighs beside one of word relevance, where a
+search does not say (an embedder's own is calibrated)."""
 
 
 def pooled(op: Search) -> Search:
@@ -122,7 +123,11 @@ def pooled(op: Search) -> Search:
 
 
 def fuse(
-    words: list[SearchHit], meaning: list[SearchHit], spread: Spread, limit: int
+    words: list[SearchHit],
+    meaning: list[SearchHit],
+    spread: Spread,
+    limit: int,
+    weight: float | None = None,
 ) -> list[SearchHit]:
     """The hits of a hybrid search from those of its two rankings (each its pool of keys, best
     first), ``limit`` of them with each list's best ``limit`` items.
@@ -130,13 +135,13 @@ def fuse(
     Each ranking's scores are taken as standard scores over every document in the search's
     scope: a similarity against the mean and deviation of all of them (``spread``), a word
     relevance against the same over the documents, where one that holds no word of the query
-    scores 0. A key's hybrid score is its words' standard score plus :data:`MEANING_WEIGHT`
-    times its meaning's (a key outside the words' pool counts as holding no word of the query,
-    one outside the meaning's pool as its pool's last). So a
-    ranking counts by how far its best stand out from the rest of the store: an embedder
-    that tells documents apart poorly, whose best similarities barely stand out, moves the
-    word ranking little, and a strong one can lift a key that shares no word with the query.
+    scores 0. A key's hybrid score is its words' standard score plus ``weight`` times its
+    meaning's (a key outside the words' pool counts as holding no word of the query, one
+    outside the meaning's pool as that pool's last). ``weight`` is the embedder's, calibrated
+    (:mod:`~botwire.backends.search.calibration`): from 0 (words alone) for a model that
+    would only blur the words' ranking, up to meaning alone for one that beats it.
     """
+    weight = MEANING_WEIGHT if weight is None else weight
     count = max(spread.documents, len(words), 1)
     scores = [hit.score for hit in words]
     mean = math.fsum(scores) / count
@@ -149,8 +154,7 @@ def fuse(
     found = {(hit.ns, hit.key): hit for hit in meaning}
     found.update({(hit.ns, hit.key): hit for hit in words})  # a list's items as words found
     fused = {
-        key: by_words.get(key, no_words) + MEANING_WEIGHT * by_meaning.get(key, no_meaning)
-        for key in found
+        key: by_words.get(key, no_words) + weight * by_meaning.get(key, no_meaning) for key in found
     }
     best = sorted(found, key=lambda key: (-fused[key], -found[key].updated_at))[:limit]
     return [_trimmed(found[key]._replace(score=fused[key]), limit) for key in best]

@@ -215,7 +215,7 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
         pool = pooled(op)
         words = search(conn, pool._replace(mode=None), now, counts)
         rows, spread = _by_meaning(conn, pool, now)
-        return fuse(words, search_hits(rows, op.context > 0), spread, op.limit)
+        return fuse(words, search_hits(rows, op.context > 0), spread, op.limit, op.weight)
     enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)

@@ -1,0 +1,129 @@
+"""How much a hybrid search weighs meaning beside words, calibrated for each embedder.
+
+A fixed weight cannot serve every model: fused with a weak model's ranking, words lose recall
+(plain reciprocal rank fusion with a 64-dimension hashing model: below words alone), while a
+good model's ranking beats words by itself. So each embedder is measured once, on conversations
+shipped with botwire (``calibration.jsonl``: 8 users, 1,324 turns, 248 questions with labelled
+answers, made by the generator of the recall benchmark with another seed, so the benchmark's own
+conversations are never seen; with half as many, a weak model's chance gain of one question
+picked a weight that lost recall on the benchmark): every turn is stored, every question
+asked by words and by meaning, and the fused ranking's recall@10 computed for each weight of
+:data:`WEIGHTS`, from ``0`` (words alone) to ``1000`` (meaning alone). The best weight wins
+(the smaller on a tie), so on these conversations hybrid is never below the better of the two.
+The weight is kept in the store (botwire's own namespace ``/meaning``, under the embedder's
+fingerprint), for every process; embedding the 1,572 texts is the whole cost, once per model
+(half a second with WordLlama here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from botwire.backends.base import Backend, Get, Put, Search, SearchHit
+from botwire.backends.search.meaning import HYBRID_POOL, Spread, embed_text, fuse, similarities
+from botwire.embedders import Embedder
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 1000.0)
+"""The weights tried, from words alone to meaning alone."""
+NAMESPACE = "/meaning"
+"""Where a store keeps each embedder's calibration (botwire's own: never logged or found)."""
+DATA = Path(__file__).with_name("calibration.jsonl")
+
+
+class Calibration(NamedTuple):
+    """An embedder's measure: the weight chosen and the recall@10 of each ranking."""
+
+    weight: float
+    words: float
+    meaning: float
+    hybrid: float
+
+
+_known: dict[str, float] = {}
+"""Weights this process read or measured, by fingerprint."""
+
+
+def hybrid_weight(backend: Backend, embedder: Embedder) -> float:
+    """The weight of ``embedder``'s ranking in a hybrid search on ``backend``'s store: the
+    embedder's own when it was given one, else the store's calibration of it (measured now,
+    and kept, when the store has none)."""
+    if embedder.hybrid_weight is not None:
+        return embedder.hybrid_weight
+    fingerprint = embedder.fingerprint
+    if fingerprint in _known:
+        return _known[fingerprint]
+    (record,) = backend.execute([Get(NAMESPACE, _key(fingerprint))])
+    if record is not None and record.value is not None:
+        weight = float(json.loads(record.value)["weight"])
+    else:
+        found = calibrate(embedder)
+        backend.execute([Put(NAMESPACE, _key(fingerprint), json.dumps(found._asdict()))])
+        weight = found.weight
+    _known[fingerprint] = weight
+    return weight
+
+
+def calibrate(embedder: Embedder) -> Calibration:
+    """Measure ``embedder`` on the calibration conversations (see the module's docstring)."""
+    from botwire.backends.sqlite import SQLiteBackend
+
+    conversations = [json.loads(line) for line in DATA.read_text().splitlines()]
+    asked: list[tuple[list[SearchHit], list[SearchHit], Spread, list[str]]] = []
+    with tempfile.TemporaryDirectory(prefix="botwire-calibration-") as folder:
+        backend = SQLiteBackend(Path(folder) / "calibration.db", history=0)
+        try:
+            for conv in conversations:
+                asked += _ask(backend, embedder, conv)
+        finally:
+            backend.close()
+    recalls = {
+        weight: statistics.mean(
+            _recall(fuse(words, meaning, spread, 10, weight), evidence)
+            for words, meaning, spread, evidence in asked
+        )
+        for weight in WEIGHTS
+    }
+    best = max(WEIGHTS, key=lambda weight: (recalls[weight], -weight))
+    return Calibration(best, recalls[0.0], recalls[WEIGHTS[-1]], recalls[best])
+
+
+def _ask(
+    backend: Backend, embedder: Embedder, conv: dict[str, Any]
+) -> list[tuple[list[SearchHit], list[SearchHit], Spread, list[str]]]:
+    """One conversation stored, and each of its questions asked both ways."""
+    ns = f"calibration-{conv['id']}"
+    values = {
+        t["id"]: json.dumps({"speaker": t["speaker"], "text": t["text"], "session": t["session"]})
+        for t in conv["turns"]
+    }
+    backend.execute([Put(ns, key, value) for key, value in values.items()])
+    texts = {key: embed_text(value) for key, value in values.items()}
+    keys = [key for key, text in texts.items() if text is not None]
+    vectors = embedder.documents([texts[key] or "" for key in keys])
+    asked = []
+    for question in conv["questions"]:
+        (words,) = backend.execute(
+            [Search(ns, question["question"], limit=HYBRID_POOL, match="any")]
+        )
+        scores = similarities(embedder.query(question["question"]), vectors)
+        order = sorted(range(len(keys)), key=scores.__getitem__, reverse=True)[:HYBRID_POOL]
+        meaning = [SearchHit(ns, keys[i], scores[i], "null", None, 0, 0) for i in order]
+        mean = math.fsum(scores) / len(scores)
+        deviation = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / len(scores))
+        spread = Spread(len(scores), mean, deviation or 1.0)
+        asked.append((words, meaning, spread, question["evidence"]))
+    return asked
+
+
+def _recall(hits: list[SearchHit], evidence: list[str]) -> float:
+    return len({hit.key for hit in hits[:10]} & set(evidence)) / len(evidence)
+
+
+def _key(fingerprint: str) -> str:
+    """The store key of a fingerprint (a key holds no control character)."""
+    return "weight:" + "".join(c if c.isprintable() else "?" for c in fingerprint)[:400]
