@@ -1,6 +1,7 @@
 """Recall benchmark: does search find what a user said sessions ago?
 
     python bench/bench_recall.py [--data FILE.jsonl] [--stores sqlite,postgres,http]
+                                 [--scale 100000]
 
 The conversations of ``recall_data.py`` (16 users, 2,600 turns over 12 sessions each, 500
 questions with labelled evidence turns): every turn is stored as a memory (one namespace per
@@ -10,8 +11,15 @@ Beside it, in the same run, ``rank_bm25``'s ``BM25Okapi`` over the same turns, o
 user as botwire has one namespace per user, with words taken as a careful user of it would take
 them (lower case, letters and digits, punctuation off).
 
+Then by meaning and hybrid (``mode="meaning"``, ``"hybrid"``) with each embedder of
+:data:`EMBEDDERS` (WordLlama, and a weak 64-dimension hashing model), and, computed here from
+the same two rankings, plain reciprocal rank fusion (``k=60``), the usual way to fuse them.
+Through the server, the server embeds (``--embedder``: WordLlama only, a name it can import).
+``--scale N``: also p50/p99 of each mode in one namespace of N memories on SQLite.
+
 recall@k: the share of a question's evidence turns among the first k results, averaged over
-the questions. p50: one search's latency (for BM25: scoring a user's turns in memory).
+the questions. p50: one search's latency (for BM25: scoring a user's turns in memory; for
+meaning and hybrid, embedding the question too).
 """
 
 from __future__ import annotations
@@ -108,19 +116,72 @@ def run_botwire(
             "p50": statistics.median(times) * 1000}  # fmt: skip
 
 
+def run_rrf(
+    conversations: list[dict[str, Any]], url: str, embedder: Any, k: int = 60
+) -> dict[str, Any]:
+    """Plain reciprocal rank fusion of the word and meaning rankings (50 keys each, weights
+    equal, ``k=60``), the usual way to fuse them, for comparison with ``hybrid``."""
+    scores: dict[int, list[float]] = {5: [], 10: []}
+    times = []
+    for conv in conversations:
+        mem = Memory(f"recall-{conv['id']}", url, embedder=embedder)
+        for q in conv["questions"]:
+            started = time.perf_counter()
+            fused: dict[str, float] = {}
+            for mode in ("words", "meaning"):
+                found = mem.search(q["question"], match="any", limit=50, mode=mode)  # type: ignore[arg-type]
+                for rank, hit in enumerate(found):
+                    fused[hit.key] = fused.get(hit.key, 0.0) + 1 / (k + rank + 1)
+            top = sorted(fused, key=lambda key: -fused[key])[:10]
+            times.append(time.perf_counter() - started)
+            for n in scores:
+                scores[n].append(recall(top, q["evidence"], n))
+    return {"r5": statistics.mean(scores[5]), "r10": statistics.mean(scores[10]),
+            "p50": statistics.median(times) * 1000}  # fmt: skip
+
+
 def run_store(
     conversations: list[dict[str, Any]], url: str, embedder: Any, name: str, rows: list[Any]
 ) -> None:
-    """Words, meaning and hybrid on one store loaded with ``embedder``'s vectors."""
+    """Words, meaning, hybrid and plain reciprocal rank fusion on one store loaded with
+    ``embedder``'s vectors."""
     load(conversations, url, embedder)
     for mode in ("words", "meaning", "hybrid"):
         rows.append((name, mode, run_botwire(conversations, url, mode, embedder)))
+    rows.append((name, "reciprocal rank fusion", run_rrf(conversations, url, embedder)))
+
+
+def run_scale(conversations: list[dict[str, Any]], url: str, size: int) -> None:
+    """p50/p99 of each mode in one namespace of ``size`` memories (WordLlama): the benchmark's
+    turns, over and over, each copy numbered."""
+    embedder = EMBEDDERS["WordLlama"]
+    mem = Memory("scale", url, embedder=embedder)
+    turns = [t for conv in conversations for t in conv["turns"]]
+    started = time.perf_counter()
+    for start in range(0, size, 1000):
+        mem.set_many({f"m{n}": {"speaker": turns[n % len(turns)]["speaker"],
+                                "text": f"{turns[n % len(turns)]['text']} ({n // len(turns)})"}
+                      for n in range(start, min(size, start + 1000))})  # fmt: skip
+    print(f"{size:,} memories written in {time.perf_counter() - started:.0f} s")
+    questions = [q["question"] for conv in conversations for q in conv["questions"]][:100]
+    mem.search(questions[0], match="any", mode="hybrid")  # calibration, once per store
+    print(f"\n| {size:,} memories, SQLite | p50 ms | p99 ms |")
+    print("|---|---:|---:|")
+    for mode in ("words", "meaning", "hybrid"):
+        times = []
+        for question in questions:
+            began = time.perf_counter()
+            mem.search(question, match="any", limit=10, mode=mode)  # type: ignore[arg-type]
+            times.append((time.perf_counter() - began) * 1000)
+        times.sort()
+        print(f"| {mode} | {statistics.median(times):.1f} | {times[int(len(times) * 0.99)]:.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(HERE / "recall_conversations.jsonl"))
     parser.add_argument("--stores", default="sqlite,postgres,http")
+    parser.add_argument("--scale", type=int, help="also time each mode at this many memories")
     args = parser.parse_args()
     conversations = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
     questions = sum(len(c["questions"]) for c in conversations)
@@ -155,6 +216,9 @@ def main() -> None:
     for name, mode, found in rows:
         print(f"| botwire, {name} | {mode} | {found['r5']:.3f} | {found['r10']:.3f} | "
               f"{found['p50']:.2f} | {found['r10'] / baseline['r10']:.2f} |")  # fmt: skip
+    if args.scale:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_scale(conversations, f"sqlite:///{tmp}/scale.db", args.scale)
 
 
 if __name__ == "__main__":

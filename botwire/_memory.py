@@ -360,7 +360,7 @@ class Memory(_MemoryBase):
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
-        mode: Literal["words", "meaning", "hybrid"] = "words",
+        mode: Literal["words", "meaning", "hybrid", "auto"] = "words",
     ) -> list[Hit]:
         """Keys whose key or text matches ``query``, most relevant first, then newest first.
 
@@ -393,7 +393,9 @@ class Memory(_MemoryBase):
                 (``Memory(..., embedder=...)``), most similar first (``Hit.score``: the
                 cosine similarity; only what was written with that embedder has vectors);
                 ``"hybrid"``: both rankings fused (``Hit.score``: the sum of each one's
-                standard score, see :func:`botwire.backends.search.meaning.fuse`).
+                standard score, see :func:`botwire.backends.search.meaning.fuse`);
+                ``"auto"``: hybrid where the store has an embedder (this memory's, or the
+                server's), else words.
 
         Example::
 
@@ -615,7 +617,7 @@ class AsyncMemory(_MemoryBase):
         context: int = 0,
         recency: Ttl = None,
         distinct: bool | None = None,
-        mode: Literal["words", "meaning", "hybrid"] = "words",
+        mode: Literal["words", "meaning", "hybrid", "auto"] = "words",
     ) -> list[Hit]:
         """Ranked full-text search; see :meth:`Memory.search`."""
         return await self._run(

@@ -156,15 +156,19 @@ class _MemoryBase:
             backend = open_backend(self.url, token=token, timeout=timeout)
         else:
             self.url = url or base_url or backend.url
+        served = backend.url.split(":", 1)[0].lower() in ("http", "https")
+        if embedder is not None and served:
+            raise InvalidRequest(
+                "through a server, the server embeds (botwire serve --embedder ...): "
+                "search(mode='meaning') works without embedder= here"
+            )
+        from botwire.backends.embedding import Embedding  # light: no model is loaded
+
+        if embedder is None and not served and not isinstance(backend, Embedding):
+            embedder = config.embedder_name()
         if embedder is not None:
-            from botwire.backends.embedding import Embedding
             from botwire.embedders import resolve
 
-            if backend.url.split(":", 1)[0].lower() in ("http", "https"):
-                raise InvalidRequest(
-                    "through a server, the server embeds (botwire serve --embedder ...): "
-                    "search(mode='meaning') works without embedder= here"
-                )
             backend = Embedding(backend, resolve(embedder))  # type: ignore[arg-type]
         self._backend = backend
         self._debug = config.debug_enabled()

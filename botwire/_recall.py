@@ -5,7 +5,9 @@ that a model with memories is never shown nothing.
 Every adapter that recalls (AutoGen's memory, the AG2 capability, the LangChain retriever, the
 MCP and CrewAI tools) asks here, so they all find the same memories for the same message: a
 relevance search (``match="any"``: rare words weigh more, common ones little, each text once)
-over the places the adapter keeps memories (:class:`Source`), in one round trip.
+over the places the adapter keeps memories (:class:`Source`), in one round trip; by words and
+meaning together (``mode="auto"``) where the store has an embedder (``BOTWIRE_EMBEDDER``, the
+memory's ``embedder=``, or the server's ``--embedder``).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def _plan(sources: Sequence[Source], text: str, k: int, fill: bool, context: int
         ns = source.memory.namespace
         where = source.where
         if asked.strip():
-            asks.append((search_op(ns, asked, prefix, where, k, "any", context=context), source))
+            found = search_op(ns, asked, prefix, where, k, "any", context=context, mode="auto")
+            asks.append((found, source))
         if fill:  # an empty query: the newest first
             asks.append((search_op(ns, "", prefix, where, k), source))
 

@@ -64,3 +64,9 @@ def max_value_bytes(value: int | None = None) -> int:
                 f"BOTWIRE_MAX_VALUE_BYTES must be a number of bytes, not {raw!r}"
             ) from None
     return check_int(value, "max_value_bytes", 1, MAX_INT64)
+
+
+def embedder_name() -> str | None:
+    """``$BOTWIRE_EMBEDDER``: the embedder (``"module:function"``) of every memory not given
+    one, for recall by meaning without a change to code (see :mod:`botwire.embedders`)."""
+    return os.environ.get("BOTWIRE_EMBEDDER") or None

@@ -152,13 +152,19 @@ class Embedder:
         return packed
 
 
+_named: dict[str, Embedder] = {}
+"""The embedders of names resolved in this process."""
+
+
 def resolve(spec: Any) -> Embedder | None:
     """The :class:`Embedder` that ``spec`` names (see the module's docstring); ``None`` for
     ``None``."""
     if spec is None or isinstance(spec, Embedder):
         return spec
-    if isinstance(spec, str):
-        return resolve(_import(spec))
+    if isinstance(spec, str):  # a model is loaded once per process
+        if spec not in _named:
+            _named[spec] = resolve(_import(spec))  # type: ignore[assignment]
+        return _named[spec]
     if isinstance(spec, Mapping):  # LangGraph's index config
         if "embed" not in spec:
             raise InvalidRequest("an index config needs 'embed': the embedder of its values")

@@ -359,8 +359,9 @@ class MemoryTools:
         return Answer(text, {"key": key, "forgot": deleted})
 
     def search_memory(self, query: str, limit: int = 5) -> str:
-        """The facts and notes that share words with ``query``, best first, one per line with
-        the words it matched; when none does, the newest memories."""
+        """The facts and notes that share words with ``query`` (or its meaning, where the store
+        has an embedder), best first, one per line with the words it matched; when none does,
+        the newest memories."""
         _needs_str(query, "query")
         if not query.strip():
             return Refusal(
@@ -383,7 +384,7 @@ class MemoryTools:
             "by_words": bool(relevant),
         }  # fmt: skip
         if relevant:
-            lines = [f"- {describe(memory)}  (matched: {', '.join(words[id(memory)])})"
+            lines = [f"- {describe(memory)}  ({_how(words[id(memory)])})"
                      for memory in relevant]  # fmt: skip
             noun = "memory matches" if len(lines) == 1 else "memories match"
             return Answer("\n".join([f"{len(lines)} {noun} {query!r}, best first:", *lines]), data)
@@ -572,3 +573,8 @@ __all__ = [
     "offered",
     "render",
 ]
+
+
+def _how(matched: list[str]) -> str:
+    """How a memory matched a search: its words, or (none shared) its meaning."""
+    return f"matched: {', '.join(matched)}" if matched else "matched by meaning"

@@ -198,7 +198,8 @@ class Search(NamedTuple):
     relevance search (``match="any"``), no otherwise."""
     mode: str | None = None
     """``"meaning"``: rank by the similarity of the stored vectors to ``vectors`` (the query's);
-    ``"hybrid"``: by both, fused; ``None``: by words."""
+    ``"hybrid"``: by both, fused; ``"auto"``: hybrid when ``vectors`` is given, else words;
+    ``None``: by words."""
     vectors: Vectors | None = None
     """The query's vector (one item), for ``mode="meaning"`` and ``"hybrid"``."""
     weight: float | None = None

@@ -17,7 +17,7 @@ from botwire.backends.base import Append, Backend, Change, Changes, Op, Put, Sea
 from botwire.backends.search.meaning import embed_text
 from botwire.embedders import Embedder
 
-MEANING = ("meaning", "hybrid")
+MEANING = ("meaning", "hybrid", "auto")
 """The search modes that need the query's vector."""
 
 
@@ -54,7 +54,7 @@ class Embedding(Backend):
 
     def _weight(self, ops: Sequence[Op]) -> float | None:
         """The embedder's weight in a hybrid search, where the batch holds one."""
-        if not any(type(op) is Search and op.mode == "hybrid" for op in ops):
+        if not any(type(op) is Search and op.mode in ("hybrid", "auto") for op in ops):
             return None
         from botwire.backends.search.calibration import hybrid_weight
 

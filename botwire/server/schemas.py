@@ -216,7 +216,7 @@ class SearchIn(OpIn):
     context: Annotated[int, Field(ge=0, le=MAX_CONTEXT)] = 0
     recency: Annotated[float, Field(gt=0, le=_values.MAX_TTL)] | None = None
     distinct: bool | None = None
-    mode: Literal["words", "meaning", "hybrid"] | None = None
+    mode: Literal["words", "meaning", "hybrid", "auto"] | None = None
 
     def to_op(self, max_value_bytes: int) -> Op:
         return search_request(

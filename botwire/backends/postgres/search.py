@@ -69,6 +69,8 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
     """A search in a store of ``language``: what rarity needs when not counted lately, then
     one statement that finds the documents in the namespaces' part of the index, ranks them
     and reads the hits."""
+    if op.mode == "auto":  # by both where the store has an embedder (it gave a vector)
+        op = op._replace(mode=None if op.vectors is None else "hybrid")
     if op.mode == "meaning":
         rows, _ = yield from _by_meaning(op, now)
         return search_hits(rows, op.context > 0)

@@ -47,9 +47,10 @@ MAX_CONTEXT = 50
 """Most items before and after a matching item that a search brings with it."""
 
 
-MODES = ("words", "meaning", "hybrid")
-"""How a search ranks: by the words of the query, by its meaning (an embedder's vectors), or
-by both (see :func:`botwire.backends.search.meaning.fuse`)."""
+MODES = ("words", "meaning", "hybrid", "auto")
+"""How a search ranks: by the words of the query, by its meaning (an embedder's vectors), by
+both (see :func:`botwire.backends.search.meaning.fuse`), or ``auto``: by both where the store
+has an embedder (the memory's, or the server's), else by words."""
 
 
 def search_op(

@@ -209,6 +209,8 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     A search whose words match many documents ranks the shortest that match first (the
     highest scores: see :class:`ShortestFirst`), and all of them only where those cannot
     prove its hits."""
+    if op.mode == "auto":  # by both where the store has an embedder (it gave a vector)
+        op = op._replace(mode=None if op.vectors is None else "hybrid")
     if op.mode == "meaning":
         return search_hits(_by_meaning(conn, op, now)[0], op.context > 0)
     if op.mode == "hybrid":

@@ -91,7 +91,7 @@ async def search(
         bool | None, Query(description="leave out hits that read as a better one")
     ] = None,
     mode: Annotated[
-        Literal["words", "meaning", "hybrid"],
+        Literal["words", "meaning", "hybrid", "auto"],
         Query(description="rank by the query's words, its meaning, or both (--embedder)"),
     ] = "words",
 ) -> Response:
