@@ -182,11 +182,18 @@ def resolve(spec: Any) -> Embedder | None:
 def wordllama() -> Embedder:
     """WordLlama (``pip install wordllama``): a small model (256 dimensions) whose weights come
     inside its wheel, loaded from there only (never downloaded)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         import wordllama as package
         from wordllama import WordLlama
     except ImportError:
         raise InvalidRequest("the WordLlama embedder needs: pip install wordllama") from None
+    finally:  # its import configures the application's logging (every INFO line printed)
+        root.handlers[:] = handlers
+        root.setLevel(level)
     from pathlib import Path
 
     # Its loader looks for the tokenizer in a tokenizer/ folder beside its code, while the wheel

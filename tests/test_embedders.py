@@ -159,6 +159,10 @@ def test_the_test_embedder_knows_related_words() -> None:
 
 
 def test_wordllama_loads_from_its_wheel_and_finds_meaning() -> None:
+    import logging
+    import subprocess
+    import sys
+
     embedder = wordllama()  # the tests refuse any connection off this machine
     question, trip, cat = embedder.documents(
         ["How far is Lisbon from Porto?", "We planned a trip to Portugal", "My cat likes tuna"]
@@ -166,3 +170,11 @@ def test_wordllama_loads_from_its_wheel_and_finds_meaning() -> None:
     assert embedder.dims == 256 and embedder.fingerprint == "wordllama-l2_supercat-256"
     assert cosine(question, trip) > cosine(question, cat)
     assert embedder_of("botwire.embedders:wordllama").fingerprint == embedder.fingerprint
+    # Its import sets up the root logger (INFO to stderr); loading it here leaves an
+    # application's logging as it was.
+    code = (
+        "import logging; from botwire.embedders import wordllama; wordllama(); "
+        "r = logging.getLogger(); print(r.level, len(r.handlers))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(logging.WARNING), "0"]
