@@ -37,7 +37,7 @@ from botwire.backends.base import (
     run_steps,
 )
 from botwire.backends.search import Hit, hits, search_op
-from botwire.errors import ValueTooLarge, VersionConflict
+from botwire.errors import InvalidRequest, ValueTooLarge, VersionConflict
 
 _UPDATE_ATTEMPTS = 100
 
@@ -76,6 +76,26 @@ class Memory(_MemoryBase):
 
     def _run(self, plan: _Plan[T]) -> T:
         return plan.finish(self._execute(plan.ops))
+
+    def reindex(self, progress: Callable[[int], None] | None = None) -> int:
+        """Give every value and list item of the namespace a vector of the memory's embedder:
+        those written before it was configured, or with another model (a search compares a
+        model's vectors only). Return how many vectors were stored; ``progress(n)`` after
+        each page of ``n`` values and items read. Values written meanwhile get theirs as they
+        are written.
+
+        Raises:
+            InvalidRequest: the memory has no embedder (``Memory(..., embedder=...)``), or it is
+                a server's (the server embeds: ``botwire reindex`` on its store).
+        """
+        from botwire.backends.embedding import Embedding
+
+        if not isinstance(self._backend, Embedding):
+            raise InvalidRequest(
+                "reindex needs the memory's embedder: Memory(..., embedder=...) on the store "
+                "itself (for a server's store: botwire reindex --db URL --embedder NAME)"
+            )
+        return self._backend.reindex(self.namespace, progress)
 
     def close(self) -> None:
         """Release the connections to the store; they are opened again if the memory is used.

@@ -380,6 +380,24 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("reindex")
+def _reindex(args: argparse.Namespace) -> int:
+    from botwire._transfer import progress_bar
+
+    url = config.resolve_url(args.url)
+    names = args.namespace or list_namespaces(url=url)
+    stored = 0
+    with progress_bar("embedding") as progress:
+
+        def advance(read: int) -> None:
+            progress.update(read)
+
+        for name in names:
+            stored += Memory(name, url, embedder=args.embedder).reindex(advance)
+    print(f"botwire: {_count(stored, 'vector')} stored in {_count(len(names), 'namespace')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -458,6 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("migrate", parents=[common], help="bring a store's schema up to date")
+    p = sub.add_parser(
+        "reindex",
+        parents=[common],
+        help="embed what has no vector of a model (written before it, or by another one)",
+    )
+    p.add_argument("namespace", nargs="*", help="the namespaces (default: all)")
+    p.add_argument(
+        "--embedder",
+        required=True,
+        help="the model, as module:function (botwire.embedders:wordllama)",
+    )
     p = sub.add_parser(
         "mcp",
         parents=[common],

@@ -19,7 +19,7 @@ from botwire.backends.base import Get
 from botwire.embedders import Embedder
 
 from .conftest import empty_postgres
-from .helpers import Server, concepts
+from .helpers import Server, concepts, run_python
 
 QUESTION = "How far is Lisbon from Porto?"
 
@@ -357,3 +357,51 @@ def test_every_adapter_that_recalls_uses_both_once_an_embedder_is_configured(
 
     (found,) = asyncio.run(autogen()).results
     assert found.content == "We planned a trip to Portugal in May"
+
+
+def test_reindex_embeds_what_was_written_before_and_what_another_model_made(url: str) -> None:
+    plain = Memory("user-1", url)
+    plain.set("trip", "We planned a trip to Portugal in May")
+    plain.set("age", 42)  # no text: nothing to embed
+    plain.append("chat", "jazz tonight", "Flight to Lisbon booked")
+    for n in range(600):  # more than a page
+        plain.set(f"note-{n:03d}", f"the weather on day {n} was mild")
+    Memory("other-user", url).set("trip", "Lisbon")  # another namespace: not this memory's
+    mem = Memory("user-1", url, embedder=concepts)
+    assert mem.search(QUESTION, mode="meaning") == []  # nothing has a vector yet
+    read: list[int] = []
+    assert mem.reindex(read.append) == 603  # trip, two items, the notes
+    assert sum(read) == 604 and len(read) == 2  # and the number: read, not embedded
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning", limit=2)] == ["chat", "trip"]
+    assert mem.reindex() == 0  # nothing left
+    other = Memory("user-1", url, embedder=Embedder(concepts, name="concepts-v2"))
+    assert other.reindex() == 603  # another model: every vector made again
+    assert len(set(vectors_of(url))) == 1  # replaced, never mixed
+    with pytest.raises(InvalidRequest, match="needs the memory's embedder"):
+        plain.reindex()
+
+
+def test_reindex_never_stores_a_vector_of_a_value_that_changed_meanwhile(url: str) -> None:
+    plain = Memory("user-1", url)
+    plain.set("trip", "We planned a trip to Portugal in May")
+
+    def slow(texts: list[str]) -> list[list[float]]:
+        plain.set("trip", "now it is about cats")  # written while the old text is embedded
+        return concepts(texts)
+
+    mem = Memory("user-1", url, embedder=Embedder(slow, name="slow"))
+    assert mem.reindex() == 0
+    assert vectors_of(url) == []
+
+
+def test_botwire_reindex_with_a_progress_bar(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    for ns in ("alice", "bob"):
+        Memory(ns, url).set("trip", "We planned a trip to Portugal in May")
+    done = run_python(
+        f"from botwire.cli import main; main(['reindex', '--url', {url!r}, '--embedder',"
+        " 'tests.helpers:concepts'])"
+    )
+    assert "2 vectors stored in 2 namespaces" in done
+    mem = Memory("bob", url, embedder=concepts)
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["trip"]

@@ -256,6 +256,27 @@ class AddChange(NamedTuple):
     detail: str | None = None
 
 
+class Unembedded(NamedTuple):
+    """The values and list items of ``ns`` that hold no vector of ``model`` (none, or another
+    model's), in ``(entry_id, seq)`` order after ``after`` (``seq`` -1: a value). Result:
+    ``list[tuple[entry_id, seq, key, JSON text]]``, at most ``limit``."""
+
+    ns: str
+    model: str
+    after: tuple[int, int] = (0, -2)
+    limit: int = 500
+
+
+class Embed(NamedTuple):
+    """Store the vectors of existing values and list items of ``ns``: each unit is
+    ``(entry_id, seq, JSON text it was made from, vector)``, stored only where the value (or
+    item) still holds that text. Result: how many were stored."""
+
+    ns: str
+    model: str
+    units: tuple[tuple[int, int, str, bytes], ...]
+
+
 class Stats(NamedTuple):
     """What the whole store holds. Result: ``dict`` of ``namespaces``, ``keys``, ``bytes``
     (of values), ``changes`` (records in the log), ``change_bytes`` (of their values), and
@@ -264,7 +285,7 @@ class Stats(NamedTuple):
 
 Op = (
     Get | Put | Delete | Append | Incr | Expire | ListKeys | Clear | ListNamespaces | Restore
-    | Slice | Search | Changes | History | Stats | AddChange
+    | Slice | Search | Changes | History | Stats | AddChange | Unembedded | Embed
 )  # fmt: skip
 OP_NAMES: dict[type, str] = {
     Get: "get",
@@ -283,9 +304,13 @@ OP_NAMES: dict[type, str] = {
     History: "history",
     Stats: "stats",
     AddChange: "add_change",
+    Unembedded: "unembedded",
+    Embed: "embed",
 }
 """Each operation's name: on the wire, and as ``_<name>`` the backend method that runs it."""
-WRITE_OPS: tuple[type, ...] = (Put, Delete, Append, Incr, Expire, Clear, Restore, AddChange)
+WRITE_OPS: tuple[type, ...] = (
+    Put, Delete, Append, Incr, Expire, Clear, Restore, AddChange, Embed
+)  # fmt: skip
 """Operations that change the store (and count against a writes quota)."""
 
 

@@ -13,10 +13,23 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any
 
-from botwire.backends.base import Append, Backend, Change, Changes, Op, Put, Search, Vectors
+from botwire.backends.base import (
+    Append,
+    Backend,
+    Change,
+    Changes,
+    Embed,
+    Op,
+    Put,
+    Search,
+    Unembedded,
+    Vectors,
+)
 from botwire.backends.search.meaning import embed_text
 from botwire.embedders import Embedder
 
+REINDEX_PAGE = 500
+"""Values and items a reindex reads, embeds and stores at a time (one transaction each)."""
 MEANING = ("meaning", "hybrid", "auto")
 """The search modes that need the query's vector."""
 
@@ -59,6 +72,27 @@ class Embedding(Backend):
         from botwire.backends.search.calibration import hybrid_weight
 
         return hybrid_weight(self.backend, self.embedder)
+
+    def reindex(self, ns: str, progress: Callable[[int], None] | None = None) -> int:
+        """Embed what ``ns`` holds without a vector of this embedder's model (values written
+        before it was configured, or by another model), a page at a time; return how many
+        vectors were stored. ``progress(n)`` after each page: the values and items it read."""
+        model = self.embedder.fingerprint
+        after, stored = (0, -2), 0
+        while True:
+            (page,) = self.backend.execute([Unembedded(ns, model, after, REINDEX_PAGE)])
+            if not page:
+                return stored
+            texts = [(unit, text) for unit in page if (text := embed_text(unit[3])) is not None]
+            vectors = self.embedder.documents([text for _, text in texts])
+            units = tuple((unit[0], unit[1], unit[3], vector)
+                          for (unit, _), vector in zip(texts, vectors, strict=True))  # fmt: skip
+            if units:
+                (count,) = self.backend.execute([Embed(ns, model, units)])
+                stored += count
+            if progress is not None:
+                progress(len(page))
+            after = (page[-1][0], page[-1][1])
 
     def now(self) -> int:
         return self.backend.now()

@@ -43,6 +43,7 @@ from botwire.backends.base import (
     Changes,
     Clear,
     Delete,
+    Embed,
     Expire,
     Get,
     History,
@@ -60,6 +61,7 @@ from botwire.backends.base import (
     Search,
     Slice,
     Stats,
+    Unembedded,
     handlers,
     is_write,
     on_loop_shutdown,
@@ -592,6 +594,42 @@ class PostgresBackend(Backend):
     @staticmethod
     def _history(op: History, now: int) -> Steps:
         return (yield from log.history(op))
+
+    @staticmethod
+    def _unembedded(op: Unembedded, now: int) -> Steps:
+        rows = yield Query(
+            "SELECT * FROM (SELECT e.id, -1::bigint AS seq, e.key, e.value FROM botwire_entries e"
+            " WHERE e.ns = %(ns)s AND e.kind = 0 AND (e.id, -1) > (%(id)s, %(seq)s)"
+            " AND e.vector_model IS DISTINCT FROM %(model)s"
+            " UNION ALL SELECT li.entry_id, li.seq, e.key, li.value FROM botwire_entries e"
+            " JOIN botwire_list_items li ON li.entry_id = e.id WHERE e.ns = %(ns)s"
+            " AND e.kind = 1 AND (li.entry_id, li.seq) > (%(id)s, %(seq)s)"
+            " AND li.vector_model IS DISTINCT FROM %(model)s) u ORDER BY 1, 2 LIMIT %(limit)s",
+            {"ns": op.ns, "model": op.model, "id": op.after[0], "seq": op.after[1],
+             "limit": op.limit},
+            "all",
+        )  # fmt: skip
+        return [tuple(row) for row in rows]
+
+    @staticmethod
+    def _embed(op: Embed, now: int) -> Steps:
+        stored = 0
+        for entry_id, seq, text, vector in op.units:
+            if seq == -1:
+                sql = (
+                    "UPDATE botwire_entries SET vector = %s, vector_model = %s"
+                    " WHERE id = %s AND ns = %s AND kind = 0 AND value = %s"
+                )
+                params: tuple[Any, ...] = (vector, op.model, entry_id, op.ns, text)
+            else:
+                sql = (
+                    "UPDATE botwire_list_items li SET vector = %s, vector_model = %s"
+                    " FROM botwire_entries e WHERE li.entry_id = %s AND li.seq = %s"
+                    " AND e.id = li.entry_id AND e.ns = %s AND li.value = %s"
+                )
+                params = (vector, op.model, entry_id, seq, op.ns, text)
+            stored += yield Query(sql, params, "rowcount")
+        return stored
 
     def _add_change(self, op: AddChange, now: int) -> Steps:
         return (yield from log.imported(op, now, self.schema))

@@ -37,6 +37,7 @@ from botwire.backends.base import (
     Changes,
     Clear,
     Delete,
+    Embed,
     Expire,
     Get,
     History,
@@ -55,6 +56,7 @@ from botwire.backends.base import (
     SearchHit,
     Slice,
     Stats,
+    Unembedded,
     handlers,
     is_write,
     prefix_upper_bound,
@@ -688,6 +690,36 @@ class SQLiteBackend(Backend):
 
     def _history(self, conn: sqlite3.Connection, op: History, now: int) -> list[Change]:
         return log.history(conn, op)
+
+    def _unembedded(self, conn: sqlite3.Connection, op: Unembedded, now: int) -> list[Any]:
+        missing = "NOT EXISTS (SELECT 1 FROM vectors v WHERE v.entry_id = {} AND v.seq = {}"
+        missing += " AND v.model = ?3)"
+        return conn.execute(
+            "SELECT * FROM (SELECT e.id, -1, e.key, e.value FROM entries e"
+            " WHERE e.ns = ?1 AND e.kind = 0 AND (e.id, -1) > (?4, ?5) AND "
+            + missing.format("e.id", "-1")
+            + " UNION ALL SELECT li.entry_id, li.seq, e.key, li.value FROM entries e"
+            " JOIN list_items li ON li.entry_id = e.id WHERE e.ns = ?1 AND e.kind = 1"
+            " AND (li.entry_id, li.seq) > (?4, ?5) AND "
+            + missing.format("li.entry_id", "li.seq")
+            + ") ORDER BY 1, 2 LIMIT ?2",
+            (op.ns, op.limit, op.model, *op.after),
+        ).fetchall()
+
+    def _embed(self, conn: sqlite3.Connection, op: Embed, now: int) -> int:
+        stored = 0
+        for entry_id, seq, text, vector in op.units:
+            holds = (
+                "SELECT 1 FROM entries WHERE id = ?1 AND ns = ?5 AND kind = 0 AND value = ?3"
+                if seq == -1
+                else "SELECT 1 FROM list_items li JOIN entries e ON e.id = li.entry_id"
+                " WHERE li.entry_id = ?1 AND li.seq = ?2 AND e.ns = ?5 AND li.value = ?3"
+            )
+            stored += conn.execute(
+                f"INSERT OR REPLACE INTO vectors SELECT ?1, ?2, ?4, ?6 WHERE EXISTS ({holds})",
+                (entry_id, seq, text, op.model, op.ns, vector),
+            ).rowcount
+        return stored
 
     def _add_change(self, conn: sqlite3.Connection, op: AddChange, now: int) -> int:
         return log.imported(conn, op, now)
