@@ -170,3 +170,8 @@ def concepts(texts: list[str]) -> list[list[float]]:
                 vector[len(_CONCEPTS) + sum(map(ord, word)) % 16] += 0.2
         vectors.append(vector)
     return vectors
+
+
+def broken(texts: list[str]) -> list[list[float]]:
+    """An embedder whose service is down."""
+    raise ConnectionError("the embedding service is down")

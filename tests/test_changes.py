@@ -32,7 +32,17 @@ from botwire import (
     WrongType,
 )
 from botwire.backends import create_backend
-from botwire.backends.base import Append, Changes, Delete, Get, History, Incr, Put, run_steps
+from botwire.backends.base import (
+    AddChange,
+    Append,
+    Changes,
+    Delete,
+    Get,
+    History,
+    Incr,
+    Put,
+    run_steps,
+)
 from botwire.backends.base import Change as Logged
 from botwire.backends.sqlite import SQLiteBackend
 from botwire.server.auth import create_token
@@ -509,6 +519,35 @@ def test_the_log_keeps_changes_for_its_retention_then_trims(tmp_path: Path, pg_u
         assert [c.key for c in mem.changes().changes][:2] == ["new", "newer"]
         assert mem.get("old") == 1  # the data stays; only its history went
         backend.close()
+
+
+def test_a_trim_takes_a_prefix_of_the_log_and_the_heads_of_gone_keys_with_it(
+    tmp_path: Path,
+) -> None:
+    """A change imported with its old time sits after newer ones: the trim must not take it
+    out of the middle of its key's chain (SQLite, whose history follows the chain), and the
+    heads kept for deleted keys go with their changes."""
+    clock = FakeClock()
+    backend = SQLiteBackend(tmp_path / "trim.db", history=60, clock=clock)
+    mem = Memory("t", backend=backend)
+    mem.set("k", 1)
+    mem.set("k", 2)
+    backend.execute([AddChange("t", "k", "import", 3, int((clock.now - 3600) * 1e6),
+                               "local:old", None, "3")])  # fmt: skip
+    for n in range(20):
+        mem.set(f"gone-{n}", n)
+        mem.delete(f"gone-{n}")
+    clock.advance(30)
+    mem.set("other", 1)  # a write trims: nothing is old enough but the import
+    assert [c.op for c in mem.history("k")] == ["import", "set", "set"]
+    clock.advance(120)
+    for _ in range(3):
+        clock.advance(2)
+        mem.set("other", 2)  # now everything before "other" is old: trimmed
+    conn = sqlite3.connect(tmp_path / "trim.db")
+    assert conn.execute("SELECT count(*) FROM removed_heads").fetchone() == (0,)
+    assert mem.history("k") == [] and mem.history("gone-3") == []
+    backend.close()
 
 
 def test_history_versions_keeps_each_keys_newest(tmp_path: Path, pg_url: str) -> None:

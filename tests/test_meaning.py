@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from botwire import AsyncMemory, InvalidRequest, Memory
+from botwire import AsyncMemory, BackendUnavailable, InvalidRequest, Memory
 from botwire.backends.base import Get
 from botwire.embedders import Embedder
 
 from .conftest import empty_postgres
-from .helpers import Server, concepts, run_python
+from .helpers import Server, broken, concepts, run_python
 
 QUESTION = "How far is Lisbon from Porto?"
 
@@ -170,15 +170,65 @@ def test_bad_searches_are_refused(url: str) -> None:
 
 
 def test_a_failing_embedder_writes_nothing(url: str) -> None:
-    def broken(texts: list[str]) -> list[list[float]]:
-        raise RuntimeError("the model server is down")
-
     mem = Memory("user-1", url, embedder=broken)
-    with pytest.raises(RuntimeError, match="down"):
+    with pytest.raises(BackendUnavailable, match="embedding service is down"):
         mem.set("trip", "Lisbon")
-    with pytest.raises(InvalidRequest, match="returned 1 vectors for 2 texts"):
+    with pytest.raises(BackendUnavailable, match="returned 1 vectors for 2 texts"):
         Memory("user-1", url, embedder=lambda texts: [[1.0]]).append("chat", "a", "b")
     assert Memory("user-1", url).get("trip") is None and Memory("user-1", url).get("chat") is None
+
+
+def test_a_server_whose_embedder_fails_answers_503_and_writes_nothing(tmp_path: Path) -> None:
+    with Server(f"sqlite:///{tmp_path / 'down.db'}", "--embedder", "tests.helpers:broken") as s:
+        answer = httpx.put(f"{s.url}/memory/user-1/trip", json={"value": "Lisbon"})
+        assert answer.status_code == 503 and "embedding service is down" in answer.text
+        asked = {"ns": "user-1", "q": "x", "mode": "meaning"}
+        found = httpx.get(f"{s.url}/v1/search", params=asked)
+        assert found.status_code == 503
+        assert httpx.get(f"{s.url}/memory/user-1/trip").status_code == 404
+
+
+def test_botwires_own_namespaces_are_never_embedded(tmp_path: Path) -> None:
+    from botwire.backends.base import Put
+    from botwire.backends.embedding import Embedding
+    from botwire.backends.sqlite import SQLiteBackend
+
+    seen: list[str] = []
+
+    def recording(texts: list[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return concepts(texts)
+
+    backend = Embedding(SQLiteBackend(tmp_path / "own.db"), Embedder(recording, name="r"))
+    secret = json.dumps({"url": "https://example.com/hook", "secret": "s3cr3t-signing-key"})
+    backend.execute([Put("/webhooks", "sub:1", secret), Put("user-1", "trip", '"Lisbon"')])
+    assert seen == ["Lisbon"]
+
+
+def test_a_window_that_keeps_the_first_item_gives_each_item_its_own_vector(url: str) -> None:
+    mem = Memory("user-1", url, embedder=concepts)
+    system = {"role": "system", "text": "you love jazz music and guitar songs"}
+    mem.append("log", system)
+    mem.append("log", "a cat", "a trip to Lisbon", "my job deadline", max_len=2,
+               keep_first={"role": "system"})  # fmt: skip
+    assert mem.get("log") == [system, "my job deadline"]
+    (hit,) = mem.search("jazz music and guitar songs", mode="meaning", limit=1)
+    assert hit.items is not None and hit.items[0].position == 0  # its own vector, not "a trip"
+    assert hit.score > 0.9
+    assert len(vectors_of(url)) == 2
+
+
+def test_hybrid_shows_word_matches_where_meaning_has_little_to_say(url: str) -> None:
+    plain = Memory("before", url)
+    plain.set("a", "Lisbon trip notes")
+    plain.set("b", "more Lisbon notes")
+    mem = Memory("before", url, embedder=concepts)  # nothing has a vector yet
+    assert {hit.key for hit in mem.search("Lisbon", mode="auto", match="any")} == {"a", "b"}
+    one = Memory("one-fact", url, embedder=concepts)
+    one.set("fact:1", "The user is vegetarian")
+    assert [hit.key for hit in one.search("vegetarian food", mode="hybrid", match="any")] == [
+        "fact:1"
+    ]
 
 
 def test_a_server_with_an_embedder_embeds_for_its_clients(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from botwire.backends.base import (
 )
 from botwire.backends.search.meaning import embed_text
 from botwire.embedders import Embedder
+from botwire.errors import BackendUnavailable
 
 REINDEX_PAGE = 500
 """Values and items a reindex reads, embeds and stores at a time (one transaction each)."""
@@ -50,20 +51,38 @@ class Embedding(Backend):
         texts, fill = _texts(ops)
         if not texts:
             return self.backend.execute(ops)
-        vectors = self.embedder.documents(texts[0]) if texts[0] else []
-        queries = [self.embedder.query(text) for text in texts[1]]
-        weight = self._weight(ops)
-        return self.backend.execute(fill(self.embedder.fingerprint, vectors, queries, weight))
+        try:
+            vectors = self.embedder.documents(texts[0]) if texts[0] else []
+            queries = [self.embedder.query(text) for text in texts[1]]
+            model, weight = self.embedder.fingerprint, self._weight(ops)
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        return self.backend.execute(fill(model, vectors, queries, weight))
 
     async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
         texts, fill = _texts(ops)
         if not texts:
             return await self.backend.aexecute(ops)
-        vectors = await self.embedder.adocuments(texts[0]) if texts[0] else []
-        queries = [await self.embedder.aquery(text) for text in texts[1]]
-        model = await self.embedder.afingerprint()
-        weight = await asyncio.to_thread(self._weight, ops)
+        try:
+            vectors = await self.embedder.adocuments(texts[0]) if texts[0] else []
+            queries = [await self.embedder.aquery(text) for text in texts[1]]
+            model = await self.embedder.afingerprint()
+            weight = await asyncio.to_thread(self._weight, ops)
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
         return await self.backend.aexecute(fill(model, vectors, queries, weight))
+
+    def _failed(self, exc: Exception) -> BackendUnavailable:
+        """What a batch raises when the embedder fails (it ran none of its operations): the
+        store is as good as unreachable for it (a server answers 503), whatever the cause."""
+        return BackendUnavailable(
+            f"the embedder {self.embedder!r} failed, so nothing was written or searched: "
+            f"{type(exc).__name__}: {exc}"
+        )
 
     def _weight(self, ops: Sequence[Op]) -> float | None:
         """The embedder's weight in a hybrid search, where the batch holds one."""
@@ -132,6 +151,9 @@ def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]
     queries: list[str] = []
     plans: list[tuple[int, list[int | None]]] = []  # op index, each value's text or None
     for index, op in enumerate(ops):
+        ns = getattr(op, "ns", None)
+        if isinstance(ns, str) and "/" in ns:  # botwire's own (tokens, webhooks): never embedded
+            continue
         if type(op) is Put and op.vectors is None:
             plans.append((index, [_add(values, embed_text(op.value))]))
         elif type(op) is Append and op.vectors is None:

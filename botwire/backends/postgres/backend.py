@@ -756,14 +756,15 @@ class PostgresBackend(Backend):
         )  # fmt: skip
         if length is None:
             length = yield from self._answer(append_steps(op), now)
-        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1
-            back = [len(op.values) - n for n, v in enumerate(op.vectors.items) if v is not None]
-            yield Query(
+        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1,
+            kept = [n for n, v in enumerate(op.vectors.items) if v is not None]  # those a
+            yield Query(  # window kept (a first item kept may move there)
                 "UPDATE botwire_list_items li SET vector = v.vector, vector_model = %s"
-                " FROM botwire_entries e, unnest(%s::bytea[], %s::bigint[]) AS v(vector, back)"
-                " WHERE e.ns = %s AND e.key = %s AND li.entry_id = e.id"
-                " AND li.seq = e.list_hi - v.back",
-                (op.vectors.model, [v for v in op.vectors.items if v is not None], back,
+                " FROM botwire_entries e, unnest(%s::bytea[], %s::bigint[], %s::text[])"
+                " AS v(vector, back, value) WHERE e.ns = %s AND e.key = %s"
+                " AND li.entry_id = e.id AND li.seq = e.list_hi - v.back AND li.value = v.value",
+                (op.vectors.model, [op.vectors.items[n] for n in kept],
+                 [len(op.values) - n for n in kept], [op.values[n] for n in kept],
                  op.ns, op.key),
                 "rowcount",
             )  # fmt: skip

@@ -137,8 +137,9 @@ def fuse(
     relevance against the same over the documents, where one that holds no word of the query
     scores 0. A key's hybrid score is its words' standard score plus ``weight`` times its
     meaning's (a key outside the words' pool counts as holding no word of the query, one
-    outside the meaning's pool as that pool's last), and a key shows when that sum is above 0:
-    better, on balance, than an average document. ``weight`` is the embedder's, calibrated
+    outside the meaning's pool as that pool's last). A key shows when it holds a word of the
+    query or, by meaning (where meaning weighs), stands out from the average document.
+    ``weight`` is the embedder's, calibrated
     (:mod:`~botwire.backends.search.calibration`): from 0 (words alone) for a model that
     would only blur the words' ranking, up to meaning alone for one that beats it.
     """
@@ -158,8 +159,8 @@ def fuse(
         key: by_words.get(key, no_words) + weight * by_meaning.get(key, no_meaning) for key in found
     }
     ranked = sorted(found, key=lambda key: (-fused[key], -found[key].updated_at))
-    best = [key for key in ranked if fused[key] > 0][:limit]  # above an average document
-    return [_trimmed(found[key]._replace(score=fused[key]), limit) for key in best]
+    best = [key for key in ranked if key in by_words or (weight > 0 and by_meaning[key] > 0)]
+    return [_trimmed(found[key]._replace(score=fused[key]), limit) for key in best[:limit]]
 
 
 def _trimmed(hit: SearchHit, limit: int) -> SearchHit:

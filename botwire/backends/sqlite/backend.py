@@ -600,13 +600,13 @@ class SQLiteBackend(Backend):
 
     def _append(self, conn: sqlite3.Connection, op: Append, now: int) -> int:
         length = int(self._answer(conn, append_steps(op), now))
-        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1
-            count = len(op.values)
+        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1,
+            count = len(op.values)  # those a window kept (a first item kept may move there)
             conn.executemany(
                 "INSERT OR REPLACE INTO vectors SELECT li.entry_id, li.seq, ?, ? FROM entries e"
                 " JOIN list_items li ON li.entry_id = e.id AND li.seq = e.list_hi - ?"
-                " WHERE e.ns = ? AND e.key = ?",
-                [(op.vectors.model, vector, count - n, op.ns, op.key)
+                " WHERE e.ns = ? AND e.key = ? AND li.value = ?",
+                [(op.vectors.model, vector, count - n, op.ns, op.key, op.values[n])
                  for n, vector in enumerate(op.vectors.items) if vector is not None],
             )  # fmt: skip
         return length

@@ -140,12 +140,20 @@ def imported(conn: sqlite3.Connection, op: AddChange, now: int) -> int:
 
 
 def trim(conn: sqlite3.Connection, before: int) -> None:
-    """Delete those of the oldest :data:`TRIM_BATCH` changes made before ``before`` (a bounded
-    read however large the log)."""
+    """Delete the oldest changes made before ``before``, at most :data:`TRIM_BATCH` (a bounded
+    read however large the log), up to the first one made since: the log loses a prefix only,
+    so every key's chain of changes stays whole back to where it ends (an imported change
+    keeps its old time, and a clock may step back). The heads of gone keys whose changes went
+    go too."""
     conn.execute(
-        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes ORDER BY seq LIMIT ?)"
-        " AND at < ? AND seq < (SELECT max(seq) FROM changes)",  # the newest stays: see above
+        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes ORDER BY seq LIMIT ?1)"
+        " AND seq < coalesce((SELECT min(seq) FROM (SELECT seq, at FROM changes ORDER BY seq"
+        " LIMIT ?1) WHERE at >= ?2), 9223372036854775807)"
+        " AND seq < (SELECT max(seq) FROM changes)",  # the newest stays: see above
         (TRIM_BATCH, before),
+    )
+    conn.execute(
+        "DELETE FROM removed_heads WHERE seq < (SELECT coalesce(min(seq), 0) FROM changes)"
     )
 
 

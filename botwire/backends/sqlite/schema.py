@@ -177,9 +177,10 @@ MIGRATIONS: list[str] = [
     # 8 (2026-12): a key's changes are a chain, newest first: its entry names its newest change
     # (last_change), each change the key's change before it (prev), and a key that is gone
     # (deleted, cleared, purged) leaves its newest change in removed_heads until it is written
-    # again. A write then adds its change at the end of the log only, instead of also into an
-    # index of the log by key, which cost each logged write a page of its own (a third of the
-    # log's cost). The clears of a namespace, few, keep an index.
+    # again (or that change is trimmed). A write then adds its change at the end of the log
+    # only, instead of also into an index of the log by key, which cost each logged write a
+    # page of its own (a third of the log's cost). The clears of a namespace, few, keep an
+    # index.
     """
     ALTER TABLE entries ADD COLUMN last_change INTEGER;
     ALTER TABLE changes ADD COLUMN prev INTEGER;
@@ -189,6 +190,7 @@ MIGRATIONS: list[str] = [
         seq INTEGER NOT NULL,
         PRIMARY KEY (ns, key)
     ) WITHOUT ROWID;
+    CREATE INDEX removed_heads_by_seq ON removed_heads (seq);
     UPDATE changes SET prev = (SELECT max(c.seq) FROM changes c
         WHERE c.ns = changes.ns AND c.key = changes.key AND c.seq < changes.seq)
     WHERE key IS NOT NULL;
