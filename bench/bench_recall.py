@@ -31,6 +31,7 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,23 +98,38 @@ def load(conversations: list[dict[str, Any]], url: str, embedder: Any) -> None:
         mem.search("warm", limit=1)  # the index catches up with the writes once
 
 
-def run_botwire(
-    conversations: list[dict[str, Any]], url: str, mode: str, embedder: Any = None
+def measure(
+    conversations: list[dict[str, Any]],
+    url: str,
+    embedder: Any,
+    rank: Callable[[Memory, str], list[str]],
 ) -> dict[str, Any]:
-    """Every question asked as a bot would: ``match="any"``, ``limit=10``, in ``mode``."""
+    """recall@5, recall@10 and p50 of ``rank(memory, question)`` (the keys it finds, best
+    first) over every question."""
     scores: dict[int, list[float]] = {5: [], 10: []}
     times = []
     for conv in conversations:
         mem = Memory(f"recall-{conv['id']}", url, embedder=embedder)
         for q in conv["questions"]:
             started = time.perf_counter()
-            hits = mem.search(q["question"], match="any", limit=10, mode=mode)  # type: ignore[arg-type]
+            top = rank(mem, q["question"])
             times.append(time.perf_counter() - started)
-            top = [hit.key for hit in hits]
             for k in scores:
                 scores[k].append(recall(top, q["evidence"], k))
     return {"r5": statistics.mean(scores[5]), "r10": statistics.mean(scores[10]),
             "p50": statistics.median(times) * 1000}  # fmt: skip
+
+
+def run_botwire(
+    conversations: list[dict[str, Any]], url: str, mode: str, embedder: Any = None
+) -> dict[str, Any]:
+    """Every question asked as a bot would: ``match="any"``, ``limit=10``, in ``mode``."""
+
+    def rank(mem: Memory, question: str) -> list[str]:
+        hits = mem.search(question, match="any", limit=10, mode=mode)  # type: ignore[arg-type]
+        return [hit.key for hit in hits]
+
+    return measure(conversations, url, embedder, rank)
 
 
 def run_rrf(
@@ -121,23 +137,16 @@ def run_rrf(
 ) -> dict[str, Any]:
     """Plain reciprocal rank fusion of the word and meaning rankings (50 keys each, weights
     equal, ``k=60``), the usual way to fuse them, for comparison with ``hybrid``."""
-    scores: dict[int, list[float]] = {5: [], 10: []}
-    times = []
-    for conv in conversations:
-        mem = Memory(f"recall-{conv['id']}", url, embedder=embedder)
-        for q in conv["questions"]:
-            started = time.perf_counter()
-            fused: dict[str, float] = {}
-            for mode in ("words", "meaning"):
-                found = mem.search(q["question"], match="any", limit=50, mode=mode)  # type: ignore[arg-type]
-                for rank, hit in enumerate(found):
-                    fused[hit.key] = fused.get(hit.key, 0.0) + 1 / (k + rank + 1)
-            top = sorted(fused, key=lambda key: -fused[key])[:10]
-            times.append(time.perf_counter() - started)
-            for n in scores:
-                scores[n].append(recall(top, q["evidence"], n))
-    return {"r5": statistics.mean(scores[5]), "r10": statistics.mean(scores[10]),
-            "p50": statistics.median(times) * 1000}  # fmt: skip
+
+    def rank(mem: Memory, question: str) -> list[str]:
+        fused: dict[str, float] = {}
+        for mode in ("words", "meaning"):
+            found = mem.search(question, match="any", limit=50, mode=mode)  # type: ignore[arg-type]
+            for place, hit in enumerate(found):
+                fused[hit.key] = fused.get(hit.key, 0.0) + 1 / (k + place + 1)
+        return sorted(fused, key=lambda key: -fused[key])[:10]
+
+    return measure(conversations, url, embedder, rank)
 
 
 def run_store(
