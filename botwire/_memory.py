@@ -77,6 +77,19 @@ class Memory(_MemoryBase):
     def _run(self, plan: _Plan[T]) -> T:
         return plan.finish(self._execute(plan.ops))
 
+    def backlog(self, wait: float = 0) -> int:
+        """How many values and list items this process wrote that wait for their vectors (an
+        embedder with ``background=True`` embeds them after the write; 0 for any other);
+        with ``wait``, first wait up to that many seconds for none to be left."""
+        from botwire.backends.embedding import Embedding
+
+        indexer = self._backend.indexer if isinstance(self._backend, Embedding) else None
+        if indexer is None:
+            return 0
+        if wait:
+            indexer.wait(wait)
+        return indexer.backlog
+
     def reindex(self, progress: Callable[[int], None] | None = None) -> int:
         """Give every value and list item of the namespace a vector of the memory's embedder:
         those written before it was configured, or with another model (a search compares a

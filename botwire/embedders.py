@@ -47,6 +47,9 @@ class Embedder:
         hybrid_weight: how much this model's ranking weighs beside the words' in a hybrid
             search; default: calibrated once per store (see
             :mod:`botwire.backends.search.calibration`).
+        background: for a slow or remote model: a write does not wait for it; a thread of the
+            process embeds what it wrote afterwards (see
+            :class:`~botwire.backends.embedding.Indexer`). Searches still embed their query.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Embedder:
         *,
         name: str | None = None,
         hybrid_weight: float | None = None,
+        background: bool = False,
     ) -> None:
         if not callable(documents) or (query is not None and not callable(query)):
             raise InvalidRequest("an embedder must be callable: list[str] -> list[list[float]]")
@@ -67,6 +71,7 @@ class Embedder:
         ):
             raise InvalidRequest(f"hybrid_weight is a number from 0, not {hybrid_weight!r}")
         self.hybrid_weight = hybrid_weight
+        self.background = background
         self._fingerprint: str | None = None
         self.dims: int | None = None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -455,3 +456,42 @@ def test_botwire_reindex_with_a_progress_bar(tmp_path: Path) -> None:
     assert "2 vectors stored in 2 namespaces" in done
     mem = Memory("bob", url, embedder=concepts)
     assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["trip"]
+
+
+def test_a_background_embedder_never_holds_a_write_up(url: str) -> None:
+    import threading
+
+    gate = threading.Event()
+
+    def remote(texts: list[str]) -> list[list[float]]:
+        gate.wait(10)  # a slow service
+        return concepts(texts)
+
+    mem = Memory("user-1", url, embedder=Embedder(remote, name="remote", background=True))
+    started = time.monotonic()
+    mem.set("trip", "We planned a trip to Portugal in May")
+    mem.append("chat", "jazz tonight", "my cat purrs")
+    assert time.monotonic() - started < 2  # the writes did not wait for the service
+    assert mem.backlog() == 3 and vectors_of(url) == []
+    assert [hit.key for hit in mem.search("Portugal trip")] == ["trip"]  # by words at once
+    gate.set()
+    assert mem.backlog(wait=10) == 0
+    assert len(vectors_of(url)) == 3
+    assert mem.search(QUESTION, mode="meaning", limit=1)[0].key == "trip"
+    assert Memory("user-1", url).backlog() == 0  # no embedder: nothing waits
+
+
+def test_a_background_embedder_that_fails_is_tried_again(url: str) -> None:
+    calls: list[int] = []
+
+    def flaky(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        if len(calls) == 1:
+            raise ConnectionError("the embedding service is down")
+        return concepts(texts)
+
+    mem = Memory("user-1", url, embedder=Embedder(flaky, name="flaky", background=True))
+    mem.set("trip", "We planned a trip to Portugal in May")  # the write succeeds
+    assert mem.get("trip") == "We planned a trip to Portugal in May"
+    assert mem.backlog(wait=10) == 0 and len(calls) >= 2
+    assert len(vectors_of(url)) == 1

@@ -10,6 +10,10 @@ for its vectors to be written with it.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any
 
@@ -29,6 +33,8 @@ from botwire.backends.search.meaning import embed_text
 from botwire.embedders import Embedder
 from botwire.errors import BackendUnavailable
 
+log = logging.getLogger("botwire")
+
 REINDEX_PAGE = 500
 """Values and items a reindex reads, embeds and stores at a time (one transaction each)."""
 MEANING = ("meaning", "hybrid", "auto")
@@ -43,12 +49,27 @@ class Embedding(Backend):
         self.backend, self.embedder = backend, embedder
         self.url = backend.url
         self.clock = backend.clock
+        self.indexer = Indexer(self) if embedder.background else None
 
     def __repr__(self) -> str:
         return f"Embedding({self.backend!r}, {self.embedder!r})"
 
     def execute(self, ops: Sequence[Op]) -> list[Any]:
-        texts, fill = _texts(ops)
+        if self.indexer is not None:  # values get their vectors later, in the background
+            results = self._execute(ops)
+            self.indexer.written(ops)
+            return results
+        return self._execute(ops)
+
+    async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
+        if self.indexer is not None:
+            results = await self._aexecute(ops)
+            self.indexer.written(ops)
+            return results
+        return await self._aexecute(ops)
+
+    def _execute(self, ops: Sequence[Op]) -> list[Any]:
+        texts, fill = _texts(ops, self.indexer is None)
         if not texts:
             return self.backend.execute(ops)
         try:
@@ -61,8 +82,8 @@ class Embedding(Backend):
             raise self._failed(exc) from exc
         return self.backend.execute(fill(model, vectors, queries, weight))
 
-    async def aexecute(self, ops: Sequence[Op]) -> list[Any]:
-        texts, fill = _texts(ops)
+    async def _aexecute(self, ops: Sequence[Op]) -> list[Any]:
+        texts, fill = _texts(ops, self.indexer is None)
         if not texts:
             return await self.backend.aexecute(ops)
         try:
@@ -143,10 +164,12 @@ class Embedding(Backend):
 Fill = Callable[[str, list[bytes], list[bytes], float | None], list[Op]]
 
 
-def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]:
-    """What a batch needs embedded (the texts of its values, in order, and its meaning
-    searches' queries), and how to put the vectors into its operations; ``None`` when
-    nothing."""
+def _texts(
+    ops: Sequence[Op], values_too: bool = True
+) -> tuple[tuple[list[str], list[str]] | None, Fill]:
+    """What a batch needs embedded (the texts of its values, in order, unless
+    ``values_too`` is false, and its meaning searches' queries), and how to put the vectors
+    into its operations; ``None`` when nothing."""
     values: list[str] = []
     queries: list[str] = []
     plans: list[tuple[int, list[int | None]]] = []  # op index, each value's text or None
@@ -154,9 +177,9 @@ def _texts(ops: Sequence[Op]) -> tuple[tuple[list[str], list[str]] | None, Fill]
         ns = getattr(op, "ns", None)
         if isinstance(ns, str) and "/" in ns:  # botwire's own (tokens, webhooks): never embedded
             continue
-        if type(op) is Put and op.vectors is None:
+        if type(op) is Put and op.vectors is None and values_too:
             plans.append((index, [_add(values, embed_text(op.value))]))
-        elif type(op) is Append and op.vectors is None:
+        elif type(op) is Append and op.vectors is None and values_too:
             plans.append((index, [_add(values, embed_text(value)) for value in op.values]))
         elif type(op) is Search and op.mode in MEANING and op.vectors is None:
             plans.append((index, [-1 - len(queries)]))
@@ -190,3 +213,76 @@ def _add(texts: list[str], text: str | None) -> int | None:
         return None
     texts.append(text)
     return len(texts) - 1
+
+
+class Indexer:
+    """Gives what a process writes its vectors after the write, in a thread of its own, for an
+    embedder that is slow or remote (``Embedder(..., background=True)``): a write never waits
+    for it, and a search finds a value by meaning once its vector is stored (by words at
+    once). :attr:`backlog` is how many values and items written here wait; an embedder that
+    fails is tried again after a pause (``RETRY_SECONDS``, doubling up to a minute), and
+    nothing is lost meanwhile: what has no vector is found again by its namespace's next
+    pass (or by ``reindex``)."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, embedding: Embedding) -> None:
+        self.embedding = embedding
+        self._lock = threading.Condition()
+        self._due: dict[str, int] = {}  # namespace: values and items written, waiting
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @property
+    def backlog(self) -> int:
+        """Values and items written by this process that wait for their vectors."""
+        with self._lock:
+            return sum(self._due.values()) + self._busy
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the backlog is empty (or ``timeout`` seconds); whether it is."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._due and not self._busy, timeout)
+
+    def written(self, ops: Sequence[Op]) -> None:
+        """Note the values and list items a batch wrote, for the thread to embed."""
+        due: dict[str, int] = {}
+        for op in ops:
+            if isinstance(op, (Put, Append)) and "/" not in op.ns:
+                count = len(op.values) if isinstance(op, Append) else 1
+                due[op.ns] = due.get(op.ns, 0) + count
+        if not due:
+            return
+        with self._lock:
+            for ns, count in due.items():
+                self._due[ns] = self._due.get(ns, 0) + count
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="botwire-indexer")  # fmt: skip
+                self._thread.start()
+            self._lock.notify_all()
+
+    def _run(self) -> None:
+        pause = self.RETRY_SECONDS
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: bool(self._due))
+                ns, count = next(iter(self._due.items()))
+                del self._due[ns]
+                self._busy = count
+            try:
+                self.embedding.reindex(ns)
+            except Exception as exc:  # the embedder or the store: try again later
+                log.warning("botwire: vectors of %r wait: %s", ns, exc)
+                with self._lock:
+                    self._due[ns] = self._due.get(ns, 0) + count
+                    self._busy = 0
+                time.sleep(pause)
+                pause = min(pause * 2, 60.0)
+                continue
+            pause = self.RETRY_SECONDS
+            with self._lock:
+                self._busy = 0
+                self._lock.notify_all()
