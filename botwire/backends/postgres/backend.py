@@ -99,6 +99,7 @@ from botwire.backends.common import (
     version_conflict,
 )
 from botwire.backends.postgres import changes as log
+from botwire.backends.postgres import vectors
 from botwire.backends.postgres.connections import (
     BEGIN,
     BEGIN_SNAPSHOT,
@@ -597,39 +598,11 @@ class PostgresBackend(Backend):
 
     @staticmethod
     def _unembedded(op: Unembedded, now: int) -> Steps:
-        rows = yield Query(
-            "SELECT * FROM (SELECT e.id, -1::bigint AS seq, e.key, e.value FROM botwire_entries e"
-            " WHERE e.ns = %(ns)s AND e.kind = 0 AND (e.id, -1) > (%(id)s, %(seq)s)"
-            " AND e.vector_model IS DISTINCT FROM %(model)s"
-            " UNION ALL SELECT li.entry_id, li.seq, e.key, li.value FROM botwire_entries e"
-            " JOIN botwire_list_items li ON li.entry_id = e.id WHERE e.ns = %(ns)s"
-            " AND e.kind = 1 AND (li.entry_id, li.seq) > (%(id)s, %(seq)s)"
-            " AND li.vector_model IS DISTINCT FROM %(model)s) u ORDER BY 1, 2 LIMIT %(limit)s",
-            {"ns": op.ns, "model": op.model, "id": op.after[0], "seq": op.after[1],
-             "limit": op.limit},
-            "all",
-        )  # fmt: skip
-        return [tuple(row) for row in rows]
+        return (yield from vectors.unembedded(op))
 
     @staticmethod
     def _embed(op: Embed, now: int) -> Steps:
-        stored = 0
-        for entry_id, seq, text, vector in op.units:
-            if seq == -1:
-                sql = (
-                    "UPDATE botwire_entries SET vector = %s, vector_model = %s"
-                    " WHERE id = %s AND ns = %s AND kind = 0 AND value = %s"
-                )
-                params: tuple[Any, ...] = (vector, op.model, entry_id, op.ns, text)
-            else:
-                sql = (
-                    "UPDATE botwire_list_items li SET vector = %s, vector_model = %s"
-                    " FROM botwire_entries e WHERE li.entry_id = %s AND li.seq = %s"
-                    " AND e.id = li.entry_id AND e.ns = %s AND li.value = %s"
-                )
-                params = (vector, op.model, entry_id, seq, op.ns, text)
-            stored += yield Query(sql, params, "rowcount")
-        return stored
+        return (yield from vectors.embed(op))
 
     def _add_change(self, op: AddChange, now: int) -> Steps:
         return (yield from log.imported(op, now, self.schema))
@@ -707,13 +680,8 @@ class PostgresBackend(Backend):
                 params,
             )
             raise version_conflict(op.key, op.if_version or 0, 0 if current is None else current[0])
-        if op.vectors is not None and op.vectors.items[0] is not None:
-            yield Query(
-                "UPDATE botwire_entries SET vector = %s, vector_model = %s"
-                " WHERE ns = %s AND key = %s",
-                (op.vectors.items[0], op.vectors.model, op.ns, op.key),
-                "rowcount",
-            )
+        if op.vectors is not None:
+            yield from vectors.of_value(op.ns, op.key, op.vectors)
         return int(row[0])
 
     def _restore(self, op: Restore, now: int) -> Steps:
@@ -756,18 +724,8 @@ class PostgresBackend(Backend):
         )  # fmt: skip
         if length is None:
             length = yield from self._answer(append_steps(op), now)
-        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1,
-            kept = [n for n, v in enumerate(op.vectors.items) if v is not None]  # those a
-            yield Query(  # window kept (a first item kept may move there)
-                "UPDATE botwire_list_items li SET vector = v.vector, vector_model = %s"
-                " FROM botwire_entries e, unnest(%s::bytea[], %s::bigint[], %s::text[])"
-                " AS v(vector, back, value) WHERE e.ns = %s AND e.key = %s"
-                " AND li.entry_id = e.id AND li.seq = e.list_hi - v.back AND li.value = v.value",
-                (op.vectors.model, [op.vectors.items[n] for n in kept],
-                 [len(op.values) - n for n in kept], [op.values[n] for n in kept],
-                 op.ns, op.key),
-                "rowcount",
-            )  # fmt: skip
+        if op.vectors is not None:
+            yield from vectors.of_appended(op, op.vectors)
         return int(length)
 
     def _incr(self, op: Incr, now: int) -> Steps:

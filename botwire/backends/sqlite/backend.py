@@ -83,7 +83,7 @@ from botwire.backends.common import (
 )
 from botwire.backends.search import Counts, check_language
 from botwire.backends.sqlite import changes as log
-from botwire.backends.sqlite import schema, search
+from botwire.backends.sqlite import schema, search, vectors
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
 from botwire.backends.sqlite.rows import ANSWERS, LIVE, NEW_VERSION
 from botwire.errors import BackendUnavailable, InvalidRequest
@@ -561,12 +561,8 @@ class SQLiteBackend(Backend):
                 (op.ns, op.key, now),
             ).fetchone()
             raise version_conflict(op.key, op.if_version or 0, 0 if found is None else found[0])
-        if op.vectors is not None and op.vectors.items[0] is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO vectors SELECT id, -1, ?, ? FROM entries"
-                " WHERE ns = ? AND key = ?",
-                (op.vectors.model, op.vectors.items[0], op.ns, op.key),
-            )
+        if op.vectors is not None:
+            vectors.of_value(conn, op.ns, op.key, op.vectors)
         return int(row[0])
 
     def _restore(self, conn: sqlite3.Connection, op: Restore, now: int) -> int:
@@ -600,15 +596,8 @@ class SQLiteBackend(Backend):
 
     def _append(self, conn: sqlite3.Connection, op: Append, now: int) -> int:
         length = int(self._answer(conn, append_steps(op), now))
-        if op.vectors is not None:  # the items appended are the newest: hi - n to hi - 1,
-            count = len(op.values)  # those a window kept (a first item kept may move there)
-            conn.executemany(
-                "INSERT OR REPLACE INTO vectors SELECT li.entry_id, li.seq, ?, ? FROM entries e"
-                " JOIN list_items li ON li.entry_id = e.id AND li.seq = e.list_hi - ?"
-                " WHERE e.ns = ? AND e.key = ? AND li.value = ?",
-                [(op.vectors.model, vector, count - n, op.ns, op.key, op.values[n])
-                 for n, vector in enumerate(op.vectors.items) if vector is not None],
-            )  # fmt: skip
+        if op.vectors is not None:
+            vectors.of_appended(conn, op, op.vectors)
         return length
 
     def _incr(self, conn: sqlite3.Connection, op: Incr, now: int) -> int:
@@ -692,34 +681,10 @@ class SQLiteBackend(Backend):
         return log.history(conn, op)
 
     def _unembedded(self, conn: sqlite3.Connection, op: Unembedded, now: int) -> list[Any]:
-        missing = "NOT EXISTS (SELECT 1 FROM vectors v WHERE v.entry_id = {} AND v.seq = {}"
-        missing += " AND v.model = ?3)"
-        return conn.execute(
-            "SELECT * FROM (SELECT e.id, -1, e.key, e.value FROM entries e"
-            " WHERE e.ns = ?1 AND e.kind = 0 AND (e.id, -1) > (?4, ?5) AND "
-            + missing.format("e.id", "-1")
-            + " UNION ALL SELECT li.entry_id, li.seq, e.key, li.value FROM entries e"
-            " JOIN list_items li ON li.entry_id = e.id WHERE e.ns = ?1 AND e.kind = 1"
-            " AND (li.entry_id, li.seq) > (?4, ?5) AND "
-            + missing.format("li.entry_id", "li.seq")
-            + ") ORDER BY 1, 2 LIMIT ?2",
-            (op.ns, op.limit, op.model, *op.after),
-        ).fetchall()
+        return vectors.unembedded(conn, op)
 
     def _embed(self, conn: sqlite3.Connection, op: Embed, now: int) -> int:
-        stored = 0
-        for entry_id, seq, text, vector in op.units:
-            holds = (
-                "SELECT 1 FROM entries WHERE id = ?1 AND ns = ?5 AND kind = 0 AND value = ?3"
-                if seq == -1
-                else "SELECT 1 FROM list_items li JOIN entries e ON e.id = li.entry_id"
-                " WHERE li.entry_id = ?1 AND li.seq = ?2 AND e.ns = ?5 AND li.value = ?3"
-            )
-            stored += conn.execute(
-                f"INSERT OR REPLACE INTO vectors SELECT ?1, ?2, ?4, ?6 WHERE EXISTS ({holds})",
-                (entry_id, seq, text, op.model, op.ns, vector),
-            ).rowcount
-        return stored
+        return vectors.embed(conn, op)
 
     def _add_change(self, conn: sqlite3.Connection, op: AddChange, now: int) -> int:
         return log.imported(conn, op, now)
