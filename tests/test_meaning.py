@@ -495,3 +495,138 @@ def test_a_background_embedder_that_fails_is_tried_again(url: str) -> None:
     assert mem.get("trip") == "We planned a trip to Portugal in May"
     assert mem.backlog(wait=10) == 0 and len(calls) >= 2
     assert len(vectors_of(url)) == 1
+
+
+# -- the process's copy of a namespace's vectors (SQLite) ------------------------------------
+
+WORDS = ["lisbon", "porto", "cat", "tuna", "jazz", "guitar", "deadline", "sofa", "trip", "red"]
+
+
+def _fresh(url: str, query: str, **options: Any) -> list[Any]:
+    """A meaning search by a backend of its own, which reads every vector from the store."""
+    from botwire.backends import create_backend
+
+    backend = create_backend(url)
+    try:
+        return Memory("copy", backend=backend, embedder=concepts).search(
+            query, mode="meaning", limit=40, **options
+        )
+    finally:
+        backend.close()
+
+
+def test_the_copy_of_a_namespaces_vectors_follows_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Differential: after every kind of write, by this process or another, with or without
+    an embedder, a search by meaning through the process's copy equals one that reads every
+    vector from the store; and the copy catches up with a few writes rather than reading
+    the namespace again."""
+    import random
+
+    from botwire.backends.search.matrix import Matrices
+
+    loads: list[str] = []
+    load = Matrices.load
+
+    def counted(self: Matrices, ns: str, *args: Any) -> Any:
+        loads.append(f"{id(self)} {ns}")
+        return load(self, ns, *args)
+
+    monkeypatch.setattr(Matrices, "load", counted)
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    mem = Memory("copy", url, embedder=concepts)
+    plain = Memory("copy", url)  # writes no vector: a value it changes loses its own
+    other = Memory("copy-2", url, embedder=concepts)
+    rng = random.Random(3)
+
+    def text() -> str:
+        return " ".join(rng.sample(WORDS, rng.randint(1, 3)))
+
+    mem.set_many({f"k{n:02d}": text() for n in range(30)})
+    for step in range(150):
+        key = f"k{rng.randrange(40):02d}"
+        kind = rng.randrange(9)
+        if kind == 0:
+            plain.set(key, text())
+        elif kind == 1:
+            mem.set(key, rng.randrange(100))  # no text: no vector
+        elif kind == 2:
+            mem.delete(key)
+        elif kind == 3:
+            mem.append("chat", text(), text(), max_len=rng.choice([None, 3]))
+        elif kind == 4 and step % 50 == 49:
+            mem.clear()
+        elif kind == 5:
+            other.set(key, text())  # another namespace's vectors
+        elif kind == 6:
+            run_python(
+                "from botwire import Memory\nfrom tests.helpers import concepts\n"
+                f"Memory('copy', {url!r}, embedder=concepts).set({key!r}, {text()!r})"
+            )
+        else:
+            mem.set(key, {"note": text()})
+        query = text()
+        assert mem.search(query, mode="meaning", limit=40) == _fresh(url, query), step
+    ours = loads[0]  # this process's store's copies (a fresh search has its own)
+    assert ours.endswith(" copy") and loads.count(ours) <= 4  # the first search, and clears
+
+
+def test_a_key_written_in_place_of_a_deleted_one_is_not_found_by_its_vector(
+    tmp_path: Path,
+) -> None:
+    """The newest entry's row is used again by the next key written: the copy never scores
+    the new key by the old one's vector."""
+    url = f"sqlite:///{tmp_path / 'reuse.db'}"
+    mem = Memory("copy", url, embedder=concepts)
+    mem.set("a", "cat sofa")
+    mem.set("b", "a trip to Lisbon")
+    assert mem.search(QUESTION, mode="meaning")[0].key == "b"
+    mem.delete("b")
+    mem.set("c", 42)  # no text, no vector
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["a"]
+    assert mem.search(QUESTION, mode="meaning") == _fresh(url, QUESTION)[:10]
+
+
+def test_a_copy_behind_the_trimmed_changes_reads_the_namespace_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botwire.backends.sqlite import vectors
+
+    monkeypatch.setattr(vectors, "CHANGES_KEPT", 5)
+    url = f"sqlite:///{tmp_path / 'trim.db'}"
+    mem = Memory("copy", url, embedder=concepts)
+    mem.set_many({f"k{n}": "cat sofa" for n in range(20)})
+    mem.search(QUESTION, mode="meaning")
+    writer = Memory("copy", url, embedder=concepts, timeout=31)  # a backend of its own
+    for n in range(20):
+        writer.set(f"k{n}", "a trip to Lisbon" if n % 2 else "jazz")
+        time.sleep(0.06)  # the trim runs at most once a second, in writes
+    with sqlite3.connect(tmp_path / "trim.db") as conn:
+        (kept,) = conn.execute("SELECT count(*) FROM vector_changes").fetchone()
+    assert kept < 40
+    assert mem.search(QUESTION, mode="meaning", limit=40) == _fresh(url, QUESTION)
+    found = mem.search(QUESTION, mode="meaning", limit=10)
+    assert {hit.key for hit in found} == {f"k{n}" for n in range(1, 20, 2)}
+
+
+def test_a_process_keeps_the_copies_it_searched_last_within_its_budget() -> None:
+    from botwire.backends.search.matrix import Matrices
+
+    vector = array("f", [0.5, 0.5, 0.5, 0.5]).tobytes()
+    rows = [(n, -1, f"k{n}", vector) for n in range(10)]  # 160 bytes a copy
+    matrices = Matrices(budget=350)
+    for ns in ("a", "b"):
+        assert matrices.load(ns, "m", 1, rows) is not None
+    assert matrices.get("a", "m") is not None  # searched last: "b" goes first
+    matrices.load("c", "m", 1, rows)
+    assert matrices.get("b", "m") is None
+    assert matrices.get("a", "m") is not None and matrices.get("c", "m") is not None
+    assert matrices.load("d", "m", 1, []) is None  # nothing to keep
+    copy = matrices.get("a", "m")
+    assert copy is not None
+    copy.drop(3, -1)
+    copy.put(11, 0, "chat", array("f", [1, 0, 0, 0]).tobytes())  # takes the row 3 left
+    found = copy.similar(array("f", [1, 0, 0, 0]).tobytes(), prefix="ch")
+    assert found.best(5) == [[11, 0, 1.0]]
+    assert len(copy.similar(vector)) == 10

@@ -27,7 +27,16 @@ def _text(rng: random.Random, words: int, lisbon: float = 0.8) -> str:
         picked.insert(rng.randrange(len(picked) + 1), "lisbon")
     if rng.random() < 0.3:
         picked.append("porto")
+    for common, share in (("the", 0.25), ("about", 0.15)):  # common words, in matches or not
+        if rng.random() < share:
+            picked.insert(rng.randrange(len(picked) + 1), common)
     return " ".join(picked)
+
+
+def _every_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank every match of a search at once: no shortest first, nor telling words first."""
+    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)
+    monkeypatch.setattr(search_sql, "TELLING_FIRST", False)
 
 
 def _fill(url: str) -> None:
@@ -87,6 +96,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("lisbon porto", {}),
     ("lisbon porto", {"match": "any"}),
     ("what about lisbon or porto", {"match": "any"}),  # common words beside telling ones
+    ("the porto", {"match": "any", "limit": 25, "distinct": False}),
+    ("the sintra", {"match": "any", "limit": 120}),  # fewer keys hold the telling word
+    ("the lisbon", {"match": "any", "prefix": "chat:", "limit": 30}),  # lists short of items
+    ("about lisbon", {"match": "any", "prefix": "chat:", "context": 1}),
     ("lisbon w1", {"match": "any", "limit": 20}),
     ("lisbon sintra", {"match": "any"}),
     ("lisbon sintra", {"match": "any", "prefix": "chat:"}),
@@ -113,7 +126,7 @@ def test_the_same_hits_as_ranking_every_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     fast = {url: _search(url, query, **options) for url in (f"sqlite:///{big}", big_postgres)}
-    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)  # every match ranked
+    _every_match(monkeypatch)
     for url, hits in fast.items():
         assert hits == _search(url, query, **options), url
         assert len(hits) == options.get("limit", 10)
@@ -146,7 +159,7 @@ def test_a_search_that_matches_most_documents_ranks_a_few_of_them(
     big: Path, match: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = _steps(big, "lisbon", match=match)
-    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)
+    _every_match(monkeypatch)
     every = _steps(big, "lisbon", match=match)
     assert fast * 4 < every, (fast, every)
 
@@ -158,7 +171,7 @@ def _fast_and_full(
     monkeypatch.setattr(search_sql, "SHORTEST_FROM", 10)
     monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 20)
     fast = Memory("small", url).search(query, **options)
-    monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 10**9)
+    _every_match(monkeypatch)
     return fast, Memory("small", url).search(query, **options)
 
 
@@ -177,20 +190,25 @@ def test_a_value_of_a_length_written_since_the_lengths_were_counted_is_found(
     assert fast == every and fast[0].key == "new"
 
 
-def test_a_list_whose_telling_item_is_long_still_ranks_first(
+def test_a_key_ranks_by_its_best_document_that_holds_a_telling_word(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A key's tier comes from its best document of any length: a list whose short item holds
-    only a common word and whose long item holds the telling one outranks keys of common
-    words only."""
+    """A list whose short item holds only a common word ranks by its long item that holds
+    the telling one: below shorter values that hold it, above every key of common words
+    only, and it shows both items."""
     url = f"sqlite:///{tmp_path / 'tier.db'}"
     mem = Memory("small", url)
     filler = WORDS[100:140]
     mem.set("top", " ".join(["the", "lisbon", *WORDS[:20]]))
-    mem.set_many({f"short{n}": " ".join(["lisbon", *WORDS[20 + n : 41 + n]]) for n in range(10)})
-    mem.set_many({f"long{n:03}": " ".join((["lisbon"] if n < 236 else []) + filler)
-                  for n in range(290)})  # fmt: skip
+    shorts = {f"short{n}": " ".join(["lisbon", *WORDS[20 + n : 41 + n]]) for n in range(10)}
+    mem.set_many(shorts)
+    mem.set_many({f"common{n:03}": f"the {WORDS[n]}" for n in range(30)})
+    mem.set_many({f"other{n:03}": " ".join(WORDS[n : n + 5]) for n in range(250)})
     mem.append("k", "the", " ".join(["lisbon", *filler]))
-    fast, every = _fast_and_full(url, "the lisbon", monkeypatch, match="any", limit=1,
+    fast, every = _fast_and_full(url, "the lisbon", monkeypatch, match="any", limit=12,
                                  distinct=False)  # fmt: skip
-    assert fast == every and fast[0].key == "k"
+    assert fast == every
+    keys = [hit.key for hit in fast]
+    assert keys[0] == "top" and set(keys[1:11]) == set(shorts) and keys[11] == "k"
+    assert fast[11].items is not None
+    assert [item.value for item in fast[11].items] == [" ".join(["lisbon", *filler]), "the"]

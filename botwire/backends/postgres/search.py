@@ -13,16 +13,17 @@ from botwire.backends.search import (
     Dialect,
     JsonFields,
     Params,
+    Rank,
     Scalar,
-    ShortestFirst,
     listing_sql,
     ns_tag,
     parse_query,
     ranked_sql,
+    ranking_plan,
     search_hits,
     search_scope,
 )
-from botwire.backends.search.meaning import fuse, meaning_steps, pooled
+from botwire.backends.search.meaning import Similar, fuse, meaning_steps, pooled, query_vector
 from botwire.backends.search.query import Weighed
 
 
@@ -103,18 +104,14 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
             for expression, count in zip(missing, found, strict=True):
                 counts.put(expression, int(count))
         weighed = query.weighed(groups, counts.rarities(markers, groups))
-        shortest = ShortestFirst(op, weighed, query.any, counts, markers)
-        while (longest := shortest.longest()) is not None:
-            within = " | ".join(f"'{token}'" for token in shortest.tokens(tags, longest))
-            rows = yield _ranking(op, now, weighed, query.any, shortest.average, within)
-            if (proven := shortest.proven(rows)) is not None:  # and every match of the lists
-                if proven:  # that may lack items
-                    rows = yield _ranking(
-                        op, now, weighed, query.any, shortest.average, within, proven
-                    )
-                return search_hits(rows, op.context > 0)
-        rows = yield _ranking(op, now, weighed, query.any, shortest.average, None)
-        return search_hits(rows, op.context > 0)
+        average = counts.average_length(markers)
+        plan = ranking_plan(op, weighed, counts, markers, tags)
+        rank = next(plan)
+        while True:
+            try:
+                rank = plan.send((yield _ranking(op, now, weighed, average, rank)))
+            except StopIteration as done:
+                return search_hits(done.value, op.context > 0)
     if query.listing:  # an empty query: every key in scope, newest first
         listing = listing_sql(DIALECT, p, op, now)
         sql = ranked_sql(DIALECT, p, op, now, listing, filtered=True)
@@ -125,30 +122,29 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
 
 
 def _ranking(
-    op: Search,
-    now: int,
-    weighed: list[Weighed],
-    any_group: bool,
-    average_length: float,
-    within: str | None,
-    keys: frozenset[tuple[str, str]] = frozenset(),
+    op: Search, now: int, weighed: list[Weighed], average_length: float, rank: Rank
 ) -> Query:
-    """The statement that ranks a search's matches (:func:`ranked_sql`): all of them, or only
-    those that also match ``within`` (a tsquery of length words), with every match of the
-    lists ``keys``."""
+    """The statement that ranks a search's matches (:func:`ranked_sql`) as ``rank`` asks."""
     p = DIALECT.params()
-    finding = " | " if any_group else " & "  # a document holds one group, or all
-    combined = finding.join(f"({g.expression})" for g in weighed)
-    if any_group:  # each document weighs the rarity of the groups it holds
+    finding = " | " if op.match == "any" else " & "  # a document holds one group, or all
+    combined = telling = finding.join(f"({g.expression})" for g in weighed)
+    if op.match == "any":  # each document weighs the rarity of the groups it holds
         weight = " + ".join(
             f"CASE WHEN X.tsv @@ {p(g.expression)}::tsquery THEN {p(g.weight)}::float8 ELSE 0 END"
             for g in weighed
         )
-        telling = p(" | ".join(f"({g.expression})" for g in weighed if g.telling))
-        tier = f"CASE WHEN X.tsv @@ {telling}::tsquery THEN 1 ELSE 0 END"
+        telling = " | ".join(f"({g.expression})" for g in weighed if g.telling)
+        tier = f"CASE WHEN X.tsv @@ {p(telling)}::tsquery THEN 1 ELSE 0 END"
     else:  # each document holds them all
         weight, tier = f"{p(sum(g.weight for g in weighed))}::float8", "1"
-    found = p(combined if within is None else f"({combined}) & ({within})")
+    within = None if rank.within is None else " | ".join(f"'{t}'" for t in rank.within)
+    if rank.tier == 1:  # documents that hold a telling word, cut by length
+        found = p(telling if within is None else f"({telling}) & ({within})")
+    elif within is None:
+        found = p(combined)
+    else:  # those of common words only cut
+        common = " | ".join(f"({g.expression})" for g in weighed if not g.telling)
+        found = p(f"({telling}) | (({common}) & ({within}))")
     # The query joins as a row rather than appears as a constant: the planner then looks it
     # up in the GIN index, where its estimate of a tagged word would scan the table.
     candidates = (
@@ -161,8 +157,8 @@ def _ranking(
         f" FROM (VALUES ({found}::tsquery)) q(query)"
         " JOIN botwire_list_items i ON i.tsv @@ q.query"
     )
-    if keys:  # UNION: an item found both ways once
-        pairs = ", ".join(f"({p(ns)}, {p(key)})" for ns, key in sorted(keys))
+    if rank.lists:  # UNION: an item found both ways once
+        pairs = ", ".join(f"({p(ns)}, {p(key)})" for ns, key in sorted(rank.lists))
         candidates = (
             f"{candidates} UNION SELECT i.entry_id, i.seq, {weight.replace('X.', 'i.')},"
             f" length(i.tsv) - 2, i.digest, {tier.replace('X.', 'i.')}"
@@ -213,24 +209,24 @@ def _counts(expressions: list[str]) -> Query:
 
 
 def _by_meaning(op: Search, now: int) -> Steps:
-    """The ranked rows of a meaning search and the spread of its similarities
-    (:func:`meaning_steps`): the vectors of values and of list items in its scope."""
-
-    def documents(p: Params, model: str) -> str:
-        scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
-        return (
-            f"SELECT e.id, -1, e.vector FROM botwire_entries e WHERE {scope}"
-            f" AND e.vector_model = {p(model)}"
-            " UNION ALL SELECT li.entry_id, li.seq, li.vector FROM botwire_list_items li"
-            f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {scope}"
-            f" AND li.vector_model = {p(model)}"
-        )
-
-    steps = meaning_steps(DIALECT, op, now, documents)
+    """The ranked rows of a meaning search and the :class:`Spread` of its similarities
+    (:func:`meaning_steps`), from the vectors of the values and list items in its scope."""
+    model, query = query_vector(op)
+    p = DIALECT.params()
+    scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
+    documents = (
+        f"SELECT e.id, -1, e.vector FROM botwire_entries e WHERE {scope}"
+        f" AND e.vector_model = {p(model)}"
+        " UNION ALL SELECT li.entry_id, li.seq, li.vector FROM botwire_list_items li"
+        f" JOIN botwire_entries e ON e.id = li.entry_id WHERE {scope}"
+        f" AND li.vector_model = {p(model)}"
+    )
+    similar = Similar.of_rows(query, (yield Query(documents, p.values, "all")))
+    steps = meaning_steps(DIALECT, op, now, similar)
     statement = next(steps)
     while True:
         rows = yield Query(statement[0], statement[1], "all")
         try:
             statement = steps.send(rows)
         except StopIteration as done:
-            return done.value
+            return done.value, similar.spread()

@@ -18,14 +18,13 @@ fingerprint), for every process; embedding the 1,572 texts is the whole cost, on
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from botwire.backends.base import Backend, Get, Put, Search, SearchHit
-from botwire.backends.search.meaning import HYBRID_POOL, Spread, embed_text, fuse, similarities
+from botwire.backends.search.meaning import HYBRID_POOL, Similar, Spread, embed_text, fuse
 from botwire.embedders import Embedder
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 1000.0)
@@ -110,13 +109,11 @@ def _ask(
         (words,) = backend.execute(
             [Search(ns, question["question"], limit=HYBRID_POOL, match="any")]
         )
-        scores = similarities(embedder.query(question["question"]), vectors)
-        order = sorted(range(len(keys)), key=scores.__getitem__, reverse=True)[:HYBRID_POOL]
-        meaning = [SearchHit(ns, keys[i], scores[i], "null", None, 0, 0) for i in order]
-        mean = math.fsum(scores) / len(scores)
-        deviation = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / len(scores))
-        spread = Spread(len(scores), mean, deviation or 1.0)
-        asked.append((words, meaning, spread, question["evidence"]))
+        rows = [(n, -1, vector) for n, vector in enumerate(vectors)]
+        similar = Similar.of_rows(embedder.query(question["question"]), rows)
+        meaning = [SearchHit(ns, keys[n], score, "null", None, 0, 0)
+                   for n, _, score in similar.best(HYBRID_POOL)]  # fmt: skip
+        asked.append((words, meaning, similar.spread(), question["evidence"]))
     return asked
 
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 import json
 import math
 from array import array
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple
 
 from botwire.backends.base import Search, SearchHit
-from botwire.backends.search.filters import Params
 from botwire.backends.search.sql import Dialect, ranked_sql, shown_keys
 from botwire.backends.search.text import is_text, strings
 from botwire.errors import InvalidRequest
 
 FIRST_CANDIDATES = 200
-"""Documents a meaning search first hands to the ranking (at least 8 per key it may show)."""
+"""Documents a meaning search first hands to the ranking (at least 2 per key it may show)."""
 
 
 def embed_text(json_text: str) -> str | None:
@@ -37,18 +36,73 @@ def embed_text(json_text: str) -> str | None:
     return text or None
 
 
-def similarities(query: bytes, vectors: Sequence[bytes]) -> list[float]:
-    """The cosine similarity of each of ``vectors`` with ``query`` (all unit length)."""
-    if not vectors:
-        return []
-    try:
-        import numpy as np
-    except ImportError:  # exact, only slower
-        q = array("f", query)
-        return [sum(a * b for a, b in zip(array("f", v), q, strict=False)) for v in vectors]
-    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(vectors), -1)
-    scores: Any = matrix @ np.frombuffer(query, dtype=np.float32)
-    return [float(x) for x in scores]
+class Spread(NamedTuple):
+    """How similar the documents in a search's scope are to its query: how many, their mean
+    similarity and its standard deviation."""
+
+    documents: int
+    mean: float
+    deviation: float
+
+
+class Similar:
+    """How similar each document in a search's scope is to its query: the documents' entry
+    ids and seqs, and their scores (cosine similarities), side by side (numpy arrays, or
+    lists without numpy)."""
+
+    def __init__(self, entry_ids: Any, seqs: Any, scores: Any) -> None:
+        self.entry_ids, self.seqs, self.scores = entry_ids, seqs, scores
+
+    @classmethod
+    def of_rows(cls, query: bytes, rows: Sequence[Any]) -> Similar:
+        """The similarity to ``query`` of the documents of ``rows``: ``(entry_id, seq,
+        vector)``, every vector unit length (the cosine is the dot product)."""
+        entry_ids = [row[0] for row in rows]
+        seqs = [row[1] for row in rows]
+        try:
+            import numpy as np
+        except ImportError:  # exact, only slower
+            q = array("f", query)
+            scores = [sum(a * b for a, b in zip(array("f", row[2]), q, strict=False))
+                      for row in rows]  # fmt: skip
+            return cls(entry_ids, seqs, scores)
+        if not rows:
+            return cls(entry_ids, seqs, np.zeros(0, dtype=np.float32))
+        matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32)
+        matrix = matrix.reshape(len(rows), -1)
+        return cls(entry_ids, seqs, matrix @ np.frombuffer(query, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def best(self, take: int) -> list[list[Any]]:
+        """The ``take`` most similar documents, most similar first: ``[entry_id, seq,
+        score]``."""
+        order: Any
+        if isinstance(self.scores, list):
+            order = sorted(range(len(self.scores)), key=self.scores.__getitem__, reverse=True)
+            order = order[:take]
+        else:
+            import numpy as np
+
+            order = np.arange(len(self.scores))
+            if take < len(order):
+                order = np.argpartition(-self.scores, take)[:take]
+            order = order[np.argsort(-self.scores[order], kind="stable")]
+        return [[int(self.entry_ids[i]), int(self.seqs[i]), float(self.scores[i])] for i in order]
+
+    def spread(self) -> Spread:
+        """The :class:`Spread` of the similarities."""
+        if not len(self.scores):
+            return Spread(0, 0.0, 1.0)
+        if isinstance(self.scores, list):
+            mean = math.fsum(self.scores) / len(self.scores)
+            square = math.fsum((x - mean) ** 2 for x in self.scores)
+            deviation = math.sqrt(square / len(self.scores))
+        else:
+            scores = self.scores.astype("float64")
+            mean, deviation = float(scores.mean()), float(scores.std())
+        return Spread(len(self.scores), mean, deviation or 1.0)
 
 
 def check_meaning(op: Search) -> str:
@@ -65,47 +119,29 @@ Statement = tuple[str, Any]
 """SQL and its parameters, for the engine to run in the search's transaction."""
 
 
-class Spread(NamedTuple):
-    """How similar the documents in a search's scope are to its query: how many, their mean
-    similarity and its standard deviation."""
-
-    documents: int
-    mean: float
-    deviation: float
-
-
 def meaning_steps(
-    d: Dialect, op: Search, now: int, documents: Callable[[Params, str], str]
-) -> Generator[Statement, list[Any], tuple[list[Any], Spread]]:
-    """The rows of :func:`ranked_sql` (for :func:`search_hits`) of a meaning search, and the
-    :class:`Spread` of its similarities, as statements to run: first ``documents(p, model)``,
-    the engine's SQL that reads ``(entry_id, seq, vector)`` of every vector in the search's
-    scope (:func:`search_scope`, on ``e``) made by ``model``; then the ranking of the most
-    similar, more of them while the filters leave too few keys."""
-    model = check_meaning(op)
-    assert op.vectors is not None and op.vectors.items[0] is not None
-    p = d.params()
-    found = yield documents(p, model), p.values
-    scores = similarities(op.vectors.items[0], [vector for _, _, vector in found])
-    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
-    take = max(FIRST_CANDIDATES, shown_keys(op) * 8)
+    d: Dialect, op: Search, now: int, similar: Similar
+) -> Generator[Statement, list[Any], list[Any]]:
+    """The rows of :func:`ranked_sql` (for :func:`search_hits`) of a meaning search, as
+    statements to run, from how ``similar`` each document in its scope is to its query:
+    the ranking of the most similar, more of them while the filters leave too few keys."""
+    take = max(FIRST_CANDIDATES, shown_keys(op) * 2)
     while True:
-        chosen = [[found[i][0], found[i][1], scores[i]] for i in order[:take]]
+        chosen = similar.best(take)
         p = d.params()
         triples = d.scored.format(p(json.dumps(chosen)))
         candidates = f"SELECT s.*, 1, {d.no_digest}, 1 FROM ({triples}) s"
         ranked = yield ranked_sql(d, p, op, now, candidates), p.values
-        if len({(row[0], row[1]) for row in ranked}) >= op.limit or take >= len(order):
-            return ranked, _spread(scores)
+        if len({(row[0], row[1]) for row in ranked}) >= op.limit or take >= len(similar):
+            return ranked
         take *= 4
 
 
-def _spread(scores: list[float]) -> Spread:
-    if not scores:
-        return Spread(0, 0.0, 1.0)
-    mean = math.fsum(scores) / len(scores)
-    deviation = math.sqrt(math.fsum((x - mean) ** 2 for x in scores) / len(scores))
-    return Spread(len(scores), mean, deviation or 1.0)
+def query_vector(op: Search) -> tuple[str, bytes]:
+    """The model and the vector of a meaning search's query; a clear error when it has none."""
+    model = check_meaning(op)
+    assert op.vectors is not None and op.vectors.items[0] is not None
+    return model, op.vectors.items[0]
 
 
 # -- hybrid: both rankings, fused --------------------------------------------------------------

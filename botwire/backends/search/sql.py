@@ -8,7 +8,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from botwire.backends.base import Search, SearchHit, prefix_upper_bound
@@ -222,26 +222,19 @@ class ShortestFirst:
     those ranked scores at most :meth:`unseen`, and the ranking of the shortest is the
     search's when each hit scores more than that (:meth:`proven`); else four times as many
     are ranked, and every match once that reaches about half the documents. Each engine
-    renders "only documents up to this length" in its own syntax (:meth:`tokens`: the length
-    words of :func:`length_token`)::
+    renders "only documents up to this length" in its own syntax (the length words of
+    :func:`length_token`, in :attr:`Rank.within`); :func:`ranking_plan` drives it.
 
-        shortest = ShortestFirst(op, weighed, any_group, counts, markers)
-        while (longest := shortest.longest()) is not None:
-            rows = rank(shortest.tokens(tags, longest))
-            if (proven := shortest.proven(rows)) is not None:
-                return rank(..., and every match of the lists in proven) if proven else rows
-        return rank(every match)
+    ``tier`` says which documents are cut by length (see :class:`Rank`): with 1, those that
+    hold a telling word, the only ones ranked; with 0, those of common words only, beside
+    every document that holds a telling word (whose keys rank first, each by its best such
+    document: so they are all found whatever the cut).
     """
 
     def __init__(
-        self,
-        op: Search,
-        weighed: Sequence[Any],
-        any_group: bool,
-        counts: Counts,
-        markers: Sequence[str],
+        self, op: Search, weighed: Sequence[Any], counts: Counts, markers: Sequence[str], tier: int
     ) -> None:
-        self.op, self.weighed, self.counts, self.markers = op, weighed, counts, markers
+        self.op, self.tier, self.counts, self.markers = op, tier, counts, markers
         self.average = counts.average_length(markers)
         found: dict[int, int] = {}
         for marker in markers:
@@ -250,22 +243,21 @@ class ShortestFirst:
         self.lengths = sorted(found.items())
         """How many documents of the namespaces have each length, shortest first."""
         docs = sum(count for _, count in self.lengths)
-        matches = [counts[group.expression] for group in weighed]
-        if any_group:  # how many documents match, about (words taken as independent)
+        cut = [group for group in weighed if group.telling == (tier == 1) or tier == 1]
+        self.weight = sum(group.weight for group in cut)
+        """The most the groups of a document that is cut can weigh."""
+        matches = [counts[group.expression] for group in cut if group.telling or tier == 0]
+        if op.match == "any":  # how many documents match, about (words taken as independent)
             self.matches = sum(matches)
         else:
             self.matches = int(docs * math.prod(min(1.0, m / max(docs, 1)) for m in matches))
         self.wanted = max(SHORTEST_FIRST, 8 * shown_keys(op)) // 4
-        self.common = not all(group.telling for group in weighed)
-        """Whether common words are looked up beside telling ones: a key's tier (whether it
-        holds a telling word) may then come from a document longer than those ranked, so
-        length alone proves nothing."""
         self.last: int | None = None
 
     def longest(self) -> int | None:
         """The length up to which to rank next (four times as many matches as the last
         time); ``None``: rank every match (``recency``, or about half the documents)."""
-        if self.op.recency is not None or self.matches < SHORTEST_FROM or self.common:
+        if self.op.recency is not None or self.matches < SHORTEST_FROM:
             return None
         self.wanted *= 4
         share = self.wanted / max(self.matches, 1)
@@ -273,7 +265,7 @@ class ShortestFirst:
         held = 0
         for length, count in self.lengths[:-1]:
             held += count
-            if held >= share * docs:
+            if held >= share * docs and (self.last is None or length > self.last):
                 self.last = length if held < docs / 2 else None
                 return self.last
         return None
@@ -284,21 +276,21 @@ class ShortestFirst:
         return [length_token(tag, length) for tag in tags for length in range(longest + 1)]
 
     def unseen(self) -> float:
-        """The best score a document longer than the last ranked can have."""
+        """The best score a document that was cut can have."""
         assert self.last is not None
-        return score_of(sum(group.weight for group in self.weighed), self.last + 1, self.average)
+        return score_of(self.weight, self.last + 1, self.average)
 
     def proven(self, rows: list[Any]) -> frozenset[tuple[str, str]] | None:
         """Whether ``rows`` (:func:`ranked_sql`'s, of the shortest) are the search's:
         ``None`` when they may not be; else the lists (namespace, key) whose items may lack
-        some that were left out (each key holds telling words and scores above
-        :meth:`unseen`, and so does each list's ``limit``-th item, or the list is given)."""
+        some that were cut (each key of the tier that was cut scores above :meth:`unseen`,
+        and so does each list's ``limit``-th item, or the list is given)."""
         op, unseen = self.op, self.unseen()
         keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
         lists: set[tuple[str, str]] = set()
         for ns, key, best, _, _, kind, _, _, _, _, near, tier, item_tier, score in rows:
             found = keys.setdefault((ns, key), [])
-            if tier < 1 or best <= unseen:
+            if tier < self.tier or (tier == self.tier and best <= unseen):
                 return None
             if kind == LIST:
                 lists.add((ns, key))
@@ -312,9 +304,89 @@ class ShortestFirst:
         )  # fmt: skip
 
 
+class Rank(NamedTuple):
+    """A ranking of a search's matches that :func:`ranking_plan` asks its engine for: the
+    rows of :func:`ranked_sql` over the documents that match the search's groups, ``tier``
+    saying which of them ``within`` cuts, and with every match of ``lists``."""
+
+    within: list[str] | None
+    """Length words: the documents that ``tier`` names must hold one (the shortest);
+    ``None``: any length."""
+    tier: int
+    """1: only the documents that hold a telling word (common words then weigh in those
+    only); 0: all, where ``within`` cuts those of common words only."""
+    lists: frozenset[tuple[str, str]]
+    """And, whatever they hold, every document that matches of these lists (namespace, key)."""
+
+
+def ranking_plan(
+    op: Search,
+    weighed: Sequence[Any],
+    counts: Counts,
+    markers: Sequence[str],
+    tags: Sequence[str],
+) -> Generator[Rank, list[Any], list[Any]]:
+    """The rankings a search of ``weighed`` groups runs (each :class:`Rank` sent the rows of
+    its ranking back), to return the rows of its hits.
+
+    A relevance search (``match="any"``) whose telling words are looked up beside common
+    ones first ranks the documents that hold a telling word, as a common word alone makes a
+    document a match of the lowest tier only: the search's keys when they are enough, with
+    every match of the lists among them that show fewer items than the search may (their
+    items of common words only). Else it ranks every match. Each ranking takes the shortest
+    documents first (:class:`ShortestFirst`)."""
+    mixed = {group.telling for group in weighed} == {True, False}
+    if not (mixed and op.match == "any"):
+        return (yield from _shortest_first(op, weighed, counts, markers, tags, tier=1))
+    if TELLING_FIRST:
+        rows = yield from _shortest_first(op, weighed, counts, markers, tags, tier=1)
+        if _keys(rows) >= op.limit:
+            return rows
+    return (yield from _shortest_first(op, weighed, counts, markers, tags, tier=0))
+
+
+def _shortest_first(
+    op: Search,
+    weighed: Sequence[Any],
+    counts: Counts,
+    markers: Sequence[str],
+    tags: Sequence[str],
+    tier: int,
+) -> Generator[Rank, list[Any], list[Any]]:
+    shortest = ShortestFirst(op, weighed, counts, markers, tier)
+    while (longest := shortest.longest()) is not None:
+        within = shortest.tokens(tags, longest)
+        rows = yield Rank(within, tier, frozenset())
+        if (proven := shortest.proven(rows)) is not None:  # and every match of the lists
+            return (yield Rank(within, tier, proven)) if proven else rows  # short of items
+    rows = yield Rank(None, tier, frozenset())
+    mixed = {group.telling for group in weighed} == {True, False}
+    lists = _short_lists(rows, op.limit) if tier == 1 and mixed else frozenset()
+    if lists and _keys(rows) >= op.limit:  # their items of common words only
+        rows = yield Rank(None, tier, lists)
+    return rows
+
+
+def _keys(rows: list[Any]) -> int:
+    """How many keys ``rows`` (:func:`ranked_sql`'s) show."""
+    return len({(row[0], row[1]) for row in rows})
+
+
+def _short_lists(rows: list[Any], limit: int) -> frozenset[tuple[str, str]]:
+    """The lists among ``rows`` (:func:`ranked_sql`'s) that show fewer than ``limit`` items."""
+    shown: dict[tuple[str, str], int] = {}
+    for ns, key, _, _, _, kind, _, _, _, _, near, *_ in rows:
+        if kind == LIST:
+            shown[(ns, key)] = shown.get((ns, key), 0) + (not near)
+    return frozenset(key for key, items in shown.items() if items < limit)
+
+
 SHORTEST_FIRST = 500
 """How many of the shortest matches a search that matches many documents ranks first (or
 more: see :class:`ShortestFirst`)."""
+TELLING_FIRST = True
+"""Whether a relevance search whose telling words are looked up beside common ones ranks the
+documents that hold a telling word first (see :func:`ranking_plan`)."""
 SHORTEST_FROM = 1000
 """How many documents a search must match, about, to rank the shortest first: fewer are
 ranked as quickly as the length words are read."""
@@ -340,8 +412,8 @@ def ranked_sql(
       ``length`` beside the ``average_length`` of the namespaces' documents:
       :func:`score_of`), less for age with ``recency``;
     - ranks the keys by their best document: those that hold a telling word (``tier``: not
-      only common words, see :class:`~botwire.backends.search.query.Weighed`) first, the
-      best first, then the newest; with
+      only common words, see :class:`~botwire.backends.search.query.Weighed`) first, by their
+      best document that does, then the others by their best, then the newest; with
       ``distinct``, a key whose value (or a list item whose value) reads as a better one's
       (the same ``digest``) is left out;
     - takes each key's best ``limit`` items, and with ``context``, the items around them;
@@ -394,7 +466,9 @@ def ranked_sql(
         ),
         r AS (SELECT entry_id, seq, {score} AS score, updated_at, kind, digest, tier FROM f),
         best AS (
-            SELECT entry_id, max(tier) AS tier, max(score) AS best, max(updated_at) AS at,
+            SELECT entry_id, max(tier) AS tier,
+                coalesce(max(CASE WHEN tier = 1 THEN score END), max(score)) AS best,
+                max(updated_at) AS at,
                 max(kind) AS kind,
                 max(digest) AS digest FROM r GROUP BY entry_id
             ORDER BY tier DESC, best DESC, at DESC, entry_id DESC

@@ -82,6 +82,7 @@ from botwire.backends.common import (
     version_conflict,
 )
 from botwire.backends.search import Counts, check_language
+from botwire.backends.search.matrix import Matrices
 from botwire.backends.sqlite import changes as log
 from botwire.backends.sqlite import schema, search, vectors
 from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
@@ -208,6 +209,7 @@ class SQLiteBackend(Backend):
         """Documents this process's writes noted for the index since it last caught up (an
         estimate: one per value written, two per item appended, whose window may drop one)."""
         self._counts = Counts()
+        self._matrices = Matrices()
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
 
     # -- connections -------------------------------------------------------------------------
@@ -472,6 +474,7 @@ class SQLiteBackend(Backend):
         if self.history:
             log.add(conn, [r for ns, key in gone if (r := changes.expired(ns, key, now))], now)
             log.trim(conn, now - int(self.history * 1_000_000))
+        vectors.trim(conn)
         conn.execute("DELETE FROM quota_usage WHERE day < ?", (now // 86_400_000_000 - 1,))
         self._catch_up(conn, CATCH_UP_BATCH)
 
@@ -693,7 +696,7 @@ class SQLiteBackend(Backend):
         return log.stats(conn, now)
 
     def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
-        return search.search(conn, op, now, self._counts)
+        return search.search(conn, op, now, self._counts, self._matrices)
 
     def _list_namespaces(
         self, conn: sqlite3.Connection, op: ListNamespaces, now: int

@@ -242,6 +242,25 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER vectors_item_moved AFTER UPDATE OF seq ON list_items
     BEGIN UPDATE vectors SET seq = new.seq WHERE entry_id = old.entry_id AND seq = old.seq; END;
     """,
+    # 10 (2026-12): a record of every vector written or gone, so that a process's copy of a
+    # namespace's vectors catches up with what changed since it read them (stamps only grow:
+    # the trim keeps the newest).
+    """
+    CREATE TABLE vector_changes (
+        stamp INTEGER PRIMARY KEY,
+        entry_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE TRIGGER vectors_added AFTER INSERT ON vectors
+    BEGIN INSERT INTO vector_changes (entry_id, seq) VALUES (new.entry_id, new.seq); END;
+    CREATE TRIGGER vectors_removed AFTER DELETE ON vectors
+    BEGIN INSERT INTO vector_changes (entry_id, seq) VALUES (old.entry_id, old.seq); END;
+    CREATE TRIGGER vectors_changed AFTER UPDATE ON vectors
+    BEGIN
+        INSERT INTO vector_changes (entry_id, seq)
+        VALUES (old.entry_id, old.seq), (new.entry_id, new.seq);
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -20,8 +20,8 @@ from botwire.backends.search import (
     Dialect,
     JsonFields,
     Params,
+    Rank,
     Scalar,
-    ShortestFirst,
     chunks,
     fts_document,
     length_token,
@@ -29,11 +29,13 @@ from botwire.backends.search import (
     ns_tag,
     parse_query,
     ranked_sql,
+    ranking_plan,
     search_hits,
-    search_scope,
 )
+from botwire.backends.search.matrix import Matrices
 from botwire.backends.search.meaning import Spread, fuse, meaning_steps, pooled
 from botwire.backends.search.query import Weighed
+from botwire.backends.sqlite import vectors
 from botwire.errors import InvalidRequest
 
 SEARCH_BATCH = 2000
@@ -201,10 +203,17 @@ def documents(
     return found
 
 
-def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> list[SearchHit]:
+def search(
+    conn: sqlite3.Connection,
+    op: Search,
+    now: int,
+    counts: Counts,
+    matrices: Matrices | None = None,
+) -> list[SearchHit]:
     """Run a search in the current transaction (see :class:`SearchBehind`); ``counts`` keeps
     what rarity needs (how many documents a namespace holds, how long they are, and how many
-    hold a word) between searches.
+    hold a word) between searches, ``matrices`` the process's copies of the namespaces'
+    vectors (:func:`~botwire.backends.sqlite.vectors.similar`).
 
     A search whose words match many documents ranks the shortest that match first (the
     highest scores: see :class:`ShortestFirst`), and all of them only where those cannot
@@ -212,11 +221,11 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     if op.mode == "auto":  # by both where the store has an embedder (it gave a vector)
         op = op._replace(mode=None if op.vectors is None else "hybrid")
     if op.mode == "meaning":
-        return search_hits(_by_meaning(conn, op, now)[0], op.context > 0)
+        return search_hits(_by_meaning(conn, op, now, matrices)[0], op.context > 0)
     if op.mode == "hybrid":
         pool = pooled(op)
         words = search(conn, pool._replace(mode=None), now, counts)
-        rows, spread = _by_meaning(conn, pool, now)
+        rows, spread = _by_meaning(conn, pool, now, matrices)
         return fuse(words, search_hits(rows, op.context > 0), spread, op.limit, op.weight)
     enabled, language = conn.execute("SELECT enabled, language FROM search_state").fetchone()
     if not enabled:
@@ -239,41 +248,34 @@ def search(conn: sqlite3.Connection, op: Search, now: int, counts: Counts) -> li
     groups = query.fts5_groups(tags, language)
     _count(conn, counts, tags, markers, groups)
     weighed = query.weighed(groups, counts.rarities(markers, groups))
-    shortest = ShortestFirst(op, weighed, query.any, counts, markers)
-    ranking = _Ranking(conn, op, now, weighed, query.any, shortest.average)
-    while (longest := shortest.longest()) is not None:
-        within = " OR ".join(f'"{token}"' for token in shortest.tokens(tags, longest))
-        rows = ranking.rows(within)
-        if (proven := shortest.proven(rows)) is not None:  # and every match of the lists
-            rows = ranking.rows(within, proven) if proven else rows  # that may lack items
-            return search_hits(rows, op.context > 0)
-    return search_hits(ranking.rows(None), op.context > 0)
+    ranking = _Ranking(conn, op, now, weighed, counts.average_length(markers))
+    plan = ranking_plan(op, weighed, counts, markers, tags)
+    rank = next(plan)
+    while True:
+        try:
+            rank = plan.send(ranking.rows(rank))
+        except StopIteration as done:
+            return search_hits(done.value, op.context > 0)
 
 
-def _by_meaning(conn: sqlite3.Connection, op: Search, now: int) -> tuple[list[Any], Spread]:
+def _by_meaning(
+    conn: sqlite3.Connection, op: Search, now: int, matrices: Matrices | None
+) -> tuple[list[Any], Spread]:
     """The ranked rows of a meaning search and the spread of its similarities
     (:func:`meaning_steps`)."""
-
-    def documents(p: Params, model: str) -> str:
-        scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
-        return (
-            "SELECT v.entry_id, v.seq, v.vector FROM vectors v JOIN entries e"
-            f" ON e.id = v.entry_id WHERE {scope} AND v.model = {p(model)}"
-        )
-
-    steps = meaning_steps(DIALECT, op, now, documents)
+    similar = vectors.similar(conn, op, matrices)
+    steps = meaning_steps(DIALECT, op, now, similar)
     statement = next(steps)
     while True:
         try:
             statement = steps.send(conn.execute(*statement).fetchall())
         except StopIteration as done:
-            rows, spread = done.value
-            return list(rows), spread
+            return list(done.value), similar.spread()
 
 
 class _Ranking:
-    """The statement that ranks a search's matches (:func:`ranked_sql`), over all of them or
-    over the shortest ones."""
+    """The statements that rank a search's matches (:func:`ranked_sql`), as :class:`Rank`
+    asks."""
 
     def __init__(
         self,
@@ -281,44 +283,53 @@ class _Ranking:
         op: Search,
         now: int,
         weighed: list[Weighed],
-        any_group: bool,
         average_length: float,
     ) -> None:
         self.conn, self.op, self.now = conn, op, now
-        self.weighed, self.any = weighed, any_group
-        self.average_length = average_length
+        self.weighed, self.average_length = weighed, average_length
 
-    def rows(self, within: str | None, keys: frozenset[tuple[str, str]] = frozenset()) -> list[Any]:
-        """The rows of the ranking of the matches (only those that also match ``within``, an
-        expression of length words, when given; and every match of the lists ``keys``)."""
+    def rows(self, rank: Rank) -> list[Any]:
+        """The rows of the ranking ``rank`` asks for."""
         p = DIALECT.params()
-        extra = ""
-        if keys:
-            pairs = ", ".join(f"({p(ns)}, {p(key)})" for ns, key in sorted(keys))
-            extra = ("rowid IN (SELECT -d.id FROM search_docs d JOIN entries e"
+        lists = ""
+        if rank.lists:
+            pairs = ", ".join(f"({p(ns)}, {p(key)})" for ns, key in sorted(rank.lists))
+            lists = ("rowid IN (SELECT -d.id FROM search_docs d JOIN entries e"
                      f" ON e.id = d.entry_id WHERE (e.ns, e.key) IN (VALUES {pairs}))")  # fmt: skip
+        telling = " OR ".join(f"({g.expression})" for g in self.weighed if g.telling)
+        within = None
+        if rank.within is not None:
+            within = " OR ".join(f'"{token}"' for token in rank.within)
 
-        def matching(columns: str, expression: str) -> str:
-            restricted = expression if within is None else f"({expression}) AND ({within})"
+        def matching(columns: str, group: Weighed) -> str:
+            needs = []
+            if rank.tier == 1:  # documents that hold a telling word, cut by length
+                needs = ([] if group.telling else [telling]) + ([within] if within else [])
+            elif within and not group.telling:  # those of common words only, cut
+                needs = [f"({within}) OR ({telling})"]
+            restricted = " AND ".join(f"({e})" for e in [group.expression, *needs])
             found = f"SELECT {columns} FROM search_fts WHERE search_fts MATCH {p(restricted)}"
-            if extra:  # UNION: a document found both ways once
+            if lists:  # UNION: a document found both ways once
                 found += (f" UNION SELECT {columns} FROM search_fts"
-                          f" WHERE search_fts MATCH {p(expression)} AND {extra}")  # fmt: skip
+                          f" WHERE search_fts MATCH {p(group.expression)} AND {lists}")  # fmt: skip
             return found
 
-        if self.any:  # each document weighs the rarity of the groups it holds
+        if self.op.match == "any":  # each document weighs the rarity of the groups it holds
             matched = " UNION ALL ".join(
-                matching(f"rowid, {p(group.weight)} AS weight, length, digest,"
-                         f" {int(group.telling)} AS telling", group.expression)
+                matching(f"rowid, {p(group.weight)} AS weight, {int(group.telling)} AS telling",
+                         group)
                 for group in self.weighed
             )  # fmt: skip
-            found = (f"SELECT rowid, sum(weight) AS weight, max(length) AS length,"
-                     f" max(digest) AS digest, max(telling) AS tier FROM ({matched})"
-                     " GROUP BY rowid")  # fmt: skip
+            # A document's length and digest read once, however many groups it holds.
+            found = ("SELECT m.rowid, m.weight, f.length, f.digest, m.tier FROM"
+                     " (SELECT rowid, sum(weight) AS weight, max(telling) AS tier"
+                     f" FROM ({matched}) GROUP BY rowid) m"
+                     " JOIN search_fts f ON f.rowid = m.rowid")  # fmt: skip
         else:  # each document holds them all
             everything = " AND ".join(f"({group.expression})" for group in self.weighed)
             total = sum(group.weight for group in self.weighed)
-            found = matching(f"rowid, {p(total)} AS weight, length, digest, 1 AS tier", everything)
+            every = Weighed(everything, total, True)
+            found = matching(f"rowid, {p(total)} AS weight, length, digest, 1 AS tier", every)
         candidates = (  # a list item's document maps to its item
             "SELECT coalesce(d.entry_id, m.rowid), coalesce(d.seq, -1), m.weight, m.length,"
             f" m.digest, m.tier FROM ({found}) m LEFT JOIN search_docs d ON m.rowid < 0"

@@ -1,13 +1,27 @@
 """The embedded store's vectors for recall by meaning: the ``vectors`` table (see schema
 migration 9; triggers remove a vector whose value changes or goes), written after the value
-or items in the same transaction, and what ``reindex`` reads and writes."""
+or items in the same transaction, what ``reindex`` reads and writes, and how a search reads
+them: from the process's copy of its namespace's vectors (a
+:class:`~botwire.backends.search.matrix.Matrix`), brought up to date from
+``vector_changes``, where triggers record every vector written or gone (migration 10)."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any
 
-from botwire.backends.base import Append, Embed, Unembedded, Vectors
+from botwire.backends.base import Append, Embed, Search, Unembedded, Vectors
+from botwire.backends.search import Params, search_scope
+from botwire.backends.search.matrix import Matrices, Matrix, numpy_present
+from botwire.backends.search.meaning import Similar, query_vector
+
+CHANGES_KEPT = 20_000
+"""How many of the latest vector changes the store keeps: a copy further behind reads its
+namespace's vectors again."""
+CATCH_UP_MOST = 4
+CATCH_UP_LEAST = 1000
+"""A copy reads its namespace's vectors again rather than catch up with more changes than
+one in :data:`CATCH_UP_MOST` of its documents (or :data:`CATCH_UP_LEAST`)."""
 
 
 def of_value(conn: sqlite3.Connection, ns: str, key: str, vectors: Vectors) -> None:
@@ -66,3 +80,84 @@ def embed(conn: sqlite3.Connection, op: Embed) -> int:
             (entry_id, seq, text, op.model, op.ns, vector),
         ).rowcount
     return stored
+
+
+def similar(conn: sqlite3.Connection, op: Search, matrices: Matrices | None) -> Similar:
+    """How similar each document in a meaning search's scope is to its query: from the
+    process's copy of the namespace's vectors, brought up to date in the search's
+    transaction, or read from the store (a scope of several namespaces, no ``matrices`` or
+    no numpy, or a search that reads an older snapshot than the copy)."""
+    model, query = query_vector(op)
+    if op.ns is None or matrices is None or not numpy_present():
+        return Similar.of_rows(query, _documents(conn, op, model))
+    top, floor = conn.execute(
+        "SELECT coalesce(max(stamp), 0), coalesce(min(stamp), 1) FROM vector_changes"
+    ).fetchone()
+    with matrices.lock:
+        matrix = matrices.get(op.ns, model)
+        if matrix is not None and matrix.stamp > top:  # a snapshot older than the copy
+            return Similar.of_rows(query, _documents(conn, op, model))
+        if matrix is not None and matrix.stamp < top:
+            if _caught_up(conn, op.ns, model, matrix, floor):
+                matrix.stamp = top
+            else:
+                matrix = None
+        if matrix is None:
+            rows = conn.execute(
+                "SELECT v.entry_id, v.seq, e.key, v.vector FROM vectors v JOIN entries e"
+                " ON e.id = v.entry_id WHERE e.ns = ? AND v.model = ?",
+                (op.ns, model),
+            )
+            matrix = matrices.load(op.ns, model, top, rows)
+            if matrix is None:
+                return Similar.of_rows(query, [])
+        return matrix.similar(query, op.prefix)
+
+
+def _caught_up(conn: sqlite3.Connection, ns: str, model: str, matrix: Matrix, floor: int) -> bool:
+    """Bring ``matrix`` up to date with the vector changes since its stamp; ``False`` where
+    it must be read again (the changes it needs were trimmed, or are too many)."""
+    if floor > matrix.stamp + 1:
+        return False
+    most = max(CATCH_UP_LEAST, len(matrix) // CATCH_UP_MOST)
+    changed = conn.execute(
+        "SELECT DISTINCT entry_id, seq FROM vector_changes WHERE stamp > ? LIMIT ?",
+        (matrix.stamp, most + 1),
+    ).fetchall()
+    if len(changed) > most:
+        return False
+    for entry_id, seq in changed:
+        matrix.drop(entry_id, seq)
+    for start in range(0, len(changed), 400):
+        chunk = changed[start : start + 400]
+        rows = conn.execute(
+            "SELECT v.entry_id, v.seq, e.key, v.vector FROM vectors v JOIN entries e"
+            " ON e.id = v.entry_id WHERE (v.entry_id, v.seq) IN"
+            f" (VALUES {','.join(['(?, ?)'] * len(chunk))}) AND e.ns = ? AND v.model = ?",
+            [*(number for pair in chunk for number in pair), ns, model],
+        )
+        for entry_id, seq, key, vector in rows:
+            matrix.put(entry_id, seq, key, vector)
+    return True
+
+
+def _documents(conn: sqlite3.Connection, op: Search, model: str) -> list[Any]:
+    """``(entry_id, seq, vector)`` of every vector in the search's scope made by ``model``."""
+    p = Params(":{}")
+    scope = " AND ".join(search_scope(op, p, "instr(e.ns, '/') = 0"))
+    return conn.execute(
+        "SELECT v.entry_id, v.seq, v.vector FROM vectors v JOIN entries e"
+        f" ON e.id = v.entry_id WHERE {scope} AND v.model = {p(model)}",
+        p.values,
+    ).fetchall()
+
+
+def trim(conn: sqlite3.Connection) -> None:
+    """Delete the oldest vector changes past the latest :data:`CHANGES_KEPT` (a bounded
+    batch at a time; the newest always stays, so stamps only grow)."""
+    conn.execute(
+        "DELETE FROM vector_changes WHERE stamp IN"
+        " (SELECT stamp FROM vector_changes ORDER BY stamp LIMIT 5000)"
+        " AND stamp <= (SELECT max(stamp) FROM vector_changes) - ?",
+        (CHANGES_KEPT,),
+    )
