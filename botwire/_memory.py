@@ -26,6 +26,7 @@ from botwire._plans import (
     _MemoryBase,
     _Plan,
     change_of,
+    embedding,
 )
 from botwire.backends import open_backend
 from botwire.backends.base import (
@@ -717,18 +718,21 @@ def search_namespaces(
     context: int = 0,
     recency: Ttl = None,
     distinct: bool | None = None,
+    mode: Literal["words", "meaning", "hybrid", "auto"] = "words",
+    embedder: Any = None,
 ) -> list[Hit]:
     """:meth:`Memory.search` across every namespace that starts with ``namespace_prefix``
     (``"user:"`` for a bot that keeps one namespace per user); each hit names its namespace.
 
     A ``Memory`` stands for one namespace, so this searches the store, as
     :func:`list_namespaces` lists it. On a server, the token must grant every namespace the
-    prefix covers (``user:`` needs a token for ``user:`` or ``*``). ``context``, ``recency``
-    and ``distinct`` are as for :meth:`Memory.search`.
+    prefix covers (``user:`` needs a token for ``user:`` or ``*``). ``context``, ``recency``,
+    ``distinct`` and ``mode`` are as for :meth:`Memory.search`, ``embedder`` as for
+    ``Memory`` (the query's vector, for ``mode="meaning"`` and ``"hybrid"``).
     """
-    backend = open_backend(config.resolve_url(url), token=token)
+    backend = embedding(open_backend(config.resolve_url(url), token=token), embedder)
     op = search_op(None, query, prefix, where, limit, match, context=context, recency=recency,
-                   distinct=distinct)  # fmt: skip
+                   distinct=distinct, mode=mode)  # fmt: skip
     (found,) = backend.execute([_across(op, namespace_prefix)])
     return hits(found)
 
@@ -746,11 +750,13 @@ async def asearch_namespaces(
     context: int = 0,
     recency: Ttl = None,
     distinct: bool | None = None,
+    mode: Literal["words", "meaning", "hybrid", "auto"] = "words",
+    embedder: Any = None,
 ) -> list[Hit]:
     """Async twin of :func:`search_namespaces`."""
-    backend = open_backend(config.resolve_url(url), token=token)
+    backend = embedding(open_backend(config.resolve_url(url), token=token), embedder)
     op = search_op(None, query, prefix, where, limit, match, context=context, recency=recency,
-                   distinct=distinct)  # fmt: skip
+                   distinct=distinct, mode=mode)  # fmt: skip
     (found,) = await backend.aexecute([_across(op, namespace_prefix)])
     return hits(found)
 

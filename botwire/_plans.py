@@ -132,6 +132,26 @@ def _first(results: list[Any]) -> Any:
     return results[0]
 
 
+def embedding(backend: Backend, embedder: Any) -> Backend:
+    """``backend`` with ``embedder`` (or ``$BOTWIRE_EMBEDDER``'s) making its vectors; as it is
+    through a server, which embeds for its clients."""
+    served = backend.url.split(":", 1)[0].lower() in ("http", "https")
+    if embedder is not None and served:
+        raise InvalidRequest(
+            "through a server, the server embeds (botwire serve --embedder ...): "
+            "search(mode='meaning') works without embedder= here"
+        )
+    from botwire.backends.embedding import Embedding  # light: no model is loaded
+
+    if embedder is None and not served and not isinstance(backend, Embedding):
+        embedder = config.embedder_name()
+    if embedder is None:
+        return backend
+    from botwire.embedders import resolve
+
+    return Embedding(backend, resolve(embedder))  # type: ignore[arg-type]
+
+
 class _MemoryBase:
     """Everything ``Memory`` and ``AsyncMemory`` share: validation and the operations to run."""
 
@@ -156,21 +176,7 @@ class _MemoryBase:
             backend = open_backend(self.url, token=token, timeout=timeout)
         else:
             self.url = url or base_url or backend.url
-        served = backend.url.split(":", 1)[0].lower() in ("http", "https")
-        if embedder is not None and served:
-            raise InvalidRequest(
-                "through a server, the server embeds (botwire serve --embedder ...): "
-                "search(mode='meaning') works without embedder= here"
-            )
-        from botwire.backends.embedding import Embedding  # light: no model is loaded
-
-        if embedder is None and not served and not isinstance(backend, Embedding):
-            embedder = config.embedder_name()
-        if embedder is not None:
-            from botwire.embedders import resolve
-
-            backend = Embedding(backend, resolve(embedder))  # type: ignore[arg-type]
-        self._backend = backend
+        self._backend = embedding(backend, embedder)
         self._debug = config.debug_enabled()
         if self._debug and not log.handlers:
             log.addHandler(logging.StreamHandler())

@@ -376,7 +376,8 @@ def test_every_adapter_that_recalls_uses_both_once_an_embedder_is_configured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``BOTWIRE_EMBEDDER`` is the whole change: the tools (MCP's, CrewAI's), the LangChain
-    retriever and AutoGen's memory recall by words and meaning (they share one recall)."""
+    retriever and AutoGen's memory recall by words and meaning (they share one recall), and so
+    do LangGraph's store (without an ``index``) and a search across namespaces."""
     from autogen_core.memory import MemoryContent
 
     from botwire.autogen import BotWireMemory
@@ -408,6 +409,17 @@ def test_every_adapter_that_recalls_uses_both_once_an_embedder_is_configured(
 
     (found,) = asyncio.run(autogen()).results
     assert found.content == "We planned a trip to Portugal in May"
+    from botwire import search_namespaces
+    from botwire.langgraph import BotWireStore
+
+    store = BotWireStore(url=url)
+    store.put(("user-1",), "trip", {"text": "A vacation in Portugal in May"})
+    for n in range(5):  # newer, and no word in common either
+        store.put(("user-1",), f"note-{n}", {"text": f"the weather on day {n} was mild"})
+    (item,) = store.search(("user-1",), query=question, limit=1)
+    assert item.key == "trip" and item.score is not None
+    (hit,) = search_namespaces(question, "fac", match="any", limit=1, mode="auto", url=url)
+    assert hit.key == "trip"
 
 
 def test_reindex_embeds_what_was_written_before_and_what_another_model_made(url: str) -> None:

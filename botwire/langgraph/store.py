@@ -66,7 +66,8 @@ class BotWireStore(BaseStore):
     query, the newest items first; with ``index``, a query ranks by the cosine similarity of
     embeddings computed on ``put`` (numpy when installed) of the index's ``fields``, by default
     ``"$"``, the whole value; without one, a query ranks the items that share its words first
-    (botwire's search for questions, with a score), then lists every other item, newest first.
+    (botwire's search for questions, with a score; by words and meaning where the store has an
+    embedder: ``$BOTWIRE_EMBEDDER``, or a server's), then lists every other item, newest first.
     Filters take LangGraph's operators (``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``),
     nested values and lists, compared as LangGraph compares; they run in the store's SQL.
 
@@ -299,7 +300,8 @@ class BotWireStore(BaseStore):
         while True:
             try:
                 hits = yield Call(None, "search_namespaces", (query, prefix), {
-                    "limit": limit, "match": "any", "where": where, "distinct": False})  # fmt: skip
+                    "limit": limit, "match": "any", "where": where, "distinct": False,
+                    "mode": "auto" if query else "words"})  # fmt: skip
             except InvalidRequest:  # ?search=off
                 found = [] if query else (yield from self._scan(prefix))
                 break
