@@ -114,6 +114,9 @@ def _stats(args: argparse.Namespace) -> int:
     print(f"change log: {_count(held['changes'], 'change')}, "
           f"{_count(held['change_bytes'], 'byte')} of values, oldest "
           f"{'none' if oldest is None else format_time(oldest)}")  # fmt: skip
+    vectors = held.get("vectors") or {}  # a server of an older botwire has none
+    models = [f"{_count(count, 'vector')} of {model}" for model, count in sorted(vectors.items())]
+    print("vectors: " + (", ".join(models) or "none"))
     return 0
 
 

@@ -592,6 +592,7 @@ def test_botwire_stats_shows_the_log(tmp_path: Path) -> None:
     )
     assert "1 namespace, 1 key, 3 bytes of values" in shown
     assert "change log: 2 changes, 105 bytes of values, oldest 20" in shown
+    assert "vectors: none" in shown
 
 
 # -- reading and restoring what a key held ---------------------------------------------------

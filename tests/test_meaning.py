@@ -642,3 +642,51 @@ def test_a_process_keeps_the_copies_it_searched_last_within_its_budget() -> None
     found = copy.similar(array("f", [1, 0, 0, 0]).tobytes(), prefix="ch")
     assert found.best(5) == [[11, 0, 1.0]]
     assert len(copy.similar(vector)) == 10
+
+
+def test_values_without_a_vector_of_the_model_are_pointed_out_once(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first search by meaning of a namespace in a process says when it holds values that
+    no vector of the model stands for (written without the embedder, or by another model),
+    and how to embed them; a namespace whose values all have one, or hold no text, says
+    nothing."""
+    Memory("user-1", url).set("trip", "We planned a trip to Portugal")  # no embedder
+    Memory("user-1", url, embedder=broken_model).set("cat", "My cat likes tuna")
+    Memory("user-2", url).set("count", 3)  # no text: nothing to embed
+    mem = Memory("user-1", url, embedder=concepts)
+    mem.set("pet", "a cat")
+    with caplog.at_level("WARNING", logger="botwire"):
+        mem.search(QUESTION, mode="meaning")
+        mem.search(QUESTION, mode="hybrid", match="any")
+        Memory("user-2", url, embedder=concepts).search(QUESTION, mode="meaning")
+    (record,) = [r for r in caplog.records if "without a vector" in r.getMessage()]
+    assert "'user-1'" in record.getMessage() and "botwire reindex user-1" in record.getMessage()
+    assert mem.reindex() == 2
+    caplog.clear()
+    fresh = Memory("user-1", url, embedder=Embedder(concepts, name="concepts-again"))
+    with caplog.at_level("WARNING", logger="botwire"):
+        assert fresh.reindex() == 3 and fresh.search(QUESTION, mode="meaning")
+    assert not [r for r in caplog.records if "without a vector" in r.getMessage()]
+
+
+def broken_model(texts: list[str]) -> list[list[float]]:
+    """Another model: the same dimensions, other vectors."""
+    return [[1.0] + [0.0] * (len(vector) - 1) for vector in concepts(texts)]
+
+
+def test_stats_count_each_models_vectors(url: str) -> None:
+    from botwire.backends import open_backend
+    from botwire.backends.base import Stats
+
+    Memory("user-1", url, embedder=concepts).set_many({"a": "Lisbon", "b": "cat", "n": 3})
+    Memory("user-1", url, embedder=concepts).append("chat", "jazz", "sofa")
+    Memory("user-2", url, embedder=broken_model).set("c", "tuna")
+    (held,) = open_backend(url).execute([Stats()])
+    fingerprints = {Embedder(concepts).fingerprint, Embedder(broken_model).fingerprint}
+    assert sorted(held["vectors"].values()) == [1, 4] and set(held["vectors"]) == fingerprints
+    if url.startswith("sqlite"):
+        shown = run_python(
+            f"import sys; from botwire.cli import main; sys.exit(main(['stats', '--url', {url!r}]))"
+        )
+        assert f"4 vectors of {Embedder(concepts).fingerprint}" in shown.split("vectors: ")[1]

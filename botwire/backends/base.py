@@ -279,8 +279,9 @@ class Embed(NamedTuple):
 
 class Stats(NamedTuple):
     """What the whole store holds. Result: ``dict`` of ``namespaces``, ``keys``, ``bytes``
-    (of values), ``changes`` (records in the log), ``change_bytes`` (of their values), and
-    ``oldest_change`` (microseconds, or ``None``)."""
+    (of values), ``changes`` (records in the log), ``change_bytes`` (of their values),
+    ``oldest_change`` (microseconds, or ``None``), and ``vectors`` (how many each model's
+    fingerprint has: ``{model: count}``)."""
 
 
 Op = (

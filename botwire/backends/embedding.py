@@ -10,6 +10,7 @@ for its vectors to be written with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -50,6 +51,8 @@ class Embedding(Backend):
         self.url = backend.url
         self.clock = backend.clock
         self.indexer = Indexer(self) if embedder.background else None
+        self._looked: set[tuple[str, str]] = set()
+        """The namespaces (and models) whose values without a vector were looked for."""
 
     def __repr__(self) -> str:
         return f"Embedding({self.backend!r}, {self.embedder!r})"
@@ -80,7 +83,14 @@ class Embedding(Backend):
             raise
         except Exception as exc:
             raise self._failed(exc) from exc
-        return self.backend.execute(fill(model, vectors, queries, weight))
+        results = self.backend.execute(fill(model, vectors, queries, weight))
+        for ns in self._to_look(ops, model):
+            steps = _unembedded(ns, model)
+            with contextlib.suppress(StopIteration):
+                page = next(steps)
+                while True:
+                    page = steps.send(self.backend.execute([page])[0])
+        return results
 
     async def _aexecute(self, ops: Sequence[Op]) -> list[Any]:
         texts, fill = _texts(ops, self.indexer is None)
@@ -95,7 +105,25 @@ class Embedding(Backend):
             raise
         except Exception as exc:
             raise self._failed(exc) from exc
-        return await self.backend.aexecute(fill(model, vectors, queries, weight))
+        results = await self.backend.aexecute(fill(model, vectors, queries, weight))
+        for ns in self._to_look(ops, model):
+            steps = _unembedded(ns, model)
+            with contextlib.suppress(StopIteration):
+                page = next(steps)
+                while True:
+                    page = steps.send((await self.backend.aexecute([page]))[0])
+        return results
+
+    def _to_look(self, ops: Sequence[Op], model: str) -> list[str]:
+        """The namespaces searched by meaning whose values without a vector of ``model`` this
+        process has not looked for yet (none with a background embedder, whose backlog is
+        expected)."""
+        if self.indexer is not None:
+            return []
+        found = [op.ns for op in ops if type(op) is Search and op.mode in MEANING
+                 and op.ns is not None and (op.ns, model) not in self._looked]  # fmt: skip
+        self._looked.update((ns, model) for ns in found)
+        return list(dict.fromkeys(found))
 
     def _failed(self, exc: Exception) -> BackendUnavailable:
         """What a batch raises when the embedder fails (it ran none of its operations): the
@@ -162,6 +190,32 @@ class Embedding(Backend):
 
 
 Fill = Callable[[str, list[bytes], list[bytes], float | None], list[Op]]
+
+
+LOOKED_PAGES = 2
+"""Pages of values without a vector that the first search by meaning of a namespace reads
+(:func:`_unembedded`): a namespace of numbers only is not read to its end."""
+
+
+def _unembedded(ns: str, model: str) -> Generator[Unembedded, list[Any], None]:
+    """Look for values (and list items) of ``ns`` with text and without a vector of
+    ``model`` (each :class:`Unembedded` sent its page back), and warn once where there are:
+    a search by meaning does not see them until a reindex embeds them."""
+    after = (0, -2)
+    for _ in range(LOOKED_PAGES):
+        page = yield Unembedded(ns, model, after, REINDEX_PAGE)
+        if any(embed_text(unit[3]) is not None for unit in page):
+            log.warning(
+                "namespace %r holds values without a vector of the model %s (written before "
+                "the embedder, without it, or with another model): a search by meaning does "
+                "not see them until they are embedded: Memory(%r, ..., embedder=...).reindex(), "
+                "or botwire reindex %s --embedder NAME",
+                ns, model, ns, ns,
+            )  # fmt: skip
+            return
+        if len(page) < REINDEX_PAGE:
+            return
+        after = (page[-1][0], page[-1][1])
 
 
 def _texts(

@@ -173,8 +173,15 @@ def stats(now: int) -> Steps:
     changes, change_bytes, oldest = yield Query(
         "SELECT count(*), coalesce(sum(octet_length(value)), 0), min(at) FROM botwire_changes"
     )
+    (vectors,) = yield Query(
+        "SELECT coalesce(jsonb_object_agg(model, count), '{}') FROM (SELECT model, count(*)"
+        " FROM (SELECT vector_model AS model FROM botwire_entries WHERE vector_model IS NOT NULL"
+        " UNION ALL SELECT vector_model FROM botwire_list_items WHERE vector_model IS NOT NULL)"
+        " v GROUP BY model) c"
+    )
     return {"namespaces": namespaces, "keys": keys, "bytes": int(size), "changes": changes,
-            "change_bytes": int(change_bytes), "oldest_change": oldest}  # fmt: skip
+            "change_bytes": int(change_bytes), "oldest_change": oldest,
+            "vectors": dict(vectors)}  # fmt: skip
 
 
 def history(op: History) -> Steps:

@@ -167,8 +167,9 @@ def stats(conn: sqlite3.Connection, now: int) -> dict[str, int | None]:
     changes, change_bytes, oldest = conn.execute(
         "SELECT count(*), coalesce(sum(length(CAST(value AS BLOB))), 0), min(at) FROM changes"
     ).fetchone()
+    vectors = dict(conn.execute("SELECT model, count(*) FROM vectors GROUP BY model"))
     return {"namespaces": namespaces, "keys": keys, "bytes": size, "changes": changes,
-            "change_bytes": change_bytes, "oldest_change": oldest}  # fmt: skip
+            "change_bytes": change_bytes, "oldest_change": oldest, "vectors": vectors}  # fmt: skip
 
 
 def history(conn: sqlite3.Connection, op: History) -> list[Change]:
