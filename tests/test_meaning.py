@@ -320,6 +320,74 @@ def test_each_embedder_is_calibrated_once_and_the_weight_is_kept(url: str) -> No
     assert kept(mem, "weight:fixed") is None
 
 
+def test_concurrent_first_hybrid_searches_calibrate_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from botwire.backends.search import calibration
+
+    measured: list[str] = []
+    real = calibration.calibrate
+
+    def counted(embedder: Embedder) -> Any:
+        measured.append(embedder.fingerprint)
+        time.sleep(0.3)  # long enough for every thread to arrive
+        return real(embedder)
+
+    monkeypatch.setattr(calibration, "calibrate", counted)
+    url = f"sqlite:///{tmp_path / 'once.db'}"
+    mem = Memory("user-1", url, embedder=Embedder(concepts, name="concepts-once"))
+    mem.set("trip", "a trip to Portugal")
+    found: list[list[str]] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(
+            [hit.key for hit in mem.search(QUESTION, mode="hybrid", match="any")]))
+        for _ in range(4)
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert measured == ["concepts-once"] and len(found) == 4
+    assert all(keys == found[0] for keys in found)
+
+
+def test_a_background_embedder_is_calibrated_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow or remote model never holds a search up for its calibration (1,572 texts):
+    hybrid ranks by words alone until it is measured, then by both."""
+    import threading
+
+    from botwire.backends.search import calibration
+
+    gate = threading.Event()
+
+    def slow(embedder: Embedder) -> Any:
+        gate.wait(10)
+        return calibration.Calibration(1000.0, 0.5, 0.7, 0.7)  # meaning alone, say
+
+    monkeypatch.setattr(calibration, "calibrate", slow)
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    remote = Embedder(concepts, name="remote-later", background=True)
+    mem = Memory("user-1", url, embedder=remote)
+    mem.set("trip", "a trip to Portugal")
+    mem.set("cat", "Lisbon cats")
+    assert mem.backlog(wait=10) == 0
+    started = time.monotonic()
+    hits = mem.search(QUESTION, mode="hybrid", match="any")
+    assert time.monotonic() - started < 2
+    assert [hit.key for hit in hits] == ["cat"]  # words alone: "trip" shares none
+    gate.set()
+    deadline = time.monotonic() + 20
+    while "remote-later" not in calibration._known and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kept(mem, "weight:remote-later") == {"weight": 1000.0, "words": 0.5,
+                                                "meaning": 0.7, "hybrid": 0.7}  # fmt: skip
+    assert mem.search(QUESTION, mode="hybrid", match="any")[0].key == "trip"
+
+
 def test_calibration_takes_words_alone_from_a_weak_model_and_meaning_from_a_good_one() -> None:
     """On the calibration conversations (and, below, on the recall benchmark's, which it
     never saw), hybrid is never below the better of words and meaning."""

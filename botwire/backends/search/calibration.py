@@ -18,8 +18,10 @@ fingerprint), for every process; embedding the 1,572 texts is the whole cost, on
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,26 +47,65 @@ class Calibration(NamedTuple):
 
 _known: dict[str, float] = {}
 """Weights this process read or measured, by fingerprint."""
+_measuring: dict[str, threading.Lock] = {}
+"""A lock per fingerprint: one thread of the process measures it, the others wait for it."""
+_later: set[str] = set()
+"""Fingerprints a thread of the process is measuring in the background."""
+_guard = threading.Lock()
+log = logging.getLogger("botwire")
 
 
 def hybrid_weight(backend: Backend, embedder: Embedder) -> float:
     """The weight of ``embedder``'s ranking in a hybrid search on ``backend``'s store: the
     embedder's own when it was given one, else the store's calibration of it (measured now,
-    and kept, when the store has none)."""
+    and kept, when the store has none: by one thread of the process, while the others wait).
+    A ``background`` embedder (slow or remote) is measured by a thread of its own, and until
+    then a hybrid search ranks by words alone (0)."""
     if embedder.hybrid_weight is not None:
         return embedder.hybrid_weight
     fingerprint = embedder.fingerprint
     if fingerprint in _known:
         return _known[fingerprint]
-    (record,) = backend.execute([Get(NAMESPACE, _key(fingerprint))])
+    if embedder.background:
+        with _guard:
+            if fingerprint in _later:
+                return 0.0
+            _later.add(fingerprint)
+        threading.Thread(
+            target=_measure_later, args=(backend, embedder), name="botwire-calibration",
+            daemon=True,
+        ).start()  # fmt: skip
+        return 0.0
+    with _guard:
+        lock = _measuring.setdefault(fingerprint, threading.Lock())
+    with lock:
+        if fingerprint not in _known:
+            _known[fingerprint] = _stored_or_measured(backend, embedder)
+    return _known[fingerprint]
+
+
+def _measure_later(backend: Backend, embedder: Embedder) -> None:
+    """Measure a background embedder (see :func:`hybrid_weight`); a failure is logged, and
+    the next hybrid search tries again."""
+    try:
+        _known[embedder.fingerprint] = _stored_or_measured(backend, embedder)
+    except Exception:
+        log.warning("calibrating %r for hybrid search failed; words alone meanwhile",
+                    embedder, exc_info=True)  # fmt: skip
+    finally:
+        with _guard:
+            _later.discard(embedder.fingerprint)
+
+
+def _stored_or_measured(backend: Backend, embedder: Embedder) -> float:
+    """The store's calibration of ``embedder``, measured and kept when it has none."""
+    key = _key(embedder.fingerprint)
+    (record,) = backend.execute([Get(NAMESPACE, key)])
     if record is not None and record.value is not None:
-        weight = float(json.loads(record.value)["weight"])
-    else:
-        found = calibrate(embedder)
-        backend.execute([Put(NAMESPACE, _key(fingerprint), json.dumps(found._asdict()))])
-        weight = found.weight
-    _known[fingerprint] = weight
-    return weight
+        return float(json.loads(record.value)["weight"])
+    found = calibrate(embedder)
+    backend.execute([Put(NAMESPACE, key, json.dumps(found._asdict()))])
+    return found.weight
 
 
 def calibrate(embedder: Embedder) -> Calibration:
