@@ -140,6 +140,9 @@ def _ranking(
     within = None if rank.within is None else " | ".join(f"'{t}'" for t in rank.within)
     if rank.tier == 1:  # documents that hold a telling word, cut by length
         found = p(telling if within is None else f"({telling}) & ({within})")
+    elif rank.rarest:  # those of common words only that hold one of the rarest
+        rarest = " | ".join(f"({g.expression})" for g in rank.rarest)
+        found = p(f"({telling}) | {rarest}")
     elif within is None:
         found = p(combined)
     else:  # those of common words only cut

@@ -146,7 +146,7 @@ def query_vector(op: Search) -> tuple[str, bytes]:
 
 # -- hybrid: both rankings, fused --------------------------------------------------------------
 
-HYBRID_POOL = 50
+HYBRID_POOL = 30
 """Keys each ranking hands to the fusion (at least; more when a search shows more)."""
 MEANING_WEIGHT = 1.0
 """How much a standard deviation of similarity weighs beside one of word relevance, where a

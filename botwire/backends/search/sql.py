@@ -281,27 +281,73 @@ class ShortestFirst:
         return score_of(self.weight, self.last + 1, self.average)
 
     def proven(self, rows: list[Any]) -> frozenset[tuple[str, str]] | None:
-        """Whether ``rows`` (:func:`ranked_sql`'s, of the shortest) are the search's:
-        ``None`` when they may not be; else the lists (namespace, key) whose items may lack
-        some that were cut (each key of the tier that was cut scores above :meth:`unseen`,
-        and so does each list's ``limit``-th item, or the list is given)."""
-        op, unseen = self.op, self.unseen()
-        keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        lists: set[tuple[str, str]] = set()
-        for ns, key, best, _, _, kind, _, _, _, _, near, tier, item_tier, score in rows:
-            found = keys.setdefault((ns, key), [])
-            if tier < self.tier or (tier == self.tier and best <= unseen):
-                return None
-            if kind == LIST:
-                lists.add((ns, key))
-                if not near:
-                    found.append((item_tier, score))
-        if len(keys) < op.limit:
+        """Whether ``rows`` (:func:`ranked_sql`'s, of the shortest) are the search's (see
+        :func:`proven`)."""
+        return proven(self.op, rows, self.tier, self.unseen())
+
+
+class RarestFirst:
+    """How a relevance search ranks the documents of common words only (tier 0) without
+    reading those of its most common words: a document that holds none of the rarer ones
+    (:meth:`rarest`) weighs at most the others' weights together, and scores at most
+    :meth:`unseen` (at the shortest length); the ranking of the rest is the search's when
+    each hit of that tier scores more (:func:`proven`). Each round takes rarer words that
+    cover four times as many documents as the last, until that would be all of them."""
+
+    def __init__(self, op: Search, weighed: Sequence[Any], counts: Counts, average: float):
+        self.op, self.counts, self.average = op, counts, average
+        self.common = sorted((g for g in weighed if not g.telling), key=lambda g: -g.weight)
+        self.taken = 0
+        self.wanted = max(SHORTEST_FIRST, 8 * shown_keys(op)) // 4
+
+    def rarest(self) -> list[Any] | None:
+        """The common groups whose documents to rank next (with every document of a telling
+        word); ``None``: rank every match (``recency``, or they would be all)."""
+        if self.op.recency is not None:
             return None
-        return frozenset(
-            key for key in lists
-            if len(keys[key]) < op.limit or keys[key][-1][0] < 1 or keys[key][-1][1] <= unseen
-        )  # fmt: skip
+        self.wanted *= 4
+        held = 0
+        for taken, group in enumerate(self.common[:-1], 1):
+            held += self.counts[group.expression]
+            if held >= self.wanted and taken > self.taken:
+                break
+        else:
+            return None
+        self.taken = taken
+        return self.common[:taken]
+
+    def unseen(self) -> float:
+        """The best score a document of none of the groups ranked can have."""
+        rest = sum(group.weight for group in self.common[self.taken :])
+        return score_of(rest, 1, self.average)
+
+
+def proven(
+    op: Search, rows: list[Any], tier: int, unseen: float
+) -> frozenset[tuple[str, str]] | None:
+    """Whether ``rows`` (:func:`ranked_sql`'s, of the documents a ranking did not cut) are the
+    search's, where a document of ``tier`` that was cut scores at most ``unseen``: ``None``
+    when they may not be; else the lists (namespace, key) whose items may lack some that were
+    cut (each key of that tier scores above ``unseen``, and so does each list's
+    ``limit``-th item, or the list is given)."""
+    keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    lists: set[tuple[str, str]] = set()
+    for ns, key, best, _, _, kind, _, _, _, _, near, key_tier, item_tier, score, _ in rows:
+        found = keys.setdefault((ns, key), [])
+        if key_tier < tier or (key_tier == tier and best <= unseen):
+            return None
+        if kind == LIST:
+            lists.add((ns, key))
+            if not near:
+                found.append((item_tier, score))
+    if len(keys) < op.limit:
+        return None
+
+    def short(items: list[tuple[int, float]]) -> bool:
+        last_tier, last_score = items[-1]
+        return last_tier < tier or (last_tier == tier and last_score <= unseen)
+
+    return frozenset(key for key in lists if len(keys[key]) < op.limit or short(keys[key]))
 
 
 class Rank(NamedTuple):
@@ -314,9 +360,11 @@ class Rank(NamedTuple):
     ``None``: any length."""
     tier: int
     """1: only the documents that hold a telling word (common words then weigh in those
-    only); 0: all, where ``within`` cuts those of common words only."""
+    only); 0: all, where ``within`` or ``rarest`` cuts those of common words only."""
     lists: frozenset[tuple[str, str]]
     """And, whatever they hold, every document that matches of these lists (namespace, key)."""
+    rarest: tuple[Any, ...] | None = None
+    """With tier 0, groups of common words: a document of common words only must hold one."""
 
 
 def ranking_plan(
@@ -333,15 +381,21 @@ def ranking_plan(
     ones first ranks the documents that hold a telling word, as a common word alone makes a
     document a match of the lowest tier only: the search's keys when they are enough, with
     every match of the lists among them that show fewer items than the search may (their
-    items of common words only). Else it ranks every match. Each ranking takes the shortest
+    items of common words only). Else it ranks every match: those of common words only
+    holding the rarer of them first (:class:`RarestFirst`). Each ranking takes the shortest
     documents first (:class:`ShortestFirst`)."""
     mixed = {group.telling for group in weighed} == {True, False}
     if not (mixed and op.match == "any"):
         return (yield from _shortest_first(op, weighed, counts, markers, tags, tier=1))
     if TELLING_FIRST:
         rows = yield from _shortest_first(op, weighed, counts, markers, tags, tier=1)
-        if _keys(rows) >= op.limit:
+        if _complete(op, rows):
             return rows
+        rarest = RarestFirst(op, weighed, counts, counts.average_length(markers))
+        while (groups := rarest.rarest()) is not None:
+            rows = yield Rank(None, 0, frozenset(), tuple(groups))
+            if (found := proven(op, rows, 0, rarest.unseen())) is not None:
+                return (yield Rank(None, 0, found, tuple(groups))) if found else rows
     return (yield from _shortest_first(op, weighed, counts, markers, tags, tier=0))
 
 
@@ -362,14 +416,18 @@ def _shortest_first(
     rows = yield Rank(None, tier, frozenset())
     mixed = {group.telling for group in weighed} == {True, False}
     lists = _short_lists(rows, op.limit) if tier == 1 and mixed else frozenset()
-    if lists and _keys(rows) >= op.limit:  # their items of common words only
+    if lists and _complete(op, rows):  # their items of common words only
         rows = yield Rank(None, tier, lists)
     return rows
 
 
-def _keys(rows: list[Any]) -> int:
-    """How many keys ``rows`` (:func:`ranked_sql`'s) show."""
-    return len({(row[0], row[1]) for row in rows})
+def _complete(op: Search, rows: list[Any]) -> bool:
+    """Whether the keys of ``rows`` (:func:`ranked_sql`'s, of the documents that hold a
+    telling word) are the search's: as many as it shows, or as many as it ranks before it
+    leaves out those that repeat a better one's value (no key of common words only would
+    be ranked)."""
+    keys = len({(row[0], row[1]) for row in rows})
+    return keys >= op.limit or (bool(rows) and rows[0][14] >= shown_keys(op))
 
 
 def _short_lists(rows: list[Any], limit: int) -> frozenset[tuple[str, str]]:
@@ -515,7 +573,7 @@ def ranked_sql(
         )
         SELECT e.ns, e.key, w.best, e.updated_at, e.created_at, e.kind, e.list_lo, w.seq, w.size,
             CASE WHEN {readable} THEN coalesce(li.value, e.value) END, w.near, w.tier,
-            w.item_tier, w.score
+            w.item_tier, w.score, (SELECT count(*) FROM best)
         FROM w JOIN {d.entries} e ON e.id = w.entry_id
         LEFT JOIN {d.items} li ON w.seq >= 0 AND li.entry_id = w.entry_id AND li.seq = w.seq
         ORDER BY w.pos
@@ -593,11 +651,11 @@ def search_scope(op: Search, p: Params, no_slash: str) -> list[str]:
 def search_hits(rows: list[Any], context: bool = False) -> list[SearchHit]:
     """Hits from the rows of :func:`ranked_sql`, best first, one row per document read:
     ``(ns, key, best score, updated_at, created_at, kind, list_lo, item seq, size, value,
-    near, ...)`` (then the key's tier, and the document's tier and score, which hits do not
-    show); the documents of one key follow each other, its best items first, then the items
-    around them (``near``, with ``context``). ``value`` is ``None`` where it did not fit the
-    read budget (see :func:`budget_terms`): then nothing is returned, and the budget says
-    why."""
+    near, ...)`` (then the key's tier, the document's tier and score, and how many keys the
+    ranking considered, which hits do not show); the documents of one key follow each other,
+    its best items first, then the items around them (``near``, with ``context``). ``value``
+    is ``None`` where it did not fit the read budget (see :func:`budget_terms`): then nothing
+    is returned, and the budget says why."""
     hits: list[SearchHit] = []
     last = None
     budget = read_budget.get()

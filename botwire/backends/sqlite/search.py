@@ -301,12 +301,16 @@ class _Ranking:
         if rank.within is not None:
             within = " OR ".join(f'"{token}"' for token in rank.within)
 
+        rarest = " OR ".join(f"({g.expression})" for g in rank.rarest or ())
+
         def matching(columns: str, group: Weighed) -> str:
             needs = []
             if rank.tier == 1:  # documents that hold a telling word, cut by length
                 needs = ([] if group.telling else [telling]) + ([within] if within else [])
             elif within and not group.telling:  # those of common words only, cut
                 needs = [f"({within}) OR ({telling})"]
+            elif rarest and not group.telling and group not in (rank.rarest or ()):
+                needs = [f"({rarest}) OR ({telling})"]
             restricted = " AND ".join(f"({e})" for e in [group.expression, *needs])
             found = f"SELECT {columns} FROM search_fts WHERE search_fts MATCH {p(restricted)}"
             if lists:  # UNION: a document found both ways once
