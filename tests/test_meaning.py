@@ -388,6 +388,29 @@ def test_a_background_embedder_is_calibrated_in_the_background(
     assert mem.search(QUESTION, mode="hybrid", match="any")[0].key == "trip"
 
 
+def test_a_failed_background_calibration_waits_before_it_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botwire.backends.search import calibration
+
+    tried: list[float] = []
+
+    def down(embedder: Embedder) -> Any:
+        tried.append(time.monotonic())
+        raise ConnectionError("the embedding service is down")
+
+    monkeypatch.setattr(calibration, "calibrate", down)
+    monkeypatch.setattr(calibration, "RETRY_FIRST", 0.5)
+    mem = Memory("user-1", f"sqlite:///{tmp_path / 'down.db'}",
+                 embedder=Embedder(concepts, name="down-later", background=True))  # fmt: skip
+    mem.set("cat", "Lisbon cats")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(tried) < 2:
+        assert [hit.key for hit in mem.search(QUESTION, mode="hybrid", match="any")] == ["cat"]
+        time.sleep(0.01)
+    assert len(tried) == 2 and tried[1] - tried[0] >= 0.5  # not at every search
+
+
 def test_calibration_takes_words_alone_from_a_weak_model_and_meaning_from_a_good_one() -> None:
     """On the calibration conversations (and, below, on the recall benchmark's, which it
     never saw), hybrid is never below the better of words and meaning."""
@@ -719,6 +742,9 @@ def test_values_without_a_vector_of_the_model_are_pointed_out_once(
     no vector of the model stands for (written without the embedder, or by another model),
     and how to embed them; a namespace whose values all have one, or hold no text, says
     nothing."""
+    from botwire.backends import embedding
+
+    embedding._looked.clear()  # as in a process of its own
     Memory("user-1", url).set("trip", "We planned a trip to Portugal")  # no embedder
     Memory("user-1", url, embedder=broken_model).set("cat", "My cat likes tuna")
     Memory("user-2", url).set("count", 3)  # no text: nothing to embed
@@ -727,6 +753,7 @@ def test_values_without_a_vector_of_the_model_are_pointed_out_once(
     with caplog.at_level("WARNING", logger="botwire"):
         mem.search(QUESTION, mode="meaning")
         mem.search(QUESTION, mode="hybrid", match="any")
+        Memory("user-1", url, embedder=concepts).search(QUESTION, mode="meaning")  # once
         Memory("user-2", url, embedder=concepts).search(QUESTION, mode="meaning")
     (record,) = [r for r in caplog.records if "without a vector" in r.getMessage()]
     assert "'user-1'" in record.getMessage() and "botwire reindex user-1" in record.getMessage()
@@ -758,3 +785,48 @@ def test_stats_count_each_models_vectors(url: str) -> None:
             f"import sys; from botwire.cli import main; sys.exit(main(['stats', '--url', {url!r}]))"
         )
         assert f"4 vectors of {Embedder(concepts).fingerprint}" in shown.split("vectors: ")[1]
+
+
+def test_a_batch_that_rolls_back_leaves_the_copy_of_the_vectors_as_committed(
+    tmp_path: Path,
+) -> None:
+    """A search in a batch that writes sees the batch's own vectors; when the batch then
+    fails, the process's copy of the vectors never keeps them (a later write would take
+    their place in the record of changes)."""
+    from botwire import VersionConflict
+    from botwire.backends import open_backend
+    from botwire.backends.base import Put, Search, Vectors
+
+    def unit(*xs: float) -> bytes:
+        norm = sum(x * x for x in xs) ** 0.5
+        return array("f", [x / norm for x in xs]).tobytes()
+
+    backend = open_backend(f"sqlite:///{tmp_path / 'rollback.db'}")
+    query = Vectors("m", (unit(0, 1, 0),))
+
+    def search() -> list[tuple[str, float]]:
+        (hits,) = backend.execute([Search("ns", "x", mode="meaning", vectors=query, limit=5)])
+        return [(hit.key, round(hit.score, 3)) for hit in hits]
+
+    backend.execute([Put("ns", "a", '"apple"', vectors=Vectors("m", (unit(1, 0, 0),)))])
+    assert search() == [("a", 0.0)]
+    with pytest.raises(VersionConflict):
+        backend.execute([
+            Put("ns", "b", '"banana"', vectors=Vectors("m", (unit(0, 1, 0),))),
+            Search("ns", "x", mode="meaning", vectors=query, limit=5),
+            Put("ns", "a", '"x"', if_version=999),
+        ])  # fmt: skip
+    assert search() == [("a", 0.0)]
+    backend.execute([Put("ns", "c", '"cherry"', vectors=Vectors("m", (unit(0, 0, 1),)))])
+    assert sorted(search()) == [("a", 0.0), ("c", 0.0)]
+
+
+def test_a_list_shows_its_items_by_meaning_beyond_the_first_candidates(url: str) -> None:
+    """Among hundreds of documents more similar than most of its items, a list found by
+    meaning still shows the items the search may show (its less similar ones too)."""
+    mem = Memory("many", url, embedder=concepts)
+    mem.set_many({f"v{n:03d}": "a trip to Lisbon" for n in range(300)})
+    mem.append("chat", QUESTION, *[f"jazz and a cat {n}" for n in range(20)])
+    hits = mem.search(QUESTION, mode="meaning", limit=40, distinct=False)
+    (chat,) = [hit for hit in hits if hit.key == "chat"]
+    assert chat.items is not None and len(chat.items) == 21

@@ -4,6 +4,7 @@ fraction of the work."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 import time
@@ -31,6 +32,12 @@ def _text(rng: random.Random, words: int, lisbon: float = 0.8) -> str:
         if rng.random() < share:
             picked.insert(rng.randrange(len(picked) + 1), common)
     return " ".join(picked)
+
+
+def _rounded(hits: list[Any]) -> list[Any]:
+    """``hits`` with their scores to 9 decimals: SQLite may add a document's weights in
+    another order when it ranks another way (the last bit of a sum differs)."""
+    return [dataclasses.replace(hit, score=round(hit.score, 9)) for hit in hits]
 
 
 def _every_match(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +144,7 @@ def test_the_same_hits_as_ranking_every_match(
     fast = {url: _search(url, query, **options) for url in (f"sqlite:///{big}", big_postgres)}
     _every_match(monkeypatch)
     for url, hits in fast.items():
-        assert hits == _search(url, query, **options), url
+        assert _rounded(hits) == _rounded(_search(url, query, **options)), url
         alike = query == "about nazare"  # the 60 keys read alike: one shows
         assert len(hits) == (1 if alike else options.get("limit", 10))
         if options == {"across": True}:
@@ -194,10 +201,10 @@ def test_a_value_of_a_length_written_since_the_lengths_were_counted_is_found(
     mem.set_many({f"a{n:02}": "lisbon f g" for n in range(30)})
     mem.set_many({f"z{n:03}": " ".join(["lisbon", *WORDS[:40]]) for n in range(270)})
     fast, every = _fast_and_full(url, "lisbon", monkeypatch, limit=3)
-    assert fast == every
+    assert _rounded(fast) == _rounded(every)
     mem.set("new", "lisbon")  # a length no document had when they were counted
     fast, every = _fast_and_full(url, "lisbon", monkeypatch, limit=3)
-    assert fast == every and fast[0].key == "new"
+    assert _rounded(fast) == _rounded(every) and fast[0].key == "new"
 
 
 def test_a_key_ranks_by_its_best_document_that_holds_a_telling_word(
@@ -217,8 +224,24 @@ def test_a_key_ranks_by_its_best_document_that_holds_a_telling_word(
     mem.append("k", "the", " ".join(["lisbon", *filler]))
     fast, every = _fast_and_full(url, "the lisbon", monkeypatch, match="any", limit=12,
                                  distinct=False)  # fmt: skip
-    assert fast == every
+    assert _rounded(fast) == _rounded(every)
     keys = [hit.key for hit in fast]
     assert keys[0] == "top" and set(keys[1:11]) == set(shorts) and keys[11] == "k"
     assert fast[11].items is not None
     assert [item.value for item in fast[11].items] == [" ".join(["lisbon", *filler]), "the"]
+
+
+def test_a_document_holding_words_of_equal_weight_counts_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two words held by as many documents weigh the same: a document that holds both counts
+    both, also where a ranking adds every match of a list (the lists' items were read twice
+    over: one of two equal rows was taken for a copy of the other)."""
+    url = f"sqlite:///{tmp_path / 'equal.db'}"
+    mem = Memory("small", url)
+    mem.set_many({f"k{n}": f"alpha beta filler{n}" for n in range(3)})
+    mem.append("chat", "alpha beta one", "the two", "the three alpha beta four five six")
+    options: dict[str, Any] = {"match": "any", "limit": 3, "distinct": False}
+    fast = mem.search("the alpha beta", **options)
+    _every_match(monkeypatch)
+    assert _rounded(fast) == _rounded(mem.search("the alpha beta", **options))

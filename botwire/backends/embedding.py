@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 from botwire.backends.base import (
@@ -51,8 +51,6 @@ class Embedding(Backend):
         self.url = backend.url
         self.clock = backend.clock
         self.indexer = Indexer(self) if embedder.background else None
-        self._looked: set[tuple[str, str]] = set()
-        """The namespaces (and models) whose values without a vector were looked for."""
 
     def __repr__(self) -> str:
         return f"Embedding({self.backend!r}, {self.embedder!r})"
@@ -86,7 +84,7 @@ class Embedding(Backend):
         results = self.backend.execute(fill(model, vectors, queries, weight))
         for ns in self._to_look(ops, model):
             steps = _unembedded(ns, model)
-            with contextlib.suppress(StopIteration):
+            with contextlib.suppress(StopIteration), _never_fails():
                 page = next(steps)
                 while True:
                     page = steps.send(self.backend.execute([page])[0])
@@ -108,7 +106,7 @@ class Embedding(Backend):
         results = await self.backend.aexecute(fill(model, vectors, queries, weight))
         for ns in self._to_look(ops, model):
             steps = _unembedded(ns, model)
-            with contextlib.suppress(StopIteration):
+            with contextlib.suppress(StopIteration), _never_fails():
                 page = next(steps)
                 while True:
                     page = steps.send((await self.backend.aexecute([page]))[0])
@@ -121,8 +119,8 @@ class Embedding(Backend):
         if self.indexer is not None:
             return []
         found = [op.ns for op in ops if type(op) is Search and op.mode in MEANING
-                 and op.ns is not None and (op.ns, model) not in self._looked]  # fmt: skip
-        self._looked.update((ns, model) for ns in found)
+                 and op.ns is not None and (self.url, op.ns, model) not in _looked]  # fmt: skip
+        _looked.update((self.url, ns, model) for ns in found)
         return list(dict.fromkeys(found))
 
     def _failed(self, exc: Exception) -> BackendUnavailable:
@@ -190,6 +188,19 @@ class Embedding(Backend):
 
 
 Fill = Callable[[str, list[bytes], list[bytes], float | None], list[Op]]
+
+
+_looked: set[tuple[str, str, str]] = set()
+"""The stores, namespaces and models whose values without a vector this process looked for."""
+
+
+@contextlib.contextmanager
+def _never_fails() -> Iterator[None]:
+    """A look that fails (the store went away meanwhile) costs the search nothing."""
+    try:
+        yield
+    except Exception:
+        log.debug("looking for values without a vector failed", exc_info=True)
 
 
 LOOKED_PAGES = 2

@@ -92,17 +92,23 @@ def search(op: Search, now: int, counts: Counts, language: str) -> Steps:
         tags = [ns_tag(ns) for ns in namespaces]
         markers = [f"'{tag}'" for tag in tags]
         groups = query.tsquery_groups(tags, language)
-        if missing := counts.missing(markers):
-            lengths: dict[str, dict[int, int]] = {marker: {} for marker in missing}
-            for number, length, docs in (yield _lengths(missing)):
-                lengths[missing[number - 1]][length] = docs
+        # The search's own counts (see Counts.take), those not counted lately counted now.
+        mine, missing = counts.take([Counts.lengths(marker) for marker in markers] + groups)
+        if unknown := [marker for marker in markers if Counts.lengths(marker) in missing]:
+            lengths: dict[str, dict[int, int]] = {marker: {} for marker in unknown}
+            for number, length, docs in (yield _lengths(unknown)):
+                lengths[unknown[number - 1]][length] = docs
             for marker, found in lengths.items():
                 counts.put(Counts.lengths(marker), found)
-                counts.put(marker, sum(found.values()))
-        if missing := counts.missing(groups):
-            (found,) = yield _counts(missing)
-            for expression, count in zip(missing, found, strict=True):
+                mine.put(Counts.lengths(marker), found)
+        for marker in markers:
+            mine.put(marker, sum(mine[Counts.lengths(marker)].values()))
+        if unknown := [expression for expression in missing if expression in groups]:
+            (found,) = yield _counts(unknown)
+            for expression, count in zip(unknown, found, strict=True):
                 counts.put(expression, int(count))
+                mine.put(expression, int(count))
+        counts = mine
         weighed = query.weighed(groups, counts.rarities(markers, groups))
         average = counts.average_length(markers)
         plan = ranking_plan(op, weighed, counts, markers, tags)

@@ -22,6 +22,7 @@ import logging
 import statistics
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,6 +52,12 @@ _measuring: dict[str, threading.Lock] = {}
 """A lock per fingerprint: one thread of the process measures it, the others wait for it."""
 _later: set[str] = set()
 """Fingerprints a thread of the process is measuring in the background."""
+_failed: dict[str, tuple[float, int]] = {}
+"""For a background calibration that failed: when to try again, and how many times it did."""
+RETRY_FIRST = 30.0
+RETRY_MOST = 3600.0
+"""Seconds before a failed background calibration is tried again: doubling from the first to
+the most."""
 _guard = threading.Lock()
 log = logging.getLogger("botwire")
 
@@ -60,7 +67,8 @@ def hybrid_weight(backend: Backend, embedder: Embedder) -> float:
     embedder's own when it was given one, else the store's calibration of it (measured now,
     and kept, when the store has none: by one thread of the process, while the others wait).
     A ``background`` embedder (slow or remote) is measured by a thread of its own, and until
-    then a hybrid search ranks by words alone (0)."""
+    then a hybrid search ranks by words alone (0); one that failed is tried again after a
+    pause that doubles each time (:data:`RETRY_FIRST`)."""
     if embedder.hybrid_weight is not None:
         return embedder.hybrid_weight
     fingerprint = embedder.fingerprint
@@ -68,7 +76,7 @@ def hybrid_weight(backend: Backend, embedder: Embedder) -> float:
         return _known[fingerprint]
     if embedder.background:
         with _guard:
-            if fingerprint in _later:
+            if fingerprint in _later or time.monotonic() < _failed.get(fingerprint, (0.0, 0))[0]:
                 return 0.0
             _later.add(fingerprint)
         threading.Thread(
@@ -92,6 +100,9 @@ def _measure_later(backend: Backend, embedder: Embedder) -> None:
     except Exception:
         log.warning("calibrating %r for hybrid search failed; words alone meanwhile",
                     embedder, exc_info=True)  # fmt: skip
+        failures = _failed.get(embedder.fingerprint, (0.0, 0))[1] + 1
+        pause = min(RETRY_MOST, RETRY_FIRST * 2 ** (failures - 1))
+        _failed[embedder.fingerprint] = (time.monotonic() + pause, failures)
     finally:
         with _guard:
             _later.discard(embedder.fingerprint)

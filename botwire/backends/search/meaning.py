@@ -20,12 +20,14 @@ from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple
 
 from botwire.backends.base import Search, SearchHit
-from botwire.backends.search.sql import Dialect, ranked_sql, shown_keys
+from botwire.backends.search.sql import Dialect, ranked_sql, short_lists, shown_keys
 from botwire.backends.search.text import is_text, strings
 from botwire.errors import InvalidRequest
 
 FIRST_CANDIDATES = 200
 """Documents a meaning search first hands to the ranking (at least 2 per key it may show)."""
+LIST_CANDIDATES = 8
+"""Documents per key a meaning search hands to the ranking at most for its lists' items."""
 
 
 def embed_text(json_text: str) -> str | None:
@@ -124,7 +126,8 @@ def meaning_steps(
 ) -> Generator[Statement, list[Any], list[Any]]:
     """The rows of :func:`ranked_sql` (for :func:`search_hits`) of a meaning search, as
     statements to run, from how ``similar`` each document in its scope is to its query:
-    the ranking of the most similar, more of them while the filters leave too few keys."""
+    the ranking of the most similar, more of them while the filters leave too few keys (or,
+    up to :data:`LIST_CANDIDATES` a key, while a list shows fewer items than it may)."""
     take = max(FIRST_CANDIDATES, shown_keys(op) * 2)
     while True:
         chosen = similar.best(take)
@@ -132,7 +135,9 @@ def meaning_steps(
         triples = d.scored.format(p(json.dumps(chosen)))
         candidates = f"SELECT s.*, 1, {d.no_digest}, 1 FROM ({triples}) s"
         ranked = yield ranked_sql(d, p, op, now, candidates), p.values
-        if len({(row[0], row[1]) for row in ranked}) >= op.limit or take >= len(similar):
+        enough = len({(row[0], row[1]) for row in ranked}) >= op.limit
+        items = take >= shown_keys(op) * LIST_CANDIDATES or not short_lists(ranked, op.limit)
+        if take >= len(similar) or (enough and items):
             return ranked
         take *= 4
 

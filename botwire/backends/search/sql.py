@@ -144,13 +144,19 @@ class Counts:
     def __init__(self) -> None:
         self._counts: dict[str, tuple[float, Any]] = {}
 
-    def missing(self, expressions: Sequence[str]) -> list[str]:
-        """Those of ``expressions`` not counted lately."""
+    def take(self, expressions: Sequence[str]) -> tuple[Counts, list[str]]:
+        """A search's own counts: a copy of those of ``expressions`` counted lately (another
+        thread may replace or drop them meanwhile), and the others, to count (and
+        :meth:`put` in both)."""
         now = time.monotonic()
-        return [
-            e for e in dict.fromkeys(expressions)
-            if (found := self._counts.get(e)) is None or now - found[0] > self.TTL
-        ]  # fmt: skip
+        mine, missing = Counts(), []
+        for expression in dict.fromkeys(expressions):
+            found = self._counts.get(expression)
+            if found is None or now - found[0] > self.TTL:
+                missing.append(expression)
+            else:
+                mine._counts[expression] = found
+        return mine, missing
 
     def put(self, expression: str, count: Any) -> None:
         if len(self._counts) > 100_000:
@@ -415,7 +421,7 @@ def _shortest_first(
             return (yield Rank(within, tier, proven)) if proven else rows  # short of items
     rows = yield Rank(None, tier, frozenset())
     mixed = {group.telling for group in weighed} == {True, False}
-    lists = _short_lists(rows, op.limit) if tier == 1 and mixed else frozenset()
+    lists = short_lists(rows, op.limit) if tier == 1 and mixed else frozenset()
     if lists and _complete(op, rows):  # their items of common words only
         rows = yield Rank(None, tier, lists)
     return rows
@@ -430,7 +436,7 @@ def _complete(op: Search, rows: list[Any]) -> bool:
     return keys >= op.limit or (bool(rows) and rows[0][14] >= shown_keys(op))
 
 
-def _short_lists(rows: list[Any], limit: int) -> frozenset[tuple[str, str]]:
+def short_lists(rows: list[Any], limit: int) -> frozenset[tuple[str, str]]:
     """The lists among ``rows`` (:func:`ranked_sql`'s) that show fewer than ``limit`` items."""
     shown: dict[tuple[str, str], int] = {}
     for ns, key, _, _, _, kind, _, _, _, _, near, *_ in rows:

@@ -91,6 +91,7 @@ from botwire.errors import BackendUnavailable, InvalidRequest
 
 _ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl"
 _GET = f"SELECT {_ROW} FROM entries WHERE ns = ? AND key = ?"
+_VECTORS_TOP = "SELECT coalesce(max(stamp), 0) FROM vector_changes"
 _GET_VALUE = "SELECT kind, value, expires_at FROM entries WHERE ns = ? AND key = ?"
 LIGHT_OPS = 16
 """Most operations of a batch that runs on the event loop (see :meth:`SQLiteBackend.aexecute`)."""
@@ -420,6 +421,9 @@ class SQLiteBackend(Backend):
         run = self._handlers
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
+            committed = None  # where the vectors stood at the last commit (see _search)
+            if write and searching:
+                committed = conn.execute(_VECTORS_TOP).fetchone()[0]
             if write:
                 self._purge_if_due(conn, now)
                 if searching:
@@ -430,7 +434,7 @@ class SQLiteBackend(Backend):
             results = []
             for op in ops:
                 result = (
-                    self._search_in_time(conn, op, now) if type(op) is Search
+                    self._search_in_time(conn, op, now, committed) if type(op) is Search
                     else run[type(op)](conn, op, now)
                 )  # fmt: skip
                 if write and self.history and (change := changes.record(op, result)):
@@ -444,14 +448,16 @@ class SQLiteBackend(Backend):
         conn.execute("COMMIT")
         return results
 
-    def _search_in_time(self, conn: sqlite3.Connection, op: Search, now: int) -> Any:
+    def _search_in_time(
+        self, conn: sqlite3.Connection, op: Search, now: int, committed: int | None = None
+    ) -> Any:
         """A search, stopped when it runs past the batch's :data:`deadline`."""
         end = deadline.get()
         if end is None:
-            return self._search(conn, op, now)
+            return self._search(conn, op, now, committed)
         conn.set_progress_handler(lambda: time.monotonic() > end, 1000)
         try:
-            return self._search(conn, op, now)
+            return self._search(conn, op, now, committed)
         except sqlite3.OperationalError as exc:
             if "interrupt" in str(exc):
                 raise ran_out() from exc
@@ -695,8 +701,21 @@ class SQLiteBackend(Backend):
     def _stats(self, conn: sqlite3.Connection, op: Stats, now: int) -> dict[str, int | None]:
         return log.stats(conn, now)
 
-    def _search(self, conn: sqlite3.Connection, op: Search, now: int) -> list[SearchHit]:
-        return search.search(conn, op, now, self._counts, self._matrices)
+    def _search(
+        self, conn: sqlite3.Connection, op: Search, now: int, committed: int | None = None
+    ) -> list[SearchHit]:
+        """A search; in a write transaction, ``committed`` is where the vector changes stood
+        when it began: the process's copies of the vectors follow what is committed only, so
+        a search after this transaction's own vector changes reads them from the store."""
+        matrices: Matrices | None = self._matrices
+        by_meaning = op.mode is not None and op.mode != "words"
+        if (
+            by_meaning
+            and committed is not None
+            and conn.execute(_VECTORS_TOP).fetchone()[0] > committed
+        ):
+            matrices = None
+        return search.search(conn, op, now, self._counts, matrices)
 
     def _list_namespaces(
         self, conn: sqlite3.Connection, op: ListNamespaces, now: int

@@ -246,7 +246,7 @@ def search(
     tags = [ns_tag(ns) for ns in namespaces]
     markers = [f'"{tag}"' for tag in tags]
     groups = query.fts5_groups(tags, language)
-    _count(conn, counts, tags, markers, groups)
+    counts = _count(conn, counts, tags, markers, groups)
     weighed = query.weighed(groups, counts.rarities(markers, groups))
     ranking = _Ranking(conn, op, now, weighed, counts.average_length(markers))
     plan = ranking_plan(op, weighed, counts, markers, tags)
@@ -319,16 +319,17 @@ class _Ranking:
             return found
 
         if self.op.match == "any":  # each document weighs the rarity of the groups it holds
-            matched = " UNION ALL ".join(
-                matching(f"rowid, {p(group.weight)} AS weight, {int(group.telling)} AS telling",
-                         group)
-                for group in self.weighed
+            matched = " UNION ALL ".join(  # each group's number keeps its rows apart
+                matching(f"rowid, {p(group.weight)} AS weight, {int(group.telling)} AS telling,"
+                         f" {number} AS grp", group)
+                for number, group in enumerate(self.weighed)
             )  # fmt: skip
-            # A document's length and digest read once, however many groups it holds.
-            found = ("SELECT m.rowid, m.weight, f.length, f.digest, m.tier FROM"
+            # A document's length and digest read once, however many groups it holds, from
+            # FTS5's table of its documents' columns (c0 to c2: doc, length, digest).
+            found = ("SELECT m.rowid, m.weight, f.c1 AS length, f.c2 AS digest, m.tier FROM"
                      " (SELECT rowid, sum(weight) AS weight, max(telling) AS tier"
                      f" FROM ({matched}) GROUP BY rowid) m"
-                     " JOIN search_fts f ON f.rowid = m.rowid")  # fmt: skip
+                     " JOIN search_fts_content f ON f.id = m.rowid")  # fmt: skip
         else:  # each document holds them all
             everything = " AND ".join(f"({group.expression})" for group in self.weighed)
             total = sum(group.weight for group in self.weighed)
@@ -347,12 +348,14 @@ class _Ranking:
 
 def _count(
     conn: sqlite3.Connection, counts: Counts, tags: list[str], markers: list[str], groups: list[str]
-) -> None:
-    """Count what the ranking needs and ``counts`` has not counted lately: the lengths of each
-    namespace's documents (how many of each, from the index's vocabulary: the marker's count
-    is their sum) and how many documents match each group."""
+) -> Counts:
+    """The search's counts (see :meth:`Counts.take`), those ``counts`` has not counted lately
+    counted now: the lengths of each namespace's documents (how many of each, from the
+    index's vocabulary: the marker's count is their sum) and how many documents match each
+    group."""
+    mine, missing = counts.take([Counts.lengths(marker) for marker in markers] + groups)
     for tag, marker in zip(tags, markers, strict=True):
-        if counts.missing([marker]):
+        if Counts.lengths(marker) in missing:
             prefix = length_token(tag, 0)[:-1]
             rows = conn.execute(
                 "SELECT term, doc FROM search_vocab WHERE term >= ? AND term < ?",
@@ -360,10 +363,13 @@ def _count(
             ).fetchall()
             lengths = {int(term[len(prefix) :]): docs for term, docs in rows}
             counts.put(Counts.lengths(marker), lengths)
-            counts.put(marker, sum(lengths.values()))
-    for expression in counts.missing(groups):
+            mine.put(Counts.lengths(marker), lengths)
+        mine.put(marker, sum(mine[Counts.lengths(marker)].values()))
+    for expression in [e for e in missing if e in groups]:
         (count,) = conn.execute(f"SELECT count(*) FROM {_MATCH}", (expression,)).fetchone()
         counts.put(expression, count)
+        mine.put(expression, count)
+    return mine
 
 
 _MATCH = "search_fts WHERE search_fts MATCH ?"

@@ -97,20 +97,24 @@ def similar(conn: sqlite3.Connection, op: Search, matrices: Matrices | None) -> 
         matrix = matrices.get(op.ns, model)
         if matrix is not None and matrix.stamp > top:  # a snapshot older than the copy
             return Similar.of_rows(query, _documents(conn, op, model))
-        if matrix is not None and matrix.stamp < top:
-            if _caught_up(conn, op.ns, model, matrix, floor):
-                matrix.stamp = top
-            else:
-                matrix = None
-        if matrix is None:
-            rows = conn.execute(
-                "SELECT v.entry_id, v.seq, e.key, v.vector FROM vectors v JOIN entries e"
-                " ON e.id = v.entry_id WHERE e.ns = ? AND v.model = ?",
-                (op.ns, model),
-            )
-            matrix = matrices.load(op.ns, model, top, rows)
+        try:
+            if matrix is not None and matrix.stamp < top:
+                if _caught_up(conn, op.ns, model, matrix, floor):
+                    matrix.stamp = top
+                else:
+                    matrix = None
             if matrix is None:
-                return Similar.of_rows(query, [])
+                rows = conn.execute(
+                    "SELECT v.entry_id, v.seq, e.key, v.vector FROM vectors v JOIN entries e"
+                    " ON e.id = v.entry_id WHERE e.ns = ? AND v.model = ?",
+                    (op.ns, model),
+                )
+                matrix = matrices.load(op.ns, model, top, rows)
+                if matrix is None:
+                    return Similar.of_rows(query, [])
+        except BaseException:  # stopped halfway (a deadline): the copy is read again next time
+            matrices.drop(op.ns, model)
+            raise
         return matrix.similar(query, op.prefix)
 
 
