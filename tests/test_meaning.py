@@ -733,6 +733,10 @@ def test_a_process_keeps_the_copies_it_searched_last_within_its_budget() -> None
     found = copy.similar(array("f", [1, 0, 0, 0]).tobytes(), prefix="ch")
     assert found.best(5) == [[11, 0, 1.0]]
     assert len(copy.similar(vector)) == 10
+    for n in range(20, 40):  # it grows past the budget: the others go, the newest stays
+        copy.put(n, -1, f"k{n}", vector)
+    matrices.fit()
+    assert matrices.get("c", "m") is None and matrices.get("a", "m") is copy
 
 
 def test_values_without_a_vector_of_the_model_are_pointed_out_once(

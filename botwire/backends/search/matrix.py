@@ -141,9 +141,13 @@ class Matrices:
             return None
         matrix.stamp = stamp
         self._held[(ns, model)] = matrix
+        self.fit()
+        return matrix
+
+    def fit(self) -> None:
+        """Drop the least recently searched copies past the budget (the newest stays)."""
         while sum(m.nbytes for m in self._held.values()) > self.budget and len(self._held) > 1:
             self._held.popitem(last=False)
-        return matrix
 
     def drop(self, ns: str, model: str) -> None:
         self._held.pop((ns, model), None)

@@ -101,6 +101,7 @@ def similar(conn: sqlite3.Connection, op: Search, matrices: Matrices | None) -> 
             if matrix is not None and matrix.stamp < top:
                 if _caught_up(conn, op.ns, model, matrix, floor):
                     matrix.stamp = top
+                    matrices.fit()  # it may have grown
                 else:
                     matrix = None
             if matrix is None:
