@@ -834,3 +834,22 @@ def test_a_list_shows_its_items_by_meaning_beyond_the_first_candidates(url: str)
     hits = mem.search(QUESTION, mode="meaning", limit=40, distinct=False)
     (chat,) = [hit for hit in hits if hit.key == "chat"]
     assert chat.items is not None and len(chat.items) == 21
+
+
+def test_a_list_is_short_of_items_only_where_more_of_them_are_in_scope() -> None:
+    """A meaning search takes more candidates for a list that shows fewer items than it may
+    only while the list holds more in scope: one of two items is shown whole."""
+    import numpy as np
+
+    from botwire.backends.search.meaning import Similar
+
+    def row(entry: int, seq: int, kind: int = 1, near: int = 0) -> tuple[Any, ...]:
+        return ("ns", f"k{entry}", 1.0, 0, 0, kind, 0, seq, 1, "v", near, 1, 1, 1.0, 40, entry)
+
+    entries = [1, 1, 2, 2, 2, 2, 2, 3]
+    for ids in (entries, np.array(entries)):  # without numpy, and with it
+        similar = Similar(ids, [0, 1, 0, 1, 2, 3, 4, -1], np.zeros(8, dtype=np.float32))
+        assert not similar.short([row(1, 0), row(1, 1), row(3, -1, kind=0)], 10)
+        assert similar.short([row(2, 0), row(2, 1), row(2, 2, near=1)], 10)
+        assert not similar.short([row(2, n) for n in range(5)], 10)
+        assert not similar.short([row(2, 0), row(2, 1)], 2)

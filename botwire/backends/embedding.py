@@ -84,7 +84,7 @@ class Embedding(Backend):
         results = self.backend.execute(fill(model, vectors, queries, weight))
         for ns in self._to_look(ops, model):
             steps = _unembedded(ns, model)
-            with contextlib.suppress(StopIteration), _never_fails():
+            with _never_fails(), contextlib.suppress(StopIteration):
                 page = next(steps)
                 while True:
                     page = steps.send(self.backend.execute([page])[0])
@@ -106,7 +106,7 @@ class Embedding(Backend):
         results = await self.backend.aexecute(fill(model, vectors, queries, weight))
         for ns in self._to_look(ops, model):
             steps = _unembedded(ns, model)
-            with contextlib.suppress(StopIteration), _never_fails():
+            with _never_fails(), contextlib.suppress(StopIteration):
                 page = next(steps)
                 while True:
                     page = steps.send((await self.backend.aexecute([page]))[0])
@@ -120,6 +120,8 @@ class Embedding(Backend):
             return []
         found = [op.ns for op in ops if type(op) is Search and op.mode in MEANING
                  and op.ns is not None and (self.url, op.ns, model) not in _looked]  # fmt: skip
+        if len(_looked) > 100_000:  # a server of many namespaces: look again, in time
+            _looked.clear()
         _looked.update((self.url, ns, model) for ns in found)
         return list(dict.fromkeys(found))
 

@@ -101,7 +101,7 @@ def _measure_later(backend: Backend, embedder: Embedder) -> None:
         log.warning("calibrating %r for hybrid search failed; words alone meanwhile",
                     embedder, exc_info=True)  # fmt: skip
         failures = _failed.get(embedder.fingerprint, (0.0, 0))[1] + 1
-        pause = min(RETRY_MOST, RETRY_FIRST * 2 ** (failures - 1))
+        pause = min(RETRY_MOST, RETRY_FIRST * 2 ** min(failures - 1, 20))
         _failed[embedder.fingerprint] = (time.monotonic() + pause, failures)
     finally:
         with _guard:

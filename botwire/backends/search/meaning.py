@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import math
 from array import array
+from collections import Counter
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple
 
 from botwire.backends.base import Search, SearchHit
-from botwire.backends.search.sql import Dialect, ranked_sql, short_lists, shown_keys
+from botwire.backends.common import LIST
+from botwire.backends.search.sql import Dialect, ranked_sql, shown_keys
 from botwire.backends.search.text import is_text, strings
 from botwire.errors import InvalidRequest
 
@@ -93,6 +95,25 @@ class Similar:
             order = order[np.argsort(-self.scores[order], kind="stable")]
         return [[int(self.entry_ids[i]), int(self.seqs[i]), float(self.scores[i])] for i in order]
 
+    def short(self, rows: list[Any], limit: int) -> bool:
+        """Whether a list among ``rows`` (:func:`ranked_sql`'s) shows fewer items than
+        ``limit`` while more of its items are in scope."""
+        shown: dict[int, int] = {}
+        for row in rows:
+            if row[5] == LIST and not row[10]:  # kind, near
+                shown[row[15]] = shown.get(row[15], 0) + 1  # by entry id
+        short = [entry for entry, items in shown.items() if items < limit]
+        if not short:
+            return False
+        if isinstance(self.entry_ids, list):
+            held = Counter(entry for entry in self.entry_ids if entry in shown)
+        else:
+            import numpy as np
+
+            found = self.entry_ids[np.isin(self.entry_ids, short)]
+            held = Counter(int(entry) for entry in found)
+        return any(shown[entry] < held[entry] for entry in short)
+
     def spread(self) -> Spread:
         """The :class:`Spread` of the similarities."""
         if not len(self.scores):
@@ -136,7 +157,7 @@ def meaning_steps(
         candidates = f"SELECT s.*, 1, {d.no_digest}, 1 FROM ({triples}) s"
         ranked = yield ranked_sql(d, p, op, now, candidates), p.values
         enough = len({(row[0], row[1]) for row in ranked}) >= op.limit
-        items = take >= shown_keys(op) * LIST_CANDIDATES or not short_lists(ranked, op.limit)
+        items = take >= shown_keys(op) * LIST_CANDIDATES or not similar.short(ranked, op.limit)
         if take >= len(similar) or (enough and items):
             return ranked
         take *= 4

@@ -338,7 +338,7 @@ def proven(
     ``limit``-th item, or the list is given)."""
     keys: dict[tuple[str, str], list[tuple[int, float]]] = {}
     lists: set[tuple[str, str]] = set()
-    for ns, key, best, _, _, kind, _, _, _, _, near, key_tier, item_tier, score, _ in rows:
+    for ns, key, best, _, _, kind, _, _, _, _, near, key_tier, item_tier, score, *_ in rows:
         found = keys.setdefault((ns, key), [])
         if key_tier < tier or (key_tier == tier and best <= unseen):
             return None
@@ -421,7 +421,7 @@ def _shortest_first(
             return (yield Rank(within, tier, proven)) if proven else rows  # short of items
     rows = yield Rank(None, tier, frozenset())
     mixed = {group.telling for group in weighed} == {True, False}
-    lists = short_lists(rows, op.limit) if tier == 1 and mixed else frozenset()
+    lists = _short_lists(rows, op.limit) if tier == 1 and mixed else frozenset()
     if lists and _complete(op, rows):  # their items of common words only
         rows = yield Rank(None, tier, lists)
     return rows
@@ -436,7 +436,7 @@ def _complete(op: Search, rows: list[Any]) -> bool:
     return keys >= op.limit or (bool(rows) and rows[0][14] >= shown_keys(op))
 
 
-def short_lists(rows: list[Any], limit: int) -> frozenset[tuple[str, str]]:
+def _short_lists(rows: list[Any], limit: int) -> frozenset[tuple[str, str]]:
     """The lists among ``rows`` (:func:`ranked_sql`'s) that show fewer than ``limit`` items."""
     shown: dict[tuple[str, str], int] = {}
     for ns, key, _, _, _, kind, _, _, _, _, near, *_ in rows:
@@ -579,7 +579,7 @@ def ranked_sql(
         )
         SELECT e.ns, e.key, w.best, e.updated_at, e.created_at, e.kind, e.list_lo, w.seq, w.size,
             CASE WHEN {readable} THEN coalesce(li.value, e.value) END, w.near, w.tier,
-            w.item_tier, w.score, (SELECT count(*) FROM best)
+            w.item_tier, w.score, (SELECT count(*) FROM best), e.id
         FROM w JOIN {d.entries} e ON e.id = w.entry_id
         LEFT JOIN {d.items} li ON w.seq >= 0 AND li.entry_id = w.entry_id AND li.seq = w.seq
         ORDER BY w.pos
@@ -657,9 +657,10 @@ def search_scope(op: Search, p: Params, no_slash: str) -> list[str]:
 def search_hits(rows: list[Any], context: bool = False) -> list[SearchHit]:
     """Hits from the rows of :func:`ranked_sql`, best first, one row per document read:
     ``(ns, key, best score, updated_at, created_at, kind, list_lo, item seq, size, value,
-    near, ...)`` (then the key's tier, the document's tier and score, and how many keys the
-    ranking considered, which hits do not show); the documents of one key follow each other,
-    its best items first, then the items around them (``near``, with ``context``). ``value``
+    near, ...)`` (then the key's tier, the document's tier and score, how many keys the
+    ranking considered, and the entry's id, which hits do not show); the documents of one
+    key follow each other, its best items first, then the items around them (``near``, with
+    ``context``). ``value``
     is ``None`` where it did not fit the read budget (see :func:`budget_terms`): then nothing
     is returned, and the budget says why."""
     hits: list[SearchHit] = []
