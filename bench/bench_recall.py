@@ -15,7 +15,8 @@ Then by meaning and hybrid (``mode="meaning"``, ``"hybrid"``) with each embedder
 :data:`EMBEDDERS` (WordLlama, and a weak 64-dimension hashing model), and, computed here from
 the same two rankings, plain reciprocal rank fusion (``k=60``), the usual way to fuse them.
 Through the server, the server embeds (``--embedder``: WordLlama only, a name it can import).
-``--scale N``: also p50/p99 of each mode in one namespace of N memories on SQLite.
+``--scale N``: also p50/p99 of each mode, per embedder, in one namespace of N memories on
+SQLite.
 
 recall@k: the share of a question's evidence turns among the first k results, averaged over
 the questions. p50, p99: one search's latency (for BM25: scoring a user's turns in memory; for
@@ -165,33 +166,36 @@ def run_store(
     rows.append((name, "reciprocal rank fusion", run_rrf(conversations, url, embedder)))
 
 
-def run_scale(conversations: list[dict[str, Any]], url: str, size: int, rounds: int = 3) -> None:
-    """p50/p99 of each mode in one namespace of ``size`` memories (WordLlama): the benchmark's
-    turns, over and over, each copy numbered; 100 questions asked ``rounds`` times."""
-    embedder = EMBEDDERS["WordLlama"]
-    mem = Memory("scale", url, embedder=embedder)
+def run_scale(conversations: list[dict[str, Any]], folder: str, size: int, rounds: int = 3) -> None:
+    """p50/p99 of each mode in one namespace of ``size`` memories, per embedder (a store of
+    its own each): the benchmark's turns, over and over, each copy numbered; 100 questions
+    asked ``rounds`` times, the modes interleaved."""
     turns = [t for conv in conversations for t in conv["turns"]]
-    started = time.perf_counter()
-    for start in range(0, size, 1000):
-        mem.set_many({f"m{n}": {"speaker": turns[n % len(turns)]["speaker"],
-                                "text": f"{turns[n % len(turns)]['text']} ({n // len(turns)})"}
-                      for n in range(start, min(size, start + 1000))})  # fmt: skip
-    print(f"{size:,} memories written in {time.perf_counter() - started:.0f} s")
     questions = [q["question"] for conv in conversations for q in conv["questions"]][:100]
-    mem.search(questions[0], match="any", mode="hybrid")  # calibration, once per store
     modes = ("words", "meaning", "hybrid")
-    times: dict[str, list[float]] = {mode: [] for mode in modes}
-    for _ in range(rounds):  # the modes interleaved, question by question
-        for question in questions:
-            for mode in modes:
-                began = time.perf_counter()
-                mem.search(question, match="any", limit=10, mode=mode)  # type: ignore[arg-type]
-                times[mode].append(time.perf_counter() - began)
-    print(f"\n| {size:,} memories, SQLite | p50 ms | p99 ms |")
-    print("|---|---:|---:|")
-    for mode in modes:
-        found = times[mode]
-        print(f"| {mode} | {statistics.median(found) * 1000:.1f} | {p99(found) * 1000:.1f} |")
+    table = []
+    for number, (label, embedder) in enumerate(EMBEDDERS.items()):
+        mem = Memory("scale", f"sqlite:///{folder}/scale-{number}.db", embedder=embedder)
+        started = time.perf_counter()
+        for start in range(0, size, 1000):
+            mem.set_many({f"m{n}": {"speaker": turns[n % len(turns)]["speaker"],
+                                    "text": f"{turns[n % len(turns)]['text']} ({n // len(turns)})"}
+                          for n in range(start, min(size, start + 1000))})  # fmt: skip
+        print(f"{size:,} memories written in {time.perf_counter() - started:.0f} s ({label})")
+        mem.search(questions[0], match="any", mode="hybrid")  # calibration, once per store
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(rounds):
+            for question in questions:
+                for mode in modes:
+                    began = time.perf_counter()
+                    mem.search(question, match="any", limit=10, mode=mode)  # type: ignore[arg-type]
+                    times[mode].append(time.perf_counter() - began)
+        table += [(label, mode, times[mode]) for mode in modes]
+    print(f"\n| {size:,} memories, SQLite | mode | p50 ms | p99 ms |")
+    print("|---|---|---:|---:|")
+    for label, mode, found in table:
+        print(f"| {label} | {mode} | {statistics.median(found) * 1000:.1f} | "
+              f"{p99(found) * 1000:.1f} |")  # fmt: skip
 
 
 def main() -> None:
@@ -236,7 +240,7 @@ def main() -> None:
               f"{found['r10'] / baseline['r10']:.2f} |")  # fmt: skip
     if args.scale:
         with tempfile.TemporaryDirectory() as tmp:
-            run_scale(conversations, f"sqlite:///{tmp}/scale.db", args.scale)
+            run_scale(conversations, tmp, args.scale)
 
 
 if __name__ == "__main__":
