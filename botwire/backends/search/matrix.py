@@ -92,12 +92,15 @@ class Matrix:
         ``query``."""
         import numpy as np
 
-        alive = self.alive[: self.used]
+        used, vector = self.used, np.frombuffer(query, dtype=np.float32)
+        if not prefix and not self.free:  # every row holds a document
+            return Similar(self.entry_ids[:used], self.seqs[:used], self.vectors[:used] @ vector)
+        alive = self.alive[:used]
         if prefix:
-            starts = [key.startswith(prefix) for key in self.keys[: self.used]]
+            starts = [key.startswith(prefix) for key in self.keys[:used]]
             alive = alive & np.array(starts, dtype=bool)
         rows = np.flatnonzero(alive)
-        scores = self.vectors[: self.used] @ np.frombuffer(query, dtype=np.float32)
+        scores = self.vectors[:used] @ vector
         return Similar(self.entry_ids[rows], self.seqs[rows], scores[rows])
 
     def _grow(self) -> None:

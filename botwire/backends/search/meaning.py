@@ -123,8 +123,8 @@ class Similar:
             square = math.fsum((x - mean) ** 2 for x in self.scores)
             deviation = math.sqrt(square / len(self.scores))
         else:
-            scores = self.scores.astype("float64")
-            mean, deviation = float(scores.mean()), float(scores.std())
+            mean = float(self.scores.mean(dtype="float64"))
+            deviation = float(self.scores.std(dtype="float64"))
         return Spread(len(self.scores), mean, deviation or 1.0)
 
 
