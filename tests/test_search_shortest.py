@@ -187,6 +187,7 @@ def _fast_and_full(
     """A search with shortest-first from a few matches on, and the same ranking every match."""
     monkeypatch.setattr(search_sql, "SHORTEST_FROM", 10)
     monkeypatch.setattr(search_sql, "SHORTEST_FIRST", 20)
+    monkeypatch.setattr(search_sql, "TELLING_FIRST", True)
     fast = Memory("small", url).search(query, **options)
     _every_match(monkeypatch)
     return fast, Memory("small", url).search(query, **options)
@@ -245,3 +246,23 @@ def test_a_document_holding_words_of_equal_weight_counts_each(
     fast = mem.search("the alpha beta", **options)
     _every_match(monkeypatch)
     assert _rounded(fast) == _rounded(mem.search("the alpha beta", **options))
+
+
+def test_a_document_of_common_words_shorter_than_those_counted_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys of common words only rank from the rarer of them first; one written since
+    the lengths were counted, shorter than any then, is ranked too (it may outscore every
+    document of the rarer words)."""
+    url = f"sqlite:///{tmp_path / 'rarest.db'}"
+    mem = Memory("small", url)
+    mem.set_many({f"a{n:03}": " ".join(["about", "my", *WORDS[n % 200 : n % 200 + 28]])
+                  for n in range(160)})  # fmt: skip
+    mem.set_many({f"m{n:03}": " ".join(["my", *WORDS[n : n + 8]]) for n in range(10)})
+    mem.set_many({f"f{n:03}": " ".join(WORDS[n % 250 : n % 250 + 8]) for n in range(500)})
+    options: dict[str, Any] = {"match": "any", "limit": 3}
+    fast, every = _fast_and_full(url, "about my zzz", monkeypatch, **options)
+    assert _rounded(fast) == _rounded(every) and fast[0].key.startswith("a")
+    mem.set("my", "my")  # one term: shorter than any counted
+    fast, every = _fast_and_full(url, "about my zzz", monkeypatch, **options)
+    assert _rounded(fast) == _rounded(every) and fast[0].key == "my"

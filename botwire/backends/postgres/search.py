@@ -146,14 +146,14 @@ def _ranking(
     within = None if rank.within is None else " | ".join(f"'{t}'" for t in rank.within)
     if rank.tier == 1:  # documents that hold a telling word, cut by length
         found = p(telling if within is None else f"({telling}) & ({within})")
-    elif rank.rarest:  # those of common words only that hold one of the rarest
-        rarest = " | ".join(f"({g.expression})" for g in rank.rarest)
-        found = p(f"({telling}) | {rarest}")
-    elif within is None:
+    elif within is None and not rank.rarest:
         found = p(combined)
-    else:  # those of common words only cut
+    else:  # those of common words only: of the rarest, or of these lengths
         common = " | ".join(f"({g.expression})" for g in weighed if not g.telling)
-        found = p(f"({telling}) | (({common}) & ({within}))")
+        ways = [f"({telling})", *(f"({g.expression})" for g in rank.rarest or ())]
+        if within is not None:
+            ways.append(f"(({common}) & ({within}))")
+        found = p(" | ".join(ways))
     # The query joins as a row rather than appears as a constant: the planner then looks it
     # up in the GIN index, where its estimate of a tagged word would scan the table.
     candidates = (

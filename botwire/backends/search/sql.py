@@ -296,12 +296,24 @@ class RarestFirst:
     """How a relevance search ranks the documents of common words only (tier 0) without
     reading those of its most common words: a document that holds none of the rarer ones
     (:meth:`rarest`) weighs at most the others' weights together, and scores at most
-    :meth:`unseen` (at the shortest length); the ranking of the rest is the search's when
-    each hit of that tier scores more (:func:`proven`). Each round takes rarer words that
-    cover four times as many documents as the last, until that would be all of them."""
+    :meth:`unseen` at the shortest length the namespaces' documents had when they were
+    counted (shorter ones written since are ranked too: :meth:`shorter`); the ranking of the
+    rest is the search's when each hit of that tier scores more (:func:`proven`). Each round
+    takes rarer words that cover four times as many documents as the last, until that would
+    be all of them."""
 
-    def __init__(self, op: Search, weighed: Sequence[Any], counts: Counts, average: float):
-        self.op, self.counts, self.average = op, counts, average
+    def __init__(
+        self,
+        op: Search,
+        weighed: Sequence[Any],
+        counts: Counts,
+        markers: Sequence[str],
+        tags: Sequence[str],
+    ) -> None:
+        self.op, self.counts, self.tags = op, counts, tags
+        self.average = counts.average_length(markers)
+        lengths = [n for m in markers for n, docs in counts[Counts.lengths(m)].items() if docs]
+        self.shortest = max(1, min(lengths, default=1))
         self.common = sorted((g for g in weighed if not g.telling), key=lambda g: -g.weight)
         self.taken = 0
         self.wanted = max(SHORTEST_FIRST, 8 * shown_keys(op)) // 4
@@ -322,10 +334,15 @@ class RarestFirst:
         self.taken = taken
         return self.common[:taken]
 
+    def shorter(self) -> list[str]:
+        """The length words of documents shorter than the shortest counted (ranked whatever
+        words they hold)."""
+        return [length_token(tag, n) for tag in self.tags for n in range(self.shortest)]
+
     def unseen(self) -> float:
         """The best score a document of none of the groups ranked can have."""
         rest = sum(group.weight for group in self.common[self.taken :])
-        return score_of(rest, 1, self.average)
+        return score_of(rest, self.shortest, self.average)
 
 
 def proven(
@@ -366,7 +383,8 @@ class Rank(NamedTuple):
     ``None``: any length."""
     tier: int
     """1: only the documents that hold a telling word (common words then weigh in those
-    only); 0: all, where ``within`` or ``rarest`` cuts those of common words only."""
+    only); 0: all, where ``within`` cuts those of common words only (with ``rarest``: those
+    of common words only that hold none of ``rarest`` and have none of those lengths)."""
     lists: frozenset[tuple[str, str]]
     """And, whatever they hold, every document that matches of these lists (namespace, key)."""
     rarest: tuple[Any, ...] | None = None
@@ -397,11 +415,12 @@ def ranking_plan(
         rows = yield from _shortest_first(op, weighed, counts, markers, tags, tier=1)
         if _complete(op, rows):
             return rows
-        rarest = RarestFirst(op, weighed, counts, counts.average_length(markers))
+        rarest = RarestFirst(op, weighed, counts, markers, tags)
         while (groups := rarest.rarest()) is not None:
-            rows = yield Rank(None, 0, frozenset(), tuple(groups))
+            shorter = rarest.shorter()
+            rows = yield Rank(shorter, 0, frozenset(), tuple(groups))
             if (found := proven(op, rows, 0, rarest.unseen())) is not None:
-                return (yield Rank(None, 0, found, tuple(groups))) if found else rows
+                return (yield Rank(shorter, 0, found, tuple(groups))) if found else rows
     return (yield from _shortest_first(op, weighed, counts, markers, tags, tier=0))
 
 

@@ -305,12 +305,11 @@ class _Ranking:
 
         def matching(columns: str, group: Weighed) -> str:
             needs = []
+            ways = [e for e in (within, rarest) if e]  # to a document of common words only
             if rank.tier == 1:  # documents that hold a telling word, cut by length
                 needs = ([] if group.telling else [telling]) + ([within] if within else [])
-            elif within and not group.telling:  # those of common words only, cut
-                needs = [f"({within}) OR ({telling})"]
-            elif rarest and not group.telling and group not in (rank.rarest or ()):
-                needs = [f"({rarest}) OR ({telling})"]
+            elif ways and not group.telling and group not in (rank.rarest or ()):
+                needs = [" OR ".join(f"({e})" for e in [*ways, telling])]
             restricted = " AND ".join(f"({e})" for e in [group.expression, *needs])
             found = f"SELECT {columns} FROM search_fts WHERE search_fts MATCH {p(restricted)}"
             if lists:  # UNION: a document found both ways once
