@@ -11,7 +11,7 @@ import sqlite3
 from typing import Any
 
 from botwire.backends.base import Append, Embed, Search, Unembedded, Vectors
-from botwire.backends.search import Params, search_scope
+from botwire.backends.search import chunks, search_scope
 from botwire.backends.search.matrix import Matrices, Matrix, numpy_present
 from botwire.backends.search.meaning import Similar, query_vector
 
@@ -133,8 +133,7 @@ def _caught_up(conn: sqlite3.Connection, ns: str, model: str, matrix: Matrix, fl
         return False
     for entry_id, seq in changed:
         matrix.drop(entry_id, seq)
-    for start in range(0, len(changed), 400):
-        chunk = changed[start : start + 400]
+    for chunk in chunks(changed, 400):
         rows = conn.execute(
             "SELECT v.entry_id, v.seq, e.key, v.vector FROM vectors v JOIN entries e"
             " ON e.id = v.entry_id WHERE (v.entry_id, v.seq) IN"
@@ -148,8 +147,10 @@ def _caught_up(conn: sqlite3.Connection, ns: str, model: str, matrix: Matrix, fl
 
 def _documents(conn: sqlite3.Connection, op: Search, model: str) -> list[Any]:
     """``(entry_id, seq, vector)`` of every vector in the search's scope made by ``model``."""
-    p = Params(":{}")
-    scope = " AND ".join(search_scope(op, p, "instr(e.ns, '/') = 0"))
+    from botwire.backends.sqlite.search import DIALECT  # which imports this module
+
+    p = DIALECT.params()
+    scope = " AND ".join(search_scope(op, p, DIALECT.no_slash))
     return conn.execute(
         "SELECT v.entry_id, v.seq, v.vector FROM vectors v JOIN entries e"
         f" ON e.id = v.entry_id WHERE {scope} AND v.model = {p(model)}",
