@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from botwire import BackendUnavailable, Memory
 from botwire.backends import create_backend, open_backend
 from botwire.backends.sqlite import SQLiteBackend
+from botwire.backends.sqlite.connections import Checkpoints
 from botwire.backends.sqlite.schema import SCHEMA_VERSION
 from botwire.config import default_path, resolve_url
 
@@ -201,3 +204,31 @@ async def test_reads_answer_on_the_event_loop_while_a_purge_is_due(
     assert hops == []
     await mem.set("k", 2)
     assert len(hops) == 1
+
+
+def test_the_log_is_copied_into_the_file_by_a_thread_and_stays_bounded(tmp_path: Path) -> None:
+    """Writes leave checkpoints to a thread of the process's own: past 1,000 pages of log,
+    and below the point where a commit would checkpoint itself, the file takes the data
+    without any write having copied it; under sustained writes the log stays bounded, and
+    closing the store stops the thread."""
+    path = tmp_path / "wal.db"
+    backend = SQLiteBackend(path, search=False, history=0)
+    mem = Memory("wal", backend=backend)
+    mem.set("first", 1)
+    start = path.stat().st_size
+    page = "x" * 3000  # about a page per write
+    for i in range(1_500):  # about 1,500 pages: past the thread's mark, below the backstop
+        mem.set(f"k{i % 500}", f"{i}{page}")
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < start + 500 * 3000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= start + 500 * 3000, "the thread copied the log into the file"
+    assert [t for t in threading.enumerate() if t.name == "botwire-checkpoints"]
+
+    for i in range(12_000):  # three times the backstop's pages
+        mem.set(f"k{i % 500}", f"{i}{page}")
+    wal = Path(f"{path}-wal").stat().st_size
+    assert wal <= (Checkpoints.BACKSTOP_PAGES + 200) * 4096 + 32, wal
+    assert mem.get("k499") == f"11999{page}"
+    backend.close()
+    assert not [t for t in threading.enumerate() if t.name == "botwire-checkpoints"]

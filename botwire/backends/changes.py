@@ -170,11 +170,17 @@ def imported(op: AddChange) -> Record:
                   op.request_id)  # fmt: skip
 
 
+def logs(ns: str) -> bool:
+    """Whether the writes of namespace ``ns`` are logged: botwire's own (a ``/`` in the name:
+    the server's tokens) are not."""
+    return "/" not in ns
+
+
 def record(op: Op, result: Any) -> Record | None:
     """What ``op``, which answered ``result``, adds to the log; ``None`` when it changed
     nothing (a delete of a missing key, an expire of one), or is not a write."""
     ns = getattr(op, "ns", None)
-    if not isinstance(ns, str) or "/" in ns:
+    if not isinstance(ns, str) or not logs(ns):
         return None  # not a write of one namespace, or one of botwire's own
     if isinstance(op, Put):
         return Record(op.ns, op.key, "set", op.value, None, result)
@@ -202,7 +208,7 @@ TTL_ACTOR = "system:ttl"
 
 def expired(ns: str, key: str, now: int) -> Record | None:
     """What a key removed because its ttl ran out adds to the log."""
-    return None if "/" in ns else Record(ns, key, "expired", None, at=now, actor=TTL_ACTOR)
+    return Record(ns, key, "expired", None, at=now, actor=TTL_ACTOR) if logs(ns) else None
 
 
 def page(rows: list[tuple[object, ...]], op: Changes, horizon: int) -> ChangePage:

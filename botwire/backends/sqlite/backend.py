@@ -85,7 +85,13 @@ from botwire.backends.search import Counts, check_language
 from botwire.backends.search.matrix import Matrices
 from botwire.backends.sqlite import changes as log
 from botwire.backends.sqlite import schema, search, vectors
-from botwire.backends.sqlite.connections import Idle, ThreadConnections, busy, open_connection
+from botwire.backends.sqlite.connections import (
+    Checkpoints,
+    Idle,
+    ThreadConnections,
+    busy,
+    open_connection,
+)
 from botwire.backends.sqlite.rows import ANSWERS, LIVE, NEW_VERSION
 from botwire.errors import BackendUnavailable, InvalidRequest
 
@@ -106,8 +112,9 @@ CATCH_UP_BATCH = 1000
 # One statement for a plain set: an upsert keeps the common write to a single round through
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
 _UPSERT = f"""
-INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at, expires_at, ttl)
-VALUES (?1, ?2, 0, ?3, ?4, {NEW_VERSION}, ?5, ?5, ?6, ?7)
+INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at, expires_at, ttl
+    {{named_column}})
+VALUES (?1, ?2, 0, ?3, ?4, {NEW_VERSION}, ?5, ?5, ?6, ?7 {{named_value}})
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = excluded.value, size = excluded.size,
     version = max(version + 1, ?5),
@@ -116,8 +123,29 @@ ON CONFLICT (ns, key) DO UPDATE SET
     expires_at = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN expires_at
                       ELSE excluded.expires_at END,
     ttl = CASE WHEN ?8 AND (expires_at IS NULL OR expires_at > ?5) THEN ttl ELSE excluded.ttl END,
-    list_lo = NULL, list_hi = NULL
+    list_lo = NULL, list_hi = NULL {{named}}
 """
+_UPDATE_IF_VERSION = (
+    "UPDATE entries SET kind = 0, value = ?3, size = ?4,"
+    " version = max(version + 1, ?5), updated_at = ?5,"
+    " expires_at = CASE WHEN ?8 THEN expires_at ELSE ?6 END,"
+    " ttl = CASE WHEN ?8 THEN ttl ELSE ?7 END, list_lo = NULL, list_hi = NULL {named}"
+    " WHERE ns = ?1 AND key = ?2 AND version = ?9"
+    " AND (expires_at IS NULL OR expires_at > ?5) RETURNING version"
+)
+
+
+def _sets(named: bool) -> tuple[str, str]:
+    """The statements of a set (the upsert; the update of a conditional set), which, when it is
+    logged (``named``), name its change in its row (see ``changes.add``)."""
+    column, value, sets = (
+        (", last_change", f", {log.NEXT}", f", {log.NAMED}") if named else ("",) * 3
+    )
+    upsert = _UPSERT.format(named_column=column, named_value=value, named=sets)
+    return upsert, _UPDATE_IF_VERSION.format(named=sets)
+
+
+_SETS = {False: _sets(False), True: _sets(True)}
 
 
 def _notes(ops: Sequence[Op]) -> int:
@@ -211,6 +239,7 @@ class SQLiteBackend(Backend):
         estimate: one per value written, two per item appended, whose window may drop one)."""
         self._counts = Counts()
         self._matrices = Matrices()
+        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous)
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
 
     # -- connections -------------------------------------------------------------------------
@@ -298,7 +327,10 @@ class SQLiteBackend(Backend):
             threads, self._threads = list(self._threads), weakref.WeakSet()
             self._local = threading.local()
             idle, self._idle = self._idle, Idle()
+            checkpoints = self._checkpoints
+            self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous)
         idle.close()
+        checkpoints.close()
         for mine in threads:
             if mine.pid == os.getpid():
                 mine.close()
@@ -311,6 +343,7 @@ class SQLiteBackend(Backend):
         self._writing = threading.Lock()  # a thread of the parent may have held these
         self._opening = threading.Lock()
         self._local = threading.local()
+        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous)
 
     # -- the primitive -----------------------------------------------------------------------
 
@@ -438,7 +471,7 @@ class SQLiteBackend(Backend):
                     else run[type(op)](conn, op, now)
                 )  # fmt: skip
                 if write and self.history and (change := changes.record(op, result)):
-                    log.add(conn, [change], now, self.history_versions)
+                    log.add(conn, [change], now, self.history_versions, type(op) is Put)
                 results.append(result)
             if self.quotas is not None and write:
                 self._answer(conn, quota_checks(self.quotas, ops, now), now)
@@ -446,6 +479,8 @@ class SQLiteBackend(Backend):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if write:
+            self._checkpoints.committed()
         return results
 
     def _search_in_time(
@@ -548,22 +583,15 @@ class SQLiteBackend(Backend):
             op.ttl,
             keep,
         )
+        upsert, update = _SETS[bool(self.history) and changes.logs(op.ns)]
         if op.if_version is None:
-            row = conn.execute(_UPSERT + " RETURNING version", params).fetchone()
+            row = conn.execute(upsert + " RETURNING version", params).fetchone()
         elif op.if_version == 0:
             row = conn.execute(
-                _UPSERT + " WHERE expires_at <= ?5 RETURNING version", params
+                upsert + " WHERE expires_at <= ?5 RETURNING version", params
             ).fetchone()
         else:
-            row = conn.execute(
-                "UPDATE entries SET kind = 0, value = ?3, size = ?4,"
-                " version = max(version + 1, ?5), updated_at = ?5,"
-                " expires_at = CASE WHEN ?8 THEN expires_at ELSE ?6 END,"
-                " ttl = CASE WHEN ?8 THEN ttl ELSE ?7 END, list_lo = NULL, list_hi = NULL"
-                " WHERE ns = ?1 AND key = ?2 AND version = ?9"
-                " AND (expires_at IS NULL OR expires_at > ?5) RETURNING version",
-                (*params, op.if_version),
-            ).fetchone()
+            row = conn.execute(update, (*params, op.if_version)).fetchone()
         if row is None:
             found = conn.execute(
                 f"SELECT version FROM entries WHERE ns = ? AND key = ? AND {LIVE}",

@@ -32,18 +32,28 @@ from botwire.backends.changes import (
 from botwire.backends.sqlite.connections import open_connection
 
 _COLUMNS = "seq, ns, key, op, version, at, actor, request_id"
-# A key's newest change: its entry names it, or, once the key is gone, removed_heads; each
-# change names the key's change before it (prev). Triggers keep the heads up to date as changes
-# are added (schema migration 8).
+# A key's newest change: its entry names it (last_change), or, once the key is gone,
+# removed_heads; each change names the key's change before it (prev).
 _HEAD = (
     "coalesce((SELECT last_change FROM entries WHERE ns = ?1 AND key = ?2),"
     " (SELECT seq FROM removed_heads WHERE ns = ?1 AND key = ?2))"
 )
 
+NEXT = "(SELECT coalesce(max(seq), 0) + 1 FROM changes)"
+"""The position the next change takes: positions are row ids, one above the largest."""
+
+NAMED = f"prev_change = last_change, last_change = {NEXT}"
+"""What a write of a key's row sets to name the change it is about to add (see :func:`add`)."""
+
+_INSERT = "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail, prev)"
 _ADD = (
-    "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail, prev)"
-    " VALUES (?1, ?2, ?3, coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
+    f"{_INSERT} VALUES (?1, ?2, ?3,"
+    " coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
     f" ?4, ?5, ?6, ?7, ?8, {_HEAD})"
+)
+_ADD_NAMED = (
+    f"{_INSERT} VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8,"
+    " (SELECT prev_change FROM entries WHERE ns = ?1 AND key = ?2))"
 )
 
 _CHAIN = (
@@ -60,14 +70,37 @@ the oldest changes, so a chain ends where one is gone."""
 
 
 def add(
-    conn: sqlite3.Connection, records: Iterable[Record], now: int, keep: int | None = None
+    conn: sqlite3.Connection,
+    records: Iterable[Record],
+    now: int,
+    keep: int | None = None,
+    named: bool = False,
 ) -> None:
-    """Log ``records`` in the current write transaction, with each key's version now; with
-    ``keep``, only each key's newest ``keep`` changes stay."""
+    """Log ``records`` in the current write transaction, with each key's version now, and make
+    each its key's newest change; with ``keep``, only each key's newest ``keep`` changes stay.
+
+    ``named``: the write of each record's key named the change already, in the same statement
+    that wrote its row (its row's :data:`NAMED`), as a set does; else the key's row (or, when
+    the key is gone, removed_heads) is pointed at the change here.
+    """
     who, request = current_actor(), request_id.get()
     for r in records:
         made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
-        conn.execute(_ADD, (r.ns, r.key, r.op, *made, r.value, r.detail, r.version))
+        params = (r.ns, r.key, r.op, *made, r.value, r.detail, r.version)
+        if named:
+            conn.execute(_ADD_NAMED, params)
+        else:
+            seq = conn.execute(_ADD, params).lastrowid
+            if (
+                r.key is not None
+                and not conn.execute(
+                    "UPDATE entries SET last_change = ?3 WHERE ns = ?1 AND key = ?2",
+                    (r.ns, r.key, seq),
+                ).rowcount
+            ):
+                conn.execute(
+                    "INSERT OR REPLACE INTO removed_heads VALUES (?, ?, ?)", (r.ns, r.key, seq)
+                )
         if keep is not None and r.key is not None:
             conn.execute(
                 f"{_CHAIN} DELETE FROM changes WHERE seq IN (SELECT seq FROM chain"

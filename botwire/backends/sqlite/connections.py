@@ -68,6 +68,75 @@ class Idle:
                     conn.close()
 
 
+class Checkpoints:
+    """Copies the write-ahead log back into the file in a thread of its own. SQLite's own
+    (automatic) checkpoint runs in the commit that takes the log past 1,000 pages, and that
+    commit waits for the copy and its two ``fsync`` calls, which on a slow disk cost more
+    than a hundred writes. Here a process's writes wake this thread every
+    :data:`CHECK_EVERY` commits, and from :data:`PAGES` pages of log on it copies them. The
+    log starts afresh only after a checkpoint that no write ran beside (under writes that
+    never pause, a copy never quite reaches the log's end): SQLite's automatic checkpoint
+    does that one, at :data:`BACKSTOP_PAGES`, with most of the log copied already, so the
+    log stays under about 16 MB (and so for any other program that writes the file)."""
+
+    CHECK_EVERY = 64
+    """Write commits of this process between two looks at the log."""
+    PAGES = 1_000
+    """Log pages from which a checkpoint runs: SQLite's own threshold."""
+    BACKSTOP_PAGES = 4_000
+    """Log pages from which the commit that adds them checkpoints (``wal_autocheckpoint``)."""
+
+    def __init__(self, path: str, timeout: float, synchronous: str) -> None:
+        self.path, self.timeout, self.synchronous = path, timeout, synchronous
+        self._commits = 0
+        self._due = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def committed(self) -> None:
+        """A write committed: every :data:`CHECK_EVERY`, the thread looks at the log."""
+        self._commits += 1  # a race between two writers miscounts by one: no matter
+        if self._commits >= self.CHECK_EVERY:
+            self._commits = 0
+            if self._thread is None:
+                with self._lock:
+                    if self._thread is None and not self._closed:
+                        self._thread = threading.Thread(
+                            target=self._run, name="botwire-checkpoints", daemon=True
+                        )
+                        self._thread.start()
+            self._due.set()
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            conn = open_connection(self.path, self.timeout, self.synchronous)
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            while True:
+                self._due.wait()
+                self._due.clear()
+                if self._closed:
+                    return
+                with contextlib.suppress(OSError):
+                    if os.path.getsize(self.path + "-wal") >= self.PAGES * page_size:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            return  # the file went away or broke: writes checkpoint on their own (backstop)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        """Stop the thread (after the checkpoint it may be running)."""
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        self._due.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
 def busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
@@ -83,6 +152,7 @@ def open_connection(path: str, timeout: float, synchronous: str) -> sqlite3.Conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute(f"PRAGMA wal_autocheckpoint={Checkpoints.BACKSTOP_PAGES}")
     except BaseException:
         conn.close()
         raise

@@ -261,6 +261,28 @@ MIGRATIONS: list[str] = [
         VALUES (old.entry_id, old.seq), (new.entry_id, new.seq);
     END;
     """,
+    # 11 (2026-12): a set names its change in the upsert of its key's row, instead of a
+    # trigger on the log updating the row again after the change is added (a second write of
+    # the row, and a third of what the log cost a set): the upsert sets last_change to the
+    # position the change is about to take and keeps the one before in prev_change, which the
+    # change takes as its prev. Other writes name their change with statements of their own
+    # once it is added (changes.add), and a key written again after it was gone takes up its
+    # chain where removed_heads kept it.
+    """
+    ALTER TABLE entries ADD COLUMN prev_change INTEGER;
+    DROP TRIGGER changes_head;
+    DROP TRIGGER entries_back;
+    CREATE TRIGGER entries_back AFTER INSERT ON entries
+    WHEN EXISTS (SELECT 1 FROM removed_heads WHERE ns = new.ns AND key = new.key)
+    BEGIN
+        UPDATE entries SET
+            prev_change = (SELECT seq FROM removed_heads WHERE ns = new.ns AND key = new.key),
+            last_change = coalesce(last_change,
+                (SELECT seq FROM removed_heads WHERE ns = new.ns AND key = new.key))
+        WHERE id = new.id;
+        DELETE FROM removed_heads WHERE ns = new.ns AND key = new.key;
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
