@@ -92,7 +92,7 @@ from botwire.backends.sqlite.connections import (
     busy,
     open_connection,
 )
-from botwire.backends.sqlite.rows import ANSWERS, LIVE, NEW_VERSION
+from botwire.backends.sqlite.rows import ANSWERS, LIVE, NAMING_ANSWERS, NEW_VERSION
 from botwire.errors import BackendUnavailable, InvalidRequest
 
 _ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl"
@@ -146,6 +146,9 @@ def _sets(named: bool) -> tuple[str, str]:
 
 
 _SETS = {False: _sets(False), True: _sets(True)}
+_NAMED = (Put, Append, Incr)
+"""The writes that name their change in the row they write, when it is logged (see
+``changes.add``): a set in its upsert, an append and an incr as they save the row."""
 
 
 def _notes(ops: Sequence[Op]) -> int:
@@ -471,7 +474,7 @@ class SQLiteBackend(Backend):
                     else run[type(op)](conn, op, now)
                 )  # fmt: skip
                 if write and self.history and (change := changes.record(op, result)):
-                    log.add(conn, [change], now, self.history_versions, type(op) is Put)
+                    log.add(conn, [change], now, self.history_versions, type(op) in _NAMED)
                 results.append(result)
             if self.quotas is not None and write:
                 self._answer(conn, quota_checks(self.quotas, ops, now), now)
@@ -529,14 +532,17 @@ class SQLiteBackend(Backend):
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------
 
-    def _answer(self, conn: sqlite3.Connection, steps: Any, now: int) -> Any:
+    def _answer(self, conn: sqlite3.Connection, steps: Any, now: int, logged: bool = False) -> Any:
+        """Run the shared logic's ``steps``; for a write that is ``logged``, the row it saves
+        names its change (see ``changes.add``)."""
+        answers = NAMING_ANSWERS if logged else ANSWERS
         answer: Any = None
         while True:
             try:
                 question = steps.send(answer)
             except StopIteration as done:
                 return done.value
-            answer = ANSWERS[type(question)](conn, question, now)
+            answer = answers[type(question)](conn, question, now)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -571,6 +577,11 @@ class SQLiteBackend(Backend):
     def _get(self, conn: sqlite3.Connection, op: Get, now: int) -> Record | None:
         return self._record(conn, op, conn.execute(_GET, (op.ns, op.key)).fetchone(), now)
 
+    def _logged(self, ns: str) -> bool:
+        """Whether a write of namespace ``ns`` adds a change to the log (then a write of
+        :data:`_NAMED` names it in the row it writes)."""
+        return bool(self.history) and changes.logs(ns)
+
     def _put(self, conn: sqlite3.Connection, op: Put, now: int) -> int:
         keep = op.keep_ttl and op.ttl is None
         params = (
@@ -583,7 +594,7 @@ class SQLiteBackend(Backend):
             op.ttl,
             keep,
         )
-        upsert, update = _SETS[bool(self.history) and changes.logs(op.ns)]
+        upsert, update = _SETS[self._logged(op.ns)]
         if op.if_version is None:
             row = conn.execute(upsert + " RETURNING version", params).fetchone()
         elif op.if_version == 0:
@@ -632,13 +643,13 @@ class SQLiteBackend(Backend):
         return row is not None and (row[0] is None or row[0] > now)
 
     def _append(self, conn: sqlite3.Connection, op: Append, now: int) -> int:
-        length = int(self._answer(conn, append_steps(op), now))
+        length = int(self._answer(conn, append_steps(op), now, self._logged(op.ns)))
         if op.vectors is not None:
             vectors.of_appended(conn, op, op.vectors)
         return length
 
     def _incr(self, conn: sqlite3.Connection, op: Incr, now: int) -> int:
-        return int(self._answer(conn, incr_steps(op), now))
+        return int(self._answer(conn, incr_steps(op), now, self._logged(op.ns)))
 
     def _expire(self, conn: sqlite3.Connection, op: Expire, now: int) -> bool:
         cursor = conn.execute(

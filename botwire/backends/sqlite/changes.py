@@ -52,8 +52,8 @@ _ADD = (
     f" ?4, ?5, ?6, ?7, ?8, {_HEAD})"
 )
 _ADD_NAMED = (
-    f"{_INSERT} VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8,"
-    " (SELECT prev_change FROM entries WHERE ns = ?1 AND key = ?2))"
+    f"{_INSERT} SELECT ?1, ?2, ?3, coalesce(?9, version), ?4, ?5, ?6, ?7, ?8, prev_change"
+    " FROM entries WHERE ns = ?1 AND key = ?2"
 )
 
 _CHAIN = (

@@ -25,6 +25,7 @@ from botwire.backends.common import (
     fresh_row,
     nbytes,
 )
+from botwire.backends.sqlite.changes import NAMED
 
 LIVE = "(expires_at IS NULL OR expires_at > ?)"
 NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
@@ -90,22 +91,29 @@ def move_item(conn: sqlite3.Connection, q: MoveItem, now: int) -> None:
     )
 
 
-def save_list(conn: sqlite3.Connection, q: SaveList, now: int) -> None:
-    conn.execute(
-        "UPDATE entries SET kind = 1, value = NULL, size = ?1, list_lo = ?2, list_hi = ?3,"
-        " version = max(version + 1, ?4), updated_at = ?4,"
-        " expires_at = CASE WHEN ?6 IS NULL THEN expires_at ELSE ?5 END,"
-        " ttl = coalesce(?6, ttl) WHERE id = ?7",
-        (q.size, q.lo, q.hi, now, expiry(now, q.ttl), q.ttl, q.entry_id),
-    )
+_SAVE_LIST = (
+    "UPDATE entries SET kind = 1, value = NULL, size = ?1, list_lo = ?2, list_hi = ?3,"
+    " version = max(version + 1, ?4), updated_at = ?4,"
+    " expires_at = CASE WHEN ?6 IS NULL THEN expires_at ELSE ?5 END,"
+    " ttl = coalesce(?6, ttl) {named} WHERE id = ?7"
+)
+_SAVE_VALUE = (
+    "UPDATE entries SET kind = 0, value = ?1, size = ?2, version = max(version + 1, ?3),"
+    " updated_at = ?3 {named} WHERE id = ?4"
+)
 
 
-def save_value(conn: sqlite3.Connection, q: SaveValue, now: int) -> None:
-    conn.execute(
-        "UPDATE entries SET kind = 0, value = ?, size = ?, version = max(version + 1, ?),"
-        " updated_at = ? WHERE id = ?",
-        (q.text, nbytes(q.text), now, now, q.entry_id),
-    )
+def _saves(named: str) -> dict[type, Callable[[sqlite3.Connection, Any, int], Any]]:
+    """The answers that save a row, which set ``named`` too."""
+    save_list, save_value = _SAVE_LIST.format(named=named), _SAVE_VALUE.format(named=named)
+
+    def list_saved(conn: sqlite3.Connection, q: SaveList, now: int) -> None:
+        conn.execute(save_list, (q.size, q.lo, q.hi, now, expiry(now, q.ttl), q.ttl, q.entry_id))
+
+    def value_saved(conn: sqlite3.Connection, q: SaveValue, now: int) -> None:
+        conn.execute(save_value, (q.text, nbytes(q.text), now, q.entry_id))
+
+    return {SaveList: list_saved, SaveValue: value_saved}
 
 
 def count_writes(conn: sqlite3.Connection, q: CountWrites, now: int) -> int:
@@ -131,9 +139,11 @@ ANSWERS: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = {
     DropItems: drop_items,
     ReadItem: read_item,
     MoveItem: move_item,
-    SaveList: save_list,
-    SaveValue: save_value,
+    **_saves(""),
     CountWrites: count_writes,
     StoredBytes: stored_bytes,
 }
 """Each question's answer, by its type."""
+NAMING_ANSWERS = {**ANSWERS, **_saves(f", {NAMED}")}
+"""The answers for a write that is logged: the row saved names the change (see
+``changes.add``)."""
