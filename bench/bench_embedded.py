@@ -5,9 +5,9 @@
 The neutral baseline is what a person would write for speed with ``sqlite3`` and ``json``: one
 ``WITHOUT ROWID`` table keyed ``(ns, key)`` with the value as text, a set one upsert statement
 (its own transaction), a get one select, ``json.dumps`` / ``json.loads`` around them; WAL and
-``synchronous=NORMAL``, botwire's durability, with SQLite's checkpoints in the commit that crosses
-its threshold (its default; botwire runs them in a thread of its own). diskcache (``Cache.set`` / ``Cache.get``, its
-defaults) is the library a Python user reaches for instead.
+``synchronous=NORMAL``, botwire's durability, with SQLite's checkpoints in the commit that
+crosses their threshold (its default; botwire runs them in a thread of its own). diskcache
+(``Cache.set`` / ``Cache.get``, its defaults) is the library a Python user reaches for instead.
 
 botwire runs with its defaults (the search index and the change log on) and with each turned
 off (``?search=off``, ``?history=off``), so that what each feature costs a write is a row of its
