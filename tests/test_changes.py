@@ -924,6 +924,56 @@ def test_a_keys_history_is_every_change_of_it_through_deletes_clears_and_returns
     quiet.close()
 
 
+def test_a_writer_of_the_previous_release_keeps_chains_whole_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    """A process of the release before migration 11, still running when another upgrades the
+    file, logs its writes as it did (the row written, then the change added, nothing named):
+    the trigger kept for it points the key at its change, so no change of the key goes
+    missing from its history, whichever release writes next."""
+    path = tmp_path / "mixed.db"
+    backend = SQLiteBackend(path)
+    mem = Memory("m", backend=backend)
+    mem.set("k", 1)
+    mem.set("gone", 1)
+    old = sqlite3.connect(path, isolation_level=None)
+
+    def old_release_writes(key: str, value: int | None) -> None:
+        old.execute("BEGIN IMMEDIATE")
+        if value is None:
+            old.execute("DELETE FROM entries WHERE ns = 'm' AND key = ?", (key,))
+        else:
+            old.execute(
+                "UPDATE entries SET value = ?, version = version + 1 WHERE ns = 'm' AND key = ?",
+                (str(value), key),
+            )
+        op = "set" if value is not None else "delete"
+        old.execute(_OLD_ADD, ("m", key, op, time.time_ns() // 1000, "local:old", None,
+                               None if value is None else str(value), None, None))  # fmt: skip
+        old.execute("COMMIT")
+
+    old_release_writes("k", 3)
+    mem.set("k", 4)
+    old_release_writes("gone", None)
+    mem.set("gone", 2)
+    assert [c.value for c in mem.history("k")] == [4, 3, 1]
+    assert [c.op for c in mem.history("gone")] == ["set", "delete", "set"]
+    scan = sqlite3.connect(path)
+    for key in ("k", "gone"):
+        expected = [Logged(*row) for row in scan.execute(_REFERENCE, ("m", key))]
+        assert _history_pages(backend, "m", key, 2) == expected
+    backend.close()
+
+
+_OLD_ADD = (
+    "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail, prev)"
+    " VALUES (?1, ?2, ?3, coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
+    " ?4, ?5, ?6, ?7, ?8, coalesce((SELECT last_change FROM entries WHERE ns = ?1 AND key = ?2),"
+    " (SELECT seq FROM removed_heads WHERE ns = ?1 AND key = ?2)))"
+)
+"""How the release before migration 11 added a change."""
+
+
 def test_a_log_of_the_previous_release_reads_as_before_and_goes_on(tmp_path: Path) -> None:
     """A store whose log was kept by key (schema 7) upgrades: every key's history is what the
     scan finds, deleted keys included, and new changes continue each one."""

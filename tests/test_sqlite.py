@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -207,10 +207,10 @@ async def test_reads_answer_on_the_event_loop_while_a_purge_is_due(
 
 
 def test_the_log_is_copied_into_the_file_by_a_thread_and_stays_bounded(tmp_path: Path) -> None:
-    """Writes leave checkpoints to a thread of the process's own: past 1,000 pages of log,
+    """Writes leave checkpoints to a thread of the store's own: once 1,000 pages of log wait,
     and below the point where a commit would checkpoint itself, the file takes the data
-    without any write having copied it; under sustained writes the log stays bounded, and
-    closing the store stops the thread."""
+    without any write having copied it; under sustained writes the log stays bounded; closing
+    the store, or dropping it, stops the thread."""
     path = tmp_path / "wal.db"
     backend = SQLiteBackend(path, search=False, history=0)
     mem = Memory("wal", backend=backend)
@@ -223,12 +223,23 @@ def test_the_log_is_copied_into_the_file_by_a_thread_and_stays_bounded(tmp_path:
     while path.stat().st_size < start + 500 * 3000 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert path.stat().st_size >= start + 500 * 3000, "the thread copied the log into the file"
-    assert [t for t in threading.enumerate() if t.name == "botwire-checkpoints"]
+    thread = backend._checkpoints._thread
+    assert thread is not None and thread.is_alive()
 
     for i in range(12_000):  # three times the backstop's pages
         mem.set(f"k{i % 500}", f"{i}{page}")
-    wal = Path(f"{path}-wal").stat().st_size
-    assert wal <= (Checkpoints.BACKSTOP_PAGES + 200) * 4096 + 32, wal
+    frames = (Path(f"{path}-wal").stat().st_size - 32) // (4096 + 24)
+    assert frames <= 2 * Checkpoints.BACKSTOP_PAGES, frames
     assert mem.get("k499") == f"11999{page}"
     backend.close()
-    assert not [t for t in threading.enumerate() if t.name == "botwire-checkpoints"]
+    assert not thread.is_alive()
+
+    dropped = SQLiteBackend(tmp_path / "dropped.db", search=False, history=0)
+    for i in range(Checkpoints.CHECK_EVERY):
+        Memory("wal", backend=dropped).set("k", i)
+    thread = dropped._checkpoints._thread
+    assert thread is not None and thread.is_alive()
+    del dropped
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "a store garbage collected leaves no thread behind"

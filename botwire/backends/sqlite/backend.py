@@ -242,7 +242,7 @@ class SQLiteBackend(Backend):
         estimate: one per value written, two per item appended, whose window may drop one)."""
         self._counts = Counts()
         self._matrices = Matrices()
-        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous)
+        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous, self)
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
 
     # -- connections -------------------------------------------------------------------------
@@ -331,7 +331,7 @@ class SQLiteBackend(Backend):
             self._local = threading.local()
             idle, self._idle = self._idle, Idle()
             checkpoints = self._checkpoints
-            self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous)
+            self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous, self)
         idle.close()
         checkpoints.close()
         for mine in threads:
@@ -346,7 +346,7 @@ class SQLiteBackend(Backend):
         self._writing = threading.Lock()  # a thread of the parent may have held these
         self._opening = threading.Lock()
         self._local = threading.local()
-        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous)
+        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous, self)
 
     # -- the primitive -----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from botwire.backends.changes import (
     request_id,
 )
 from botwire.backends.sqlite.connections import open_connection
+from botwire.errors import BotWireError
 
 _COLUMNS = "seq, ns, key, op, version, at, actor, request_id"
 # A key's newest change: its entry names it (last_change), or, once the key is gone,
@@ -76,31 +77,21 @@ def add(
     keep: int | None = None,
     named: bool = False,
 ) -> None:
-    """Log ``records`` in the current write transaction, with each key's version now, and make
-    each its key's newest change; with ``keep``, only each key's newest ``keep`` changes stay.
+    """Log ``records`` in the current write transaction, with each key's version now, each
+    its key's newest change; with ``keep``, only each key's newest ``keep`` changes stay.
 
-    ``named``: the write of each record's key named the change already, in the same statement
-    that wrote its row (its row's :data:`NAMED`), as a set does; else the key's row (or, when
-    the key is gone, removed_heads) is pointed at the change here.
+    ``named``: the write of each record's key named the change already, in the statement
+    that wrote its row (:data:`NAMED`), as a set does; else a trigger points the key's row
+    (or, when the key is gone, removed_heads) at the change (schema migrations 8 and 11).
     """
     who, request = current_actor(), request_id.get()
     for r in records:
         made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
         params = (r.ns, r.key, r.op, *made, r.value, r.detail, r.version)
-        if named:
-            conn.execute(_ADD_NAMED, params)
-        else:
-            seq = conn.execute(_ADD, params).lastrowid
-            if (
-                r.key is not None
-                and not conn.execute(
-                    "UPDATE entries SET last_change = ?3 WHERE ns = ?1 AND key = ?2",
-                    (r.ns, r.key, seq),
-                ).rowcount
-            ):
-                conn.execute(
-                    "INSERT OR REPLACE INTO removed_heads VALUES (?, ?, ?)", (r.ns, r.key, seq)
-                )
+        if not named:
+            conn.execute(_ADD, params)
+        elif conn.execute(_ADD_NAMED, params).rowcount != 1:
+            raise BotWireError(f"the change of {r.key!r} in {r.ns!r} found no row to log it by")
         if keep is not None and r.key is not None:
             conn.execute(
                 f"{_CHAIN} DELETE FROM changes WHERE seq IN (SELECT seq FROM chain"

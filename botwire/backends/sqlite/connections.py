@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import struct
 import threading
+import weakref
 
 
 class ThreadConnections:
@@ -68,71 +70,112 @@ class Idle:
                     conn.close()
 
 
+_CHECKPOINTING = threading.Lock()
+"""Held by a checkpoint thread while it calls SQLite, and by ``fork``: a child never starts
+with SQLite's own locks held by a thread it does not have."""
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(
+        before=_CHECKPOINTING.acquire,
+        after_in_parent=_CHECKPOINTING.release,
+        after_in_child=_CHECKPOINTING.release,
+    )
+
+
 class Checkpoints:
     """Copies the write-ahead log back into the file in a thread of its own. SQLite's own
     (automatic) checkpoint runs in the commit that takes the log past 1,000 pages, and that
     commit waits for the copy and its two ``fsync`` calls, which on a slow disk cost more
     than a hundred writes. Here a process's writes wake this thread every
-    :data:`CHECK_EVERY` commits, and from :data:`PAGES` pages of log on it copies them. The
-    log starts afresh only after a checkpoint that no write ran beside (under writes that
-    never pause, a copy never quite reaches the log's end): SQLite's automatic checkpoint
-    does that one, at :data:`BACKSTOP_PAGES`, with most of the log copied already, so the
-    log stays under about 16 MB (and so for any other program that writes the file)."""
+    :data:`CHECK_EVERY` commits, and once :data:`PAGES` pages of log wait to be copied it
+    copies them. The log starts afresh only after a checkpoint that no write ran beside
+    (under writes that never pause, a copy never quite reaches the log's end): the store's
+    connections leave that to SQLite's automatic checkpoint at :data:`BACKSTOP_PAGES`, which
+    finds most of the log copied already, so the log stays around 16 MB at most. A process
+    that writes fewer than :data:`CHECK_EVERY` times leaves its log to that checkpoint, and to
+    the one SQLite makes when the file's last connection closes.
+
+    The thread ends when the store closes or is garbage collected."""
 
     CHECK_EVERY = 64
     """Write commits of this process between two looks at the log."""
     PAGES = 1_000
-    """Log pages from which a checkpoint runs: SQLite's own threshold."""
+    """Pages waiting in the log from which a checkpoint runs: SQLite's own threshold."""
     BACKSTOP_PAGES = 4_000
     """Log pages from which the commit that adds them checkpoints (``wal_autocheckpoint``)."""
 
-    def __init__(self, path: str, timeout: float, synchronous: str) -> None:
+    def __init__(self, path: str, timeout: float, synchronous: str, owner: object) -> None:
         self.path, self.timeout, self.synchronous = path, timeout, synchronous
         self._commits = 0
         self._due = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._finalizer = weakref.finalize(owner, self._stop)
 
     def committed(self) -> None:
-        """A write committed: every :data:`CHECK_EVERY`, the thread looks at the log."""
-        self._commits += 1  # a race between two writers miscounts by one: no matter
-        if self._commits >= self.CHECK_EVERY:
-            self._commits = 0
-            if self._thread is None:
-                with self._lock:
-                    if self._thread is None and not self._closed:
-                        self._thread = threading.Thread(
-                            target=self._run, name="botwire-checkpoints", daemon=True
-                        )
-                        self._thread.start()
-            self._due.set()
+        """A write committed: every :data:`CHECK_EVERY`, the thread looks at the log. Never
+        raises (the write is done): without a thread, SQLite's backstop checkpoints."""
+        self._commits += 1  # writers of a process take turns (the backend's write lock)
+        if self._commits < self.CHECK_EVERY:
+            return
+        self._commits = 0
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._closed:
+                    thread = threading.Thread(
+                        target=self._run, name="botwire-checkpoints", daemon=True
+                    )
+                    try:
+                        thread.start()
+                    except RuntimeError:  # no thread to be had (a container's limit)
+                        return
+                    self._thread = thread
+        self._due.set()
+
+    def waiting(self) -> int:
+        """Pages of the log not yet copied into the file: ``mxFrame`` less ``nBackfill``, read
+        from the header of the log's index (the ``-shm`` file, whose layout SQLite documents:
+        https://www.sqlite.org/walformat.html), which costs no lock and no ``fsync``."""
+        with open(self.path + "-shm", "rb") as shm:
+            head = shm.read(100)
+        if len(head) < 100:
+            return 0
+        pages: int = struct.unpack_from("=I", head, 16)[0]
+        copied: int = struct.unpack_from("=I", head, 96)[0]
+        return pages - copied if pages >= copied else pages
 
     def _run(self) -> None:
         conn = None
         try:
-            conn = open_connection(self.path, self.timeout, self.synchronous)
-            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            with _CHECKPOINTING:
+                conn = open_connection(self.path, self.timeout, self.synchronous)
             while True:
                 self._due.wait()
                 self._due.clear()
                 if self._closed:
                     return
                 with contextlib.suppress(OSError):
-                    if os.path.getsize(self.path + "-wal") >= self.PAGES * page_size:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error:
-            return  # the file went away or broke: writes checkpoint on their own (backstop)
+                    if self.waiting() >= self.PAGES:
+                        with _CHECKPOINTING:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception:  # the file went away or is locked: the backstop
+            with self._lock:  # checkpoints meanwhile, and the next wake-up starts a thread
+                self._thread = None
         finally:
             if conn is not None:
-                conn.close()
+                with _CHECKPOINTING:
+                    conn.close()
+
+    def _stop(self) -> None:
+        self._closed = True
+        self._due.set()
 
     def close(self) -> None:
-        """Stop the thread (after the checkpoint it may be running)."""
+        """Stop the thread, after the checkpoint it may be running."""
+        self._finalizer.detach()
         with self._lock:
-            self._closed = True
+            self._stop()
             thread, self._thread = self._thread, None
-        self._due.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 

@@ -261,16 +261,23 @@ MIGRATIONS: list[str] = [
         VALUES (old.entry_id, old.seq), (new.entry_id, new.seq);
     END;
     """,
-    # 11 (2026-12): a set names its change in the upsert of its key's row, instead of a
-    # trigger on the log updating the row again after the change is added (a second write of
-    # the row, and a third of what the log cost a set): the upsert sets last_change to the
-    # position the change is about to take and keeps the one before in prev_change, which the
-    # change takes as its prev. Other writes name their change with statements of their own
-    # once it is added (changes.add), and a key written again after it was gone takes up its
-    # chain where removed_heads kept it.
+    # 11 (2026-12): a set, an append and an incr name their change in the statement that
+    # writes their key's row, instead of a trigger on the log writing the row a second time
+    # (a third of what the log cost a set): the row's last_change takes the position the
+    # change is about to get and prev_change keeps the one before, which the change takes as
+    # its prev. The trigger stays for the changes whose row does not name them yet (other
+    # writes, and processes of an earlier release still writing to the file), and a key
+    # written again after it was gone takes up its chain where removed_heads kept it.
     """
     ALTER TABLE entries ADD COLUMN prev_change INTEGER;
     DROP TRIGGER changes_head;
+    CREATE TRIGGER changes_head AFTER INSERT ON changes WHEN new.key IS NOT NULL
+        AND new.seq IS NOT (SELECT last_change FROM entries WHERE ns = new.ns AND key = new.key)
+    BEGIN
+        UPDATE entries SET last_change = new.seq WHERE ns = new.ns AND key = new.key;
+        INSERT OR REPLACE INTO removed_heads SELECT new.ns, new.key, new.seq
+        WHERE NOT EXISTS (SELECT 1 FROM entries WHERE ns = new.ns AND key = new.key);
+    END;
     DROP TRIGGER entries_back;
     CREATE TRIGGER entries_back AFTER INSERT ON entries
     WHEN EXISTS (SELECT 1 FROM removed_heads WHERE ns = new.ns AND key = new.key)
