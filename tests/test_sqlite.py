@@ -207,17 +207,17 @@ async def test_reads_answer_on_the_event_loop_while_a_purge_is_due(
 
 
 def test_the_log_is_copied_into_the_file_by_a_thread_and_stays_bounded(tmp_path: Path) -> None:
-    """Writes leave checkpoints to a thread of the store's own: once 1,000 pages of log wait,
-    and below the point where a commit would checkpoint itself, the file takes the data
-    without any write having copied it; under sustained writes the log stays bounded; closing
-    the store, or dropping it, stops the thread."""
+    """Writes leave checkpoints to a thread of the store's own: below the point where a commit
+    would checkpoint itself, the file takes the data without any write having copied it;
+    under sustained writes the log stays bounded; closing the store, or dropping it, stops
+    the thread."""
     path = tmp_path / "wal.db"
     backend = SQLiteBackend(path, search=False, history=0)
     mem = Memory("wal", backend=backend)
     mem.set("first", 1)
     start = path.stat().st_size
     page = "x" * 3000  # about a page per write
-    for i in range(1_500):  # about 1,500 pages: past the thread's mark, below the backstop
+    for i in range(1_500):  # about 1,500 pages: below the backstop
         mem.set(f"k{i % 500}", f"{i}{page}")
     deadline = time.monotonic() + 10
     while path.stat().st_size < start + 500 * 3000 and time.monotonic() < deadline:

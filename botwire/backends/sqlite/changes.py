@@ -46,14 +46,15 @@ NEXT = "(SELECT coalesce(max(seq), 0) + 1 FROM changes)"
 NAMED = f"prev_change = last_change, last_change = {NEXT}"
 """What a write of a key's row sets to name the change it is about to add (see :func:`add`)."""
 
-_INSERT = "INSERT INTO changes (ns, key, op, version, at, actor, request_id, value, detail, prev)"
+_COLUMNS_WRITTEN = "ns, key, op, version, at, actor, request_id, value, detail, prev"
 _ADD = (
-    f"{_INSERT} VALUES (?1, ?2, ?3,"
+    f"INSERT INTO changes ({_COLUMNS_WRITTEN}) VALUES (?1, ?2, ?3,"
     " coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
     f" ?4, ?5, ?6, ?7, ?8, {_HEAD})"
 )
 _ADD_NAMED = (
-    f"{_INSERT} SELECT ?1, ?2, ?3, coalesce(?9, version), ?4, ?5, ?6, ?7, ?8, prev_change"
+    f"INSERT INTO changes ({_COLUMNS_WRITTEN}, named) SELECT ?1, ?2, ?3,"
+    " coalesce(?9, version), ?4, ?5, ?6, ?7, ?8, prev_change, 1"
     " FROM entries WHERE ns = ?1 AND key = ?2"
 )
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import struct
 import threading
 import weakref
 
@@ -85,21 +84,23 @@ class Checkpoints:
     """Copies the write-ahead log back into the file in a thread of its own. SQLite's own
     (automatic) checkpoint runs in the commit that takes the log past 1,000 pages, and that
     commit waits for the copy and its two ``fsync`` calls, which on a slow disk cost more
-    than a hundred writes. Here a process's writes wake this thread every
-    :data:`CHECK_EVERY` commits, and once :data:`PAGES` pages of log wait to be copied it
-    copies them. The log starts afresh only after a checkpoint that no write ran beside
-    (under writes that never pause, a copy never quite reaches the log's end): the store's
-    connections leave that to SQLite's automatic checkpoint at :data:`BACKSTOP_PAGES`, which
-    finds most of the log copied already, so the log stays around 16 MB at most. A process
-    that writes fewer than :data:`CHECK_EVERY` times leaves its log to that checkpoint, and to
-    the one SQLite makes when the file's last connection closes.
+    than a hundred writes. Here every :data:`CHECK_EVERY` write commits of a process wake
+    this thread, which copies what the log holds. (How much that is only SQLite knows
+    without a lock: the log's index, the ``-shm`` file, is not to be opened beside it, since
+    closing any descriptor of a file drops every POSIX lock the process holds on it,
+    SQLite's included.) The log starts afresh only after a checkpoint that no write ran
+    beside (under writes that never pause, a copy never quite reaches the log's end): the
+    store's connections leave that to SQLite's automatic checkpoint at
+    :data:`BACKSTOP_PAGES`, which finds most of the log copied already, so the log stays
+    around 16 MB at most. A process that writes fewer than :data:`CHECK_EVERY` times leaves
+    its log to that checkpoint, and to the one SQLite makes when the file's last connection
+    closes.
 
     The thread ends when the store closes or is garbage collected."""
 
-    CHECK_EVERY = 64
-    """Write commits of this process between two looks at the log."""
-    PAGES = 1_000
-    """Pages waiting in the log from which a checkpoint runs: SQLite's own threshold."""
+    CHECK_EVERY = 256
+    """Write commits of this process between two checkpoints of the thread: a few pages each,
+    about SQLite's own threshold of 1,000 pages."""
     BACKSTOP_PAGES = 4_000
     """Log pages from which the commit that adds them checkpoints (``wal_autocheckpoint``)."""
 
@@ -113,7 +114,7 @@ class Checkpoints:
         self._finalizer = weakref.finalize(owner, self._stop)
 
     def committed(self) -> None:
-        """A write committed: every :data:`CHECK_EVERY`, the thread looks at the log. Never
+        """A write committed: every :data:`CHECK_EVERY`, the thread copies the log. Never
         raises (the write is done): without a thread, SQLite's backstop checkpoints."""
         self._commits += 1  # writers of a process take turns (the backend's write lock)
         if self._commits < self.CHECK_EVERY:
@@ -132,18 +133,6 @@ class Checkpoints:
                     self._thread = thread
         self._due.set()
 
-    def waiting(self) -> int:
-        """Pages of the log not yet copied into the file: ``mxFrame`` less ``nBackfill``, read
-        from the header of the log's index (the ``-shm`` file, whose layout SQLite documents:
-        https://www.sqlite.org/walformat.html), which costs no lock and no ``fsync``."""
-        with open(self.path + "-shm", "rb") as shm:
-            head = shm.read(100)
-        if len(head) < 100:
-            return 0
-        pages: int = struct.unpack_from("=I", head, 16)[0]
-        copied: int = struct.unpack_from("=I", head, 96)[0]
-        return pages - copied if pages >= copied else pages
-
     def _run(self) -> None:
         conn = None
         try:
@@ -154,10 +143,8 @@ class Checkpoints:
                 self._due.clear()
                 if self._closed:
                     return
-                with contextlib.suppress(OSError):
-                    if self.waiting() >= self.PAGES:
-                        with _CHECKPOINTING:
-                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                with _CHECKPOINTING:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception:  # the file went away or is locked: the backstop
             with self._lock:  # checkpoints meanwhile, and the next wake-up starts a thread
                 self._thread = None

@@ -265,14 +265,15 @@ MIGRATIONS: list[str] = [
     # writes their key's row, instead of a trigger on the log writing the row a second time
     # (a third of what the log cost a set): the row's last_change takes the position the
     # change is about to get and prev_change keeps the one before, which the change takes as
-    # its prev. The trigger stays for the changes whose row does not name them yet (other
-    # writes, and processes of an earlier release still writing to the file), and a key
-    # written again after it was gone takes up its chain where removed_heads kept it.
+    # its prev, and says so (named = 1). The trigger stays for the changes that are not named
+    # (other writes, and processes of an earlier release still writing to the file), and a
+    # key written again after it was gone takes up its chain where removed_heads kept it.
     """
     ALTER TABLE entries ADD COLUMN prev_change INTEGER;
+    ALTER TABLE changes ADD COLUMN named INTEGER;
     DROP TRIGGER changes_head;
-    CREATE TRIGGER changes_head AFTER INSERT ON changes WHEN new.key IS NOT NULL
-        AND new.seq IS NOT (SELECT last_change FROM entries WHERE ns = new.ns AND key = new.key)
+    CREATE TRIGGER changes_head AFTER INSERT ON changes
+    WHEN new.key IS NOT NULL AND new.named IS NULL
     BEGIN
         UPDATE entries SET last_change = new.seq WHERE ns = new.ns AND key = new.key;
         INSERT OR REPLACE INTO removed_heads SELECT new.ns, new.key, new.seq
