@@ -98,9 +98,10 @@ class Checkpoints:
 
     The thread ends when the store closes or is garbage collected."""
 
-    CHECK_EVERY = 256
-    """Write commits of this process between two checkpoints of the thread: a few pages each,
-    about SQLite's own threshold of 1,000 pages."""
+    CHECK_EVERY = 64
+    """Write commits of this process between two checkpoints of the thread: short copies,
+    which more often reach the log's end between two writes, so that the next starts the log
+    afresh before the backstop's checkpoint holds a commit up."""
     BACKSTOP_PAGES = 4_000
     """Log pages from which the commit that adds them checkpoints (``wal_autocheckpoint``)."""
 
@@ -158,13 +159,14 @@ class Checkpoints:
         self._due.set()
 
     def close(self) -> None:
-        """Stop the thread, after the checkpoint it may be running."""
+        """Stop the thread, after the checkpoint it may be running (waiting at most the
+        store's ``timeout``: a thread still opening its connection ends on its own)."""
         self._finalizer.detach()
         with self._lock:
             self._stop()
             thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(self.timeout)
 
 
 def busy(exc: sqlite3.OperationalError) -> bool:
