@@ -40,7 +40,7 @@ _HEAD = (
     " (SELECT seq FROM removed_heads WHERE ns = ?1 AND key = ?2))"
 )
 
-NEXT = "(SELECT coalesce(max(seq), 0) + 1 FROM changes)"
+NEXT = "(SELECT coalesce(max(seq), 0) + 1 FROM change_log)"
 """The position the next change takes: positions are row ids, one above the largest."""
 
 NAMED = f"prev_change = last_change, last_change = {NEXT}"
@@ -48,21 +48,24 @@ NAMED = f"prev_change = last_change, last_change = {NEXT}"
 
 _COLUMNS_WRITTEN = "ns, key, op, version, at, actor, request_id, value, detail, prev"
 _ADD = (
-    f"INSERT INTO changes ({_COLUMNS_WRITTEN}) VALUES (?1, ?2, ?3,"
+    f"INSERT INTO change_log ({_COLUMNS_WRITTEN}) VALUES (?1, ?2, ?3,"
     " coalesce(?9, (SELECT version FROM entries WHERE ns = ?1 AND key = ?2)),"
     f" ?4, ?5, ?6, ?7, ?8, {_HEAD})"
 )
 _ADD_NAMED = (
-    f"INSERT INTO changes ({_COLUMNS_WRITTEN}, named) SELECT ?1, ?2, ?3,"
-    " coalesce(?9, version), ?4, ?5, ?6, ?7, ?8, prev_change, 1"
+    f"INSERT INTO change_log ({_COLUMNS_WRITTEN}) SELECT ?1, ?2, ?3,"
+    " coalesce(?9, version), ?4, ?5, ?6, ?7, ?8, prev_change"
     " FROM entries WHERE ns = ?1 AND key = ?2"
 )
 
+_HEAD_MOVED = "UPDATE entries SET last_change = ?3 WHERE ns = ?1 AND key = ?2"
+_GONE_HEAD_MOVED = "INSERT OR REPLACE INTO removed_heads VALUES (?1, ?2, ?3)"
+
 _CHAIN = (
     "WITH RECURSIVE chain (seq, shown) AS ("
-    " SELECT coalesce((SELECT seq FROM changes WHERE seq = ?3 AND ns = ?1 AND key = ?2),"
+    " SELECT coalesce((SELECT seq FROM change_log WHERE seq = ?3 AND ns = ?1 AND key = ?2),"
     f" {_HEAD}), 0"
-    " UNION ALL SELECT c.prev, chain.shown + (c.seq < ?3) FROM changes c JOIN chain"
+    " UNION ALL SELECT c.prev, chain.shown + (c.seq < ?3) FROM change_log c JOIN chain"
     " ON c.seq = chain.seq WHERE c.prev IS NOT NULL AND chain.shown < ?4)"
 )
 """The positions of key ?2's changes in namespace ?1, newest first (the oldest may be one that
@@ -82,20 +85,22 @@ def add(
     its key's newest change; with ``keep``, only each key's newest ``keep`` changes stay.
 
     ``named``: the write of each record's key named the change already, in the statement
-    that wrote its row (:data:`NAMED`), as a set does; else a trigger points the key's row
-    (or, when the key is gone, removed_heads) at the change (schema migrations 8 and 11).
+    that wrote its row (:data:`NAMED`), as a set does; else the key's row (or, when the key
+    is gone, removed_heads) is pointed at the change here (schema migrations 8 and 11).
     """
     who, request = current_actor(), request_id.get()
     for r in records:
         made = (r.at, r.actor, r.request_id) if r.actor else (now, who, request)
         params = (r.ns, r.key, r.op, *made, r.value, r.detail, r.version)
         if not named:
-            conn.execute(_ADD, params)
+            seq = conn.execute(_ADD, params).lastrowid
+            if r.key is not None and not conn.execute(_HEAD_MOVED, (r.ns, r.key, seq)).rowcount:
+                conn.execute(_GONE_HEAD_MOVED, (r.ns, r.key, seq))
         elif conn.execute(_ADD_NAMED, params).rowcount != 1:
             raise BotWireError(f"the change of {r.key!r} in {r.ns!r} found no row to log it by")
         if keep is not None and r.key is not None:
             conn.execute(
-                f"{_CHAIN} DELETE FROM changes WHERE seq IN (SELECT seq FROM chain"
+                f"{_CHAIN} DELETE FROM change_log WHERE seq IN (SELECT seq FROM chain"
                 " WHERE shown >= ?5)",  # before every position: shown counts the newer ones
                 (r.ns, r.key, 2**63 - 1, 2**62, keep),
             )
@@ -103,7 +108,7 @@ def add(
 
 def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
     """A page of the log after ``op.since``, oldest first."""
-    sql = f"SELECT {_COLUMNS}, {'value' if op.values else 'NULL'} FROM changes WHERE seq > ?"
+    sql = f"SELECT {_COLUMNS}, {'value' if op.values else 'NULL'} FROM change_log WHERE seq > ?"
     params: list[object] = [op.since]
     if op.ns is not None:
         sql += " AND ns = ?"
@@ -119,7 +124,7 @@ def read(conn: sqlite3.Connection, op: Changes) -> ChangePage:
             params.append(value)
     sql += " ORDER BY seq LIMIT ?"
     params.append(op.limit)
-    (horizon,) = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+    (horizon,) = conn.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()
     if op.since < 0:  # from now on: where the log ends
         return ChangePage([], horizon)
     return page(conn.execute(sql, params).fetchall(), op, horizon)
@@ -160,7 +165,7 @@ def _starts(column: str, prefix: str, params: list[object]) -> str:
 def imported(conn: sqlite3.Connection, op: AddChange, now: int) -> int:
     """Add an imported change; its position."""
     add(conn, [changes.imported(op)], now)
-    (seq,) = conn.execute("SELECT max(seq) FROM changes").fetchone()
+    (seq,) = conn.execute("SELECT max(seq) FROM change_log").fetchone()
     return int(seq)
 
 
@@ -171,14 +176,14 @@ def trim(conn: sqlite3.Connection, before: int) -> None:
     keeps its old time, and a clock may step back). The heads of gone keys whose changes went
     go too."""
     conn.execute(
-        "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes ORDER BY seq LIMIT ?1)"
-        " AND seq < coalesce((SELECT min(seq) FROM (SELECT seq, at FROM changes ORDER BY seq"
+        "DELETE FROM change_log WHERE seq IN (SELECT seq FROM change_log ORDER BY seq LIMIT ?1)"
+        " AND seq < coalesce((SELECT min(seq) FROM (SELECT seq, at FROM change_log ORDER BY seq"
         " LIMIT ?1) WHERE at >= ?2), 9223372036854775807)"
-        " AND seq < (SELECT max(seq) FROM changes)",  # the newest stays: see above
+        " AND seq < (SELECT max(seq) FROM change_log)",  # the newest stays: see above
         (TRIM_BATCH, before),
     )
     conn.execute(
-        "DELETE FROM removed_heads WHERE seq < (SELECT coalesce(min(seq), 0) FROM changes)"
+        "DELETE FROM removed_heads WHERE seq < (SELECT coalesce(min(seq), 0) FROM change_log)"
     )
 
 
@@ -190,7 +195,7 @@ def stats(conn: sqlite3.Connection, now: int) -> dict[str, int | None]:
         (now,),
     ).fetchone()
     changes, change_bytes, oldest = conn.execute(
-        "SELECT count(*), coalesce(sum(length(CAST(value AS BLOB))), 0), min(at) FROM changes"
+        "SELECT count(*), coalesce(sum(length(CAST(value AS BLOB))), 0), min(at) FROM change_log"
     ).fetchone()
     vectors = dict(conn.execute("SELECT model, count(*) FROM vectors GROUP BY model"))
     return {"namespaces": namespaces, "keys": keys, "bytes": size, "changes": changes,
@@ -201,9 +206,9 @@ def history(conn: sqlite3.Connection, op: History) -> list[Change]:
     """A key's changes and its namespace's clears, newest first, with their values."""
     before = 2**63 - 1 if op.before is None else op.before
     rows = conn.execute(
-        f"{_CHAIN} SELECT {_COLUMNS}, value, detail FROM changes"
+        f"{_CHAIN} SELECT {_COLUMNS}, value, detail FROM change_log"
         " WHERE seq IN (SELECT seq FROM chain) AND seq < ?3"
-        f" UNION ALL SELECT {_COLUMNS}, value, detail FROM changes"
+        f" UNION ALL SELECT {_COLUMNS}, value, detail FROM change_log"
         " WHERE ns = ?1 AND key IS NULL AND seq < ?3"
         " ORDER BY seq DESC LIMIT ?4",
         (op.ns, op.key, before, op.limit),

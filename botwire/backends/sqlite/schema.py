@@ -265,20 +265,23 @@ MIGRATIONS: list[str] = [
     # writes their key's row, instead of a trigger on the log writing the row a second time
     # (a third of what the log cost a set): the row's last_change takes the position the
     # change is about to get and prev_change keeps the one before, which the change takes as
-    # its prev, and says so (named = 1). The trigger stays for the changes that are not named
-    # (other writes, and processes of an earlier release still writing to the file), and a
-    # key written again after it was gone takes up its chain where removed_heads kept it.
+    # its prev; other writes point the key's row (or removed_heads) at their change with a
+    # statement of their own. A process of an earlier release, still running when another
+    # upgrades the file, relied on that trigger: its changes would go missing from histories,
+    # so the log is renamed, and its old name is a view that reads as before and refuses
+    # writes with a clear error. A key written again after it was gone takes up its chain
+    # where removed_heads kept it.
     """
     ALTER TABLE entries ADD COLUMN prev_change INTEGER;
-    ALTER TABLE changes ADD COLUMN named INTEGER;
     DROP TRIGGER changes_head;
-    CREATE TRIGGER changes_head AFTER INSERT ON changes
-    WHEN new.key IS NOT NULL AND new.named IS NULL
-    BEGIN
-        UPDATE entries SET last_change = new.seq WHERE ns = new.ns AND key = new.key;
-        INSERT OR REPLACE INTO removed_heads SELECT new.ns, new.key, new.seq
-        WHERE NOT EXISTS (SELECT 1 FROM entries WHERE ns = new.ns AND key = new.key);
-    END;
+    ALTER TABLE changes RENAME TO change_log;
+    CREATE VIEW changes AS SELECT * FROM change_log;
+    CREATE TRIGGER changes_added INSTEAD OF INSERT ON changes
+    BEGIN SELECT RAISE(ABORT, 'this store was upgraded by a newer botwire: upgrade botwire'); END;
+    CREATE TRIGGER changes_changed INSTEAD OF UPDATE ON changes
+    BEGIN SELECT RAISE(ABORT, 'this store was upgraded by a newer botwire: upgrade botwire'); END;
+    CREATE TRIGGER changes_deleted INSTEAD OF DELETE ON changes
+    BEGIN SELECT RAISE(ABORT, 'this store was upgraded by a newer botwire: upgrade botwire'); END;
     DROP TRIGGER entries_back;
     CREATE TRIGGER entries_back AFTER INSERT ON entries
     WHEN EXISTS (SELECT 1 FROM removed_heads WHERE ns = new.ns AND key = new.key)
