@@ -242,10 +242,14 @@ class SQLiteBackend(Backend):
         estimate: one per value written, two per item appended, whose window may drop one)."""
         self._counts = Counts()
         self._matrices = Matrices()
-        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous, self)
+        self._checkpoints = self._checkpointer()
         self._handlers: dict[type, Callable[[sqlite3.Connection, Any, int], Any]] = handlers(self)
 
     # -- connections -------------------------------------------------------------------------
+
+    def _checkpointer(self) -> Checkpoints:
+        """A new checkpoint thread's handle for the file (started by the writes)."""
+        return Checkpoints(self.path, self.timeout, self.synchronous, self)
 
     def _connection(self, wait: bool = True) -> sqlite3.Connection:
         """This thread's connection; ``wait=False`` gives one that never waits for a lock."""
@@ -331,7 +335,7 @@ class SQLiteBackend(Backend):
             self._local = threading.local()
             idle, self._idle = self._idle, Idle()
             checkpoints = self._checkpoints
-            self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous, self)
+            self._checkpoints = self._checkpointer()
         idle.close()
         checkpoints.close()
         for mine in threads:
@@ -346,7 +350,7 @@ class SQLiteBackend(Backend):
         self._writing = threading.Lock()  # a thread of the parent may have held these
         self._opening = threading.Lock()
         self._local = threading.local()
-        self._checkpoints = Checkpoints(self.path, self.timeout, self.synchronous, self)
+        self._checkpoints = self._checkpointer()
 
     # -- the primitive -----------------------------------------------------------------------
 
