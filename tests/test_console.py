@@ -510,6 +510,7 @@ def test_ttl_append_new_key_and_delete(console: Console, page: Any, ns: str) -> 
     page.fill("#append-max", "2")
     page.click("#append")
     page.wait_for_selector("text=Appended.")
+    expect(page.locator("#append-item")).to_have_value("")
     assert mem.get("log") == ["a", {"role": "user", "content": "b"}]
     page.fill("#append-item", '"c"')
     page.click("#append")

@@ -123,32 +123,42 @@ def test_an_unreachable_database_is_backend_unavailable_with_the_password_masked
     assert "s3cret" not in str(info.value)
 
 
-def _terminate_botwire_connections() -> int:
+def _named(url: str) -> tuple[str, str]:
+    """The URL with an application name of its own, so that killing this test's connections
+    leaves every other test's (other workers run at the same time) alone."""
+    name = f"botwire-recover-{uuid.uuid4().hex[:8]}"
+    return f"{url}{'&' if '?' in url else '?'}application_name={name}", name
+
+
+def _terminate_connections(name: str) -> int:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'botwire' AND pid <> pg_backend_pid()"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (name,),
         ).fetchall()
     return len(rows)
 
 
 def test_the_pool_recovers_when_connections_are_killed(url: str) -> None:
-    backend = PostgresBackend(url, timeout=5)
+    named, name = _named(url)
+    backend = PostgresBackend(named, timeout=5)
     mem = Memory("recover", backend=backend)
     mem.set("k", 1)
-    assert _terminate_botwire_connections() >= 1
+    assert _terminate_connections(name) >= 1
     assert mem.get("k") == 1  # a fresh connection, transparently
     assert mem.incr("n") == 1
-    assert _terminate_botwire_connections() >= 1
+    assert _terminate_connections(name) >= 1
     assert mem.append("l", "x") == 1
     backend.close()
 
 
 async def test_the_async_pool_recovers_too(url: str) -> None:
-    backend = PostgresBackend(url, timeout=5)
+    named, name = _named(url)
+    backend = PostgresBackend(named, timeout=5)
     mem = AsyncMemory("recover-async", backend=backend)
     await mem.set("k", 1)
-    assert _terminate_botwire_connections() >= 1
+    assert _terminate_connections(name) >= 1
     assert await mem.get("k") == 1
     await backend.aclose()
 

@@ -643,7 +643,8 @@
     const op = { op: "append", ns: st.ns, key: st.key, values: [text] };
     const max = Number($("append-max").value);
     if ($("append-max").value && max >= 1) op.max_len = Math.floor(max);
-    write([op], "Appended.").then(() => { $("append-item").value = ""; });
+    // clear the field once appended, unless something new was typed meanwhile
+    write([op], "Appended.").then(() => { if ($("append-item").value === text) $("append-item").value = ""; });
   });
   $("delete").addEventListener("click", async () => {
     if (!(await confirmDialog(`Delete ${st.key} from ${st.ns}? This cannot be undone here (its history stays).`))) return;
