@@ -484,7 +484,7 @@ def test_a_crash_during_indexed_writes_leaves_index_and_data_consistent(tmp_path
     mem.backend.close()
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO search_fts (search_fts) VALUES ('integrity-check')")
-        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM search_queue").fetchone() == (0,)
         (docs,) = conn.execute("SELECT count(*) FROM search_docs").fetchone()
         (fts,) = conn.execute("SELECT count(*) FROM search_fts").fetchone()
         (values,) = conn.execute("SELECT count(*) FROM entries WHERE kind = 0").fetchone()
@@ -576,7 +576,7 @@ def test_the_migrate_command_indexes_with_a_progress_bar(tmp_path: Path) -> None
         result.returncode == 0 and f"({ran} migration{'s' if ran > 1 else ''} run)" in result.stdout
     )
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM search_queue").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (3,)
 
 
@@ -589,7 +589,7 @@ def test_search_can_be_turned_off_and_on_for_a_store(tmp_path: Path) -> None:
         off.search("words")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM search_pending").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM search_queue").fetchone() == (0,)
     on = Memory("ns", f"sqlite:///{path}?search=on")
     assert set(found(on.search("words"))) == {"k", "k2"}
     with pytest.raises(InvalidRequest, match="on or off"):
@@ -740,12 +740,16 @@ def test_the_index_backlog_stays_small_as_writes_happen(tmp_path: Path) -> None:
     for batch in range(30):
         mem.set_many({f"k{batch}-{i}": f"a trip to Lisbon, note {i}" for i in range(1000)})
     side = sqlite3.connect(path)
-    (pending,) = side.execute("SELECT count(*) FROM search_pending").fetchone()
+    backlog = (  # notes in the queue, and logged sets the index has not taken up
+        "SELECT (SELECT count(*) FROM search_queue) + (SELECT count(*) FROM change_log"
+        " WHERE seq > (SELECT logged_upto FROM search_state))"
+    )
+    (pending,) = side.execute(backlog).fetchone()
     assert pending <= 2000  # the last batch's notes, at most
     mem.append("chat", *[{"role": "user", "content": "hello Porto"}] * 10_000)
     for i in range(10):  # each indexes a bounded batch of what the append noted
         mem.set(f"after-{i}", i)
-    (pending,) = side.execute("SELECT count(*) FROM search_pending").fetchone()
+    (pending,) = side.execute(backlog).fetchone()
     assert pending <= 2000
     assert len(mem.search("Lisbon", limit=5)) == 5
     side.close()
@@ -755,7 +759,7 @@ def test_an_append_notes_its_items_and_nothing_else_for_the_index(tmp_path: Path
     """An append notes the item it adds (and one its window drops), not the list's entry,
     which has no document of its own; a list that becomes a value, and back, is noted."""
     path = tmp_path / "notes.db"
-    mem = Memory("chat", backend=SQLiteBackend(path))
+    mem = Memory("chat", backend=SQLiteBackend(path, history=0))  # sets noted in the queue
     side = sqlite3.connect(path)
 
     seen = 0
@@ -764,7 +768,7 @@ def test_an_append_notes_its_items_and_nothing_else_for_the_index(tmp_path: Path
         """The notes added since the last call (none is indexed before the search below)."""
         nonlocal seen
         rows = side.execute(
-            "SELECT rowid, entry_id, seq FROM search_pending WHERE rowid > ? ORDER BY rowid",
+            "SELECT rowid, entry_id, seq FROM search_queue WHERE rowid > ? ORDER BY rowid",
             (seen,),
         ).fetchall()
         seen = rows[-1][0] if rows else seen
@@ -785,3 +789,101 @@ def test_an_append_notes_its_items_and_nothing_else_for_the_index(tmp_path: Path
     side.close()
     assert [hit.key for hit in mem.search("more")] == ["log"]
     assert [hit.key for hit in mem.search("Faro")] == []
+
+
+def test_a_logged_set_notes_its_document_through_its_change(tmp_path: Path) -> None:
+    """With the change log on, a set or an incr writes no note to the queue (the index takes
+    its change in the log up instead); a value that an append turns into a list is still
+    noted, so its document goes; a process without the log notes in the queue; all of it is
+    found."""
+    path = tmp_path / "logged.db"
+    mem = Memory("chat", backend=SQLiteBackend(path))
+    side = sqlite3.connect(path)
+
+    def queued() -> int:
+        return int(side.execute("SELECT count(*) FROM search_queue").fetchone()[0])
+
+    mem.set("city", "a trip to Faro")
+    mem.set("plan", ["a list about Lisbon"])
+    mem.set("visits", 1)
+    mem.incr("visits", 2)
+    assert queued() == 0
+    assert found(mem.search("Faro")) == {"city": None}
+    assert found(mem.search("Lisbon")) == {"plan": None}  # the value's document
+    mem.set("city", "a trip to Porto")
+    mem.append("plan", "and Sintra")  # the value becomes a list: its items are documents
+    assert found(mem.search("Lisbon")) == {"plan": [0]}
+    assert found(mem.search("Faro")) == {}
+    assert found(mem.search("Porto")) == {"city": None}
+    Memory("chat", backend=SQLiteBackend(path, history=0)).set("other", "a trip to Braga")
+    assert queued() == 1
+    assert found(mem.search("Braga")) == {"other": None}
+    side.close()
+
+
+def test_a_trim_keeps_the_changes_the_index_has_not_taken_up(tmp_path: Path) -> None:
+    """The log's retention trims old changes, but none whose document the index has not
+    taken up yet: a set older than the retention is found, and its change goes once it is
+    indexed."""
+    path = tmp_path / "trim.db"
+    now = [1_800_000_000.0]
+    backend = SQLiteBackend(path, clock=lambda: now[0], history=60)
+    mem = Memory("ns", backend=backend)
+    for i in range(3):
+        mem.set(f"k{i}", f"a note about word{i}")
+    now[0] += 3600  # past the retention: the next write trims
+    mem.set("later", "a later note")
+    assert found(mem.search("word0")) == {"k0": None}
+    assert found(mem.search("word1")) == {"k1": None}
+    assert len(mem.history("k0")) == 1
+    now[0] += 3600
+    mem.set("last", "the last note")
+    assert mem.history("k0") == []
+    backend.close()
+
+
+def test_a_set_whose_change_a_later_one_replaced_is_found(tmp_path: Path) -> None:
+    """With one change kept per key, a later change of the key (an expire) replaces a set's
+    change in the log before the index takes it up: the set is found all the same."""
+    path = tmp_path / "kept.db"
+    mem = Memory("ns", backend=SQLiteBackend(path, history_versions=1))
+    mem.set("k", "a trip to Faro")
+    mem.expire("k", 3600)
+    assert [c.op for c in mem.history("k")] == ["expire"]
+    assert found(mem.search("Faro")) == {"k": None}
+    with pytest.raises(InvalidRequest, match="1 or more"):
+        SQLiteBackend(path, history_versions=0)
+
+
+def test_a_process_of_the_previous_release_cannot_search_an_upgraded_store(
+    tmp_path: Path,
+) -> None:
+    """A process of the release before migration 12 searches without catching up with the
+    log: its first read of the queue's old name, at its next search or catch-up, fails with
+    a clear error rather than answering without the log's writes."""
+    path = tmp_path / "mixed.db"
+    Memory("m", backend=SQLiteBackend(path)).set("k", "a trip to Faro")
+    old = sqlite3.connect(path, isolation_level=None)
+    for statement in (
+        "SELECT 1 FROM search_pending LIMIT 1",
+        "SELECT rowid, entry_id, seq FROM search_pending ORDER BY rowid LIMIT 9",
+    ):
+        with pytest.raises(sqlite3.OperationalError, match="upgraded by a newer botwire"):
+            old.execute(statement)
+    old.close()
+    assert found(Memory("m", f"sqlite:///{path}").search("Faro")) == {"k": None}
+
+
+def test_a_store_of_schema_11_keeps_its_notes_and_its_log(tmp_path: Path) -> None:
+    """The upgrade to schema 12 keeps the queue's notes, and the index takes up none of the
+    changes logged before it (their writes noted their documents in the queue)."""
+    path = tmp_path / "v11.db"
+    with sqlite_store_at(path, 11) as conn:
+        conn.execute(
+            "INSERT INTO change_log (ns, key, op, version, at, actor) VALUES"
+            " ('old', 'doc', 'set', 1, 1, 'local:old')"
+        )
+    assert SQLiteBackend(path).migrate()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT logged_upto FROM search_state").fetchone() == (1,)
+    assert found(Memory("old", f"sqlite:///{path}").search("ancient")) == {"doc": None}

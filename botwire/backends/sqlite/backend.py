@@ -223,6 +223,11 @@ class SQLiteBackend(Backend):
         self.quotas = quotas
         self.history = history
         """Seconds the change log keeps a change."""
+        if history_versions is not None and history_versions < 1:
+            raise InvalidRequest(
+                f"history_versions is how many changes of each key to keep (1 or more), "
+                f"not {history_versions!r}"
+            )
         self.history_versions = history_versions
         """Changes of each key the log keeps (``None``: all, within :attr:`history`)."""
         self.search = search
@@ -312,7 +317,10 @@ class SQLiteBackend(Backend):
             with sqlite3.connect(self.path) as conn:
                 (before,) = conn.execute("PRAGMA user_version").fetchone()
         conn = self._connection()
-        (total,) = conn.execute("SELECT count(*) FROM search_pending").fetchone()
+        (total,) = conn.execute(
+            "SELECT (SELECT count(*) FROM search_queue) + (SELECT coalesce(max(seq), 0)"
+            " FROM change_log) - (SELECT logged_upto FROM search_state)"
+        ).fetchone()
         done = 0
         while True:
             conn.execute("BEGIN IMMEDIATE")
@@ -531,7 +539,7 @@ class SQLiteBackend(Backend):
         or all; the count of documents noted starts again, or, where ``limit`` left notes
         waiting, stays due, so that the next write goes on."""
         handled = search.catch_up(conn, limit)
-        self._noted = SEARCH_CATCH_UP if handled == limit else 0
+        self._noted = SEARCH_CATCH_UP if limit is not None and handled >= limit else 0
         return handled
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------

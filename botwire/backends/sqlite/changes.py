@@ -173,13 +173,15 @@ def trim(conn: sqlite3.Connection, before: int) -> None:
     """Delete the oldest changes made before ``before``, at most :data:`TRIM_BATCH` (a bounded
     read however large the log), up to the first one made since: the log loses a prefix only,
     so every key's chain of changes stays whole back to where it ends (an imported change
-    keeps its old time, and a clock may step back). The heads of gone keys whose changes went
-    go too."""
+    keeps its old time, and a clock may step back), and none that the search index has not
+    taken up yet (see ``search.catch_up``). The heads of gone keys whose changes went go
+    too."""
     conn.execute(
         "DELETE FROM change_log WHERE seq IN (SELECT seq FROM change_log ORDER BY seq LIMIT ?1)"
         " AND seq < coalesce((SELECT min(seq) FROM (SELECT seq, at FROM change_log ORDER BY seq"
         " LIMIT ?1) WHERE at >= ?2), 9223372036854775807)"
-        " AND seq < (SELECT max(seq) FROM change_log)",  # the newest stays: see above
+        " AND seq < (SELECT max(seq) FROM change_log)"  # the newest stays: see above
+        " AND seq <= (SELECT CASE WHEN enabled THEN logged_upto ELSE seq END FROM search_state)",
         (TRIM_BATCH, before),
     )
     conn.execute(

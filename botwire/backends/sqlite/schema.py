@@ -7,14 +7,24 @@ from collections.abc import Iterator
 
 from botwire.errors import BackendUnavailable
 
-_QUEUE_EVERYTHING = """
-    INSERT INTO search_pending SELECT id, -1 FROM entries
+
+def _queue_everything(queue: str) -> str:
+    """Every document of the store, noted in ``queue`` for the index to catch up with (when
+    search is on)."""
+    return f"""
+    INSERT INTO {queue} SELECT id, -1 FROM entries
         WHERE (SELECT enabled FROM search_state) AND kind = 0 AND instr(ns, '/') = 0;
-    INSERT INTO search_pending
+    INSERT INTO {queue}
         SELECT i.entry_id, i.seq FROM list_items i JOIN entries e ON e.id = i.entry_id
         WHERE (SELECT enabled FROM search_state) AND instr(e.ns, '/') = 0;
-"""
-"""Every document of the store, for the index to catch up with (when search is on)."""
+    """
+
+
+QUEUE_EVERYTHING = _queue_everything("search_queue") + (
+    "UPDATE search_state SET logged_upto = (SELECT coalesce(max(seq), 0) FROM change_log);"
+)
+"""Every document of the store noted for the index (when search is on), the log's changes
+included (see migration 12)."""
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -106,7 +116,7 @@ MIGRATIONS: list[str] = [
     BEGIN INSERT INTO search_pending VALUES (old.entry_id, old.seq);
           INSERT INTO search_pending VALUES (new.entry_id, new.seq); END;
     """
-    + _QUEUE_EVERYTHING,
+    + _queue_everything("search_pending"),
     # 4 (2026-12): a namespace's words carry its tag, so that a search reads, ranks by and
     # pays for its own namespace's part of the index only; each document's length is kept
     # for the ranking, and each list item's size, so that a read is measured before it is
@@ -124,7 +134,7 @@ MIGRATIONS: list[str] = [
     UPDATE list_items SET size = length(CAST(value AS BLOB));
     ALTER TABLE search_state ADD COLUMN language TEXT NOT NULL DEFAULT 'english';
     """
-    + _QUEUE_EVERYTHING,
+    + _queue_everything("search_pending"),
     # 5 (2026-12): the change log (see botwire.backends.changes). A position is the row id,
     # given in the write transaction; the write lock orders commits, so positions grow in
     # commit order, and trims always keep the newest row, so a position is never given twice.
@@ -173,7 +183,7 @@ MIGRATIONS: list[str] = [
     DELETE FROM search_docs;
     DELETE FROM search_pending;
     """
-    + _QUEUE_EVERYTHING,
+    + _queue_everything("search_pending"),
     # 8 (2026-12): a key's changes are a chain, newest first: its entry names its newest change
     # (last_change), each change the key's change before it (prev), and a key that is gone
     # (deleted, cleared, purged) leaves its newest change in removed_heads until it is written
@@ -294,6 +304,32 @@ MIGRATIONS: list[str] = [
         DELETE FROM removed_heads WHERE ns = new.ns AND key = new.key;
     END;
     """,
+    # 12 (2026-12): a logged write of a value (a set, an incr) notes its document through its
+    # change in the log rather than in the queue: the index catches up with the log's changes
+    # after search_state.logged_upto as with the queue's notes. The queue's page was a third
+    # of what a logged set wrote, and as much as the log cost it. Trims keep the changes the
+    # index has not caught up with. A process of an earlier release, still running when
+    # another upgrades the file, would search without catching up with the log: the queue is
+    # renamed, and its old name is a view that fails to read with a clear error (at such a
+    # process's next search or catch-up, rather than results that miss the log's writes).
+    """
+    ALTER TABLE search_state ADD COLUMN logged_upto INTEGER NOT NULL DEFAULT 0;
+    UPDATE search_state SET logged_upto = (SELECT coalesce(max(seq), 0) FROM change_log);
+    ALTER TABLE search_pending RENAME TO search_queue;
+    CREATE VIEW search_pending (rowid, entry_id, seq) AS SELECT json_extract('{}',
+        'this store was upgraded by a newer botwire: upgrade botwire'), 0, 0;
+    DROP TRIGGER search_entry_new;
+    CREATE TRIGGER search_entry_new AFTER INSERT ON entries
+    WHEN new.kind = 0 AND new.last_change IS NULL AND instr(new.ns, '/') = 0
+        AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_queue VALUES (new.id, -1); END;
+    DROP TRIGGER search_entry_changed;
+    CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind ON entries
+    WHEN (old.kind = 0 OR new.kind = 0) AND old.value IS NOT new.value
+        AND (new.kind != 0 OR new.last_change IS old.last_change)
+        AND instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_queue VALUES (new.id, -1); END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -344,18 +380,18 @@ def configure_search(conn: sqlite3.Connection, enabled: bool | None, language: s
         if language is not None and language != stored:
             conn.execute("UPDATE search_state SET language = ?", (language,))
             if current and enabled is not False:
-                conn.execute("DELETE FROM search_pending")
-                for statement in statements(_QUEUE_EVERYTHING):
+                conn.execute("DELETE FROM search_queue")
+                for statement in statements(QUEUE_EVERYTHING):
                     conn.execute(statement)
         if enabled is not None and bool(current) != enabled:
             conn.execute("UPDATE search_state SET enabled = ?", (int(enabled),))
             if enabled:  # every document is indexed again
-                for statement in statements(_QUEUE_EVERYTHING):
+                for statement in statements(QUEUE_EVERYTHING):
                     conn.execute(statement)
             else:
                 conn.execute("DELETE FROM search_fts")
                 conn.execute("DELETE FROM search_docs")
-                conn.execute("DELETE FROM search_pending")
+                conn.execute("DELETE FROM search_queue")
     except BaseException:
         conn.execute("ROLLBACK")
         raise

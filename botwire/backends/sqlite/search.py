@@ -100,24 +100,43 @@ DIALECT = Dialect(
 )
 
 
-def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
-    """Bring the documents that writes noted in ``search_pending`` (the oldest ``limit``
-    notes, or all) into the FTS5 index, in the current write transaction; return how many
-    notes were handled.
+_LOGGED_VALUES = (
+    "INSERT INTO search_queue SELECT e.id, -1 FROM change_log c"
+    " JOIN entries e ON e.ns = c.ns AND e.key = c.key"
+    " WHERE c.seq > ?1 AND c.seq <= ?2 AND e.kind = 0 AND instr(e.ns, '/') = 0"
+    " AND (SELECT enabled FROM search_state)"
+)
+"""Note the values of the keys that the log's changes after ``?1``, up to ``?2``, changed: a
+logged set or incr notes its document through its change (schema migration 12), which a
+later change of the key may have replaced in the log (``history_versions``)."""
 
-    Each noted document is reconciled with what the store holds now, so the order and the
-    number of writes that noted it do not matter. A value's document has the entry's id as
-    its rowid; a list item's has minus its ``search_docs`` id.
+BEHIND = (
+    "SELECT EXISTS (SELECT 1 FROM search_queue)"
+    " OR (SELECT coalesce(max(seq), 0) FROM change_log) > (SELECT logged_upto FROM search_state)"
+)
+"""Whether writes noted documents that the index does not hold yet."""
+
+
+def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
+    """Bring the documents that writes noted (the oldest ``limit`` notes, or all) into the
+    FTS5 index, in the current write transaction; return how many notes were handled.
+
+    Writes note documents in ``search_queue`` (triggers), and a logged write of a value in
+    the log: the index takes up the log's changes after ``search_state.logged_upto`` as notes
+    of the queue. Each noted document is reconciled with what the store holds now, so the
+    order and the number of writes that noted it do not matter. A value's document has the
+    entry's id as its rowid; a list item's has minus its ``search_docs`` id.
     """
     if limit is None:  # everything: notes this adds (entry ids in use again) too
         handled = 0
         while indexed := catch_up(conn, SEARCH_BATCH):
             handled += indexed
         return handled
-    sql = "SELECT rowid, entry_id, seq FROM search_pending ORDER BY rowid LIMIT ?"
+    handled = _from_log(conn, limit)
+    sql = "SELECT rowid, entry_id, seq FROM search_queue ORDER BY rowid LIMIT ?"
     notes = conn.execute(sql, (limit,)).fetchall()
     if not notes:
-        return 0
+        return handled
     gone = sorted({(entry_id,) for _, entry_id, seq in notes if seq == -2})
     conn.executemany("DELETE FROM search_fts WHERE rowid = ?", gone)
     conn.executemany(
@@ -127,11 +146,11 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
     conn.executemany("DELETE FROM search_docs WHERE entry_id = ?", gone)
     # An entry id freed by a delete may be in use again: note the new entry's documents.
     conn.executemany(
-        "INSERT INTO search_pending SELECT id, -1 FROM entries WHERE id = ? AND kind = 0",
+        "INSERT INTO search_queue SELECT id, -1 FROM entries WHERE id = ? AND kind = 0",
         gone,
     )
     conn.executemany(
-        "INSERT INTO search_pending SELECT entry_id, seq FROM list_items WHERE entry_id = ?",
+        "INSERT INTO search_queue SELECT entry_id, seq FROM list_items WHERE entry_id = ?",
         gone,
     )
     docs = sorted({(entry_id, seq) for _, entry_id, seq in notes if seq != -2})
@@ -171,8 +190,22 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
     conn.executemany(
         "INSERT OR REPLACE INTO search_fts (rowid, doc, length, digest) VALUES (?, ?, ?, ?)", rows
     )
-    conn.execute("DELETE FROM search_pending WHERE rowid <= ?", (notes[-1][0],))
-    return len(notes)
+    conn.execute("DELETE FROM search_queue WHERE rowid <= ?", (notes[-1][0],))
+    return handled + len(notes)
+
+
+def _from_log(conn: sqlite3.Connection, limit: int) -> int:
+    """Note the documents of the oldest ``limit`` positions of the log that the index has not
+    taken up yet; return how many positions were taken up."""
+    (done, end) = conn.execute(
+        "SELECT logged_upto, (SELECT coalesce(max(seq), 0) FROM change_log) FROM search_state"
+    ).fetchone()
+    if end <= done:
+        return 0
+    upto = min(end, done + limit)
+    conn.execute(_LOGGED_VALUES, (done, upto))
+    conn.execute("UPDATE search_state SET logged_upto = ?", (upto,))
+    return int(upto - done)
 
 
 def documents(
@@ -231,7 +264,7 @@ def search(
     if not enabled:
         raise InvalidRequest(SEARCH_OFF)
     query = parse_query(op.query, op.match)
-    if query.groups and conn.execute("SELECT 1 FROM search_pending LIMIT 1").fetchone():
+    if query.groups and conn.execute(BEHIND).fetchone()[0]:
         raise SearchBehind  # the index must hold every write first (a listing reads none)
     if query.listing:  # an empty query: every key in scope, newest first
         p = DIALECT.params()
