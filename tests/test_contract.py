@@ -661,6 +661,11 @@ def test_items_read_a_range_with_its_values(mem: Memory) -> None:
         "cp:00007x": "three", "cp:00007": {"n": 7}}  # fmt: skip
     assert mem.items(reverse=True, limit=2) == {"cp;": 1, "cp:01499": {"n": 1499}}
     assert mem.items("nothing") == {}
+    lists = ("ca:a", "ca:b", "ca:c")
+    for n in range(3):  # lists whose items were added in turns, each read whole and in order
+        for key in lists:
+            mem.append(key, f"{key}{n}")
+    assert mem.items("ca:") == {key: [f"{key}{n}" for n in range(3)] for key in lists}
     for bad in ({"limit": 0}, {"after": "a\x00"}, {"prefix": 5}):
         with pytest.raises((InvalidRequest, InvalidKey)):
             mem.items(**bad)

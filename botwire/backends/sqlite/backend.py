@@ -81,7 +81,7 @@ from botwire.backends.common import (
     update_cursor,
     version_conflict,
 )
-from botwire.backends.search import Counts, check_language
+from botwire.backends.search import Counts, check_language, chunks
 from botwire.backends.search.matrix import Matrices
 from botwire.backends.sqlite import changes as log
 from botwire.backends.sqlite import schema, search, vectors
@@ -565,6 +565,19 @@ class SQLiteBackend(Backend):
         ).fetchall()
         return "[" + ",".join([item for (item,) in items]) + "]"
 
+    @staticmethod
+    def _list_texts(conn: sqlite3.Connection, entry_ids: list[int]) -> dict[int, str]:
+        """The JSON text of each of these lists, a statement per 500 of them."""
+        items: dict[int, list[str]] = {entry_id: [] for entry_id in entry_ids}
+        for chunk in chunks(entry_ids, 500):
+            for entry_id, value in conn.execute(
+                "SELECT entry_id, value FROM list_items WHERE entry_id IN"
+                f" ({','.join(['?'] * len(chunk))}) ORDER BY entry_id, seq",
+                chunk,
+            ):
+                items[entry_id].append(value)
+        return {entry_id: "[" + ",".join(values) + "]" for entry_id, values in items.items()}
+
     def _record(
         self, conn: sqlite3.Connection, op: Get, row: Any, now: int | None
     ) -> Record | None:
@@ -692,16 +705,17 @@ class SQLiteBackend(Backend):
             sql += " ORDER BY key DESC" if op.reverse else " ORDER BY key"
         rows = conn.execute(sql + " LIMIT ?", [*params, op.limit + 1]).fetchall()
         more = len(rows) > op.limit
-        keys: list[KeyInfo] = []
-        for row in rows[: op.limit]:
-            if op.values:
-                if not page_takes(row[1], len(keys)):
+        rows = rows[: op.limit]
+        if op.values:
+            for taken, row in enumerate(rows):
+                if not page_takes(row[1], taken):
                     more = True
+                    rows = rows[:taken]
                     break
-                key, size, updated_at, kind, value, entry_id = row
-                value = self._list_text(conn, entry_id) if kind == LIST else value
-                row = (key, size, updated_at, value)
-            keys.append(KeyInfo(*row))
+            lists = self._list_texts(conn, [row[5] for row in rows if row[3] == LIST])
+            rows = [(key, size, updated_at, lists[entry_id] if kind == LIST else value)
+                    for key, size, updated_at, kind, value, entry_id in rows]  # fmt: skip
+        keys = [KeyInfo(*row) for row in rows]
         return KeyPage(keys, page_cursor(keys[-1], op) if more else None)
 
     def _clear(self, conn: sqlite3.Connection, op: Clear, now: int) -> int:
