@@ -213,3 +213,25 @@ def test_the_readme_links_every_notebook_and_example() -> None:
     readme = (root / "README.md").read_text(encoding="utf-8")
     for path in [*NOTEBOOKS, *sorted((root / "examples").glob("*.py"))]:
         assert f"]({path.relative_to(root)})" in readme, path.name
+
+
+def test_words_are_stemmed_by_snowballs_c_build_as_its_python_one_stems_them() -> None:
+    """On CPython the index stems with PyStemmer (Snowball in C: a word the index has not seen
+    costs under a microsecond rather than tens, which ids and hashes make frequent), and a
+    process with the pure-Python stemmer alone, on the same store, stems every word the same."""
+    import re
+
+    import snowballstemmer
+    import Stemmer  # type: ignore[import-not-found]
+    from snowballstemmer.english_stemmer import EnglishStemmer
+
+    from botwire.backends.search.text import IRREGULAR, stem
+
+    assert isinstance(snowballstemmer.stemmer("english"), Stemmer.Stemmer)
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    words = sorted(set(re.findall(r"[a-z0-9]+", readme.lower())) | set(IRREGULAR))
+    assert len(words) > 2000
+    python = EnglishStemmer()
+    assert [stem(word) for word in words] == [
+        python.stemWord(IRREGULAR.get(word, word)) for word in words
+    ]

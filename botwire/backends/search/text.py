@@ -193,8 +193,8 @@ words of their own as often (``left``, ``saw``, ``ground``, ``rose``) are not in
 
 @functools.lru_cache(maxsize=100_000)
 def stem(word: str) -> str:
-    """``word``'s English stem: Snowball's, after the base form of an irregular one (each
-    thread has its own stemmer: they keep state)."""
+    """``word``'s English stem: Snowball's (its C build, PyStemmer, on CPython), after the base
+    form of an irregular one (each thread has its own stemmer: they keep state)."""
     stemmer = getattr(_stemmers, "english", None)
     if stemmer is None:
         import snowballstemmer
