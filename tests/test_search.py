@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from botwire import Hit, InvalidKey, InvalidRequest, Memory, search_namespaces
+from botwire.backends.base import Expire, Put, Search
 from botwire.backends.postgres import PostgresBackend
 from botwire.backends.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from botwire.backends.search import (
@@ -853,6 +854,49 @@ def test_a_set_whose_change_a_later_one_replaced_is_found(tmp_path: Path) -> Non
     assert found(mem.search("Faro")) == {"k": None}
     with pytest.raises(InvalidRequest, match="1 or more"):
         SQLiteBackend(path, history_versions=0)
+
+
+def test_a_batch_that_writes_then_searches_finds_what_it_wrote(tmp_path: Path) -> None:
+    """A search in a batch after writes (as the server's batch route runs them) takes up the
+    batch's own writes first, those that change a value and those that log a change only."""
+    backend = SQLiteBackend(tmp_path / "batch.db")
+    Memory("n", backend=backend).set("a", "hello Lisbon")
+    _, hits = backend.execute([Expire("n", "a", 100), Search("n", "Lisbon")])
+    assert [hit.key for hit in hits] == ["a"]
+    _, hits = backend.execute([Put("n", "b", '"hello Lisbon again"'), Search("n", "Lisbon")])
+    assert sorted(hit.key for hit in hits) == ["a", "b"]
+    backend.close()
+
+
+def test_a_store_indexed_again_in_another_language_keeps_no_deleted_document(
+    tmp_path: Path,
+) -> None:
+    """A change of language builds the index again from what the store holds: a key deleted
+    just before leaves no document behind (its deletion was waiting in the queue)."""
+    path = tmp_path / "language.db"
+    mem = Memory("n", backend=SQLiteBackend(path))
+    mem.set("gone", "zebra stripes")
+    mem.set("kept", "a trip to Faro")
+    assert found(mem.search("zebra")) == {"gone": None}
+    mem.delete("gone")
+    simple = Memory("n", backend=SQLiteBackend(path, language="simple"))
+    assert found(simple.search("Faro")) == {"kept": None}
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM search_fts").fetchone() == (1,)
+
+
+def test_migrate_counts_the_logged_writes_the_index_has_not_taken_up(tmp_path: Path) -> None:
+    path = tmp_path / "progress.db"
+    mem = Memory("n", backend=SQLiteBackend(path))
+    mem.set_many({f"k{i}": f"note {i} about Faro" for i in range(2500)})
+    with sqlite3.connect(path) as conn:  # as if the index had taken none of them up yet
+        conn.execute("UPDATE search_state SET logged_upto = 0")
+        conn.execute("DELETE FROM search_fts")
+    progress: list[tuple[int, int]] = []
+    SQLiteBackend(path).migrate(progress=lambda done, total: progress.append((done, total)))
+    assert progress == [(2000, 2500), (2500, 2500)]
+    assert len(mem.search("Faro", limit=1000)) == 1000
+    assert found(mem.search("2499")) == {"k2499": None}
 
 
 def test_a_process_of_the_previous_release_cannot_search_an_upgraded_store(

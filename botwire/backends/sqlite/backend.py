@@ -317,10 +317,10 @@ class SQLiteBackend(Backend):
             with sqlite3.connect(self.path) as conn:
                 (before,) = conn.execute("PRAGMA user_version").fetchone()
         conn = self._connection()
-        (total,) = conn.execute(
-            "SELECT (SELECT count(*) FROM search_queue) + (SELECT coalesce(max(seq), 0)"
-            " FROM change_log) - (SELECT logged_upto FROM search_state)"
-        ).fetchone()
+        conn.execute("BEGIN IMMEDIATE")
+        search.take_up_log(conn)  # the log's notes join the queue's, to be counted with them
+        conn.execute("COMMIT")
+        (total,) = conn.execute("SELECT count(*) FROM search_queue").fetchone()
         done = 0
         while True:
             conn.execute("BEGIN IMMEDIATE")
@@ -474,17 +474,17 @@ class SQLiteBackend(Backend):
                 committed = conn.execute(_VECTORS_TOP).fetchone()[0]
             if write:
                 self._purge_if_due(conn, now)
-                if searching:
-                    self._catch_up(conn, None)
-                elif self._noted >= SEARCH_CATCH_UP:
+                if not searching and self._noted >= SEARCH_CATCH_UP:
                     self._catch_up(conn, CATCH_UP_BATCH)
                 self._noted += _notes(ops)
             results = []
             for op in ops:
-                result = (
-                    self._search_in_time(conn, op, now, committed) if type(op) is Search
-                    else run[type(op)](conn, op, now)
-                )  # fmt: skip
+                if type(op) is not Search:
+                    result = run[type(op)](conn, op, now)
+                else:
+                    if write:  # the index first takes up every write, the batch's own too
+                        self._catch_up(conn, None)
+                    result = self._search_in_time(conn, op, now, committed)
                 if write and self.history and (change := changes.record(op, result)):
                     log.add(conn, [change], now, self.history_versions, type(op) in _NAMED)
                 results.append(result)
@@ -539,7 +539,7 @@ class SQLiteBackend(Backend):
         or all; the count of documents noted starts again, or, where ``limit`` left notes
         waiting, stays due, so that the next write goes on."""
         handled = search.catch_up(conn, limit)
-        self._noted = SEARCH_CATCH_UP if limit is not None and handled >= limit else 0
+        self._noted = SEARCH_CATCH_UP if handled == limit else 0
         return handled
 
     # -- answers to the questions of the shared logic (common.py) -----------------------------

@@ -379,7 +379,9 @@ def configure_search(conn: sqlite3.Connection, enabled: bool | None, language: s
         current, stored = conn.execute("SELECT enabled, language FROM search_state").fetchone()
         if language is not None and language != stored:
             conn.execute("UPDATE search_state SET language = ?", (language,))
-            if current and enabled is not False:
+            if current and enabled is not False:  # the index is built again, from what is
+                conn.execute("DELETE FROM search_fts")  # (deletions noted in the queue too)
+                conn.execute("DELETE FROM search_docs")
                 conn.execute("DELETE FROM search_queue")
                 for statement in statements(QUEUE_EVERYTHING):
                     conn.execute(statement)

@@ -127,16 +127,16 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
     order and the number of writes that noted it do not matter. A value's document has the
     entry's id as its rowid; a list item's has minus its ``search_docs`` id.
     """
+    take_up_log(conn, limit)
     if limit is None:  # everything: notes this adds (entry ids in use again) too
         handled = 0
         while indexed := catch_up(conn, SEARCH_BATCH):
             handled += indexed
         return handled
-    handled = _from_log(conn, limit)
     sql = "SELECT rowid, entry_id, seq FROM search_queue ORDER BY rowid LIMIT ?"
     notes = conn.execute(sql, (limit,)).fetchall()
     if not notes:
-        return handled
+        return 0
     gone = sorted({(entry_id,) for _, entry_id, seq in notes if seq == -2})
     conn.executemany("DELETE FROM search_fts WHERE rowid = ?", gone)
     conn.executemany(
@@ -191,21 +191,20 @@ def catch_up(conn: sqlite3.Connection, limit: int | None) -> int:
         "INSERT OR REPLACE INTO search_fts (rowid, doc, length, digest) VALUES (?, ?, ?, ?)", rows
     )
     conn.execute("DELETE FROM search_queue WHERE rowid <= ?", (notes[-1][0],))
-    return handled + len(notes)
+    return len(notes)
 
 
-def _from_log(conn: sqlite3.Connection, limit: int) -> int:
-    """Note the documents of the oldest ``limit`` positions of the log that the index has not
-    taken up yet; return how many positions were taken up."""
+def take_up_log(conn: sqlite3.Connection, limit: int | None = None) -> None:
+    """Note in the queue the documents of the oldest ``limit`` positions of the log (or all)
+    that the index has not taken up yet."""
     (done, end) = conn.execute(
         "SELECT logged_upto, (SELECT coalesce(max(seq), 0) FROM change_log) FROM search_state"
     ).fetchone()
     if end <= done:
-        return 0
-    upto = min(end, done + limit)
+        return
+    upto = end if limit is None else min(end, done + limit)
     conn.execute(_LOGGED_VALUES, (done, upto))
     conn.execute("UPDATE search_state SET logged_upto = ?", (upto,))
-    return int(upto - done)
 
 
 def documents(
