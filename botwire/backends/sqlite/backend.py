@@ -81,7 +81,7 @@ from botwire.backends.common import (
     update_cursor,
     version_conflict,
 )
-from botwire.backends.search import Counts, check_language, chunks
+from botwire.backends.search import Counts, check_language
 from botwire.backends.search.matrix import Matrices
 from botwire.backends.sqlite import changes as log
 from botwire.backends.sqlite import schema, search, vectors
@@ -92,7 +92,7 @@ from botwire.backends.sqlite.connections import (
     busy,
     open_connection,
 )
-from botwire.backends.sqlite.rows import ANSWERS, LIVE, NAMING_ANSWERS, NEW_VERSION
+from botwire.backends.sqlite.rows import ANSWERS, LIVE, NAMING_ANSWERS, NEW_VERSION, list_texts
 from botwire.errors import BackendUnavailable, InvalidRequest
 
 _ROW = "id, kind, value, version, created_at, updated_at, expires_at, size, ttl"
@@ -318,7 +318,11 @@ class SQLiteBackend(Backend):
                 (before,) = conn.execute("PRAGMA user_version").fetchone()
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
-        search.take_up_log(conn)  # the log's notes join the queue's, to be counted with them
+        try:
+            search.take_up_log(conn)  # the log's notes join the queue's, counted with them
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         conn.execute("COMMIT")
         (total,) = conn.execute("SELECT count(*) FROM search_queue").fetchone()
         done = 0
@@ -558,26 +562,6 @@ class SQLiteBackend(Backend):
 
     # -- operations --------------------------------------------------------------------------
 
-    @staticmethod
-    def _list_text(conn: sqlite3.Connection, entry_id: int) -> str:
-        items = conn.execute(
-            "SELECT value FROM list_items WHERE entry_id = ? ORDER BY seq", (entry_id,)
-        ).fetchall()
-        return "[" + ",".join([item for (item,) in items]) + "]"
-
-    @staticmethod
-    def _list_texts(conn: sqlite3.Connection, entry_ids: list[int]) -> dict[int, str]:
-        """The JSON text of each of these lists, a statement per 500 of them."""
-        items: dict[int, list[str]] = {entry_id: [] for entry_id in entry_ids}
-        for chunk in chunks(entry_ids, 500):
-            for entry_id, value in conn.execute(
-                "SELECT entry_id, value FROM list_items WHERE entry_id IN"
-                f" ({','.join(['?'] * len(chunk))}) ORDER BY entry_id, seq",
-                chunk,
-            ):
-                items[entry_id].append(value)
-        return {entry_id: "[" + ",".join(values) + "]" for entry_id, values in items.items()}
-
     def _record(
         self, conn: sqlite3.Connection, op: Get, row: Any, now: int | None
     ) -> Record | None:
@@ -596,7 +580,7 @@ class SQLiteBackend(Backend):
         if op.value:
             if (budget := read_budget.get()) is not None:
                 budget.charge(row[7])
-            value = self._list_text(conn, row[0]) if row[1] == LIST else row[2]
+            value = list_texts(conn, [row[0]])[row[0]] if row[1] == LIST else row[2]
         return Record(value, row[3], row[4], row[5], expires_at, row[7], row[8])
 
     def _get(self, conn: sqlite3.Connection, op: Get, now: int) -> Record | None:
@@ -712,7 +696,7 @@ class SQLiteBackend(Backend):
                     more = True
                     rows = rows[:taken]
                     break
-            lists = self._list_texts(conn, [row[5] for row in rows if row[3] == LIST])
+            lists = list_texts(conn, [row[5] for row in rows if row[3] == LIST])
             rows = [(key, size, updated_at, lists[entry_id] if kind == LIST else value)
                     for key, size, updated_at, kind, value, entry_id in rows]  # fmt: skip
         keys = [KeyInfo(*row) for row in rows]

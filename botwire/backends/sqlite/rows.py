@@ -25,11 +25,25 @@ from botwire.backends.common import (
     fresh_row,
     nbytes,
 )
+from botwire.backends.search import chunks
 from botwire.backends.sqlite.changes import NAMED
 
 LIVE = "(expires_at IS NULL OR expires_at > ?)"
 NEW_VERSION = "max(?5, (SELECT value + 1 FROM version_floor))"
 """A new key's version: the time (``?5``), or above every version deleted before."""
+
+
+def list_texts(conn: sqlite3.Connection, entry_ids: list[int]) -> dict[int, str]:
+    """The JSON text of each of these lists, a statement per 500 of them."""
+    items: dict[int, list[str]] = {entry_id: [] for entry_id in entry_ids}
+    for chunk in chunks(entry_ids, 500):
+        for entry_id, value in conn.execute(
+            "SELECT entry_id, value FROM list_items WHERE entry_id IN"
+            f" ({','.join(['?'] * len(chunk))}) ORDER BY entry_id, seq",
+            chunk,
+        ):
+            items[entry_id].append(value)
+    return {entry_id: "[" + ",".join(values) + "]" for entry_id, values in items.items()}
 
 
 def lock_row(conn: sqlite3.Connection, q: LockRow, now: int) -> tuple[Row, bool]:
