@@ -337,7 +337,7 @@ class _MemoryBase:
 
     def _keys_steps(
         self,
-        prefix: str | None,
+        prefix: str | None = None,
         after: str | None = None,
         reverse: bool = False,
         limit: int | None = None,
@@ -349,6 +349,18 @@ class _MemoryBase:
             _values.check_int(limit, "limit", 1)
         prefix = _values.check_prefix(prefix)
         return all_keys(self.namespace, prefix, after, bool(reverse), limit, values)
+
+    def _read_steps(self, method: str, *args: Any, **kwargs: Any) -> Steps[Any]:
+        """The steps of a read, ``keys``, ``items`` or ``get_many`` (with its arguments), to
+        run beside others in one round trip (:func:`~botwire.backends.base.together`)."""
+        if method == "get_many":
+            plan = self._plan_get_many(*args, **kwargs)
+            return plan.finish((yield plan.ops))
+        if method not in ("keys", "items"):
+            raise InvalidRequest(f"{method} is not a read that runs beside others")
+        options = {**kwargs, "values": method == "items"}
+        infos = yield from self._keys_steps(*args, **options)
+        return self._items(infos) if method == "items" else [info.key for info in infos]
 
     @staticmethod
     def _items(infos: list[KeyInfo]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from botwire import (
     WrongType,
 )
 from botwire._values import to_json
-from botwire.backends.base import Get, Incr, ListKeys, ListNamespaces, Put
+from botwire.backends.base import Get, Incr, ListKeys, ListNamespaces, Put, run_steps, together
 
 from .conftest import Store
 
@@ -639,6 +639,40 @@ async def test_async_keys_from_a_point_backwards(store: Store) -> None:
     await amem.set_many({f"k{n}": n for n in range(5)})
     assert await amem.keys("k", reverse=True, limit=2) == ["k4", "k3"]
     assert await amem.keys(after="k1", limit=2) == ["k2", "k3"]
+
+
+def test_reads_run_beside_each_other_in_one_round_trip(mem: Memory) -> None:
+    """``together``: reads of several namespaces (``items`` across pages, ``keys``,
+    ``get_many``) answered in one batch per round, as each answers alone."""
+    other = Memory(f"{mem.namespace}-other", backend=mem.backend)
+    mem.set_many({f"r:{n:04}": n for n in range(1200)})
+    mem.delete("r:0500")
+    mem.append("r:0500", "a", "b")
+    other.set_many({"r:1": {"o": 1}, "s": [2]})
+    batches: list[int] = []
+
+    def execute(ops: list[Any]) -> list[Any]:
+        batches.append(len(ops))
+        return mem.backend.execute(ops)
+
+    reads = [
+        mem._read_steps("items", "r:", reverse=True, limit=1100),
+        other._read_steps("keys"),
+        other._read_steps("get_many", ["r:1", "s", "missing"]),
+        mem._read_steps("items", "nothing"),
+    ]
+    answers = run_steps(execute, together(reads))
+    assert answers == [
+        mem.items("r:", reverse=True, limit=1100),
+        ["r:1", "s"],
+        {"r:1": {"o": 1}, "s": [2]},
+        {},
+    ]
+    assert answers[0]["r:0500"] == ["a", "b"] and len(answers[0]) == 1100
+    assert len(batches) == 2 and batches[1] == 1  # the second page's read went alone
+    with pytest.raises(InvalidRequest, match="not a read"):
+        next(mem._read_steps("set_many", {"k": 1}))
+    assert mem.keys("k") == []
 
 
 def test_items_read_a_range_with_its_values(mem: Memory) -> None:

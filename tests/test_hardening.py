@@ -319,6 +319,24 @@ def test_get_many_reads_more_than_one_answer_holds_in_parts(server: Server, ns: 
     assert asyncio.run(AsyncMemory(ns, server.url).get_many(list(values))) == values
 
 
+def test_reads_together_past_the_answer_budget_are_read_one_by_one(server: Server, ns: str) -> None:
+    """Reads run beside each other (the LangGraph saver's steps) whose answers together are
+    more than a server answers at once are read each on its own: sync and async."""
+    import asyncio
+
+    from botwire.langgraph._steps import Call, Driver
+
+    mem = Memory(ns, server.url)
+    values = {f"k{n}": f"{n}" * (MiB - 10) for n in range(10)}  # 10 MiB in all
+    for n in range(0, 10, 3):
+        mem.set_many(dict(list(values.items())[n : n + 3]))
+    reads = [Call(ns, "get_many", ([*values],)), Call(ns, "items", ("k",)), Call(ns, "keys")]
+    want = [values, values, [*values]]
+    driver = Driver(server.url)
+    assert driver._reads(reads) == want
+    assert asyncio.run(driver._areads(reads)) == want
+
+
 def test_items_pages_end_at_the_answer_budget(
     client: httpx.Client, server: Server, ns: str
 ) -> None:

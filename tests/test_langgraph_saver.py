@@ -157,7 +157,7 @@ def test_a_delta_channel_at_depth_60_is_read_in_a_few_round_trips(url: str) -> N
         app.invoke({"items": []}, config("deep"))
     saver.calls = 0
     history = saver.get_delta_channel_history(config=config("deep"), channels=["items"])
-    assert saver.calls <= 4
+    assert saver.calls == 2  # the heads and writes of 100 checkpoints, then the seed's state
     walked = BaseCheckpointSaver.get_delta_channel_history(
         saver, config=config("deep"), channels=["items"]
     )
@@ -166,9 +166,43 @@ def test_a_delta_channel_at_depth_60_is_read_in_a_few_round_trips(url: str) -> N
     assert app.get_state(config("deep")).values["items"] == list(range(60))
 
 
+def test_the_latest_checkpoint_is_read_in_one_round_trip(url: str) -> None:
+    """Its head, state and writes come in one round trip, also in a checkpoint namespace of
+    its own, and the writes are its own: not an older checkpoint's, nor those of a newer one
+    being written."""
+    saver = Counting(url)
+    app = delta_graph(saver)
+    for _ in range(3):
+        app.invoke({"items": []}, config("latest"))
+    newest = list(saver.list(config("latest")))[0]
+    saver.calls = 0
+    found = saver.get_tuple(config("latest"))
+    assert saver.calls == 1
+    assert found is not None and found.config == newest.config
+    assert found.checkpoint == newest.checkpoint and found.pending_writes == []
+    older = list(saver.list(config("latest")))[1]
+    assert older.pending_writes  # an older checkpoint's writes are not the newest's
+    saver.put_writes(newest.config, [("items", [7])], "task-1")
+    saver.calls = 0
+    found = saver.get_tuple(config("latest"))
+    assert saver.calls == 1
+    assert found is not None and found.pending_writes == [("task-1", "items", [7])]
+    newer = {**newest.config["configurable"], "checkpoint_id": "9" + newest.checkpoint["id"][1:]}
+    saver.put_writes({"configurable": newer}, [("items", [8])], "task-2")  # no head yet
+    saver.calls = 0
+    found = saver.get_tuple(config("latest"))
+    assert saver.calls == 2  # its writes, read by key
+    assert found is not None and found.config == newest.config
+    assert found.pending_writes == [("task-1", "items", [7])]
+    inner = saver.put(config("latest", "inner"), generate_checkpoint(), generate_metadata(), {})
+    saver.calls = 0
+    found = saver.get_tuple(config("latest", "inner"))
+    assert saver.calls == 1 and found is not None and found.config == inner
+
+
 def test_delta_history_reads_back_page_by_page_and_along_forks(url: str) -> None:
     """Past a page of checkpoints, and on a branch forked from an old checkpoint, the history
-    is LangGraph's own walk's; each further page costs a round trip of heads and one of
+    is LangGraph's own walk's; each further page costs one round trip, of heads and
     writes."""
     saver = Counting(url)
     app = delta_graph(saver)
@@ -184,7 +218,7 @@ def test_delta_history_reads_back_page_by_page_and_along_forks(url: str) -> None
                   older[170].config, older[-1].config):  # fmt: skip
         saver.calls = 0
         ours = saver.get_delta_channel_history(config=named, channels=["items"])
-        assert saver.calls <= 8
+        assert saver.calls <= 4  # three pages back, and the seed's state
         walked = BaseCheckpointSaver.get_delta_channel_history(
             saver, config=named, channels=["items"]
         )

@@ -488,6 +488,32 @@ async def arun_steps(execute: Callable[[list[Op]], Awaitable[list[Any]]], steps:
         return done.value  # type: ignore[no-any-return]
 
 
+def together(steps: Sequence[Steps[Any]]) -> Steps[list[Any]]:
+    """Several steps as one: each batch it yields holds the batches all of them wait on, in
+    order, so independent reads share their round trips (and a transaction); it returns
+    their answers in order. For reads: writes would commit, or fail, together."""
+    answers: list[Any] = [None] * len(steps)
+    waiting: dict[int, list[Op]] = {}
+
+    def advance(index: int, results: list[Any] | None) -> None:
+        try:
+            step = steps[index]
+            waiting[index] = next(step) if results is None else step.send(results)
+        except StopIteration as done:
+            answers[index] = done.value
+
+    for index in range(len(steps)):
+        advance(index, None)
+    while waiting:
+        batches, waiting = waiting, {}
+        results = yield [op for batch in batches.values() for op in batch]
+        start = 0
+        for index, batch in batches.items():
+            advance(index, results[start : start + len(batch)])
+            start += len(batch)
+    return answers
+
+
 PAGE_SIZE = 1000
 """Keys per ``ListKeys`` page."""
 

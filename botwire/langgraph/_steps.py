@@ -1,11 +1,13 @@
 """Each LangGraph method is written once, as steps that name the botwire calls they need; a sync
-and an async driver run them on ``Memory`` and ``AsyncMemory``."""
+and an async driver run them on ``Memory`` and ``AsyncMemory``. A step that yields a list of
+reads (``keys``, ``items``, ``get_many``) gets their answers in a list, read in one round
+trip."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from botwire import AsyncMemory, Memory, config
 from botwire._memory import (
@@ -15,7 +17,9 @@ from botwire._memory import (
     search_namespaces,
 )
 from botwire.backends import open_backend
-from botwire.errors import BotWireError
+from botwire.backends.base import Steps as StoreSteps
+from botwire.backends.base import arun_steps, run_steps, together
+from botwire.errors import BotWireError, ValueTooLarge
 
 
 class Call(NamedTuple):
@@ -28,7 +32,9 @@ class Call(NamedTuple):
     kwargs: dict[str, Any] | None = None
 
 
-Steps = Generator[Call, Any, Any]
+Steps = Generator[Call | list[Call], Any, Any]
+
+M = TypeVar("M", Memory, AsyncMemory)
 
 _STORE: dict[str, Callable[..., Any]] = {
     "list_namespaces": list_namespaces,
@@ -53,7 +59,7 @@ class Driver:
             call = next(steps)
             while True:
                 try:
-                    answer = self._target(call, _STORE, Memory)(*call.args, **call.kwargs or {})
+                    answer = self._call(call) if isinstance(call, Call) else self._reads(call)
                 except BotWireError as exc:
                     call = steps.throw(exc)
                     continue
@@ -67,14 +73,46 @@ class Driver:
             call = next(steps)
             while True:
                 try:
-                    target = self._target(call, _ASTORE, AsyncMemory)
-                    answer = await target(*call.args, **call.kwargs or {})
+                    if isinstance(call, Call):
+                        answer = await self._acall(call)
+                    else:
+                        answer = await self._areads(call)
                 except BotWireError as exc:
                     call = steps.throw(exc)
                     continue
                 call = steps.send(answer)
         except StopIteration as done:
             return done.value
+
+    def _call(self, call: Call) -> Any:
+        return self._target(call, _STORE, Memory)(*call.args, **call.kwargs or {})
+
+    async def _acall(self, call: Call) -> Any:
+        return await self._target(call, _ASTORE, AsyncMemory)(*call.args, **call.kwargs or {})
+
+    def _reads(self, calls: list[Call]) -> list[Any]:
+        """The answers of reads, in one round trip (each in its own, if together they are
+        more than a server answers at once)."""
+        memory, steps = self._together(calls, Memory)
+        try:
+            return run_steps(memory._execute, steps)
+        except ValueTooLarge:
+            return [self._call(call) for call in calls]
+
+    async def _areads(self, calls: list[Call]) -> list[Any]:
+        """Async :meth:`_reads`."""
+        memory, steps = self._together(calls, AsyncMemory)
+        try:
+            return await arun_steps(memory._execute, steps)
+        except ValueTooLarge:
+            return [await self._acall(call) for call in calls]
+
+    def _together(self, calls: list[Call], kind: type[M]) -> tuple[M, StoreSteps[list[Any]]]:
+        """A memory of ``kind`` to run the reads with, and their steps as one."""
+        memories = [kind(str(call.namespace), backend=self.backend) for call in calls]
+        reads = [memory._read_steps(call.method, *call.args, **call.kwargs or {})
+                 for memory, call in zip(memories, calls, strict=True)]  # fmt: skip
+        return memories[0], together(reads)
 
     def _target(
         self, call: Call, functions: dict[str, Callable[..., Any]], kind: type[Any]

@@ -111,7 +111,7 @@ def _parse(key: str) -> tuple[str, str]:
 
 class _Back:
     """Reads a namespace's checkpoints backwards in pages: heads (``c|``), and writes (``w|``)
-    from the same point, each page in one round trip (``Memory.items``)."""
+    from the same point, each page of both in one round trip (``Memory.items``)."""
 
     def __init__(self, namespace: str, heads: str, writes: str) -> None:
         self.namespace = namespace
@@ -127,11 +127,12 @@ class _Back:
         """The heads of the :data:`PAGE` checkpoints before ``heads_before`` and as many
         writes before ``writes_before`` (``None``: from the newest), the newest first."""
         limit = {"reverse": True, "limit": PAGE}
-        heads = yield Call(self.namespace, "items", (self.heads,), {"after": heads_before, **limit})
-        writes = {}
+        reads = [Call(self.namespace, "items", (self.heads,), {"after": heads_before, **limit})]
         if not self.writes_exhausted:
-            writes = yield Call(self.namespace, "items", (self.writes,),
-                                {"after": writes_before, **limit})  # fmt: skip
+            reads.append(Call(self.namespace, "items", (self.writes,),
+                              {"after": writes_before, **limit}))  # fmt: skip
+        answers: builtins.list[dict[str, Any]] = yield reads
+        heads, writes = answers[0], answers[1] if len(answers) > 1 else {}
         if heads:
             self.newest = self.newest or next(iter(heads))
             self.oldest = next(reversed(heads))
@@ -359,16 +360,34 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         namespace = self._namespace(thread)
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            latest = yield Call(namespace, "keys", (_checkpoints(checkpoint_ns),),
-                                {"reverse": True, "limit": 1})  # fmt: skip
-            if not latest:
+        if checkpoint_id:
+            key = _checkpoints(checkpoint_ns) + checkpoint_id
+            found = yield from self._read(namespace, self._with_writes([key], first_piece=True))
+        else:
+            found = yield from self._latest(namespace, checkpoint_ns)
+            if not found:
                 return None
-            checkpoint_id = _parse(latest[0])[1]
-        key = _checkpoints(checkpoint_ns) + checkpoint_id
-        found = yield from self._read(namespace, self._with_writes([key], first_piece=True))
+            key = next(iter(found))
         yield from self._read_pieces(namespace, self._parts([key], found), found)
         return self._tuple(namespace, key, found)
+
+    def _latest(self, namespace: str, checkpoint_ns: str) -> Steps:
+        """The newest checkpoint's head (first), with its writes and first piece: the newest
+        key of each kind, in one round trip. The newest writes are another checkpoint's while
+        a newer one is written or deleted: then its own are read by key."""
+        ns = escape(checkpoint_ns, "|")
+        newest = {"reverse": True, "limit": 1}
+        prefixes = (f"c|{ns}|", f"w|{ns}|", f"p|{ns}|")
+        heads, writes, pieces = yield [Call(namespace, "items", (p,), newest) for p in prefixes]
+        if not heads:
+            return {}
+        key = next(iter(heads))
+        writes_key, first_piece = self._with_writes([key], first_piece=True)[1:]
+        found = {**heads, **{k: v for k, v in {**writes, **pieces}.items()
+                             if k in (writes_key, first_piece)}}  # fmt: skip
+        if any(k > writes_key for k in writes):  # (missing pieces are read with the others)
+            found.update((yield Call(namespace, "get_many", ([writes_key],))))
+        return found
 
     def _list(
         self,
