@@ -125,19 +125,30 @@ class Memory(_MemoryBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def set(self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None) -> int:
+    def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: Ttl = None,
+        *,
+        if_version: int | None = None,
+        searchable: bool = True,
+    ) -> int:
         """Store ``value`` (any JSON value) under ``key``; return the key's new version.
 
         Args:
             ttl: seconds (int, float or timedelta) until the key expires; ``None`` keeps it.
             if_version: write only if the stored version is still this (``0``: only if absent).
+            searchable: ``False`` keeps the value out of the search index, by words and by
+                meaning (cheaper writes, a smaller store: for data nobody searches); a later
+                searchable write of the key puts it back.
 
         Raises:
             InvalidValue: (a TypeError) the value is not JSON; nothing is written.
             ValueTooLarge: the value's JSON is above ``max_value_bytes``.
             VersionConflict: ``if_version`` did not match.
         """
-        return self._run(self._plan_set(key, value, ttl, if_version))
+        return self._run(self._plan_set(key, value, ttl, if_version, searchable=searchable))
 
     def get(
         self,
@@ -292,9 +303,12 @@ class Memory(_MemoryBase):
         one round trip; ``refresh_ttl`` restarts each one's expiry, as ``get`` does."""
         return self._run(self._plan_entries(keys, refresh_ttl))
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
-        """Store every item of ``mapping`` atomically, in one round trip."""
-        self._run(self._plan_set_many(mapping, ttl))
+    def set_many(
+        self, mapping: Mapping[str, Any], ttl: Ttl = None, *, searchable: bool = True
+    ) -> None:
+        """Store every item of ``mapping`` atomically, in one round trip (``searchable`` as
+        for :meth:`set`)."""
+        self._run(self._plan_set_many(mapping, ttl, searchable))
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys`` atomically; return how many existed."""
@@ -307,6 +321,7 @@ class Memory(_MemoryBase):
         max_len: int | None = None,
         ttl: Ttl = None,
         keep_first: Mapping[str, Any] | None = None,
+        searchable: bool = True,
     ) -> int:
         """Atomically append ``values`` to the list at ``key`` (created when missing).
 
@@ -319,6 +334,8 @@ class Memory(_MemoryBase):
             keep_first: when ``max_len`` trims the list, keep its first item if that is a dict
                 holding these fields with equal values (``{"role": "system"}`` keeps the
                 system prompt that opened a chat); it counts toward ``max_len``.
+            searchable: ``False`` keeps these items out of the search index (see
+                :meth:`set`); the list's other items keep their own.
 
         Raises:
             WrongType: ``key`` holds something else than a list; nothing changes.
@@ -327,7 +344,7 @@ class Memory(_MemoryBase):
 
             mem.append("chat:42", {"role": "user", "content": "hi"}, max_len=50, ttl=86400)
         """
-        return self._run(self._plan_append(key, values, max_len, ttl, keep_first))
+        return self._run(self._plan_append(key, values, max_len, ttl, keep_first, searchable))
 
     def incr(self, key: str, by: int = 1) -> int:
         """Atomically add ``by`` to the integer at ``key`` (missing counts as 0); return it.
@@ -475,10 +492,17 @@ class AsyncMemory(_MemoryBase):
         await self.aclose()
 
     async def set(
-        self, key: str, value: Any, ttl: Ttl = None, *, if_version: int | None = None
+        self,
+        key: str,
+        value: Any,
+        ttl: Ttl = None,
+        *,
+        if_version: int | None = None,
+        searchable: bool = True,
     ) -> int:
         """Store ``value`` under ``key``; see :meth:`Memory.set`."""
-        return await self._run(self._plan_set(key, value, ttl, if_version))
+        plan = self._plan_set(key, value, ttl, if_version, searchable=searchable)
+        return await self._run(plan)
 
     async def get(
         self,
@@ -578,9 +602,11 @@ class AsyncMemory(_MemoryBase):
         """The entries of ``keys`` that exist; see :meth:`Memory.entries`."""
         return await self._run(self._plan_entries(keys, refresh_ttl))
 
-    async def set_many(self, mapping: Mapping[str, Any], ttl: Ttl = None) -> None:
-        """Store every item of ``mapping`` atomically, in one round trip."""
-        await self._run(self._plan_set_many(mapping, ttl))
+    async def set_many(
+        self, mapping: Mapping[str, Any], ttl: Ttl = None, *, searchable: bool = True
+    ) -> None:
+        """Store every item of ``mapping`` atomically; see :meth:`Memory.set_many`."""
+        await self._run(self._plan_set_many(mapping, ttl, searchable))
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys`` atomically; return how many existed."""
@@ -593,9 +619,11 @@ class AsyncMemory(_MemoryBase):
         max_len: int | None = None,
         ttl: Ttl = None,
         keep_first: Mapping[str, Any] | None = None,
+        searchable: bool = True,
     ) -> int:
         """Atomically append to the list at ``key``; see :meth:`Memory.append`."""
-        return await self._run(self._plan_append(key, values, max_len, ttl, keep_first))
+        plan = self._plan_append(key, values, max_len, ttl, keep_first, searchable)
+        return await self._run(plan)
 
     async def incr(self, key: str, by: int = 1) -> int:
         """Atomically add ``by`` to the integer at ``key``; see :meth:`Memory.incr`."""

@@ -230,13 +230,21 @@ class _MemoryBase:
     # -- plans: the operations behind each call and how to read their results ----------------
 
     def _plan_set(
-        self, key: str, value: Any, ttl: Ttl, if_version: int | None, keep_ttl: bool = False
+        self,
+        key: str,
+        value: Any,
+        ttl: Ttl,
+        if_version: int | None,
+        keep_ttl: bool = False,
+        searchable: bool = True,
     ) -> _Plan[int]:
         if if_version is not None:
             _values.check_int(if_version, "if_version", 0)
         seconds = _values.check_ttl(ttl)
+        searchable = _values.check_bool(searchable, "searchable")
         key = self._key(key)
-        op = Put(self.namespace, key, self._encode(value, key), seconds, if_version, keep_ttl)
+        value_text = self._encode(value, key)
+        op = Put(self.namespace, key, value_text, seconds, if_version, keep_ttl, None, searchable)
         return _Plan([op], _first)
 
     def _plan_get(self, key: str, default: Any, refresh_ttl: bool) -> _Plan[Any]:
@@ -291,16 +299,20 @@ class _MemoryBase:
 
         return _Plan([Get(self.namespace, key) for key in names], finish)
 
-    def _plan_set_many(self, mapping: Mapping[str, Any], ttl: Ttl) -> _Plan[None]:
+    def _plan_set_many(
+        self, mapping: Mapping[str, Any], ttl: Ttl, searchable: bool = True
+    ) -> _Plan[None]:
         if not isinstance(mapping, Mapping):
             raise InvalidRequest(
                 f"set_many needs a mapping of keys to values, not {type(mapping).__name__}"
             )
         seconds = _values.check_ttl(ttl)
+        searchable = _values.check_bool(searchable, "searchable")
         ops: list[Op] = []
         for key, value in mapping.items():
             key = self._key(key)
-            ops.append(Put(self.namespace, key, self._encode(value, key), seconds))
+            text = self._encode(value, key)
+            ops.append(Put(self.namespace, key, text, seconds, searchable=searchable))
         return _Plan(ops, lambda results: None)
 
     def _plan_delete_many(self, keys: Iterable[str]) -> _Plan[int]:
@@ -316,16 +328,18 @@ class _MemoryBase:
         max_len: int | None,
         ttl: Ttl,
         keep_first: Mapping[str, Any] | None,
+        searchable: bool = True,
     ) -> _Plan[int]:
         if not values:
             raise InvalidRequest("append needs at least one value")
+        searchable = _values.check_bool(searchable, "searchable")
         if max_len is not None:
             _values.check_int(max_len, "max_len", 1)
         seconds = _values.check_ttl(ttl)
         first = None if keep_first is None else _values.check_fields(keep_first, "keep_first")
         key = self._key(key)
         items = tuple(self._encode(value, key) for value in values)
-        op = Append(self.namespace, key, items, max_len, seconds, first)
+        op = Append(self.namespace, key, items, max_len, seconds, first, None, searchable)
         return _Plan([op], _first)
 
     def _plan_incr(self, key: str, by: int) -> _Plan[int]:

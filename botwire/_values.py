@@ -247,6 +247,13 @@ def check_int(value: object, what: str, low: int = -MAX_INT64, high: int = MAX_I
     return value
 
 
+def check_bool(value: object, what: str) -> bool:
+    """``value`` when it is ``True`` or ``False``, else :class:`InvalidRequest`."""
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be True or False, not {type(value).__name__}")
+    return value
+
+
 def check_iterable(items: Iterable[Any], what: str) -> Iterable[Any]:
     """``items`` when it is an iterable other than a str or bytes (a classic slip)."""
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):

@@ -143,6 +143,9 @@ def test_odd_numbers_and_text_in_a_put(
         (RESTORE | {"updated_at": -1}, "updated_at"),
         (RESTORE | {"expires_at": 2**63}, "expires_at"),
         (RESTORE | {"created_at": 253_402_300_800_000_000}, "created_at"),  # the year 10000
+        ({"op": "put", "key": "k", "value": "1", "searchable": "no"}, "searchable"),
+        ({"op": "put", "key": "k", "value": "1", "searchable": None}, "searchable"),
+        ({"op": "append", "key": "k", "values": ["1"], "searchable": 0}, "searchable"),
     ],
 )  # fmt: skip
 def test_odd_numbers_in_a_batch(

@@ -500,6 +500,18 @@ def test_store_ttl_and_bad_values(store: Store) -> None:
         raw.mget(["not-bytes"])
 
 
+def test_bytes_stay_out_of_the_search_index(tmp_path: Path) -> None:
+    """A ByteStore's base64 is no text to search (nor to fill the index with); a
+    BotWireStore's values are searched."""
+    url = f"sqlite:///{tmp_path / 'bytes.db'}"
+    BotWireByteStore("blobs", url=url).mset([("walrus-blob", b"walrus")])
+    asyncio.run(BotWireByteStore("blobs", url=url).amset([("walrus-async", b"walrus")]))
+    BotWireStore("values", url=url).mset([("walrus-value", {"a": 1})])
+    assert Memory("blobs", url).search("walrus") == []
+    assert [hit.key for hit in Memory("values", url).search("walrus")] == ["walrus-value"]
+    assert BotWireByteStore("blobs", url=url).mget(["walrus-blob"]) == [b"walrus"]
+
+
 def test_byte_store_caches_embeddings(tmp_path: Path) -> None:
     class Counting(DeterministicFakeEmbedding):
         calls: int = 0

@@ -166,6 +166,19 @@ def test_a_delta_channel_at_depth_60_is_read_in_a_few_round_trips(url: str) -> N
     assert app.get_state(config("deep")).values["items"] == list(range(60))
 
 
+def test_checkpoints_stay_out_of_the_search_index(url: str) -> None:
+    """Nobody searches a checkpoint: heads, state and writes are written out of the index
+    (on every store), and read back whole."""
+    saver = BotWireSaver(url)
+    app = delta_graph(saver)
+    for _ in range(3):
+        app.invoke({"items": []}, config("walrus-thread"))
+    namespace = saver._namespace("walrus-thread")
+    assert Memory(namespace, url).search("walrus") == []
+    assert len(Memory(namespace, url).keys()) > 6
+    assert app.get_state(config("walrus-thread")).values["items"] == [0, 1, 2]
+
+
 def test_the_latest_checkpoint_is_read_in_one_round_trip(url: str) -> None:
     """Its head, state and writes come in one round trip, also in a checkpoint namespace of
     its own, and the writes are its own: not an older checkpoint's, nor those of a newer one
@@ -174,13 +187,12 @@ def test_the_latest_checkpoint_is_read_in_one_round_trip(url: str) -> None:
     app = delta_graph(saver)
     for _ in range(3):
         app.invoke({"items": []}, config("latest"))
-    newest = list(saver.list(config("latest")))[0]
+    newest, older = list(saver.list(config("latest")))[:2]
     saver.calls = 0
     found = saver.get_tuple(config("latest"))
     assert saver.calls == 1
     assert found is not None and found.config == newest.config
     assert found.checkpoint == newest.checkpoint and found.pending_writes == []
-    older = list(saver.list(config("latest")))[1]
     assert older.pending_writes  # an older checkpoint's writes are not the newest's
     saver.put_writes(newest.config, [("items", [7])], "task-1")
     saver.calls = 0

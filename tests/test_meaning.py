@@ -66,6 +66,22 @@ def test_meaning_finds_what_words_miss(url: str) -> None:
     assert 0.5 < hits[0].score <= 1.0 and hits[1].score < 0.5
 
 
+def test_what_is_written_unsearchable_has_no_vector(url: str) -> None:
+    """No vector is made for a value or item written with ``searchable=False``, nor later for
+    the namespace's values without one, so a search by meaning never finds it."""
+    mem = Memory("unsearched-meaning", url, embedder=concepts)
+    mem.set("trip", "We planned a trip to Portugal in May", searchable=False)
+    mem.append("chat", {"content": "Flight to Lisbon booked"}, searchable=False)
+    mem.set("pet", "My cat likes tuna")
+    assert len(vectors_of(url)) == 1
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["pet"]
+    assert len(vectors_of(url)) == 1
+    mem.set("trip", "We planned a trip to Portugal in May")
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["trip", "pet"]
+    mem.set("trip", "We planned a trip to Portugal in May", searchable=False)
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["pet"]
+
+
 def test_list_items_are_found_by_meaning_one_by_one(url: str) -> None:
     mem = Memory("user-1", url, embedder=concepts)
     mem.append(

@@ -324,6 +324,64 @@ def test_a_new_key_in_the_place_of_a_deleted_one(store: Store) -> None:
     assert found(mem.search("penguin")) == {"new": None}
 
 
+def test_what_is_written_unsearchable_is_never_found(store: Store) -> None:
+    """``searchable=False`` keeps a value, or an append's items, out of the index (the list's
+    other items keep theirs); a later searchable set of the key puts it back, and an
+    unsearchable one takes its document out. Reads are unchanged."""
+    mem = store.memory("unsearched")
+    mem.set("hidden", "a walrus note", searchable=False)
+    mem.set_many({"also": "walrus facts", "more": "walrus seen"}, searchable=False)
+    mem.set("shown", "walrus shown")
+    mem.append("chat", "walrus one", searchable=False)
+    mem.append("chat", "walrus two")
+    mem.append("chat", "walrus three", "walrus four", searchable=False)
+    mem.incr("count")
+    assert found(mem.search("walrus")) == {"shown": None, "chat": [1]}
+    assert mem.get("hidden") == "a walrus note" and mem.get("also") == "walrus facts"
+    assert mem.get("chat") == ["walrus one", "walrus two", "walrus three", "walrus four"]
+    mem.set("hidden", "walrus back")
+    mem.set("shown", "walrus shown", searchable=False)  # the same value, out of the index
+    assert found(mem.search("walrus")) == {"hidden": None, "chat": [1]}
+    assert mem.get("shown") == "walrus shown"
+
+    async def unsearchable_async() -> None:
+        amem = store.amemory("unsearched")
+        await amem.set("async", "walrus async", searchable=False)
+        await amem.set_many({"async2": "walrus async"}, searchable=False)
+        await amem.append("chat", "walrus five", searchable=False)
+        assert found(await amem.search("walrus")) == {"hidden": None, "chat": [1]}
+        assert await amem.get("async") == "walrus async"
+
+    asyncio.run(unsearchable_async())
+    for bad in ("no", 0, None):
+        with pytest.raises(InvalidRequest, match="searchable must be True or False"):
+            mem.set("bad", "walrus", searchable=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest, match="searchable"):
+            mem.set_many({"bad": "walrus"}, searchable=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest, match="searchable"):
+            mem.append("bad", "walrus", searchable=bad)  # type: ignore[arg-type]
+    assert not mem.has("bad")
+
+
+@pytest.mark.parametrize("query", ["", "?history=off"])
+def test_a_value_written_again_unsearchable_leaves_the_index(tmp_path: Path, query: str) -> None:
+    """With the change log or without (its triggers note the document then), the same value
+    written again out of the index leaves it, by a set or a conditional set; a restore writes
+    it searchable."""
+    mem = Memory("again", f"sqlite:///{tmp_path / 'again.db'}{query}")
+    first = mem.set("k", "walrus")
+    assert found(mem.search("walrus")) == {"k": None}
+    mem.set("k", "walrus", searchable=False)
+    assert mem.search("walrus") == []
+    current = mem.set("k", "walrus")
+    assert found(mem.search("walrus")) == {"k": None}
+    mem.set("k", "walrus", if_version=current, searchable=False)
+    assert mem.search("walrus") == [] and mem.get("k") == "walrus"
+    if not query:  # a restore reads the log
+        mem.restore("k", version=first)
+        assert found(mem.search("walrus")) == {"k": None}
+
+
 def test_namespaces_are_apart_and_can_be_searched_together(store: Store) -> None:
     for user in ("user:1", "user:2", "user:10", "users"):
         store.memory(user).set("note", f"meeting notes of {user}")

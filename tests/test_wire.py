@@ -56,3 +56,15 @@ def test_client_requests_and_responses_are_pinned(http_server: Server) -> None:
         assert mem.update("count", lambda n: n * 2) == 6
     assert cassette.all_played, "every recorded exchange is replayed (after recording, run again)"
     backend.close()
+
+
+def test_newer_fields_travel_only_when_they_differ_from_their_defaults() -> None:
+    """A server from before a field understands every request that leaves it at its default."""
+    from botwire.backends.base import Append, Put
+    from botwire.backends.wire import op_to_json
+
+    assert "searchable" not in op_to_json(Put("ns", "k", "1"))
+    assert op_to_json(Put("ns", "k", "1", searchable=False))["searchable"] is False
+    assert "searchable" not in op_to_json(Append("ns", "k", ("1",)))
+    assert op_to_json(Append("ns", "k", ("1",), searchable=False))["searchable"] is False
+    assert "vectors" not in op_to_json(Put("ns", "k", "1"))

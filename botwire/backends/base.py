@@ -70,6 +70,8 @@ class Put(NamedTuple):
     """With ``ttl=None``: keep the key's current expiry instead of removing it."""
     vectors: Vectors | None = None
     """The value's vector, stored with it for recall by meaning."""
+    searchable: bool = True
+    """``False``: the value stays out of the search index (words and meaning)."""
 
 
 class Delete(NamedTuple):
@@ -93,6 +95,8 @@ class Append(NamedTuple):
     holding each of these fields with an equal value, the first item stays (and counts)."""
     vectors: Vectors | None = None
     """A vector for each of ``values``, stored with its item for recall by meaning."""
+    searchable: bool = True
+    """``False``: the items stay out of the search index (words and meaning)."""
 
 
 class Incr(NamedTuple):

@@ -286,6 +286,8 @@ class AddItems(NamedTuple):
     values: Sequence[str]
     ns: str
     key: str
+    searchable: bool = True
+    """``False``: the items stay out of the search index."""
 
 
 class DropItems(NamedTuple):
@@ -346,10 +348,11 @@ def append_steps(op: Append) -> RowSteps[int]:
             raise not_a_list(op.key, current)
         lo, hi = 0, len(current)
         if current:
-            yield AddItems(row.id, 0, [to_json(item) for item in current], op.ns, op.key)
+            items = [to_json(item) for item in current]
+            yield AddItems(row.id, 0, items, op.ns, op.key, op.searchable)
     else:
         lo, hi = row.list_lo or 0, row.list_hi or 0
-    yield AddItems(row.id, hi, op.values, op.ns, op.key)
+    yield AddItems(row.id, hi, op.values, op.ns, op.key, op.searchable)
     size = list_size(row.size, hi - lo, [nbytes(v) for v in op.values], 0, 0)
     hi += len(op.values)
     if op.max_len is not None and hi - lo > op.max_len:

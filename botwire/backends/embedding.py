@@ -244,6 +244,8 @@ def _texts(
         ns = getattr(op, "ns", None)
         if isinstance(ns, str) and "/" in ns:  # botwire's own (tokens, webhooks): never embedded
             continue
+        if isinstance(op, (Put, Append)) and not op.searchable:
+            continue  # kept out of the search index: no vector either
         if type(op) is Put and op.vectors is None and values_too:
             plans.append((index, [_add(values, embed_text(op.value))]))
         elif type(op) is Append and op.vectors is None and values_too:
@@ -316,7 +318,7 @@ class Indexer:
         """Note the values and list items a batch wrote, for the thread to embed."""
         due: dict[str, int] = {}
         for op in ops:
-            if isinstance(op, (Put, Append)) and "/" not in op.ns:
+            if isinstance(op, (Put, Append)) and op.searchable and "/" not in op.ns:
                 count = len(op.values) if isinstance(op, Append) else 1
                 due[op.ns] = due.get(op.ns, 0) + count
         if not due:

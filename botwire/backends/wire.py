@@ -38,19 +38,20 @@ MAX_PAGE = 1000
 NEWER_FIELDS: dict[type, tuple[str, ...]] = {
     ListKeys: ("by_update",),
     ListNamespaces: ("sizes",),
-    Put: ("vectors",),
-    Append: ("vectors",),
+    Put: ("vectors", "searchable"),
+    Append: ("vectors", "searchable"),
     Search: ("mode", "vectors", "weight"),
 }
-"""Fields a client sends only when they are set: a server from before them understands every
-request that does not use them."""
+"""Fields a client sends only when they differ from their defaults: a server from before them
+understands every request that does not use them (and refuses one that does)."""
 
 
 def op_to_json(op: Op) -> dict[str, Any]:
     """An operation as the JSON object the batch endpoint takes."""
     data = op._asdict()
+    defaults = type(op)._field_defaults
     for name in NEWER_FIELDS.get(type(op), ()):
-        if not data[name]:
+        if data[name] == defaults[name]:
             del data[name]
     if type(op) is AddChange:  # its own kind of change travels as "change"
         data["change"] = data.pop("op")

@@ -37,6 +37,9 @@ class _BotWireBaseStore(BaseStore[str, V], Generic[V]):
     def _encode(self, value: V) -> Any:
         return value
 
+    _text = True
+    """Whether the values are text to search (bytes are not: they stay out of the index)."""
+
     def _decode(self, key: str, stored: Any) -> V:
         return stored  # type: ignore[no-any-return]
 
@@ -59,12 +62,13 @@ class _BotWireBaseStore(BaseStore[str, V], Generic[V]):
     @traced("botwire.langchain.store.mset")
     def mset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
         """Store every pair atomically, in one round trip (with the store's ``ttl``)."""
-        self._memory.set_many(self._pairs(key_value_pairs), ttl=self.ttl)
+        self._memory.set_many(self._pairs(key_value_pairs), ttl=self.ttl, searchable=self._text)
 
     @traced("botwire.langchain.store.mset")
     async def amset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
         """Async twin of :meth:`mset`."""
-        await self._amemory.set_many(self._pairs(key_value_pairs), ttl=self.ttl)
+        pairs = self._pairs(key_value_pairs)
+        await self._amemory.set_many(pairs, ttl=self.ttl, searchable=self._text)
 
     @traced("botwire.langchain.store.mdelete")
     def mdelete(self, keys: Sequence[str]) -> None:
@@ -105,7 +109,7 @@ class BotWireStore(_BotWireBaseStore[Any]):
 
 class BotWireByteStore(_BotWireBaseStore[bytes]):
     """A LangChain ``ByteStore`` (``BaseStore[str, bytes]``): bytes stored losslessly (as
-    base64 text), e.g. the cache of ``CacheBackedEmbeddings``.
+    base64 text, kept out of the search index), e.g. the cache of ``CacheBackedEmbeddings``.
 
     Example::
 
@@ -114,6 +118,8 @@ class BotWireByteStore(_BotWireBaseStore[bytes]):
             embeddings, BotWireByteStore("embedding-cache"), namespace=embeddings.model
         )
     """
+
+    _text = False
 
     def _encode(self, value: bytes) -> Any:
         if not isinstance(value, (bytes, bytearray, memoryview)):

@@ -178,6 +178,8 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         self.url = url
         self.namespace_prefix = _values.check_namespace(namespace_prefix)
         self.ttl = _values.check_ttl(ttl)
+        self._writes_as: dict[str, Any] = {"ttl": self.ttl, "searchable": False}
+        """How checkpoints are written: with the saver's ttl, out of the search index."""
         self._driver = Driver(url)
 
     def __repr__(self) -> str:
@@ -500,7 +502,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         if pieces:  # the pieces first: the writes appear whole or not at all
             yield from self._write(namespace, pieces, {})
         key = _writes_key(checkpoint_ns, configurable["checkpoint_id"])
-        yield Call(namespace, "append", (key, *items), {"ttl": self.ttl})
+        yield Call(namespace, "append", (key, *items), self._writes_as)
 
     def _delete_thread(self, thread_id: str) -> Steps:
         yield Call(self._namespace(str(thread_id)), "clear")
@@ -525,7 +527,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         for key, items in values.items():  # each write an item of its own, as put_writes made it
             if key.startswith("w|"):
                 for group in _groups(items):
-                    yield Call(into, "append", (key, *group), {"ttl": self.ttl})
+                    yield Call(into, "append", (key, *group), self._writes_as)
         heads = {key: {**value, "thread": str(target)} for key, value in values.items()
                  if key.startswith("c|")}  # fmt: skip
         yield from self._write(into, {}, heads)  # last: each checkpoint appears whole
@@ -661,10 +663,10 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         when they fit one, else in batches of :data:`BATCH` characters."""
         groups = list(_groups(pieces.items(), lambda piece: _length(piece[1]))) or [[]]
         for group in groups[:-1]:
-            yield Call(namespace, "set_many", (dict(group),), {"ttl": self.ttl})
+            yield Call(namespace, "set_many", (dict(group),), self._writes_as)
         batch = {**dict(groups[-1]), **last}
         if batch:
-            yield Call(namespace, "set_many", (batch,), {"ttl": self.ttl})
+            yield Call(namespace, "set_many", (batch,), self._writes_as)
 
     @staticmethod
     def _with_writes(keys: Iterable[str], first_piece: bool = False) -> builtins.list[str]:

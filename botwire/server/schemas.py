@@ -84,11 +84,13 @@ class PutIn(KeyOpIn):
     ttl: Seconds | None = None
     if_version: Version | None = None
     keep_ttl: bool = False
+    searchable: bool = True
 
     def to_op(self, max_value_bytes: int) -> Op:
         return Put(
             _ns(self.ns), _key(self.key), _values.canonical_json(self.value, max_value_bytes),
             _values.check_ttl(self.ttl), self.if_version, self.keep_ttl,
+            searchable=self.searchable,
         )  # fmt: skip
 
 
@@ -109,6 +111,7 @@ class AppendIn(KeyOpIn):
     max_len: Annotated[int, Field(ge=1, le=MAX_INT64)] | None = None
     ttl: Seconds | None = None
     keep_first: JsonText | None = None
+    searchable: bool = True
 
     def to_op(self, max_value_bytes: int) -> Op:
         items = tuple(_values.canonical_json(v, max_value_bytes) for v in self.values)
@@ -117,7 +120,8 @@ class AppendIn(KeyOpIn):
             fields = _values.decode_value(_values.canonical_json(self.keep_first))
             keep_first = _values.check_fields(fields, "keep_first")
         ttl = _values.check_ttl(self.ttl)
-        return Append(_ns(self.ns), _key(self.key), items, self.max_len, ttl, keep_first)
+        return Append(_ns(self.ns), _key(self.key), items, self.max_len, ttl, keep_first,
+                      searchable=self.searchable)  # fmt: skip
 
 
 class IncrIn(KeyOpIn):

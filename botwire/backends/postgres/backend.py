@@ -150,6 +150,15 @@ _LIST_TEXT = (
     "(SELECT '[' || coalesce(string_agg(i.value, ',' ORDER BY i.seq), '') || ']'"
     " FROM botwire_list_items i WHERE i.entry_id = e.id)"
 )
+_KEPT_OUT = (
+    "vector = CASE WHEN %(doc)s::tsvector IS NULL THEN NULL ELSE e.vector END,"
+    " vector_model = CASE WHEN %(doc)s::tsvector IS NULL THEN NULL ELSE e.vector_model END"
+)
+"""A value written out of the index loses its vector, even when it is the same value."""
+Doc = dict[str, str | None]
+UNINDEXED: Doc = {"doc": None, "digest": None}
+"""The document of a value or item kept out of the search index."""
+
 _UPSERT = f"""
 INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at, updated_at,
                                   expires_at, ttl, tsv, digest)
@@ -157,7 +166,7 @@ VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {_NEW_VERSION}, %(now)s, %(now)
         %(expires_at)s, %(ttl)s, %(doc)s::tsvector, %(digest)s)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = EXCLUDED.value, size = EXCLUDED.size, tsv = EXCLUDED.tsv,
-    digest = EXCLUDED.digest,
+    digest = EXCLUDED.digest, {_KEPT_OUT},
     version = greatest(e.version + 1, %(now)s),
     created_at = CASE WHEN e.expires_at <= %(now)s THEN %(now)s ELSE e.created_at END,
     updated_at = %(now)s,
@@ -474,10 +483,14 @@ class PostgresBackend(Backend):
                 return done.value
             answer = yield from self._answers[type(question)](question, now)
 
+    def _document(self, ns: str, key: str, value: str | None, searchable: bool = True) -> Doc:
+        """What the index holds for a value or list item (its ``doc`` and ``digest``): both
+        ``None`` for one kept out of the index, which no search finds nor embedder embeds."""
+        return tsvector(ns, key, value, self.language) if searchable else UNINDEXED
+
     def _lock_row(self, q: LockRow, now: int) -> Steps:
         empty = fresh_row(0, q.kind)
-        unindexed: dict[str, str | None] = {"doc": None, "digest": None}  # a list's items are
-        doc = tsvector(q.ns, q.key, empty.value, self.language) if q.kind == VALUE else unindexed
+        doc = self._document(q.ns, q.key, empty.value, q.kind == VALUE)  # (a list's: its items)
         params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
                   "size": empty.size, "lo": empty.list_lo, **doc}  # fmt: skip
         columns = "id, kind, value, size, list_lo, list_hi, expires_at"
@@ -519,7 +532,7 @@ class PostgresBackend(Backend):
         return Row(*row[:6]), False
 
     def _add_items(self, q: AddItems, now: int) -> Steps:
-        docs = [tsvector(q.ns, q.key, value, self.language) for value in q.values]
+        docs = [self._document(q.ns, q.key, value, q.searchable) for value in q.values]
         yield Query(
             "INSERT INTO botwire_list_items (entry_id, seq, value, tsv, digest)"
             " SELECT %s, seq, value, doc::tsvector, digest FROM unnest(%s::bigint[], %s::text[],"
@@ -654,7 +667,7 @@ class PostgresBackend(Backend):
             "ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
             "expires_at": expiry(now, op.ttl), "ttl": op.ttl,
             "keep": op.keep_ttl and op.ttl is None, "if_version": op.if_version,
-            **tsvector(op.ns, op.key, op.value, self.language),
+            **self._document(op.ns, op.key, op.value, op.searchable),
         }  # fmt: skip
         if op.if_version is None:
             row = yield Query(_UPSERT + " RETURNING e.version", params)
@@ -664,12 +677,13 @@ class PostgresBackend(Backend):
             )
         else:
             row = yield Query(
-                "UPDATE botwire_entries SET kind = 0, value = %(value)s, size = %(size)s,"
+                "UPDATE botwire_entries AS e SET kind = 0, value = %(value)s, size = %(size)s,"
                 " version = greatest(version + 1, %(now)s), updated_at = %(now)s,"
                 " expires_at = CASE WHEN %(keep)s THEN expires_at ELSE %(expires_at)s END,"
                 " ttl = CASE WHEN %(keep)s THEN ttl ELSE %(ttl)s END,"
-                " list_lo = NULL, list_hi = NULL, tsv = %(doc)s::tsvector, digest = %(digest)s"
-                f" WHERE ns = %(ns)s AND key = %(key)s AND version = %(if_version)s AND {_LIVE}"
+                " list_lo = NULL, list_hi = NULL, tsv = %(doc)s::tsvector, digest = %(digest)s,"
+                f" {_KEPT_OUT} WHERE ns = %(ns)s AND key = %(key)s"
+                f" AND version = %(if_version)s AND {_LIVE}"
                 " RETURNING version",
                 params,
             )
@@ -714,7 +728,7 @@ class PostgresBackend(Backend):
     def _append(self, op: Append, now: int) -> Steps:
         """One call of the server-side ``botwire_append``; where it hands the append back (a
         value written by ``set`` to split into items), the shared steps, one query each."""
-        docs = [tsvector(op.ns, op.key, value, self.language) for value in op.values]
+        docs = [self._document(op.ns, op.key, value, op.searchable) for value in op.values]
         (length,) = yield Query(
             "SELECT botwire_append(%s::text, %s::text, %s::text[], %s::text[], %s::text[],"
             " %s::bigint, %s::text, %s::float8, %s::bigint, %s::bigint)",

@@ -313,25 +313,30 @@ def settle_language(
     if wanted is None or wanted == language:
         return str(language)
     conn.execute("UPDATE botwire_search_settings SET language = %s", (wanted,))
-    index_existing(conn, progress)
+    index_existing(conn, progress, again=True)
     return wanted
 
 
-def index_existing(conn: psycopg.Connection[Any], progress: Progress | None) -> None:
-    """The tsvector and digest of every value and item written before (migrations 7 and 11,
-    and a new language), in the store's language."""
+def index_existing(
+    conn: psycopg.Connection[Any], progress: Progress | None, again: bool = False
+) -> None:
+    """The tsvector and digest of every value and item written before (migrations 7 and 11),
+    in the store's language; ``again`` (a new language): of every value and item indexed
+    (those written with ``searchable=False`` have no tsvector, and stay out)."""
     row = conn.execute("SELECT language FROM botwire_search_settings").fetchone()
     language = row[0] if row else DEFAULT_LANGUAGE
+    indexed = " AND tsv IS NOT NULL" if again else ""
+    item_indexed = indexed.replace("tsv", "i.tsv")
     (total,) = conn.execute(
-        "SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0)"
-        " + (SELECT count(*) FROM botwire_list_items)"
+        f"SELECT (SELECT count(*) FROM botwire_entries WHERE kind = 0{indexed})"
+        f" + (SELECT count(*) FROM botwire_list_items i WHERE true{item_indexed})"
     ).fetchone() or (0,)
     done = 0
     for sql, update in [
-        ("SELECT id, NULL, ns, key, value FROM botwire_entries WHERE kind = 0",
+        (f"SELECT id, NULL, ns, key, value FROM botwire_entries WHERE kind = 0{indexed}",
          "UPDATE botwire_entries SET tsv = %s::tsvector, digest = %s WHERE id = %s"),
         ("SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM botwire_list_items i"
-         " JOIN botwire_entries e ON e.id = i.entry_id",
+         f" JOIN botwire_entries e ON e.id = i.entry_id WHERE true{item_indexed}",
          "UPDATE botwire_list_items SET tsv = %s::tsvector, digest = %s"
          " WHERE entry_id = %s AND seq = %s"),
     ]:  # fmt: skip

@@ -36,14 +36,16 @@ def of_appended(op: Append, vectors: Vectors) -> Steps:
 
 
 def unembedded(op: Unembedded) -> Steps:
-    """A page of the values and items of ``op.ns`` without a vector of ``op.model``."""
+    """A page of the values and items of ``op.ns`` without a vector of ``op.model`` (and
+    indexed: not written with ``searchable=False``)."""
     rows = yield Query(
         "SELECT * FROM (SELECT e.id, -1::bigint AS seq, e.key, e.value FROM botwire_entries e"
-        " WHERE e.ns = %(ns)s AND e.kind = 0 AND (e.id, -1) > (%(id)s, %(seq)s)"
+        " WHERE e.ns = %(ns)s AND e.kind = 0 AND e.tsv IS NOT NULL"
+        " AND (e.id, -1) > (%(id)s, %(seq)s)"
         " AND e.vector_model IS DISTINCT FROM %(model)s"
         " UNION ALL SELECT li.entry_id, li.seq, e.key, li.value FROM botwire_entries e"
         " JOIN botwire_list_items li ON li.entry_id = e.id WHERE e.ns = %(ns)s"
-        " AND e.kind = 1 AND (li.entry_id, li.seq) > (%(id)s, %(seq)s)"
+        " AND e.kind = 1 AND li.tsv IS NOT NULL AND (li.entry_id, li.seq) > (%(id)s, %(seq)s)"
         " AND li.vector_model IS DISTINCT FROM %(model)s) u ORDER BY 1, 2 LIMIT %(limit)s",
         {"ns": op.ns, "model": op.model, "id": op.after[0], "seq": op.after[1],
          "limit": op.limit},

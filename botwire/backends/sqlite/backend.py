@@ -112,11 +112,11 @@ CATCH_UP_BATCH = 1000
 # One statement for a plain set: an upsert keeps the common write to a single round through
 # the engine. Columns named bare inside DO UPDATE are the row as it was.
 _UPSERT = f"""
-INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at, expires_at, ttl
-    {{named_column}})
-VALUES (?1, ?2, 0, ?3, ?4, {NEW_VERSION}, ?5, ?5, ?6, ?7 {{named_value}})
+INSERT INTO entries (ns, key, kind, value, size, version, created_at, updated_at, expires_at, ttl,
+    unsearched {{named_column}})
+VALUES (?1, ?2, 0, ?3, ?4, {NEW_VERSION}, ?5, ?5, ?6, ?7, ?9 {{named_value}})
 ON CONFLICT (ns, key) DO UPDATE SET
-    kind = 0, value = excluded.value, size = excluded.size,
+    kind = 0, value = excluded.value, size = excluded.size, unsearched = ?9,
     version = max(version + 1, ?5),
     created_at = CASE WHEN expires_at <= ?5 THEN ?5 ELSE created_at END,
     updated_at = ?5,
@@ -126,11 +126,11 @@ ON CONFLICT (ns, key) DO UPDATE SET
     list_lo = NULL, list_hi = NULL {{named}}
 """
 _UPDATE_IF_VERSION = (
-    "UPDATE entries SET kind = 0, value = ?3, size = ?4,"
+    "UPDATE entries SET kind = 0, value = ?3, size = ?4, unsearched = ?9,"
     " version = max(version + 1, ?5), updated_at = ?5,"
     " expires_at = CASE WHEN ?8 THEN expires_at ELSE ?6 END,"
     " ttl = CASE WHEN ?8 THEN ttl ELSE ?7 END, list_lo = NULL, list_hi = NULL {named}"
-    " WHERE ns = ?1 AND key = ?2 AND version = ?9"
+    " WHERE ns = ?1 AND key = ?2 AND version = ?10"
     " AND (expires_at IS NULL OR expires_at > ?5) RETURNING version"
 )
 
@@ -157,7 +157,7 @@ def _notes(ops: Sequence[Op]) -> int:
     notes = 0
     for op in ops:
         if isinstance(op, Append):
-            notes += 2 * len(op.values)
+            notes += 2 * len(op.values) if op.searchable else 0
         else:
             notes += SEARCH_CATCH_UP if type(op) is Clear else 1
     return notes
@@ -602,6 +602,7 @@ class SQLiteBackend(Backend):
             expiry(now, op.ttl),
             op.ttl,
             keep,
+            None if op.searchable else 1,
         )
         upsert, update = _SETS[self._logged(op.ns)]
         if op.if_version is None:
@@ -629,8 +630,8 @@ class SQLiteBackend(Backend):
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value,"
             " size = excluded.size, version = max(version + 1, ?5),"
             " created_at = excluded.created_at, updated_at = excluded.updated_at,"
-            " expires_at = excluded.expires_at, ttl = excluded.ttl, list_lo = NULL, list_hi = NULL"
-            " RETURNING version",
+            " expires_at = excluded.expires_at, ttl = excluded.ttl, list_lo = NULL, list_hi = NULL,"
+            " unsearched = NULL RETURNING version",
             (
                 op.ns,
                 op.key,

@@ -77,10 +77,12 @@ def lock_row(conn: sqlite3.Connection, q: LockRow, now: int) -> tuple[Row, bool]
 
 
 def add_items(conn: sqlite3.Connection, q: AddItems, now: int) -> None:
+    unsearched = None if q.searchable else 1
     conn.executemany(
-        "INSERT INTO list_items (entry_id, seq, value, size) VALUES (?, ?, ?, ?)",
-        [(q.entry_id, q.first_seq + i, value, nbytes(value)) for i, value in enumerate(q.values)],
-    )
+        "INSERT INTO list_items (entry_id, seq, value, size, unsearched) VALUES (?, ?, ?, ?, ?)",
+        [(q.entry_id, q.first_seq + i, value, nbytes(value), unsearched)
+         for i, value in enumerate(q.values)],
+    )  # fmt: skip
 
 
 def drop_items(conn: sqlite3.Connection, q: DropItems, now: int) -> tuple[int, int]:

@@ -330,6 +330,25 @@ MIGRATIONS: list[str] = [
         AND instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
     BEGIN INSERT INTO search_queue VALUES (new.id, -1); END;
     """,
+    # 13 (2026-12): values and list items written with searchable=False stay out of the search
+    # index (and have no vector): the index's catch-up passes them by (a value's old document
+    # goes, also when the same value is written again out of the index), and an item kept out
+    # is not noted at all (an item never changes).
+    """
+    ALTER TABLE entries ADD COLUMN unsearched INTEGER;
+    ALTER TABLE list_items ADD COLUMN unsearched INTEGER;
+    DROP TRIGGER search_item_new;
+    CREATE TRIGGER search_item_new AFTER INSERT ON list_items
+    WHEN new.unsearched IS NULL AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_queue VALUES (new.entry_id, new.seq); END;
+    DROP TRIGGER search_entry_changed;
+    CREATE TRIGGER search_entry_changed AFTER UPDATE OF value, kind, unsearched ON entries
+    WHEN (old.kind = 0 OR new.kind = 0)
+        AND (old.value IS NOT new.value OR old.unsearched IS NOT new.unsearched)
+        AND (new.kind != 0 OR new.last_change IS old.last_change)
+        AND instr(new.ns, '/') = 0 AND (SELECT enabled FROM search_state)
+    BEGIN INSERT INTO search_queue VALUES (new.id, -1); END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -216,7 +216,8 @@ def documents(
     values = [entry_id for entry_id, seq in docs if seq == -1]
     for chunk in chunks(values, 500):
         for entry_id, ns, key, value in conn.execute(
-            "SELECT id, ns, key, value FROM entries WHERE kind = 0 AND id IN "
+            "SELECT id, ns, key, value FROM entries WHERE kind = 0 AND unsearched IS NULL"
+            " AND id IN "
             f"({','.join(['?'] * len(chunk))})",
             chunk,
         ):
@@ -226,7 +227,8 @@ def documents(
     for chunk in chunks(items, 400):
         for entry_id, seq, ns, key, value in conn.execute(
             "SELECT i.entry_id, i.seq, e.ns, e.key, i.value FROM list_items i"
-            " JOIN entries e ON e.id = i.entry_id WHERE (i.entry_id, i.seq) IN"
+            " JOIN entries e ON e.id = i.entry_id WHERE i.unsearched IS NULL"
+            " AND (i.entry_id, i.seq) IN"
             f" (VALUES {','.join(['(?, ?)'] * len(chunk))})",
             [number for doc in chunk for number in doc],
         ):

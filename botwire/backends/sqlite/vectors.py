@@ -53,11 +53,11 @@ def unembedded(conn: sqlite3.Connection, op: Unembedded) -> list[Any]:
     missing += " AND v.model = ?3)"
     return conn.execute(
         "SELECT * FROM (SELECT e.id, -1, e.key, e.value FROM entries e"
-        " WHERE e.ns = ?1 AND e.kind = 0 AND (e.id, -1) > (?4, ?5) AND "
+        " WHERE e.ns = ?1 AND e.kind = 0 AND e.unsearched IS NULL AND (e.id, -1) > (?4, ?5) AND "
         + missing.format("e.id", "-1")
         + " UNION ALL SELECT li.entry_id, li.seq, e.key, li.value FROM entries e"
         " JOIN list_items li ON li.entry_id = e.id WHERE e.ns = ?1 AND e.kind = 1"
-        " AND (li.entry_id, li.seq) > (?4, ?5) AND "
+        " AND li.unsearched IS NULL AND (li.entry_id, li.seq) > (?4, ?5) AND "
         + missing.format("li.entry_id", "li.seq")
         + ") ORDER BY 1, 2 LIMIT ?2",
         (op.ns, op.limit, op.model, *op.after),
