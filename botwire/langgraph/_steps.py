@@ -49,9 +49,22 @@ _ASTORE: dict[str, Callable[..., Awaitable[Any]]] = {
 class Driver:
     """Runs steps on the store at ``url``, sharing one backend (its connections)."""
 
+    MEMORIES = 256
+    """Memories kept for the namespaces used last (making one reads the environment)."""
+
     def __init__(self, url: str | None) -> None:
         self.url = url
         self.backend = open_backend(config.resolve_url(url))
+        self._memories: dict[tuple[type[Any], str], Any] = {}
+
+    def _memory(self, kind: type[M], namespace: str) -> M:
+        """A ``kind`` (``Memory`` or ``AsyncMemory``) of ``namespace`` on this store."""
+        memory: M | None = self._memories.get((kind, namespace))
+        if memory is None:
+            if len(self._memories) >= self.MEMORIES:
+                self._memories.clear()
+            memory = self._memories[kind, namespace] = kind(namespace, backend=self.backend)
+        return memory
 
     def run(self, steps: Steps) -> Any:
         """Run ``steps``; a botwire error of a call is raised inside them, at its ``yield``."""
@@ -109,7 +122,7 @@ class Driver:
 
     def _together(self, calls: list[Call], kind: type[M]) -> tuple[M, StoreSteps[list[Any]]]:
         """A memory of ``kind`` to run the reads with, and their steps as one."""
-        memories = [kind(str(call.namespace), backend=self.backend) for call in calls]
+        memories = [self._memory(kind, str(call.namespace)) for call in calls]
         reads = [memory._read_steps(call.method, *call.args, **call.kwargs or {})
                  for memory, call in zip(memories, calls, strict=True)]  # fmt: skip
         return memories[0], together(reads)
@@ -121,7 +134,7 @@ class Driver:
         namespace, or a function of the store (from ``functions``) on this store's URL."""
         if call.namespace is None:
             return functools.partial(functions[call.method], url=self.url)
-        return getattr(kind(call.namespace, backend=self.backend), call.method)  # type: ignore[no-any-return]
+        return getattr(self._memory(kind, call.namespace), call.method)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.backend.close()
