@@ -17,7 +17,8 @@ listed, copied and deleted as one. In it, for a checkpoint of ``checkpoint_ns`` 
 A checkpoint's pieces are written with its head, in one atomic batch; a state too large for one
 request is written in several, pieces first and the head last, so a checkpoint appears whole or
 not at all. A checkpoint of one piece (under about 190 KB) is read in one round trip with its
-writes. Heads written by earlier releases, which hold the whole checkpoint, are read as well.
+writes, a thread's latest too. Heads written by earlier releases, which hold the whole
+checkpoint, are read as well. Nothing is written to the search index (``searchable=False``).
 
 Every method is written once, as steps (``botwire.langgraph._steps``).
 """
