@@ -594,9 +594,13 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             writes_key = writes_prefix + parent
             if writes_key not in found and not back.covers(writes_key):
                 found.update((yield Call(namespace, "get_many", ([writes_key],))))
-            writes = self._chosen(found.get(writes_key, []))
+            written = found.get(writes_key, [])
+            if any(write["channel"] in remaining for write in written):
+                written = [w for w in self._chosen(written) if w["channel"] in remaining]
+            else:
+                written = []  # (none of the channels: nothing to choose among)
             seeded = remaining & set(self._channels(head))
-            steps.append((key, [w for w in writes if w["channel"] in remaining], {}))
+            steps.append((key, written, {}))
             if seeded:
                 steps[-1][2].update(dict.fromkeys(seeded))
                 remaining -= seeded
