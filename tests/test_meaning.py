@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from botwire import AsyncMemory, BackendUnavailable, InvalidRequest, Memory
-from botwire.backends.base import Get
+from botwire.backends.base import Embed, Get, Unembedded
 from botwire.embedders import Embedder
 
 from .conftest import empty_postgres
@@ -79,6 +79,16 @@ def test_what_is_written_unsearchable_has_no_vector(url: str) -> None:
     mem.set("trip", "We planned a trip to Portugal in May")
     assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["trip", "pet"]
     mem.set("trip", "We planned a trip to Portugal in May", searchable=False)
+    assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["pet"]
+    # an embedder that read the value before it went out of the index stores no vector
+    mem.set("late", "A trip to Lisbon")
+    backend = mem.backend.backend  # type: ignore[attr-defined]  (under the embedder)
+    (page,) = backend.execute([Unembedded("unsearched-meaning", "m", (0, -2), 500)])
+    unit = next((entry_id, seq, text) for entry_id, seq, key, text in page if key == "late")
+    mem.set("late", "A trip to Lisbon", searchable=False)
+    vector = array("f", Embedder(concepts).query("A trip to Lisbon")).tobytes()
+    (stored,) = backend.execute([Embed("unsearched-meaning", "m", ((*unit, vector),))])
+    assert stored == 0
     assert [hit.key for hit in mem.search(QUESTION, mode="meaning")] == ["pet"]
 
 

@@ -343,6 +343,20 @@ def test_what_is_written_unsearchable_is_never_found(store: Store) -> None:
     mem.set("shown", "walrus shown", searchable=False)  # the same value, out of the index
     assert found(mem.search("walrus")) == {"hidden": None, "chat": [1]}
     assert mem.get("shown") == "walrus shown"
+    # a value that an append turns into a list: its items keep its own flag
+    mem.set("was-out", ["narwhal kept out"], searchable=False)
+    mem.append("was-out", "narwhal added")
+    mem.set("was-in", ["narwhal kept in"])
+    mem.append("was-in", "narwhal added out", searchable=False)
+    assert found(mem.search("narwhal kept")) == {"was-in": [0]}
+    assert found(mem.search("narwhal added")) == {"was-out": [1]}
+    # an empty query lists only what is in the index, with a filter too
+    listed = found(mem.search("", limit=50))
+    assert "also" not in listed and "shown" not in listed and listed["chat"] == [1]
+    assert listed["was-out"] == [1] and listed["was-in"] == [0] and "hidden" in listed
+    mem.set("city", {"city": "Paris"}, searchable=False)
+    mem.append("cities", {"city": "Paris"}, searchable=False)
+    assert mem.search("", where={"city": "Paris"}) == []
 
     async def unsearchable_async() -> None:
         amem = store.amemory("unsearched")

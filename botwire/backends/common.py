@@ -257,6 +257,8 @@ class Row(NamedTuple):
     size: int
     list_lo: int | None
     list_hi: int | None
+    searchable: bool = True
+    """Whether a value's row is in the search index (a list's items have their own)."""
 
 
 def fresh_row(entry_id: int, kind: int) -> Row:
@@ -348,8 +350,8 @@ def append_steps(op: Append) -> RowSteps[int]:
             raise not_a_list(op.key, current)
         lo, hi = 0, len(current)
         if current:
-            items = [to_json(item) for item in current]
-            yield AddItems(row.id, 0, items, op.ns, op.key, op.searchable)
+            items = [to_json(item) for item in current]  # the value's, as it was written
+            yield AddItems(row.id, 0, items, op.ns, op.key, row.searchable)
     else:
         lo, hi = row.list_lo or 0, row.list_hi or 0
     yield AddItems(row.id, hi, op.values, op.ns, op.key, op.searchable)

@@ -43,7 +43,7 @@ NEWER_FIELDS: dict[type, tuple[str, ...]] = {
     Search: ("mode", "vectors", "weight"),
 }
 """Fields a client sends only when they differ from their defaults: a server from before them
-understands every request that does not use them (and refuses one that does)."""
+understands every request that does not use them (and ignores them in one that does)."""
 
 
 def op_to_json(op: Op) -> dict[str, Any]:

@@ -493,7 +493,7 @@ class PostgresBackend(Backend):
         doc = self._document(q.ns, q.key, empty.value, q.kind == VALUE)  # (a list's: its items)
         params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
                   "size": empty.size, "lo": empty.list_lo, **doc}  # fmt: skip
-        columns = "id, kind, value, size, list_lo, list_hi, expires_at"
+        columns = "id, kind, value, size, list_lo, list_hi, expires_at, tsv IS NOT NULL"
         while True:
             # INSERT ... DO NOTHING locks nothing when the key exists, and a delete (or the
             # purge) may commit before the SELECT ... FOR UPDATE: then try the insert again.
@@ -529,7 +529,7 @@ class PostgresBackend(Backend):
                 "rowcount",
             )
             return empty._replace(id=row[0]), True
-        return Row(*row[:6]), False
+        return Row(*row[:6])._replace(searchable=row[7]), False
 
     def _add_items(self, q: AddItems, now: int) -> Steps:
         docs = [self._document(q.ns, q.key, value, q.searchable) for value in q.values]

@@ -63,6 +63,7 @@ DIALECT = Dialect(
     no_digest="NULL::text",
     scored="SELECT (x ->> 0)::bigint, (x ->> 1)::bigint, (x ->> 2)::float8"
     " FROM jsonb_array_elements({}::jsonb) x",
+    indexed="VALUE.tsv IS NOT NULL",
 )
 
 

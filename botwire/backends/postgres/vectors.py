@@ -56,20 +56,20 @@ def unembedded(op: Unembedded) -> Steps:
 
 def embed(op: Embed) -> Steps:
     """Store each unit's vector where the value (or item) still holds the text it was made
-    from; how many were stored."""
+    from, and is in the search index; how many were stored."""
     stored = 0
     for entry_id, seq, text, vector in op.units:
         if seq == -1:
             sql = (
                 "UPDATE botwire_entries SET vector = %s, vector_model = %s"
-                " WHERE id = %s AND ns = %s AND kind = 0 AND value = %s"
+                " WHERE id = %s AND ns = %s AND kind = 0 AND value = %s AND tsv IS NOT NULL"
             )
             params: tuple[Any, ...] = (vector, op.model, entry_id, op.ns, text)
         else:
             sql = (
                 "UPDATE botwire_list_items li SET vector = %s, vector_model = %s"
                 " FROM botwire_entries e WHERE li.entry_id = %s AND li.seq = %s"
-                " AND e.id = li.entry_id AND e.ns = %s AND li.value = %s"
+                " AND e.id = li.entry_id AND e.ns = %s AND li.value = %s AND li.tsv IS NOT NULL"
             )
             params = (vector, op.model, entry_id, seq, op.ns, text)
         stored += yield Query(sql, params, "rowcount")

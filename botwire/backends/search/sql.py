@@ -211,6 +211,9 @@ class Dialect(NamedTuple):
     scored: str
     """SQL that reads ``(entry_id, seq, score)`` rows from a JSON array of such triples, given
     as the parameter ``{}`` (one parameter, whatever their number)."""
+    indexed: str
+    """SQL true when the value of ``e`` (``VALUE`` read as ``e``), or the list item ``li``
+    (read as ``li``), is in the search index (not written with ``searchable=False``)."""
 
     def params(self) -> Params:
         return Params(self.style)
@@ -615,7 +618,7 @@ def listing_sql(d: Dialect, p: Params, op: Search, now: int) -> str:
     """Candidates for an empty query, ``filtered`` (see :func:`ranked_sql`): the newest live
     keys in scope that pass the filters (as many as :func:`ranked_sql` may show: found here,
     in one pass over the keys), each value alike, and the items that pass of those that are
-    lists."""
+    lists; values and items written out of the index are never candidates."""
     within = " AND ".join(search_scope(op, p, d.no_slash))
     live = f"(e.expires_at IS NULL OR e.expires_at > {p(now)})"
     value = item = ""
@@ -623,6 +626,8 @@ def listing_sql(d: Dialect, p: Params, op: Search, now: int) -> str:
         found = conditions(op.where)
         value = d.json.where(found, p).replace("VALUE", "e.value")
         item = d.json.where(found, p).replace("VALUE", "li.value")
+    value = f" AND {d.indexed.replace('VALUE', 'e')}{value}"
+    item = f" AND {d.indexed.replace('VALUE', 'li')}{item}"
     keys = (
         f"SELECT e.id, e.kind FROM {d.entries} e WHERE {within} AND {live} AND ("
         f"(e.kind = 0 {value}) OR (e.kind = 1 AND EXISTS (SELECT 1 FROM {d.items} li"

@@ -50,7 +50,7 @@ def lock_row(conn: sqlite3.Connection, q: LockRow, now: int) -> tuple[Row, bool]
     # The transaction holds the write lock already (BEGIN IMMEDIATE): nothing to lock.
     empty = fresh_row(0, q.kind)
     row = conn.execute(
-        "SELECT id, kind, value, size, list_lo, list_hi, expires_at FROM entries"
+        "SELECT id, kind, value, size, list_lo, list_hi, expires_at, unsearched FROM entries"
         " WHERE ns = ? AND key = ?",
         (q.ns, q.key),
     ).fetchone()
@@ -68,12 +68,12 @@ def lock_row(conn: sqlite3.Connection, q: LockRow, now: int) -> tuple[Row, bool]
         conn.execute(
             "UPDATE entries SET kind = ?, value = ?, size = ?, version = max(version + 1, ?),"
             " created_at = ?, updated_at = ?, expires_at = NULL, ttl = NULL, list_lo = ?,"
-            " list_hi = ? WHERE id = ?",
+            " list_hi = ?, unsearched = NULL WHERE id = ?",
             (q.kind, empty.value, empty.size, now, now, now, empty.list_lo, empty.list_lo,
              row[0]),
         )  # fmt: skip
         return empty._replace(id=row[0]), True
-    return Row(*row[:6]), False
+    return Row(*row[:6])._replace(searchable=row[7] is None), False
 
 
 def add_items(conn: sqlite3.Connection, q: AddItems, now: int) -> None:

@@ -97,6 +97,7 @@ DIALECT = Dialect(
     style=":{}",
     no_digest="NULL",
     scored="SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each({})",
+    indexed="VALUE.unsearched IS NULL",
 )
 
 

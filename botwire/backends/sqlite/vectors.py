@@ -66,14 +66,16 @@ def unembedded(conn: sqlite3.Connection, op: Unembedded) -> list[Any]:
 
 def embed(conn: sqlite3.Connection, op: Embed) -> int:
     """Store each unit's vector where the value (or item) still holds the text it was made
-    from; how many were stored."""
+    from, and is in the search index; how many were stored."""
     stored = 0
     for entry_id, seq, text, vector in op.units:
         holds = (
             "SELECT 1 FROM entries WHERE id = ?1 AND ns = ?5 AND kind = 0 AND value = ?3"
+            " AND unsearched IS NULL"
             if seq == -1
             else "SELECT 1 FROM list_items li JOIN entries e ON e.id = li.entry_id"
             " WHERE li.entry_id = ?1 AND li.seq = ?2 AND e.ns = ?5 AND li.value = ?3"
+            " AND li.unsearched IS NULL"
         )
         stored += conn.execute(
             f"INSERT OR REPLACE INTO vectors SELECT ?1, ?2, ?4, ?6 WHERE EXISTS ({holds})",
