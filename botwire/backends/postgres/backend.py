@@ -70,23 +70,11 @@ from botwire.backends.base import (
 )
 from botwire.backends.common import (
     DAY_US,
-    LIST,
     PURGE_BATCH,
     VALUE,
-    AddItems,
-    CountWrites,
-    DropItems,
-    LockRow,
-    MoveItem,
-    ReadItem,
-    Row,
-    SaveList,
-    SaveValue,
-    StoredBytes,
     append_steps,
     deadline,
     expiry,
-    fresh_row,
     incr_steps,
     nbytes,
     page_cursor,
@@ -99,7 +87,7 @@ from botwire.backends.common import (
     version_conflict,
 )
 from botwire.backends.postgres import changes as log
-from botwire.backends.postgres import vectors
+from botwire.backends.postgres import rows, vectors
 from botwire.backends.postgres.connections import (
     BEGIN,
     BEGIN_SNAPSHOT,
@@ -113,6 +101,7 @@ from botwire.backends.postgres.connections import (
     parse_url,
     run,
 )
+from botwire.backends.postgres.rows import LIVE, NEW_VERSION, document
 from botwire.backends.postgres.schema import Progress, apply_migrations, settle_language
 from botwire.backends.postgres.search import search
 from botwire.backends.search import DEFAULT_LANGUAGE, Counts, tsvector
@@ -124,10 +113,6 @@ _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ONE_STATEMENT = (Get, ListKeys, ListNamespaces, Slice, Changes)
 """Operations that run alone without a transaction around them (a write needs one: it logs
 its change in the same transaction; ``changes`` must not have one, see its module)."""
-_NEW_VERSION = "greatest(%(now)s, (SELECT value + 1 FROM botwire_version_floor))"
-"""A new key's version: the time, or above every version deleted before."""
-
-_LIVE = "(expires_at IS NULL OR expires_at > %(now)s)"
 _SLICE_TEXT = (
     "(SELECT '[' || coalesce(string_agg(i.value, ',' ORDER BY i.seq), '') || ']'"
     " FROM botwire_list_items i WHERE i.entry_id = e.id AND i.seq >= e.list_lo + b.first"
@@ -155,14 +140,11 @@ _KEPT_OUT = (
     " vector_model = CASE WHEN %(doc)s::tsvector IS NULL THEN NULL ELSE e.vector_model END"
 )
 """A value written out of the index loses its vector, even when it is the same value."""
-Doc = dict[str, str | None]
-UNINDEXED: Doc = {"doc": None, "digest": None}
-"""The document of a value or item kept out of the search index."""
 
 _UPSERT = f"""
 INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at, updated_at,
                                   expires_at, ttl, tsv, digest)
-VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {_NEW_VERSION}, %(now)s, %(now)s,
+VALUES (%(ns)s, %(key)s, 0, %(value)s, %(size)s, {NEW_VERSION}, %(now)s, %(now)s,
         %(expires_at)s, %(ttl)s, %(doc)s::tsvector, %(digest)s)
 ON CONFLICT (ns, key) DO UPDATE SET
     kind = 0, value = EXCLUDED.value, size = EXCLUDED.size, tsv = EXCLUDED.tsv,
@@ -215,17 +197,7 @@ class PostgresBackend(Backend):
         self._next_purge = 0
         self._counts = Counts()
         self._handlers: dict[type, Callable[[Any, int], Steps]] = handlers(self)
-        self._answers: dict[type, Callable[[Any, int], Steps]] = {
-            LockRow: self._lock_row,
-            AddItems: self._add_items,
-            DropItems: self._drop_items,
-            ReadItem: self._read_item,
-            MoveItem: self._move_item,
-            SaveList: self._save_list,
-            SaveValue: self._save_value,
-            CountWrites: self._count_writes,
-            StoredBytes: self._stored_bytes,
-        }
+        self._answers = rows.answers(lambda: self.language)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -483,124 +455,6 @@ class PostgresBackend(Backend):
                 return done.value
             answer = yield from self._answers[type(question)](question, now)
 
-    def _document(self, ns: str, key: str, value: str | None, searchable: bool = True) -> Doc:
-        """What the index holds for a value or list item (its ``doc`` and ``digest``): both
-        ``None`` for one kept out of the index, which no search finds nor embedder embeds."""
-        return tsvector(ns, key, value, self.language) if searchable else UNINDEXED
-
-    def _lock_row(self, q: LockRow, now: int) -> Steps:
-        empty = fresh_row(0, q.kind)
-        doc = self._document(q.ns, q.key, empty.value, q.kind == VALUE)  # (a list's: its items)
-        params = {"ns": q.ns, "key": q.key, "kind": q.kind, "now": now, "value": empty.value,
-                  "size": empty.size, "lo": empty.list_lo, **doc}  # fmt: skip
-        columns = "id, kind, value, size, list_lo, list_hi, expires_at, tsv IS NOT NULL"
-        while True:
-            # INSERT ... DO NOTHING locks nothing when the key exists, and a delete (or the
-            # purge) may commit before the SELECT ... FOR UPDATE: then try the insert again.
-            created = yield Query(
-                "INSERT INTO botwire_entries (ns, key, kind, value, size, version, created_at,"
-                " updated_at, list_lo, list_hi, tsv, digest) VALUES (%(ns)s, %(key)s, %(kind)s,"
-                " %(value)s,"
-                f" %(size)s, {_NEW_VERSION}, %(now)s, %(now)s, %(lo)s, %(lo)s,"
-                " %(doc)s::tsvector, %(digest)s)"
-                f" ON CONFLICT (ns, key) DO NOTHING RETURNING {columns}",
-                params,
-            )
-            if created is not None:
-                return Row(*created[:6]), True
-            row = yield Query(
-                f"SELECT {columns} FROM botwire_entries"
-                " WHERE ns = %(ns)s AND key = %(key)s FOR UPDATE",
-                params,
-            )
-            if row is not None:
-                break
-        if row[6] is not None and row[6] <= now:  # expired: start afresh
-            if row[1] == LIST:
-                yield Query(
-                    "DELETE FROM botwire_list_items WHERE entry_id = %s", (row[0],), "rowcount"
-                )
-            yield Query(
-                "UPDATE botwire_entries SET kind = %(kind)s, value = %(value)s, size = %(size)s,"
-                " version = greatest(version + 1, %(now)s), created_at = %(now)s,"
-                " updated_at = %(now)s, expires_at = NULL, ttl = NULL, list_lo = %(lo)s,"
-                " list_hi = %(lo)s, tsv = %(doc)s::tsvector, digest = %(digest)s WHERE id = %(id)s",
-                {**params, "id": row[0]},
-                "rowcount",
-            )
-            return empty._replace(id=row[0]), True
-        return Row(*row[:6])._replace(searchable=row[7]), False
-
-    def _add_items(self, q: AddItems, now: int) -> Steps:
-        docs = [self._document(q.ns, q.key, value, q.searchable) for value in q.values]
-        yield Query(
-            "INSERT INTO botwire_list_items (entry_id, seq, value, tsv, digest)"
-            " SELECT %s, seq, value, doc::tsvector, digest FROM unnest(%s::bigint[], %s::text[],"
-            " %s::text[], %s::text[]) AS t(seq, value, doc, digest)",
-            (q.entry_id, list(range(q.first_seq, q.first_seq + len(q.values))), list(q.values),
-             [doc["doc"] for doc in docs], [doc["digest"] for doc in docs]),
-            "rowcount",
-        )  # fmt: skip
-
-    @staticmethod
-    def _drop_items(q: DropItems, now: int) -> Steps:
-        removed, removed_bytes = yield Query(
-            "WITH gone AS (DELETE FROM botwire_list_items WHERE entry_id = %s AND seq >= %s"
-            " AND seq < %s RETURNING octet_length(value) AS bytes)"
-            " SELECT count(*), coalesce(sum(bytes), 0) FROM gone",
-            (q.entry_id, q.from_seq, q.below_seq),
-        )
-        return int(removed), int(removed_bytes)
-
-    @staticmethod
-    def _read_item(q: ReadItem, now: int) -> Steps:
-        (text,) = yield Query(
-            "SELECT value FROM botwire_list_items WHERE entry_id = %s AND seq = %s",
-            (q.entry_id, q.seq),
-        )
-        return str(text)
-
-    @staticmethod
-    def _move_item(q: MoveItem, now: int) -> Steps:
-        yield Query(
-            "UPDATE botwire_list_items SET seq = %s WHERE entry_id = %s AND seq = %s",
-            (q.to_seq, q.entry_id, q.from_seq),
-            "rowcount",
-        )
-
-    @staticmethod
-    def _save_list(q: SaveList, now: int) -> Steps:
-        yield Query(
-            "UPDATE botwire_entries SET kind = 1, value = NULL, tsv = NULL, digest = NULL,"
-            " size = %(size)s,"
-            " list_lo = %(lo)s, list_hi = %(hi)s, version = greatest(version + 1, %(now)s),"
-            " updated_at = %(now)s,"
-            " expires_at = CASE WHEN %(ttl)s::float8 IS NULL THEN expires_at"
-            " ELSE %(expires_at)s END, ttl = coalesce(%(ttl)s, ttl) WHERE id = %(id)s",
-            {"size": q.size, "lo": q.lo, "hi": q.hi, "now": now, "ttl": q.ttl,
-             "expires_at": expiry(now, q.ttl), "id": q.entry_id},
-            "rowcount",
-        )  # fmt: skip
-
-    @staticmethod
-    def _save_value(q: SaveValue, now: int) -> Steps:
-        yield Query(
-            "UPDATE botwire_entries SET kind = 0, value = %s, size = %s,"
-            " version = greatest(version + 1, %s), updated_at = %s WHERE id = %s",
-            (q.text, nbytes(q.text), now, now, q.entry_id),
-            "rowcount",
-        )
-
-    @staticmethod
-    def _count_writes(q: CountWrites, now: int) -> Steps:
-        (writes,) = yield Query(
-            "INSERT INTO botwire_quota_usage AS q (ns, day, writes) VALUES (%s, %s, %s)"
-            " ON CONFLICT (ns, day) DO UPDATE SET writes = q.writes + EXCLUDED.writes"
-            " RETURNING writes",
-            tuple(q),
-        )
-        return int(writes)
-
     @staticmethod
     def _changes(op: Changes, now: int) -> Steps:
         return (yield from log.read(op))
@@ -624,14 +478,6 @@ class PostgresBackend(Backend):
     def _stats(op: Stats, now: int) -> Steps:
         return (yield from log.stats(now))
 
-    @staticmethod
-    def _stored_bytes(q: StoredBytes, now: int) -> Steps:
-        (used,) = yield Query(
-            f"SELECT coalesce(sum(size), 0) FROM botwire_entries WHERE ns = %(ns)s AND {_LIVE}",
-            {"ns": q.ns, "now": q.now},
-        )
-        return int(used)
-
     # -- operations -------------------------------------------------------------------------
 
     def _get(self, op: Get, now: int) -> Steps:
@@ -645,14 +491,14 @@ class PostgresBackend(Backend):
             row = yield Query(
                 "UPDATE botwire_entries e SET expires_at = CASE WHEN ttl IS NULL THEN expires_at"
                 " ELSE %(now)s + greatest(1, ceil(ttl * 1000000))::bigint END"
-                f" WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}"
+                f" WHERE ns = %(ns)s AND key = %(key)s AND {LIVE}"
                 f" RETURNING {value}, version, created_at, updated_at, expires_at, size, ttl",
                 params,
             )
         else:
             row = yield Query(
                 f"SELECT {value}, version, created_at, updated_at, expires_at, size, ttl"
-                f" FROM botwire_entries e WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}",
+                f" FROM botwire_entries e WHERE ns = %(ns)s AND key = %(key)s AND {LIVE}",
                 params,
             )
         if row is None:
@@ -667,7 +513,7 @@ class PostgresBackend(Backend):
             "ns": op.ns, "key": op.key, "value": op.value, "size": nbytes(op.value), "now": now,
             "expires_at": expiry(now, op.ttl), "ttl": op.ttl,
             "keep": op.keep_ttl and op.ttl is None, "if_version": op.if_version,
-            **self._document(op.ns, op.key, op.value, op.searchable),
+            **document(op.ns, op.key, op.value, self.language, op.searchable),
         }  # fmt: skip
         if op.if_version is None:
             row = yield Query(_UPSERT + " RETURNING e.version", params)
@@ -683,14 +529,14 @@ class PostgresBackend(Backend):
                 " ttl = CASE WHEN %(keep)s THEN ttl ELSE %(ttl)s END,"
                 " list_lo = NULL, list_hi = NULL, tsv = %(doc)s::tsvector, digest = %(digest)s,"
                 f" {_KEPT_OUT} WHERE ns = %(ns)s AND key = %(key)s"
-                f" AND version = %(if_version)s AND {_LIVE}"
+                f" AND version = %(if_version)s AND {LIVE}"
                 " RETURNING version",
                 params,
             )
         if row is None:
             current = yield Query(
                 "SELECT version FROM botwire_entries"
-                f" WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}",
+                f" WHERE ns = %(ns)s AND key = %(key)s AND {LIVE}",
                 params,
             )
             raise version_conflict(op.key, op.if_version or 0, 0 if current is None else current[0])
@@ -703,7 +549,7 @@ class PostgresBackend(Backend):
             "INSERT INTO botwire_entries AS e (ns, key, kind, value, size, version, created_at,"
             " updated_at, expires_at, ttl, tsv, digest) VALUES (%(ns)s, %(key)s, 0, %(value)s,"
             " %(size)s,"
-            f" {_NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s,"
+            f" {NEW_VERSION}, %(created_at)s, %(updated_at)s, %(expires_at)s, %(ttl)s,"
             " %(doc)s::tsvector, %(digest)s)"
             " ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = EXCLUDED.value,"
             " tsv = EXCLUDED.tsv, digest = EXCLUDED.digest,"
@@ -728,7 +574,7 @@ class PostgresBackend(Backend):
     def _append(self, op: Append, now: int) -> Steps:
         """One call of the server-side ``botwire_append``; where it hands the append back (a
         value written by ``set`` to split into items), the shared steps, one query each."""
-        docs = [self._document(op.ns, op.key, value, op.searchable) for value in op.values]
+        docs = [document(op.ns, op.key, v, self.language, op.searchable) for v in op.values]
         (length,) = yield Query(
             "SELECT botwire_append(%s::text, %s::text, %s::text[], %s::text[], %s::text[],"
             " %s::bigint, %s::text, %s::float8, %s::bigint, %s::bigint)",
@@ -748,7 +594,7 @@ class PostgresBackend(Backend):
     def _expire(self, op: Expire, now: int) -> Steps:
         count = yield Query(
             "UPDATE botwire_entries SET expires_at = %(expires_at)s, ttl = %(ttl)s"
-            f" WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}",
+            f" WHERE ns = %(ns)s AND key = %(key)s AND {LIVE}",
             {"expires_at": expiry(now, op.ttl), "ttl": op.ttl, "ns": op.ns, "key": op.key,
              "now": now},
             "rowcount",
@@ -761,7 +607,7 @@ class PostgresBackend(Backend):
         value = f", CASE WHEN e.kind = 1 THEN {_LIST_TEXT} ELSE e.value END" if op.values else ""
         sql = (
             f"SELECT key, size, updated_at{value} FROM botwire_entries e"
-            f" WHERE ns = %(ns)s AND {_LIVE} AND key >= %(prefix)s"
+            f" WHERE ns = %(ns)s AND {LIVE} AND key >= %(prefix)s"
         )
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
@@ -794,7 +640,7 @@ class PostgresBackend(Backend):
     def _clear(self, op: Clear, now: int) -> Steps:
         row = yield Query(
             "WITH gone AS (DELETE FROM botwire_entries WHERE ns = %(ns)s RETURNING expires_at)"
-            f" SELECT count(*) FILTER (WHERE {_LIVE}) FROM gone",
+            f" SELECT count(*) FILTER (WHERE {LIVE}) FROM gone",
             {"ns": op.ns, "now": now},
         )
         return int(row[0])
@@ -805,7 +651,7 @@ class PostgresBackend(Backend):
             f"SELECT e.kind, e.value, CASE WHEN e.kind = 1 THEN {_SLICE_TEXT} END"
             f" FROM botwire_entries e, LATERAL (SELECT e.list_hi - e.list_lo AS n) l,"
             f" LATERAL (SELECT {_bound('start', '0')} AS first, {_bound('stop', 'l.n')} AS stop) b"
-            f" WHERE e.ns = %(ns)s AND e.key = %(key)s AND {_LIVE}",
+            f" WHERE e.ns = %(ns)s AND e.key = %(key)s AND {LIVE}",
             {"ns": op.ns, "key": op.key, "now": now, "start": op.start, "stop": op.stop},
         )
         if row is None:
@@ -822,7 +668,7 @@ class PostgresBackend(Backend):
 
     def _list_namespaces(self, op: ListNamespaces, now: int) -> Steps:
         params: dict[str, Any] = {"now": now, "prefix": op.prefix, "day": now // DAY_US}
-        where = f"{_LIVE} AND ns >= %(prefix)s"
+        where = f"{LIVE} AND ns >= %(prefix)s"
         upper = prefix_upper_bound(op.prefix)
         if upper is not None:
             where += " AND ns < %(upper)s"
