@@ -291,11 +291,9 @@ class _MemoryBase:
         names = [self._key(key) for key in _values.check_iterable(keys, "keys")]
 
         def finish(results: list[Any]) -> dict[str, Any]:
-            return {
-                key: _decode(record)
-                for key, record in zip(names, results, strict=True)
-                if record is not None
-            }
+            found = {key: record.value for key, record in zip(names, results, strict=True)
+                     if record is not None}  # fmt: skip
+            return dict(zip(found, _values.decode_values(list(found.values())), strict=True))
 
         return _Plan([Get(self.namespace, key) for key in names], finish)
 
@@ -378,7 +376,8 @@ class _MemoryBase:
 
     @staticmethod
     def _items(infos: list[KeyInfo]) -> dict[str, Any]:
-        return {info.key: _values.decode_value(info.value or "null") for info in infos}
+        values = _values.decode_values([info.value or "null" for info in infos])
+        return {info.key: value for info, value in zip(infos, values, strict=True)}
 
     def _plan_changes(
         self, since: int, prefix: str | None, limit: int, values: bool

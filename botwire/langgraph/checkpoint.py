@@ -59,6 +59,9 @@ PAGE = 100
 """Checkpoints read per round trip when listing."""
 PIECE = 256 * 1024
 """Characters of a serialized value (base64) per stored piece."""
+INLINE_CHECKPOINT = 2 * 1024
+"""Characters of a serialized checkpoint (base64) its head holds; a longer one goes in pieces,
+so that heads, which listings and a DeltaChannel's history read by the page, stay small."""
 BATCH = 3 * 1024 * 1024
 """Characters of pieces written, or read, per round trip: under ``botwire serve``'s default
 request and response limits."""
@@ -472,7 +475,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             "channels": sorted(checkpoint["channel_values"]),
             "written": sorted(checkpoint["channel_versions"]),
             "metadata": self._dump(merged, at + "m|", pieces),
-            "checkpoint": self._dump(checkpoint, at + "c|", pieces, inline=False),
+            "checkpoint": self._dump(checkpoint, at + "c|", pieces, inline=INLINE_CHECKPOINT),
         }
         key = _checkpoints(checkpoint_ns) + checkpoint["id"]
         yield from self._write(self._namespace(thread), pieces, {key: head})
@@ -710,14 +713,14 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     # -- records -------------------------------------------------------------------------------
 
     def _dump(
-        self, value: Any, at: str, pieces: dict[str, str], *, inline: bool = True
+        self, value: Any, at: str, pieces: dict[str, str], *, inline: int = PIECE
     ) -> builtins.list[str] | dict[str, Any]:
-        """``value`` as LangGraph's serializer writes it: ``[type, base64]`` when ``inline`` and
-        short, else ``{"kind", "at", "pieces"}`` with its pieces (keys from ``at``) added to
-        ``pieces``."""
+        """``value`` as LangGraph's serializer writes it: ``[type, base64]`` when that takes at
+        most ``inline`` characters, else ``{"kind", "at", "pieces"}`` with its pieces (keys
+        from ``at``) added to ``pieces``."""
         kind, data = self.serde.dumps_typed(value)
         text = base64.b64encode(data).decode("ascii")
-        if inline and len(text) <= PIECE:
+        if len(text) <= inline:
             return [kind, text]
         parts = [text[start : start + PIECE] for start in range(0, len(text), PIECE)] or [""]
         for number, part in enumerate(parts):
