@@ -67,8 +67,13 @@ def assert_same(got: Any, want: Any) -> None:
 @given(value=json_values)
 def test_any_json_value_round_trips_with_its_types(mem: Memory, value: Any) -> None:
     mem.set("k", value)
+    mem.set("j", [value])
     assert_same(mem.get("k"), value)
     assert_same(mem.get_many(["k"])["k"], value)
+    both = mem.get_many(["j", "k"])  # values read together are decoded together
+    assert_same(both["k"], value)
+    assert_same(both["j"][0], value)
+    assert_same(mem.items()["k"], value)
 
 
 @pytest.mark.parametrize(
