@@ -4,6 +4,7 @@ the earlier layout, on every store."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import operator
 import os
@@ -137,6 +138,9 @@ class Counting(BotWireSaver):
     def _run(self, steps: Steps) -> Any:
         return super()._run(self._counted(steps))
 
+    async def _arun(self, steps: Steps) -> Any:
+        return await super()._arun(self._counted(steps))
+
     def _counted(self, steps: Steps) -> Steps:
         answer = None
         try:
@@ -164,6 +168,48 @@ def test_a_delta_channel_at_depth_60_is_read_in_a_few_round_trips(url: str) -> N
     assert saver.calls > 10  # LangGraph's walk: a round trip per checkpoint
     assert history == walked and len(history["items"]["writes"]) > 10
     assert app.get_state(config("deep")).values["items"] == list(range(60))
+
+
+def test_a_delta_threads_state_is_read_in_one_round_trip(url: str) -> None:
+    """Once a thread's DeltaChannel has been rebuilt, its latest checkpoint comes with the page
+    of history LangGraph asks for next: loading the thread takes one round trip. The page
+    serves only that checkpoint's history, once."""
+    saver = Counting(url)
+    app = delta_graph(saver)
+    for _ in range(5):
+        app.invoke({"items": []}, config("one-trip"))
+    saver.calls = 0
+    latest = saver.get_tuple(config("one-trip"))
+    assert latest is not None
+    history = saver.get_delta_channel_history(config=latest.config, channels=["items"])
+    assert saver.calls == 1
+    walked = BaseCheckpointSaver.get_delta_channel_history(
+        saver, config=latest.config, channels=["items"]
+    )
+    written = [v for _, _, v in history["items"]["writes"] if v]
+    assert history == walked and written == [[0], [1], [2], [3], [4]]
+    saver.calls = 0  # used once: a second history is read again
+    assert saver.get_delta_channel_history(config=latest.config, channels=["items"]) == walked
+    assert saver.calls == 1
+    older = list(saver.list(config("one-trip")))[3].config
+    walked = BaseCheckpointSaver.get_delta_channel_history(
+        saver, config=older, channels=["items"]
+    )
+    saver.get_tuple(config("one-trip"))
+    saver.calls = 0  # another checkpoint's history is its own
+    assert saver.get_delta_channel_history(config=older, channels=["items"]) == walked
+    assert saver.calls == 1
+    app.invoke({"items": []}, config("one-trip"))
+    assert app.get_state(config("one-trip")).values["items"] == [0, 1, 2, 3, 4, 5]
+
+    async def load() -> int:
+        saver.calls = 0
+        found = await saver.aget_tuple(config("one-trip"))
+        assert found is not None
+        await saver.aget_delta_channel_history(config=found.config, channels=["items"])
+        return saver.calls
+
+    assert asyncio.run(load()) == 1
 
 
 def test_checkpoints_stay_out_of_the_search_index(url: str) -> None:

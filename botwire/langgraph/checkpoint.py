@@ -31,6 +31,7 @@ import hashlib
 import json
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +66,8 @@ so that heads, which listings and a DeltaChannel's history read by the page, sta
 BATCH = 3 * 1024 * 1024
 """Characters of pieces written, or read, per round trip: under ``botwire serve``'s default
 request and response limits."""
+DELTA_THREADS = 1_024
+"""Threads whose DeltaChannels a saver remembers rebuilding (see ``BotWireSaver._latest``)."""
 DELETE_BATCH = 1_000
 """Keys deleted per round trip (a server takes at most 10,000 operations a batch)."""
 MAX_THREAD_BYTES = 64 * 1024
@@ -136,7 +139,11 @@ class _Back:
             reads.append(Call(self.namespace, "items", (self.writes,),
                               {"after": writes_before, **limit}))  # fmt: skip
         answers: builtins.list[dict[str, Any]] = yield reads
-        heads, writes = answers[0], answers[1] if len(answers) > 1 else {}
+        return self.take(answers[0], answers[1] if len(answers) > 1 else {})
+
+    def take(self, heads: dict[str, Any], writes: dict[str, Any]) -> dict[str, Any]:
+        """Note where a page of heads and one of writes (each read newest first, at most
+        :data:`PAGE`) end; both, as one mapping."""
         if heads:
             self.newest = self.newest or next(iter(heads))
             self.oldest = next(reversed(heads))
@@ -149,6 +156,13 @@ class _Back:
     def covers(self, writes_key: str) -> bool:
         """Whether what was read holds ``writes_key``'s writes, if it has any."""
         return self.writes_exhausted or writes_key >= self.oldest_writes
+
+
+_LATEST_PAGE: ContextVar[tuple[Any, str, str, _Back, dict[str, Any]] | None] = ContextVar(
+    "botwire_langgraph_latest_page", default=None
+)
+"""The page of heads and writes the latest checkpoint was last read with, in this context:
+``(saver, namespace, checkpoint key, reader, what was read)``."""
 
 
 class BotWireSaver(BaseCheckpointSaver[str]):
@@ -184,6 +198,9 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         self.ttl = _values.check_ttl(ttl)
         self._writes_as: dict[str, Any] = {"ttl": self.ttl, "searchable": False}
         """How checkpoints are written: with the saver's ttl, out of the search index."""
+        self._deltas: dict[tuple[str, str], None] = {}
+        """The (namespace, checkpoint namespace) pairs whose DeltaChannels were rebuilt last:
+        their latest checkpoint is read with a page of the history LangGraph asks for next."""
         self._driver = Driver(url)
 
     def __repr__(self) -> str:
@@ -380,17 +397,28 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def _latest(self, namespace: str, checkpoint_ns: str) -> Steps:
         """The newest checkpoint's head (first), with its writes and first piece: the newest
         key of each kind, in one round trip. The newest writes are another checkpoint's while
-        a newer one is written or deleted: then its own are read by key."""
+        a newer one is written or deleted: then its own are read by key.
+
+        Where a DeltaChannel was rebuilt last time, a page of heads and writes comes with it,
+        kept (in this context) for the history LangGraph asks for next: a thread's state is
+        then read in one round trip."""
         ns = escape(checkpoint_ns, "|")
-        newest = {"reverse": True, "limit": 1}
-        prefixes = (f"c|{ns}|", f"w|{ns}|", f"p|{ns}|")
-        heads, writes, pieces = yield [Call(namespace, "items", (p,), newest) for p in prefixes]
+        deep = (namespace, checkpoint_ns) in self._deltas
+        newest = {"reverse": True, "limit": PAGE if deep else 1}
+        heads, writes, pieces = yield [
+            Call(namespace, "items", (f"c|{ns}|",), newest),
+            Call(namespace, "items", (f"w|{ns}|",), newest),
+            Call(namespace, "items", (f"p|{ns}|",), {"reverse": True, "limit": 1}),
+        ]
         if not heads:
             return {}
         key = next(iter(heads))
+        if deep:
+            back = _Back(namespace, f"c|{ns}|", f"w|{ns}|")
+            _LATEST_PAGE.set((self, namespace, key, back, back.take(heads, writes)))
         writes_key, first_piece = self._with_writes([key], first_piece=True)[1:]
-        found = {**heads, **{k: v for k, v in {**writes, **pieces}.items()
-                             if k in (writes_key, first_piece)}}  # fmt: skip
+        found = {key: heads[key], **{k: v for k, v in {**writes, **pieces}.items()
+                                     if k in (writes_key, first_piece)}}  # fmt: skip
         if any(k > writes_key for k in writes):  # (missing pieces are read with the others)
             found.update((yield Call(namespace, "get_many", ([writes_key],))))
         return found
@@ -572,10 +600,18 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         # checkpoints has at most one writes key each, so it reaches back as far); read
         # further back only when the chain leaves what was read.
         writes_prefix = _writes_key(checkpoint_ns, "")
-        back = _Back(namespace, prefix, writes_prefix)
-        upto = None if target_id is None else prefix + target_id + " "  # the target and before
-        writes_before = None if target_id is None else _writes_key(checkpoint_ns, target_id)
-        found = yield from back.read(upto, writes_before)
+        if len(self._deltas) >= DELTA_THREADS:
+            self._deltas.clear()
+        self._deltas[namespace, checkpoint_ns] = None
+        latest = _LATEST_PAGE.get()
+        _LATEST_PAGE.set(None)
+        if latest is not None and latest[:3] == (self, namespace, prefix + str(target_id)):
+            back, found = latest[3], dict(latest[4])  # read with the checkpoint, just now
+        else:
+            back = _Back(namespace, prefix, writes_prefix)
+            upto = None if target_id is None else prefix + target_id + " "  # it and before
+            writes_before = None if target_id is None else _writes_key(checkpoint_ns, target_id)
+            found = yield from back.read(upto, writes_before)
         if not found:
             return history
         head = found[back.newest]
