@@ -22,6 +22,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from botwire import Memory
+from botwire.errors import BotWireError
 from botwire.langgraph import BotWireSaver
 from botwire.langgraph._steps import Call, Steps
 
@@ -147,7 +148,11 @@ class Counting(BotWireSaver):
             call: Call = steps.send(None)
             while True:
                 self.calls += 1
-                answer = yield call
+                try:
+                    answer = yield call
+                except BotWireError as exc:  # a call's error goes on into the steps
+                    call = steps.throw(exc)
+                    continue
                 call = steps.send(answer)
         except StopIteration as done:
             return done.value
@@ -210,6 +215,31 @@ def test_a_delta_threads_state_is_read_in_one_round_trip(url: str) -> None:
         return saver.calls
 
     assert asyncio.run(load()) == 1
+
+
+def test_writes_of_several_tasks_and_beyond_one_value_all_arrive(url: str) -> None:
+    """A checkpoint's first writes make its list in one row; another task's are added to it,
+    and writes larger together than one value (five of 250 kB) go in as items."""
+    saver = Counting(url)
+    stored = saver.put(config("writes"), generate_checkpoint(), generate_metadata(), {})
+    saver.calls = 0
+    saver.put_writes(stored, [("a", 1), ("b", 2)], "task-1")
+    assert saver.calls == 1
+    saver.put_writes(stored, [("a", 3)], "task-2")
+    saver.put_writes(stored, [("a", 4)], "task-1")  # task-1's slot 0 is taken: the first stays
+    large = [(f"c{n}", os.urandom(190 * 1024)) for n in range(5)]
+    saver.put_writes(stored, large, "task-3")
+    found = saver.get_tuple(config("writes"))
+    assert found is not None
+    assert found.pending_writes == [
+        ("task-1", "a", 1), ("task-1", "b", 2), ("task-2", "a", 3),
+        *[("task-3", channel, value) for channel, value in large],
+    ]  # fmt: skip
+    other = saver.put(config("writes"), generate_checkpoint(), generate_metadata(), {})
+    saver.put_writes(other, large, "task-3")  # too large for one value from the start
+    found = saver.get_tuple(other)
+    assert found is not None
+    assert found.pending_writes == [("task-3", channel, value) for channel, value in large]
 
 
 def test_checkpoints_stay_out_of_the_search_index(url: str) -> None:

@@ -51,7 +51,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from botwire import _values
-from botwire.errors import InvalidRequest
+from botwire.errors import InvalidRequest, ValueTooLarge, VersionConflict
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 from botwire.telemetry import traced
@@ -534,6 +534,11 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         if pieces:  # the pieces first: the writes appear whole or not at all
             yield from self._write(namespace, pieces, {})
         key = _writes_key(checkpoint_ns, configurable["checkpoint_id"])
+        try:  # a checkpoint's first writes make its list in one row (cheaper than an append)
+            yield Call(namespace, "set", (key, items), {**self._writes_as, "if_version": 0})
+            return
+        except (VersionConflict, ValueTooLarge):
+            pass  # another task's writes came first, or these are more than one value holds
         yield Call(namespace, "append", (key, *items), self._writes_as)
 
     def _delete_thread(self, thread_id: str) -> Steps:
