@@ -98,7 +98,7 @@ def encode_value(
     try:
         text = to_json(value)
         if isinstance(value, _CONTAINERS):  # after dumps, which refuses circular references
-            _check_dict_keys(value)
+            _check_containers(value)
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
         path, problem = _not_json(value)
@@ -116,25 +116,29 @@ def encode_value(
     return text
 
 
-def _check_dict_keys(value: Any) -> None:
+def _check_containers(value: Any) -> None:
     """Raise ``TypeError`` on a dict key that is not a ``str`` (``json`` would quietly turn
-    ``1`` into ``"1"``, and the value would not come back as it went in)."""
-    stack = [value]
+    ``1`` into ``"1"``, and the value would not come back as it went in), and ``ValueError`` on
+    nesting deeper than :data:`_MAX_DEPTH` (``json`` writes a little deeper than every read
+    can parse back)."""
+    stack = [(value, 1)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ValueError("nested too deeply")
         if isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str):
                     raise TypeError(k)
                 if isinstance(v, _CONTAINERS):
-                    stack.append(v)
+                    stack.append((v, depth + 1))
         else:
-            stack.extend(v for v in item if isinstance(v, _CONTAINERS))
+            stack.extend((v, depth + 1) for v in item if isinstance(v, _CONTAINERS))
 
 
 _MAX_DEPTH = 500
-"""How deep a value may nest before :func:`_not_json` calls it too deep (``json`` gives up
-around the interpreter's recursion limit)."""
+"""How deep a value may nest (``json`` gives up around the interpreter's recursion limit, a
+little sooner on reads than on writes)."""
 
 
 def _not_json(value: Any) -> tuple[str, str]:
@@ -181,9 +185,12 @@ decode_value = json.loads
 def decode_values(texts: list[str]) -> list[Any]:
     """Many stored JSON texts decoded at once: one parse of them joined in an array, which
     takes about half the time of one parse each."""
-    if len(texts) < 2:
-        return [json.loads(text) for text in texts]
-    return json.loads(f"[{','.join(texts)}]")  # type: ignore[no-any-return]
+    if len(texts) > 1:
+        try:
+            return json.loads(f"[{','.join(texts)}]")  # type: ignore[no-any-return]
+        except RecursionError:
+            pass  # a value nested as deep as a value may be: the array is one level more
+    return [json.loads(text) for text in texts]
 
 
 def refuse_constant(name: str) -> Any:

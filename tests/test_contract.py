@@ -137,6 +137,31 @@ def test_non_json_value_raises_type_error_and_writes_nothing(mem: Memory, value:
     assert mem.get("kept") == "before"
 
 
+def nested(depth: int) -> Any:
+    value: Any = "core"
+    for level in range(depth):
+        value = [value] if level % 2 else {"in": value}
+    return value
+
+
+def test_a_value_nests_500_deep_and_no_deeper(mem: Memory) -> None:
+    """What is written reads back on every path (a read parses a little less deep than a
+    write, and ``get_many`` deeper in the stack than ``get``); one level more is refused and
+    writes nothing."""
+    deepest = nested(500)
+    mem.set("deep", deepest)
+    mem.set("other", 1)
+    assert mem.get("deep") == deepest
+    assert mem.get_many(["deep", "other"]) == {"deep": deepest, "other": 1}
+    assert mem.items() == {"deep": deepest, "other": 1}
+    for depth in (501, 991):
+        with pytest.raises(InvalidValue, match="nested too deeply"):
+            mem.set("too-deep", nested(depth))
+        with pytest.raises(InvalidValue, match="nested too deeply"):
+            mem.append("deep-list", nested(depth))
+    assert mem.keys() == ["deep", "other"]
+
+
 def test_value_above_the_size_limit_is_refused(store: Store) -> None:
     small = store.memory(max_value_bytes=100)
     small.set("k", "x" * 98)  # 100 bytes with its quotes

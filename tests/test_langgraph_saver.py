@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import operator
 import os
 from collections.abc import Iterator, Sequence
@@ -217,6 +218,32 @@ def test_a_delta_threads_state_is_read_in_one_round_trip(url: str) -> None:
     assert asyncio.run(load()) == 1
 
 
+def test_a_delta_thread_loaded_with_a_page_reads_on_past_it(url: str) -> None:
+    """Past the page read with the latest checkpoint, the history reads on page by page; a
+    context copied from the one holding the page (a task, a thread's copy) may use it too,
+    and neither cuts the other's history short."""
+    saver = Counting(url)
+    app = delta_graph(saver)
+    while len(list(saver.list(config("long")))) < 130:
+        app.invoke({"items": []}, config("long"))
+    latest = saver.get_tuple(config("long"))
+    assert latest is not None
+    walked = BaseCheckpointSaver.get_delta_channel_history(
+        saver, config=latest.config, channels=["items"]
+    )
+    saver.get_tuple(config("long"))
+    copied = contextvars.copy_context()
+    saver.calls = 0
+    in_copy = copied.run(
+        saver.get_delta_channel_history, config=latest.config, channels=["items"]
+    )
+    assert saver.calls == 1  # the page came with the checkpoint: one more page
+    here = saver.get_delta_channel_history(config=latest.config, channels=["items"])
+    assert saver.calls == 2
+    assert in_copy == here == walked
+    assert len([v for _, _, v in here["items"]["writes"] if v]) > 40
+
+
 def test_writes_of_several_tasks_and_beyond_one_value_all_arrive(url: str) -> None:
     """A checkpoint's first writes make its list in one row; another task's are added to it,
     and writes larger together than one value (five of 250 kB) go in as items."""
@@ -277,11 +304,15 @@ def test_the_latest_checkpoint_is_read_in_one_round_trip(url: str) -> None:
     assert found is not None and found.pending_writes == [("task-1", "items", [7])]
     newer = {**newest.config["configurable"], "checkpoint_id": "9" + newest.checkpoint["id"][1:]}
     saver.put_writes({"configurable": newer}, [("items", [8])], "task-2")  # no head yet
-    saver.calls = 0
-    found = saver.get_tuple(config("latest"))
-    assert saver.calls == 2  # its writes, read by key
+    fresh = Counting(url)  # reads the newest writes key alone
+    found = fresh.get_tuple(config("latest"))
+    assert fresh.calls == 2  # its writes, read by key
     assert found is not None and found.config == newest.config
     assert found.pending_writes == [("task-1", "items", [7])]
+    saver.calls = 0  # reads a page of writes with it (its DeltaChannel was rebuilt): they are in it
+    found = saver.get_tuple(config("latest"))
+    assert saver.calls == 1
+    assert found is not None and found.pending_writes == [("task-1", "items", [7])]
     inner = saver.put(config("latest", "inner"), generate_checkpoint(), generate_metadata(), {})
     saver.calls = 0
     found = saver.get_tuple(config("latest", "inner"))

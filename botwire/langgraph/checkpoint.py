@@ -6,19 +6,23 @@ listed, copied and deleted as one. In it, for a checkpoint of ``checkpoint_ns`` 
 (``|`` and ``%`` escaped in the namespace; checkpoint ids sort by time):
 
 - ``c|{checkpoint_ns}|{id}``: its head, small whatever the state: parent, run id, thread id,
-  metadata, the channels whose values it holds;
-- ``p|{checkpoint_ns}|{id}|c|{n}``: the checkpoint as LangGraph's serializer writes it, in
+  metadata, the channels whose values it holds, and the checkpoint itself when it takes at most
+  :data:`INLINE_CHECKPOINT` characters serialized;
+- ``p|{checkpoint_ns}|{id}|c|{n}``: a larger checkpoint as LangGraph's serializer writes it, in
   pieces of :data:`PIECE` characters (so no single value holds a whole state, and a state has
   no size limit);
-- ``w|{checkpoint_ns}|{id}``: its pending writes, one list: ``put_writes`` is one atomic
-  append, whatever the step wrote (a write too large for one item keeps its value in pieces,
-  ``p|{checkpoint_ns}|{id}|w|...``, written before it).
+- ``w|{checkpoint_ns}|{id}``: its pending writes, one list: each ``put_writes`` is atomic, the
+  first making the list (in one row) and the others appending to it, whatever the step wrote
+  (a write too large for one item keeps its value in pieces, ``p|{checkpoint_ns}|{id}|w|...``,
+  written before it).
 
 A checkpoint's pieces are written with its head, in one atomic batch; a state too large for one
 request is written in several, pieces first and the head last, so a checkpoint appears whole or
 not at all. A checkpoint of one piece (under about 190 KB) is read in one round trip with its
-writes, a thread's latest too. Heads written by earlier releases, which hold the whole
-checkpoint, are read as well. Nothing is written to the search index (``searchable=False``).
+writes, a thread's latest too (with a page of its DeltaChannel history, where that was needed
+before). Heads written by earlier releases, which hold the whole checkpoint or keep it in
+pieces whatever its size, are read as well. Nothing is written to the search index
+(``searchable=False``).
 
 Every method is written once, as steps (``botwire.langgraph._steps``).
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import copy
 import hashlib
 import json
 import random
@@ -66,8 +71,9 @@ so that heads, which listings and a DeltaChannel's history read by the page, sta
 BATCH = 3 * 1024 * 1024
 """Characters of pieces written, or read, per round trip: under ``botwire serve``'s default
 request and response limits."""
-DELTA_THREADS = 1_024
-"""Threads whose DeltaChannels a saver remembers rebuilding (see ``BotWireSaver._latest``)."""
+REMEMBERED = 1_024
+"""Threads whose DeltaChannels a saver remembers rebuilding (see ``BotWireSaver._latest``), and
+writes lists it remembers making."""
 DELETE_BATCH = 1_000
 """Keys deleted per round trip (a server takes at most 10,000 operations a batch)."""
 MAX_THREAD_BYTES = 64 * 1024
@@ -198,6 +204,9 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         self.ttl = _values.check_ttl(ttl)
         self._writes_as: dict[str, Any] = {"ttl": self.ttl, "searchable": False}
         """How checkpoints are written: with the saver's ttl, out of the search index."""
+        self._lists: dict[tuple[str, str], None] = {}
+        """The writes lists this saver made or added to last (the parallel tasks of a step
+        write to one)."""
         self._deltas: dict[tuple[str, str], None] = {}
         """The (namespace, checkpoint namespace) pairs whose DeltaChannels were rebuilt last:
         their latest checkpoint is read with a page of the history LangGraph asks for next."""
@@ -302,7 +311,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's writes for a checkpoint in one atomic append."""
+        """Store a task's writes for a checkpoint, atomically."""
         self._run(self._put_writes(config, writes, task_id, task_path))
 
     @traced("botwire.langgraph.checkpoint.put_writes")
@@ -379,6 +388,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     # -- the steps -----------------------------------------------------------------------------
 
     def _get_tuple(self, config: RunnableConfig) -> Steps:
+        _LATEST_PAGE.set(None)  # a page serves the history read just after it, or none
         thread = str(config["configurable"]["thread_id"])
         namespace = self._namespace(thread)
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
@@ -419,7 +429,8 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         writes_key, first_piece = self._with_writes([key], first_piece=True)[1:]
         found = {key: heads[key], **{k: v for k, v in {**writes, **pieces}.items()
                                      if k in (writes_key, first_piece)}}  # fmt: skip
-        if any(k > writes_key for k in writes):  # (missing pieces are read with the others)
+        if writes_key not in writes and any(k > writes_key for k in writes):
+            # (its missing pieces are read with the others)
             found.update((yield Call(namespace, "get_many", ([writes_key],))))
         return found
 
@@ -534,12 +545,21 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         if pieces:  # the pieces first: the writes appear whole or not at all
             yield from self._write(namespace, pieces, {})
         key = _writes_key(checkpoint_ns, configurable["checkpoint_id"])
-        try:  # a checkpoint's first writes make its list in one row (cheaper than an append)
-            yield Call(namespace, "set", (key, items), {**self._writes_as, "if_version": 0})
-            return
-        except (VersionConflict, ValueTooLarge):
-            pass  # another task's writes came first, or these are more than one value holds
+        if (namespace, key) not in self._lists:
+            try:  # a checkpoint's first writes make its list in one row (cheaper than an append)
+                yield Call(namespace, "set", (key, items), {**self._writes_as, "if_version": 0})
+                self._remember_list(namespace, key)
+                return
+            except (VersionConflict, ValueTooLarge):
+                pass  # another task's writes came first, or these are more than one value holds
         yield Call(namespace, "append", (key, *items), self._writes_as)
+        self._remember_list(namespace, key)
+
+    def _remember_list(self, namespace: str, key: str) -> None:
+        """Note that the writes list at ``key`` exists: the next writes go straight to it."""
+        if len(self._lists) >= REMEMBERED:
+            self._lists.clear()
+        self._lists[namespace, key] = None
 
     def _delete_thread(self, thread_id: str) -> Steps:
         yield Call(self._namespace(str(thread_id)), "clear")
@@ -561,7 +581,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         into = self._namespace(str(target))
         pieces = {key: value for key, value in values.items() if key.startswith("p|")}
         yield from self._write(into, pieces, {})
-        for key, items in values.items():  # each write an item of its own, as put_writes made it
+        for key, items in values.items():  # each write an item of its own
             if key.startswith("w|"):
                 for group in _groups(items):
                     yield Call(into, "append", (key, *group), self._writes_as)
@@ -605,13 +625,13 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         # checkpoints has at most one writes key each, so it reaches back as far); read
         # further back only when the chain leaves what was read.
         writes_prefix = _writes_key(checkpoint_ns, "")
-        if len(self._deltas) >= DELTA_THREADS:
+        if len(self._deltas) >= REMEMBERED:
             self._deltas.clear()
         self._deltas[namespace, checkpoint_ns] = None
         latest = _LATEST_PAGE.get()
         _LATEST_PAGE.set(None)
         if latest is not None and latest[:3] == (self, namespace, prefix + str(target_id)):
-            back, found = latest[3], dict(latest[4])  # read with the checkpoint, just now
+            back, found = copy.copy(latest[3]), dict(latest[4])  # read with the checkpoint
         else:
             back = _Back(namespace, prefix, writes_prefix)
             upto = None if target_id is None else prefix + target_id + " "  # it and before
