@@ -252,15 +252,20 @@ def test_writes_of_several_tasks_and_beyond_one_value_all_arrive(url: str) -> No
     saver.calls = 0
     saver.put_writes(stored, [("a", 1), ("b", 2)], "task-1")
     assert saver.calls == 1
+    saver.calls = 0
     saver.put_writes(stored, [("a", 3)], "task-2")
+    assert saver.calls == 1  # a list this saver made: appended to at once
     saver.put_writes(stored, [("a", 4)], "task-1")  # task-1's slot 0 is taken: the first stays
     large = [(f"c{n}", os.urandom(190 * 1024)) for n in range(5)]
     saver.put_writes(stored, large, "task-3")
+    elsewhere = Counting(url)  # another process: finds the list there, and appends
+    elsewhere.put_writes(stored, [("d", 5)], "task-4")
+    assert elsewhere.calls == 2
     found = saver.get_tuple(config("writes"))
     assert found is not None
     assert found.pending_writes == [
         ("task-1", "a", 1), ("task-1", "b", 2), ("task-2", "a", 3),
-        *[("task-3", channel, value) for channel, value in large],
+        *[("task-3", channel, value) for channel, value in large], ("task-4", "d", 5),
     ]  # fmt: skip
     other = saver.put(config("writes"), generate_checkpoint(), generate_metadata(), {})
     saver.put_writes(other, large, "task-3")  # too large for one value from the start
