@@ -433,10 +433,11 @@ def test_checkpoints_of_the_earlier_layout_stay_readable(url: str) -> None:
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Pieces of 1 kB, so that a small state is written and read in many."""
-    from botwire.langgraph import checkpoint
+    from botwire.langgraph import _keys, checkpoint
 
     monkeypatch.setattr(checkpoint, "PIECE", 1024)
-    monkeypatch.setattr(checkpoint, "BATCH", 4096)
+    monkeypatch.setattr(checkpoint, "BATCH", 4096)  # pieces read per round trip
+    monkeypatch.setattr(_keys, "BATCH", 4096)  # and written
     yield
 
 

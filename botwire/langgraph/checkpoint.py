@@ -33,9 +33,8 @@ import base64
 import builtins
 import copy
 import hashlib
-import json
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
@@ -57,20 +56,26 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from botwire import _values
 from botwire.errors import InvalidRequest, ValueTooLarge, VersionConflict
+from botwire.langgraph._keys import (
+    BATCH,
+    PAGE,
+    Back,
+    heads_prefix,
+    in_groups,
+    parse_key,
+    pieces_prefix,
+    request_length,
+    writes_key_of,
+)
 from botwire.langgraph._names import escape, unescape
 from botwire.langgraph._steps import Call, Driver, Steps
 from botwire.telemetry import traced
 
-PAGE = 100
-"""Checkpoints read per round trip when listing."""
 PIECE = 256 * 1024
 """Characters of a serialized value (base64) per stored piece."""
 INLINE_CHECKPOINT = 2 * 1024
 """Characters of a serialized checkpoint (base64) its head holds; a longer one goes in pieces,
 so that heads, which listings and a DeltaChannel's history read by the page, stay small."""
-BATCH = 3 * 1024 * 1024
-"""Characters of pieces written, or read, per round trip: under ``botwire serve``'s default
-request and response limits."""
 REMEMBERED = 1_024
 """Threads whose DeltaChannels a saver remembers rebuilding (see ``BotWireSaver._latest``), and
 writes lists it remembers making."""
@@ -80,91 +85,7 @@ MAX_THREAD_BYTES = 64 * 1024
 """The longest thread id, in bytes of UTF-8 (once escaped)."""
 
 
-def _checkpoints(checkpoint_ns: str) -> str:
-    return f"c|{escape(checkpoint_ns, '|')}|"
-
-
-def _writes_key(checkpoint_ns: str, checkpoint_id: str) -> str:
-    return f"w|{escape(checkpoint_ns, '|')}|{checkpoint_id}"
-
-
-def _pieces(checkpoint_ns: str, checkpoint_id: str) -> str:
-    """The prefix of every piece of a checkpoint and of its writes."""
-    return f"p|{escape(checkpoint_ns, '|')}|{checkpoint_id}|"
-
-
-def _length(value: Any) -> int:
-    """Characters a value takes in a request: a piece's text, or anything else's JSON."""
-    return len(value) if isinstance(value, str) else len(json.dumps(value))
-
-
-def _groups(
-    items: Iterable[Any], length: Callable[[Any], int] = _length
-) -> Iterator[builtins.list[Any]]:
-    """``items`` in groups of at most :data:`BATCH` characters by ``length`` (an item alone
-    may be more)."""
-    group: builtins.list[Any] = []
-    size = 0
-    for item in items:
-        count = length(item)
-        if group and size + count > BATCH:
-            yield group
-            group, size = [], 0
-        group.append(item)
-        size += count
-    if group:
-        yield group
-
-
-def _parse(key: str) -> tuple[str, str]:
-    """The ``(checkpoint_ns, checkpoint_id)`` of a checkpoint key (or of a piece's)."""
-    _, ns, checkpoint_id = key.split("|")[:3]
-    return unescape(ns), checkpoint_id
-
-
-class _Back:
-    """Reads a namespace's checkpoints backwards in pages: heads (``c|``), and writes (``w|``)
-    from the same point, each page of both in one round trip (``Memory.items``)."""
-
-    def __init__(self, namespace: str, heads: str, writes: str) -> None:
-        self.namespace = namespace
-        self.heads = heads
-        self.writes = writes
-        self.newest = ""
-        self.oldest = ""
-        self.oldest_writes = ""
-        self.exhausted = False
-        self.writes_exhausted = False
-
-    def read(self, heads_before: str | None, writes_before: str | None) -> Steps:
-        """The heads of the :data:`PAGE` checkpoints before ``heads_before`` and as many
-        writes before ``writes_before`` (``None``: from the newest), the newest first."""
-        limit = {"reverse": True, "limit": PAGE}
-        reads = [Call(self.namespace, "items", (self.heads,), {"after": heads_before, **limit})]
-        if not self.writes_exhausted:
-            reads.append(Call(self.namespace, "items", (self.writes,),
-                              {"after": writes_before, **limit}))  # fmt: skip
-        answers: builtins.list[dict[str, Any]] = yield reads
-        return self.take(answers[0], answers[1] if len(answers) > 1 else {})
-
-    def take(self, heads: dict[str, Any], writes: dict[str, Any]) -> dict[str, Any]:
-        """Note where a page of heads and one of writes (each read newest first, at most
-        :data:`PAGE`) end; both, as one mapping."""
-        if heads:
-            self.newest = self.newest or next(iter(heads))
-            self.oldest = next(reversed(heads))
-        if writes:
-            self.oldest_writes = next(reversed(writes))
-        self.exhausted = len(heads) < PAGE
-        self.writes_exhausted = len(writes) < PAGE
-        return {**heads, **writes}
-
-    def covers(self, writes_key: str) -> bool:
-        """Whether what was read holds ``writes_key``'s writes, if it has any."""
-        return self.writes_exhausted or writes_key >= self.oldest_writes
-
-
-_LATEST_PAGE: ContextVar[tuple[Any, str, str, _Back, dict[str, Any]] | None] = ContextVar(
+_LATEST_PAGE: ContextVar[tuple[Any, str, str, Back, dict[str, Any]] | None] = ContextVar(
     "botwire_langgraph_latest_page", default=None
 )
 """The page of heads and writes the latest checkpoint was last read with, in this context:
@@ -394,7 +315,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
-            key = _checkpoints(checkpoint_ns) + checkpoint_id
+            key = heads_prefix(checkpoint_ns) + checkpoint_id
             found = yield from self._read(namespace, self._with_writes([key], first_piece=True))
         else:
             found = yield from self._latest(namespace, checkpoint_ns)
@@ -424,7 +345,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             return {}
         key = next(iter(heads))
         if deep:
-            back = _Back(namespace, f"c|{ns}|", f"w|{ns}|")
+            back = Back(namespace, f"c|{ns}|", f"w|{ns}|")
             _LATEST_PAGE.set((self, namespace, key, back, back.take(heads, writes)))
         writes_key, first_piece = self._with_writes([key], first_piece=True)[1:]
         found = {key: heads[key], **{k: v for k, v in {**writes, **pieces}.items()
@@ -453,7 +374,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         only_ns = configurable.get("checkpoint_ns")
         only_id = configurable.get("checkpoint_id")
         before_id = get_checkpoint_id(before) if before else None
-        prefix = "c|" if only_ns is None else _checkpoints(only_ns)
+        prefix = "c|" if only_ns is None else heads_prefix(only_ns)
         candidates: builtins.list[tuple[str, str, str]] = []  # (checkpoint id, namespace, key)
         for namespace in namespaces:
             if only_ns is not None and only_id:
@@ -465,7 +386,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
                 keys = yield Call(namespace, "keys", (prefix,),
                                   {"after": cursor, "reverse": True, "limit": window})  # fmt: skip
             for key in keys:
-                checkpoint_id = _parse(key)[1]
+                checkpoint_id = parse_key(key)[1]
                 if (not only_id or checkpoint_id == only_id) and (
                     not before_id or checkpoint_id < before_id
                 ):
@@ -505,7 +426,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
                 "rebuilt from older checkpoints: use ttl=None for a graph with DeltaChannels "
                 "(delete idle threads with delete_thread, or keep them short with prune)"
             )
-        at = _pieces(checkpoint_ns, checkpoint["id"])
+        at = pieces_prefix(checkpoint_ns, checkpoint["id"])
         pieces: dict[str, str] = {}
         head = {
             "thread": thread,
@@ -516,7 +437,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             "metadata": self._dump(merged, at + "m|", pieces),
             "checkpoint": self._dump(checkpoint, at + "c|", pieces, inline=INLINE_CHECKPOINT),
         }
-        key = _checkpoints(checkpoint_ns) + checkpoint["id"]
+        key = heads_prefix(checkpoint_ns) + checkpoint["id"]
         yield from self._write(self._namespace(thread), pieces, {key: head})
         return {
             "configurable": {
@@ -533,7 +454,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             return
         configurable = config["configurable"]
         checkpoint_ns = configurable.get("checkpoint_ns", "")
-        at = _pieces(checkpoint_ns, configurable["checkpoint_id"])
+        at = pieces_prefix(checkpoint_ns, configurable["checkpoint_id"])
         pieces: dict[str, str] = {}
         items = []
         for idx, (channel, value) in enumerate(writes):
@@ -544,7 +465,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         namespace = self._namespace(str(configurable["thread_id"]))
         if pieces:  # the pieces first: the writes appear whole or not at all
             yield from self._write(namespace, pieces, {})
-        key = _writes_key(checkpoint_ns, configurable["checkpoint_id"])
+        key = writes_key_of(checkpoint_ns, configurable["checkpoint_id"])
         if (namespace, key) not in self._lists:
             try:  # a checkpoint's first writes make its list in one row (cheaper than an append)
                 yield Call(namespace, "set", (key, items), {**self._writes_as, "if_version": 0})
@@ -571,7 +492,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         namespaces = yield Call(None, "list_namespaces", (f"{self.namespace_prefix}:",))
         for namespace in namespaces:
             heads = yield Call(namespace, "items", ("c|",))
-            doomed = {_parse(key) for key, head in heads.items() if head.get("run_id") in runs}
+            doomed = {parse_key(key) for key, head in heads.items() if head.get("run_id") in runs}
             if doomed:
                 yield from self._delete_checkpoints(namespace, doomed)
 
@@ -583,7 +504,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         yield from self._write(into, pieces, {})
         for key, items in values.items():  # each write an item of its own
             if key.startswith("w|"):
-                for group in _groups(items):
+                for group in in_groups(items):
                     yield Call(into, "append", (key, *group), self._writes_as)
         heads = {key: {**value, "thread": str(target)} for key, value in values.items()
                  if key.startswith("c|")}  # fmt: skip
@@ -603,11 +524,11 @@ class BotWireSaver(BaseCheckpointSaver[str]):
             yield from self._read_pieces(namespace, metadata, heads)
             newest: dict[str, str] = {}
             for key in keys:  # in key order: the last of each namespace is its newest
-                newest[_parse(key)[0]] = key
+                newest[parse_key(key)[0]] = key
             kept: set[tuple[str, str]] = set()
             for key in newest.values():
                 kept.update(self._needed_chain(key, heads))
-            doomed = {_parse(key) for key in keys} - kept
+            doomed = {parse_key(key) for key in keys} - kept
             if doomed:
                 yield from self._delete_checkpoints(namespace, doomed)
 
@@ -617,14 +538,14 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         thread = str(config["configurable"]["thread_id"])
         namespace = self._namespace(thread)
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
-        prefix = _checkpoints(checkpoint_ns)
+        prefix = heads_prefix(checkpoint_ns)
         history: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
         target_id = get_checkpoint_id(config)
         # The ancestors are (nearly always) the checkpoints just before the target: read the
         # target's head with a page of those before it, and a page of writes (a range of
         # checkpoints has at most one writes key each, so it reaches back as far); read
         # further back only when the chain leaves what was read.
-        writes_prefix = _writes_key(checkpoint_ns, "")
+        writes_prefix = writes_key_of(checkpoint_ns, "")
         if len(self._deltas) >= REMEMBERED:
             self._deltas.clear()
         self._deltas[namespace, checkpoint_ns] = None
@@ -633,14 +554,14 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         if latest is not None and latest[:3] == (self, namespace, prefix + str(target_id)):
             back, found = copy.copy(latest[3]), dict(latest[4])  # read with the checkpoint
         else:
-            back = _Back(namespace, prefix, writes_prefix)
+            back = Back(namespace, prefix, writes_prefix)
             upto = None if target_id is None else prefix + target_id + " "  # it and before
-            writes_before = None if target_id is None else _writes_key(checkpoint_ns, target_id)
+            writes_before = None if target_id is None else writes_key_of(checkpoint_ns, target_id)
             found = yield from back.read(upto, writes_before)
         if not found:
             return history
         head = found[back.newest]
-        target_id = _parse(back.newest)[1]
+        target_id = parse_key(back.newest)[1]
         if back.newest != prefix + target_id:
             return history  # the checkpoint named is gone
         steps: builtins.list[tuple[str, builtins.list[Any], dict[str, Any]]] = []
@@ -686,13 +607,13 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def _needed_chain(self, key: str, heads: Mapping[str, Any]) -> builtins.list[tuple[str, str]]:
         """The checkpoint at ``key`` and, when it has ``DeltaChannel``s, its ancestors back to
         the nearest that holds each one's value: what its state is rebuilt from."""
-        checkpoint_ns, checkpoint_id = _parse(key)
+        checkpoint_ns, checkpoint_id = parse_key(key)
         chain = [(checkpoint_ns, checkpoint_id)]
         head = heads[key]
         counters = self._load(head["metadata"], heads).get("counters_since_delta_snapshot")
         missing = set(counters or ()) & set(self._written(head)) - set(self._channels(head))
         while missing and head.get("parent"):
-            key = _checkpoints(checkpoint_ns) + head["parent"]
+            key = heads_prefix(checkpoint_ns) + head["parent"]
             if key not in heads or (checkpoint_ns, head["parent"]) in chain:
                 break
             chain.append((checkpoint_ns, head["parent"]))
@@ -704,9 +625,9 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         """Delete these checkpoints, their writes and their pieces (heads first: a checkpoint
         goes whole or not at all)."""
         pieces = yield Call(namespace, "keys", ("p|",))
-        keys = [_checkpoints(ns) + cid for ns, cid in doomed]
-        keys += [_writes_key(ns, cid) for ns, cid in doomed]
-        keys += [key for key in pieces if _parse(key) in doomed]
+        keys = [heads_prefix(ns) + cid for ns, cid in doomed]
+        keys += [writes_key_of(ns, cid) for ns, cid in doomed]
+        keys += [key for key in pieces if parse_key(key) in doomed]
         for start in range(0, len(keys), DELETE_BATCH):
             yield Call(namespace, "delete_many", (keys[start : start + DELETE_BATCH],))
 
@@ -730,7 +651,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
     def _write(self, namespace: str, pieces: Mapping[str, Any], last: Mapping[str, Any]) -> Steps:
         """Store ``pieces``, then ``last`` with the final batch of them: in one atomic batch
         when they fit one, else in batches of :data:`BATCH` characters."""
-        groups = list(_groups(pieces.items(), lambda piece: _length(piece[1]))) or [[]]
+        groups = list(in_groups(pieces.items(), lambda piece: request_length(piece[1]))) or [[]]
         for group in groups[:-1]:
             yield Call(namespace, "set_many", (dict(group),), self._writes_as)
         batch = {**dict(groups[-1]), **last}
@@ -742,10 +663,10 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         """Checkpoint keys, with their writes' keys (and their first piece's)."""
         wanted = []
         for key in keys:
-            checkpoint_ns, checkpoint_id = _parse(key)
-            wanted += [key, _writes_key(checkpoint_ns, checkpoint_id)]
+            checkpoint_ns, checkpoint_id = parse_key(key)
+            wanted += [key, writes_key_of(checkpoint_ns, checkpoint_id)]
             if first_piece:
-                wanted.append(f"{_pieces(checkpoint_ns, checkpoint_id)}c|{0:06}")
+                wanted.append(f"{pieces_prefix(checkpoint_ns, checkpoint_id)}c|{0:06}")
         return wanted
 
     @staticmethod
@@ -756,7 +677,7 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         for key in keys:
             if key in found:
                 dumped += [found[key]["checkpoint"], found[key]["metadata"]]
-                writes = found.get(_writes_key(*_parse(key)), [])
+                writes = found.get(writes_key_of(*parse_key(key)), [])
                 dumped += [write["value"] for write in writes]
         return dumped
 
@@ -820,14 +741,14 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         head = found.get(key)
         if head is None:
             return None
-        checkpoint_ns, checkpoint_id = _parse(key)
+        checkpoint_ns, checkpoint_id = parse_key(key)
         thread = self._thread_of(namespace, head)
 
         def config(checkpoint: str) -> RunnableConfig:
             return {"configurable": {"thread_id": thread, "checkpoint_ns": checkpoint_ns,
                                      "checkpoint_id": checkpoint}}  # fmt: skip
 
-        writes = self._chosen(found.get(_writes_key(checkpoint_ns, checkpoint_id), []))
+        writes = self._chosen(found.get(writes_key_of(checkpoint_ns, checkpoint_id), []))
         try:
             return CheckpointTuple(
                 config=config(checkpoint_id),
