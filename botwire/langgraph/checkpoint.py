@@ -92,6 +92,13 @@ _LATEST_PAGE: ContextVar[tuple[Any, str, str, Back, dict[str, Any]] | None] = Co
 ``(saver, namespace, checkpoint key, reader, what was read)``."""
 
 
+def _remember(seen: dict[tuple[str, str], None], key: tuple[str, str]) -> None:
+    """Add ``key`` to what a saver remembers, forgetting all once it holds :data:`REMEMBERED`."""
+    if len(seen) >= REMEMBERED:
+        seen.clear()
+    seen[key] = None
+
+
 class BotWireSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer kept in botwire: threads survive restarts and are shared by
     every process on the store (the embedded file, ``botwire serve`` or PostgreSQL).
@@ -333,19 +340,20 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         Where a DeltaChannel was rebuilt last time, a page of heads and writes comes with it,
         kept (in this context) for the history LangGraph asks for next: a thread's state is
         then read in one round trip."""
-        ns = escape(checkpoint_ns, "|")
+        heads_at, writes_at = heads_prefix(checkpoint_ns), writes_key_of(checkpoint_ns, "")
         deep = (namespace, checkpoint_ns) in self._deltas
         newest = {"reverse": True, "limit": PAGE if deep else 1}
         heads, writes, pieces = yield [
-            Call(namespace, "items", (f"c|{ns}|",), newest),
-            Call(namespace, "items", (f"w|{ns}|",), newest),
-            Call(namespace, "items", (f"p|{ns}|",), {"reverse": True, "limit": 1}),
-        ]
+            Call(namespace, "items", (heads_at,), newest),
+            Call(namespace, "items", (writes_at,), newest),
+            Call(namespace, "items", (f"p|{escape(checkpoint_ns, '|')}|",),
+                 {"reverse": True, "limit": 1}),
+        ]  # fmt: skip
         if not heads:
             return {}
         key = next(iter(heads))
         if deep:
-            back = Back(namespace, f"c|{ns}|", f"w|{ns}|")
+            back = Back(namespace, heads_at, writes_at)
             _LATEST_PAGE.set((self, namespace, key, back, back.take(heads, writes)))
         writes_key, first_piece = self._with_writes([key], first_piece=True)[1:]
         found = {key: heads[key], **{k: v for k, v in {**writes, **pieces}.items()
@@ -469,18 +477,12 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         if (namespace, key) not in self._lists:
             try:  # a checkpoint's first writes make its list in one row (cheaper than an append)
                 yield Call(namespace, "set", (key, items), {**self._writes_as, "if_version": 0})
-                self._remember_list(namespace, key)
+                _remember(self._lists, (namespace, key))
                 return
             except (VersionConflict, ValueTooLarge):
                 pass  # another task's writes came first, or these are more than one value holds
         yield Call(namespace, "append", (key, *items), self._writes_as)
-        self._remember_list(namespace, key)
-
-    def _remember_list(self, namespace: str, key: str) -> None:
-        """Note that the writes list at ``key`` exists: the next writes go straight to it."""
-        if len(self._lists) >= REMEMBERED:
-            self._lists.clear()
-        self._lists[namespace, key] = None
+        _remember(self._lists, (namespace, key))
 
     def _delete_thread(self, thread_id: str) -> Steps:
         yield Call(self._namespace(str(thread_id)), "clear")
@@ -546,12 +548,10 @@ class BotWireSaver(BaseCheckpointSaver[str]):
         # checkpoints has at most one writes key each, so it reaches back as far); read
         # further back only when the chain leaves what was read.
         writes_prefix = writes_key_of(checkpoint_ns, "")
-        if len(self._deltas) >= REMEMBERED:
-            self._deltas.clear()
-        self._deltas[namespace, checkpoint_ns] = None
+        _remember(self._deltas, (namespace, checkpoint_ns))
         latest = _LATEST_PAGE.get()
         _LATEST_PAGE.set(None)
-        if latest is not None and latest[:3] == (self, namespace, prefix + str(target_id)):
+        if latest is not None and target_id and latest[:3] == (self, namespace, prefix + target_id):
             back, found = copy.copy(latest[3]), dict(latest[4])  # read with the checkpoint
         else:
             back = Back(namespace, prefix, writes_prefix)
